@@ -1,0 +1,117 @@
+"""`stretchfs dev up|down|status`: a local cluster in one command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import time
+from typing import Any
+
+from stretchfs.devcluster.cluster import (
+    LocalCluster,
+    cluster_status,
+    stop_detached,
+    usage_example,
+)
+
+DEFAULT_WORKDIR = "./.stretchfs-dev"
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `dev` and its subcommands."""
+    dev = subparsers.add_parser("dev", help="run a local cluster of real processes")
+    dev_sub = dev.add_subparsers(dest="dev_command", required=True)
+    up = dev_sub.add_parser("up", help="start Redis, a master, prisms and stores")
+    up.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    up.add_argument("--prisms", type=int, default=2)
+    up.add_argument("--stores", type=int, default=3)
+    up.add_argument("--detach", action="store_true",
+                    help="return once ready; stop later with `stretchfs dev down`")
+    up.add_argument("--timeout", type=float, default=90.0,
+                    help="seconds to wait for every node to be healthy")
+    up.set_defaults(func=run_up)
+    down = dev_sub.add_parser("down", help="stop a cluster started with --detach")
+    down.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    down.set_defaults(func=run_down)
+    status = dev_sub.add_parser("status", help="health of every node")
+    status.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    status.set_defaults(func=run_status)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    """Start the cluster; in the foreground, stop it on Ctrl-C."""
+    if args.prisms < 0 or args.stores < 0 or args.prisms + args.stores > 200:
+        _say("stretchfs dev up: --prisms and --stores must be 0..200 in all")
+        return 2
+    cluster = LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores, say=_say)
+    stopping = {"now": False}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        state = cluster.up(detach=args.detach, timeout=args.timeout)
+    except Exception as exc:
+        _say("stretchfs dev up: {}".format(exc))
+        return 1
+    _print_ready(state)
+    if args.detach:
+        _say("detached; state in {}; stop with: stretchfs dev down --workdir {}".format(
+            cluster.state_path, args.workdir))
+        return 0
+    _say("press Ctrl-C to stop the cluster")
+    while not stopping["now"]:
+        dead = [p.name for p in cluster.processes.values()
+                if p.process is not None and p.process.poll() is not None]
+        if dead:
+            _say("node(s) exited: {} (see their logs in {}/log)".format(
+                ", ".join(dead), cluster.workdir))
+            break
+        time.sleep(0.2)
+    _say("stopping the cluster...")
+    cluster.down()
+    _say("stopped")
+    return 0
+
+
+def _print_ready(state: dict[str, Any]) -> None:
+    _say("")
+    _say("StretchFS local cluster ready ({})".format(state["workdir"]))
+    for node in state["nodes"]:
+        _say("  {:<8} {:<7} {}".format(node["name"], node["role"], node["url"]))
+    _say("  redis    {}".format(state["redis"]["url"]))
+    if state.get("user"):
+        _say("user: {} password: {}".format(state["user"]["username"],
+                                             state["user"]["password"]))
+    if state.get("prism_url"):
+        _say("")
+        _say("Try it:")
+        _say(usage_example(state))
+    _say("")
+
+
+def run_down(args: argparse.Namespace) -> int:
+    """Stop a detached cluster."""
+    stopped = stop_detached(args.workdir, say=_say)
+    _say("{} process(es) stopped".format(stopped))
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the health of each node; exit 1 unless all are healthy."""
+    rows = cluster_status(args.workdir)
+    if not rows:
+        _say("no cluster in {}".format(args.workdir))
+        return 1
+    for name, role, url, _status, summary in rows:
+        _say("{:<8} {:<7} {:<28} {}".format(name, role, url, summary))
+    return 0 if all(row[3] == 200 for row in rows) else 1
+
+
+

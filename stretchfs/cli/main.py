@@ -1,0 +1,28 @@
+"""Entry point of the `stretchfs` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stretchfs import __version__
+from stretchfs.cli import dev
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="stretchfs", description="StretchFS cluster tools")
+    parser.add_argument("--version", action="version", version="stretchfs " + __version__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    dev.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,414 @@
+"""Load and validate a role's TOML config into frozen dataclasses.
+
+Order of precedence: defaults in code, then the TOML file, then environment
+overrides for secrets (``STRETCHFS_CLUSTER_KEY``).  Every mistake raises
+`ConfigError` with one line naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from typing import Any, Callable, Mapping, TypeVar
+
+from stretchfs.errors import ConfigError
+
+T = TypeVar("T")
+
+CLUSTER_KEY_ENV = "STRETCHFS_CLUSTER_KEY"
+DEV_CLUSTER_KEY = "change-me-dev-cluster-key"
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "mi": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4,
+}
+
+
+# -- value checks: each returns an error text ("expected ...") or None ------
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "expected a number greater than 0"
+
+
+def _non_negative(value: float) -> str | None:
+    return None if value >= 0 else "expected a number of at least 0"
+
+
+def _peer_name(value: str) -> str | None:
+    if _NAME_RE.match(value):
+        return None
+    return "expected a name of lowercase letters, digits and '-' (1-63 chars)"
+
+
+def _endpoint(value: str) -> str | None:
+    kind = value.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl", "unix") and ":" in value:
+        return None
+    return "expected a Twisted endpoint such as 'tcp:8160:interface=127.0.0.1'"
+
+
+def _http_url(value: str) -> str | None:
+    if value.startswith(("http://", "https://")) and len(value) > 8:
+        return None
+    return "expected an http:// or https:// URL"
+
+
+def _optional_http_url(value: str) -> str | None:
+    return None if value == "" else _http_url(value)
+
+
+def _redis_url(value: str) -> str | None:
+    if value.startswith(("redis://", "unix://")):
+        return None
+    return "expected redis://host:port/db or unix:///path/to/socket?db=0"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "expected a port number 0-65535"
+
+
+def _extensions(value: tuple[str, ...]) -> str | None:
+    bad = [v for v in value if not _EXT_RE.match(v)]
+    return "expected file extensions like 'mp4', got {!r}".format(bad[0]) if bad else None
+
+
+def _replicas(value: int) -> str | None:
+    return None if 1 <= value <= 16 else "expected a number of copies 1-16"
+
+
+def _log_format(value: str) -> str | None:
+    return None if value in ("text", "json") else "expected 'text' or 'json'"
+
+
+def parse_size(value: object) -> int:
+    """Parse a size: an integer of bytes or a string like '100 GiB'."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size in bytes or a string like '100 GiB'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("expected a size of at least 0 bytes")
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        unit = (match.group(2) or "").lower() if match else None
+        if match and unit in _SIZE_UNITS:
+            return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    raise ValueError("expected a size in bytes or a string like '100 GiB'")
+
+
+def setting(default: Any, doc: str, check: Callable[[Any], str | None] | None = None,
+            parse: Callable[[object], Any] | None = None) -> Any:
+    """Declare one config key with its default, meaning and validation."""
+    return field(default=default, metadata={"doc": doc, "check": check, "parse": parse})
+
+
+def section(cls: type[T], doc: str) -> Any:
+    """Declare a config section (a nested dataclass with its own defaults)."""
+    return field(default_factory=cls, metadata={"doc": doc})
+
+
+# -- sections ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Who this node is in the cluster."""
+
+    name: str = setting("node1", "unique peer name: lowercase letters, digits, '-'", _peer_name)
+    site: str = setting("local", "site (data centre) of this node", _peer_name)
+    zone: str = setting("a", "zone (rack, power domain) inside the site", _peer_name)
+    host: str = setting("127.0.0.1", "address other nodes use to reach this node")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP listener."""
+
+    listen: str = setting("tcp:0:interface=127.0.0.1",
+                          "Twisted server endpoint string; ssl:... for TLS", _endpoint)
+    public_url: str = setting("", "URL clients use for this node ('' = http://host:port)",
+                              _optional_http_url)
+    max_body: int = setting(1024 * 1024, "largest accepted request body in bytes (JSON routes)",
+                            None, parse_size)
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How this node reaches and authenticates to the rest of the cluster."""
+
+    key: str = setting("", "shared cluster secret; overridden by $STRETCHFS_CLUSTER_KEY")
+    master_url: str = setting("http://127.0.0.1:8160", "base URL of the master", _http_url)
+    request_timeout: float = setting(10.0, "seconds before an internal HTTP call fails", _positive)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """The cluster Redis (master's database and the ping net's ballot box)."""
+
+    url: str = setting("redis://127.0.0.1:6379/0", "redis://host:port/db or unix:///path?db=N",
+                       _redis_url)
+    prefix: str = setting("sfs:", "prefix of every key StretchFS writes")
+    timeout: float = setting(5.0, "seconds before a Redis reply counts as lost", _positive)
+    pool_size: int = setting(4, "connections in the shared pool", _positive)
+
+
+@dataclass(frozen=True)
+class PingSettings:
+    """The ping net (UDP probes and majority votes)."""
+
+    enabled: bool = setting(True, "take part in the ping net")
+    port: int = setting(0, "UDP port for probes (0 = any free port)", _port)
+    interval: float = setting(0.5, "seconds between probe rounds", _positive)
+    timeout: float = setting(0.25, "seconds a PONG may take", _positive)
+    misses: int = setting(3, "consecutive lost probes before voting a peer down", _positive)
+    vote_ttl: float = setting(10.0, "seconds a vote lives unless refreshed", _positive)
+    registry_refresh: float = setting(60.0, "seconds between registry downloads", _positive)
+
+
+@dataclass(frozen=True)
+class MasterSettings:
+    """Master-only behaviour."""
+
+    session_ttl: float = setting(30 * 86400.0, "seconds of inactivity before a session expires",
+                                 _positive)
+    prune_interval: float = setting(86400.0, "seconds between purchase prunes", _positive)
+    feed_max_len: int = setting(1_000_000, "change-feed entries kept before trimming", _positive)
+    feed_poll_timeout: float = setting(10.0, "longest wait of a feed long-poll, seconds",
+                                       _positive)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Store-only behaviour: where the bytes live and how they are served."""
+
+    root: str = setting("/var/lib/stretchfs/store", "folder that holds this store's content")
+    min_free: int = setting(1024**3, "bytes that must stay free; below, the store is full",
+                            None, parse_size)
+    max_put: int = setting(100 * 1024**3, "largest accepted content PUT in bytes", None,
+                           parse_size)
+
+
+@dataclass(frozen=True)
+class InventorySettings:
+    """Store inventory scan and publishing."""
+
+    interval: float = setting(3600.0, "seconds between full inventory syncs", _positive)
+    batch_size: int = setting(1000, "changes per publish call", _positive)
+
+
+@dataclass(frozen=True)
+class PrismSettings:
+    """Prism-only behaviour: the public API."""
+
+    replicas: int = setting(2, "copies made of each upload", _replicas)
+    min_copies: int = setting(1, "copies needed for an upload to succeed", _replicas)
+    max_upload: int = setting(100 * 1024**3, "largest accepted upload in bytes", None, parse_size)
+    purchase_life: float = setting(7200.0, "default purchase life in seconds", _positive)
+    delivery_life: float = setting(21600.0, "seconds a signed store URL stays valid", _positive)
+    deny_static_types: tuple[str, ...] = setting(
+        ("mp4", "webm", "mkv", "mov", "m3u8", "ts"),
+        "extensions refused on /static (must be purchased)", _extensions)
+    video_types: tuple[str, ...] = setting(
+        ("mp4", "webm", "mkv", "mov", "flv", "m4v"),
+        "extensions that get start=0 appended on delivery", _extensions)
+    bulk_max: int = setting(1000, "most hashes in one detail/exists call", _positive)
+    session_cache_ttl: float = setting(2.0, "seconds a validated session is cached", _positive)
+
+
+@dataclass(frozen=True)
+class RetrieveSettings:
+    """Prism fetches of remote URLs (/content/retrieve)."""
+
+    max_size: int = setting(10 * 1024**3, "largest remote file in bytes", None, parse_size)
+    timeout: float = setting(300.0, "seconds before a remote fetch is abandoned", _positive)
+    allow_private: bool = setting(False, "allow loopback/private/link-local destinations")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logging."""
+
+    format: str = setting("text", "'text' or 'json' (one object per line, for journald)",
+                          _log_format)
+
+
+# -- role configs -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class MasterConfig:
+    """Settings of a master process."""
+
+    node: NodeSettings = section(NodeSettings, "identity of this node")
+    http: HttpSettings = section(HttpSettings, "HTTP listener")
+    cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
+    redis: RedisSettings = section(RedisSettings, "cluster Redis")
+    master: MasterSettings = section(MasterSettings, "master behaviour")
+    log: LogSettings = section(LogSettings, "logging")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Settings of a store process."""
+
+    node: NodeSettings = section(NodeSettings, "identity of this node")
+    http: HttpSettings = section(HttpSettings, "HTTP listener")
+    cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
+    redis: RedisSettings = section(RedisSettings, "cluster Redis (ping-net votes)")
+    ping: PingSettings = section(PingSettings, "ping net")
+    store: StoreSettings = section(StoreSettings, "content storage")
+    inventory: InventorySettings = section(InventorySettings, "inventory sync")
+    log: LogSettings = section(LogSettings, "logging")
+
+
+@dataclass(frozen=True)
+class PrismConfig:
+    """Settings of a prism process."""
+
+    node: NodeSettings = section(NodeSettings, "identity of this node")
+    http: HttpSettings = section(HttpSettings, "HTTP listener")
+    cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
+    redis: RedisSettings = section(RedisSettings, "cluster Redis (ping-net votes)")
+    ping: PingSettings = section(PingSettings, "ping net")
+    prism: PrismSettings = section(PrismSettings, "public API behaviour")
+    retrieve: RetrieveSettings = section(RetrieveSettings, "remote URL fetches")
+    log: LogSettings = section(LogSettings, "logging")
+
+
+ROLE_CONFIGS: dict[str, type] = {
+    "master": MasterConfig,
+    "prism": PrismConfig,
+    "store": StoreConfig,
+}
+
+RoleConfig = MasterConfig | PrismConfig | StoreConfig
+
+
+# -- loading ----------------------------------------------------------------
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _convert(hint: Any, raw: object, meta: Mapping[str, Any]) -> Any:
+    """Convert a TOML value to the field's type or raise ValueError."""
+    parse = meta.get("parse")
+    if parse is not None:
+        return parse(raw)
+    if hint is bool:
+        if isinstance(raw, bool):
+            return raw
+    elif hint is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+    elif hint is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+    elif hint is str:
+        if isinstance(raw, str):
+            return raw
+    elif typing.get_origin(hint) is tuple:
+        if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
+            return tuple(raw)
+        raise ValueError("expected a list of strings, got {}".format(_describe(raw)))
+    raise ValueError("expected {}, got {}".format(_TYPE_NAMES.get(hint, hint), _describe(raw)))
+
+
+def _build(cls: type[T], table: Mapping[str, Any], where: str, origin: str) -> T:
+    """Build dataclass `cls` from a TOML table, checking every key."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        label = "{}{}".format(where, key)
+        if key not in known:
+            expected = ", ".join(sorted(known))
+            raise ConfigError("{}: {}: unknown key (expected one of: {})".format(
+                origin, label, expected))
+        spec = known[key]
+        hint = hints[key]
+        if is_dataclass(hint):
+            if not isinstance(raw, dict):
+                raise ConfigError("{}: [{}]: expected a table, got {}".format(
+                    origin, label, _describe(raw)))
+            values[key] = _build(hint, raw, "[{}] ".format(key), origin)
+            continue
+        try:
+            value = _convert(hint, raw, spec.metadata)
+        except ValueError as exc:
+            raise ConfigError("{}: {}: {}".format(origin, label, exc)) from None
+        check = spec.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            raise ConfigError("{}: {}: {}, got {}".format(origin, label, problem, _describe(raw)))
+        values[key] = value
+    return cls(**values)
+
+
+def parse_config(role: str, text: str, origin: str,
+                 environ: Mapping[str, str] | None = None) -> RoleConfig:
+    """Parse TOML `text` for `role`; `origin` names the file in errors."""
+    cls = ROLE_CONFIGS[role]
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("{}: not valid TOML: {}".format(origin, exc)) from None
+    config = _build(cls, table, "", origin)
+    key = (environ or {}).get(CLUSTER_KEY_ENV) or config.cluster.key
+    if not key:
+        raise ConfigError("{}: [cluster] key: expected a cluster key (or set ${})".format(
+            origin, CLUSTER_KEY_ENV))
+    if len(key) < 16:
+        raise ConfigError("{}: [cluster] key: expected at least 16 characters".format(origin))
+    config = replace(config, cluster=replace(config.cluster, key=key))
+    _check_role_rules(config, origin)
+    return config
+
+
+def _check_role_rules(config: RoleConfig, origin: str) -> None:
+    """Rules that involve more than one key."""
+    if isinstance(config, PrismConfig) and config.prism.min_copies > config.prism.replicas:
+        raise ConfigError("{}: [prism] min_copies: expected at most replicas ({}), got {}".format(
+            origin, config.prism.replicas, config.prism.min_copies))
+    ping = getattr(config, "ping", None)
+    if ping is not None and ping.timeout >= ping.interval:
+        raise ConfigError("{}: [ping] timeout: expected less than interval ({}), got {}".format(
+            origin, ping.interval, ping.timeout))
+    if isinstance(config, StoreConfig) and not config.store.root:
+        raise ConfigError("{}: [store] root: expected a folder path".format(origin))
+
+
+def load_config(role: str, path: str, environ: Mapping[str, str] | None = None) -> RoleConfig:
+    """Read and validate the TOML file at `path` for `role`."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError("{}: no such file".format(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("{}: cannot read: {}".format(path, exc)) from None
+    return parse_config(role, text, path, os.environ if environ is None else environ)
+
+
+def describe_keys(cls: type) -> list[tuple[str, str, Any, str]]:
+    """List (section, key, default, doc) of a role config, for docs and tests."""
+    rows = []
+    for sec in fields(cls):
+        sec_cls = sec.default_factory  # type: ignore[misc]
+        for item in fields(sec_cls):
+            default = item.default if item.default is not MISSING else None
+            rows.append((sec.name, item.name, default, item.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,1 @@
+"""Local clusters of real processes, for developers, tests and benchmarks."""

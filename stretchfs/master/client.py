@@ -1,0 +1,214 @@
+"""`MasterClient`: every master route of docs/master-api.md, for the other roles.
+
+Failures surface as `PeerUnavailable` (master unreachable) or
+`UpstreamError` (a non-2xx answer; `.code` tells 404 from 410 ...).
+NDJSON streams are read chunk by chunk and handed over one row at a time,
+so a million-row snapshot never sits in memory as one body.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+from urllib.parse import quote
+
+import treq
+from treq.client import HTTPClient
+
+from stretchfs.errors import UpstreamError
+from stretchfs.httpclient import JsonClient
+
+MAX_NDJSON_LINE_BYTES = 1024 * 1024
+
+
+class NdjsonSplitter:
+    """Splits a byte stream into decoded JSON lines, calling `on_row` for each."""
+
+    def __init__(self, on_row: Callable[[Any], None]) -> None:
+        self._on_row = on_row
+        self._buffer = b""
+        self.rows = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Consume one chunk of the stream."""
+        data = self._buffer + chunk
+        lines = data.split(b"\n")
+        self._buffer = lines.pop()
+        if len(self._buffer) > MAX_NDJSON_LINE_BYTES:
+            raise UpstreamError(200, b"NDJSON line too long")
+        for line in lines:
+            if line:
+                self.rows += 1
+                self._on_row(json.loads(line))
+
+    def close(self) -> None:
+        """Flush a last line that had no newline."""
+        if self._buffer.strip():
+            self.rows += 1
+            self._on_row(json.loads(self._buffer))
+        self._buffer = b""
+
+
+class MasterClient:
+    """Talks to the master at `base_url` with the cluster key."""
+
+    def __init__(self, http: HTTPClient, base_url: str, cluster_key: str,
+                 timeout: float) -> None:
+        self._json = JsonClient(http, base_url, cluster_key, timeout)
+
+    @property
+    def base_url(self) -> str:
+        """The master's base URL."""
+        return self._json.base_url
+
+    # -- peers --------------------------------------------------------------
+    async def register_peer(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Register (or refresh the address of) this node."""
+        return await self._json.json("POST", "/peers/register", record)
+
+    async def list_peers(self) -> list[dict[str, Any]]:
+        """Every registered peer with its flags."""
+        return (await self._json.json("GET", "/peers"))["peers"]
+
+    async def update_peer(self, name: str, **flags: bool) -> dict[str, Any]:
+        """Set `active` and/or `writable` of a peer."""
+        return await self._json.json("POST", "/peers/{}/update".format(quote(name)), flags)
+
+    async def remove_peer(self, name: str) -> dict[str, Any]:
+        """Remove a peer from the registry."""
+        return await self._json.json("POST", "/peers/{}/remove".format(quote(name)))
+
+    # -- users and sessions ------------------------------------------------------
+    async def create_user(self, username: str, password: str | None = None) -> dict[str, Any]:
+        """Create a user; the answer holds the (generated) password."""
+        body: dict[str, Any] = {"username": username}
+        if password is not None:
+            body["password"] = password
+        return await self._json.json("POST", "/users", body)
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        """Every user (without password hashes)."""
+        return (await self._json.json("GET", "/users"))["users"]
+
+    async def deactivate_user(self, username: str) -> dict[str, Any]:
+        """Deactivate a user and end its sessions."""
+        return await self._json.json("POST", "/users/{}/deactivate".format(quote(username)))
+
+    async def login(self, username: str, password: str, ip: str = "") -> dict[str, Any]:
+        """Log in; the full SDK-shaped answer with `session`."""
+        return await self._json.json("POST", "/user/login",
+                                     {"username": username, "password": password, "ip": ip})
+
+    async def logout(self, token: str) -> dict[str, Any]:
+        """End a session."""
+        return await self._json.json("POST", "/user/logout", {"token": token})
+
+    async def validate_session(self, token: str) -> dict[str, Any]:
+        """The session of `token` (UpstreamError 401 when invalid)."""
+        return (await self._json.json("POST", "/user/session/validate", {"token": token}))[
+            "session"]
+
+    async def update_session(self, token: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Replace the session's data."""
+        return await self._json.json("POST", "/user/session/update",
+                                     {"token": token, "data": data})
+
+    async def reset_password(self, token: str) -> dict[str, Any]:
+        """Give the session's user a new generated password."""
+        return await self._json.json("POST", "/user/password/reset", {"token": token})
+
+    # -- inventory ---------------------------------------------------------
+    async def lookup(self, sha1: str) -> dict[str, Any] | None:
+        """The inventory row of `sha1`, None when no store holds it."""
+        try:
+            return await self._json.json("GET", "/inventory/{}".format(sha1))
+        except UpstreamError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def lookup_many(self, hashes: list[str]) -> dict[str, Any]:
+        """Rows of several hashes: `{hash: row or None}`."""
+        return await self._json.json("POST", "/inventory/lookup", {"hashes": hashes})
+
+    async def publish(self, store: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
+        """Publish a batch of a store's adds/removes (idempotent)."""
+        return await self._json.json("POST", "/inventory/publish",
+                                     {"store": store, "changes": changes})
+
+    async def store_inventory(self, store: str, on_row: Callable[[Any], None]) -> int:
+        """Stream what the master believes `store` holds; returns the row count."""
+        return await self.stream_ndjson("/inventory/store/{}".format(quote(store)), on_row)
+
+    async def inventory_snapshot(self, on_row: Callable[[Any], None]) -> str:
+        """Stream the full inventory; returns the cursor to follow the feed from."""
+        return await self._snapshot("/inventory/snapshot", on_row)
+
+    async def inventory_feed(self, after: str, wait: float, limit: int = 10000) -> dict[str, Any]:
+        """Changes after `after` (UpstreamError 410 when the cursor was trimmed)."""
+        return await self._json.json("GET", "/inventory/feed",
+                                     params={"after": after, "wait": wait, "limit": limit},
+                                     timeout=self._json.timeout + wait)
+
+    # -- purchases ---------------------------------------------------------
+    async def create_purchase(self, purchase: dict[str, Any]) -> dict[str, Any]:
+        """Create a purchase; the master draws the token."""
+        return await self._json.json("POST", "/purchases", purchase)
+
+    async def get_purchase(self, token: str) -> dict[str, Any] | None:
+        """The purchase of `token`, None when unknown or expired."""
+        try:
+            return await self._json.json("GET", "/purchases/{}".format(quote(token)))
+        except UpstreamError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    async def remove_purchase(self, token: str) -> dict[str, Any]:
+        """Remove a purchase: `{"token", "count"}`."""
+        return await self._json.json("POST", "/purchases/{}/remove".format(quote(token)))
+
+    async def purchase_snapshot(self, on_row: Callable[[Any], None]) -> str:
+        """Stream every unexpired purchase; returns the feed cursor."""
+        return await self._snapshot("/purchases/snapshot", on_row)
+
+    async def purchase_feed(self, after: str, wait: float, limit: int = 10000) -> dict[str, Any]:
+        """Purchase changes after `after` (UpstreamError 410 when trimmed)."""
+        return await self._json.json("GET", "/purchases/feed",
+                                     params={"after": after, "wait": wait, "limit": limit},
+                                     timeout=self._json.timeout + wait)
+
+    async def prune_purchases(self) -> dict[str, Any]:
+        """Remove expired purchases now: `{"pruned": n}`."""
+        return await self._json.json("POST", "/purchases/prune")
+
+    # -- ping net ----------------------------------------------------------
+    async def pingnet_status(self) -> dict[str, Any]:
+        """The master's cluster view of the ping net."""
+        return await self._json.json("GET", "/pingnet/status")
+
+    # -- streaming ---------------------------------------------------------
+    async def stream_ndjson(self, path: str, on_row: Callable[[Any], None],
+                            timeout: float | None = None) -> int:
+        """GET an NDJSON route, calling `on_row` per line; returns the row count."""
+        response = await self._json.request("GET", path, timeout=timeout or 3600.0)
+        splitter = NdjsonSplitter(on_row)
+        await treq.collect(response, splitter.feed)
+        splitter.close()
+        return splitter.rows
+
+    async def _snapshot(self, path: str, on_row: Callable[[Any], None]) -> str:
+        header: dict[str, Any] = {}
+
+        def route(row: Any) -> None:
+            if not header:
+                if not isinstance(row, dict) or "cursor" not in row:
+                    raise UpstreamError(200, b"snapshot without a cursor line")
+                header.update(row)
+                return
+            on_row(row)
+
+        await self.stream_ndjson(path, route)
+        if not header:
+            raise UpstreamError(200, b"empty snapshot")
+        return str(header["cursor"])

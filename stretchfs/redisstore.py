@@ -1,0 +1,173 @@
+"""Access to the cluster Redis.
+
+Role code sees only `RedisStore`: raw commands (`execute`) and pipelines
+(`pipeline`), each returning a Deferred of the decoded reply (bulk strings
+stay `bytes`; numbers are never guessed).  `TxRedisStore` implements it with
+a txredisapi lazy connection pool.  Every call has its own deadline, so a
+Redis that is down fails fast with `RedisUnavailable` instead of hanging
+(txredisapi's lazy pool would otherwise wait for a reconnect forever).
+
+txredisapi (like klein) installs the global reactor when imported, so it is
+only imported inside `connect_redis`, never at module import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from stretchfs.errors import ConfigError, NotReady
+
+Arg = bytes | str | int | float
+Command = Sequence[Arg]
+
+log = Logger()
+
+
+class RedisUnavailable(NotReady):
+    """The cluster Redis did not answer (down, unreachable or too slow)."""
+
+
+class RedisReplyError(Exception):
+    """Redis answered a command with an error (a bug on our side)."""
+
+
+class RedisStore(Protocol):
+    """The commands StretchFS sends to the cluster Redis."""
+
+    def execute(self, *args: Arg) -> Deferred[Any]:
+        """Send one command; fires with its reply."""
+
+    def pipeline(self, commands: Sequence[Command]) -> Deferred[list[Any]]:
+        """Send several commands in one round trip; fires with their replies."""
+
+    def dedicated(self, timeout: float) -> "RedisStore":
+        """A separate single connection with its own deadline, for blocking commands."""
+
+    def close(self) -> Deferred[None]:
+        """Disconnect; fires once the connections are closed."""
+
+
+@dataclass(frozen=True)
+class RedisAddress:
+    """Where the cluster Redis listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 6379
+    db: int = 0
+    unix_path: str = ""
+    password: str | None = None
+
+    def url(self) -> str:
+        """This address as a redis:// or unix:// URL."""
+        if self.unix_path:
+            return "unix://{}?db={}".format(self.unix_path, self.db)
+        return "redis://{}:{}/{}".format(self.host, self.port, self.db)
+
+
+def parse_redis_url(url: str) -> RedisAddress:
+    """Parse redis://[:password@]host:port/db or unix:///path?db=N."""
+    parts = urlsplit(url)
+    password = unquote(parts.password) if parts.password else None
+    query = parse_qs(parts.query)
+    try:
+        if parts.scheme == "unix":
+            db = int(query.get("db", ["0"])[0])
+            if not parts.path:
+                raise ValueError("no socket path")
+            return RedisAddress(unix_path=parts.path, db=db, password=password)
+        if parts.scheme == "redis":
+            path = parts.path.strip("/")
+            db = int(path) if path else int(query.get("db", ["0"])[0])
+            return RedisAddress(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
+                                db=db, password=password)
+    except ValueError as exc:
+        raise ConfigError("{}: bad Redis URL: {}".format(url, exc)) from None
+    raise ConfigError("{}: bad Redis URL: expected redis:// or unix://".format(url))
+
+
+def _encode(arg: Arg) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode("utf-8")
+    if isinstance(arg, bool):
+        raise TypeError("booleans are not Redis arguments")
+    if isinstance(arg, float):
+        return repr(arg).encode("ascii")
+    return str(arg).encode("ascii")
+
+
+class TxRedisStore:
+    """`RedisStore` over a txredisapi lazy pool, with per-call deadlines."""
+
+    def __init__(self, handler: Any, clock: IReactorTime, timeout: float,
+                 address: RedisAddress) -> None:
+        self._handler = handler
+        self._clock = clock
+        self._timeout = timeout
+        self._address = address
+
+    def _guard(self, d: Deferred[Any]) -> Deferred[Any]:
+        import txredisapi
+
+        def translate(failure: Any) -> Any:
+            if failure.check(txredisapi.ResponseError):
+                raise RedisReplyError(str(failure.value))
+            if failure.check(txredisapi.ConnectionError, DeferredTimeout, ConnectionError):
+                raise RedisUnavailable("cluster Redis unavailable")
+            return failure
+
+        d.addTimeout(self._timeout, self._clock)
+        d.addErrback(translate)
+        return d
+
+    def execute(self, *args: Arg) -> Deferred[Any]:
+        """Send one command; fires with its reply."""
+        encoded = [_encode(arg) for arg in args]
+        return self._guard(self._handler.execute_command(*encoded))
+
+    def pipeline(self, commands: Sequence[Command]) -> Deferred[list[Any]]:
+        """Send several commands in one round trip; fires with their replies."""
+        encoded = [[_encode(arg) for arg in command] for command in commands]
+
+        def send(connection: Any) -> Deferred[list[Any]]:
+            for command in encoded:
+                connection.execute_command(*command)
+            return connection.execute_pipeline()
+
+        d = self._handler.pipeline()
+        d.addCallback(send)
+        return self._guard(d)
+
+    def dedicated(self, timeout: float) -> "TxRedisStore":
+        """A separate single connection with its own deadline, for blocking commands."""
+        return connect_redis(self._address, self._clock, timeout, pool_size=1)
+
+    def close(self) -> Deferred[None]:
+        """Disconnect the pool."""
+        return self._handler.disconnect()
+
+
+def connect_redis(address: RedisAddress, clock: IReactorTime, timeout: float,
+                  pool_size: int = 4) -> TxRedisStore:
+    """Open a lazy, reconnecting txredisapi pool to `address`."""
+    import txredisapi
+
+    options = dict(dbid=address.db, poolsize=pool_size, reconnect=True, charset=None,
+                   password=address.password, connectTimeout=timeout, replyTimeout=timeout,
+                   convertNumbers=False)
+    if address.unix_path:
+        handler = txredisapi.lazyUnixConnectionPool(path=address.unix_path, **options)
+    else:
+        handler = txredisapi.lazyConnectionPool(host=address.host, port=address.port, **options)
+    factory = handler._factory
+    factory.maxDelay = 2.0
+    factory.initialDelay = 0.2
+    return TxRedisStore(handler, clock, timeout, address)

@@ -1,0 +1,28 @@
+"""twistd entry point of the store: options and makeService."""
+
+from __future__ import annotations
+
+from twisted.application.service import IService
+
+from stretchfs.store.service import build_store_service
+from stretchfs.tapbase import RoleOptions
+
+
+class Options(RoleOptions):
+    """Options of `twistd stretchfs-store`."""
+
+    role = "store"
+
+
+def makeService(options: Options) -> IService:
+    """Build the store with the real reactor, Redis pool and HTTP client."""
+    from twisted.internet import reactor
+
+    from stretchfs.httpclient import make_http_client
+    from stretchfs.redisstore import connect_redis, parse_redis_url
+
+    config = options.settings
+    redis = connect_redis(parse_redis_url(config.redis.url), reactor, config.redis.timeout,
+                          pool_size=config.redis.pool_size)
+    return build_store_service(config, reactor=reactor, redis=redis,
+                                 http=make_http_client(reactor))

@@ -1,0 +1,67 @@
+"""Map domain exceptions to HTTP status codes and `{"error": ...}` bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from klein import Klein
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
+
+from stretchfs import errors
+from stretchfs.web.jsonio import write_json
+
+log = Logger()
+
+STATUS_BY_ERROR: list[tuple[type[Exception], int]] = [
+    (errors.InvalidInput, 400),
+    (errors.Unauthorized, 401),
+    (errors.Forbidden, 403),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.Gone, 410),
+    (errors.PayloadTooLarge, 413),
+    (errors.RangeNotSatisfiable, 416),
+    (errors.NotReady, 503),
+    (errors.PeerUnavailable, 503),
+    (errors.InsufficientStorage, 507),
+    (errors.UpstreamError, 502),
+]
+
+
+def status_for(exc: BaseException) -> int | None:
+    """The HTTP status of a domain exception, None for anything else."""
+    for kind, code in STATUS_BY_ERROR:
+        if isinstance(exc, kind):
+            return code
+    return None
+
+
+def render_failure(request: IRequest, failure: Failure) -> bytes:
+    """Answer a failed request: domain errors by the table, others as 500."""
+    if isinstance(failure.value, HTTPException):
+        code = failure.value.code or 500
+        if code == 405 and failure.value.valid_methods:
+            request.setHeader(b"Allow", ", ".join(failure.value.valid_methods).encode())
+        return write_json(request, {"error": (failure.value.name or "error").lower()}, code)
+    code = status_for(failure.value)
+    if code is None:
+        log.failure("unhandled error on {method} {path}", failure,
+                    method=request.method, path=request.path)
+        return write_json(request, {"error": "internal error"}, 500)
+    if code == 416:
+        request.setHeader(b"Content-Range", "bytes */{}".format(failure.value.size).encode())
+    if code == 401:
+        request.setHeader(b"WWW-Authenticate", b'Bearer realm="stretchfs"')
+    return write_json(request, {"error": str(failure.value) or failure.value.__class__.__name__},
+                      code)
+
+
+def install_error_handlers(app: Klein) -> None:
+    """Route every exception raised by `app`'s handlers through `render_failure`."""
+
+    @app.handle_errors(Exception)
+    def _on_error(instance: Any, request: IRequest, failure: Failure) -> bytes:
+        return render_failure(request, failure)

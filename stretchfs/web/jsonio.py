@@ -1,0 +1,56 @@
+"""JSON in and out of Klein handlers, with size limits and clear errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+from stretchfs.errors import InvalidInput, PayloadTooLarge
+
+JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+
+
+def read_body(request: IRequest, max_bytes: int) -> bytes:
+    """The request body (already buffered by twisted.web), at most `max_bytes`."""
+    length = request.getHeader(b"content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes:
+        raise PayloadTooLarge("request body larger than {} bytes".format(max_bytes))
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    data = content.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge("request body larger than {} bytes".format(max_bytes))
+    return data
+
+
+def read_json(request: IRequest, max_bytes: int, default: Any = None) -> Any:
+    """Parse the body as JSON; an empty body gives `default` (or 400 if None)."""
+    data = read_body(request, max_bytes)
+    if not data.strip():
+        if default is not None:
+            return default
+        raise InvalidInput("expected a JSON body")
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("malformed JSON body") from None
+
+
+def read_json_object(request: IRequest, max_bytes: int) -> dict[str, Any]:
+    """Parse the body as a JSON object; anything else is a 400."""
+    value = read_json(request, max_bytes, default={})
+    if not isinstance(value, dict):
+        raise InvalidInput("expected a JSON object")
+    return value
+
+
+def write_json(request: IRequest, obj: Any, code: int = 200) -> bytes:
+    """Set status and Content-Type and return the encoded JSON body."""
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", JSON_CONTENT_TYPE)
+    request.setHeader(b"Cache-Control", b"no-store")
+    return json.dumps(obj, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,87 @@
+"""Each role starts as a real twistd process, answers, and stops cleanly."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from stretchfs.devcluster.process import http_get_json, twistd_command
+from tests.helpers import minimal_config
+
+
+@pytest.mark.parametrize("role", ["master", "prism", "store"])
+def test_role_starts_answers_and_stops_on_sigterm(role: str, launch, redis_url,
+                                                  tmp_path) -> None:
+    """twistd stretchfs-<role> listens, answers /ping /health /metrics, and shuts down on TERM."""
+    node = launch(role, minimal_config(role, redis_url=redis_url, root=str(tmp_path / "data")))
+    base = "http://127.0.0.1:{}".format(node.port)
+    assert http_get_json(base + "/ping") == (200, {"pong": "pong"})
+    node.wait_healthy(base, timeout=15)
+    status, body = http_get_json(base + "/health")
+    assert status == 200 and body["status"] == "ok" and body["role"] == role
+    import urllib.request
+
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as reply:
+        assert b"process_resident_memory_bytes" in reply.read()
+    node.stop()
+    assert node.shut_down_cleanly()
+
+
+def test_master_health_is_503_without_redis(launch) -> None:
+    """A master whose Redis is unreachable runs but reports 503 with the reason."""
+    from stretchfs.devcluster.ports import free_port
+
+    node = launch("master", minimal_config(
+        "master", redis_url="redis://127.0.0.1:{}/0".format(free_port())))
+    status, body = http_get_json("http://127.0.0.1:{}/health".format(node.port))
+    assert status == 503
+    assert "Redis" in body["error"]
+
+
+BAD = [
+    ("[node]\nname = 'x'\nspeed = 3\n", "[node] speed: unknown key"),
+    ("[http]\nlisten = 8080\n", "[http] listen: expected a string"),
+    ("[redis]\nurl = 'mysql://x'\n", "[redis] url: expected redis://"),
+    ("[ping]\ninterval = -1\n", "[ping] interval: expected a number greater than 0"),
+    ("[prism]\nreplicas = 'two'\n", "[prism] replicas: expected an integer"),
+    ("[cluster]\nkey = 'short'\n", "[cluster] key: expected at least 16 characters"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD)
+def test_bad_config_stops_twistd_with_one_line(tmp_path, repo_root: str, text: str,
+                                               message: str) -> None:
+    """A bad config makes twistd exit 78 with one stderr line naming file and key."""
+    path = tmp_path / "prism.toml"
+    key = "" if "[cluster]" in text else "[cluster]\nkey = 'test-cluster-key-0123456789'\n"
+    path.write_text(text + key)
+    result = subprocess.run(
+        twistd_command() + ["--nodaemon", "--pidfile=", "stretchfs-prism", "-c", str(path)],
+        capture_output=True, text=True, timeout=60, env={"PYTHONPATH": repo_root,
+                                                         "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 78
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("stretchfs-prism: {}: ".format(path))
+    assert message in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_missing_config_file_stops_twistd(tmp_path, repo_root: str) -> None:
+    """A config path that does not exist gives one line and exit 78."""
+    result = subprocess.run(
+        twistd_command() + ["--nodaemon", "--pidfile=", "stretchfs-store", "-c",
+                            str(tmp_path / "absent.toml")],
+        capture_output=True, text=True, timeout=60, env={"PYTHONPATH": repo_root})
+    assert result.returncode == 78
+    assert result.stderr.strip() == "stretchfs-store: {}: no such file".format(
+        tmp_path / "absent.toml")
+
+
+def test_twistd_help_lists_the_three_roles(repo_root: str) -> None:
+    """`twistd --help` lists stretchfs-master, -prism and -store."""
+    result = subprocess.run(twistd_command() + ["--help"], capture_output=True, text=True,
+                            timeout=60, env={"PYTHONPATH": repo_root})
+    for role in ("master", "prism", "store"):
+        assert "stretchfs-" + role in result.stdout

@@ -1,0 +1,68 @@
+"""`stretchfs dev up --detach` starts a whole local cluster; `dev down` stops it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from stretchfs.devcluster.process import http_get_json
+
+
+def _stretchfs(*args: str, repo_root: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=repo_root)
+    return subprocess.run([sys.executable, "-m", "stretchfs.cli.main", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open("/proc/{}/status".format(pid)) as handle:
+            return "State:\tZ" not in handle.read()
+    except OSError:
+        return False
+
+
+def test_dev_cluster_up_status_down(tmp_path, repo_root: str) -> None:
+    """The detached cluster is healthy, described in cluster.json, and fully stopped by down."""
+    workdir = str(tmp_path / "cluster")
+    up = _stretchfs("dev", "up", "--detach", "--workdir", workdir, repo_root=repo_root)
+    state_path = os.path.join(workdir, "cluster.json")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        with open(state_path) as handle:
+            state = json.load(handle)
+        roles = sorted(node["role"] for node in state["nodes"])
+        assert roles == ["master", "prism", "prism", "store", "store", "store"]
+        assert len({node["host"] for node in state["nodes"]}) == 6
+        for node in state["nodes"]:
+            assert http_get_json(node["url"] + "/health")[0] == 200
+            assert os.path.exists(node["config"])
+        assert state["redis"]["url"].startswith("redis://127.0.0.1:")
+        status = _stretchfs("dev", "status", "--workdir", workdir, repo_root=repo_root)
+        assert status.returncode == 0
+        assert status.stdout.count(" ok") == 6
+    finally:
+        down = _stretchfs("dev", "down", "--workdir", workdir, repo_root=repo_root)
+    assert down.returncode == 0
+    pids = [node["pid"] for node in state["nodes"]] + [state["redis"]["pid"]]
+    assert not [pid for pid in pids if _alive(pid)]
+    status = _stretchfs("dev", "status", "--workdir", workdir, repo_root=repo_root)
+    assert status.returncode == 1
+
+
+def test_second_up_in_the_same_workdir_is_refused(tmp_path, repo_root: str) -> None:
+    """Starting a cluster where one already runs is refused, and the first keeps running."""
+    workdir = str(tmp_path / "cluster")
+    first = _stretchfs("dev", "up", "--detach", "--prisms", "1", "--stores", "1",
+                       "--workdir", workdir, repo_root=repo_root)
+    try:
+        assert first.returncode == 0, first.stdout + first.stderr
+        second = _stretchfs("dev", "up", "--detach", "--workdir", workdir, repo_root=repo_root)
+        assert second.returncode == 1
+        assert "already running" in second.stdout
+        assert _stretchfs("dev", "status", "--workdir", workdir,
+                          repo_root=repo_root).returncode == 0
+    finally:
+        _stretchfs("dev", "down", "--workdir", workdir, repo_root=repo_root)

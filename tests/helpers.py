@@ -1,0 +1,100 @@
+"""Helpers for tests: a real Redis, configs, and in-memory HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from stretchfs.devcluster.redis_server import RedisProcess
+
+CLUSTER_KEY = "test-cluster-key-0123456789"
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server used by a test session."""
+
+    process: RedisProcess
+
+    @property
+    def port(self) -> int:
+        """Its TCP port on 127.0.0.1."""
+        return self.process.port
+
+    @property
+    def url(self) -> str:
+        """redis:// URL of database 0."""
+        return self.process.url
+
+    def command(self, *args: str) -> bytes:
+        """Send one command over a raw socket and return the raw reply."""
+        payload = "*{}\r\n".format(len(args)) + "".join(
+            "${}\r\n{}\r\n".format(len(a.encode()), a) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(payload.encode())
+            return sock.recv(65536)
+
+    def flush(self) -> None:
+        """Empty every database."""
+        assert self.command("FLUSHALL").startswith(b"+OK")
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self.process.stop()
+
+
+def start_redis_server(folder: str) -> RedisServer:
+    """Start a throw-away redis-server (no persistence) on a free port."""
+    process = RedisProcess(folder, appendonly=False)
+    process.start()
+    return RedisServer(process)
+
+
+def write_config(folder: str, role: str, text: str) -> str:
+    """Write `text` as `<folder>/<role>.toml` and return its path."""
+    path = os.path.join(folder, role + ".toml")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def minimal_config(role: str, *, redis_url: str = "redis://127.0.0.1:1/0",
+                   root: str = "/tmp/stretchfs-test-root", name: str = "",
+                   master_url: str = "http://127.0.0.1:1", extra: str = "") -> str:
+    """A valid TOML config for `role` listening on a free port of 127.0.0.1."""
+    lines = [
+        "[node]", 'name = "{}"'.format(name or role + "1"), "",
+        "[http]", 'listen = "tcp:0:interface=127.0.0.1"', "",
+        "[cluster]", 'key = "{}"'.format(CLUSTER_KEY), 'master_url = "{}"'.format(master_url), "",
+        "[redis]", 'url = "{}"'.format(redis_url), "",
+    ]
+    if role == "store":
+        lines += ["[store]", 'root = "{}"'.format(root), 'min_free = 0', ""]
+    return "\n".join(lines) + extra
+
+
+def json_body(data: bytes) -> Any:
+    """Decode a JSON response body."""
+    return json.loads(data.decode("utf-8"))
+
+
+def result_of(d: Any) -> Any:
+    """The result of an already-fired Deferred (raises its failure)."""
+    from twisted.python.failure import Failure
+
+    results: list[Any] = []
+    d.addBoth(results.append)
+    assert results, "the Deferred has not fired"
+    if isinstance(results[0], Failure):
+        results[0].raiseException()
+    return results[0]
+
+
+def load_test_config(role: str, **kwargs: Any) -> Any:
+    """A validated config object for `role` built from `minimal_config`."""
+    from stretchfs.config import parse_config
+
+    return parse_config(role, minimal_config(role, **kwargs), "test.toml", {})

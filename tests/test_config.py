@@ -1,0 +1,132 @@
+"""Config loading and validation."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from stretchfs.config import (
+    CLUSTER_KEY_ENV,
+    MasterConfig,
+    PrismConfig,
+    StoreConfig,
+    describe_keys,
+    load_config,
+    parse_config,
+    parse_size,
+)
+from stretchfs.errors import ConfigError
+from tests.helpers import CLUSTER_KEY, minimal_config
+
+
+@pytest.mark.parametrize("role,cls", [("master", MasterConfig), ("prism", PrismConfig),
+                                      ("store", StoreConfig)])
+def test_example_configs_load(repo_root: str, role: str, cls: type) -> None:
+    """Every example config in etc/ loads into its role's settings."""
+    config = load_config(role, os.path.join(repo_root, "etc", role + ".toml"), environ={})
+    assert isinstance(config, cls)
+
+
+@pytest.mark.parametrize("role,cls", [("master", MasterConfig), ("prism", PrismConfig),
+                                      ("store", StoreConfig)])
+def test_example_configs_document_every_key(repo_root: str, role: str, cls: type) -> None:
+    """Each example config mentions every key its role accepts, so operators see them all."""
+    with open(os.path.join(repo_root, "etc", role + ".toml"), encoding="utf-8") as handle:
+        text = handle.read()
+    for section, key, _default, doc in describe_keys(cls):
+        assert "[{}]".format(section) in text
+        assert "{} =".format(key) in text, "{}.{} missing from etc/{}.toml".format(
+            section, key, role)
+        assert doc
+
+
+def test_defaults_fill_missing_keys() -> None:
+    """Keys left out of the file take their documented defaults."""
+    config = parse_config("prism", minimal_config("prism"), "p.toml", {})
+    assert config.prism.replicas == 2
+    assert config.ping.interval == 0.5
+    assert config.cluster.key == CLUSTER_KEY
+
+
+def test_environment_overrides_cluster_key() -> None:
+    """$STRETCHFS_CLUSTER_KEY replaces the key written in the file."""
+    config = parse_config("store", minimal_config("store"), "s.toml",
+                          {CLUSTER_KEY_ENV: "from-the-environment-123"})
+    assert config.cluster.key == "from-the-environment-123"
+
+
+def test_sizes_accept_units() -> None:
+    """Sizes are bytes or strings with binary/decimal units."""
+    assert parse_size(10) == 10
+    assert parse_size("64 MiB") == 64 * 1024 * 1024
+    assert parse_size("1GB") == 1000**3
+    for bad in ("lots", -1, "5 XB", True):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+CLUSTER_SECTION = "\n[cluster]\nkey = '{}'\n".format(CLUSTER_KEY)
+BAD_CONFIGS = [
+    ("unknown key", "master", "[node]\ncolour = 'red'\n", "[node] colour: unknown key"),
+    ("unknown section", "master", "[nodes]\nname = 'x'\n", "nodes: unknown key"),
+    ("wrong type", "prism", "[ping]\ninterval = 'fast'\n", "[ping] interval: expected a number"),
+    ("bad value", "prism", "[ping]\nmisses = 0\n",
+     "[ping] misses: expected a number greater than 0"),
+    ("bad endpoint", "master", "[http]\nlisten = 'port 80'\n",
+     "[http] listen: expected a Twisted endpoint"),
+    ("bad name", "master", "[node]\nname = 'Store One'\n", "[node] name: expected a name"),
+    ("bad size", "store", "[store]\nroot = '/tmp/x'\nmin_free = 'plenty'\n",
+     "[store] min_free: expected a size"),
+    ("section not a table", "master", "node = 3\n", "[node]: expected a table"),
+    ("timeout not below interval", "store",
+     "[store]\nroot = '/tmp/x'\n[ping]\ninterval = 0.5\ntimeout = 1.0\n",
+     "[ping] timeout: expected less than interval"),
+    ("key of a role it does not have", "master", "[store]\nroot = '/tmp/x'\n",
+     "store: unknown key"),
+]
+
+
+@pytest.mark.parametrize("label,role,text,message", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
+def test_bad_config_names_file_key_and_expectation(label: str, role: str, text: str,
+                                                   message: str) -> None:
+    """A bad config raises one ConfigError naming the file, the key and what was expected."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(role, text + CLUSTER_SECTION, "etc/x.toml", {})
+    error = str(info.value)
+    assert error.startswith("etc/x.toml: ")
+    assert message in error
+    assert "\n" not in error
+
+
+def test_broken_toml_is_one_line() -> None:
+    """A file that is not TOML gives one line naming the file."""
+    with pytest.raises(ConfigError, match=r"^etc/x.toml: not valid TOML"):
+        parse_config("master", "[node\n", "etc/x.toml", {})
+
+
+def test_missing_cluster_key_is_refused() -> None:
+    """A config without a cluster key (and no environment override) is refused."""
+    with pytest.raises(ConfigError, match=r"\[cluster\] key"):
+        parse_config("master", "[node]\nname = 'm1'\n", "m.toml", {})
+
+
+def test_missing_file_is_one_line(tmp_path) -> None:
+    """A missing config file gives one line naming it."""
+    path = str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config("master", path, environ={})
+
+
+def test_min_copies_above_replicas_is_refused() -> None:
+    """A prism cannot require more copies than it makes."""
+    text = minimal_config("prism", extra="[prism]\nreplicas = 2\nmin_copies = 3\n")
+    with pytest.raises(ConfigError, match="min_copies"):
+        parse_config("prism", text, "p.toml", {})
+
+
+def test_every_role_has_an_example(repo_root: str) -> None:
+    """etc/ holds exactly one example config per role."""
+    names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(repo_root, "etc", "*.toml")))
+    assert names == ["master.toml", "prism.toml", "store.toml"]

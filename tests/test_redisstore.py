@@ -1,0 +1,79 @@
+"""The RedisStore contract, against a real redis-server and against the fake."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+
+from stretchfs.errors import ConfigError
+from stretchfs.redisstore import RedisReplyError, RedisUnavailable, parse_redis_url
+from tests.fakes import FakeRedisStore
+
+
+@pytest.fixture(params=["real", "fake"])
+def store(request, redis_url):
+    """A RedisStore: the txredisapi one on a real server, or the in-memory fake."""
+    if request.param == "fake":
+        from twisted.internet.task import Clock
+
+        yield FakeRedisStore(Clock())
+        return
+    from twisted.internet import reactor
+
+    from stretchfs.redisstore import connect_redis
+
+    real = connect_redis(parse_redis_url(redis_url), reactor, timeout=5.0)
+    yield real
+    pytest_twisted.blockon(real.close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_values_round_trip_as_bytes(store) -> None:
+    """Stored strings come back as bytes, numbers are never guessed."""
+    assert await store.execute("SET", "k", "007") in (b"OK", "OK")
+    assert await store.execute("GET", "k") == b"007"
+    assert await store.execute("GET", "missing") is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_pipeline_answers_in_order(store) -> None:
+    """A pipeline answers each command in the order sent."""
+    replies = await store.pipeline([("SADD", "s", "a", "b"), ("SCARD", "s"),
+                                    ("SISMEMBER", "s", "b"), ("DEL", "s")])
+    assert replies == [2, 2, 1, 1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_command_is_a_reply_error(store) -> None:
+    """A command Redis refuses raises RedisReplyError (not a hang, not a crash)."""
+    with pytest.raises(RedisReplyError):
+        await store.execute("NOSUCHCOMMAND", "x")
+
+
+@pytest_twisted.ensureDeferred
+async def test_unreachable_redis_fails_fast() -> None:
+    """Calls to a Redis that is not there fail with RedisUnavailable within the deadline."""
+    from twisted.internet import reactor
+
+    from stretchfs.devcluster.ports import free_port
+    from stretchfs.redisstore import connect_redis
+
+    dead = connect_redis(parse_redis_url("redis://127.0.0.1:{}/0".format(free_port())),
+                         reactor, timeout=0.3)
+    try:
+        with pytest.raises(RedisUnavailable):
+            await dead.execute("PING")
+    finally:
+        await dead.close()
+
+
+def test_redis_urls_parse() -> None:
+    """redis:// and unix:// URLs give host, port, db and socket path."""
+    tcp = parse_redis_url("redis://:pw@10.0.0.5:6380/3")
+    assert (tcp.host, tcp.port, tcp.db, tcp.password) == ("10.0.0.5", 6380, 3, "pw")
+    unix = parse_redis_url("unix:///run/redis.sock?db=2")
+    assert (unix.unix_path, unix.db) == ("/run/redis.sock", 2)
+    with pytest.raises(ConfigError):
+        parse_redis_url("http://nope")
+    with pytest.raises(ConfigError):
+        parse_redis_url("redis://host/notanumber")
