@@ -1,0 +1,1 @@
+"""The ping net: UDP probes, majority votes in Redis, the `Peers` availability API."""
