@@ -98,3 +98,12 @@ def load_test_config(role: str, **kwargs: Any) -> Any:
     from stretchfs.config import parse_config
 
     return parse_config(role, minimal_config(role, **kwargs), "test.toml", {})
+
+
+def call(api: Any, method: str, path: str, **kwargs: Any) -> tuple[int, Any, bytes]:
+    """Send one in-memory request to a Klein API object: (status, headers, body)."""
+    from treq.testing import StubTreq
+
+    stub = StubTreq(api.app.resource())
+    response = result_of(stub.request(method, "http://node" + path, **kwargs))
+    return response.code, response.headers, result_of(stub.content(response))
