@@ -170,6 +170,15 @@ class PingSettings:
     misses: int = setting(3, "consecutive lost probes before voting a peer down", _positive)
     vote_ttl: float = setting(10.0, "seconds a vote lives unless refreshed", _positive)
     registry_refresh: float = setting(60.0, "seconds between registry downloads", _positive)
+    indirect: int = setting(3, "peers asked to relay a probe the target did not answer (0 = none)",
+                            _non_negative)
+    tally_interval: float = setting(0.25, "seconds between reads of the vote tallies", _positive)
+    clock_window: float = setting(5.0, "seconds a packet's timestamp may differ from our clock",
+                                  _positive)
+    flap_window: float = setting(20.0, "a peer down again this soon after coming back is flapping",
+                                 _positive)
+    flap_hold: float = setting(30.0, "seconds a flapping peer must answer before it is readmitted "
+                               "(doubles with each repeat)", _positive)
 
 
 @dataclass(frozen=True)
