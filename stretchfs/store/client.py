@@ -1,0 +1,182 @@
+"""`StoreClient`: the store routes other roles call (put, exists, remove).
+
+A PUT streams the file from disk in chunks through a push producer, so a
+100 GiB upload never sits in memory.  Its timeout is an *idle* timeout: the
+request fails when no byte was sent for `timeout` seconds, or when the store
+takes longer than `timeout` to answer after the last byte.  Failures surface
+as `PeerUnavailable` (unreachable, stalled) or `UpstreamError` (non-2xx).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, BinaryIO
+
+from treq.client import HTTPClient
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IBodyProducer, IConsumer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from stretchfs.errors import PeerUnavailable, UpstreamError
+from stretchfs.httpclient import _CONNECTION_ERRORS, JsonClient, read_capped
+
+log = Logger()
+
+PUT_CHUNK_BYTES = 256 * 1024
+
+
+@implementer(IBodyProducer)
+class FileProducer:
+    """Streams a file to an HTTP request body, honouring back-pressure.
+
+    `on_progress()` is called after every chunk so a watchdog can tell a
+    slow store from a stalled one.
+    """
+
+    def __init__(self, handle: BinaryIO, length: int, on_progress: Any = None,
+                 chunk_bytes: int = PUT_CHUNK_BYTES) -> None:
+        self._handle = handle
+        self.length = length
+        self._on_progress = on_progress
+        self._chunk = chunk_bytes
+        self._consumer: IConsumer | None = None
+        self._paused = False
+        self._stopped = False
+        self._sent = 0
+        self._done: Deferred[None] | None = None
+
+    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+        """Write the file to `consumer`; fires when every byte was written."""
+        self._consumer = consumer
+        self._done = Deferred(lambda _: self.stopProducing())
+        self._pump()
+        return self._done
+
+    def _pump(self) -> None:
+        while not self._paused and not self._stopped and self._done is not None:
+            data = self._handle.read(min(self._chunk, self.length - self._sent))
+            if not data:
+                done, self._done = self._done, None
+                if self._sent != self.length:
+                    done.errback(IOError("file shrank while sending: {} of {} bytes".format(
+                        self._sent, self.length)))
+                else:
+                    done.callback(None)
+                return
+            self._sent += len(data)
+            assert self._consumer is not None
+            self._consumer.write(data)
+            if self._on_progress is not None:
+                self._on_progress()
+
+    def pauseProducing(self) -> None:
+        """The consumer's buffer is full: stop until resumed."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """The consumer wants more."""
+        if self._paused:
+            self._paused = False
+            self._pump()
+
+    def stopProducing(self) -> None:
+        """The request was abandoned: write nothing more."""
+        self._stopped = True
+
+
+class StoreClient:
+    """Talks to one store at `base_url` with the cluster key."""
+
+    def __init__(self, http: HTTPClient, base_url: str, cluster_key: str, timeout: float,
+                 clock: Any) -> None:
+        self._json = JsonClient(http, base_url, cluster_key, timeout)
+        self._http = http
+        self._key = cluster_key
+        self._clock = clock
+        self.timeout = timeout
+
+    @property
+    def base_url(self) -> str:
+        """The store's base URL."""
+        return self._json.base_url
+
+    async def put(self, sha1: str, ext: str, path: str, size: int) -> dict[str, Any]:
+        """PUT the file at `path` as `<sha1>.<ext>`; the store's `{"hash","ext","size"}`."""
+        url = self._json.url("/content/put/{}.{}".format(sha1, ext))
+        with open(path, "rb") as handle:
+            watchdog = _IdleWatchdog(self._clock, self.timeout)
+            producer = FileProducer(handle, size, on_progress=watchdog.touch)
+            headers = {b"Authorization": [b"Bearer " + self._key.encode("utf-8")],
+                       b"Content-Type": [b"application/octet-stream"]}
+            d = self._http.request("PUT", url, data=producer, headers=headers,
+                                   allow_redirects=False, reactor=self._clock)
+            watchdog.watch(d)
+            try:
+                response = await d
+            except _CONNECTION_ERRORS as exc:
+                raise PeerUnavailable("{} unreachable during PUT: {}".format(
+                    self.base_url, exc.__class__.__name__)) from None
+            finally:
+                watchdog.stop()
+        body = await read_capped(response, 64 * 1024)
+        if not 200 <= response.code < 300:
+            raise UpstreamError(response.code, body, url)
+        try:
+            return json.loads(body) if body else {}
+        except ValueError:
+            raise UpstreamError(response.code, body[:200], url) from None
+
+    async def exists(self, hashes: list[str]) -> dict[str, Any]:
+        """`{hash: {"exists", "ext", "size"}}` for each of `hashes`."""
+        return await self._json.json("POST", "/content/exists", {"hash": list(hashes)})
+
+    async def remove(self, sha1: str) -> dict[str, Any]:
+        """Remove a content from the store."""
+        return await self._json.json("POST", "/content/remove", {"hash": sha1})
+
+    async def ping(self) -> bool:
+        """True when the store answers /ping."""
+        try:
+            await self._json.json("GET", "/ping")
+        except (PeerUnavailable, UpstreamError):
+            return False
+        return True
+
+
+class _IdleWatchdog:
+    """Cancels a request that made no progress for `timeout` seconds."""
+
+    def __init__(self, clock: Any, timeout: float) -> None:
+        self._clock = clock
+        self._timeout = timeout
+        self._last = clock.seconds()
+        self._call: Any = None
+        self._target: Deferred[Any] | None = None
+
+    def touch(self) -> None:
+        """Some bytes went out."""
+        self._last = self._clock.seconds()
+
+    def watch(self, d: Deferred[Any]) -> None:
+        """Start watching `d`."""
+        self._target = d
+        self._call = self._clock.callLater(self._timeout, self._check)
+
+    def _check(self) -> None:
+        idle = self._clock.seconds() - self._last
+        if idle >= self._timeout:
+            self._call = None
+            if self._target is not None and not self._target.called:
+                log.warn("store request idle for {idle:.1f}s, cancelled", idle=idle)
+                self._target.cancel()
+            return
+        self._call = self._clock.callLater(self._timeout - idle, self._check)
+
+    def stop(self) -> None:
+        """The request finished."""
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._target = None
+
