@@ -1,0 +1,1 @@
+"""Failure scenarios against a local cluster, under a bounded client load."""

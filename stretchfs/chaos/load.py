@@ -1,0 +1,149 @@
+"""A bounded client load: uploads, purchases and downloads from a few threads.
+
+Every result is recorded with its time, so a scenario can count failures
+before, during and after a fault.  The load stops on its own after
+`max_requests` calls or `max_seconds`, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from stretchfs.chaos.client import CallFailed, PrismUser
+
+
+@dataclass(frozen=True)
+class Item:
+    """An uploaded, purchased content the load can download."""
+
+    sha1: str
+    ext: str
+    token: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """One call's outcome: `kind` is "ok" or a failure kind."""
+
+    at: float
+    operation: str
+    kind: str
+    detail: str = ""
+
+
+@dataclass
+class LoadMix:
+    """Relative weights of the operations."""
+
+    download: int = 8
+    upload: int = 1
+    purchase: int = 1
+
+
+@dataclass
+class Load:
+    """Runs client calls against the prisms until told to stop or a bound is hit."""
+
+    prism_urls: list[str]
+    username: str
+    password: str
+    items: list[Item] = field(default_factory=list)
+    mix: LoadMix = field(default_factory=LoadMix)
+    threads: int = 4
+    max_requests: int = 20000
+    max_seconds: float = 300.0
+    upload_bytes: tuple[int, int] = (1024, 64 * 1024)
+    results: list[Result] = field(default_factory=list)
+    uploaded: list[Item] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self._budget = itertools.count()
+
+    def seed(self, count: int) -> None:
+        """Upload and purchase `count` files before the fault, for downloads."""
+        user = self._user(0)
+        for _ in range(count):
+            self.items.append(self._upload_and_purchase(user))
+
+    def start(self) -> None:
+        """Start the worker threads."""
+        for index in range(self.threads):
+            worker = threading.Thread(target=self._run, args=(index,), daemon=True)
+            self._workers.append(worker)
+            worker.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the workers and wait for them."""
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout)
+
+    def _user(self, index: int) -> PrismUser:
+        user = PrismUser(self.prism_urls[index % len(self.prism_urls)])
+        user.login(self.username, self.password)
+        return user
+
+    def _upload_and_purchase(self, user: PrismUser) -> Item:
+        data = os.urandom(random.randint(*self.upload_bytes))
+        record = user.upload(data, "chaos.bin")
+        token = user.purchase(record["hash"], record["ext"])
+        item = Item(record["hash"], record["ext"], token, len(data))
+        with self._lock:
+            self.uploaded.append(item)
+        return item
+
+    def _record(self, operation: str, kind: str, detail: str = "") -> None:
+        with self._lock:
+            self.results.append(Result(time.monotonic(), operation, kind, detail))
+
+    def _run(self, index: int) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        user: PrismUser | None = None
+        weights = [("download", self.mix.download), ("upload", self.mix.upload),
+                   ("purchase", self.mix.purchase)]
+        operations = [name for name, weight in weights for _ in range(weight)]
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if next(self._budget) >= self.max_requests:
+                return
+            operation = random.choice(operations)
+            try:
+                if user is None:
+                    user = self._user(index)
+                self._operate(user, operation)
+                self._record(operation, "ok")
+            except CallFailed as exc:
+                self._record(operation, exc.kind, str(exc))
+                time.sleep(0.05)
+
+    def _operate(self, user: PrismUser, operation: str) -> None:
+        with self._lock:
+            pool = list(self.items)
+        if operation == "upload" or not pool:
+            self._upload_and_purchase(user)
+            return
+        item = random.choice(pool)
+        if operation == "purchase":
+            user.purchase(item.sha1, item.ext)
+        else:
+            user.download(item.token, "file." + item.ext, item.sha1)
+
+    def failures(self, since: float = 0.0, until: float = float("inf")) -> Counter[str]:
+        """Failure kinds recorded in [since, until)."""
+        with self._lock:
+            return Counter(r.kind for r in self.results
+                           if r.kind != "ok" and since <= r.at < until)
+
+    def count(self, since: float = 0.0, until: float = float("inf")) -> int:
+        """Calls recorded in [since, until)."""
+        with self._lock:
+            return sum(1 for r in self.results if since <= r.at < until)
