@@ -191,6 +191,8 @@ class MasterSettings:
     feed_max_len: int = setting(1_000_000, "change-feed entries kept before trimming", _positive)
     feed_poll_timeout: float = setting(10.0, "longest wait of a feed long-poll, seconds",
                                        _positive)
+    bcrypt_rounds: int = setting(12, "bcrypt cost of user passwords (4-16; 12 in production)",
+                                 lambda v: None if 4 <= v <= 16 else "expected 4-16")
 
 
 @dataclass(frozen=True)

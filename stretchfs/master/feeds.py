@@ -1,0 +1,163 @@
+"""Change feeds on Redis Streams: cursors, reads after a cursor, 410, long-poll.
+
+Every change the master applies is XADDed to the feed's stream by the same
+Lua script that applies it, so a change and its feed entry are atomic.  The
+cursor is a stream id.  A read after cursor `c` answers the entries with an
+id greater than `c` (XRANGE with an exclusive start).  The stream is trimmed
+with `MAXLEN ~ [master] feed_max_len`; a cursor is *gone* (HTTP 410, the
+reader reloads the snapshot) when entries were trimmed and the cursor is
+older than the first retained entry, or when the cursor is newer than
+anything the stream ever held (the database was reset).
+
+Long-poll: the master is the only writer of both feeds, so the process that
+XADDs also wakes its waiting readers (`FeedWaiters.notify`) at once; a
+waiter that hears nothing answers with no changes when its `wait` (on the
+injected clock) runs out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+
+from stretchfs.errors import Gone
+from stretchfs.master.lua import LuaScript, text
+from stretchfs.redisstore import RedisStore
+
+EMPTY_CURSOR = "0-0"
+
+_ID_HELPERS = """
+local function parse(id)
+  local d = string.find(id, '-', 1, true)
+  return tonumber(string.sub(id, 1, d - 1)), tonumber(string.sub(id, d + 1))
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+"""
+
+# KEYS[1] stream; ARGV[1] after (normalised id), ARGV[2] limit (0 = state only)
+# -> {'gone', last} or {'ok', last, entries}
+FEED_READ = LuaScript(_ID_HELPERS + """
+local after = ARGV[1]
+local limit = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if less('0-0', after) then return {'gone', '0-0'} end
+  return {'ok', '0-0', {}}
+end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local f = {}
+for i = 1, #info, 2 do f[info[i]] = info[i + 1] end
+local last = f['last-generated-id']
+if less(last, after) then return {'gone', last} end
+if tonumber(f['entries-added']) > tonumber(f['length']) then
+  local first = f['first-entry']
+  if first then
+    if less(after, first[1]) then return {'gone', last} end
+  elseif after ~= last then
+    return {'gone', last}
+  end
+end
+if limit == 0 then return {'ok', last, {}} end
+return {'ok', last, redis.call('XRANGE', KEYS[1], '(' .. after, '+', 'COUNT', limit)}
+""")
+
+
+@dataclass
+class FeedPage:
+    """Changes after a cursor, and the cursor to continue from."""
+
+    cursor: str
+    entries: list[bytes] = field(default_factory=list)
+
+
+async def last_cursor(redis: RedisStore, stream: str) -> str:
+    """The id of the newest entry ever added to `stream` ("0-0" when none)."""
+    reply = await FEED_READ.run(redis, [stream], ["0-0", 0])
+    return text(reply[1])
+
+
+async def read_feed(redis: RedisStore, stream: str, after: str, limit: int) -> FeedPage:
+    """Entry payloads after `after` (at most `limit`); Gone when `after` was trimmed."""
+    reply = await FEED_READ.run(redis, [stream], [after, limit])
+    if text(reply[0]) == "gone":
+        raise Gone("feed cursor {} is no longer retained: reload the snapshot".format(after))
+    entries = reply[2] or []
+    payloads = []
+    cursor = after
+    for entry_id, values in entries:
+        cursor = text(entry_id)
+        # values is the flat field/value list: ["c", payload]
+        payloads.append(values[1])
+    return FeedPage(cursor=cursor, entries=payloads)
+
+
+class FeedWaiters:
+    """Readers waiting for a feed to move; woken by the writer or by their timeout."""
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self._waiting: dict[str, list[Deferred[bool]]] = {}
+        self._generation: dict[str, int] = {}
+
+    def generation(self, feed: str) -> int:
+        """A number that grows with every notification of `feed`."""
+        return self._generation.get(feed, 0)
+
+    def waiting(self, feed: str) -> int:
+        """How many readers wait on `feed` now."""
+        return len(self._waiting.get(feed, []))
+
+    def notify(self, feed: str) -> None:
+        """`feed` changed: wake every reader waiting on it."""
+        self._generation[feed] = self.generation(feed) + 1
+        for d in self._waiting.pop(feed, []):
+            if not d.called:
+                d.callback(True)
+
+    def wait(self, feed: str, seconds: float) -> Deferred[bool]:
+        """Fires True when `feed` is notified, False after `seconds`."""
+        timer: list[IDelayedCall] = []
+
+        def forget(_: Any = None) -> None:
+            waiting = self._waiting.get(feed, [])
+            if d in waiting:
+                waiting.remove(d)
+            if timer and timer[0].active():
+                timer[0].cancel()
+
+        def cancel(_: Deferred[bool]) -> None:
+            forget()
+
+        d: Deferred[bool] = Deferred(cancel)
+        self._waiting.setdefault(feed, []).append(d)
+        timer.append(self._clock.callLater(seconds, self._expire, d))
+
+        def done(result: Any) -> Any:
+            forget()
+            return result
+
+        d.addBoth(done)
+        return d
+
+    @staticmethod
+    def _expire(d: Deferred[bool]) -> None:
+        if not d.called:
+            d.callback(False)
+
+
+async def long_poll(waiters: FeedWaiters, feed: str, wait: float,
+                    read: Callable[[], Any]) -> FeedPage:
+    """Read the feed; when it has nothing new, wait up to `wait` seconds once and re-read."""
+    generation = waiters.generation(feed)
+    page: FeedPage = await read()
+    if page.entries or wait <= 0:
+        return page
+    if waiters.generation(feed) == generation:
+        await waiters.wait(feed, wait)
+    return await read()

@@ -1,0 +1,91 @@
+"""The master's Redis key schema (docs/redis-keys.md), all under one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_GLOB_SPECIAL = "\\*?[]"
+
+
+def glob_escape(text: str) -> str:
+    """`text` with Redis MATCH pattern characters escaped."""
+    return "".join("\\" + ch if ch in _GLOB_SPECIAL else ch for ch in text)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds every key the master writes, from the configured `[redis] prefix`."""
+
+    prefix: str = "sfs:"
+
+    # -- peers -------------------------------------------------------------
+    @property
+    def peers(self) -> str:
+        """SET of registered peer names."""
+        return self.prefix + "peers"
+
+    def peer(self, name: str) -> str:
+        """HASH of one peer's record."""
+        return self.prefix + "peer:" + name
+
+    # -- users and sessions ----------------------------------------------------
+    @property
+    def users(self) -> str:
+        """SET of usernames."""
+        return self.prefix + "users"
+
+    def user(self, username: str) -> str:
+        """HASH of one user: password hash, active, created, failed_logins."""
+        return self.prefix + "user:" + username
+
+    def user_sessions(self, username: str) -> str:
+        """SET of a user's session tokens (to end them on deactivation)."""
+        return self.prefix + "user:" + username + ":sessions"
+
+    def session(self, token: str) -> str:
+        """STRING (JSON) of one session, with a TTL of `[master] session_ttl`."""
+        return self.prefix + "session:" + token
+
+    # -- inventory ----------------------------------------------------------
+    @property
+    def content_prefix(self) -> str:
+        """Prefix of the per-content HASHes (store -> "ext:size")."""
+        return self.prefix + "inv:h:"
+
+    def content(self, sha1: str) -> str:
+        """HASH of the stores holding `sha1`: store -> "ext:size"."""
+        return self.content_prefix + sha1
+
+    @property
+    def content_pattern(self) -> str:
+        """SCAN MATCH pattern of every per-content HASH."""
+        return glob_escape(self.content_prefix) + "*"
+
+    def store_inventory(self, store: str) -> str:
+        """HASH of one store's own inventory: sha1 -> "ext:size"."""
+        return self.prefix + "inv:s:" + store
+
+    @property
+    def content_count(self) -> str:
+        """STRING counter: number of distinct hashes held by at least one store."""
+        return self.prefix + "inv:count"
+
+    @property
+    def inventory_feed(self) -> str:
+        """STREAM of inventory changes."""
+        return self.prefix + "inv:feed"
+
+    # -- purchases ------------------------------------------------------------
+    def purchase(self, token: str) -> str:
+        """STRING (JSON) of one purchase."""
+        return self.prefix + "pur:" + token
+
+    @property
+    def purchase_expiry(self) -> str:
+        """ZSET token -> expires (epoch seconds), for snapshots and pruning."""
+        return self.prefix + "pur:expires"
+
+    @property
+    def purchase_feed(self) -> str:
+        """STREAM of purchase changes."""
+        return self.prefix + "pur:feed"

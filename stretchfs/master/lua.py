@@ -1,0 +1,32 @@
+"""Lua scripts run by EVALSHA, loaded on first use (and again after a Redis restart)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Sequence
+
+from stretchfs.redisstore import Arg, RedisReplyError, RedisStore
+
+
+class LuaScript:
+    """A server-side script: EVALSHA, falling back to EVAL when Redis lost it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+    async def run(self, redis: RedisStore, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
+        """Run the script atomically with `keys` and `args`; returns its reply."""
+        try:
+            return await redis.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if "NOSCRIPT" not in str(exc):
+                raise
+        return await redis.execute("EVAL", self.source, len(keys), *keys, *args)
+
+
+def text(value: Any) -> str:
+    """A Redis reply as text."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return str(value)

@@ -1,0 +1,250 @@
+"""The purchase database: create, lookup, remove, snapshot, feed and pruning.
+
+A purchase is a JSON string under its own key plus a member of a ZSET scored
+by `expires`; every create and removal (explicit or by pruning) is XADDed to
+the purchase feed in the same Lua script.  Expiry is decided by the injected
+clock (`expires <= clock.seconds()` is expired, even before pruning); the
+Redis TTL on the key is only a backstop long after the pruning would have
+removed it.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from stretchfs.errors import InvalidInput
+from stretchfs.master import validate
+from stretchfs.master.feeds import last_cursor, read_feed
+from stretchfs.master.inventory import ScanChunks
+from stretchfs.master.keys import Keys
+from stretchfs.master.lua import LuaScript
+from stretchfs.redisstore import RedisStore
+
+log = Logger()
+
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+TOKEN_LENGTH = 64
+DEFAULT_LIFE_SECONDS = 7200.0
+MAX_LIFE_SECONDS = 10 * 365 * 86400.0
+MAX_REFERRERS = 100
+MAX_REFERRER_LENGTH = 2048
+PRUNE_BATCH = 1000
+PRUNE_MAX_BATCHES = 100_000
+SNAPSHOT_CHUNK_TOKENS = 1000
+
+
+def new_token() -> str:
+    """64 random letters and digits from `secrets`."""
+    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+
+
+# KEYS[1] purchase key, KEYS[2] expiry ZSET, KEYS[3] feed
+# ARGV[1] token, ARGV[2] json, ARGV[3] expires, ARGV[4] backstop TTL s, ARGV[5] feed max length
+CREATE = LuaScript("""
+if redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[4]) == false then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'c', 'a|' .. ARGV[2])
+return 1
+""")
+
+# KEYS[1] expiry ZSET, KEYS[2] feed; ARGV[1] purchase key prefix, ARGV[2] feed max length,
+# ARGV[3..] tokens -> how many existed
+REMOVE = LuaScript("""
+local n = 0
+for i = 3, #ARGV, 1 do
+  local t = ARGV[i]
+  local existed = redis.call('DEL', ARGV[1] .. t) + redis.call('ZREM', KEYS[1], t)
+  if existed > 0 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'c', 'r|' .. t)
+    n = n + 1
+  end
+end
+return n
+""")
+
+# KEYS[1] expiry ZSET; ARGV[1] now -> tokens expired at `now` (one batch)
+EXPIRED = LuaScript("""
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+""")
+
+# One chunk of the purchase snapshot: ZSCAN the expiry ZSET, unexpired only.
+# KEYS[1] expiry ZSET; ARGV[1] cursor, ARGV[2] purchase key prefix, ARGV[3] now, ARGV[4] COUNT
+SNAPSHOT_CHUNK = LuaScript("""
+local r = redis.call('ZSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[4])
+local now = tonumber(ARGV[3])
+local flat = r[2]
+local out = {}
+for j = 1, #flat, 2 do
+  if tonumber(flat[j + 1]) > now then
+    local v = redis.call('GET', ARGV[2] .. flat[j])
+    if v then out[#out + 1] = v .. '\\n' end
+  end
+end
+return {r[1], table.concat(out), #out}
+""")
+
+
+def parse_purchase(body: dict[str, Any], now: float) -> dict[str, Any]:
+    """Validate a create body; the purchase without its token."""
+    sha1 = validate.content_hash(body)
+    ext = validate.extension(body.get("ext"))
+    raw_life = body.get("life")
+    life = DEFAULT_LIFE_SECONDS if raw_life is None else validate.number(
+        raw_life, "life", 1, MAX_LIFE_SECONDS)
+    referrer = body.get("referrer")
+    if referrer is None:
+        referrer = []
+    elif isinstance(referrer, str):
+        referrer = [referrer]
+    if not isinstance(referrer, list) or len(referrer) > MAX_REFERRERS or not all(
+            isinstance(r, str) and len(r) <= MAX_REFERRER_LENGTH for r in referrer):
+        raise InvalidInput("'referrer' must be a list of at most {} strings".format(
+            MAX_REFERRERS))
+    ip = validate.text(body.get("ip") or "", "ip", 64)
+    session = validate.text(body.get("session") or "", "session", 128)
+    life_out: float | int = int(life) if life == int(life) else life
+    return {"hash": sha1, "ext": ext, "life": life_out, "expires": now + life,
+            "referrer": referrer, "ip": ip, "session": session, "created": now}
+
+
+def decode_change(payload: bytes) -> dict[str, Any]:
+    """A purchase feed entry as the change object of the API."""
+    op, _, rest = payload.partition(b"|")
+    if op == b"a":
+        return {"op": "add", "purchase": json.loads(rest)}
+    return {"op": "remove", "token": rest.decode("ascii")}
+
+
+class Purchases:
+    """The purchase database on the cluster Redis."""
+
+    def __init__(self, redis: RedisStore, keys: Keys, clock: Any, feed_max_len: int,
+                 prune_interval: float, on_change: Callable[[], None] = lambda: None) -> None:
+        self.on_change = on_change
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.feed_max_len = feed_max_len
+        self.prune_interval = prune_interval
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a purchase from a validated-on-entry body; returns it with its token."""
+        purchase = parse_purchase(body, self.clock.seconds())
+        backstop = int(purchase["life"] + 2 * self.prune_interval + 3600)
+        for _ in range(5):
+            token = new_token()
+            record = dict(purchase, token=token)
+            encoded = json.dumps(record, separators=(",", ":"))
+            created = await CREATE.run(
+                self.redis, [self.keys.purchase(token), self.keys.purchase_expiry,
+                             self.keys.purchase_feed],
+                [token, encoded, repr(float(record["expires"])), backstop, self.feed_max_len])
+            if int(created):
+                self.on_change()
+                return record
+        raise RuntimeError("could not draw an unused purchase token")
+
+    async def get(self, token: str) -> dict[str, Any] | None:
+        """The purchase of `token`, None when unknown or expired."""
+        raw = await self.redis.execute("GET", self.keys.purchase(token))
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        if float(record["expires"]) <= self.clock.seconds():
+            return None
+        return record
+
+    async def remove(self, token: str) -> int:
+        """Remove a purchase (announced on the feed); 1 when it existed, else 0."""
+        count = int(await REMOVE.run(self.redis, [self.keys.purchase_expiry,
+                                                  self.keys.purchase_feed],
+                                     [self.keys.purchase(""), self.feed_max_len, token]))
+        if count:
+            self.on_change()
+        return count
+
+    async def prune(self) -> int:
+        """Remove every purchase expired now, in batches; returns how many."""
+        now = repr(float(self.clock.seconds()))
+        total = 0
+        for _ in range(PRUNE_MAX_BATCHES):
+            tokens = await EXPIRED.run(self.redis, [self.keys.purchase_expiry],
+                                       [now, PRUNE_BATCH])
+            if not tokens:
+                break
+            total += int(await REMOVE.run(
+                self.redis, [self.keys.purchase_expiry, self.keys.purchase_feed],
+                [self.keys.purchase(""), self.feed_max_len] + list(tokens)))
+            if len(tokens) < PRUNE_BATCH:
+                break
+        if total:
+            self.on_change()
+        return total
+
+    async def cursor(self) -> str:
+        """The feed cursor now."""
+        return await last_cursor(self.redis, self.keys.purchase_feed)
+
+    async def feed(self, after: str, limit: int) -> tuple[str, list[dict[str, Any]]]:
+        """Changes after `after` (Gone when trimmed)."""
+        page = await read_feed(self.redis, self.keys.purchase_feed, after, limit)
+        return page.cursor, [decode_change(p) for p in page.entries]
+
+    def snapshot_chunks(self) -> ScanChunks:
+        """A chunk source over every unexpired purchase."""
+        return ScanChunks(SNAPSHOT_CHUNK, self.redis, [self.keys.purchase_expiry],
+                               [self.keys.purchase(""), repr(float(self.clock.seconds())),
+                                SNAPSHOT_CHUNK_TOKENS])
+
+    async def count(self) -> int:
+        """Purchases in the database (expired but unpruned included)."""
+        return int(await self.redis.execute("ZCARD", self.keys.purchase_expiry))
+
+
+class PurchasePruner(Service):
+    """Prunes expired purchases every `interval` seconds on the injected clock."""
+
+    def __init__(self, purchases: Purchases, clock: Any, interval: float,
+                 on_pruned: Any = None) -> None:
+        self._purchases = purchases
+        self._loop = LoopingCall(self.prune_once)
+        self._loop.clock = clock
+        self._interval = interval
+        self._on_pruned = on_pruned
+        self._running: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        """Prune now, then every interval."""
+        super().startService()
+        self._loop.start(self._interval, now=True)
+
+    def stopService(self) -> Deferred[Any] | None:
+        """Stop the loop; waits for a prune in progress."""
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        return None
+
+    def prune_once(self) -> Deferred[int]:
+        """One prune; logs (never raises) so the loop keeps running."""
+        return Deferred.fromCoroutine(self._prune())
+
+    async def _prune(self) -> int:
+        try:
+            count = await self._purchases.prune()
+        except Exception:
+            log.failure("while pruning purchases")
+            return 0
+        if count:
+            log.info("pruned {count} expired purchases", count=count, event="purchases_pruned")
+        if self._on_pruned is not None:
+            self._on_pruned(count)
+        return count
