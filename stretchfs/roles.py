@@ -30,9 +30,16 @@ class QuietSite(Site):
         """Write no access log line."""
 
 
-def http_service(reactor: Any, listen: str, resource: Any, role: str) -> ListeningService:
-    """A listening service for `resource` on the endpoint string `listen`."""
+def http_service(reactor: Any, listen: str, resource: Any, role: str,
+                 request_factory: Any = None) -> ListeningService:
+    """A listening service for `resource` on the endpoint string `listen`.
+
+    `request_factory` replaces twisted.web's Request class (the store streams
+    PUT bodies to disk with its own).
+    """
     site = QuietSite(resource)
+    if request_factory is not None:
+        site.requestFactory = request_factory
     site.displayTracebacks = False
     site.noisy = False
     return ListeningService(reactor, listen, site, role)

@@ -3,52 +3,128 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stretchfs.config import StoreConfig
 from stretchfs.health import Readiness
+from stretchfs.master.client import MasterClient
 from stretchfs.metrics import new_registry
+from stretchfs.pingnet.peers import Peers
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_service
+from stretchfs.signing import delivery_secret
 from stretchfs.store.api import StoreAPI
+from stretchfs.store.content import ContentService, DiskMonitor
+from stretchfs.store.delivery import DeliveryResource, StoreRoot
+from stretchfs.store.inventory import InventorySyncService, SyncGuard
+from stretchfs.store.journal import Journal
+from stretchfs.store.layout import ContentStore
+from stretchfs.store.publisher import InventoryPublisher
+from stretchfs.store.stats import StoreStats, StoreStatsCollector
+from stretchfs.store.upload import PutReceiver, request_factory
 
 log = Logger()
 ROOT_REASON = "root"
 
 
 class PrepareRoot(Service):
-    """Creates the content root at start; blocks readiness if it cannot."""
+    """Creates the content root and opens the journal at start; blocks readiness if it cannot."""
 
-    def __init__(self, root: str, readiness: Readiness) -> None:
-        self._root = root
+    def __init__(self, store: ContentStore, journal: Journal, readiness: Readiness) -> None:
+        self._store = store
+        self._journal = journal
         self._readiness = readiness
 
     def startService(self) -> None:
-        """Create the root (and its temp folder) and check it is writable."""
+        """Create content/, tmp/, journal/, check the root is writable, open the journal."""
         super().startService()
+        root = self._store.root
         try:
-            os.makedirs(os.path.join(self._root, "tmp"), exist_ok=True)
-            if not os.access(self._root, os.W_OK):
+            self._store.prepare()
+            if not os.access(root, os.W_OK):
                 raise PermissionError("not writable")
+            self._journal.open()
         except OSError as exc:
-            log.critical("store root {root} unusable: {error}", root=self._root, error=str(exc))
+            log.critical("store root {root} unusable: {error}", root=root, error=str(exc))
             self._readiness.block(ROOT_REASON, "store root unusable: {}".format(exc))
             return
         self._readiness.clear(ROOT_REASON)
 
+    def stopService(self) -> Any:
+        """Close the journal."""
+        super().stopService()
+        self._journal.close()
 
-def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
-                        http: Any) -> MultiService:
-    """The store: content on one disk, served over HTTP."""
+
+def thread_runner(reactor: Any) -> Callable[..., Deferred]:
+    """`run_blocking` for production: run a function in the reactor's threadpool."""
+    from twisted.internet.threads import deferToThreadPool
+
+    def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
+
+    return run
+
+
+def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore, http: Any,
+                        peers: Peers | None = None, master: Any = None,
+                        run_blocking: Callable[..., Deferred] | None = None) -> MultiService:
+    """The store: content on one disk, served over HTTP, inventory published to the master.
+
+    `master` defaults to a `MasterClient` on `http`; `run_blocking` (how
+    fsync, renames and scans leave the reactor thread) defaults to the
+    reactor's threadpool.  The returned service exposes `.api`, `.content`,
+    `.publisher`, `.sync`, `.disk` (`.disk.writable`, `.disk.on_change(cb)`)
+    and `.peers`.
+    """
     top = MultiService()
     readiness = Readiness()
     registry = new_registry()
-    api = StoreAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor)
-    PrepareRoot(config.store.root, readiness).setServiceParent(top)
-    http_service(reactor, config.http.listen, api.app.resource(), "store").setServiceParent(top)
+    peers = peers if peers is not None else Peers(self_name=config.node.name)
+    if master is None:
+        master = MasterClient(http, config.cluster.master_url, config.cluster.key,
+                              config.cluster.request_timeout)
+    run_blocking = run_blocking or thread_runner(reactor)
+    store = ContentStore(config.store.root)
+    journal = Journal(store.journal_dir)
+    stats = StoreStats()
+    guard = SyncGuard()
+    disk = DiskMonitor(store, config.store.min_free, reactor)
+    receiver = PutReceiver(store, cluster_key=config.cluster.key,
+                           max_put=config.store.max_put, min_free=config.store.min_free)
+    publisher = InventoryPublisher(journal, master, config.node.name, clock=reactor,
+                                   batch_size=config.inventory.batch_size,
+                                   run_blocking=run_blocking)
+    content = ContentService(store, receiver, publisher, stats=stats, guard=guard, disk=disk,
+                             run_blocking=run_blocking, http=http, peers=peers,
+                             cluster_key=config.cluster.key,
+                             timeout=config.cluster.request_timeout)
+    sync = InventorySyncService(store, journal, master, config.node.name, clock=reactor,
+                                interval=config.inventory.interval, run_blocking=run_blocking,
+                                stats=stats, guard=guard, on_synced=publisher.kick)
+    registry.register(StoreStatsCollector(stats, lambda: journal.pending))
+    api = StoreAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
+                   content=content)
+    delivery = DeliveryResource(store.root, delivery_secret(config.cluster.key), reactor, stats)
+    root = StoreRoot(delivery, api.app.resource())
+
+    PrepareRoot(store, journal, readiness).setServiceParent(top)
+    disk.setServiceParent(top)
+    publisher.setServiceParent(top)
+    sync.setServiceParent(top)
+    http_service(reactor, config.http.listen, root, "store",
+                 request_factory=request_factory(receiver)).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     top.api = api  # type: ignore[attr-defined]
+    top.root_resource = root  # type: ignore[attr-defined]
+    top.content = content  # type: ignore[attr-defined]
+    top.publisher = publisher  # type: ignore[attr-defined]
+    top.sync = sync  # type: ignore[attr-defined]
+    top.disk = disk  # type: ignore[attr-defined]
+    top.peers = peers  # type: ignore[attr-defined]
+    top.readiness = readiness  # type: ignore[attr-defined]
     return top

@@ -24,5 +24,8 @@ def makeService(options: Options) -> IService:
     config = options.settings
     redis = connect_redis(parse_redis_url(config.redis.url), reactor, config.redis.timeout,
                           pool_size=config.redis.pool_size)
+    from stretchfs.pingnet.peers import Peers
+
     return build_store_service(config, reactor=reactor, redis=redis,
-                                 http=make_http_client(reactor))
+                               http=make_http_client(reactor),
+                               peers=Peers(self_name=config.node.name))

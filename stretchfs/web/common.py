@@ -33,6 +33,7 @@ def add_common_routes(app: Klein, role: str, welcome: bool = True) -> None:
     @app.route("/health", methods=["GET", "HEAD"])
     def get_health(self: Any, request: IRequest) -> bytes:
         body: dict[str, Any] = {"role": role, "name": self.node_name, "version": __version__}
+        body.update(getattr(self, "health_details", dict)())
         if self.readiness.ready:
             body["status"] = "ok"
             return write_json(request, body)

@@ -1,0 +1,257 @@
+"""What a store does with content: commit verified uploads, remove, look up,
+fetch from another store for repair, and watch its free space.
+
+The HTTP handlers in `api.py` stay thin and call `ContentService`.
+Blocking file work (fsync, rename, directory scans) goes through the
+injected `run_blocking` (the reactor's threadpool in production, a direct
+call in unit tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import treq
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from stretchfs.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PeerUnavailable,
+    StretchFSError,
+    UpstreamError,
+)
+from stretchfs.httpclient import read_capped
+from stretchfs.store.inventory import SyncGuard
+from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
+from stretchfs.store.publisher import InventoryPublisher
+from stretchfs.store.stats import StoreStats
+from stretchfs.store.upload import PutReceiver, PutUpload
+
+log = Logger()
+
+DISK_CHECK_SECONDS = 10.0
+EXT_HEADER = b"X-StretchFS-Ext"
+
+
+class DiskMonitor(Service):
+    """Knows whether the store is writable (free space >= `[store] min_free`)."""
+
+    def __init__(self, store: ContentStore, min_free: int, clock: Any) -> None:
+        self._store = store
+        self._min_free = min_free
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = clock
+        self._listeners: list[Callable[[bool], None]] = []
+        self.total = 0
+        self.free = 0
+        self.writable = True
+
+    def on_change(self, callback: Callable[[bool], None]) -> None:
+        """Call `callback(writable)` whenever the writable flag flips."""
+        self._listeners.append(callback)
+
+    def check(self) -> bool:
+        """Read the disk's free space now; returns `writable`."""
+        try:
+            usage = self._store.disk_usage()
+        except OSError as exc:
+            log.error("cannot read free space of {root}: {error}", root=self._store.root,
+                      error=str(exc))
+            return self.writable
+        self.total, self.free = usage.total, usage.free
+        writable = usage.free >= self._min_free
+        if writable != self.writable:
+            self.writable = writable
+            log.warn("store {root} is now {state} ({free} bytes free, min_free {min_free})",
+                     root=self._store.root, state="writable" if writable else "full",
+                     free=usage.free, min_free=self._min_free)
+            for callback in list(self._listeners):
+                callback(writable)
+        return writable
+
+    def startService(self) -> None:
+        """Check now and every DISK_CHECK_SECONDS."""
+        super().startService()
+        self._loop.start(DISK_CHECK_SECONDS, now=True)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop checking."""
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        return succeed(None)
+
+
+def _add_change(stored: StoredFile) -> dict[str, Any]:
+    return {"op": "add", "hash": stored.sha1, "ext": stored.ext, "size": stored.size}
+
+
+class ContentService:
+    """Content operations of one store, shared by the HTTP routes."""
+
+    def __init__(self, store: ContentStore, receiver: PutReceiver,
+                 publisher: InventoryPublisher, *, stats: StoreStats, guard: SyncGuard,
+                 disk: DiskMonitor, run_blocking: Callable[..., Deferred], http: Any,
+                 peers: Any, cluster_key: str, timeout: float) -> None:
+        self.store = store
+        self.receiver = receiver
+        self.publisher = publisher
+        self.stats = stats
+        self.guard = guard
+        self.disk = disk
+        self._run_blocking = run_blocking
+        self._http = http
+        self._peers = peers
+        self._auth = {b"Authorization": [b"Bearer " + cluster_key.encode("utf-8")]}
+        self._timeout = timeout
+
+    # -- puts ----------------------------------------------------------------
+    async def commit(self, upload: PutUpload) -> tuple[StoredFile, bool]:
+        """Verify, fsync, link into place and publish; (file, created)."""
+        try:
+            upload.close()
+        except OSError:
+            upload.abort()
+            raise
+        digest = upload.hexdigest()
+        if digest != upload.sha1:
+            upload.abort()
+            log.warn("PUT of {sha1} refused: body hashes to {digest}", sha1=upload.sha1,
+                     digest=digest)
+            raise InvalidInput("SHA1 mismatch: the body hashes to {}".format(digest))
+        self.guard.touch(upload.sha1)
+        stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
+                                                   upload.sha1, upload.ext)
+        self.stats.puts += 1
+        self.stats.bytes_received += upload.size
+        if created and self.stats.files is not None:
+            self.stats.files += 1
+        await self.publisher.record([_add_change(stored)])
+        log.info("stored {sha1}.{ext} ({size} bytes){note}", sha1=stored.sha1, ext=stored.ext,
+                 size=stored.size, note="" if created else " (already present)")
+        return stored, created
+
+    def begin_buffered(self, request: Any, name: str) -> PutUpload:
+        """An upload fed from a body twisted.web already buffered (no streaming Request)."""
+        content = request.content
+        length = None
+        if content is not None:
+            content.seek(0, 2)
+            length = content.tell()
+            content.seek(0)
+        upload = self.receiver.begin(request, name, length)
+        try:
+            while content is not None:
+                chunk = content.read(256 * 1024)
+                if not chunk:
+                    break
+                upload.write(chunk)
+        except BaseException:
+            upload.abort()
+            raise
+        return upload
+
+    # -- removals --------------------------------------------------------------
+    async def remove(self, sha1: str) -> int:
+        """Delete `sha1` and publish the removal (also when it was absent); files removed."""
+        check_hash(sha1)
+        self.guard.touch(sha1)
+        removed = await self._run_blocking(self.store.remove, sha1)
+        await self.publisher.record([{"op": "remove", "hash": sha1}])
+        if removed:
+            self.stats.removes += 1
+            if self.stats.files is not None:
+                self.stats.files = max(0, self.stats.files - 1)
+            log.info("removed {sha1}", sha1=sha1)
+        return len(removed)
+
+    # -- lookups ---------------------------------------------------------------
+    async def exists(self, hashes: list[str]) -> dict[str, Any]:
+        """`{hash: {"exists", "ext", "size"}}` for each (validated) hash."""
+        for sha1 in hashes:
+            check_hash(sha1)
+        return await self._run_blocking(self._exists_blocking, hashes)
+
+    def _exists_blocking(self, hashes: list[str]) -> dict[str, Any]:
+        answer = {}
+        for sha1 in hashes:
+            found = self.store.find(sha1)
+            answer[sha1] = ({"exists": True, "ext": found.ext, "size": found.size}
+                            if found else {"exists": False, "ext": "", "size": 0})
+        return answer
+
+    async def find(self, sha1: str) -> StoredFile:
+        """The file of `sha1`, NotFound when absent."""
+        check_hash(sha1)
+        found = await self._run_blocking(self.store.find, sha1)
+        if found is None:
+            raise NotFound("content not found")
+        return found
+
+    # -- repair ----------------------------------------------------------------
+    async def fetch(self, sha1: str, ext: str | None, source: str) -> tuple[StoredFile, bool]:
+        """Copy `sha1` from the store `source` (through its /content/download)."""
+        check_hash(sha1)
+        if ext is not None:
+            check_ext(ext)
+        if not isinstance(source, str) or not source:
+            raise InvalidInput("from must name a store")
+        existing = await self._run_blocking(self.store.find, sha1)
+        if existing is not None:
+            return existing, False
+        record = self._peers.get(source)
+        if record is None or record.role != "store":
+            raise NotFound("unknown store {}".format(source))
+        if not self._peers.is_available(source):
+            raise PeerUnavailable("store {} is unavailable".format(source))
+        try:
+            response = await self._http.post(
+                record.url + "/content/download", json={"hash": sha1}, headers=self._auth,
+                timeout=self._timeout)
+        except Exception as exc:
+            raise PeerUnavailable("store {} unreachable: {}".format(
+                source, exc.__class__.__name__)) from None
+        if response.code == 404:
+            await read_capped(response, 64 * 1024)
+            raise NotFound("store {} does not hold {}".format(source, sha1))
+        if response.code != 200:
+            body = await read_capped(response, 64 * 1024)
+            raise UpstreamError(response.code, body, record.url)
+        if ext is None:
+            header = response.headers.getRawHeaders(EXT_HEADER, [b""])[0].decode("latin-1")
+            ext = check_ext(header)
+        length = response.length if isinstance(response.length, int) else None
+        if length is not None and length > self.receiver.max_put:
+            response.deliverBody(_Discard())
+            raise PayloadTooLarge("content larger than {} bytes".format(self.receiver.max_put))
+        self.receiver.check_space(length or 0)
+        upload = PutUpload(self.store, sha1, ext, self.receiver.max_put,
+                           self.receiver.check_space)
+        try:
+            await treq.collect(response, upload.write)
+        except StretchFSError:
+            upload.abort()
+            raise
+        except Exception as exc:
+            upload.abort()
+            raise PeerUnavailable("download from {} failed: {}".format(
+                source, exc.__class__.__name__)) from None
+        stored, created = await self.commit(upload)
+        log.info("fetched {sha1} from {source}", sha1=sha1, source=source)
+        return stored, created
+
+
+class _Discard:
+    def makeConnection(self, transport: Any) -> None:
+        transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
+
+    def connectionLost(self, reason: Any) -> None:
+        pass

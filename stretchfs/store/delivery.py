@@ -1,0 +1,171 @@
+"""Signed GET/HEAD delivery of content: the store's hot path.
+
+A raw twisted.web resource (no Klein routing per download): match the path
+against `/content/ab/cd/<sha1>.<ext>`, check the signature and expiry
+(stretchfs.signing, the same scheme nginx's secure_link checks), open the
+file, answer with `ETag`, `Last-Modified`, `Content-Type`, `Accept-Ranges`
+and a single `Range` (206/416), and stream the bytes with twisted.web.static's
+pull producers -- never the whole file in memory, never a long reactor stall.
+"""
+
+from __future__ import annotations
+
+import functools
+import mimetypes
+import os
+import re
+from typing import Any
+
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
+
+from stretchfs.errors import RangeNotSatisfiable
+from stretchfs.signing import verify
+from stretchfs.store.stats import StoreStats
+from stretchfs.web.jsonio import write_json
+
+CONTENT_PATH_RE = re.compile(
+    rb"^/content/([0-9a-f]{2})/([0-9a-f]{2})/(([0-9a-f]{40})\.([a-z0-9]{1,10}))$")
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+@functools.lru_cache(maxsize=256)
+def content_type(ext: str) -> bytes:
+    """The MIME type of an extension (application/octet-stream when unknown)."""
+    guessed, _ = mimetypes.guess_type("file." + ext, strict=False)
+    return (guessed or DEFAULT_CONTENT_TYPE).encode("ascii")
+
+
+def parse_range(header: bytes, size: int) -> tuple[int, int] | None:
+    """The single byte range (first, last inclusive) asked for, None to send it all.
+
+    Malformed headers and multi-range requests are ignored (the whole file
+    is sent, as RFC 9110 allows); a range that starts past the end raises
+    RangeNotSatisfiable.
+    """
+    if not header.startswith(b"bytes="):
+        return None
+    spec = header[6:].strip()
+    if b"," in spec or b"-" not in spec:
+        return None
+    first_text, last_text = (part.strip() for part in spec.split(b"-", 1))
+    if first_text and not first_text.isdigit() or last_text and not last_text.isdigit():
+        return None
+    if not first_text:
+        if not last_text:
+            return None
+        suffix = int(last_text)
+        if suffix == 0 or size == 0:
+            raise RangeNotSatisfiable("range not satisfiable", size)
+        return max(size - suffix, 0), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        raise RangeNotSatisfiable("range not satisfiable", size)
+    return first, min(last, size - 1)
+
+
+class DeliveryResource:
+    """Serves signed content paths from a store root."""
+
+    def __init__(self, root: str, secret: str, clock: Any, stats: StoreStats) -> None:
+        self._root = os.path.abspath(root)
+        self._secret = secret
+        self._clock = clock
+        self._stats = stats
+
+    @staticmethod
+    def match(request: Any) -> Any:
+        """The path match when `request` is a GET/HEAD of a content path, else None."""
+        if request.method not in (b"GET", b"HEAD"):
+            return None
+        return CONTENT_PATH_RE.match(request.path)
+
+    def render(self, request: Any, match: Any) -> Any:
+        """Answer one delivery request whose path matched `CONTENT_PATH_RE`."""
+        first, second, name, sha1, ext = match.groups()
+        if first + second != sha1[:4]:
+            return write_json(request, {"error": "not found"}, 404)
+        args = request.args
+        signature = args.get(b"md5", (b"",))[0]
+        expires = args.get(b"expires", (b"",))[0]
+        path = request.path.decode("ascii")
+        if not verify(self._secret, path, expires.decode("latin-1"),
+                      signature.decode("latin-1"), self._clock.seconds()):
+            self._stats.denied += 1
+            return write_json(request, {"error": "invalid or expired signature"}, 403)
+        try:
+            handle = open(self._root + path, "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            return write_json(request, {"error": "content not found"}, 404)
+        try:
+            return self._send(request, handle, sha1, ext)
+        except BaseException:
+            handle.close()
+            raise
+
+    def _send(self, request: Any, handle: Any, sha1: bytes, ext: bytes) -> Any:
+        info = os.fstat(handle.fileno())
+        size = info.st_size
+        request.setHeader(b"Accept-Ranges", b"bytes")
+        request.setHeader(b"Content-Type", content_type(ext.decode("ascii")))
+        etag = b'"' + sha1 + b'"'
+        request.setHeader(b"ETag", etag)
+        if (request.setLastModified(info.st_mtime) is http.CACHED
+                or request.setETag(etag) is http.CACHED):
+            handle.close()
+            return b""
+        wanted = None
+        range_header = request.getHeader(b"range")
+        if range_header is not None and self._range_applies(request, etag):
+            try:
+                wanted = parse_range(range_header, size)
+            except RangeNotSatisfiable:
+                handle.close()
+                request.setHeader(b"Content-Range", b"bytes */%d" % size)
+                return write_json(request, {"error": "range not satisfiable"}, 416)
+        if wanted is None:
+            offset, length = 0, size
+        else:
+            offset, length = wanted[0], wanted[1] - wanted[0] + 1
+            request.setResponseCode(http.PARTIAL_CONTENT)
+            request.setHeader(b"Content-Range",
+                              b"bytes %d-%d/%d" % (wanted[0], wanted[1], size))
+        request.setHeader(b"Content-Length", b"%d" % length)
+        if request.method == b"HEAD" or length == 0:
+            handle.close()
+            return b""
+        self._stats.bytes_served += length
+        self._stats.deliveries += 1
+        if wanted is None:
+            NoRangeStaticProducer(request, handle).start()
+        else:
+            SingleRangeStaticProducer(request, handle, offset, length).start()
+        return NOT_DONE_YET
+
+    @staticmethod
+    def _range_applies(request: Any, etag: bytes) -> bool:
+        condition = request.getHeader(b"if-range")
+        return condition is None or condition.strip() == etag
+
+
+class StoreRoot(Resource):
+    """The store's site root: content paths go to delivery, the rest to Klein."""
+
+    isLeaf = True
+
+    def __init__(self, delivery: DeliveryResource, api_resource: Any) -> None:
+        super().__init__()
+        self._delivery = delivery
+        self._api = api_resource
+
+    def render(self, request: Any) -> Any:
+        """Dispatch one request."""
+        match = DeliveryResource.match(request)
+        if match is not None:
+            return self._delivery.render(request, match)
+        return self._api.render(request)

@@ -1,0 +1,148 @@
+"""The publish journal: every inventory change, on disk until the master has it.
+
+`<root>/journal/changes.ndjson` holds one change per line, exactly as
+`POST /inventory/publish` takes it (`{"op": "add", "hash", "ext", "size"}`
+or `{"op": "remove", "hash"}`); `<root>/journal/acked` holds the byte offset
+up to which the master has acknowledged.  Appends are fsynced before a PUT
+or remove is answered, so a store restart loses nothing; replays after a
+crash are harmless because publishing is idempotent on the master.  Once
+everything is acknowledged and the file has grown, it is truncated.
+
+Every method takes the journal's lock, so the reactor thread and the
+threadpool (fsync, inventory scans) may call it concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, Collection, Iterable
+
+JOURNAL_NAME = "changes.ndjson"
+ACKED_NAME = "acked"
+COMPACT_BYTES = 4 * 1024 * 1024
+
+
+class Journal:
+    """An append-only, fsynced list of changes with an acknowledged offset."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.path = os.path.join(folder, JOURNAL_NAME)
+        self._acked_path = os.path.join(folder, ACKED_NAME)
+        self._lock = threading.Lock()
+        self._file: Any = None
+        self._size = 0
+        self._acked = 0
+        self._pending = 0
+
+    # -- lifecycle ---------------------------------------------------------
+    def open(self) -> None:
+        """Open (creating if needed); drop a torn last line a crash may have left."""
+        with self._lock:
+            os.makedirs(self.folder, exist_ok=True)
+            self._file = open(self.path, "ab+")
+            size = self._file.seek(0, os.SEEK_END)
+            if size:
+                size = self._cut_torn_tail(size)
+            self._size = size
+            self._acked = min(self._read_acked(), size)
+            self._pending = self._count_lines(self._acked)
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def _cut_torn_tail(self, size: int) -> int:
+        start = max(0, size - 64 * 1024)
+        while True:
+            self._file.seek(start)
+            tail = self._file.read(size - start)
+            cut = tail.rfind(b"\n")
+            if cut >= 0:
+                keep = start + cut + 1
+                break
+            if start == 0:
+                keep = 0
+                break
+            start = max(0, start - 1024 * 1024)
+        if keep != size:
+            self._file.truncate(keep)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        return keep
+
+    def _read_acked(self) -> int:
+        try:
+            with open(self._acked_path, "rb") as handle:
+                return int(handle.read().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _count_lines(self, offset: int) -> int:
+        count = 0
+        with open(self.path, "rb") as handle:
+            handle.seek(offset)
+            for block in iter(lambda: handle.read(1024 * 1024), b""):
+                count += block.count(b"\n")
+        return count
+
+    # -- writing -----------------------------------------------------------
+    def append(self, changes: Iterable[dict[str, Any]], fsync: bool = True,
+               skip: Collection[str] = ()) -> int:
+        """Append `changes` (except those whose hash is in `skip`); how many were written."""
+        with self._lock:
+            lines = [json.dumps(c, separators=(",", ":")).encode("utf-8") + b"\n"
+                     for c in changes if c["hash"] not in skip]
+            if lines:
+                data = b"".join(lines)
+                self._file.write(data)
+                self._file.flush()
+                self._size += len(data)
+                self._pending += len(lines)
+            if fsync:
+                os.fsync(self._file.fileno())
+            return len(lines)
+
+    # -- reading and acknowledging ----------------------------------------
+    @property
+    def pending(self) -> int:
+        """Changes not yet acknowledged."""
+        return self._pending
+
+    def read_batch(self, max_items: int) -> tuple[list[dict[str, Any]], int]:
+        """The next unacknowledged changes (at most `max_items`) and the offset after them."""
+        with self._lock:
+            changes: list[dict[str, Any]] = []
+            offset = self._acked
+            with open(self.path, "rb") as handle:
+                handle.seek(offset)
+                while len(changes) < max_items and offset < self._size:
+                    line = handle.readline()
+                    if not line.endswith(b"\n"):
+                        break
+                    offset += len(line)
+                    try:
+                        changes.append(json.loads(line))
+                    except ValueError:
+                        continue
+            return changes, offset
+
+    def ack(self, offset: int, count: int) -> None:
+        """The master has everything up to `offset` (`count` changes); compact when done."""
+        with self._lock:
+            self._acked = max(self._acked, min(offset, self._size))
+            self._pending = max(0, self._pending - count)
+            if self._acked == self._size and self._size >= COMPACT_BYTES:
+                self._file.truncate(0)
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                self._size = self._acked = self._pending = 0
+            temp = self._acked_path + ".tmp"
+            with open(temp, "wb") as handle:
+                handle.write(b"%d\n" % self._acked)
+            os.replace(temp, self._acked_path)

@@ -1,0 +1,230 @@
+"""Where a store keeps its bytes: `<root>/content/ab/cd/<sha1>.<ext>`.
+
+Every path is built from a validated hash (40 lowercase hex) and extension
+(`[a-z0-9]{1,10}`), never from unchecked input.  Temp files live in
+`<root>/tmp` (same filesystem, so a rename is atomic) and the publish
+journal in `<root>/journal`.  Every method here does blocking file I/O:
+callers on the reactor thread keep it to single small operations or run it
+through the injected `run_blocking`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+from stretchfs.errors import InvalidInput
+from stretchfs.signing import EXT_RE, SHA1_RE, content_path
+
+NAME_RE = re.compile(r"^([0-9a-f]{40})\.([a-z0-9]{1,10})$")
+HEX2_RE = re.compile(r"^[0-9a-f]{2}$")
+TEMP_PREFIX = "put-"
+
+
+def check_hash(value: object) -> str:
+    """`value` if it is a 40-hex lowercase SHA1, else InvalidInput."""
+    if not isinstance(value, str) or not SHA1_RE.match(value):
+        raise InvalidInput("hash must be 40 lowercase hex characters")
+    return value
+
+
+def check_ext(value: object) -> str:
+    """`value` if it is a valid extension ([a-z0-9]{1,10}), else InvalidInput."""
+    if not isinstance(value, str) or not EXT_RE.match(value):
+        raise InvalidInput("ext must be 1-10 lowercase letters or digits")
+    return value
+
+
+def parse_name(name: str) -> tuple[str, str]:
+    """Split `<sha1>.<ext>` into (sha1, ext); anything else is InvalidInput."""
+    match = NAME_RE.match(name)
+    if not match:
+        raise InvalidInput("expected <sha1>.<ext>: 40 lowercase hex, a dot, 1-10 of [a-z0-9]")
+    return match.group(1), match.group(2)
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One content file on disk."""
+
+    sha1: str
+    ext: str
+    path: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    """Space on the store's filesystem, in bytes."""
+
+    total: int
+    free: int
+
+
+class ContentStore:
+    """The content folder of one store root (blocking file operations)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.content_dir = os.path.join(self.root, "content")
+        self.tmp_dir = os.path.join(self.root, "tmp")
+        self.journal_dir = os.path.join(self.root, "journal")
+
+    def prepare(self) -> None:
+        """Create content/, tmp/ and journal/; remove temp files a crash left."""
+        for folder in (self.content_dir, self.tmp_dir, self.journal_dir):
+            os.makedirs(folder, exist_ok=True)
+        with os.scandir(self.tmp_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+
+    # -- paths -------------------------------------------------------------
+    def path_for(self, sha1: str, ext: str) -> str:
+        """Absolute path of content `sha1`.`ext` (validates both)."""
+        rel = content_path(check_hash(sha1), check_ext(ext))
+        return self.root + rel
+
+    def folder_for(self, sha1: str) -> str:
+        """Folder that holds every file of `sha1`."""
+        check_hash(sha1)
+        return os.path.join(self.content_dir, sha1[:2], sha1[2:4])
+
+    def new_temp_path(self) -> str:
+        """A fresh, unique temp file path in `<root>/tmp`."""
+        return os.path.join(self.tmp_dir, TEMP_PREFIX + uuid.uuid4().hex)
+
+    # -- lookups -----------------------------------------------------------
+    def stat_file(self, sha1: str, ext: str) -> StoredFile | None:
+        """The file `sha1`.`ext`, None when absent."""
+        path = self.path_for(sha1, ext)
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return StoredFile(sha1, ext, path, info.st_size, info.st_mtime)
+
+    def find(self, sha1: str) -> StoredFile | None:
+        """The file of `sha1` whatever its extension, None when absent."""
+        folder = self.folder_for(sha1)
+        prefix = sha1 + "."
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(prefix) and NAME_RE.match(entry.name):
+                        info = entry.stat(follow_symlinks=False)
+                        ext = entry.name[len(prefix):]
+                        return StoredFile(sha1, ext, entry.path, info.st_size, info.st_mtime)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return None
+
+    def disk_usage(self) -> DiskUsage:
+        """Total and free (for unprivileged users) bytes of the store's filesystem."""
+        stats = os.statvfs(self.root)
+        return DiskUsage(total=stats.f_blocks * stats.f_frsize,
+                         free=stats.f_bavail * stats.f_frsize)
+
+    # -- changes -----------------------------------------------------------
+    def commit(self, temp_path: str, sha1: str, ext: str) -> tuple[StoredFile, bool]:
+        """fsync and move a verified temp file into place; (file, created).
+
+        When the content is already there (any extension) the temp file is
+        dropped and `created` is False: concurrent PUTs of one hash are safe.
+        """
+        try:
+            fd = os.open(temp_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            existing = self.find(sha1)
+            if existing is not None:
+                return existing, False
+            folder = self.folder_for(sha1)
+            os.makedirs(folder, exist_ok=True)
+            final = self.path_for(sha1, ext)
+            try:
+                os.link(temp_path, final)
+            except FileExistsError:
+                return self.stat_file(sha1, ext) or self._must_find(sha1), False
+            _fsync_dir(folder)
+            stored = self.stat_file(sha1, ext)
+            assert stored is not None
+            return stored, True
+        finally:
+            _unlink_quietly(temp_path)
+
+    def _must_find(self, sha1: str) -> StoredFile:
+        found = self.find(sha1)
+        if found is None:
+            raise FileNotFoundError(sha1)
+        return found
+
+    def remove(self, sha1: str) -> list[StoredFile]:
+        """Delete every file of `sha1`; the files removed (empty when none)."""
+        removed = []
+        while True:
+            found = self.find(sha1)
+            if found is None:
+                break
+            try:
+                os.unlink(found.path)
+            except FileNotFoundError:
+                continue
+            removed.append(found)
+        if removed:
+            _fsync_dir(self.folder_for(sha1))
+        return removed
+
+    # -- scanning ----------------------------------------------------------
+    def scan(self) -> Iterator[tuple[str, str, int] | None]:
+        """Every content file as (sha1, ext, size), in constant memory.
+
+        Yields None for each entry that is not a well-formed content file
+        (it is skipped; the caller counts it).
+        """
+        for first in _sorted_subdirs(self.content_dir):
+            for second in _sorted_subdirs(first.path):
+                prefix = first.name + second.name
+                with os.scandir(second.path) as entries:
+                    for entry in entries:
+                        match = NAME_RE.match(entry.name)
+                        if (match is None or not match.group(1).startswith(prefix)
+                                or not entry.is_file(follow_symlinks=False)):
+                            yield None
+                            continue
+                        try:
+                            size = entry.stat(follow_symlinks=False).st_size
+                        except FileNotFoundError:
+                            continue
+                        yield match.group(1), match.group(2), size
+
+
+def _sorted_subdirs(folder: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            found = [e for e in entries
+                     if HEX2_RE.match(e.name) and e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+    return sorted(found, key=lambda e: e.name)
+
+
+def _fsync_dir(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,116 @@
+"""Publishes the journal's changes to the master, in order, until acknowledged.
+
+Every put and remove is appended (fsynced) to the `Journal` and then sent
+at once in batches of at most `[inventory] batch_size`.  While the master is
+unreachable the batch is retried with a growing delay (1 s up to
+`MAX_RETRY_SECONDS`); later changes wait behind it, so order is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.logger import Logger
+
+from stretchfs.errors import PeerUnavailable, UpstreamError
+from stretchfs.store.journal import Journal
+
+log = Logger()
+
+FIRST_RETRY_SECONDS = 1.0
+MAX_RETRY_SECONDS = 15.0
+
+RunBlocking = Callable[..., Deferred]
+
+
+class InventoryPublisher(Service):
+    """Drains the journal into `master.publish(store_name, changes)`."""
+
+    def __init__(self, journal: Journal, master: Any, store_name: str, *, clock: Any,
+                 batch_size: int, run_blocking: RunBlocking) -> None:
+        self._journal = journal
+        self._master = master
+        self._store_name = store_name
+        self._clock = clock
+        self._batch_size = min(batch_size, 10_000)
+        self._run_blocking = run_blocking
+        self._busy = False
+        self._retry_call: Any = None
+        self._delay = FIRST_RETRY_SECONDS
+        self.published = 0
+        self.failures = 0
+
+    @property
+    def backlog(self) -> int:
+        """Changes waiting for the master's acknowledgement."""
+        return self._journal.pending
+
+    def startService(self) -> None:
+        """Start draining what an earlier run left in the journal."""
+        super().startService()
+        if self._journal.pending:
+            log.info("{count} inventory changes from an earlier run wait for the master",
+                     count=self._journal.pending)
+        self.kick()
+
+    def stopService(self) -> Deferred[None]:
+        """Stop retrying (what is unpublished stays in the journal)."""
+        super().stopService()
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+        return succeed(None)
+
+    def record(self, changes: list[dict[str, Any]]) -> Deferred[int]:
+        """Journal `changes` durably, then publish them; fires once they are on disk."""
+        d = self._run_blocking(self._journal.append, changes)
+
+        def written(count: int) -> int:
+            self.kick()
+            return count
+
+        return d.addCallback(written)
+
+    def kick(self) -> None:
+        """Send the next batch now unless one is in flight or a retry is scheduled."""
+        if not self.running or self._busy or not self._journal.pending:
+            return
+        if self._retry_call is not None and self._retry_call.active():
+            return
+        self._busy = True
+        ensureDeferred(self._publish_next())
+
+    async def _publish_next(self) -> None:
+        try:
+            changes, end = self._journal.read_batch(self._batch_size)
+            if changes:
+                await self._master.publish(self._store_name, changes)
+            self._journal.ack(end, len(changes))
+        except (PeerUnavailable, UpstreamError) as exc:
+            self._failed(str(exc))
+            return
+        except Exception:
+            log.failure("while publishing inventory changes")
+            self._failed("unexpected error")
+            return
+        finally:
+            self._busy = False
+        self.published += len(changes)
+        self._delay = FIRST_RETRY_SECONDS
+        log.debug("published {count} inventory changes", count=len(changes))
+        self.kick()
+
+    def _failed(self, reason: str) -> None:
+        self.failures += 1
+        self._busy = False
+        log.warn("inventory publish failed ({reason}); {count} changes queued, retry in "
+                 "{delay} s", reason=reason, count=self._journal.pending, delay=self._delay)
+        if self.running:
+            self._retry_call = self._clock.callLater(self._delay, self._retry)
+        self._delay = min(self._delay * 2, MAX_RETRY_SECONDS)
+
+    def _retry(self) -> None:
+        self._retry_call = None
+        self.kick()
