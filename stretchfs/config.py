@@ -231,6 +231,7 @@ class PrismSettings:
         "extensions that get start=0 appended on delivery", _extensions)
     bulk_max: int = setting(1000, "most hashes in one detail/exists call", _positive)
     session_cache_ttl: float = setting(2.0, "seconds a validated session is cached", _positive)
+    tmp_dir: str = setting("", "folder for upload temp files ('' = the system temp folder)")
 
 
 @dataclass(frozen=True)
