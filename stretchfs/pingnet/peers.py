@@ -51,12 +51,14 @@ class Peers:
     _down: set[str] = field(default_factory=set)
     _listeners: list[ChangeCallback] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random)
+    registry_version: int = 0
 
     # -- registry ----------------------------------------------------------
     def set_registry(self, records: Iterable[PeerRecord]) -> None:
         """Replace the registry copy (on each download from the master)."""
         before = {name: self.is_available(name) for name in self._records}
         self._records = {record.name: record for record in records}
+        self.registry_version += 1
         self._down &= set(self._records)
         for name in set(before) | set(self._records):
             now = self.is_available(name)
