@@ -1,17 +1,51 @@
-"""The master's HTTP API."""
+"""The master's HTTP API (docs/master-api.md): cluster state for the other roles.
+
+Every route needs the cluster key except the dashboard `/`, `/ping`,
+`/health`, `/metrics` (and `/pingnet/status`, added by the ping net).
+Handlers parse and validate, call one of the databases in this package, and
+render; domain exceptions become status codes through `install_error_handlers`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from klein import Klein
 from prometheus_client import CollectorRegistry
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
 
 from stretchfs.config import MasterConfig
+from stretchfs.errors import InvalidInput, NotFound, StretchFSError
 from stretchfs.health import Readiness
+from stretchfs.master import validate
+from stretchfs.master.dashboard import PeerColumn, render_dashboard
+from stretchfs.master.feeds import FeedWaiters, long_poll
+from stretchfs.master.inventory import MAX_LOOKUP_HASHES, Inventory, parse_changes
+from stretchfs.master.keys import Keys
+from stretchfs.master.metrics import MasterMetrics, counted
+from stretchfs.master.peers import PeerRegistry, parse_flags, parse_registration
+from stretchfs.master.purchases import Purchases
+from stretchfs.master.streaming import stream_ndjson
+from stretchfs.master.users import Users
 from stretchfs.redisstore import RedisStore
+from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
+from stretchfs.web.jsonio import read_json_object, write_json
+
+log = Logger()
+
+PUBLISH_MAX_BYTES = 8 * 1024 * 1024
+FEED_MAX_LIMIT = 10_000
+INVENTORY_FEED = "inventory"
+PURCHASE_FEED = "purchases"
+
+
+def _inline(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+    """Run `function` on the calling thread (tests only; the service passes a thread pool)."""
+    return maybeDeferred(function, *args)
 
 
 class MasterAPI:
@@ -19,10 +53,11 @@ class MasterAPI:
 
     app = Klein()
     install_error_handlers(app)
-    add_common_routes(app, "master")
+    add_common_routes(app, "master", welcome=False)
 
     def __init__(self, config: MasterConfig, *, readiness: Readiness,
-                 metrics_registry: CollectorRegistry, redis: RedisStore, clock: Any) -> None:
+                 metrics_registry: CollectorRegistry, redis: RedisStore, clock: Any,
+                 run_blocking: Callable[..., Deferred[Any]] | None = None) -> None:
         self.config = config
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
@@ -30,3 +65,352 @@ class MasterAPI:
         self.metrics_registry = metrics_registry
         self.redis = redis
         self.clock = clock
+        self.max_body = config.http.max_body
+        self.metrics = MasterMetrics(metrics_registry)
+        self.keys = Keys(config.redis.prefix)
+        self.waiters = FeedWaiters(clock)
+        settings = config.master
+        self.peers = PeerRegistry(redis, self.keys, clock)
+        self.users = Users(redis, self.keys, clock, session_ttl=settings.session_ttl,
+                           bcrypt_rounds=settings.bcrypt_rounds,
+                           run_blocking=run_blocking or _inline,
+                           on_login_failure=self._login_failed)
+        self.inventory = Inventory(redis, self.keys, settings.feed_max_len,
+                                   on_change=lambda: self.waiters.notify(INVENTORY_FEED))
+        self.purchases = Purchases(redis, self.keys, clock, settings.feed_max_len,
+                                   settings.prune_interval,
+                                   on_change=lambda: self.waiters.notify(PURCHASE_FEED))
+        # extension points of the dashboard (the ping net adds its verdict columns)
+        self.peer_columns: list[PeerColumn] = []
+        self.dashboard_sections: list[Callable[[], str]] = []
+
+    def _login_failed(self, reason: str) -> None:
+        self.metrics.login_failures.labels(reason=reason).inc()
+        log.warn("login failed: {reason}", reason=reason, event="login_failed")
+
+    def _body(self, request: IRequest, max_bytes: int | None = None) -> dict[str, Any]:
+        return read_json_object(request, max_bytes or self.max_body)
+
+    # -- dashboard ---------------------------------------------------------
+    @app.route("/", methods=["GET"])
+    @counted("dashboard")
+    async def get_dashboard(self, request: IRequest) -> bytes:
+        """The operators' HTML page (public)."""
+        state: dict[str, Any] = {"node": self.node_name, "now": self.clock.seconds()}
+        code = 200
+        try:
+            peers = await self.peers.list()
+            rows = await self.inventory.store_rows(
+                [p["name"] for p in peers if p["role"] == "store"])
+            for peer in peers:
+                if peer["name"] in rows:
+                    peer["rows"] = rows[peer["name"]]
+            counts = await self.inventory.counts()
+            state.update(peers=peers, counts=[
+                ("content (distinct hashes)", counts["content"]),
+                ("purchases", await self.purchases.count()),
+                ("users", await self.users.count()),
+                ("inventory feed cursor", await self.inventory.cursor()),
+                ("purchase feed cursor", await self.purchases.cursor()),
+                ("feed long-polls waiting", self.waiters.waiting(INVENTORY_FEED)
+                 + self.waiters.waiting(PURCHASE_FEED)),
+            ])
+        except StretchFSError as exc:
+            state["error"] = "cluster Redis unavailable: {}".format(exc)
+            code = 503
+        sections = []
+        for section in self.dashboard_sections:
+            try:
+                sections.append(section())
+            except Exception:
+                log.failure("while rendering a dashboard section")
+        request.setResponseCode(code)
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Cache-Control", b"no-store")
+        return render_dashboard(state, self.peer_columns, sections)
+
+    # -- peers ---------------------------------------------------------------
+    @app.route("/peers/register", methods=["POST"])
+    @counted("peers_register")
+    @cluster_key_required
+    async def register_peer(self, request: IRequest) -> bytes:
+        """A prism or store registers (or refreshes) its address."""
+        address = parse_registration(self._body(request))
+        record = await self.peers.register(address)
+        log.info("peer {name} registered ({role} at {url})", name=record["name"],
+                 role=record["role"], url=record["url"], event="peer_registered")
+        return write_json(request, record)
+
+    @app.route("/peers", methods=["GET"])
+    @counted("peers_list")
+    @cluster_key_required
+    async def list_peers(self, request: IRequest) -> bytes:
+        """Every registered peer."""
+        return write_json(request, {"peers": await self.peers.list()})
+
+    @app.route("/peers/<name>", methods=["GET"])
+    @counted("peers_get")
+    @cluster_key_required
+    async def get_peer(self, request: IRequest, name: str) -> bytes:
+        """One peer's record."""
+        return write_json(request, await self.peers.get(validate.peer_name(name)))
+
+    @app.route("/peers/<name>/update", methods=["POST"])
+    @counted("peers_update")
+    @cluster_key_required
+    async def update_peer(self, request: IRequest, name: str) -> bytes:
+        """Set a peer's `active` and/or `writable` flags."""
+        validate.peer_name(name)
+        flags = parse_flags(self._body(request))
+        record = await self.peers.update(name, flags)
+        log.info("peer {name} flags set: {flags}", name=name, flags=flags, event="peer_updated")
+        return write_json(request, record)
+
+    @app.route("/peers/<name>/remove", methods=["POST"])
+    @counted("peers_remove")
+    @cluster_key_required
+    async def remove_peer(self, request: IRequest, name: str) -> bytes:
+        """Forget a peer."""
+        await self.peers.remove(validate.peer_name(name))
+        log.info("peer {name} removed", name=name, event="peer_removed")
+        return write_json(request, {"removed": True})
+
+    # -- users and sessions ------------------------------------------------------
+    @app.route("/users", methods=["POST"])
+    @counted("users_create")
+    @cluster_key_required
+    async def create_user(self, request: IRequest) -> bytes:
+        """Create a user (the password is generated unless given) -> 201."""
+        created = await self.users.create(self._body(request))
+        log.info("user {username} created", username=created["username"], event="user_created")
+        return write_json(request, created, 201)
+
+    @app.route("/users", methods=["GET"])
+    @counted("users_list")
+    @cluster_key_required
+    async def list_users(self, request: IRequest) -> bytes:
+        """Every user, without password hashes."""
+        return write_json(request, {"users": await self.users.list()})
+
+    @app.route("/users/<username>/deactivate", methods=["POST"])
+    @counted("users_deactivate")
+    @cluster_key_required
+    async def deactivate_user(self, request: IRequest, username: str) -> bytes:
+        """Deactivate a user; its sessions end."""
+        answer = await self.users.deactivate(username)
+        log.info("user {username} deactivated", username=username, event="user_deactivated")
+        return write_json(request, answer)
+
+    @app.route("/user/login", methods=["POST"])
+    @counted("user_login")
+    @cluster_key_required
+    async def login(self, request: IRequest) -> bytes:
+        """Open a session for valid credentials."""
+        session = await self.users.login(self._body(request))
+        return write_json(request, {"success": "User logged in", "session": session})
+
+    @app.route("/user/logout", methods=["POST"])
+    @counted("user_logout")
+    @cluster_key_required
+    async def logout(self, request: IRequest) -> bytes:
+        """End a session."""
+        await self.users.logout(self._body(request).get("token"))
+        return write_json(request, {"success": "User logged out"})
+
+    @app.route("/user/session/validate", methods=["POST"])
+    @counted("session_validate")
+    @cluster_key_required
+    async def validate_session(self, request: IRequest) -> bytes:
+        """The live session of a token, its expiry pushed forward."""
+        session = await self.users.validate(self._body(request).get("token"))
+        return write_json(request, {"success": "Session valid", "session": session})
+
+    @app.route("/user/session/update", methods=["POST"])
+    @counted("session_update")
+    @cluster_key_required
+    async def update_session(self, request: IRequest) -> bytes:
+        """Replace a session's data."""
+        body = self._body(request)
+        if "data" not in body:
+            raise InvalidInput("missing field 'data'")
+        session = await self.users.update(body.get("token"), body["data"])
+        return write_json(request, {"success": "Session updated", "session": session})
+
+    @app.route("/user/password/reset", methods=["POST"])
+    @counted("password_reset")
+    @cluster_key_required
+    async def reset_password(self, request: IRequest) -> bytes:
+        """Give the session's user a new generated password."""
+        password = await self.users.reset_password(self._body(request).get("token"))
+        return write_json(request, {"success": "User password reset", "password": password})
+
+    # -- inventory -------------------------------------------------------------
+    @app.route("/inventory/lookup", methods=["POST"])
+    @counted("inventory_lookup")
+    @cluster_key_required
+    async def lookup_many(self, request: IRequest) -> bytes:
+        """Rows of up to 1000 hashes."""
+        hashes = self._body(request).get("hashes")
+        if not isinstance(hashes, list) or len(hashes) > MAX_LOOKUP_HASHES:
+            raise InvalidInput("'hashes' must be a list of at most {} hashes".format(
+                MAX_LOOKUP_HASHES))
+        return write_json(request, await self.inventory.lookup_many(
+            [validate.sha1(h) for h in hashes]))
+
+    @app.route("/inventory/publish", methods=["POST"])
+    @counted("inventory_publish")
+    @cluster_key_required
+    async def publish(self, request: IRequest) -> bytes:
+        """Apply a store's batch of adds/removes (idempotent)."""
+        body = self._body(request, max(self.max_body, PUBLISH_MAX_BYTES))
+        store = validate.peer_name(body.get("store"), "store")
+        changes = parse_changes(body.get("changes"))
+        applied, cursor = await self.inventory.publish(store, changes)
+        self.metrics.publish_rows.labels(result="applied").inc(applied)
+        self.metrics.publish_rows.labels(result="unchanged").inc(len(changes) - applied)
+        return write_json(request, {"applied": applied, "cursor": cursor})
+
+    @app.route("/inventory/snapshot", methods=["GET"])
+    @counted("inventory_snapshot")
+    @cluster_key_required
+    async def inventory_snapshot(self, request: IRequest) -> bytes:
+        """NDJSON: the cursor line, then every row (taken after the cursor)."""
+        cursor = await self.inventory.cursor()
+        chunks = self.inventory.snapshot_chunks()
+        return await stream_ndjson(request, _cursor_line(cursor), chunks.next,
+                                   self._count_rows("inventory"))
+
+    @app.route("/inventory/feed", methods=["GET"])
+    @counted("inventory_feed")
+    @cluster_key_required
+    async def inventory_feed(self, request: IRequest) -> bytes:
+        """Changes after a cursor; long-polls up to `wait` seconds; 410 when trimmed."""
+        after, wait, limit = self._feed_args(request)
+        cursor, changes = await self._poll(INVENTORY_FEED, wait,
+                                           lambda: self.inventory.feed(after, limit))
+        return write_json(request, {"cursor": cursor, "changes": changes})
+
+    @app.route("/inventory/store/<store>", methods=["GET"])
+    @counted("inventory_store")
+    @cluster_key_required
+    async def store_inventory(self, request: IRequest, store: str) -> bytes:
+        """NDJSON: what the master believes `store` holds."""
+        chunks = self.inventory.store_chunks(validate.peer_name(store, "store"))
+        return await stream_ndjson(request, b"", chunks.next, self._count_rows("store"))
+
+    @app.route("/inventory/<sha1>", methods=["GET"])
+    @counted("inventory_get")
+    @cluster_key_required
+    async def lookup(self, request: IRequest, sha1: str) -> bytes:
+        """The row of one hash; 404 when no store holds it."""
+        row = await self.inventory.lookup(validate.sha1(sha1))
+        if row is None:
+            raise NotFound("no store holds {}".format(sha1))
+        return write_json(request, row)
+
+    # -- purchases ---------------------------------------------------------------
+    @app.route("/purchases", methods=["POST"])
+    @counted("purchases_create")
+    @cluster_key_required
+    async def create_purchase(self, request: IRequest) -> bytes:
+        """Create a purchase: the master draws the token and sets `expires` -> 201."""
+        purchase = await self.purchases.create(self._body(request))
+        return write_json(request, purchase, 201)
+
+    @app.route("/purchases/snapshot", methods=["GET"])
+    @counted("purchases_snapshot")
+    @cluster_key_required
+    async def purchase_snapshot(self, request: IRequest) -> bytes:
+        """NDJSON: the cursor line, then every unexpired purchase."""
+        cursor = await self.purchases.cursor()
+        chunks = self.purchases.snapshot_chunks()
+        return await stream_ndjson(request, _cursor_line(cursor), chunks.next,
+                                   self._count_rows("purchases"))
+
+    @app.route("/purchases/feed", methods=["GET"])
+    @counted("purchases_feed")
+    @cluster_key_required
+    async def purchase_feed(self, request: IRequest) -> bytes:
+        """Purchase changes after a cursor (long-poll; 410 when trimmed)."""
+        after, wait, limit = self._feed_args(request)
+        cursor, changes = await self._poll(PURCHASE_FEED, wait,
+                                           lambda: self.purchases.feed(after, limit))
+        return write_json(request, {"cursor": cursor, "changes": changes})
+
+    @app.route("/purchases/prune", methods=["POST"])
+    @counted("purchases_prune")
+    @cluster_key_required
+    async def prune_purchases(self, request: IRequest) -> bytes:
+        """Remove every expired purchase now, each announced on the feed."""
+        pruned = await self.purchases.prune()
+        self.record_prune(pruned)
+        return write_json(request, {"pruned": pruned})
+
+    @app.route("/purchases/<token>", methods=["GET"])
+    @counted("purchases_get")
+    @cluster_key_required
+    async def get_purchase(self, request: IRequest, token: str) -> bytes:
+        """One purchase; 404 when unknown or expired."""
+        purchase = await self.purchases.get(validate.token(token))
+        if purchase is None:
+            raise NotFound("purchase not found")
+        return write_json(request, purchase)
+
+    @app.route("/purchases/<token>/remove", methods=["POST"])
+    @counted("purchases_remove")
+    @cluster_key_required
+    async def remove_purchase(self, request: IRequest, token: str) -> bytes:
+        """Remove a purchase: count 1 when it existed, 0 otherwise."""
+        count = await self.purchases.remove(validate.token(token))
+        return write_json(request, {"token": token, "count": count})
+
+    # -- helpers ---------------------------------------------------------------
+    def record_prune(self, pruned: int) -> None:
+        """Count one prune run (route or periodic job)."""
+        self.metrics.prune_runs.inc()
+        self.metrics.purchases_pruned.inc(pruned)
+
+    def _count_rows(self, kind: str) -> Callable[[bytes], None]:
+        counter = self.metrics.snapshot_rows.labels(kind=kind)
+        return lambda chunk: counter.inc(chunk.count(b"\n"))
+
+    def _feed_args(self, request: IRequest) -> tuple[str, float, int]:
+        after = validate.query_arg(request, "after")
+        if after is None:
+            raise InvalidInput("missing query argument 'after' (a feed cursor)")
+        timeout = self.config.master.feed_poll_timeout
+        wait = validate.query_number(request, "wait", 0.0, 0.0, 3600.0)
+        limit = validate.query_number(request, "limit", FEED_MAX_LIMIT, 1, FEED_MAX_LIMIT)
+        if limit != int(limit):
+            raise InvalidInput("'limit' must be a whole number")
+        return validate.cursor(after), min(wait, timeout), int(limit)
+
+    async def _poll(self, feed: str, wait: float,
+                    read: Callable[[], Any]) -> tuple[str, list[dict[str, Any]]]:
+        pages: list[tuple[str, list[dict[str, Any]]]] = []
+
+        async def read_page() -> Any:
+            cursor, changes = await read()
+            pages.append((cursor, changes))
+            return _Page(cursor, changes)
+
+        started = self.clock.seconds()
+        await long_poll(self.waiters, feed, wait, read_page)
+        if len(pages) > 1:
+            woke = "changed" if pages[-1][1] else "timeout"
+            self.metrics.feed_waits.labels(feed=feed, outcome=woke).inc()
+            self.metrics.feed_wait_seconds.labels(feed=feed).observe(
+                max(0.0, self.clock.seconds() - started))
+        return pages[-1]
+
+
+class _Page:
+    """What `long_poll` needs to know of a read: whether it had entries."""
+
+    def __init__(self, cursor: str, entries: list[Any]) -> None:
+        self.cursor = cursor
+        self.entries = entries
+
+
+def _cursor_line(cursor: str) -> bytes:
+    return b'{"cursor":"' + cursor.encode("ascii") + b'"}\n'

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
 
 from stretchfs.config import MasterConfig
 from stretchfs.health import Readiness
 from stretchfs.master.api import MasterAPI
+from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
 from stretchfs.redishealth import RedisWatch
 from stretchfs.redisstore import RedisStore
@@ -17,15 +20,28 @@ from stretchfs.roles import CallOnStop, http_service
 REDIS_CHECK_SECONDS = 2.0
 
 
+def thread_runner(reactor: Any) -> Callable[..., Deferred[Any]]:
+    """Run blocking work (bcrypt) in the reactor's thread pool."""
+
+    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
+
+    return run
+
+
 def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStore,
-                         http: Any = None) -> MultiService:
-    """The master: HTTP API over the cluster Redis."""
+                         http: Any = None,
+                         run_blocking: Callable[..., Deferred[Any]] | None = None
+                         ) -> MultiService:
+    """The master: HTTP API over the cluster Redis, plus the purchase pruning job."""
     top = MultiService()
     readiness = Readiness()
     registry = new_registry()
     api = MasterAPI(config, readiness=readiness, metrics_registry=registry, redis=redis,
-                    clock=reactor)
+                    clock=reactor, run_blocking=run_blocking or thread_runner(reactor))
     RedisWatch(redis, reactor, readiness, REDIS_CHECK_SECONDS).setServiceParent(top)
+    PurchasePruner(api.purchases, reactor, config.master.prune_interval,
+                   on_pruned=api.record_prune).setServiceParent(top)
     http_service(reactor, config.http.listen, api.app.resource(), "master").setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     top.api = api  # type: ignore[attr-defined]
