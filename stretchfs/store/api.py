@@ -13,6 +13,7 @@ from twisted.web.static import NoRangeStaticProducer
 from stretchfs.config import StoreConfig
 from stretchfs.errors import InvalidInput, NotFound
 from stretchfs.health import Readiness
+from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.store.content import EXT_HEADER, ContentService
 from stretchfs.store.delivery import content_type
 from stretchfs.store.layout import parse_name
@@ -38,6 +39,8 @@ class StoreAPI:
     app = Klein()
     install_error_handlers(app)
     add_common_routes(app, "store")
+    add_pingnet_routes(app)
+    pingnet: Any = None  # the PingNet, set by build_store_service
 
     def __init__(self, config: StoreConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any,

@@ -14,6 +14,7 @@ from stretchfs.health import Readiness
 from stretchfs.master.client import MasterClient
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import Peers
+from stretchfs.pingnet.wiring import attach_ping_net
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_service
 from stretchfs.signing import delivery_secret
@@ -119,6 +120,12 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     http_service(reactor, config.http.listen, root, "store",
                  request_factory=request_factory(receiver)).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
+    net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
+                                        peers=peers, metrics_registry=registry)
+    api.pingnet = net  # type: ignore[attr-defined]
+    disk.on_change(registration.set_writable)
+    top.pingnet = net  # type: ignore[attr-defined]
+    top.registration = registration  # type: ignore[attr-defined]
     top.api = api  # type: ignore[attr-defined]
     top.root_resource = root  # type: ignore[attr-defined]
     top.content = content  # type: ignore[attr-defined]

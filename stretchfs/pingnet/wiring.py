@@ -1,0 +1,60 @@
+"""Attach the ping net and the master registration to a prism or store service.
+
+One call in `build_<role>_service`::
+
+    net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis,
+                                        master=master, peers=peers,
+                                        metrics_registry=registry)
+    api.pingnet = net
+
+The ping net is skipped (net is None) when `[ping] enabled = false` or when
+the injected reactor cannot listen on UDP (unit tests with MemoryReactor).
+Registration waits for the HTTP listener (a sibling `ListeningService`) so
+that a `tcp:0` port is registered with its real number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from twisted.application.service import MultiService
+
+from stretchfs.config import PrismConfig, StoreConfig
+from stretchfs.errors import NotReady
+from stretchfs.pingnet.peers import Peers
+from stretchfs.pingnet.service import PingNet
+from stretchfs.redisstore import RedisStore
+from stretchfs.registration import Registration
+from stretchfs.web.listen import ListeningService
+
+
+def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, reactor: Any,
+                    redis: RedisStore, master: Any, peers: Peers,
+                    metrics_registry: CollectorRegistry | None = None,
+                    ) -> tuple[PingNet | None, Registration]:
+    """Add a `PingNet` (when enabled) and a `Registration` as the last children of `top`."""
+    role = "store" if isinstance(config, StoreConfig) else "prism"
+    net: PingNet | None = None
+    if config.ping.enabled and hasattr(reactor, "listenUDP"):
+        net = PingNet(config.ping, self_name=config.node.name, host=config.node.host,
+                      cluster_key=config.cluster.key, peers=peers, redis=redis,
+                      redis_prefix=config.redis.prefix, reactor=reactor,
+                      metrics_registry=metrics_registry)
+        net.setServiceParent(top)
+    listeners = [child for child in top if isinstance(child, ListeningService)]
+
+    def record() -> dict[str, Any]:
+        address = listeners[0].address if listeners else None
+        port = getattr(address, "port", 0)
+        if not port:
+            raise NotReady("HTTP listener not bound yet")
+        url = config.http.public_url or "http://{}:{}".format(config.node.host, port)
+        return {"name": config.node.name, "role": role, "host": config.node.host,
+                "port": port, "ping_port": net.bound_port if net is not None else 0,
+                "site": config.node.site, "zone": config.node.zone, "url": url}
+
+    registration = Registration(master, peers, clock=reactor, record=record,
+                                refresh_seconds=config.ping.registry_refresh)
+    registration.setServiceParent(top)
+    return net, registration
