@@ -1,0 +1,168 @@
+"""Purchase routes: create, lookup, remove, expiry, pruning, snapshot and feed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest_twisted
+
+from stretchfs.master.purchases import PurchasePruner
+
+
+def sha(n: int) -> str:
+    """A deterministic content id."""
+    return hashlib.sha1(str(n).encode()).hexdigest()
+
+
+def ndjson(body: bytes) -> list:
+    """Decoded NDJSON lines."""
+    return [json.loads(line) for line in body.splitlines() if line]
+
+
+async def buy(master, n: int = 1, life: float = 100, **extra) -> dict:
+    """Create a purchase of content `n`."""
+    reply = await master.call("POST", "/purchases", dict(hash=sha(n), ext="mp4", life=life,
+                                                          **extra))
+    assert reply.code == 201, reply.body
+    return reply.json
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_draws_token_and_expiry(master) -> None:
+    """The master draws a 64-alphanumeric token and sets expires = now + life."""
+    purchase = await buy(master, life=60, referrer=["example.com"], ip="1.2.3.4",
+                         session="s" * 64)
+    assert len(purchase["token"]) == 64 and purchase["token"].isalnum()
+    assert purchase["expires"] == master.clock.seconds() + 60
+    assert purchase["referrer"] == ["example.com"] and purchase["ip"] == "1.2.3.4"
+    fetched = await master.call("GET", "/purchases/" + purchase["token"])
+    assert fetched.json == purchase
+    other = await buy(master)
+    assert other["token"] != purchase["token"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_expired_purchase_is_404_before_pruning(master) -> None:
+    """Once `expires` has passed on the clock, lookups answer 404 even though it is not pruned."""
+    purchase = await buy(master, life=10)
+    master.clock.advance(9.9)
+    assert (await master.call("GET", "/purchases/" + purchase["token"])).code == 200
+    master.clock.advance(0.1)
+    reply = await master.call("GET", "/purchases/" + purchase["token"])
+    assert reply.code == 404 and reply.json["error"]
+    assert await master.client().get_purchase(purchase["token"]) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_remove_counts_and_is_fed(master) -> None:
+    """Removing answers count 1 then 0, and the removal is on the feed."""
+    purchase = await buy(master)
+    token = purchase["token"]
+    assert (await master.call("POST", "/purchases/{}/remove".format(token))).json == {
+        "token": token, "count": 1}
+    assert (await master.call("POST", "/purchases/{}/remove".format(token))).json == {
+        "token": token, "count": 0}
+    assert (await master.call("GET", "/purchases/" + token)).code == 404
+    feed = (await master.call("GET", "/purchases/feed?after=0-0")).json
+    assert feed["changes"] == [{"op": "add", "purchase": purchase},
+                               {"op": "remove", "token": token}]
+
+
+@pytest_twisted.ensureDeferred
+async def test_prune_route_removes_only_expired_and_feeds_them(master) -> None:
+    """POST /purchases/prune removes the expired purchases, each announced on the feed."""
+    short = [await buy(master, n, life=10) for n in range(3)]
+    long = await buy(master, 9, life=1000)
+    cursor = (await master.call("GET", "/purchases/feed?after=0-0")).json["cursor"]
+    master.clock.advance(11)
+    assert (await master.call("POST", "/purchases/prune")).json == {"pruned": 3}
+    assert (await master.call("POST", "/purchases/prune")).json == {"pruned": 0}
+    feed = (await master.call("GET", "/purchases/feed?after=" + cursor)).json
+    assert sorted(c["token"] for c in feed["changes"]) == sorted(p["token"] for p in short)
+    assert all(c["op"] == "remove" for c in feed["changes"])
+    assert (await master.call("GET", "/purchases/" + long["token"])).code == 200
+    assert await master.client().prune_purchases() == {"pruned": 0}
+
+
+async def _until(predicate, rounds: int = 200) -> None:
+    """Let the real reactor run (Redis I/O) until `predicate()` holds, bounded."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    for _ in range(rounds):
+        if predicate():
+            return
+        await deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("condition not reached")
+
+
+@pytest_twisted.ensureDeferred
+async def test_pruner_runs_on_the_clock(master) -> None:
+    """The pruning job runs at start and then every interval of the injected clock."""
+    counts: list = []
+    pruner = PurchasePruner(master.api.purchases, master.clock, 3600.0, on_pruned=counts.append)
+    pruner.startService()
+    await _until(lambda: len(counts) == 1)
+    await buy(master, 1, life=10)
+    await buy(master, 2, life=7200)
+    master.clock.advance(3599)
+    assert len(counts) == 1
+    master.clock.advance(1)
+    await _until(lambda: len(counts) == 2)
+    assert counts == [0, 1]
+    assert len(ndjson((await master.call("GET", "/purchases/snapshot")).body)) == 2
+    pruner.stopService()
+    assert master.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_snapshot_lists_unexpired_purchases_after_the_cursor(master) -> None:
+    """The purchase snapshot has the cursor line, then only unexpired purchases."""
+    expired = await buy(master, 1, life=5)
+    live = [await buy(master, n, life=500) for n in range(2, 1300)]
+    master.clock.advance(6)
+    lines = ndjson((await master.call("GET", "/purchases/snapshot")).body)
+    feed = (await master.call("GET", "/purchases/feed?after=0-0&limit=1")).json
+    assert lines[0]["cursor"] >= feed["cursor"]
+    tokens = {p["token"] for p in lines[1:]}
+    assert tokens == {p["token"] for p in live}
+    assert expired["token"] not in tokens
+    rows: list = []
+    cursor = await master.client().purchase_snapshot(rows.append)
+    assert cursor == lines[0]["cursor"] and len(rows) == len(live)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_purchase_input_is_400(master) -> None:
+    """Malformed purchase bodies and tokens answer 400 and create nothing."""
+    for body in ({"ext": "mp4"}, {"hash": "zz", "ext": "mp4"}, {"hash": sha(1)},
+                 {"hash": sha(1), "ext": "mp4", "life": 0},
+                 {"hash": sha(1), "ext": "mp4", "life": "long"},
+                 {"hash": sha(1), "ext": "mp4", "referrer": [1]},
+                 {"hash": sha(1), "ext": "mp4", "ip": 5}):
+        reply = await master.call("POST", "/purchases", body)
+        assert reply.code == 400, body
+    assert (await master.call("GET", "/purchases/short")).code == 400
+    assert (await master.call("POST", "/purchases/{}/remove".format("x" * 63))).code == 400
+    assert (await master.call("GET", "/purchases/" + "A" * 64)).code == 404
+    assert (await master.call("GET", "/purchases/feed?after=0-0")).json["changes"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_purchase_accepts_sha1_and_default_life(master) -> None:
+    """`sha1` is accepted for `hash`, and life defaults to 7200 seconds."""
+    reply = await master.call("POST", "/purchases", {"sha1": sha(5), "ext": "jpg"})
+    assert reply.code == 201
+    assert reply.json["hash"] == sha(5) and reply.json["life"] == 7200
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_creates_and_removes(master) -> None:
+    """MasterClient wraps create, get, remove and the feed."""
+    client = master.client()
+    purchase = await client.create_purchase({"hash": sha(1), "ext": "mp4", "life": 30})
+    assert (await client.get_purchase(purchase["token"]))["hash"] == sha(1)
+    assert (await client.remove_purchase(purchase["token"]))["count"] == 1
+    page = await client.purchase_feed("0-0", wait=0)
+    assert [c["op"] for c in page["changes"]] == ["add", "remove"]
