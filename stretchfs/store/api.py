@@ -8,14 +8,13 @@ from typing import Any
 from klein import Klein
 from prometheus_client import CollectorRegistry
 from twisted.web.server import NOT_DONE_YET
-from twisted.web.static import NoRangeStaticProducer
 
 from stretchfs.config import StoreConfig
 from stretchfs.errors import InvalidInput, NotFound
 from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.store.content import EXT_HEADER, ContentService
-from stretchfs.store.delivery import content_type
+from stretchfs.store.delivery import FileStreamer, content_type
 from stretchfs.store.layout import parse_name
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
@@ -37,6 +36,7 @@ class StoreAPI:
     """Routes of a store: content in, content out, inventory."""
 
     app = Klein()
+    app.url_map.merge_slashes = False
     install_error_handlers(app)
     add_common_routes(app, "store")
     add_pingnet_routes(app)
@@ -93,7 +93,7 @@ class StoreAPI:
         if size == 0:
             handle.close()
             return b""
-        NoRangeStaticProducer(request, handle).start()
+        FileStreamer(request, handle, 0, size).start()
         return NOT_DONE_YET
 
     @app.route("/content/exists", methods=["POST"])

@@ -4,8 +4,8 @@ A raw twisted.web resource (no Klein routing per download): match the path
 against `/content/ab/cd/<sha1>.<ext>`, check the signature and expiry
 (stretchfs.signing, the same scheme nginx's secure_link checks), open the
 file, answer with `ETag`, `Last-Modified`, `Content-Type`, `Accept-Ranges`
-and a single `Range` (206/416), and stream the bytes with twisted.web.static's
-pull producers -- never the whole file in memory, never a long reactor stall.
+and a single `Range` (206/416), and stream the bytes with a push producer:
+never the whole file in memory, never a long reactor stall.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import os
 import re
 from typing import Any
 
+from twisted.internet.interfaces import IPushProducer
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
-from twisted.web.static import NoRangeStaticProducer, SingleRangeStaticProducer
+from zope.interface import implementer
 
 from stretchfs.errors import RangeNotSatisfiable
 from stretchfs.signing import verify
@@ -29,6 +30,69 @@ from stretchfs.web.jsonio import write_json
 CONTENT_PATH_RE = re.compile(
     rb"^/content/([0-9a-f]{2})/([0-9a-f]{2})/(([0-9a-f]{40})\.([a-z0-9]{1,10}))$")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+CHUNK_BYTES = 64 * 1024
+
+
+@implementer(IPushProducer)
+class FileStreamer:
+    """Writes `length` bytes of an open file from `offset` to a request, then finishes it.
+
+    A push producer: it writes chunks until the transport's buffer is full
+    (`pauseProducing`) and carries on when it drains, so a large file never
+    holds the reactor for more than a buffer's worth of reads, and a slow
+    client never makes it read ahead.  The file is closed in every case.
+    """
+
+    def __init__(self, request: Any, handle: Any, offset: int, length: int) -> None:
+        self._request = request
+        self._handle = handle
+        self._remaining = length
+        self._offset = offset
+        self._paused = False
+        self._done = False
+        self._pumping = False
+
+    def start(self) -> None:
+        """Register with the request and start writing."""
+        if self._offset:
+            self._handle.seek(self._offset)
+        self._request.registerProducer(self, True)
+        self._pump()
+
+    def _pump(self) -> None:
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while not self._paused and not self._done and self._remaining > 0:
+                data = self._handle.read(min(CHUNK_BYTES, self._remaining))
+                if not data:
+                    self._remaining = 0
+                    break
+                self._remaining -= len(data)
+                self._request.write(data)
+        finally:
+            self._pumping = False
+        if self._remaining <= 0 and not self._done:
+            self._done = True
+            self._handle.close()
+            self._request.unregisterProducer()
+            self._request.finish()
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full."""
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """The transport wants more."""
+        self._paused = False
+        self._pump()
+
+    def stopProducing(self) -> None:
+        """The client went away: close the file, write nothing more."""
+        if not self._done:
+            self._done = True
+            self._handle.close()
 
 
 @functools.lru_cache(maxsize=256)
@@ -51,7 +115,7 @@ def parse_range(header: bytes, size: int) -> tuple[int, int] | None:
     if b"," in spec or b"-" not in spec:
         return None
     first_text, last_text = (part.strip() for part in spec.split(b"-", 1))
-    if first_text and not first_text.isdigit() or last_text and not last_text.isdigit():
+    if (first_text and not first_text.isdigit()) or (last_text and not last_text.isdigit()):
         return None
     if not first_text:
         if not last_text:
@@ -61,11 +125,13 @@ def parse_range(header: bytes, size: int) -> tuple[int, int] | None:
             raise RangeNotSatisfiable("range not satisfiable", size)
         return max(size - suffix, 0), size - 1
     first = int(first_text)
-    last = int(last_text) if last_text else size - 1
-    if last < first:
+    last = int(last_text) if last_text else None
+    if last is not None and last < first:
         return None
     if first >= size:
         raise RangeNotSatisfiable("range not satisfiable", size)
+    if last is None:
+        last = size - 1
     return first, min(last, size - 1)
 
 
@@ -141,10 +207,7 @@ class DeliveryResource:
             return b""
         self._stats.bytes_served += length
         self._stats.deliveries += 1
-        if wanted is None:
-            NoRangeStaticProducer(request, handle).start()
-        else:
-            SingleRangeStaticProducer(request, handle, offset, length).start()
+        FileStreamer(request, handle, offset, length).start()
         return NOT_DONE_YET
 
     @staticmethod

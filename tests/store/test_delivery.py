@@ -1,0 +1,182 @@
+"""Signed GET/HEAD delivery: signature, expiry, Range, caching headers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stretchfs.errors import RangeNotSatisfiable
+from stretchfs.signing import content_path, delivery_secret, signed_query
+from stretchfs.store.delivery import parse_range
+from tests.helpers import CLUSTER_KEY
+from tests.store.harness import AUTH, build, raw_channel, request, sha1_of, stub_for
+
+DATA = bytes(range(256)) * 40
+SHA1 = sha1_of(DATA)
+SECRET = delivery_secret(CLUSTER_KEY)
+
+
+def _stored(tmp_path, clock, ext: str = "mp4"):
+    service = build(tmp_path, clock)
+    stub = stub_for(service)
+    code, _, _ = request(stub, "PUT", "/content/put/{}.{}".format(SHA1, ext), data=DATA,
+                         headers=AUTH)
+    assert code == 201
+    return service, stub
+
+
+def _url(clock, ext: str = "mp4", life: int = 60, sha1: str = SHA1) -> str:
+    path = content_path(sha1, ext)
+    return "{}?{}".format(path, signed_query(SECRET, path, int(clock.seconds()) + life))
+
+
+def test_signed_get_serves_the_bytes_with_headers(tmp_path, clock) -> None:
+    """A valid signed URL answers 200 with the bytes, ETag, Content-Type, Accept-Ranges."""
+    _, stub = _stored(tmp_path, clock)
+    code, headers, body = request(stub, "GET", _url(clock))
+    assert code == 200 and body == DATA
+    assert headers.getRawHeaders("etag") == ['"{}"'.format(SHA1)]
+    assert headers.getRawHeaders("content-type") == ["video/mp4"]
+    assert headers.getRawHeaders("accept-ranges") == ["bytes"]
+    assert headers.getRawHeaders("last-modified")
+
+
+def test_raw_response_carries_content_length(tmp_path, clock) -> None:
+    """The raw HTTP answer has Content-Length (no chunked encoding) and the bytes."""
+    service, _ = _stored(tmp_path, clock)
+    channel, transport = raw_channel(service)
+    channel.dataReceived("GET {} HTTP/1.1\r\nHost: s\r\n\r\n".format(_url(clock)).encode())
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"\r\nContent-Length: %d\r\n" % len(DATA) in head
+    assert body == DATA
+
+
+def test_client_query_args_next_to_the_signature_are_fine(tmp_path, clock) -> None:
+    """Extra query args the prism keeps (start=0) do not break the signature."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, body = request(stub, "GET", _url(clock) + "&start=0")
+    assert code == 200 and body == DATA
+
+
+def test_head_answers_headers_only(tmp_path, clock) -> None:
+    """HEAD answers 200 with Content-Length and no body."""
+    service, _ = _stored(tmp_path, clock)
+    channel, transport = raw_channel(service)
+    channel.dataReceived("HEAD {} HTTP/1.1\r\nHost: s\r\n\r\n".format(_url(clock)).encode())
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b""
+    assert b"\r\nContent-Length: %d\r\n" % len(DATA) in head
+
+
+@pytest.mark.parametrize("header,first,last", [
+    ("bytes=0-99", 0, 99),
+    ("bytes=100-", 100, len(DATA) - 1),
+    ("bytes=-10", len(DATA) - 10, len(DATA) - 1),
+    ("bytes=10-999999", 10, len(DATA) - 1),
+])
+def test_single_range_answers_206(tmp_path, clock, header: str, first: int, last: int) -> None:
+    """A satisfiable single Range answers 206 with Content-Range and just those bytes."""
+    _, stub = _stored(tmp_path, clock)
+    code, headers, body = request(stub, "GET", _url(clock), headers={"Range": header})
+    assert code == 206
+    assert body == DATA[first:last + 1]
+    assert headers.getRawHeaders("content-range") == ["bytes {}-{}/{}".format(
+        first, last, len(DATA))]
+
+
+@pytest.mark.parametrize("header", ["bytes={}-".format(len(DATA)), "bytes=-0",
+                                    "bytes=999999-1000000"])
+def test_unsatisfiable_range_is_416(tmp_path, clock, header: str) -> None:
+    """A Range starting past the end answers 416 with Content-Range bytes */size."""
+    _, stub = _stored(tmp_path, clock)
+    code, headers, body = request(stub, "GET", _url(clock), headers={"Range": header})
+    assert code == 416
+    assert headers.getRawHeaders("content-range") == ["bytes */{}".format(len(DATA))]
+    assert json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("header", ["bytes=0-1,5-6", "items=0-5", "bytes=5-1", "bytes=a-b"])
+def test_multi_or_malformed_range_sends_everything(tmp_path, clock, header: str) -> None:
+    """Multi-range or malformed Range headers are ignored: 200 with the whole content."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, body = request(stub, "GET", _url(clock), headers={"Range": header})
+    assert code == 200 and body == DATA
+
+
+def test_if_range_with_another_etag_sends_everything(tmp_path, clock) -> None:
+    """If-Range naming another ETag makes the Range ignored."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, body = request(stub, "GET", _url(clock),
+                            headers={"Range": "bytes=0-3", "If-Range": '"other"'})
+    assert code == 200 and body == DATA
+
+
+def test_if_none_match_answers_304(tmp_path, clock) -> None:
+    """A matching If-None-Match answers 304 without a body."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, body = request(stub, "GET", _url(clock),
+                            headers={"If-None-Match": '"{}"'.format(SHA1)})
+    assert code == 304 and body == b""
+
+
+def test_expired_signature_is_403(tmp_path, clock) -> None:
+    """A URL whose expiry has passed answers 403."""
+    service, stub = _stored(tmp_path, clock)
+    url = _url(clock, life=10)
+    clock.advance(11)
+    code, _, body = request(stub, "GET", url)
+    assert code == 403 and "signature" in json.loads(body)["error"]
+    assert service.content.stats.denied == 1
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda url: url.split("?")[0],
+    lambda url: url.replace("md5=", "md5=A"),
+    lambda url: url.replace("expires=", "expires=9"),
+    lambda url: url.replace("expires=", "expires=x"),
+    lambda url: url.replace(".mp4?", ".jpg?"),
+])
+def test_bad_signature_is_403(tmp_path, clock, mangle) -> None:
+    """A missing, altered or foreign signature answers 403 before the disk is touched."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, _ = request(stub, "GET", mangle(_url(clock)))
+    assert code == 403
+
+
+def test_signed_url_for_missing_content_is_404(tmp_path, clock) -> None:
+    """A valid signature for content this store lacks answers 404."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, body = request(stub, "GET", _url(clock, sha1="ab" * 20))
+    assert code == 404 and json.loads(body)["error"]
+
+
+def test_mismatched_folder_prefix_is_404(tmp_path, clock) -> None:
+    """A path whose ab/cd folders do not match the hash answers 404."""
+    _, stub = _stored(tmp_path, clock)
+    bad = "/content/00/00/{}.mp4?md5=x&expires=1".format(SHA1)
+    code, _, _ = request(stub, "GET", bad)
+    assert code == 404
+
+
+def test_bytes_served_are_counted_on_stat(tmp_path, clock) -> None:
+    """/stat counts bytes served by deliveries."""
+    _, stub = _stored(tmp_path, clock)
+    request(stub, "GET", _url(clock), headers={"Range": "bytes=0-9"})
+    request(stub, "GET", _url(clock))
+    code, _, body = request(stub, "GET", "/stat")
+    assert json.loads(body)["bytes_served"] == 10 + len(DATA)
+
+
+def test_parse_range_rules() -> None:
+    """parse_range: single ranges parsed, junk ignored, past-the-end refused."""
+    assert parse_range(b"bytes=0-0", 10) == (0, 0)
+    assert parse_range(b"bytes=-20", 10) == (0, 9)
+    assert parse_range(b"bytes=3-", 10) == (3, 9)
+    assert parse_range(b"bytes=-", 10) is None
+    assert parse_range(b"bytes=1-2,4-5", 10) is None
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(b"bytes=10-", 10)
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(b"bytes=-1", 0)

@@ -1,0 +1,128 @@
+"""The publish journal and publisher: ordered, batched, durable across restarts."""
+
+from __future__ import annotations
+
+import os
+
+from stretchfs.store.journal import Journal
+from stretchfs.store.publisher import InventoryPublisher
+from tests.store.harness import AUTH, FakeMaster, build, direct, request, sha1_of, stop, stub_for
+
+
+def _add(n: int) -> dict:
+    return {"op": "add", "hash": "{:040x}".format(n), "ext": "bin", "size": n}
+
+
+def _publisher(journal: Journal, master: FakeMaster, clock, batch_size: int = 3):
+    publisher = InventoryPublisher(journal, master, "store1", clock=clock,
+                                   batch_size=batch_size, run_blocking=direct)
+    publisher.startService()
+    return publisher
+
+
+def test_journal_keeps_unacknowledged_changes_across_reopen(tmp_path) -> None:
+    """Appended changes not yet acknowledged are pending again after a reopen."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(1), _add(2), _add(3)])
+    batch, end = journal.read_batch(2)
+    journal.ack(end, len(batch))
+    journal.close()
+    again = Journal(str(tmp_path))
+    again.open()
+    assert again.pending == 1
+    assert again.read_batch(10)[0] == [_add(3)]
+
+
+def test_journal_drops_a_torn_last_line(tmp_path) -> None:
+    """A half-written last line (crash mid-append) is cut on open; earlier lines survive."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(1)])
+    journal.close()
+    with open(os.path.join(str(tmp_path), "changes.ndjson"), "ab") as handle:
+        handle.write(b'{"op":"add","ha')
+    again = Journal(str(tmp_path))
+    again.open()
+    again.append([_add(2)])
+    assert again.read_batch(10)[0] == [_add(1), _add(2)]
+
+
+def test_journal_compacts_when_everything_is_acknowledged(tmp_path, monkeypatch) -> None:
+    """Once all is acknowledged and the file is big enough, it is truncated."""
+    from stretchfs.store import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 10)
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(1), _add(2)])
+    batch, end = journal.read_batch(10)
+    journal.ack(end, len(batch))
+    assert os.path.getsize(journal.path) == 0 and journal.pending == 0
+    journal.append([_add(3)])
+    assert journal.read_batch(10)[0] == [_add(3)]
+
+
+def test_publisher_sends_in_order_in_batches(tmp_path, clock) -> None:
+    """Changes go to the master in journal order, at most batch_size per call."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    master = FakeMaster()
+    publisher = _publisher(journal, master, clock)
+    publisher.record([_add(n) for n in range(7)])
+    assert [len(batch) for _, batch in master.batches] == [3, 3, 1]
+    assert master.changes() == [_add(n) for n in range(7)]
+    assert publisher.backlog == 0
+
+
+def test_publisher_queues_while_master_is_down_and_replays_in_order(tmp_path, clock) -> None:
+    """While the master is down changes stay queued; retries replay them in order."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    master = FakeMaster()
+    master.down = True
+    publisher = _publisher(journal, master, clock)
+    publisher.record([_add(1)])
+    publisher.record([_add(2), _add(3)])
+    assert publisher.backlog == 3 and master.batches == []
+    clock.advance(1)
+    clock.advance(2)
+    assert master.batches == []
+    master.down = False
+    clock.advance(4)
+    assert master.changes() == [_add(1), _add(2), _add(3)]
+    publisher.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_queued_changes_survive_a_store_restart(tmp_path, clock) -> None:
+    """Master down, PUT, store restarted: the add is published once the master is back."""
+    master = FakeMaster()
+    master.down = True
+    first = build(tmp_path, clock, master=master)
+    data = b"durable"
+    sha1 = sha1_of(data)
+    assert request(stub_for(first), "PUT", "/content/put/{}.bin".format(sha1), data=data,
+                   headers=AUTH)[0] == 201
+    stop(first)
+    assert clock.getDelayedCalls() == []
+    second = build(tmp_path, clock, master=master)
+    assert second.publisher.backlog == 1
+    master.down = False
+    clock.advance(1)
+    assert master.changes()[0] == {"op": "add", "hash": sha1, "ext": "bin", "size": len(data)}
+    assert master.listed == 0
+    stop(second)
+
+
+def test_stop_cancels_the_retry(tmp_path, clock) -> None:
+    """Stopping the publisher leaves no delayed call behind."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    master = FakeMaster()
+    master.down = True
+    publisher = _publisher(journal, master, clock)
+    publisher.record([_add(1)])
+    assert clock.getDelayedCalls()
+    publisher.stopService()
+    assert clock.getDelayedCalls() == []
