@@ -1,0 +1,96 @@
+"""Packet codec and replay guard: every kind of bad packet is refused with its reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from stretchfs.pingnet.packet import (
+    NO_TARGET,
+    PACKET_BYTES,
+    PING,
+    PONG,
+    BadPacket,
+    Packet,
+    ReplayGuard,
+    decode,
+    derive_key,
+    encode,
+    node_id,
+)
+
+KEY = derive_key("test-cluster-key-0123456789")
+NOW = 1_700_000_000.0
+
+
+def _packet(**changes: object) -> Packet:
+    values = dict(kind=PING, sender=node_id("n1"), target=NO_TARGET, seq=10, echo=0, stamp=NOW)
+    values.update(changes)
+    return Packet(**values)  # type: ignore[arg-type]
+
+
+def test_round_trip() -> None:
+    """An encoded packet decodes to the same fields and has the fixed size."""
+    packet = _packet(kind=PONG, echo=9)
+    data = encode(KEY, packet)
+    assert len(data) == PACKET_BYTES
+    assert decode(KEY, data) == packet
+
+
+@pytest.mark.parametrize("mangle,reason", [
+    (lambda d: d[:-1], "truncated"),
+    (lambda d: b"", "truncated"),
+    (lambda d: d + b"x", "oversized"),
+    (lambda d: bytes([9]) + d[1:], "version"),
+    (lambda d: d[:1] + bytes([77]) + d[2:], "kind"),
+    (lambda d: d[:20] + bytes([d[20] ^ 1]) + d[21:], "forged"),
+    (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "forged"),
+])
+def test_bad_packets_are_refused(mangle, reason) -> None:
+    """Truncated, oversized, wrong-version, unknown-kind and tampered packets raise BadPacket."""
+    with pytest.raises(BadPacket) as info:
+        decode(KEY, mangle(encode(KEY, _packet())))
+    assert info.value.reason == reason
+
+
+def test_other_cluster_key_is_forged() -> None:
+    """A packet signed with another cluster's key is refused as forged."""
+    data = encode(derive_key("another-cluster-key-000000"), _packet())
+    with pytest.raises(BadPacket) as info:
+        decode(KEY, data)
+    assert info.value.reason == "forged"
+
+
+def test_stale_packets_are_refused() -> None:
+    """A packet stamped outside the clock window is stale."""
+    guard = ReplayGuard(5.0)
+    with pytest.raises(BadPacket) as info:
+        guard.check(_packet(stamp=NOW - 6), NOW)
+    assert info.value.reason == "stale"
+    with pytest.raises(BadPacket):
+        guard.check(_packet(stamp=NOW + 6), NOW)
+
+
+def test_replayed_packets_are_refused() -> None:
+    """The same sequence number from the same sender is accepted once."""
+    guard = ReplayGuard(5.0)
+    guard.check(_packet(seq=100), NOW)
+    guard.check(_packet(seq=99), NOW)
+    with pytest.raises(BadPacket) as info:
+        guard.check(_packet(seq=100), NOW)
+    assert info.value.reason == "replayed"
+    guard.check(_packet(seq=100, sender=node_id("n2")), NOW)
+
+
+def test_very_old_sequence_numbers_are_replays() -> None:
+    """A sequence number far below the highest seen is refused even if never seen."""
+    guard = ReplayGuard(5.0)
+    guard.check(_packet(seq=1_000_000), NOW)
+    with pytest.raises(BadPacket):
+        guard.check(_packet(seq=1), NOW)
+
+
+def test_restarted_sender_is_accepted() -> None:
+    """A restarted sender's sequence numbers start at its boot time, above the old ones."""
+    guard = ReplayGuard(5.0)
+    guard.check(_packet(seq=int(NOW * 1e6) + 5), NOW)
+    guard.check(_packet(seq=int((NOW + 3) * 1e6)), NOW + 3)

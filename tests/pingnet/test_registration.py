@@ -1,0 +1,131 @@
+"""Registration with the master, registry refresh, and the availability API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stretchfs.errors import PeerUnavailable
+from stretchfs.pingnet.peers import Peers
+from stretchfs.registration import Registration, backoff
+
+
+def _row(name: str, role: str = "store", **extra: Any) -> dict[str, Any]:
+    row = {"name": name, "role": role, "host": "127.0.0.1", "port": 8000, "ping_port": 9000,
+           "active": True, "writable": True}
+    row.update(extra)
+    return row
+
+
+class FakeMaster:
+    """Answers register/list/update like MasterClient, or fails while `down`."""
+
+    base_url = "http://master"
+
+    def __init__(self) -> None:
+        self.down = False
+        self.rows = [_row("store1"), _row("store2"), _row("prism1", "prism")]
+        self.registered: list[dict[str, Any]] = []
+        self.updates: list[tuple[str, dict[str, bool]]] = []
+
+    def _check(self) -> None:
+        if self.down:
+            raise PeerUnavailable("master unreachable")
+
+    async def register_peer(self, record: dict[str, Any]) -> dict[str, Any]:
+        self._check()
+        self.registered.append(record)
+        return record
+
+    async def list_peers(self) -> list[dict[str, Any]]:
+        self._check()
+        return [dict(r) for r in self.rows]
+
+    async def update_peer(self, name: str, **flags: bool) -> dict[str, Any]:
+        self._check()
+        self.updates.append((name, flags))
+        return {}
+
+
+def _registration(clock, master, peers, refresh=60.0) -> Registration:
+    return Registration(master, peers, clock=clock, refresh_seconds=refresh,
+                        record=lambda: {"name": "store1", "role": "store", "port": 8000})
+
+
+def test_registers_with_backoff_until_the_master_answers(clock) -> None:
+    """Registration retries with a doubling backoff and stops once the master answers."""
+    master, peers = FakeMaster(), Peers(self_name="store1")
+    master.down = True
+    service = _registration(clock, master, peers)
+    service.startService()
+    clock.advance(0)
+    for delay in (0.5, 1.0, 2.0):
+        assert master.registered == []
+        clock.advance(delay)
+    master.down = False
+    clock.advance(4.0)
+    assert len(master.registered) == 1 and service.registered
+    assert [r.name for r in peers.all()] == ["prism1", "store1", "store2"]
+    service.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_backoff_is_capped() -> None:
+    """The retry delay doubles from 0.5 s up to 30 s."""
+    assert [backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert backoff(20) == 30.0
+
+
+def test_registry_refresh_keeps_last_copy_while_master_is_away(clock) -> None:
+    """The registry is refreshed every interval; a failed download keeps the last copy."""
+    master, peers = FakeMaster(), Peers(self_name="store1")
+    service = _registration(clock, master, peers, refresh=60.0)
+    service.startService()
+    clock.advance(0)
+    master.rows.append(_row("store3"))
+    clock.advance(59.0)
+    assert peers.get("store3") is None
+    clock.advance(1.0)
+    assert peers.get("store3") is not None
+    master.down = True
+    clock.advance(60.0)
+    clock.advance(30.0)
+    assert len(peers.all()) == 4
+    master.down = False
+    master.rows = [r for r in master.rows if r["name"] != "store2"]
+    clock.advance(30.0)
+    assert peers.get("store2") is None
+    assert len(master.registered) == 1
+    service.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_writable_changes_are_pushed_to_the_master(clock) -> None:
+    """A store's writable flip is sent to the master once it is registered."""
+    master, peers = FakeMaster(), Peers(self_name="store1")
+    service = _registration(clock, master, peers)
+    service.startService()
+    clock.advance(0)
+    service.set_writable(False)
+    clock.advance(0)
+    assert master.updates == [("store1", {"writable": False})]
+    service.stopService()
+
+
+def test_candidates_never_include_a_peer_marked_down(clock) -> None:
+    """A caller that picks targets through candidates() makes no call to a downed peer."""
+    master, peers = FakeMaster(), Peers(self_name="prism1")
+    service = _registration(clock, master, peers)
+    service.startService()
+    clock.advance(0)
+    changes: list[tuple[str, bool]] = []
+    peers.on_change(lambda name, up: changes.append((name, up)))
+    peers.set_available("store2", False)
+    called: list[str] = []
+    for _ in range(20):
+        for record in peers.candidates("store", shuffle=True):
+            called.append(record.name)
+    assert "store2" not in called and "store1" in called
+    assert not peers.is_available("store2") and changes == [("store2", False)]
+    peers.set_available("store2", True)
+    assert [r.name for r in peers.candidates("store")] == ["store1", "store2"]
+    service.stopService()

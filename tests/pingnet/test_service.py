@@ -1,0 +1,231 @@
+"""PingNet on a simulated network: detection, withdrawal, expiry, fallback, self-suspicion."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from twisted.logger import capturedLogs
+
+from stretchfs.config import PingSettings
+from stretchfs.pingnet.ballot import votes_key
+from stretchfs.pingnet.packet import (
+    NO_TARGET,
+    PING,
+    PONG,
+    Packet,
+    derive_key,
+    encode,
+    node_id,
+)
+from stretchfs.pingnet.peers import PeerRecord
+from tests.helpers import CLUSTER_KEY
+from tests.pingnet.simnet import SimCluster
+
+
+@pytest.fixture
+def cluster(clock):
+    """Five started nodes, settled for 2 s; stopped afterwards."""
+    sim = SimCluster(clock, 5)
+    sim.start()
+    sim.run(2.0)
+    yield sim
+    sim.stop()
+
+
+def _voters(sim: SimCluster, target: str) -> set[bytes]:
+    return set(sim.redis.data.get(votes_key("sfs:", target).encode(), {}))
+
+
+def test_healthy_cluster_marks_nobody_down(cluster) -> None:
+    """With every node answering, no node votes and no verdict is down."""
+    cluster.run(5.0)
+    assert all(not cluster.down_in(n) for n in cluster.nodes)
+    assert not any(k.startswith(b"sfs:ping:votes:") for k in cluster.redis.data)
+
+
+def test_votes_only_after_misses_consecutive_lost_rounds(cluster) -> None:
+    """A silent peer gets no vote before `misses` lost rounds and one from every survivor after."""
+    cluster.freeze("n3")
+    cluster.run(0.5)
+    assert _voters(cluster, "n3") == set()
+    cluster.run(1.5)
+    assert _voters(cluster, "n3") == {b"n1", b"n2", b"n4", b"n5"}
+    for name in ("n1", "n2"):
+        row = next(r for r in cluster.nodes[name].status()["peers"] if r["name"] == "n3")
+        assert row["misses"] >= 3 and row["my_vote"]
+
+
+def test_survivors_mark_a_silent_peer_down_within_two_seconds(cluster) -> None:
+    """Every survivor marks a crashed peer unavailable within 2 s, and nobody else."""
+    cluster.freeze("n3")
+    cluster.run(2.0)
+    for name in ("n1", "n2", "n4", "n5"):
+        assert cluster.down_in(name) == {"n3"}
+
+
+def test_pong_withdraws_the_vote_at_once(cluster) -> None:
+    """A peer that answers again has every vote withdrawn and is available within 0.5 s."""
+    cluster.freeze("n3")
+    cluster.run(2.5)
+    assert _voters(cluster, "n3")
+    cluster.thaw("n3")
+    cluster.run(0.5)
+    assert _voters(cluster, "n3") == set()
+    assert all(not cluster.down_in(n) for n in cluster.nodes)
+
+
+def test_dead_voters_votes_expire(clock) -> None:
+    """A vote whose voter stopped refreshing it no longer counts after vote_ttl."""
+    sim = SimCluster(clock, 3, settings=PingSettings(vote_ttl=4.0))
+    sim.start()
+    sim.run(1.0)
+    key = votes_key("sfs:", "n2").encode()
+    sim.redis.execute("ZADD", key, clock.seconds() + 4.0, "n3")
+    sim.redis.execute("ZADD", key, clock.seconds() + 4.0, "n1")
+    sim.run(0.5)
+    assert "n2" in sim.down_in("n1")
+    sim.nodes["n1"].ballot.want({"n2"})  # n1's own vote stays, refreshed
+    sim.run(5.0)
+    # n3's planted vote expired: one vote of two eligible voters is no majority.
+    assert sim.nodes["n1"].tallies["n2"].voters == ("n1",)
+    sim.stop()
+
+
+def test_redis_outage_falls_back_to_own_observations_and_logs_once(cluster) -> None:
+    """With Redis down, a node decides from its own probes and logs the outage once."""
+    with capturedLogs() as events:
+        cluster.redis.down = True
+        cluster.freeze("n3")
+        cluster.run(3.0)
+        assert cluster.down_in("n1") == {"n3"}
+        assert cluster.nodes["n1"].fallback
+        cluster.redis.down = False
+        cluster.run(1.0)
+    outages = [e for e in events if e.get("event") == "pingnet_ballot"
+               and e.get("node") == "n1"]
+    assert [e["reachable"] for e in outages] == [False, True]
+    assert not cluster.nodes["n1"].fallback
+    assert cluster.down_in("n1") == {"n3"}
+
+
+def test_cut_off_node_suspects_itself_and_casts_no_vote(cluster) -> None:
+    """A node that loses every peer at once votes against none of them."""
+    for other in ("n1", "n2", "n4", "n5"):
+        cluster.sever("n3", other)
+    with capturedLogs() as events:
+        cluster.run(3.0)
+    assert cluster.nodes["n3"].self_suspect
+    assert not any(b"n3" in _voters(cluster, t) for t in ("n1", "n2", "n4", "n5"))
+    assert [e["suspect"] for e in events
+            if e.get("event") == "pingnet_self_suspect" and e.get("node") == "n3"] == [True]
+    assert cluster.down_in("n1") == {"n3"}
+    cluster.net.cut.clear()
+    cluster.run(1.0)
+    assert not cluster.nodes["n3"].self_suspect
+
+
+def test_indirect_probes_bridge_a_single_bad_path(cluster) -> None:
+    """When only the path a-b is cut, relayed probes keep a from voting b down."""
+    cluster.sever("n1", "n2")
+    cluster.run(5.0)
+    assert _voters(cluster, "n2") == set()
+    assert all(not cluster.down_in(n) for n in cluster.nodes)
+
+
+def test_no_false_verdicts_at_thirty_percent_loss(clock) -> None:
+    """Random 30 % packet loss for 60 s marks no peer down."""
+    sim = SimCluster(clock, 5)
+    sim.net.loss = 0.3
+    sim.start()
+    sim.run(60.0, step=0.01)
+    assert all(sim.nodes[n].dampener.states[p].changes == 0
+               for n in sim.nodes for p in sim.nodes[n].dampener.states)
+    sim.stop()
+
+
+def test_a_stalled_node_does_not_count_its_own_stall_as_misses(cluster, clock) -> None:
+    """Timeouts that fire long after their deadline (the process was stopped) are void."""
+    clock.advance(3.0)  # every timer of every node fires 3 s late at once
+    cluster.run(0.2)
+    assert all(s.misses == 0 for s in cluster.nodes["n1"]._states.values())
+    assert not any(k.startswith(b"sfs:ping:votes:") for k in cluster.redis.data)
+
+
+def test_gray_failure_node_is_held_out(clock) -> None:
+    """A node frozen 2 s of every 2.5 s is taken out within 5 s and stays out."""
+    sim = SimCluster(clock, 5)
+    sim.start()
+    sim.run(2.0)
+    start = clock.seconds()
+    taken_out = None
+    for _ in range(24):  # 60 s of 2 s frozen / 0.5 s running
+        sim.freeze("n3")
+        sim.run(2.0)
+        if taken_out is None and "n3" in sim.down_in("n1"):
+            taken_out = clock.seconds() - start
+        sim.thaw("n3")
+        sim.run(0.5)
+    assert taken_out is not None and taken_out <= 5.0
+    assert "n3" in sim.down_in("n1")
+    verdict = sim.nodes["n1"].dampener.states["n3"]
+    assert verdict.changes <= 3
+    assert verdict.hold >= 30
+    sim.stop()
+
+
+def test_stop_service_leaves_no_timers(clock) -> None:
+    """After stopService no delayed call remains and the UDP port is released."""
+    sim = SimCluster(clock, 3)
+    sim.start()
+    sim.run(1.13)
+    sim.stop()
+    assert clock.getDelayedCalls() == [] or all(
+        not c.active() for c in clock.getDelayedCalls())
+    sim.run(0.1)
+    assert clock.getDelayedCalls() == []
+    assert sim.net.bound == {}
+
+
+def test_bad_packets_are_dropped_counted_and_never_raise(cluster, clock) -> None:
+    """Every kind of bad packet is dropped and counted by reason; the node keeps working."""
+    node = cluster.nodes["n1"]
+    key = derive_key(CLUSTER_KEY)
+    good = Packet(kind=PING, sender=node_id("n2"), target=NO_TARGET, seq=1, echo=0,
+                  stamp=clock.seconds())
+    fresh = encode(key, replace(good, seq=int(clock.seconds() * 1e6) + 10**9))
+    cases = {
+        "truncated": encode(key, good)[:10],
+        "oversized": encode(key, good) + b"!" * 100,
+        "version": b"\x07" + encode(key, good)[1:],
+        "kind": encode(key, good)[:1] + b"\x63" + encode(key, good)[2:],
+        "forged": encode(derive_key("not-the-cluster-key-000"), good),
+        "unknown_sender": encode(key, replace(good, sender=node_id("stranger"))),
+        "stale": encode(key, replace(good, stamp=clock.seconds() - 60)),
+        "self": encode(key, replace(good, sender=node_id("n1"))),
+        "replayed": fresh,
+    }
+    node.datagram_received(fresh, ("10.0.0.1", 9001))
+    for data in cases.values():
+        node.datagram_received(data, ("10.0.0.1", 9001))
+    node.datagram_received(encode(key, replace(good, kind=PONG, stamp=float("nan"))),
+                           ("10.0.0.1", 9001))
+    for reason in cases:
+        assert node.metrics.dropped.labels(reason=reason)._value.get() >= 1, reason
+    cluster.run(2.0)
+    assert all(not cluster.down_in(n) for n in cluster.nodes)
+
+
+def test_registry_changes_join_and_leave_the_ping_net(cluster) -> None:
+    """A peer removed from the registry is no longer probed; an inactive one is never down."""
+    node = cluster.nodes["n1"]
+    records = [r for r in cluster.records if r.name != "n5"]
+    records = [replace(r, active=False) if r.name == "n4" else r for r in records]
+    node.peers.set_registry(records)
+    cluster.run(1.0)
+    assert set(node._targets) == {"n2", "n3"}
+    newcomer = PeerRecord(name="n6", role="prism", host="10.0.0.1", port=1, ping_port=9100)
+    node.peers.set_registry(records + [newcomer])
+    cluster.run(2.0)
+    assert "n6" in node._targets
+    assert node.status()["peers"][-1]["my_vote"]  # probed, unanswered: n1 votes it down

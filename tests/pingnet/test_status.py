@@ -1,0 +1,78 @@
+"""`GET /pingnet/status`: a node's own view and the master's cluster view."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from klein import Klein
+
+from stretchfs.pingnet.ballot import votes_key
+from stretchfs.pingnet.status import add_pingnet_routes, cluster_view
+from stretchfs.web.errormap import install_error_handlers
+from tests.fakes import FakeRedisStore
+from tests.pingnet.simnet import SimCluster
+
+
+class NodeAPI:
+    """A minimal API carrying the ping-net routes."""
+
+    app = Klein()
+    install_error_handlers(app)
+    add_pingnet_routes(app)
+
+    def __init__(self, pingnet: Any) -> None:
+        self.pingnet = pingnet
+
+
+def _get(api: NodeAPI, path: str) -> tuple[int, Any]:
+    import json
+
+    from treq.testing import StubTreq
+
+    stub = StubTreq(api.app.resource())
+    response = stub.get("http://node" + path)
+    stub.flush()
+    result: list[Any] = []
+    response.addCallback(lambda r: stub.content(r).addCallback(lambda b: result.append(
+        (r.code, json.loads(b)))))
+    stub.flush()
+    return result[0]
+
+
+def test_node_status_lists_peers_with_verdicts(clock) -> None:
+    """A node's status shows each peer's availability, votes and its own vote."""
+    sim = SimCluster(clock, 3)
+    sim.start()
+    sim.freeze("n3")
+    sim.run(3.0)
+    code, body = _get(NodeAPI(sim.nodes["n1"]), "/pingnet/status")
+    sim.stop()
+    assert code == 200 and body["node"] == "n1"
+    row = next(p for p in body["peers"] if p["name"] == "n3")
+    assert row["available"] is False and row["my_vote"] and row["voters"] == ["n1", "n2"]
+
+
+def test_status_without_ping_net_is_503() -> None:
+    """A node with the ping net disabled answers 503 with an error body."""
+    code, body = _get(NodeAPI(None), "/pingnet/status")
+    assert code == 503 and "disabled" in body["error"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_cluster_view_counts_votes_per_peer(clock) -> None:
+    """The master's view lists the voters and the majority verdict of each registered peer."""
+    redis = FakeRedisStore(clock)
+    now = clock.seconds()
+    for voter in ("a", "b"):
+        redis.execute("ZADD", votes_key("sfs:", "c"), now + 10, voter)
+    redis.execute("ZADD", votes_key("sfs:", "a"), now + 10, "c")
+
+    async def registry() -> list[dict[str, Any]]:
+        return [{"name": n, "role": "store", "active": True} for n in ("a", "b", "c", "d")]
+
+    view = await cluster_view(redis, "sfs:", registry, now)
+    rows = {r["name"]: r for r in view["peers"]}
+    assert view["down"] == ["c"]
+    assert rows["c"]["voters"] == ["a", "b"] and rows["c"]["needed"] == 2
+    assert rows["a"]["available"] is True
