@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from stretchfs import __version__
-from stretchfs.cli import dev
+from stretchfs.cli import dev, peers, purchases, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +15,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version="stretchfs " + __version__)
     subparsers = parser.add_subparsers(dest="command", required=True)
     dev.add_parser(subparsers)
+    users.add_parser(subparsers)
+    purchases.add_parser(subparsers)
+    peers.add_parser(subparsers)
     return parser
 
 

@@ -65,7 +65,8 @@ class MasterHarness:
         return MasterClient(self.http, self.base, CLUSTER_KEY, timeout=10.0)
 
 
-def build_master(redis_url: str, clock: Any, extra: str = "") -> tuple[Any, Any]:
+def build_master(redis_url: str, clock: Any, extra: str = "",
+                 redis_timeout: float = 5.0) -> tuple[Any, Any]:
     """A MasterAPI (bcrypt cost 4, inline) and its real Redis store."""
     from twisted.internet import reactor
 
@@ -76,7 +77,7 @@ def build_master(redis_url: str, clock: Any, extra: str = "") -> tuple[Any, Any]
 
     config = load_test_config("master", redis_url=redis_url,
                               extra="[master]\nbcrypt_rounds = 4\n" + extra)
-    redis = connect_redis(parse_redis_url(redis_url), reactor, timeout=5.0)
+    redis = connect_redis(parse_redis_url(redis_url), reactor, timeout=redis_timeout)
     api = MasterAPI(config, readiness=Readiness(), metrics_registry=new_registry(False),
                     redis=redis, clock=clock)
     return api, redis
@@ -85,16 +86,16 @@ def build_master(redis_url: str, clock: Any, extra: str = "") -> tuple[Any, Any]
 @pytest.fixture
 def master_factory(redis_url, clock):
     """Builds running masters (config `extra` appended to [master]); all are torn down."""
+    from treq.client import HTTPClient
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ServerEndpoint
     from twisted.web.client import Agent, HTTPConnectionPool
     from twisted.web.server import Site
-    from treq.client import HTTPClient
 
     made: list[MasterHarness] = []
 
-    async def make(extra: str = "") -> MasterHarness:
-        api, redis = build_master(redis_url, clock, extra)
+    async def make(extra: str = "", url: str = "", redis_timeout: float = 5.0) -> MasterHarness:
+        api, redis = build_master(url or redis_url, clock, extra, redis_timeout)
         site = Site(api.app.resource())
         site.noisy = False
         port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)

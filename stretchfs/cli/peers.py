@@ -1,0 +1,69 @@
+"""`stretchfs peer list|update|remove`: the operator's side of the peer registry."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, TextIO
+
+from stretchfs.master.cliconn import add_master_arguments, run_against_master
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `peer` and its subcommands."""
+    peer = subparsers.add_parser("peer", help="manage registered prisms and stores")
+    sub = peer.add_subparsers(dest="peer_command", required=True)
+    listing = sub.add_parser("list", help="list peers with their flags")
+    add_master_arguments(listing)
+    listing.set_defaults(func=lambda args: run_against_master(list_peers, args))
+    update = sub.add_parser("update", help="set a peer's active/writable flags")
+    update.add_argument("name")
+    active = update.add_mutually_exclusive_group()
+    active.add_argument("--active", dest="active", action="store_const", const=True)
+    active.add_argument("--inactive", dest="active", action="store_const", const=False)
+    writable = update.add_mutually_exclusive_group()
+    writable.add_argument("--writable", dest="writable", action="store_const", const=True)
+    writable.add_argument("--readonly", dest="writable", action="store_const", const=False)
+    add_master_arguments(update)
+    update.set_defaults(func=lambda args: _update(update, args))
+    remove = sub.add_parser("remove", help="remove a peer from the registry")
+    remove.add_argument("name")
+    add_master_arguments(remove)
+    remove.set_defaults(func=lambda args: run_against_master(remove_peer, args))
+
+
+def _update(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.active is None and args.writable is None:
+        parser.error("give --active/--inactive and/or --writable/--readonly")
+    return run_against_master(update_peer, args)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+async def list_peers(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """Print one line per peer."""
+    peers = await client.list_peers()
+    line = "{:<16} {:<6} {:<32} {:<10} {:<8} {:<7} {}\n"
+    out.write(line.format("NAME", "ROLE", "URL", "SITE", "ZONE", "ACTIVE", "WRITABLE"))
+    for peer in peers:
+        out.write(line.format(peer["name"], peer["role"], peer["url"], peer["site"],
+                              peer["zone"], _yes(peer["active"]), _yes(peer["writable"])))
+    return 0
+
+
+async def update_peer(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """Set the flags given on the command line."""
+    flags = {name: value for name, value in (("active", args.active),
+                                             ("writable", args.writable)) if value is not None}
+    record = await client.update_peer(args.name, **flags)
+    out.write("peer {}: active={} writable={}\n".format(
+        record["name"], _yes(record["active"]), _yes(record["writable"])))
+    return 0
+
+
+async def remove_peer(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """Remove the peer."""
+    await client.remove_peer(args.name)
+    out.write("peer {} removed\n".format(args.name))
+    return 0

@@ -1,0 +1,55 @@
+"""`stretchfs user create|list|deactivate`: manage users through the master."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, TextIO
+
+from stretchfs.master.cliconn import add_master_arguments, run_against_master
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register `user` and its subcommands."""
+    user = subparsers.add_parser("user", help="manage users (through the master)")
+    sub = user.add_subparsers(dest="user_command", required=True)
+    create = sub.add_parser("create", help="create a user; prints its password once")
+    create.add_argument("name")
+    add_master_arguments(create)
+    create.set_defaults(func=lambda args: run_against_master(create_user, args))
+    listing = sub.add_parser("list", help="list users")
+    add_master_arguments(listing)
+    listing.set_defaults(func=lambda args: run_against_master(list_users, args))
+    deactivate = sub.add_parser("deactivate", help="deactivate a user and end its sessions")
+    deactivate.add_argument("name")
+    add_master_arguments(deactivate)
+    deactivate.set_defaults(func=lambda args: run_against_master(deactivate_user, args))
+
+
+async def create_user(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """Create the user and print its generated password (shown only this once)."""
+    created = await client.create_user(args.name)
+    out.write("user {} created\n".format(created["username"]))
+    out.write("password: {}\n".format(created["password"]))
+    out.write("(the password is shown only this once)\n")
+    return 0
+
+
+async def list_users(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """Print one line per user."""
+    users = await client.list_users()
+    out.write("{:<24} {:<8} {:<20} {}\n".format("USERNAME", "ACTIVE", "CREATED (UTC)",
+                                                 "FAILED LOGINS"))
+    for user in users:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(user["created"]))
+        out.write("{:<24} {:<8} {:<20} {}\n".format(
+            user["username"], "yes" if user["active"] else "no", created,
+            user["failed_logins"]))
+    return 0
+
+
+async def deactivate_user(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """Deactivate the user."""
+    await client.deactivate_user(args.name)
+    out.write("user {} deactivated; its sessions ended\n".format(args.name))
+    return 0

@@ -1,0 +1,138 @@
+"""How the `stretchfs` CLI reaches the master: URL, cluster key, one call.
+
+The master URL and the cluster key come from `--config FILE` (any role's
+TOML: a master's own listener, or a prism's/store's `[cluster] master_url`)
+or from `--master URL` plus `$STRETCHFS_CLUSTER_KEY`.  Each command runs one
+coroutine against a `MasterClient` on the reactor and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tomllib
+from typing import Any, Awaitable, Callable, Mapping, TextIO
+
+from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, load_config
+from stretchfs.errors import ConfigError, PeerUnavailable, UpstreamError
+
+EX_USAGE = 2
+EX_CONFIG = 78
+CLI_TIMEOUT_SECONDS = 30.0
+
+Command = Callable[[Any, argparse.Namespace, TextIO], Awaitable[int]]
+
+
+def add_master_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE` and `--master URL` on a subcommand."""
+    parser.add_argument("--config", "-c", help="any role's TOML config (master URL and key)")
+    parser.add_argument("--master", help="master base URL (key from $" + CLUSTER_KEY_ENV + ")")
+
+
+def _role_of(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            table = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        return "master"  # load_config reports the problem
+    for role in ("master", "store", "prism"):
+        if role in table:
+            return role
+    if "retrieve" in table:
+        return "prism"
+    return "prism" if "ping" in table else "master"
+
+
+def _listen_url(listen: str) -> str | None:
+    parts = listen.split(":")
+    if parts[0] not in ("tcp", "ssl") or len(parts) < 2 or not parts[1].isdigit():
+        return None
+    port = int(parts[1])
+    if port == 0:
+        return None
+    host = "127.0.0.1"
+    for option in parts[2:]:
+        if option.startswith("interface="):
+            host = option.split("=", 1)[1] or host
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    scheme = "https" if parts[0] == "ssl" else "http"
+    return "{}://{}:{}".format(scheme, host, port)
+
+
+def resolve_master(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str]:
+    """(master URL, cluster key) from the arguments and environment; ConfigError if missing."""
+    url = args.master or ""
+    key = environ.get(CLUSTER_KEY_ENV, "")
+    if args.config:
+        config = load_config(_role_of(args.config), args.config, environ)
+        key = config.cluster.key
+        if not url:
+            if isinstance(config, MasterConfig):
+                url = config.http.public_url or _listen_url(config.http.listen) or \
+                    config.cluster.master_url
+            else:
+                url = config.cluster.master_url
+    if not url:
+        raise ConfigError("give --master URL or --config FILE")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("--master: expected an http:// or https:// URL")
+    if not key:
+        raise ConfigError("no cluster key: set ${} or give --config FILE".format(CLUSTER_KEY_ENV))
+    return url.rstrip("/"), key
+
+
+def upstream_message(exc: UpstreamError) -> str:
+    """The master's error text of a non-2xx answer."""
+    try:
+        body = json.loads(exc.body)
+        if isinstance(body, dict) and body.get("error"):
+            return "master answered {}: {}".format(exc.code, body["error"])
+    except ValueError:
+        pass
+    return "master answered {}".format(exc.code)
+
+
+async def run_command(client: Any, command: Command, args: argparse.Namespace,
+                      out: TextIO, err: TextIO) -> int:
+    """Run one command against `client`; errors become a line on `err` and exit 1."""
+    try:
+        return await command(client, args, out)
+    except UpstreamError as exc:
+        err.write("stretchfs: {}\n".format(upstream_message(exc)))
+    except PeerUnavailable as exc:
+        err.write("stretchfs: master unreachable: {}\n".format(exc))
+    return 1
+
+
+def run_against_master(command: Command, args: argparse.Namespace,
+                       environ: Mapping[str, str] | None = None) -> int:
+    """Resolve the master, run `command` on the reactor, and return its exit code."""
+    try:
+        url, key = resolve_master(args, os.environ if environ is None else environ)
+    except ConfigError as exc:
+        sys.stderr.write("stretchfs: {}\n".format(exc))
+        return EX_CONFIG
+    from twisted.internet import reactor
+    from twisted.internet.defer import ensureDeferred
+
+    from stretchfs.httpclient import make_http_client
+    from stretchfs.master.client import MasterClient
+
+    client = MasterClient(make_http_client(reactor, persistent=False), url, key,
+                          CLI_TIMEOUT_SECONDS)
+    outcome: dict[str, int] = {"code": 1}
+
+    def finish(code: Any) -> None:
+        outcome["code"] = int(code)
+
+    def failed(failure: Any) -> None:
+        sys.stderr.write("stretchfs: {}\n".format(failure.getErrorMessage()))
+
+    d = ensureDeferred(run_command(client, command, args, sys.stdout, sys.stderr))
+    d.addCallbacks(finish, failed)
+    d.addBoth(lambda _: reactor.callLater(0, reactor.stop))  # type: ignore[attr-defined]
+    reactor.run(installSignalHandlers=False)  # type: ignore[attr-defined]
+    return outcome["code"]
