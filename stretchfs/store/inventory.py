@@ -159,8 +159,12 @@ class SpoolSink:
 
 
 def diff_inventory(store: ContentStore, known: KnownInventory, sink: Any,
-                   progress: Callable[[SyncReport], None] | None = None) -> SyncReport:
-    """Walk the disk against `known`, feeding differences to `sink` (blocking)."""
+                   progress: Callable[[SyncReport], None] | None = None,
+                   every: int = PROGRESS_EVERY_FILES) -> SyncReport:
+    """Walk the disk against `known`, feeding differences to `sink` (blocking).
+
+    `progress(report)` is called every `every` files, from the scanning thread.
+    """
     report = SyncReport(known=len(known))
     rows = known.rows
     for item in store.scan():
@@ -173,7 +177,7 @@ def diff_inventory(store: ContentStore, known: KnownInventory, sink: Any,
         if rows.pop(bytes.fromhex(sha1), None) != known.pack(ext, size):
             sink.add(sha1, ext, size)
             report.added += 1
-        if progress is not None and report.files % PROGRESS_EVERY_FILES == 0:
+        if progress is not None and report.files % every == 0:
             progress(report)
     for digest in rows:
         sink.remove(digest.hex())
