@@ -22,6 +22,7 @@ from stretchfs.pingnet.peers import PeerRecord, Peers
 log = Logger()
 RETRY_FIRST_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
+SOON_MIN_SECONDS = 2.0
 
 
 def backoff(attempt: int, first: float = RETRY_FIRST_SECONDS,
@@ -118,6 +119,18 @@ class Registration(Service):
         self.last_refresh = self._clock.seconds()
         log.debug("registry refreshed: {count} peers", count=len(records))
         return self._refresh
+
+    def refresh_soon(self) -> None:
+        """Download the registry now (a peer we do not know yet has pinged us).
+
+        At most once per SOON_MIN_SECONDS, and only once registered.
+        """
+        if not self.running or self._busy is not None or not self.registered:
+            return
+        if self.last_refresh is not None and (
+                self._clock.seconds() - self.last_refresh < SOON_MIN_SECONDS):
+            return
+        self._schedule(0.0)
 
     def set_writable(self, writable: bool) -> None:
         """Push this store's `writable` flag to the master (now, retried until it lands)."""

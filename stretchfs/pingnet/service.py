@@ -149,6 +149,7 @@ class PingNet(Service):
         self.fallback = False
         self.self_suspect = False
         self.tallies: dict[str, Tally] = {}
+        self.on_unknown_sender: Any = lambda: None
 
     # -- service -----------------------------------------------------------
     def startService(self) -> None:
@@ -334,6 +335,7 @@ class PingNet(Service):
             if packet.sender == self._self_id:
                 raise BadPacket("self")
             if name is None:
+                self.on_unknown_sender()
                 raise BadPacket("unknown_sender")
             self._guard.check(packet, now)
         except BadPacket as exc:

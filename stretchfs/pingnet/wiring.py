@@ -57,4 +57,7 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
     registration = Registration(master, peers, clock=reactor, record=record,
                                 refresh_seconds=config.ping.registry_refresh)
     registration.setServiceParent(top)
+    if net is not None:
+        # A peer that registered after our last download pings us: fetch the registry.
+        net.on_unknown_sender = registration.refresh_soon
     return net, registration

@@ -129,3 +129,21 @@ def test_candidates_never_include_a_peer_marked_down(clock) -> None:
     peers.set_available("store2", True)
     assert [r.name for r in peers.candidates("store")] == ["store1", "store2"]
     service.stopService()
+
+
+def test_refresh_soon_downloads_the_registry_at_most_every_two_seconds(clock) -> None:
+    """A ping from an unknown peer triggers a registry download, rate-limited."""
+    master, peers = FakeMaster(), Peers(self_name="store1")
+    service = _registration(clock, master, peers)
+    service.startService()
+    clock.advance(0)
+    master.rows.append(_row("store9"))
+    service.refresh_soon()
+    clock.advance(0)
+    assert peers.get("store9") is None
+    clock.advance(2.0)
+    service.refresh_soon()
+    clock.advance(0)
+    assert peers.get("store9") is not None
+    service.stopService()
+    assert clock.getDelayedCalls() == []
