@@ -29,6 +29,7 @@ from stretchfs.master.peers import PeerRegistry, parse_flags, parse_registration
 from stretchfs.master.purchases import Purchases
 from stretchfs.master.streaming import stream_ndjson
 from stretchfs.master.users import Users
+from stretchfs.pingnet.status import add_cluster_pingnet_routes
 from stretchfs.redisstore import RedisStore
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
@@ -54,6 +55,7 @@ class MasterAPI:
     app = Klein()
     install_error_handlers(app)
     add_common_routes(app, "master", welcome=False)
+    add_cluster_pingnet_routes(app)
 
     def __init__(self, config: MasterConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, redis: RedisStore, clock: Any,

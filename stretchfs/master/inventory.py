@@ -1,15 +1,18 @@
 """The inventory ("lookup") database: which stores hold which content.
 
-Redis layout (docs/redis-keys.md): one HASH per content id (store ->
-"ext:size"), one HASH per store (sha1 -> "ext:size"), a counter of distinct
-hashes, and the change feed STREAM.  A publish batch runs as one Lua script
-that applies each change only when it changes the state and XADDs only the
-effective changes, so replaying a batch changes nothing and adds no feed
-entries.  Snapshots are built server-side in chunks of NDJSON.
+Redis layout (docs/redis-keys.md): one HASH per store (sha1 -> "ext:size"),
+the authoritative per-store state; one HASH of rows (sha1 -> the content's
+row already rendered as a JSON line: hash, ext, size, stores), kept in step
+by the same script and used for lookups and the full snapshot; and the
+change feed STREAM.  A publish batch runs as one Lua script that applies
+each change only when it changes the state and XADDs only the effective
+changes, so replaying a batch changes nothing and adds no feed entries.
+Snapshots are HSCANs whose chunks come back from Redis as NDJSON text.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,33 +25,73 @@ from stretchfs.redisstore import RedisStore
 
 MAX_PUBLISH_CHANGES = 10_000
 MAX_LOOKUP_HASHES = 1000
-SNAPSHOT_CHUNK_KEYS = 1000
+SNAPSHOT_CHUNK_KEYS = 2000
 
-# KEYS[1] feed, KEYS[2] distinct-hash counter, KEYS[3] the store's HASH
-# ARGV[1] per-content key prefix, ARGV[2] store, ARGV[3] feed max length,
-# then (op, hash, ext, size) per change; op 'a' (add) or 'r' (remove).
-PUBLISH = LuaScript("""
-local feed, counter, skey = KEYS[1], KEYS[2], KEYS[3]
-local hprefix, store, maxlen = ARGV[1], ARGV[2], ARGV[3]
+# Row helpers: a row line is '{"hash":"<h>","ext":"<e>","size":<n>,"stores":["a","b"]}'
+_ROW_LUA = """
+local function render(h, val, stores)
+  local c = string.find(val, ':', 1, true)
+  return '{"hash":"' .. h .. '","ext":"' .. string.sub(val, 1, c - 1) .. '","size":' ..
+    string.sub(val, c + 1) .. ',"stores":[' .. table.concat(stores, ',') .. ']}'
+end
+local function parse(row)
+  -- -> "ext:size", list of quoted store names
+  local e1 = string.find(row, '","size":', 1, true)
+  local s1 = string.find(row, ',"stores":[', e1, true)
+  local val = string.sub(row, 59, e1 - 1) .. ':' .. string.sub(row, e1 + 9, s1 - 1)
+  local stores = {}
+  for name in string.gmatch(string.sub(row, s1 + 11, -3), '[^,]+') do
+    stores[#stores + 1] = name
+  end
+  return val, stores
+end
+"""
+
+# KEYS[1] feed, KEYS[2] rows HASH, KEYS[3] the store's HASH
+# ARGV[1] store, ARGV[2] feed max length, ARGV[3] the batch packed one change
+# per line: op ('a' add, 'r' remove), the 40-hex hash, then for an add
+# "ext:size" (see `parse_changes`).
+PUBLISH = LuaScript(_ROW_LUA + """
+local feed, rows, skey = KEYS[1], KEYS[2], KEYS[3]
+local store, maxlen = ARGV[1], ARGV[2]
+local quoted = '"' .. store .. '"'
 local applied, last = 0, false
-for i = 4, #ARGV, 4 do
-  local h = ARGV[i + 1]
-  local hkey = hprefix .. h
-  local cur = redis.call('HGET', hkey, store)
-  if ARGV[i] == 'a' then
-    local val = ARGV[i + 2] .. ':' .. ARGV[i + 3]
+for line in string.gmatch(ARGV[3], '[^\\n]+') do
+  local h = string.sub(line, 2, 41)
+  local cur = redis.call('HGET', skey, h)
+  if string.sub(line, 1, 1) == 'a' then
+    local val = string.sub(line, 42)
     if cur ~= val then
-      if (not cur) and redis.call('EXISTS', hkey) == 0 then redis.call('INCR', counter) end
-      redis.call('HSET', hkey, store, val)
       redis.call('HSET', skey, h, val)
+      local row = redis.call('HGET', rows, h)
+      local stores = {}
+      if row then
+        local _
+        _, stores = parse(row)
+        local found = false
+        for _, name in ipairs(stores) do if name == quoted then found = true end end
+        if not found then stores[#stores + 1] = quoted end
+      else
+        stores[1] = quoted
+      end
+      redis.call('HSET', rows, h, render(h, val, stores))
       last = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 'c',
                         'a|' .. h .. '|' .. store .. '|' .. val)
       applied = applied + 1
     end
   elseif cur then
-    redis.call('HDEL', hkey, store)
     redis.call('HDEL', skey, h)
-    if redis.call('EXISTS', hkey) == 0 then redis.call('DECR', counter) end
+    local row = redis.call('HGET', rows, h)
+    if row then
+      local val, stores = parse(row)
+      local kept = {}
+      for _, name in ipairs(stores) do if name ~= quoted then kept[#kept + 1] = name end end
+      if #kept == 0 then
+        redis.call('HDEL', rows, h)
+      else
+        redis.call('HSET', rows, h, render(h, val, kept))
+      end
+    end
     last = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 'c', 'r|' .. h .. '|' .. store)
     applied = applied + 1
   end
@@ -60,26 +103,15 @@ end
 return {applied, last}
 """)
 
-# One chunk of the full snapshot: SCAN the per-content HASHes.
-# ARGV[1] scan cursor, ARGV[2] MATCH pattern, ARGV[3] COUNT, ARGV[4] prefix length
-# -> {next scan cursor, ndjson, rows}
+# One chunk of the full snapshot: HSCAN the rows HASH; values are the lines.
+# KEYS[1] rows HASH; ARGV[1] cursor, ARGV[2] COUNT -> {next cursor, ndjson, rows}
 SNAPSHOT_CHUNK = LuaScript("""
-local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local plen = tonumber(ARGV[4])
+local r = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
+local flat = r[2]
 local out = {}
-for _, key in ipairs(r[2]) do
-  local flat = redis.call('HGETALL', key)
-  if #flat > 0 then
-    local stores = {}
-    for j = 1, #flat, 2 do stores[#stores + 1] = '"' .. flat[j] .. '"' end
-    local v = flat[2]
-    local c = string.find(v, ':', 1, true)
-    out[#out + 1] = '{"hash":"' .. string.sub(key, plen + 1) .. '","ext":"' ..
-      string.sub(v, 1, c - 1) .. '","size":' .. string.sub(v, c + 1) ..
-      ',"stores":[' .. table.concat(stores, ',') .. ']}\\n'
-  end
-end
-return {r[1], table.concat(out), #out}
+for j = 2, #flat, 2 do out[#out + 1] = flat[j] end
+if #out == 0 then return {r[1], '', 0} end
+return {r[1], table.concat(out, '\\n') .. '\\n', #out}
 """)
 
 # One chunk of a store's own inventory: HSCAN its HASH.
@@ -108,29 +140,75 @@ class Change:
     size: int = 0
 
 
-def parse_changes(raw: Any) -> list[Change]:
-    """Validate a publish batch's `changes` list (400 naming the first bad entry)."""
+def _check_change(index: int, item: Any) -> Change:
+    """Validate one change (the slow path, with a precise message)."""
+    try:
+        if not isinstance(item, dict):
+            raise InvalidInput("must be an object")
+        op = item.get("op")
+        sha1 = validate.content_hash(item)
+        if op == "add":
+            return Change("a", sha1, validate.extension(item.get("ext")),
+                          validate.size(item.get("size")))
+        if op == "remove":
+            return Change("r", sha1)
+        raise InvalidInput("'op' must be 'add' or 'remove'")
+    except InvalidInput as exc:
+        raise InvalidInput("changes[{}]: {}".format(index, exc)) from None
+
+
+def parse_changes(raw: Any) -> "PackedBatch":
+    """Validate a publish batch's `changes` list (400 naming the first bad entry).
+
+    The common case (well-formed rows) takes a fast path that checks each row
+    inline and packs it straight into the script's one-line-per-change form.
+    """
     if not isinstance(raw, list):
         raise InvalidInput("'changes' must be a list")
     if len(raw) > MAX_PUBLISH_CHANGES:
         raise InvalidInput("at most {} changes per batch".format(MAX_PUBLISH_CHANGES))
-    changes = []
+    sha_ok = validate.SHA1_RE.match
+    ext_ok = validate.EXT_RE.match
+    lines = []
+    append = lines.append
     for index, item in enumerate(raw):
-        try:
-            if not isinstance(item, dict):
-                raise InvalidInput("must be an object")
+        if type(item) is dict:
+            sha1 = item.get("hash")
+            if sha1 is None:
+                sha1 = item.get("sha1")
             op = item.get("op")
-            sha1 = validate.content_hash(item)
-            if op == "add":
-                changes.append(Change("a", sha1, validate.extension(item.get("ext")),
-                                      validate.size(item.get("size"))))
-            elif op == "remove":
-                changes.append(Change("r", sha1))
-            else:
-                raise InvalidInput("'op' must be 'add' or 'remove'")
-        except InvalidInput as exc:
-            raise InvalidInput("changes[{}]: {}".format(index, exc)) from None
-    return changes
+            if type(sha1) is str and sha_ok(sha1):
+                if op == "add":
+                    ext = item.get("ext")
+                    size = item.get("size")
+                    if type(ext) is str and ext_ok(ext) and type(size) is int and \
+                            0 <= size < 2**63:
+                        append("a{}{}:{}".format(sha1, ext, size))
+                        continue
+                elif op == "remove":
+                    append("r" + sha1)
+                    continue
+        _check_change(index, item)  # raises with the reason
+        raise InvalidInput("changes[{}]: invalid change".format(index))
+    return PackedBatch("\n".join(lines), len(lines))
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """A validated batch, packed for the publish script."""
+
+    packed: str
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def pack_changes(changes: list[Change]) -> PackedBatch:
+    """Pack validated `Change`s for the publish script."""
+    return PackedBatch("\n".join(
+        "a{}{}:{}".format(c.hash, c.ext, c.size) if c.op == "a" else "r" + c.hash
+        for c in changes), len(changes))
 
 
 def decode_change(payload: bytes) -> dict[str, Any]:
@@ -142,12 +220,13 @@ def decode_change(payload: bytes) -> dict[str, Any]:
     return {"op": "remove", "hash": parts[1], "store": parts[2]}
 
 
-def _row(sha1: str, flat: list[Any]) -> dict[str, Any] | None:
-    if not flat:
+def _row(sha1: str, line: Any) -> dict[str, Any] | None:
+    if line is None:
         return None
-    stores = sorted(text(name) for name in flat[0::2])
-    ext, _, size = text(flat[1]).partition(":")
-    return {"hash": sha1, "sha1": sha1, "ext": ext, "size": int(size), "stores": stores}
+    row = json.loads(line)
+    row["sha1"] = sha1
+    row["stores"] = sorted(row["stores"])
+    return row
 
 
 class Inventory:
@@ -162,25 +241,24 @@ class Inventory:
 
     async def lookup(self, sha1: str) -> dict[str, Any] | None:
         """The row of `sha1` (`hash`, `ext`, `size`, `stores`), None when no store holds it."""
-        return _row(sha1, await self.redis.execute("HGETALL", self.keys.content(sha1)))
+        return _row(sha1, await self.redis.execute("HGET", self.keys.inventory_rows, sha1))
 
     async def lookup_many(self, hashes: list[str]) -> dict[str, Any]:
         """Rows of several hashes in one round trip."""
         unique = list(dict.fromkeys(hashes))
         if not unique:
             return {}
-        replies = await self.redis.pipeline(
-            [("HGETALL", self.keys.content(h)) for h in unique])
-        return {h: _row(h, flat) for h, flat in zip(unique, replies)}
+        lines = await self.redis.execute("HMGET", self.keys.inventory_rows, *unique)
+        return {h: _row(h, line) for h, line in zip(unique, lines)}
 
-    async def publish(self, store: str, changes: list[Change]) -> tuple[int, str]:
+    async def publish(self, store: str, batch: PackedBatch) -> tuple[int, str]:
         """Apply a batch atomically; returns (effective changes, feed cursor)."""
-        args: list[Any] = [self.keys.content_prefix, store, self.feed_max_len]
-        for change in changes:
-            args += [change.op, change.hash, change.ext, change.size]
+        if not batch.count:
+            return 0, await self.cursor()
         applied, cursor = await PUBLISH.run(
-            self.redis, [self.keys.inventory_feed, self.keys.content_count,
-                         self.keys.store_inventory(store)], args)
+            self.redis, [self.keys.inventory_feed, self.keys.inventory_rows,
+                         self.keys.store_inventory(store)],
+            [store, self.feed_max_len, batch.packed])
         if int(applied):
             self.on_change()
         return int(applied), text(cursor)
@@ -196,9 +274,8 @@ class Inventory:
 
     def snapshot_chunks(self) -> "ScanChunks":
         """A chunk source over every row of the inventory."""
-        return ScanChunks(SNAPSHOT_CHUNK, self.redis, [],
-                          [self.keys.content_pattern, SNAPSHOT_CHUNK_KEYS,
-                           len(self.keys.content_prefix.encode("utf-8"))])
+        return ScanChunks(SNAPSHOT_CHUNK, self.redis, [self.keys.inventory_rows],
+                          [SNAPSHOT_CHUNK_KEYS])
 
     def store_chunks(self, store: str) -> "ScanChunks":
         """A chunk source over one store's own inventory."""
@@ -207,8 +284,7 @@ class Inventory:
 
     async def counts(self) -> dict[str, int]:
         """Distinct content count (for the dashboard)."""
-        value = await self.redis.execute("GET", self.keys.content_count)
-        return {"content": int(value or 0)}
+        return {"content": int(await self.redis.execute("HLEN", self.keys.inventory_rows))}
 
     async def store_rows(self, stores: list[str]) -> dict[str, int]:
         """How many rows each store holds."""

@@ -48,27 +48,13 @@ class Keys:
 
     # -- inventory ----------------------------------------------------------
     @property
-    def content_prefix(self) -> str:
-        """Prefix of the per-content HASHes (store -> "ext:size")."""
-        return self.prefix + "inv:h:"
-
-    def content(self, sha1: str) -> str:
-        """HASH of the stores holding `sha1`: store -> "ext:size"."""
-        return self.content_prefix + sha1
-
-    @property
-    def content_pattern(self) -> str:
-        """SCAN MATCH pattern of every per-content HASH."""
-        return glob_escape(self.content_prefix) + "*"
+    def inventory_rows(self) -> str:
+        """HASH sha1 -> the content's row, rendered as one JSON line (lookup and snapshot)."""
+        return self.prefix + "inv:rows"
 
     def store_inventory(self, store: str) -> str:
         """HASH of one store's own inventory: sha1 -> "ext:size"."""
         return self.prefix + "inv:s:" + store
-
-    @property
-    def content_count(self) -> str:
-        """STRING counter: number of distinct hashes held by at least one store."""
-        return self.prefix + "inv:count"
 
     @property
     def inventory_feed(self) -> str:

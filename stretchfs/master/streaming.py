@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -73,16 +73,22 @@ async def stream_ndjson(request: IRequest, first: bytes, next_chunk: NextChunk,
     request.setHeader(b"Cache-Control", b"no-store")
     flow = _Flow()
     request.registerProducer(flow, True)
+    pending: Deferred[tuple[bytes, bool]] | None = None
     try:
+        # one chunk is fetched ahead while the previous one is written, so Redis
+        # and this process work at the same time; at most two chunks are held
+        if not done:
+            pending = ensureDeferred(next_chunk())
         request.write(first + chunk)
         if on_rows:
             on_rows(chunk)
-        while not done and not flow.stopped:
+        while pending is not None and not flow.stopped:
             waiting = flow.wait_resumed()
             if waiting is not None:
                 await waiting
                 continue
-            chunk, done = await next_chunk()
+            chunk, done = await pending
+            pending = None if done else ensureDeferred(next_chunk())
             if flow.stopped:
                 break
             if chunk:
@@ -100,5 +106,8 @@ async def stream_ndjson(request: IRequest, first: bytes, next_chunk: NextChunk,
             transport.abortConnection()
         never: Deferred[bytes] = Deferred()
         return await never  # klein cancels it when the connection is gone
+    finally:
+        if pending is not None and not pending.called:
+            pending.addErrback(lambda _: None)
     request.unregisterProducer()
     return b""

@@ -70,6 +70,22 @@ async def test_remove_and_size_change_are_fed(master) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_removing_one_copy_keeps_the_others(master) -> None:
+    """Removing one store's copy keeps the row, its ext and size, with the other stores."""
+    for store in ("s1", "s2", "s3"):
+        await master.call("POST", "/inventory/publish",
+                          {"store": store, "changes": [add(1, ext="webm", size=77)]})
+    await master.call("POST", "/inventory/publish",
+                      {"store": "s2", "changes": [{"op": "remove", "hash": sha(1)}]})
+    row = (await master.call("GET", "/inventory/" + sha(1))).json
+    assert (row["ext"], row["size"], row["stores"]) == ("webm", 77, ["s1", "s3"])
+    lines = ndjson((await master.call("GET", "/inventory/snapshot")).body)
+    assert lines[1] == {"hash": sha(1), "ext": "webm", "size": 77, "stores": ["s1", "s3"]}
+    page = await master.call("GET", "/")
+    assert b"content (distinct hashes)</th><td>1<" in page.body
+
+
+@pytest_twisted.ensureDeferred
 async def test_bad_publish_is_400_and_writes_nothing(master) -> None:
     """Malformed batches answer 400 naming the problem and change no state."""
     bad_bodies = [
