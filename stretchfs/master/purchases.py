@@ -26,7 +26,7 @@ from stretchfs.master.feeds import last_cursor, read_feed
 from stretchfs.master.inventory import ScanChunks
 from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript
-from stretchfs.redisstore import RedisStore
+from stretchfs.redisstore import RedisStore, RedisUnavailable
 
 log = Logger()
 
@@ -38,6 +38,7 @@ MAX_REFERRERS = 100
 MAX_REFERRER_LENGTH = 2048
 PRUNE_BATCH = 1000
 PRUNE_MAX_BATCHES = 100_000
+PRUNE_RETRY_SECONDS = 60.0
 SNAPSHOT_CHUNK_TOKENS = 1000
 
 
@@ -210,28 +211,35 @@ class Purchases:
 
 
 class PurchasePruner(Service):
-    """Prunes expired purchases every `interval` seconds on the injected clock."""
+    """Prunes expired purchases every `interval` seconds on the injected clock.
+
+    A run that fails (cluster Redis away) is retried after
+    `min(interval, PRUNE_RETRY_SECONDS)` instead of waiting a whole interval.
+    """
 
     def __init__(self, purchases: Purchases, clock: Any, interval: float,
-                 on_pruned: Any = None) -> None:
+                 on_pruned: Callable[[int], None] | None = None) -> None:
         self._purchases = purchases
+        self._clock = clock
         self._loop = LoopingCall(self.prune_once)
         self._loop.clock = clock
         self._interval = interval
         self._on_pruned = on_pruned
-        self._running: Deferred[Any] | None = None
+        self._retry: Any = None
 
     def startService(self) -> None:
         """Prune now, then every interval."""
         super().startService()
         self._loop.start(self._interval, now=True)
 
-    def stopService(self) -> Deferred[Any] | None:
-        """Stop the loop; waits for a prune in progress."""
+    def stopService(self) -> None:
+        """Stop the loop and any pending retry."""
         super().stopService()
         if self._loop.running:
             self._loop.stop()
-        return None
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
 
     def prune_once(self) -> Deferred[int]:
         """One prune; logs (never raises) so the loop keeps running."""
@@ -240,11 +248,23 @@ class PurchasePruner(Service):
     async def _prune(self) -> int:
         try:
             count = await self._purchases.prune()
+        except RedisUnavailable:
+            log.warn("purchase pruning postponed: cluster Redis unavailable",
+                     event="prune_postponed")
+            self._schedule_retry()
+            return 0
         except Exception:
             log.failure("while pruning purchases")
+            self._schedule_retry()
             return 0
         if count:
             log.info("pruned {count} expired purchases", count=count, event="purchases_pruned")
         if self._on_pruned is not None:
             self._on_pruned(count)
         return count
+
+    def _schedule_retry(self) -> None:
+        if not self.running or (self._retry is not None and self._retry.active()):
+            return
+        self._retry = self._clock.callLater(min(self._interval, PRUNE_RETRY_SECONDS),
+                                            self.prune_once)

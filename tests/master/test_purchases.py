@@ -166,3 +166,22 @@ async def test_client_creates_and_removes(master) -> None:
     assert (await client.remove_purchase(purchase["token"]))["count"] == 1
     page = await client.purchase_feed("0-0", wait=0)
     assert [c["op"] for c in page["changes"]] == ["add", "remove"]
+
+
+def test_pruner_retries_soon_after_redis_fails(clock) -> None:
+    """A prune that fails because Redis is away is retried after 60 s, not a whole interval."""
+    from stretchfs.master.keys import Keys
+    from stretchfs.master.purchases import Purchases
+    from tests.fakes import FakeRedisStore
+
+    redis = FakeRedisStore(clock)
+    redis.down = True
+    counts: list = []
+    purchases = Purchases(redis, Keys("t:"), clock, 100, 86400.0)
+    pruner = PurchasePruner(purchases, clock, 86400.0, on_pruned=counts.append)
+    pruner.startService()
+    assert counts == []
+    assert sorted(call.getTime() - clock.seconds() for call in clock.getDelayedCalls()) == [
+        60.0, 86400.0]
+    pruner.stopService()
+    assert clock.getDelayedCalls() == []
