@@ -1,0 +1,441 @@
+"""Ping-net benchmark: detection, recovery, false verdicts, gray failure, cost.
+
+Runs N real ping-net processes (`python -m stretchfs.pingnet.runner`, the
+production `PingNet`) plus a private redis-server, all on 127.0.0.1 inside a
+network namespace this script creates and deletes (so an nftables
+`numgen random` drop rule can inject packet loss on the ping ports only).
+Verdicts are read from each node's JSON log (event `pingnet_verdict`, with
+the node's wall-clock time).
+
+    sudo .venv/bin/python bench/pingnet_bench.py --sizes 5,16 --trials 10 --window 60
+
+Full matrix per N: `--trials` SIGKILL trials and `--trials` SIGSTOP/SIGCONT
+trials (first and all survivors' detection, recovery), then windows of
+`--window` seconds: idle, two busy loops, 10 % and 30 % loss, gray failure
+(2 s stopped / 0.5 s running), and a cost window (CPU %, datagrams/s per node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PING_PORT_BASE = 31000
+REDIS_PORT = 31999
+FLAP_WINDOW_SECONDS = 20.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command, capture its output."""
+    return subprocess.run(list(args), capture_output=True, text=True, check=check)
+
+
+class Namespace:
+    """A private network namespace (or the host's, when not root)."""
+
+    def __init__(self, use: bool) -> None:
+        self.name = "sfsbench{}".format(os.getpid()) if use else ""
+        self.loss_rule = False
+
+    def __enter__(self) -> "Namespace":
+        if self.name:
+            sh("ip", "netns", "add", self.name)
+            sh("ip", "-n", self.name, "link", "set", "lo", "up")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.name:
+            sh("ip", "netns", "del", self.name, check=False)
+
+    def prefix(self) -> list[str]:
+        """Command prefix that runs a program inside the namespace."""
+        return ["ip", "netns", "exec", self.name] if self.name else []
+
+    def set_loss(self, percent: int) -> None:
+        """Drop `percent` % of ping-port UDP packets (output hook of lo); 0 removes the rule."""
+        if not self.name:
+            raise RuntimeError("loss injection needs root and a network namespace")
+        run = self.prefix()
+        subprocess.run(run + ["nft", "delete", "table", "inet", "sfsbench"],
+                       capture_output=True)
+        if percent <= 0:
+            return
+        ports = "{}-{}".format(PING_PORT_BASE, PING_PORT_BASE + 999)
+        script = (
+            "table inet sfsbench {{\n chain out {{\n  type filter hook output priority 0;\n"
+            "  udp dport {ports} counter\n"
+            "  udp dport {ports} numgen random mod 100 < {p} counter drop\n }}\n}}\n"
+        ).format(ports=ports, p=percent)
+        subprocess.run(run + ["nft", "-f", "-"], input=script, text=True, check=True,
+                       capture_output=True)
+
+    def loss_counters(self) -> tuple[int, int]:
+        """(packets seen, packets dropped) by the loss rule."""
+        out = subprocess.run(self.prefix() + ["nft", "list", "table", "inet", "sfsbench"],
+                             capture_output=True, text=True).stdout
+        counts = [int(line.split("packets")[1].split()[0])
+                  for line in out.splitlines() if "packets" in line]
+        return (counts[0], counts[1]) if len(counts) >= 2 else (0, 0)
+
+    def udp_out(self) -> int:
+        """Udp OutDatagrams of the namespace."""
+        text = subprocess.run(self.prefix() + ["cat", "/proc/net/snmp"], capture_output=True,
+                              text=True).stdout
+        lines = [line.split() for line in text.splitlines() if line.startswith("Udp:")]
+        return int(dict(zip(lines[0], lines[1]))["OutDatagrams"])
+
+
+class Node:
+    """One ping-net runner process and its log."""
+
+    def __init__(self, bench: "Bench", name: str) -> None:
+        self.bench = bench
+        self.name = name
+        self.log = os.path.join(bench.workdir, name + ".log")
+        self.proc: subprocess.Popen | None = None
+        self._offset = 0
+        self.verdicts: list[tuple[float, str, bool]] = []   # (time, peer, available)
+        self.listening_at = 0.0
+
+    def start(self) -> None:
+        """Spawn the runner."""
+        args = self.bench.ns.prefix() + [
+            sys.executable, "-m", "stretchfs.pingnet.runner", "--name", self.name,
+            "--registry", self.bench.registry_path, "--redis", self.bench.redis_url,
+            "--key", self.bench.key]
+        env = dict(os.environ, PYTHONPATH=REPO)
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         stdin=subprocess.DEVNULL)
+
+    def poll(self) -> None:
+        """Read new log events."""
+        try:
+            with open(self.log, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return
+        cut = data.rfind(b"\n") + 1
+        self._offset += cut
+        for line in data[:cut].splitlines():
+            if not line.startswith(b"{"):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind = event.get("event")
+            if kind == "pingnet_verdict":
+                self.verdicts.append((event["time"], event["peer"], event["available"]))
+            elif kind == "pingnet_listening":
+                self.listening_at = event["time"]
+
+    def signal(self, signum: int) -> None:
+        """Signal the process if it runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signum)
+
+    def stop(self) -> None:
+        """TERM, then KILL."""
+        if self.proc is None:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the process."""
+        with open("/proc/{}/stat".format(self.proc.pid)) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def view_of(self, peer: str, since: float) -> bool | None:
+        """The latest verdict on `peer` logged after `since` (None: no change)."""
+        found = None
+        for when, name, available in self.verdicts:
+            if name == peer and when >= since:
+                found = available
+        return found
+
+    def first_change(self, peer: str, since: float, available: bool) -> float | None:
+        """Time of the first verdict `available` on `peer` after `since`."""
+        for when, name, up in self.verdicts:
+            if name == peer and when >= since and up is available:
+                return when
+        return None
+
+
+class Bench:
+    """One cluster of N nodes with its Redis."""
+
+    def __init__(self, size: int, ns: Namespace, workdir: str) -> None:
+        self.size = size
+        self.ns = ns
+        self.workdir = workdir
+        self.key = secrets.token_urlsafe(24)
+        self.redis_url = "redis://127.0.0.1:{}/0".format(REDIS_PORT)
+        self.registry_path = os.path.join(workdir, "registry.json")
+        self.names = ["n{:02d}".format(i) for i in range(size)]
+        self.nodes = {name: Node(self, name) for name in self.names}
+        self.redis: subprocess.Popen | None = None
+        self.last_victim_use: dict[str, float] = {}
+
+    def start(self) -> None:
+        """Redis, registry, nodes; wait until all listen and settle."""
+        self.redis = subprocess.Popen(self.ns.prefix() + [
+            "redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rows = [{"name": name, "role": "store", "host": "127.0.0.1", "port": 1,
+                 "ping_port": PING_PORT_BASE + i, "active": True, "writable": True}
+                for i, name in enumerate(self.names)]
+        with open(self.registry_path, "w") as handle:
+            json.dump(rows, handle)
+        time.sleep(0.3)
+        for node in self.nodes.values():
+            node.start()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            self.poll()
+            if all(n.listening_at for n in self.nodes.values()):
+                break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("nodes did not start; logs in {}".format(self.workdir))
+        time.sleep(3.0)
+
+    def stop(self) -> None:
+        """Stop every process this bench started."""
+        for node in self.nodes.values():
+            node.stop()
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(5)
+
+    def poll(self) -> None:
+        """Read every node's new log events."""
+        for node in self.nodes.values():
+            node.poll()
+
+    def wait_all(self, victim: str, since: float, available: bool,
+                 timeout: float) -> tuple[float | None, float | None]:
+        """Wait until every other node logged `available` on victim; (first, all) times."""
+        survivors = [n for n in self.nodes.values() if n.name != victim]
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.poll()
+            times = [n.first_change(victim, since, available) for n in survivors]
+            if all(t is not None for t in times):
+                return min(times), max(times)  # type: ignore[type-var]
+            time.sleep(0.05)
+        done = [t for t in (n.first_change(victim, since, available) for n in survivors)
+                if t is not None]
+        return (min(done) if done else None), None
+
+    def pick_victim(self) -> str:
+        """The victim least recently used; waits so it is not counted as flapping."""
+        candidates = self.names[1:]
+        victim = min(candidates, key=lambda n: self.last_victim_use.get(n, 0.0))
+        wait = self.last_victim_use.get(victim, 0.0) + FLAP_WINDOW_SECONDS + 1 - time.time()
+        if wait > 0:
+            time.sleep(wait)
+        return victim
+
+    def false_verdicts(self, since: float, until: float, exclude: str = "") -> int:
+        """Down verdicts logged in [since, until] on peers other than `exclude`."""
+        self.poll()
+        return sum(1 for n in self.nodes.values() for when, peer, up in n.verdicts
+                   if since <= when <= until and not up and peer != exclude)
+
+
+def summary(values: list[float]) -> str:
+    """median (min-max) in seconds."""
+    if not values:
+        return "-"
+    return "{:.2f} ({:.2f}-{:.2f})".format(statistics.median(values), min(values), max(values))
+
+
+def run_trials(bench: Bench, kind: str, trials: int) -> dict[str, Any]:
+    """SIGKILL (+restart) or SIGSTOP (+SIGCONT) trials."""
+    first, every, recovery, recovery_up, misses = [], [], [], [], 0
+    for _ in range(trials):
+        victim = bench.pick_victim()
+        node = bench.nodes[victim]
+        t0 = time.time()
+        node.signal(signal.SIGKILL if kind == "kill" else signal.SIGSTOP)
+        one, done = bench.wait_all(victim, t0, False, 15.0)
+        if one is not None:
+            first.append(one - t0)
+        if done is None:
+            misses += 1
+        else:
+            every.append(done - t0)
+        t1 = time.time()
+        if kind == "kill":
+            node.proc.wait(5)
+            node.listening_at = 0.0
+            node.start()
+        else:
+            node.signal(signal.SIGCONT)
+        _one, back = bench.wait_all(victim, t1, True, 20.0)
+        if back is not None:
+            recovery.append(back - t1)
+            if kind == "kill":
+                bench.poll()
+                recovery_up.append(back - node.listening_at)
+        bench.last_victim_use[victim] = time.time()
+        time.sleep(1.0)
+    return {"first": first, "all": every, "recovery": recovery, "recovery_up": recovery_up,
+            "undetected": misses}
+
+
+def busy_loops(count: int) -> list[subprocess.Popen]:
+    """Start `count` CPU-burning processes."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(count)]
+
+
+def window(bench: Bench, seconds: float, label: str, loss: int = 0,
+           hogs: int = 0) -> str:
+    """A false-verdict window."""
+    procs = busy_loops(hogs)
+    if loss:
+        bench.ns.set_loss(loss)
+    start = time.time()
+    try:
+        time.sleep(seconds)
+    finally:
+        seen, dropped = bench.ns.loss_counters() if loss else (0, 0)
+        if loss:
+            bench.ns.set_loss(0)
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    false = bench.false_verdicts(start, time.time())
+    extra = " (measured drop {:.1f} % of {} packets)".format(
+        100.0 * dropped / seen, seen) if seen else ""
+    return "{:<22} {:>3} false verdicts in {:.0f} s{}".format(label, false, seconds, extra)
+
+
+def gray(bench: Bench, seconds: float) -> list[str]:
+    """One node SIGSTOPped 2 s / SIGCONTed 0.5 s in a loop."""
+    victim = bench.pick_victim()
+    node = bench.nodes[victim]
+    start = time.time()
+    try:
+        while time.time() - start < seconds:
+            node.signal(signal.SIGSTOP)
+            time.sleep(2.0)
+            node.signal(signal.SIGCONT)
+            time.sleep(0.5)
+    finally:
+        node.signal(signal.SIGCONT)
+    end = time.time()
+    bench.poll()
+    survivors = [n for n in bench.nodes.values() if n.name != victim]
+    out_times = [n.first_change(victim, start, False) for n in survivors]
+    changes = [sum(1 for when, peer, _ in n.verdicts if peer == victim and start <= when <= end)
+               for n in survivors]
+    down_at_end = sum(1 for n in survivors if n.view_of(victim, start) is False)
+    # verdict changes after the first time every survivor had it out
+    out_all = max(out_times) if all(out_times) else None
+    later = [sum(1 for when, peer, _ in n.verdicts
+                 if peer == victim and out_all is not None and out_all < when <= end)
+             for n in survivors]
+    bench.last_victim_use[victim] = time.time()
+    return [
+        "gray failure ({}: 2 s stopped / 0.5 s running, {:.0f} s)".format(victim, seconds),
+        "  taken out by all survivors after {}".format(
+            "{:.2f} s".format(out_all - start) if out_all else "never (not by all)"),
+        "  verdict changes per survivor: max {} (after all had it out: max {})".format(
+            max(changes), max(later) if later else "-"),
+        "  survivors with it out at the end: {}/{}".format(down_at_end, len(survivors)),
+        "  false verdicts on healthy nodes: {}".format(
+            bench.false_verdicts(start, end, exclude=victim)),
+    ]
+
+
+def cost(bench: Bench, seconds: float) -> str:
+    """CPU % per node and UDP datagrams sent per node per second, idle."""
+    cpu0 = {n.name: n.cpu_seconds() for n in bench.nodes.values()}
+    udp0 = bench.ns.udp_out() if bench.ns.name else 0
+    start = time.time()
+    time.sleep(seconds)
+    elapsed = time.time() - start
+    cpus = [100.0 * (n.cpu_seconds() - cpu0[n.name]) / elapsed for n in bench.nodes.values()]
+    udp = (bench.ns.udp_out() - udp0) / elapsed / bench.size if bench.ns.name else float("nan")
+    return ("cost (idle {:.0f} s): CPU per node {:.2f} % median ({:.2f}-{:.2f} %); "
+            "{:.1f} UDP datagrams sent per node per second").format(
+        seconds, statistics.median(cpus), min(cpus), max(cpus), udp)
+
+
+def main() -> None:
+    """Run the matrix and print a report."""
+    parser = argparse.ArgumentParser(description="ping-net benchmark")
+    parser.add_argument("--sizes", default="5,16")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--window", type=float, default=60.0, help="seconds per window")
+    parser.add_argument("--skip", default="", help="comma list: kill,stop,idle,cpu,loss,gray,cost")
+    parser.add_argument("--no-netns", action="store_true")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    use_ns = not args.no_netns and os.geteuid() == 0 and shutil.which("nft") is not None
+    print("pingnet bench: sizes {} trials {} window {:.0f} s netns {}".format(
+        args.sizes, args.trials, args.window, "yes" if use_ns else "no (no loss windows)"))
+    for size in [int(s) for s in args.sizes.split(",")]:
+        workdir = tempfile.mkdtemp(prefix="pingnet-bench-")
+        with Namespace(use_ns) as ns:
+            bench = Bench(size, ns, workdir)
+            try:
+                bench.start()
+                print("\n== N = {} ==".format(size))
+                for kind in ("kill", "stop"):
+                    if kind in skip:
+                        continue
+                    result = run_trials(bench, kind, args.trials)
+                    print("{:<5} detect first {}  all {}  undetected {}/{}".format(
+                        kind, summary(result["first"]), summary(result["all"]),
+                        result["undetected"], args.trials))
+                    if kind == "kill":
+                        print("      recovery after restart command {}; after the restarted "
+                              "node listened {}".format(summary(result["recovery"]),
+                                                        summary(result["recovery_up"])))
+                    else:
+                        print("      recovery after SIGCONT {}".format(
+                            summary(result["recovery"])))
+                    sys.stdout.flush()
+                if "idle" not in skip:
+                    print(window(bench, args.window, "idle"))
+                if "cpu" not in skip:
+                    print(window(bench, args.window, "2 busy loops", hogs=2))
+                if "loss" not in skip and use_ns:
+                    print(window(bench, args.window, "10 % packet loss", loss=10))
+                    print(window(bench, args.window, "30 % packet loss", loss=30))
+                if "gray" not in skip:
+                    print("\n".join(gray(bench, args.window)))
+                if "cost" not in skip:
+                    print(cost(bench, min(args.window, 20.0)))
+                sys.stdout.flush()
+            finally:
+                bench.stop()
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
