@@ -114,7 +114,7 @@ class ContentService:
     async def commit(self, upload: PutUpload) -> tuple[StoredFile, bool]:
         """Verify, fsync, link into place and publish; (file, created)."""
         try:
-            upload.close()
+            await upload.finish()
         except OSError:
             upload.abort()
             raise

@@ -78,7 +78,9 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
 
     `master` defaults to a `MasterClient` on `http`; `run_blocking` (how
     fsync, renames and scans leave the reactor thread) defaults to the
-    reactor's threadpool.  The returned service exposes `.api`, `.content`,
+    reactor's threadpool, and then PUT bodies are also hashed and written
+    in a thread per upload (given a `run_blocking`, as unit tests do,
+    everything stays on the calling thread).  The returned service exposes `.api`, `.content`,
     `.publisher`, `.sync`, `.disk` (`.disk.writable`, `.disk.on_change(cb)`)
     and `.peers`.
     """
@@ -89,6 +91,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     if master is None:
         master = MasterClient(http, config.cluster.master_url, config.cluster.key,
                               config.cluster.request_timeout)
+    threaded_writes = run_blocking is None
     run_blocking = run_blocking or thread_runner(reactor)
     store = ContentStore(config.store.root)
     journal = Journal(store.journal_dir)
@@ -96,7 +99,8 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     guard = SyncGuard()
     disk = DiskMonitor(store, config.store.min_free, reactor)
     receiver = PutReceiver(store, cluster_key=config.cluster.key,
-                           max_put=config.store.max_put, min_free=config.store.min_free)
+                           max_put=config.store.max_put, min_free=config.store.min_free,
+                           reactor=reactor if threaded_writes else None)
     publisher = InventoryPublisher(journal, master, config.node.name, clock=reactor,
                                    batch_size=config.inventory.batch_size,
                                    run_blocking=run_blocking)

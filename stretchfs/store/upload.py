@@ -14,11 +14,15 @@ temp file.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import io
 import os
+import queue
+import threading
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Request
 
@@ -31,13 +35,159 @@ log = Logger()
 PUT_PREFIX = b"/content/put/"
 WRITE_BUFFER_BYTES = 1024 * 1024
 FREE_RECHECK_BYTES = 64 * 1024 * 1024
+HIGH_WATER_BYTES = 16 * 1024 * 1024
+LOW_WATER_BYTES = 4 * 1024 * 1024
+PUT_READ_BYTES = 1024 * 1024
+WRITEBACK_EVERY_BYTES = 16 * 1024 * 1024
+
+
+def _load_sync_file_range() -> Callable[[int], None] | None:
+    """Linux sync_file_range(SYNC_FILE_RANGE_WRITE): start writeback without waiting."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        function = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+
+    def start_writeback(fd: int) -> None:
+        function(fd, 0, 0, 2)
+
+    return start_writeback
+
+
+_START_WRITEBACK = _load_sync_file_range()
+
+
+class _Stage:
+    """One thread applying `work` to each queued chunk, in order."""
+
+    def __init__(self, name: str, work: Callable[[bytes], None], pipeline: "_WriterThread",
+                 last: Callable[[], None] = lambda: None) -> None:
+        self._work = work
+        self._last = last
+        self._pipeline = pipeline
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.queued = 0
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        aborted = False
+        while True:
+            item = self.queue.get()
+            if item is _FINISH or item is _ABORT:
+                aborted = aborted or item is _ABORT
+                break
+            if not aborted and self._pipeline.error is None:
+                try:
+                    self._work(item)
+                except OSError as exc:
+                    self._pipeline.error = exc
+            self._pipeline.processed(self, len(item))
+        try:
+            self._last()
+        except OSError as exc:
+            self._pipeline.error = self._pipeline.error or exc
+        self._pipeline.stage_done()
+
+
+class _WriterThread:
+    """Hashes and writes one upload's chunks in two threads of its own.
+
+    The reactor thread only queues chunks; one thread hashes, another writes
+    (hashlib and file writes release the GIL, so receiving, hashing and
+    writing overlap) and starts the kernel's writeback as it goes, so the
+    final fsync is short.  When more than `HIGH_WATER_BYTES` wait in either
+    thread `pause()` is called (the socket stops being read); once both are
+    below `LOW_WATER_BYTES`, `resume()` -- both on the reactor thread.
+    """
+
+    def __init__(self, handle: Any, digest: Any, reactor: Any, pause: Callable[[], None],
+                 resume: Callable[[], None]) -> None:
+        self._handle = handle
+        self._reactor = reactor
+        self._pause = pause
+        self._resume = resume
+        self._lock = threading.Lock()
+        self._paused = False
+        self._written = 0
+        self._left = 2
+        self.error: OSError | None = None
+        self._done: Deferred[None] = Deferred()
+        self._stages = [_Stage("stretchfs-put-hash", digest.update, self),
+                        _Stage("stretchfs-put-write", self._write, self, handle.close)]
+        for stage in self._stages:
+            stage.thread.start()
+
+    def _write(self, data: bytes) -> None:
+        self._handle.write(data)
+        self._written += len(data)
+        if _START_WRITEBACK is not None and self._written >= WRITEBACK_EVERY_BYTES:
+            self._written = 0
+            self._handle.flush()
+            _START_WRITEBACK(self._handle.fileno())
+
+    def put(self, data: bytes) -> None:
+        """Queue a chunk (reactor thread)."""
+        with self._lock:
+            for stage in self._stages:
+                stage.queued += len(data)
+            pause = (not self._paused
+                     and max(stage.queued for stage in self._stages) > HIGH_WATER_BYTES)
+            if pause:
+                self._paused = True
+        for stage in self._stages:
+            stage.queue.put(data)
+        if pause:
+            self._pause()
+
+    def processed(self, stage: _Stage, size: int) -> None:
+        """A stage finished a chunk (its thread)."""
+        with self._lock:
+            stage.queued -= size
+            resume = (self._paused
+                      and max(s.queued for s in self._stages) < LOW_WATER_BYTES)
+            if resume:
+                self._paused = False
+        if resume:
+            self._reactor.callFromThread(self._resume)
+
+    def stage_done(self) -> None:
+        """A stage's thread is ending (its thread)."""
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+            resume = last and self._paused
+            if resume:
+                self._paused = False
+        if resume:
+            self._reactor.callFromThread(self._resume)
+        if last:
+            self._reactor.callFromThread(self._done.callback, None)
+
+    def finish(self, abort: bool = False) -> Deferred[None]:
+        """No more chunks: fires once all are hashed and written and the file is closed."""
+        for stage in self._stages:
+            stage.queue.put(_ABORT if abort else _FINISH)
+        return self._done
+
+
+_FINISH = object()
+_ABORT = object()
 
 
 class PutUpload:
-    """One body being written to a temp file while its SHA1 is computed."""
+    """One body being written to a temp file while its SHA1 is computed.
+
+    With a `reactor`, hashing and writing happen in a thread of this upload
+    (`_WriterThread`); without one (unit tests, repair fetches) they happen
+    in the caller's thread.
+    """
 
     def __init__(self, store: ContentStore, sha1: str, ext: str, max_bytes: int,
-                 free_check: Callable[[int], None]) -> None:
+                 free_check: Callable[[int], None], *, reactor: Any = None,
+                 pause: Callable[[], None] | None = None,
+                 resume: Callable[[], None] | None = None) -> None:
         self.sha1 = sha1
         self.ext = ext
         self.size = 0
@@ -48,6 +198,10 @@ class PutUpload:
         self._hash = hashlib.sha1()
         fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._file: Any = os.fdopen(fd, "wb", buffering=WRITE_BUFFER_BYTES)
+        self._writer: _WriterThread | None = None
+        if reactor is not None:
+            self._writer = _WriterThread(self._file, self._hash, reactor,
+                                         pause or _nothing, resume or _nothing)
         self.closed = False
 
     def write(self, data: bytes) -> None:
@@ -58,40 +212,61 @@ class PutUpload:
         if self.size >= self._next_free_check:
             self._next_free_check += FREE_RECHECK_BYTES
             self._free_check(0)
+        if self._writer is not None:
+            if self._writer.error is not None:
+                raise self._writer.error
+            self._writer.put(data)
+            return
         self._hash.update(data)
         self._file.write(data)
 
     def hexdigest(self) -> str:
-        """SHA1 of everything written so far."""
+        """SHA1 of everything written (call after `finish`)."""
         return self._hash.hexdigest()
 
-    def close(self) -> None:
-        """Flush and close the temp file (it stays on disk for `commit`)."""
-        if not self.closed:
-            self.closed = True
+    async def finish(self) -> None:
+        """Write what is queued and close the temp file (it stays on disk for `commit`)."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._writer is not None:
+            await self._writer.finish()
+            if self._writer.error is not None:
+                raise self._writer.error
+        else:
             self._file.close()
 
     def abort(self) -> None:
-        """Close and delete the temp file: nothing of this body is kept."""
-        try:
-            self.close()
-        except OSError:
-            pass
+        """Stop writing and delete the temp file: nothing of this body is kept."""
+        if not self.closed:
+            self.closed = True
+            if self._writer is not None:
+                self._writer.finish(abort=True)
+            else:
+                try:
+                    self._file.close()
+                except OSError:
+                    pass
         try:
             os.unlink(self.temp_path)
         except FileNotFoundError:
             pass
 
 
+def _nothing() -> None:
+    return None
+
+
 class PutReceiver:
     """Decides whether a PUT may start and opens its `PutUpload`."""
 
     def __init__(self, store: ContentStore, *, cluster_key: str, max_put: int,
-                 min_free: int) -> None:
+                 min_free: int, reactor: Any = None) -> None:
         self.store = store
         self.cluster_key = cluster_key
         self.max_put = max_put
         self.min_free = min_free
+        self._reactor = reactor
 
     def check_space(self, incoming: int) -> None:
         """InsufficientStorage when `incoming` more bytes would leave less than min_free."""
@@ -99,14 +274,24 @@ class PutReceiver:
         if free - incoming < self.min_free:
             raise InsufficientStorage("not enough free space on this store")
 
-    def begin(self, request: Any, name: str, length: int | None) -> PutUpload:
-        """Check key, name, size and space in that order; open the upload."""
+    def begin(self, request: Any, name: str, length: int | None,
+              transport: Any = None) -> PutUpload:
+        """Check key, name, size and space in that order; open the upload.
+
+        With a `transport` (a streaming request) and a reactor, the upload
+        hashes and writes in its own thread and pauses `transport` when the
+        disk falls behind.
+        """
         check_cluster_key(request, self.cluster_key)
         sha1, ext = parse_name(name)
         if length is not None and length > self.max_put:
             raise PayloadTooLarge("content larger than {} bytes".format(self.max_put))
         self.check_space(length or 0)
-        return PutUpload(self.store, sha1, ext, self.max_put, self.check_space)
+        if transport is None or self._reactor is None:
+            return PutUpload(self.store, sha1, ext, self.max_put, self.check_space)
+        return PutUpload(self.store, sha1, ext, self.max_put, self.check_space,
+                         reactor=self._reactor, pause=transport.pauseProducing,
+                         resume=transport.resumeProducing)
 
 
 def put_name(path: bytes) -> str | None:
@@ -138,8 +323,12 @@ class StoreRequest(Request):
             return
         self.streamed = True
         self.content = io.BytesIO()
+        transport = getattr(self.channel, "transport", None)
+        if transport is not None and hasattr(transport, "bufferSize"):
+            transport.bufferSize = PUT_READ_BYTES
         try:
-            self.upload = self.receiver.begin(self, name, length)  # type: ignore[union-attr]
+            self.upload = self.receiver.begin(self, name, length,  # type: ignore[union-attr]
+                                              transport)
         except StretchFSError as exc:
             self.upload_error = exc
         except OSError as exc:
