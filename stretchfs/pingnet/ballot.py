@@ -86,12 +86,13 @@ class BallotBox:
         self.on_error: Callable[[Any], None] = lambda failure: None
         self.on_ok: Callable[[], None] = lambda: None
 
-    def want(self, targets: Iterable[str]) -> None:
-        """Set the peers this node votes against; writes the difference."""
+    def want(self, targets: Iterable[str]) -> Deferred[None] | None:
+        """Set the peers this node votes against; writes the difference (the write's Deferred)."""
         targets = set(targets)
-        if targets != self.wanted:
-            self.wanted = targets
-            self.sync()
+        if targets == self.wanted:
+            return None
+        self.wanted = targets
+        return self.sync()
 
     def sync(self) -> Deferred[None] | None:
         """Write whatever differs (and refresh ageing votes); one write at a time."""

@@ -1,0 +1,69 @@
+"""The ballot box against a real redis-server and against the fake."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import pytest_twisted
+
+from stretchfs.pingnet.ballot import BallotBox, read_tallies
+from stretchfs.redisstore import parse_redis_url
+from tests.fakes import FakeRedisStore
+
+
+class WallClock:
+    """Real time for the real server (its expiry runs on real time too)."""
+
+    def seconds(self) -> float:
+        return time.time()
+
+
+@pytest.fixture(params=["real", "fake"])
+def redis(request, redis_url):
+    """A RedisStore: txredisapi on a real server, or the in-memory fake."""
+    if request.param == "fake":
+        yield FakeRedisStore(WallClock())
+        return
+    from twisted.internet import reactor
+
+    from stretchfs.redisstore import connect_redis
+
+    real = connect_redis(parse_redis_url(redis_url), reactor, timeout=5.0)
+    yield real
+    pytest_twisted.blockon(real.close())
+
+
+@pytest_twisted.ensureDeferred
+async def test_votes_are_cast_read_and_withdrawn(redis, key_prefix) -> None:
+    """A cast vote is read back in one round trip and gone once withdrawn."""
+    clock = WallClock()
+    box_a = BallotBox(redis, key_prefix, "a", 10.0, refresh_after=2.5, now=clock.seconds)
+    box_b = BallotBox(redis, key_prefix, "b", 10.0, refresh_after=2.5, now=clock.seconds)
+    await box_a.want({"c"})
+    await box_b.want({"c", "a"})
+    votes, _records = await read_tallies(redis, key_prefix, ["a", "b", "c"], clock.seconds())
+    assert votes == {"a": {"b"}, "b": set(), "c": {"a", "b"}}
+    await box_b.want({"a"})
+    votes, _records = await read_tallies(redis, key_prefix, ["a", "c"], clock.seconds())
+    assert votes == {"a": {"b"}, "c": {"a"}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_expired_votes_do_not_count(redis, key_prefix) -> None:
+    """A vote whose expiry has passed is not returned by the tally read."""
+    now = time.time()
+    await redis.execute("ZADD", key_prefix + "ping:votes:c", now - 1.0, "dead-voter")
+    await redis.execute("ZADD", key_prefix + "ping:votes:c", now + 10.0, "live-voter")
+    votes, _records = await read_tallies(redis, key_prefix, ["c"], now)
+    assert votes == {"c": {"live-voter"}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_verdict_records_round_trip(redis, key_prefix) -> None:
+    """A recorded verdict change is read back with the tallies."""
+    box = BallotBox(redis, key_prefix, "a", 10.0, refresh_after=2.5, now=time.time)
+    await box.record_verdict("c", False, 123.0)
+    _votes, records = await read_tallies(redis, key_prefix, ["c"], time.time())
+    assert records == {"c": {"available": False, "since": 123.0, "by": "a"}}
+
