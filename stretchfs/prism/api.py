@@ -1,16 +1,109 @@
-"""The prism's public HTTP API."""
+"""The prism's public HTTP API (SDK-compatible): users, content, purchases.
+
+Delivery (`/<token>/<file>`, `/static/<hash>/<file>`) is answered by
+`stretchfs.prism.delivery.PrismRoot` in front of this Klein app; use
+`PrismAPI.resource()` as the Site's root.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import mimetypes
+import re
+from typing import Any, Awaitable, TypeVar
 
 from klein import Klein
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
 
+from stretchfs import errors
 from stretchfs.config import PrismConfig
 from stretchfs.health import Readiness
+from stretchfs.pingnet.status import add_pingnet_routes
+from stretchfs.prism.delivery import Delivery, PrismRoot
+from stretchfs.prism.replicate import Replicator
+from stretchfs.prism.sessions import SessionCache, session_required
+from stretchfs.prism.upload import extension_for, parse_buffered
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
+from stretchfs.web.jsonio import read_json_object, write_json
+
+log = Logger()
+T = TypeVar("T")
+
+SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
+PURCHASE_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}$")
+MASTER_LOOKUP_BATCH = 1000
+MAX_REFERRERS = 100
+MAX_REFERRER_CHARS = 255
+MAX_LIFE_SECONDS = 10 * 365 * 86400
+MAX_CREDENTIAL_CHARS = 1024
+
+
+async def from_master(call: Awaitable[T], what: str) -> T:
+    """Await a master call, turning its failures into client-facing errors."""
+    try:
+        return await call
+    except errors.PeerUnavailable:
+        raise errors.NotReady("master unreachable: cannot {}".format(what)) from None
+    except errors.UpstreamError as exc:
+        message = _upstream_message(exc.body) or what
+        by_code = {400: errors.InvalidInput, 401: errors.Unauthorized, 403: errors.Forbidden,
+                   404: errors.NotFound, 409: errors.Conflict, 413: errors.PayloadTooLarge}
+        kind = by_code.get(exc.code)
+        if kind is None:
+            raise errors.NotReady("master answered {} to {}".format(exc.code, what)) from None
+        raise kind(message) from None
+
+
+def _upstream_message(body: bytes) -> str:
+    import json
+
+    try:
+        value = json.loads(body)
+    except (ValueError, TypeError):
+        return ""
+    return str(value.get("error", "")) if isinstance(value, dict) else ""
+
+
+def parse_hashes(body: dict[str, Any], limit: int) -> tuple[list[str], bool]:
+    """(hashes, bulk) from `{hash|sha1: "..." | [...]}`; 400 on anything else."""
+    value = body.get("hash", body.get("sha1"))
+    if isinstance(value, str):
+        hashes, bulk = [value], False
+    elif isinstance(value, list):
+        hashes, bulk = value, True
+    else:
+        raise errors.InvalidInput("expected 'hash' (or 'sha1'): a SHA1 or a list of them")
+    if len(hashes) > limit:
+        raise errors.InvalidInput("at most {} hashes per call".format(limit))
+    clean = []
+    for item in hashes:
+        if not isinstance(item, str) or not SHA1_RE.match(item.strip().lower()):
+            raise errors.InvalidInput("invalid SHA1: {!r}".format(item)[:120])
+        clean.append(item.strip().lower())
+    return clean, bulk
+
+
+def mime_type(ext: str) -> str:
+    """The MIME type of an extension."""
+    return mimetypes.types_map.get("." + ext, "application/octet-stream")
+
+
+def content_record(sha1: str, ext: str | None, size: int, stores: list[str]) -> dict[str, Any]:
+    """The SDK's existence/detail record."""
+    return {"hash": sha1, "sha1": sha1, "ext": ext or "", "mimeType": mime_type(ext) if ext
+            else "", "size": size, "exists": bool(stores), "count": len(stores),
+            "map": list(stores)}
+
+
+def _string(body: dict[str, Any], name: str, limit: int = MAX_CREDENTIAL_CHARS) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise errors.InvalidInput("expected '{}': a non-empty string".format(name))
+    return value
 
 
 class PrismAPI:
@@ -19,12 +112,279 @@ class PrismAPI:
     app = Klein()
     install_error_handlers(app)
     add_common_routes(app, "prism")
+    add_pingnet_routes(app)
+    pingnet: Any = None  # the PingNet, set by build_prism_service
 
     def __init__(self, config: PrismConfig, *, readiness: Readiness,
-                 metrics_registry: CollectorRegistry, clock: Any) -> None:
+                 metrics_registry: CollectorRegistry, clock: Any, master: Any = None,
+                 peers: Any = None, inventory: Any = None, purchases: Any = None,
+                 replicator: Replicator | None = None, retriever: Any = None) -> None:
         self.config = config
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
         self.readiness = readiness
         self.metrics_registry = metrics_registry
         self.clock = clock
+        self.master = master
+        self.peers = peers
+        self.inventory = inventory
+        self.purchases = purchases
+        self.replicator = replicator
+        self.retriever = retriever
+        self.sessions = SessionCache(master, clock, config.prism.session_cache_ttl)
+        self.max_body = config.http.max_body
+        self.delivery = Delivery(config=config, peers=peers, purchases=purchases,
+                                 inventory=inventory, master=master, clock=clock)
+        self.uploads = Counter("stretchfs_prism_uploads", "Files received by upload/retrieve",
+                               ["result"], registry=metrics_registry)
+
+    def resource(self) -> PrismRoot:
+        """The Site root: delivery fast path in front of the Klein app."""
+        return PrismRoot(self.delivery, self.app.resource())
+
+    def check_session(self, token: str | None) -> Deferred[Any]:
+        """Validate a session (used when upload headers arrive)."""
+        return Deferred.fromCoroutine(self.sessions.validate(token))
+
+    # -- users -------------------------------------------------------------
+    @app.route("/user/login", methods=["POST"])
+    async def post_login(self, request: IRequest) -> bytes:
+        body = read_json_object(request, self.max_body)
+        username = _string(body, "username")
+        password = _string(body, "password")
+        ip = request.getClientAddress()
+        answer = await from_master(self.master.login(
+            username, password, getattr(ip, "host", "")), "log in")
+        session = answer.get("session") or {}
+        if session.get("token"):
+            self.sessions.remember(session["token"], session)
+        return write_json(request, {"success": "User logged in", "session": session})
+
+    @app.route("/user/logout", methods=["POST"])
+    @session_required
+    async def post_logout(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        token = session["token"]
+        self.sessions.forget(token)
+        await from_master(self.master.logout(token), "log out")
+        self.sessions.forget(token)
+        return write_json(request, {"success": "User logged out"})
+
+    @app.route("/user/session/validate", methods=["POST"])
+    @session_required
+    def post_session_validate(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        return write_json(request, {"success": "Session valid", "session": session})
+
+    @app.route("/user/session/update", methods=["POST"])
+    @session_required
+    async def post_session_update(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        body = read_json_object(request, self.max_body)
+        data = body.get("data", {})
+        if not isinstance(data, dict):
+            raise errors.InvalidInput("expected 'data': an object")
+        answer = await from_master(self.master.update_session(session["token"], data),
+                                   "update the session")
+        updated = answer.get("session") or {}
+        if updated:
+            self.sessions.remember(session["token"], updated)
+        return write_json(request, {"success": "Session updated", "session": updated})
+
+    @app.route("/user/password/reset", methods=["POST"])
+    @session_required
+    async def post_password_reset(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        answer = await from_master(self.master.reset_password(session["token"]),
+                                   "reset the password")
+        return write_json(request, {"success": "User password reset",
+                                    "password": answer.get("password")})
+
+    # -- content -----------------------------------------------------------
+    async def _records(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        """Records of `hashes`: mirror first, the misses confirmed by the master."""
+        found: dict[str, dict[str, Any]] = {}
+        misses = []
+        mirror = self.inventory()
+        for sha1 in hashes:
+            record = mirror.get(sha1)
+            if record is None:
+                misses.append(sha1)
+            else:
+                found[sha1] = content_record(sha1, record.ext, record.size, list(record.stores))
+        for start in range(0, len(misses), MASTER_LOOKUP_BATCH):
+            batch = misses[start:start + MASTER_LOOKUP_BATCH]
+            rows = await from_master(self.master.lookup_many(batch), "look the content up")
+            for sha1 in batch:
+                row = (rows or {}).get(sha1)
+                if row and row.get("stores"):
+                    mirror.load_row(dict(row, hash=sha1))
+                    found[sha1] = content_record(sha1, row.get("ext"), int(row.get("size") or 0),
+                                                 list(row["stores"]))
+                else:
+                    found[sha1] = content_record(sha1, None, 0, [])
+        return found
+
+    @app.route("/content/detail", methods=["POST"])
+    @session_required
+    async def post_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        body = read_json_object(request, self.max_body)
+        hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
+        records = await self._records(hashes)
+        if bulk:
+            return write_json(request, records)
+        record = records[hashes[0]]
+        if not record["exists"]:
+            raise errors.NotFound("content not found")
+        return write_json(request, record)
+
+    @app.route("/content/exists", methods=["POST"])
+    @session_required
+    async def post_exists(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        body = read_json_object(request, self.max_body)
+        hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
+        records = await self._records(hashes)
+        return write_json(request, records if bulk else records[hashes[0]])
+
+    @app.route("/content/upload", methods=["POST"])
+    @session_required
+    async def post_upload(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        upload = getattr(request, "stretchfs_upload", None)
+        if upload is None:
+            ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
+            if not ctype.lower().startswith("multipart/form-data"):
+                raise errors.InvalidInput("expected a multipart/form-data body")
+            upload = parse_buffered(request.content, ctype, self.config.prism.tmp_dir,
+                                    self.config.prism.max_upload)
+        try:
+            upload.finish()
+            if not upload.files:
+                raise errors.InvalidInput("expected at least one file part")
+            files = {}
+            for part in upload.files:
+                ext = extension_for(part.mimetype, part.filename)
+                stored = await self.replicator.store(part.sha1, ext, part.path, part.size)
+                self.uploads.labels("dedup" if stored.deduplicated else "stored").inc()
+                files[part.field] = {
+                    "key": part.field, "name": part.filename, "mimetype": part.mimetype,
+                    "ext": stored.ext, "hash": part.sha1, "sha1": part.sha1, "size": part.size,
+                    "copies": stored.copies}
+            return write_json(request, {"success": "File(s) uploaded", "data": upload.fields,
+                                        "files": files})
+        finally:
+            upload.cleanup()
+
+    @app.route("/content/retrieve", methods=["POST"])
+    @session_required
+    async def post_retrieve(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        body = read_json_object(request, self.max_body)
+        spec = body.get("request", body)
+        if isinstance(spec, str):
+            spec = {"url": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
+            raise errors.InvalidInput("expected 'request': {url, method?, headers?} or 'url'")
+        method = str(spec.get("method") or "GET").upper()
+        if method not in ("GET", "POST"):
+            raise errors.InvalidInput("method must be GET or POST")
+        headers = spec.get("headers") or {}
+        if not isinstance(headers, dict) or len(headers) > 50 or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+            raise errors.InvalidInput("expected 'headers': an object of strings")
+        extension = body.get("extension")
+        if extension is not None and (not isinstance(extension, str)
+                                      or not EXT_RE.match(extension.lower())):
+            raise errors.InvalidInput("invalid extension")
+        from stretchfs.prism.retrieve import check_url
+
+        check_url(spec["url"])
+        fetched = await self.retriever.fetch(spec["url"], method, headers)
+        try:
+            path_name = fetched.url.split("?", 1)[0].rsplit("/", 1)[-1]
+            ext = extension.lower() if extension else extension_for(fetched.content_type,
+                                                                    path_name)
+            stored = await self.replicator.store(fetched.sha1, ext, fetched.path, fetched.size)
+        finally:
+            import os
+
+            try:
+                os.unlink(fetched.path)
+            except OSError:
+                pass
+        self.uploads.labels("retrieved").inc()
+        return write_json(request, {"hash": fetched.sha1, "sha1": fetched.sha1,
+                                    "extension": stored.ext, "ext": stored.ext,
+                                    "size": fetched.size, "copies": stored.copies})
+
+    # -- purchases ---------------------------------------------------------
+    def _purchase_answer(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {"token": row.get("token"), "hash": row.get("hash"), "sha1": row.get("hash"),
+                "ext": row.get("ext"), "life": row.get("life"), "expires": row.get("expires"),
+                "referrer": row.get("referrer") or [], "ip": row.get("ip", ""),
+                "sessionToken": row.get("session", ""), "created": row.get("created")}
+
+    @app.route("/content/purchase", methods=["POST"])
+    @session_required
+    async def post_purchase(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        body = read_json_object(request, self.max_body)
+        hashes, bulk = parse_hashes(body, 1)
+        if bulk:
+            raise errors.InvalidInput("expected one 'hash'")
+        sha1 = hashes[0]
+        ext = body.get("ext")
+        if ext is not None and (not isinstance(ext, str) or not EXT_RE.match(ext.lower())):
+            raise errors.InvalidInput("invalid 'ext'")
+        referrer = body.get("referrer", [])
+        if isinstance(referrer, str):
+            referrer = [referrer] if referrer else []
+        if referrer is None:
+            referrer = []
+        if not isinstance(referrer, list) or len(referrer) > MAX_REFERRERS or not all(
+                isinstance(r, str) and 0 < len(r) <= MAX_REFERRER_CHARS for r in referrer):
+            raise errors.InvalidInput("expected 'referrer': a list of host patterns")
+        life = body.get("life", self.config.prism.purchase_life)
+        if isinstance(life, str) and life.strip().isdigit():
+            life = int(life.strip())
+        if isinstance(life, bool) or not isinstance(life, (int, float)) or \
+                not 0 < life <= MAX_LIFE_SECONDS:
+            raise errors.InvalidInput("expected 'life': seconds, 1 to {}".format(
+                MAX_LIFE_SECONDS))
+        ip = body.get("ip")
+        if ip is None:
+            ip = getattr(request.getClientAddress(), "host", "")
+        if not isinstance(ip, str) or len(ip) > 64:
+            raise errors.InvalidInput("expected 'ip': an address")
+        known_ext, _stores = await self.delivery.stores_of(sha1)
+        row = await from_master(self.master.create_purchase({
+            "hash": sha1, "ext": (ext or known_ext).lower(), "life": life,
+            "referrer": referrer, "ip": ip, "session": session["token"]}),
+            "create the purchase")
+        self.purchases().load_row(row)
+        return write_json(request, self._purchase_answer(row))
+
+    def _token(self, body: dict[str, Any]) -> str:
+        token = body.get("token")
+        if not isinstance(token, str) or not PURCHASE_TOKEN_RE.match(token):
+            raise errors.InvalidInput("expected 'token': a purchase token")
+        return token
+
+    @app.route("/content/purchase/detail", methods=["POST"])
+    @session_required
+    async def post_purchase_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        token = self._token(read_json_object(request, self.max_body))
+        try:
+            row = await self.master.get_purchase(token)
+        except (errors.PeerUnavailable, errors.UpstreamError):
+            local = self.delivery.local_purchase(token)
+            if local is None:
+                raise errors.NotReady("master unreachable: cannot look the purchase up") \
+                    from None
+            row = {"token": token, "hash": local.sha1, "ext": local.ext,
+                   "expires": local.expires, "referrer": list(local.referrer)}
+        if row is None or float(row.get("expires") or 0) <= self.clock.seconds():
+            raise errors.NotFound("purchase not found")
+        return write_json(request, self._purchase_answer(row))
+
+    @app.route("/content/purchase/remove", methods=["POST"])
+    @session_required
+    async def post_purchase_remove(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        token = self._token(read_json_object(request, self.max_body))
+        answer = await from_master(self.master.remove_purchase(token), "remove the purchase")
+        self.purchases().remove(token)
+        return write_json(request, {"token": token, "count": int(answer.get("count", 0)),
+                                    "success": "Purchase removed"})

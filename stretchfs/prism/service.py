@@ -8,20 +8,82 @@ from twisted.application.service import MultiService
 
 from stretchfs.config import PrismConfig
 from stretchfs.health import Readiness
+from stretchfs.master.client import MasterClient
 from stretchfs.metrics import new_registry
+from stretchfs.pingnet.peers import PeerRecord, Peers
+from stretchfs.pingnet.wiring import attach_ping_net
 from stretchfs.prism.api import PrismAPI
+from stretchfs.prism.mirror import InventoryMirror, PurchaseMirror
+from stretchfs.prism.replicate import Replicator
+from stretchfs.prism.retrieve import Retriever, SafeEndpointFactory, system_resolver
+from stretchfs.prism.sync import MirrorSync
+from stretchfs.prism.upload import upload_request_factory
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_service
+from stretchfs.store.client import StoreClient
 
 
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
-                        http: Any) -> MultiService:
-    """The prism: the public API."""
+                        http: Any, peers: Peers | None = None, master: Any = None,
+                        retrieve_agent: Any = None, resolver: Any = None,
+                        feed_wait: float = 5.0, metrics_registry: Any = None) -> MultiService:
+    """The prism: mirrors of the master's databases, the public API, delivery.
+
+    `master` defaults to a `MasterClient` over `http`; `retrieve_agent` to an
+    Agent whose connections go through `SafeEndpointFactory` (with `resolver`,
+    default getaddrinfo in a thread).
+    """
     top = MultiService()
     readiness = Readiness()
-    registry = new_registry()
-    api = PrismAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor)
-    http_service(reactor, config.http.listen, api.app.resource(), "prism").setServiceParent(top)
+    registry = metrics_registry if metrics_registry is not None else new_registry()
+    if peers is None:
+        peers = Peers(self_name=config.node.name)
+    timeout = config.cluster.request_timeout
+    if master is None:
+        master = MasterClient(http, config.cluster.master_url, config.cluster.key, timeout)
+    inventory = MirrorSync("inventory", load_snapshot=master.inventory_snapshot,
+                           read_feed=master.inventory_feed, new_mirror=InventoryMirror,
+                           readiness=readiness, clock=reactor, wait=feed_wait)
+    purchases = MirrorSync("purchases", load_snapshot=master.purchase_snapshot,
+                           read_feed=master.purchase_feed, new_mirror=PurchaseMirror,
+                           readiness=readiness, clock=reactor, wait=feed_wait)
+
+    def store_client(record: PeerRecord) -> StoreClient:
+        return StoreClient(http, record.url, config.cluster.key, timeout, reactor)
+
+    replicator = Replicator(peers=peers, inventory=lambda: inventory.mirror,
+                            store_client=store_client, master=master,
+                            replicas=config.prism.replicas, min_copies=config.prism.min_copies,
+                            site=config.node.site)
+    if retrieve_agent is None:
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        factory = SafeEndpointFactory(reactor, resolver or system_resolver(reactor),
+                                      config.retrieve.allow_private)
+        retrieve_agent = Agent.usingEndpointFactory(
+            reactor, factory, pool=HTTPConnectionPool(reactor, persistent=False))
+    retriever = Retriever(agent=retrieve_agent, clock=reactor,
+                          max_bytes=config.retrieve.max_size, timeout=config.retrieve.timeout,
+                          tmp_dir=config.prism.tmp_dir)
+    api = PrismAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
+                   master=master, peers=peers, inventory=lambda: inventory.mirror,
+                   purchases=lambda: purchases.mirror, replicator=replicator,
+                   retriever=retriever)
+    inventory.setServiceParent(top)
+    purchases.setServiceParent(top)
+    factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,
+                                     api.check_session)
+    http_service(reactor, config.http.listen, api.resource(), "prism",
+                 request_factory=factory).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
+    net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
+                                        peers=peers, metrics_registry=registry)
+    api.pingnet = net  # type: ignore[attr-defined]
+    top.pingnet = net  # type: ignore[attr-defined]
+    top.registration = registration  # type: ignore[attr-defined]
     top.api = api  # type: ignore[attr-defined]
+    top.peers = peers  # type: ignore[attr-defined]
+    top.inventory_sync = inventory  # type: ignore[attr-defined]
+    top.purchase_sync = purchases  # type: ignore[attr-defined]
+    top.readiness = readiness  # type: ignore[attr-defined]
     return top

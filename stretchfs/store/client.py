@@ -14,8 +14,9 @@ from typing import Any, BinaryIO
 
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IBodyProducer, IConsumer
+from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
+from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, UpstreamError

@@ -1,0 +1,270 @@
+"""Delivery: `GET|HEAD /<token>/<filename>` and `/static/<hash>/<filename>`.
+
+The hot path of the prism.  `PrismRoot` is a raw twisted.web resource in
+front of the Klein app: a two-segment GET/HEAD (or `/static/...`) is answered
+here without Klein's routing; everything else goes to Klein.  A purchase or
+content found in the mirrors is answered synchronously; a local miss asks the
+master (never a false 404) and answers 503 if the master cannot be reached.
+
+Redirect target: an *available* store holding the content, rotating over the
+copies; URL = store base URL (scheme from X-Forwarded-Proto /
+X-Forwarded-Protocol when given) + content path + signed query + the
+client's query string (+ `start=0` for video types when neither `start` nor
+`html5` is present).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from twisted.internet.defer import ensureDeferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from stretchfs import errors
+from stretchfs.prism.mirror import PurchaseRecord
+from stretchfs.signing import content_path, delivery_secret, signed_query
+from stretchfs.web.errormap import status_for
+
+log = Logger()
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}$")
+SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
+KLEIN_PREFIXES = frozenset({b"", b"user", b"content", b"health", b"metrics", b"ping", b"pingnet",
+                            b"static"})
+_JSON = b"application/json; charset=utf-8"
+
+
+def referrer_allowed(patterns: tuple[str, ...], referer: bytes | None) -> bool:
+    """True when the Referer's host matches a pattern (no patterns: anything goes).
+
+    A pattern is a host name (`example.com` also allows `www.example.com`),
+    `*.example.com` (subdomains only), or a URL whose host is used.  Patterns
+    are compared as text, never run as regular expressions.
+    """
+    if not patterns:
+        return True
+    if not referer:
+        return False
+    try:
+        host = (urlsplit(referer.decode("latin-1")).hostname or "").lower().rstrip(".")
+    except ValueError:
+        return False
+    if not host:
+        return False
+    for raw in patterns:
+        pattern = raw.strip().lower()
+        if "://" in pattern:
+            pattern = (urlsplit(pattern).hostname or "").lower()
+        pattern = pattern.split("/", 1)[0].rstrip(".")
+        if not pattern:
+            continue
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+            continue
+        if host == pattern or host.endswith("." + pattern):
+            return True
+    return False
+
+
+def client_query(uri: bytes) -> str:
+    """The raw query string of `uri` ('' when none or empty)."""
+    if b"?" not in uri:
+        return ""
+    return uri.split(b"?", 1)[1].decode("latin-1").strip("?&")
+
+
+def redirect_query(signed: str, query: str, ext: str, video_types: tuple[str, ...]) -> str:
+    """signed + client query + start=0 for videos lacking start/html5."""
+    parts = [signed]
+    if query:
+        parts.append(query)
+    if ext in video_types:
+        names = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
+        if "start" not in names and "html5" not in names:
+            parts.append("start=0")
+    return "&".join(parts)
+
+
+class Delivery:
+    """Resolves tokens and hashes to signed store URLs."""
+
+    def __init__(self, *, config: Any, peers: Any, purchases: Any, inventory: Any,
+                 master: Any, clock: Any) -> None:
+        self._config = config
+        self._peers = peers
+        self._purchases = purchases
+        self._inventory = inventory
+        self._master = master
+        self._clock = clock
+        self._secret = delivery_secret(config.cluster.key)
+        self._life = config.prism.delivery_life
+        self._video = tuple(config.prism.video_types)
+        self._deny_static = frozenset(config.prism.deny_static_types)
+        self._turn = itertools.count()
+
+    # -- lookups -----------------------------------------------------------
+    def local_purchase(self, token: str) -> PurchaseRecord | None:
+        """The unexpired purchase of `token` from the mirror."""
+        return self._purchases().get(token, self._clock.seconds())
+
+    async def purchase(self, token: str) -> PurchaseRecord:
+        """The purchase of `token`: mirror, else master; NotFound / NotReady."""
+        found = self.local_purchase(token)
+        if found is not None:
+            return found
+        try:
+            row = await self._master.get_purchase(token)
+        except (errors.PeerUnavailable, errors.UpstreamError):
+            raise errors.NotReady("purchase not in the local mirror and the master is "
+                                  "unreachable") from None
+        if row is None or float(row.get("expires") or 0) <= self._clock.seconds():
+            raise errors.NotFound("purchase not found")
+        self._purchases().load_row(row)
+        return PurchaseRecord(row["hash"], row.get("ext") or "bin", int(row["expires"]),
+                              tuple(row.get("referrer") or ()))
+
+    async def stores_of(self, sha1: str) -> tuple[str, list[str]]:
+        """(ext, stores) of `sha1`: mirror, else master; NotFound / NotReady."""
+        record = self._inventory().get(sha1)
+        if record is not None:
+            return record.ext, list(record.stores)
+        try:
+            row = await self._master.lookup(sha1)
+        except (errors.PeerUnavailable, errors.UpstreamError):
+            raise errors.NotReady("content not in the local mirror and the master is "
+                                  "unreachable") from None
+        if not row or not row.get("stores"):
+            raise errors.NotFound("content not found")
+        self._inventory().load_row(row)
+        return row.get("ext") or "bin", list(row["stores"])
+
+    # -- redirects ---------------------------------------------------------
+    def location(self, request: Any, sha1: str, ext: str, stores: list[str]) -> bytes:
+        """The signed URL on an available store holding the content."""
+        available = [self._peers.get(name) for name in stores if self._peers.is_available(name)]
+        available = [p for p in available if p is not None]
+        if not available:
+            raise errors.PeerUnavailable("no available store holds this content")
+        peer = available[next(self._turn) % len(available)]
+        base = peer.url or "http://{}:{}".format(peer.host, peer.port)
+        proto = (request.getHeader(b"x-forwarded-proto")
+                 or request.getHeader(b"x-forwarded-protocol") or b"").strip().lower()
+        if proto in (b"http", b"https"):
+            base = proto.decode("ascii") + base[base.index("://"):]
+        path = content_path(sha1, ext)
+        expires = int(self._clock.seconds() + self._life)
+        query = redirect_query(signed_query(self._secret, path, expires),
+                               client_query(request.uri), ext, self._video)
+        return "{}{}?{}".format(base, path, query).encode("utf-8")
+
+    async def resolve_token(self, request: Any, token: str) -> bytes:
+        """Location for a purchase delivery."""
+        if not TOKEN_RE.match(token):
+            raise errors.NotFound("purchase not found")
+        purchase = await self.purchase(token)
+        if not referrer_allowed(purchase.referrer, request.getHeader(b"referer")):
+            raise errors.Forbidden("referrer not allowed")
+        ext, stores = await self.stores_of(purchase.sha1)
+        return self.location(request, purchase.sha1, purchase.ext or ext, stores)
+
+    async def resolve_static(self, request: Any, sha1: str, filename: str) -> bytes:
+        """Location for a static delivery."""
+        sha1 = sha1.lower()
+        if not SHA1_RE.match(sha1):
+            raise errors.NotFound("content not found")
+        asked = filename.rsplit(".", 1)[1].lower() if "." in filename else ""
+        if asked in self._deny_static:
+            raise errors.Forbidden("invalid static file type: purchase it")
+        ext, stores = await self.stores_of(sha1)
+        if ext in self._deny_static:
+            raise errors.Forbidden("invalid static file type: purchase it")
+        return self.location(request, sha1, ext, stores)
+
+
+def _answer_error(request: Any, exc: BaseException) -> bytes:
+    code = status_for(exc)
+    if code is None:
+        log.error("delivery failed: {error!r}", error=exc)
+        code, message = 500, "internal error"
+    else:
+        message = str(exc)
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", _JSON)
+    request.setHeader(b"Cache-Control", b"no-store")
+    return json.dumps({"error": message}).encode("utf-8")
+
+
+def _answer_redirect(request: Any, location: bytes) -> bytes:
+    request.setResponseCode(302)
+    request.setHeader(b"Location", location)
+    request.setHeader(b"Cache-Control", b"no-store")
+    request.setHeader(b"Content-Length", b"0")
+    return b""
+
+
+class PrismRoot(Resource):
+    """Answers delivery paths directly; hands every other request to Klein."""
+
+    isLeaf = True
+
+    def __init__(self, delivery: Delivery, klein_resource: Any) -> None:
+        super().__init__()
+        self._delivery = delivery
+        self._klein = klein_resource
+
+    def render(self, request: Any) -> Any:
+        """Dispatch: delivery fast path, or Klein."""
+        if request.method in (b"GET", b"HEAD"):
+            segments = request.path.split(b"/")
+            if len(segments) == 3 and segments[1] not in KLEIN_PREFIXES and segments[2]:
+                return self._token(request, segments[1].decode("latin-1"))
+            if len(segments) == 4 and segments[1] == b"static" and segments[3]:
+                return self._static(request, segments[2].decode("latin-1"),
+                                    segments[3].decode("latin-1"))
+        return self._klein.render(request)
+
+    def _token(self, request: Any, token: str) -> Any:
+        delivery = self._delivery
+        if TOKEN_RE.match(token):
+            # Fast path: everything local, no Deferred.
+            purchase = delivery.local_purchase(token)
+            if purchase is not None:
+                record = delivery._inventory().get(purchase.sha1)
+                if record is not None:
+                    try:
+                        if not referrer_allowed(purchase.referrer,
+                                                request.getHeader(b"referer")):
+                            raise errors.Forbidden("referrer not allowed")
+                        return _answer_redirect(request, delivery.location(
+                            request, purchase.sha1, purchase.ext, list(record.stores)))
+                    except errors.StretchFSError as exc:
+                        return _answer_error(request, exc)
+        return self._later(request, delivery.resolve_token(request, token))
+
+    def _static(self, request: Any, sha1: str, filename: str) -> Any:
+        return self._later(request, self._delivery.resolve_static(request, sha1, filename))
+
+    def _later(self, request: Any, coro: Any) -> Any:
+        d = ensureDeferred(coro)
+        finished = []
+        request.notifyFinish().addErrback(lambda _: finished.append(True))
+
+        def ok(location: bytes) -> None:
+            if not finished:
+                request.write(_answer_redirect(request, location))
+                request.finish()
+
+        def failed(failure: Any) -> None:
+            if not finished:
+                request.write(_answer_error(request, failure.value))
+                request.finish()
+
+        d.addCallbacks(ok, failed)
+        return NOT_DONE_YET

@@ -1,0 +1,159 @@
+"""Placing and writing copies of a new content on stores.
+
+`choose_stores` picks targets among the ping net's candidates (active,
+writable, available): this prism's site first, never two copies on one host,
+and distinct zones where possible.  `Replicator.store` PUTs the file to them
+in parallel, replaces a failed store by the next candidate, and reports the
+copies made; it needs `min_copies` to succeed and logs any shortfall below
+`replicas` for repair.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.logger import Logger
+
+from stretchfs.errors import InsufficientStorage, PeerUnavailable, StretchFSError, UpstreamError
+from stretchfs.pingnet.peers import PeerRecord, Peers
+
+log = Logger()
+
+
+@dataclass
+class Placement:
+    """Hosts and zones already holding (or about to hold) a copy."""
+
+    hosts: set[str] = field(default_factory=set)
+    zones: set[tuple[str, str]] = field(default_factory=set)
+    tried: set[str] = field(default_factory=set)
+
+    def take(self, record: PeerRecord) -> None:
+        """`record` holds or gets a copy."""
+        self.hosts.add(record.host)
+        self.zones.add((record.site, record.zone))
+        self.tried.add(record.name)
+
+    def release(self, record: PeerRecord) -> None:
+        """`record` failed: its host and zone are free again (it stays tried)."""
+        self.hosts.discard(record.host)
+        self.zones.discard((record.site, record.zone))
+
+
+def choose_stores(candidates: Iterable[PeerRecord], count: int, placement: Placement,
+                  site: str) -> list[PeerRecord]:
+    """Up to `count` of `candidates` on new hosts, new zones first, own site first."""
+    pool = [c for c in candidates if c.name not in placement.tried]
+    pool.sort(key=lambda c: c.site != site)
+    chosen: list[PeerRecord] = []
+    for need_new_zone in (True, False):
+        for record in pool:
+            if len(chosen) >= count:
+                return chosen
+            if record in chosen or record.host in placement.hosts:
+                continue
+            if need_new_zone and (record.site, record.zone) in placement.zones:
+                continue
+            chosen.append(record)
+            placement.take(record)
+    return chosen
+
+
+@dataclass
+class StoredCopies:
+    """The outcome of writing a content."""
+
+    ext: str
+    copies: int
+    stores: list[str]
+    deduplicated: bool
+
+
+class Replicator:
+    """Writes a content to `replicas` stores, deduplicating against the inventory."""
+
+    def __init__(self, *, peers: Peers, inventory: Callable[[], Any],
+                 store_client: Callable[[PeerRecord], Any], master: Any, replicas: int,
+                 min_copies: int, site: str) -> None:
+        self._peers = peers
+        self._inventory = inventory
+        self._store_client = store_client
+        self._master = master
+        self.replicas = replicas
+        self.min_copies = min_copies
+        self._site = site
+        self._turn = itertools.count()
+
+    async def store(self, sha1: str, ext: str, path: str, size: int) -> StoredCopies:
+        """Make sure `replicas` copies of the file at `path` exist."""
+        record = self._inventory().get(sha1)
+        placement = Placement()
+        holders: list[str] = []
+        if record is not None:
+            ext = record.ext
+            for name in record.stores:
+                placement.tried.add(name)
+                peer = self._peers.get(name)
+                if peer is not None and self._peers.is_available(name):
+                    holders.append(name)
+                    placement.take(peer)
+        need = self.replicas - len(holders)
+        if need <= 0:
+            return StoredCopies(ext, len(holders), holders, True)
+        candidates = self._peers.candidates("store", writable=True)
+        if candidates:
+            turn = next(self._turn) % len(candidates)
+            candidates = candidates[turn:] + candidates[:turn]
+        first = choose_stores(candidates, need, placement, self._site)
+        errors: list[StretchFSError] = []
+
+        async def slot(target: PeerRecord | None) -> PeerRecord | None:
+            for _attempt in range(len(candidates) + 1):
+                if target is None:
+                    return None
+                try:
+                    await self._store_client(target).put(sha1, ext, path, size)
+                    return target
+                except (PeerUnavailable, UpstreamError, OSError) as exc:
+                    log.warn("PUT of {sha1} to {store} failed: {error}", sha1=sha1,
+                             store=target.name, error=str(exc))
+                    errors.append(exc if isinstance(exc, StretchFSError)
+                                  else PeerUnavailable(str(exc)))
+                    placement.release(target)
+                    spare = choose_stores(candidates, 1, placement, self._site)
+                    target = spare[0] if spare else None
+            return None
+
+        results = await DeferredList([ensureDeferred(slot(t)) for t in first],
+                                     consumeErrors=True)
+        written = [r[1] for r in results if r[0] and r[1] is not None]
+        for peer in written:
+            self._inventory().add(sha1, peer.name, ext, size)
+        await self._publish(sha1, ext, size, written)
+        copies = len(holders) + len(written)
+        stores = holders + [p.name for p in written]
+        if copies < self.replicas:
+            log.warn("content {sha1} has {copies} of {replicas} copies (shortfall for repair)",
+                     sha1=sha1, copies=copies, replicas=self.replicas, event="copy_shortfall")
+        if copies < self.min_copies:
+            if errors and all(isinstance(e, UpstreamError) and e.code == 507 for e in errors):
+                raise InsufficientStorage("every store is full")
+            if not candidates and not holders:
+                raise PeerUnavailable("no writable store available")
+            raise PeerUnavailable("only {} of the {} required copies could be written".format(
+                copies, self.min_copies))
+        return StoredCopies(ext, copies, stores, False)
+
+    async def _publish(self, sha1: str, ext: str, size: int, written: list[PeerRecord]) -> None:
+        """Tell the master at once (the stores publish too; publishing is idempotent)."""
+        if not written or self._master is None:
+            return
+        change = {"op": "add", "hash": sha1, "ext": ext, "size": size}
+        calls = [ensureDeferred(self._master.publish(peer.name, [change])) for peer in written]
+        for ok, result in await DeferredList(calls, consumeErrors=True):
+            if not ok:
+                log.warn("publishing {sha1} to the master failed: {error}", sha1=sha1,
+                         error=str(result.value))

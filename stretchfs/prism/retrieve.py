@@ -1,0 +1,265 @@
+"""`/content/retrieve`: fetch a remote http(s) URL without being an SSRF hole.
+
+Every connection goes through `SafeEndpointFactory`: the host name is
+resolved first, every resolved address is checked (loopback, private,
+link-local, multicast, reserved and unspecified addresses are refused unless
+`[retrieve] allow_private`), and the connection is made to the checked
+address itself, so a DNS answer cannot change between check and connect.
+Redirects are followed here, hop by hop (at most `MAX_REDIRECTS`), so each
+hop is checked the same way.  The body streams into a temp file while hashed,
+with a size cap and an overall timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import socket
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+from urllib.parse import urljoin, urlsplit
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
+from twisted.internet.protocol import Protocol
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.logger import Logger
+from twisted.web.client import ResponseDone
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgentEndpointFactory
+from zope.interface import implementer
+
+from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge, PeerUnavailable
+
+log = Logger()
+
+MAX_REDIRECTS = 5
+CONNECT_TIMEOUT_SECONDS = 10
+ALLOWED_METHODS = ("GET", "POST")
+MAX_HEADERS = 50
+_REDIRECT_CODES = (301, 302, 303, 307, 308)
+
+Resolver = Callable[[str], Awaitable[list[str]]]
+
+
+def address_refused(ip: str) -> bool:
+    """True for loopback, private, link-local, multicast, reserved or unspecified addresses."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return (addr.is_loopback or addr.is_private or addr.is_link_local or addr.is_multicast
+            or addr.is_reserved or addr.is_unspecified or not addr.is_global)
+
+
+def system_resolver(reactor: Any) -> Resolver:
+    """Resolve with getaddrinfo in the reactor's thread pool."""
+    from twisted.internet.threads import deferToThreadPool
+
+    def lookup(host: str) -> list[str]:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        return list(dict.fromkeys(info[4][0] for info in infos))
+
+    async def resolve(host: str) -> list[str]:
+        return await deferToThreadPool(reactor, reactor.getThreadPool(), lookup, host)
+
+    return resolve
+
+
+async def checked_addresses(host: str, resolve: Resolver, allow_private: bool) -> list[str]:
+    """The addresses of `host`; Forbidden when any is refused."""
+    try:
+        ipaddress.ip_address(host)
+        addresses = [host]
+    except ValueError:
+        try:
+            addresses = await resolve(host)
+        except (OSError, socket.gaierror) as exc:
+            raise InvalidInput("cannot resolve {}: {}".format(host, exc)) from None
+    if not addresses:
+        raise InvalidInput("cannot resolve {}".format(host))
+    if not allow_private:
+        for ip in addresses:
+            if address_refused(ip):
+                raise Forbidden("refusing to fetch from a private or loopback address")
+    return addresses
+
+
+class _CheckedEndpoint:
+    """Resolves, checks, then connects to the checked address (TLS by host name)."""
+
+    def __init__(self, factory: "SafeEndpointFactory", scheme: bytes, host: str,
+                 port: int) -> None:
+        self._factory = factory
+        self._scheme = scheme
+        self._host = host
+        self._port = port
+
+    def connect(self, protocol_factory: Any) -> Deferred[Any]:
+        """Connect `protocol_factory` to the first checked address."""
+        return Deferred.fromCoroutine(self._connect(protocol_factory))
+
+    async def _connect(self, protocol_factory: Any) -> Any:
+        factory = self._factory
+        addresses = await checked_addresses(self._host, factory.resolve, factory.allow_private)
+        ip = addresses[0]
+        kind = TCP6ClientEndpoint if ":" in ip else TCP4ClientEndpoint
+        endpoint: Any = kind(factory.reactor, ip, self._port, timeout=CONNECT_TIMEOUT_SECONDS)
+        if self._scheme == b"https":
+            endpoint = wrapClientTLS(optionsForClientTLS(self._host), endpoint)
+        return await endpoint.connect(protocol_factory)
+
+
+@implementer(IAgentEndpointFactory)
+class SafeEndpointFactory:
+    """An Agent endpoint factory that only connects to allowed addresses."""
+
+    def __init__(self, reactor: Any, resolve: Resolver, allow_private: bool) -> None:
+        self.reactor = reactor
+        self.resolve = resolve
+        self.allow_private = allow_private
+
+    def endpointForURI(self, uri: Any) -> _CheckedEndpoint:
+        """The checked endpoint of `uri`."""
+        if uri.scheme not in (b"http", b"https"):
+            raise InvalidInput("only http and https URLs can be retrieved")
+        return _CheckedEndpoint(self, uri.scheme, uri.host.decode("idna"), uri.port)
+
+
+@dataclass
+class Fetched:
+    """A fetched body on disk."""
+
+    path: str
+    sha1: str
+    size: int
+    content_type: str
+    url: str
+
+
+class _ToFile(Protocol):
+    """Writes a response body to a file while hashing, up to `max_bytes`."""
+
+    def __init__(self, handle: Any, max_bytes: int, done: Deferred[int]) -> None:
+        self._handle = handle
+        self._max = max_bytes
+        self._done = done
+        self.hash = hashlib.sha1()
+        self.size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done.called:
+            return
+        self.size += len(data)
+        if self.size > self._max:
+            self.transport.stopProducing()
+            self._done.errback(PayloadTooLarge("remote file larger than {} bytes".format(
+                self._max)))
+            return
+        self.hash.update(data)
+        self._handle.write(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._done.called:
+            return
+        if reason.check(ResponseDone):
+            self._done.callback(self.size)
+        else:
+            self._done.errback(PeerUnavailable("remote connection lost: {}".format(
+                reason.getErrorMessage())))
+
+
+class Retriever:
+    """Fetches remote URLs into temp files through a checked Agent."""
+
+    def __init__(self, *, agent: Any, clock: Any, max_bytes: int, timeout: float,
+                 tmp_dir: str) -> None:
+        self._agent = agent
+        self._clock = clock
+        self._max = max_bytes
+        self._timeout = timeout
+        self._tmp_dir = tmp_dir or tempfile.gettempdir()
+
+    def fetch(self, url: str, method: str = "GET",
+              headers: dict[str, str] | None = None) -> Deferred[Fetched]:
+        """Fetch `url` (following checked redirects) into a temp file."""
+        d = Deferred.fromCoroutine(self._fetch(url, method, headers or {}))
+        timer = self._clock.callLater(self._timeout, d.cancel)
+
+        def done(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            if isinstance(getattr(result, "value", None), CancelledError):
+                raise PeerUnavailable("remote fetch took longer than {:.0f}s".format(
+                    self._timeout))
+            return result
+
+        return d.addBoth(done)
+
+    async def _fetch(self, url: str, method: str, headers: dict[str, str]) -> Fetched:
+        raw_headers = Headers({b"User-Agent": [b"StretchFS-prism"]})
+        for name, value in headers.items():
+            if name.lower() not in ("host", "content-length", "transfer-encoding"):
+                raw_headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
+        for _hop in range(MAX_REDIRECTS + 1):
+            check_url(url)
+            try:
+                response = await self._agent.request(method.encode("ascii"), url.encode("utf-8"),
+                                                     raw_headers, None)
+            except (InvalidInput, Forbidden):
+                raise
+            except CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any network failure is the remote's
+                raise PeerUnavailable("cannot fetch {}: {}".format(
+                    url, exc.__class__.__name__)) from None
+            if response.code in _REDIRECT_CODES:
+                location = response.headers.getRawHeaders(b"location", [b""])[0]
+                response.deliverBody(_Drop())
+                if not location:
+                    raise PeerUnavailable("redirect without a Location")
+                url = urljoin(url, location.decode("latin-1"))
+                if response.code == 303:
+                    method = "GET"
+                continue
+            if not 200 <= response.code < 300:
+                response.deliverBody(_Drop())
+                raise InvalidInput("remote answered {}".format(response.code))
+            if isinstance(response.length, int) and response.length > self._max:
+                response.deliverBody(_Drop())
+                raise PayloadTooLarge("remote file larger than {} bytes".format(self._max))
+            return await self._save(response, url)
+        raise InvalidInput("too many redirects")
+
+    async def _save(self, response: Any, url: str) -> Fetched:
+        fd, path = tempfile.mkstemp(prefix="stretchfs-retrieve-", dir=self._tmp_dir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                done: Deferred[int] = Deferred()
+                sink = _ToFile(handle, self._max, done)
+                response.deliverBody(sink)
+                size = await done
+        except BaseException:
+            os.unlink(path)
+            raise
+        ctype = response.headers.getRawHeaders(b"content-type", [b""])[0].decode("latin-1")
+        return Fetched(path=path, sha1=sink.hash.hexdigest(), size=size, content_type=ctype,
+                       url=url)
+
+
+class _Drop(Protocol):
+    """Discards a body."""
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()
+
+
+def check_url(url: str) -> None:
+    """InvalidInput unless `url` is an absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("expected an absolute http:// or https:// URL")

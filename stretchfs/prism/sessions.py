@@ -1,0 +1,90 @@
+"""Session checks: validated against the master, cached for a few seconds.
+
+A logout or an expiry stops a token on every prism within
+`[prism] session_cache_ttl` seconds (2 s by default; the contract is 5 s).
+A logout through this prism drops the token from its cache at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections import OrderedDict
+from typing import Any, Callable
+
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from stretchfs.errors import NotReady, PeerUnavailable, Unauthorized, UpstreamError
+from stretchfs.web.auth import session_token
+
+log = Logger()
+
+SESSION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+MAX_CACHED_SESSIONS = 100_000
+
+
+class SessionCache:
+    """token -> session, validated by the master, kept `ttl` seconds."""
+
+    def __init__(self, master: Any, clock: Any, ttl: float,
+                 max_entries: int = MAX_CACHED_SESSIONS) -> None:
+        self._master = master
+        self._clock = clock
+        self._ttl = ttl
+        self._max = max_entries
+        self._cache: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+
+    async def validate(self, token: str | None) -> dict[str, Any]:
+        """The session of `token`; Unauthorized when invalid, NotReady if unverifiable."""
+        if not token:
+            raise Unauthorized("session token required (X-STRETCHFS-Token)")
+        if not SESSION_TOKEN_RE.match(token):
+            raise Unauthorized("invalid session token")
+        now = self._clock.seconds()
+        hit = self._cache.get(token)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        try:
+            session = await self._master.validate_session(token)
+        except UpstreamError as exc:
+            self._cache.pop(token, None)
+            if exc.code in (400, 401, 403, 404):
+                raise Unauthorized("invalid session") from None
+            raise NotReady("cannot validate the session: master answered {}".format(
+                exc.code)) from None
+        except PeerUnavailable:
+            self._cache.pop(token, None)
+            raise NotReady("cannot validate the session: master unreachable") from None
+        if not isinstance(session, dict):
+            raise Unauthorized("invalid session")
+        self._cache[token] = (now, session)
+        self._cache.move_to_end(token)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)
+        return session
+
+    def forget(self, token: str) -> None:
+        """Drop `token` from the cache (logout through this prism)."""
+        self._cache.pop(token, None)
+
+    def remember(self, token: str, session: dict[str, Any]) -> None:
+        """Cache a session the master just returned (login, update)."""
+        self._cache[token] = (self._clock.seconds(), session)
+
+
+def session_required(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Validate the request's session (`self.sessions`) and pass it as `session=`."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: IRequest, *args: Any, **kwargs: Any) -> Any:
+        token = session_token(request)
+        session = await self.sessions.validate(token)
+        session = dict(session)
+        session.setdefault("token", token)
+        result = handler(self, request, *args, session=session, **kwargs)
+        if hasattr(result, "__await__"):
+            result = await result
+        return result
+
+    return wrapper

@@ -1,0 +1,306 @@
+"""Streaming multipart intake: each file part goes to a temp file while hashed.
+
+twisted.web buffers a whole request body before a handler runs.  For
+`POST /content/upload` the prism's Site uses `UploadRequest` instead: once
+the headers are in, it checks the session (asynchronously) and feeds every
+body chunk straight into a streaming multipart parser (streaming-form-data)
+whose targets write file parts to temp files, computing SHA1 as they go.
+The Klein handler then finds the finished parts on `request.stretchfs_upload`.
+Nothing is ever held whole in memory; temp files are removed by the handler,
+or when the connection is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable
+
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.parser import ParseFailedException
+from streaming_form_data.targets import BaseTarget
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
+
+log = Logger()
+
+UPLOAD_PATH = b"/content/upload"
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS_BYTES = 1024 * 1024
+MAX_PARTS = 1000
+BUFFERED_READ_BYTES = 256 * 1024
+_EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
+
+
+@dataclass
+class UploadedFile:
+    """One file part, complete on disk."""
+
+    field: str
+    filename: str
+    mimetype: str
+    path: str
+    sha1: str
+    size: int
+
+
+def extension_for(mimetype: str, filename: str) -> str:
+    """Extension from the MIME type, else from the filename, else `bin`."""
+    kind = (mimetype or "").split(";", 1)[0].strip().lower()
+    if kind and kind != "application/octet-stream":
+        guessed = mimetypes.guess_extension(kind, strict=False)
+        if guessed:
+            ext = guessed.lstrip(".").lower()
+            ext = {"jpe": "jpg", "jpeg": "jpg", "mp4v": "mp4", "m4v": "m4v"}.get(ext, ext)
+            if _EXT_RE.match(ext):
+                return ext
+    base = os.path.basename(filename or "")
+    if "." in base:
+        ext = base.rsplit(".", 1)[1].lower()
+        if _EXT_RE.match(ext):
+            return ext
+    return "bin"
+
+
+class _PartTarget(BaseTarget):
+    """Dispatches the parser's parts: fields to memory, files to temp files."""
+
+    def __init__(self, upload: "MultipartUpload") -> None:
+        super().__init__()
+        self._upload = upload
+
+    def set_multipart_filename(self, filename: str) -> None:
+        self._upload._filename = filename
+
+    def set_multipart_content_type(self, content_type: str) -> None:
+        self._upload._content_type = content_type
+
+    def on_start(self) -> None:
+        self._upload._start_part()
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self._upload._part_data(chunk)
+
+    def on_finish(self) -> None:
+        self._upload._finish_part()
+
+
+class MultipartUpload:
+    """Parses a multipart body fed in chunks; file parts land in `tmp_dir`."""
+
+    def __init__(self, content_type: str, tmp_dir: str, max_bytes: int,
+                 prefix: str = "stretchfs-upload-") -> None:
+        self.fields: dict[str, str] = {}
+        self.files: list[UploadedFile] = []
+        self.error: StretchFSError | None = None
+        self.received = 0
+        self._tmp_dir = tmp_dir
+        self._max = max_bytes
+        self._prefix = prefix
+        self._field_bytes = 0
+        self._name = ""
+        self._filename: str | None = None
+        self._content_type = ""
+        self._handle: BinaryIO | None = None
+        self._path = ""
+        self._hash: Any = None
+        self._size = 0
+        self._value: list[bytes] = []
+        self._parts = 0
+        self._closed = False
+        try:
+            self._parser = StreamingFormDataParser({"Content-Type": content_type})
+        except ParseFailedException as exc:
+            self._parser = None
+            self.error = InvalidInput("expected a multipart/form-data body: {}".format(exc))
+            return
+        self._parser.register("*", _PartTarget(self), matches=self._match)
+
+    # -- parser callbacks ------------------------------------------------------
+    def _match(self, _registered: str, name: str) -> bool:
+        self._name = name
+        self._filename = None
+        self._content_type = ""
+        return True
+
+    def _start_part(self) -> None:
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise PayloadTooLarge("more than {} parts".format(MAX_PARTS))
+        if self._filename is None:
+            self._value = []
+            return
+        fd, self._path = tempfile.mkstemp(prefix=self._prefix, dir=self._tmp_dir)
+        self._handle = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha1()
+        self._size = 0
+
+    def _part_data(self, chunk: bytes) -> None:
+        if self._handle is None:
+            self._field_bytes += len(chunk)
+            if self._field_bytes > MAX_FIELDS_BYTES or sum(map(len, self._value)) > MAX_FIELD_BYTES:
+                raise PayloadTooLarge("form fields larger than {} bytes".format(MAX_FIELDS_BYTES))
+            self._value.append(chunk)
+            return
+        self._size += len(chunk)
+        if self._size > self._max:
+            raise PayloadTooLarge("upload larger than {} bytes".format(self._max))
+        self._hash.update(chunk)
+        self._handle.write(chunk)
+
+    def _finish_part(self) -> None:
+        if self._handle is None:
+            self.fields[self._name] = b"".join(self._value).decode("utf-8", "replace")
+            self._value = []
+            return
+        self._handle.close()
+        self._handle = None
+        self.files.append(UploadedFile(
+            field=self._name, filename=self._filename or "",
+            mimetype=self._content_type or "application/octet-stream", path=self._path,
+            sha1=self._hash.hexdigest(), size=self._size))
+        self._path = ""
+
+    # -- feeding ---------------------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        """Consume a chunk of the body; after an error the rest is dropped."""
+        self.received += len(data)
+        if self.error is not None or self._parser is None:
+            return
+        try:
+            self._parser.data_received(data)
+        except StretchFSError as exc:
+            self._fail(exc)
+        except ParseFailedException as exc:
+            self._fail(InvalidInput("malformed multipart body: {}".format(exc)))
+        except OSError as exc:
+            log.error("cannot write upload temp file: {error}", error=str(exc))
+            self._fail(StretchFSError("cannot store the upload temporarily"))
+
+    def fail(self, error: StretchFSError) -> None:
+        """Refuse the upload (e.g. bad session): drop what came and what comes."""
+        self._fail(error)
+
+    def _fail(self, error: StretchFSError) -> None:
+        if self.error is None:
+            self.error = error
+        self._drop_open_part()
+
+    def finish(self) -> None:
+        """The body is complete; raise the upload's error if there was one."""
+        if self.error is None and self._handle is not None:
+            self._fail(InvalidInput("multipart body ended inside a part"))
+        if self.error is not None:
+            raise self.error
+
+    def _drop_open_part(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+        if self._path:
+            _unlink(self._path)
+            self._path = ""
+
+    def cleanup(self) -> None:
+        """Remove every temp file (idempotent)."""
+        self._closed = True
+        self._drop_open_part()
+        for part in self.files:
+            _unlink(part.path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warn("cannot remove temp file {path}: {error}", path=path, error=str(exc))
+
+
+def parse_buffered(content: BinaryIO | None, content_type: str, tmp_dir: str,
+                   max_bytes: int) -> MultipartUpload:
+    """Parse a body twisted.web already buffered (requests without UploadRequest)."""
+    upload = MultipartUpload(content_type, tmp_dir, max_bytes)
+    if content is not None:
+        content.seek(0)
+        for _ in range(1 << 40):
+            data = content.read(BUFFERED_READ_BYTES)
+            if not data:
+                break
+            upload.feed(data)
+    return upload
+
+
+class UploadRequest(Request):
+    """A Request that streams `POST /content/upload` bodies into a MultipartUpload.
+
+    Class attributes are set by `upload_request_factory`.
+    """
+
+    tmp_dir: str = ""
+    max_bytes: int = 0
+    check_session: Callable[[str | None], Deferred[Any]] | None = None
+    _parsePOSTFormSubmission = False
+    stretchfs_upload: MultipartUpload | None = None
+
+    def gotLength(self, length: int | None) -> None:
+        """Headers are in: decide whether to stream this body."""
+        channel = self.channel
+        command = getattr(channel, "_command", b"")
+        path = getattr(channel, "_path", b"").split(b"?", 1)[0]
+        ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+        if command.upper() != b"POST" or path != UPLOAD_PATH or \
+                not ctype.lower().startswith(b"multipart/form-data"):
+            super().gotLength(length)
+            return
+        import io
+
+        self.content = io.BytesIO()
+        upload = MultipartUpload(ctype.decode("latin-1"), self.tmp_dir or tempfile.gettempdir(),
+                                 self.max_bytes)
+        self.stretchfs_upload = upload
+        if length is not None and length > self.max_bytes + MAX_FIELDS_BYTES + 64 * 1024:
+            upload.fail(PayloadTooLarge("upload larger than {} bytes".format(self.max_bytes)))
+            return
+        if self.check_session is not None:
+            from stretchfs.web.auth import session_token
+
+            d = self.check_session(session_token(self))
+            d.addErrback(self._session_refused, upload)
+
+    def _session_refused(self, failure: Any, upload: MultipartUpload) -> None:
+        error = failure.value
+        upload.fail(error if isinstance(error, StretchFSError) else Unauthorized("invalid session"))
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """Feed the parser (streaming) or buffer as usual."""
+        upload = self.stretchfs_upload
+        if upload is None:
+            super().handleContentChunk(data)
+        else:
+            upload.feed(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        """The client went away: remove the temp files of an unfinished upload."""
+        upload = self.stretchfs_upload
+        if upload is not None and not self.finished:
+            upload.fail(InvalidInput("connection lost"))
+            upload.cleanup()
+        super().connectionLost(reason)
+
+
+def upload_request_factory(tmp_dir: str, max_bytes: int,
+                           check_session: Callable[[str | None], Deferred[Any]] | None
+                           ) -> type[UploadRequest]:
+    """A Site `requestFactory` streaming uploads into `tmp_dir`."""
+    return type("PrismUploadRequest", (UploadRequest,), {
+        "tmp_dir": tmp_dir, "max_bytes": max_bytes,
+        "check_session": staticmethod(check_session) if check_session else None})
