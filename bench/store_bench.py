@@ -345,6 +345,7 @@ def generate_inventory(count: int) -> tuple[str, str]:
     shutil.rmtree(folder, ignore_errors=True)
     say("(d) generating {} empty files in {} (cached for later runs)".format(count, root))
     content = os.path.join(root, "content")
+    os.makedirs(content, exist_ok=True)
     unknown = count // 200
     made: set[str] = set()
     with open(rows, "w") as out:
