@@ -1,0 +1,130 @@
+"""Detail, exists and purchase routes: mirror first, master on a miss."""
+
+from __future__ import annotations
+
+from tests.prism.fakes import TOKEN
+from tests.prism.harness import make_prism
+
+H1 = "1" * 40
+H2 = "2" * 40
+H3 = "3" * 40
+
+
+def _with_content(master) -> None:
+    master.add_content(H1, "mp4", 100, ["store1", "store2"])
+
+
+def test_detail_answers_the_sdk_record(tmp_path) -> None:
+    """POST /content/detail {hash} answers the record with hash/sha1/ext/mimeType/size/map."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    code, body, _ = prism.call("POST", "/content/detail", {"hash": H1})
+    assert code == 200
+    assert body == {"hash": H1, "sha1": H1, "ext": "mp4", "mimeType": "video/mp4", "size": 100,
+                    "exists": True, "count": 2, "map": ["store1", "store2"]}
+    assert "lookup_many" not in prism.master.calls
+    code, body, _ = prism.call("POST", "/content/detail", {"sha1": H1.upper()})
+    assert code == 200 and body["hash"] == H1
+    prism.stop()
+
+
+def test_detail_of_unknown_hash_is_404_after_asking_the_master(tmp_path) -> None:
+    """An unknown hash is confirmed by the master before the 404."""
+    prism = make_prism(tmp_path)
+    code, body, _ = prism.call("POST", "/content/detail", {"hash": H2})
+    assert code == 404 and "error" in body
+    assert "lookup_many" in prism.master.calls
+    prism.stop()
+
+
+def test_local_miss_known_to_the_master_is_found(tmp_path) -> None:
+    """Content the feed has not brought yet is found through the master (no false 404)."""
+    prism = make_prism(tmp_path)
+    prism.master.inventory[H2] = {"hash": H2, "ext": "jpg", "size": 7, "stores": ["store3"]}
+    code, body, _ = prism.call("POST", "/content/detail", {"hash": H2})
+    assert code == 200 and body["exists"] is True and body["map"] == ["store3"]
+    prism.stop()
+
+
+def test_local_miss_with_master_down_is_503(tmp_path) -> None:
+    """A miss cannot be confirmed while the master is down: 503, never 404."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    assert prism.call("POST", "/user/session/validate")[0] == 200  # session now cached
+    prism.network.down.add("master")
+    assert prism.call("POST", "/content/detail", {"hash": H1})[0] == 200
+    assert prism.call("POST", "/content/detail", {"hash": H2})[0] == 503
+    assert prism.call("POST", "/content/exists", {"hash": [H1, H2]})[0] == 503
+    prism.stop()
+
+
+def test_exists_bulk_and_single(tmp_path) -> None:
+    """Exists answers a record (no 404 for unknown), or an object keyed by hash for a list."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    code, body, _ = prism.call("POST", "/content/exists", {"hash": H2})
+    assert code == 200 and body["exists"] is False and body["count"] == 0
+    code, body, _ = prism.call("POST", "/content/exists", {"hash": [H1, H2]})
+    assert code == 200 and set(body) == {H1, H2}
+    assert body[H1]["count"] == 2 and body[H2]["exists"] is False
+    code, body, _ = prism.call("POST", "/content/detail", {"hash": [H1, H2]})
+    assert code == 200 and body[H2]["exists"] is False
+    prism.stop()
+
+
+def test_bad_hash_input_is_400(tmp_path) -> None:
+    """Missing, malformed or too many hashes answer 400."""
+    prism = make_prism(tmp_path, extra="bulk_max = 2\n")
+    for body in ({}, {"hash": "xyz"}, {"hash": 5}, {"hash": [H1, "nope"]},
+                 {"hash": [H1, H2, H3]}):
+        code, answer, _ = prism.call("POST", "/content/exists", body)
+        assert code == 400 and "error" in answer, body
+    prism.stop()
+
+
+def test_purchase_create_detail_remove(tmp_path) -> None:
+    """A purchase is created through the master, readable, and removable (SDK shapes)."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    code, body, _ = prism.call("POST", "/content/purchase",
+                               {"hash": H1, "ext": "mp4", "referrer": ["example.com"],
+                                "life": 60})
+    assert code == 200
+    assert {"token", "hash", "sha1", "ext", "life", "expires", "referrer", "ip",
+            "sessionToken"} <= set(body)
+    assert body["hash"] == body["sha1"] == H1 and body["life"] == 60
+    assert body["sessionToken"] == TOKEN and body["referrer"] == ["example.com"]
+    token = body["token"]
+    code, detail, _ = prism.call("POST", "/content/purchase/detail", {"token": token})
+    assert code == 200 and detail["token"] == token and detail["ext"] == "mp4"
+    code, removed, _ = prism.call("POST", "/content/purchase/remove", {"token": token})
+    assert code == 200 and removed == {"token": token, "count": 1,
+                                       "success": "Purchase removed"}
+    assert prism.call("POST", "/content/purchase/detail", {"token": token})[0] == 404
+    code, removed, _ = prism.call("POST", "/content/purchase/remove", {"token": token})
+    assert removed["count"] == 0
+    prism.stop()
+
+
+def test_purchase_of_unknown_content_is_404(tmp_path) -> None:
+    """Purchasing content that exists nowhere answers 404 and creates nothing."""
+    prism = make_prism(tmp_path)
+    code, body, _ = prism.call("POST", "/content/purchase", {"hash": H3, "ext": "mp4"})
+    assert code == 404 and prism.master.purchases == {}
+    prism.stop()
+
+
+def test_purchase_bad_input_is_400(tmp_path) -> None:
+    """Bad ext, referrer, life or token answer 400 and change nothing."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    for body in ({"hash": H1, "ext": "../x"}, {"hash": H1, "referrer": [5]},
+                 {"hash": H1, "life": -1}, {"hash": H1, "life": "soon"}, {"hash": [H1]}):
+        assert prism.call("POST", "/content/purchase", body)[0] == 400, body
+    assert prism.master.purchases == {}
+    assert prism.call("POST", "/content/purchase/detail", {"token": "x"})[0] == 400
+    assert prism.call("POST", "/content/purchase/remove", {})[0] == 400
+    prism.stop()
+
+
+def test_purchase_defaults_ext_and_life(tmp_path) -> None:
+    """Without ext and life the content's ext and [prism] purchase_life are used."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    code, body, _ = prism.call("POST", "/content/purchase", {"sha1": H1})
+    assert code == 200 and body["ext"] == "mp4" and body["life"] == 7200.0
+    prism.stop()
