@@ -117,9 +117,13 @@ class Replicator:
                 try:
                     await self._store_client(target).put(sha1, ext, path, size)
                     return target
-                except (PeerUnavailable, UpstreamError, OSError) as exc:
-                    log.warn("PUT of {sha1} to {store} failed: {error}", sha1=sha1,
-                             store=target.name, error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - any failure: try the next store
+                    if isinstance(exc, (PeerUnavailable, UpstreamError, OSError)):
+                        log.warn("PUT of {sha1} to {store} failed: {error}", sha1=sha1,
+                                 store=target.name, error=str(exc))
+                    else:
+                        log.failure("PUT of {sha1} to {store} failed", sha1=sha1,
+                                    store=target.name)
                     errors.append(exc if isinstance(exc, StretchFSError)
                                   else PeerUnavailable(str(exc)))
                     placement.release(target)
@@ -129,6 +133,9 @@ class Replicator:
 
         results = await DeferredList([ensureDeferred(slot(t)) for t in first],
                                      consumeErrors=True)
+        for ok, result in results:
+            if not ok:
+                log.failure("PUT of {sha1} failed unexpectedly", result, sha1=sha1)
         written = [r[1] for r in results if r[0] and r[1] is not None]
         for peer in written:
             self._inventory().add(sha1, peer.name, ext, size)

@@ -293,6 +293,27 @@ class _HostRouter(Resource):
         return self.routes[host].render(request)
 
 
+class _Collect:
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        pass
+
+    def unregisterProducer(self) -> None:
+        pass
+
+
+def _drain(producer: Any) -> bytes:
+    """Run a body producer to the end (StubTreq only takes bytes)."""
+    sink = _Collect()
+    producer.startProducing(sink)
+    return b"".join(sink.chunks)
+
+
 class Network:
     """Hosts served over one StubTreq; `down` hosts refuse connections."""
 
@@ -311,6 +332,9 @@ class Network:
         if host in self.down:
             return fail(ConnectionRefusedError("{} is down".format(host)))
         kwargs.pop("reactor", None)
+        data = kwargs.get("data")
+        if hasattr(data, "startProducing"):
+            kwargs["data"] = _drain(data)
         return self.stub.request(method, url, **kwargs)
 
     def flush(self) -> None:

@@ -127,8 +127,11 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, str, bytes]],
         parts.append('--{}\r\nContent-Disposition: form-data; name="{}"\r\n\r\n{}\r\n'.format(
             boundary, name, value).encode())
     for name, (filename, ctype, data) in files.items():
-        head = ('--{}\r\nContent-Disposition: form-data; name="{}"; filename="{}"\r\n'
-                'Content-Type: {}\r\n\r\n').format(boundary, name, filename, ctype).encode()
+        head = '--{}\r\nContent-Disposition: form-data; name="{}"; filename="{}"\r\n'.format(
+            boundary, name, filename)
+        if ctype:
+            head += "Content-Type: {}\r\n".format(ctype)
+        head = (head + "\r\n").encode()
         parts.append(head + data + b"\r\n")
     parts.append("--{}--\r\n".format(boundary).encode())
     return b"".join(parts), "multipart/form-data; boundary=" + boundary

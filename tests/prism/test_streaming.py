@@ -1,0 +1,119 @@
+"""The streaming upload Request: bodies go to temp files as they arrive."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from treq.testing import StubTreq
+from twisted.internet.defer import fail, succeed
+
+from stretchfs.errors import Unauthorized
+from stretchfs.prism.upload import MultipartUpload, upload_request_factory
+from tests.helpers import result_of
+from tests.prism.harness import make_prism, multipart, sha1_of
+
+
+def test_streaming_request_hands_finished_parts_to_the_handler(tmp_path) -> None:
+    """Through UploadRequest the handler gets parsed parts and the body is never buffered."""
+    prism = make_prism(tmp_path)
+    seen = []
+    api = prism.service.api
+    original = api.replicator.store
+
+    async def spy(sha1, ext, path, size):
+        with open(path, "rb") as handle:
+            seen.append(hashlib.sha1(handle.read()).hexdigest())
+        return await original(sha1, ext, path, size)
+
+    api.replicator.store = spy
+    client = StubTreq(api.resource())
+    factory = upload_request_factory(api.config.prism.tmp_dir, 10**9, api.check_session)
+    client._agent._serverFactory.requestFactory = factory
+    data = os.urandom(300_000)
+    body, ctype = multipart({"f": "v"}, {"file": ("a.bin", "", data)})
+    d = client.request("POST", "http://prism/content/upload", data=body,
+                       headers={"Content-Type": [ctype], "X-STRETCHFS-Token": ["s" * 64]})
+    prism.pump()
+    response = result_of(d)
+    answer = result_of(response.json())
+    assert response.code == 200, answer
+    assert answer["files"]["file"]["sha1"] == sha1_of(data) == seen[0]
+    assert answer["data"] == {"f": "v"}
+    assert os.listdir(api.config.prism.tmp_dir) == []
+    prism.stop()
+
+
+def test_streaming_upload_with_bad_session_writes_nothing(tmp_path) -> None:
+    """A refused session at header time makes the parser drop the body (no temp file)."""
+    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**6)
+    upload.fail(Unauthorized("invalid session"))
+    body, _ = multipart({}, {"file": ("a.bin", "", b"x" * 1000)})
+    upload.feed(body)
+    assert os.listdir(tmp_path) == []
+    try:
+        upload.finish()
+    except Unauthorized:
+        pass
+    else:
+        raise AssertionError("expected Unauthorized")
+
+
+def test_parser_writes_parts_in_small_chunks(tmp_path) -> None:
+    """Feeding a body byte-chunk by chunk gives the same parts and hashes."""
+    data = os.urandom(100_000)
+    body, ctype = multipart({"a": "1"}, {"file": ("x.mp4", "video/mp4", data)})
+    upload = MultipartUpload(ctype, str(tmp_path), 10**6)
+    for start in range(0, len(body), 997):
+        upload.feed(body[start:start + 997])
+    upload.finish()
+    assert upload.fields == {"a": "1"}
+    [part] = upload.files
+    assert part.sha1 == sha1_of(data) and part.size == len(data)
+    assert part.mimetype == "video/mp4" and part.filename == "x.mp4"
+    with open(part.path, "rb") as handle:
+        assert handle.read() == data
+    upload.cleanup()
+    assert os.listdir(tmp_path) == []
+
+
+def test_connection_lost_mid_upload_removes_temp_files(tmp_path) -> None:
+    """A client that disconnects mid-part leaves no temp file behind."""
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    factory = upload_request_factory(str(tmp_path), 10**9, lambda token: succeed({}))
+    site = Site(Resource())
+    site.requestFactory = factory
+    channel = site.buildProtocol(None)
+    channel.makeConnection(StringTransport())
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
+    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
+            "Content-Length: {}\r\nX-STRETCHFS-Token: {}\r\n\r\n").format(
+        ctype, len(body), "s" * 64).encode()
+    channel.dataReceived(head + body[:30_000])
+    assert len(os.listdir(tmp_path)) == 1
+    from twisted.python.failure import Failure
+
+    channel.connectionLost(Failure(ConnectionError("gone")))
+    assert os.listdir(tmp_path) == []
+
+
+def test_refused_session_stops_disk_writes(tmp_path) -> None:
+    """When the session check fails at header time, the body never reaches the disk."""
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    factory = upload_request_factory(str(tmp_path), 10**9,
+                                     lambda token: fail(Unauthorized("invalid session")))
+    site = Site(Resource())
+    site.requestFactory = factory
+    channel = site.buildProtocol(None)
+    channel.makeConnection(StringTransport())
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
+    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
+            "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
+    channel.dataReceived(head + body[:30_000])
+    assert os.listdir(tmp_path) == []
