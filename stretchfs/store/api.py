@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from twisted.web.server import NOT_DONE_YET
 
 from stretchfs.config import StoreConfig
-from stretchfs.errors import InvalidInput, NotFound
+from stretchfs.errors import InvalidInput, NotFound, NotReady
 from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.store.content import EXT_HEADER, ContentService
@@ -44,19 +44,28 @@ class StoreAPI:
 
     def __init__(self, config: StoreConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any,
-                 content: ContentService) -> None:
+                 content: ContentService | None = None) -> None:
         self.config = config
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
         self.readiness = readiness
         self.metrics_registry = metrics_registry
         self.clock = clock
-        self.content = content
+        self._content = content
         self.max_body = config.http.max_body
+
+    @property
+    def content(self) -> ContentService:
+        """The content operations (503 when built without them, as bare route tests do)."""
+        if self._content is None:
+            raise NotReady("store content is not set up")
+        return self._content
 
     def health_details(self) -> dict[str, Any]:
         """Extra /health fields: whether this store accepts new content."""
-        return {"writable": self.content.disk.writable}
+        if self._content is None:
+            return {}
+        return {"writable": self._content.disk.writable}
 
     @app.route("/content/put/<path:name>", methods=["PUT"])
     @cluster_key_required
