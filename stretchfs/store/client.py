@@ -50,9 +50,10 @@ class FileProducer:
     def startProducing(self, consumer: IConsumer) -> Deferred[None]:
         """Write the file to `consumer`; fires when every byte was written."""
         self._consumer = consumer
-        self._done = Deferred(lambda _: self.stopProducing())
+        done: Deferred[None] = Deferred(lambda _: self.stopProducing())
+        self._done = done
         self._pump()
-        return self._done
+        return done
 
     def _pump(self) -> None:
         while not self._paused and not self._stopped and self._done is not None:

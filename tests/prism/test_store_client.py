@@ -1,0 +1,133 @@
+"""StoreClient: streaming PUT body producer, idle timeout, JSON routes."""
+
+from __future__ import annotations
+
+import io
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+
+from stretchfs.errors import PeerUnavailable, UpstreamError
+from stretchfs.store.client import FileProducer, StoreClient
+from tests.helpers import CLUSTER_KEY, result_of
+from tests.prism.fakes import FakeStore, Network
+from tests.prism.harness import sha1_of
+
+
+class _Consumer:
+    def __init__(self, producer_pauses_after: int | None = None) -> None:
+        self.data: list[bytes] = []
+        self.producer: FileProducer | None = None
+        self.limit = producer_pauses_after
+
+    def write(self, data: bytes) -> None:
+        self.data.append(data)
+        if self.limit is not None and len(self.data) >= self.limit and self.producer:
+            self.producer.pauseProducing()
+
+
+def test_producer_finishes_small_files_at_once() -> None:
+    """A file smaller than a chunk is written and the Deferred fires."""
+    producer = FileProducer(io.BytesIO(b"abc"), 3)
+    consumer = _Consumer()
+    d = producer.startProducing(consumer)
+    assert isinstance(d, Deferred) and result_of(d) is None
+    assert b"".join(consumer.data) == b"abc"
+
+
+def test_producer_honours_pause_and_resume() -> None:
+    """Paused, the producer writes nothing more until resumed."""
+    data = b"x" * 100
+    producer = FileProducer(io.BytesIO(data), 100, chunk_bytes=10)
+    consumer = _Consumer(producer_pauses_after=3)
+    consumer.producer = producer
+    d = producer.startProducing(consumer)
+    assert len(consumer.data) == 3 and not d.called
+    consumer.limit = None
+    producer.resumeProducing()
+    assert b"".join(consumer.data) == data and d.called
+
+
+def test_producer_fails_when_the_file_shrinks() -> None:
+    """A file shorter than announced fails the body instead of sending a short one."""
+    producer = FileProducer(io.BytesIO(b"abc"), 10)
+    d = producer.startProducing(_Consumer())
+    failures = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(IOError)
+
+
+def _client(tmp_path, store: FakeStore | None = None) -> tuple[StoreClient, Network, Clock]:
+    network = Network()
+    network.add("store", (store or FakeStore("s")).app.resource())
+    clock = Clock()
+    return StoreClient(network, "http://store", CLUSTER_KEY, 5.0, clock), network, clock
+
+
+def test_put_sends_the_file_and_returns_the_answer(tmp_path) -> None:
+    """put() streams the file and returns the store's {hash, ext, size}."""
+    store = FakeStore("s")
+    client, network, _ = _client(tmp_path, store)
+    path = tmp_path / "f"
+    path.write_bytes(b"payload")
+    d = Deferred.fromCoroutine(client.put(sha1_of(b"payload"), "bin", str(path), 7))
+    network.flush()
+    assert result_of(d) == {"hash": sha1_of(b"payload"), "ext": "bin", "size": 7}
+    assert store.files[sha1_of(b"payload")] == b"payload"
+
+
+def test_put_errors_are_typed(tmp_path) -> None:
+    """A 507 is an UpstreamError with the code; a down store is PeerUnavailable."""
+    store = FakeStore("s")
+    store.mode = "full"
+    client, network, _ = _client(tmp_path, store)
+    path = tmp_path / "f"
+    path.write_bytes(b"payload")
+    d = Deferred.fromCoroutine(client.put(sha1_of(b"payload"), "bin", str(path), 7))
+    network.flush()
+    failure = []
+    d.addErrback(failure.append)
+    assert failure[0].check(UpstreamError) and failure[0].value.code == 507
+    network.down.add("store")
+    d = Deferred.fromCoroutine(client.put(sha1_of(b"payload"), "bin", str(path), 7))
+    d.addErrback(failure.append)
+    assert failure[1].check(PeerUnavailable)
+
+
+def test_stalled_put_is_cancelled_after_the_idle_timeout(tmp_path) -> None:
+    """A PUT with no progress for `timeout` seconds fails with PeerUnavailable."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    pending: Deferred = Deferred()
+
+    class _Hang:
+        def request(self, *args, **kwargs):
+            return pending
+
+    clock = MemoryReactorClock()
+    client = StoreClient(_Hang(), "http://store", CLUSTER_KEY, 5.0, clock)
+    path = tmp_path / "f"
+    path.write_bytes(b"payload")
+    d = Deferred.fromCoroutine(client.put(sha1_of(b"payload"), "bin", str(path), 7))
+    clock.advance(4.9)
+    assert not d.called
+    clock.advance(0.2)
+    failure = []
+    d.addErrback(failure.append)
+    assert failure and failure[0].check(PeerUnavailable)
+    assert clock.getDelayedCalls() == []
+
+
+def test_exists_and_remove(tmp_path) -> None:
+    """exists() and remove() use the store's JSON routes."""
+    store = FakeStore("s")
+    store.files["a" * 40] = b"zz"
+    client, network, _ = _client(tmp_path, store)
+    d = Deferred.fromCoroutine(client.exists(["a" * 40, "b" * 40]))
+    network.flush()
+    answer = result_of(d)
+    assert answer["a" * 40]["exists"] and not answer["b" * 40]["exists"]
+    d = Deferred.fromCoroutine(client.remove("a" * 40))
+    network.flush()
+    assert result_of(d) == {"success": "File removed"}
+    assert store.files == {}
