@@ -78,7 +78,7 @@ def sha1_of(data: bytes) -> str:
 
 
 def make_prism(tmp_path: Any, *, start: bool = True, extra: str = "", stores: Any = None,
-               prefill: Any = None) -> Prism:
+               prefill: Any = None, retrieve_agent: Any = None) -> Prism:
     """Build (and start) a prism over fakes; `prefill(master)` runs before start."""
     from twisted.internet.testing import MemoryReactorClock
 
@@ -107,7 +107,7 @@ def make_prism(tmp_path: Any, *, start: bool = True, extra: str = "", stores: An
     master_client = MasterClient(network, "http://master", CLUSTER_KEY, 10.0)
     service = build_prism_service(config, reactor=clock, redis=FakeRedisStore(clock),
                                   http=network, peers=peers, master=master_client,
-                                  retrieve_agent=object(), feed_wait=5.0)
+                                  retrieve_agent=retrieve_agent or object(), feed_wait=5.0)
     # The registry comes from the test, not from the fake master's /peers.
     master.peers = [{"name": n, "role": "store", "host": h, "port": 80, "ping_port": 0,
                      "zone": z, "url": "http://" + h} for n, h, z in specs]

@@ -1,0 +1,154 @@
+"""Retrieve: SSRF guards, redirects, limits, and the /content/retrieve route."""
+
+from __future__ import annotations
+
+import pytest
+from klein import Klein
+from treq.testing import RequestTraversalAgent
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
+from twisted.web.client import URI
+
+from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge
+from stretchfs.prism.retrieve import (
+    Retriever,
+    SafeEndpointFactory,
+    address_refused,
+    checked_addresses,
+)
+from tests.helpers import result_of
+from tests.prism.harness import make_prism, sha1_of
+
+PAYLOAD = b"remote bytes " * 500
+
+
+class _Remote:
+    app = Klein()
+
+    @app.route("/file.png")
+    def file(self, request):
+        request.setHeader(b"Content-Type", b"image/png")
+        return PAYLOAD
+
+    @app.route("/hop/<int:n>")
+    def hop(self, request, n):
+        request.redirect(b"/hop/%d" % (n - 1) if n > 1 else b"/file.png")
+        return b""
+
+    @app.route("/missing")
+    def missing(self, request):
+        request.setResponseCode(404)
+        return b"no"
+
+
+def _failure(d: Deferred):
+    failures = []
+    d.addErrback(failures.append)
+    assert failures, "expected a failure"
+    return failures[0]
+
+
+@pytest.mark.parametrize("ip,refused", [
+    ("127.0.0.1", True), ("10.1.2.3", True), ("192.168.0.1", True), ("172.16.5.5", True),
+    ("169.254.169.254", True), ("::1", True), ("fe80::1", True), ("0.0.0.0", True),
+    ("::ffff:127.0.0.1", True), ("224.0.0.1", True), ("100.64.0.1", True),
+    ("93.184.216.34", False), ("2606:2800:220:1::1", False), ("not-an-ip", True)])
+def test_address_classification(ip: str, refused: bool) -> None:
+    """Loopback, private, link-local, shared and multicast addresses are refused."""
+    assert address_refused(ip) is refused
+
+
+def test_names_resolving_to_private_addresses_are_refused() -> None:
+    """A host name is refused when any of its addresses is private, unless allowed."""
+    async def resolve(host):
+        return ["93.184.216.34", "10.0.0.1"]
+
+    d = Deferred.fromCoroutine(checked_addresses("rebind.example", resolve, False))
+    assert _failure(d).check(Forbidden)
+    d = Deferred.fromCoroutine(checked_addresses("rebind.example", resolve, True))
+    assert result_of(d) == ["93.184.216.34", "10.0.0.1"]
+    d = Deferred.fromCoroutine(checked_addresses("127.0.0.1", resolve, False))
+    assert _failure(d).check(Forbidden)
+
+
+def test_endpoint_connects_only_to_the_checked_address() -> None:
+    """The endpoint refuses private answers and connects to the address it checked."""
+    reactor = MemoryReactorClock()
+    answers = {"evil.example": ["169.254.169.254"], "good.example": ["93.184.216.34"]}
+
+    async def resolve(host):
+        return answers[host]
+
+    factory = SafeEndpointFactory(reactor, resolve, allow_private=False)
+    from twisted.internet.protocol import Factory, Protocol
+
+    d = factory.endpointForURI(URI.fromBytes(b"http://evil.example/x")).connect(
+        Factory.forProtocol(Protocol))
+    assert _failure(d).check(Forbidden)
+    assert reactor.tcpClients == []
+    factory.endpointForURI(URI.fromBytes(b"http://good.example:8080/x")).connect(
+        Factory.forProtocol(Protocol))
+    assert reactor.tcpClients[0][:2] == ("93.184.216.34", 8080)
+    with pytest.raises(InvalidInput):
+        factory.endpointForURI(URI.fromBytes(b"ftp://good.example/x"))
+
+
+def _retriever(tmp_path, max_bytes=10**6):
+    agent = RequestTraversalAgent(_Remote().app.resource())
+    return Retriever(agent=agent, clock=MemoryReactorClock(), max_bytes=max_bytes, timeout=30,
+                     tmp_dir=str(tmp_path)), agent
+
+
+def test_fetch_follows_redirects_and_hashes(tmp_path) -> None:
+    """A redirected fetch ends in a temp file with the body's SHA1 and type."""
+    retriever, agent = _retriever(tmp_path)
+    d = retriever.fetch("http://remote/hop/3")
+    agent.flush()
+    fetched = result_of(d)
+    assert fetched.sha1 == sha1_of(PAYLOAD) and fetched.size == len(PAYLOAD)
+    assert fetched.content_type == "image/png" and fetched.url.endswith("/file.png")
+
+
+def test_fetch_limits(tmp_path) -> None:
+    """Too many redirects, a non-2xx answer and an oversized body are refused."""
+    retriever, agent = _retriever(tmp_path, max_bytes=100)
+    d = retriever.fetch("http://remote/hop/9")
+    agent.flush()
+    assert _failure(d).check(InvalidInput)
+    d = retriever.fetch("http://remote/missing")
+    agent.flush()
+    assert _failure(d).check(InvalidInput)
+    d = retriever.fetch("http://remote/file.png")
+    agent.flush()
+    assert _failure(d).check(PayloadTooLarge)
+    import os
+
+    assert os.listdir(tmp_path) == []
+
+
+def test_retrieve_route_stores_copies(tmp_path) -> None:
+    """POST /content/retrieve fetches, stores and answers hash/sha1/extension/size/copies."""
+    agent = RequestTraversalAgent(_Remote().app.resource())
+    prism = make_prism(tmp_path, retrieve_agent=agent)
+    d = prism.client.request("POST", "http://prism/content/retrieve",
+                             json={"request": {"url": "http://remote/file.png"}},
+                             headers={"X-STRETCHFS-Token": ["s" * 64]})
+    for _ in range(5):
+        agent.flush()
+        prism.pump()
+    response = result_of(d)
+    body = result_of(response.json())
+    assert response.code == 200, body
+    assert body["hash"] == body["sha1"] == sha1_of(PAYLOAD)
+    assert body["extension"] == "png" and body["size"] == len(PAYLOAD) and body["copies"] == 2
+    prism.stop()
+
+
+def test_retrieve_bad_input_is_400(tmp_path) -> None:
+    """A missing URL, a non-http scheme or a bad method answer 400."""
+    prism = make_prism(tmp_path)
+    for body in ({}, {"url": "file:///etc/passwd"}, {"request": {"url": "gopher://x"}},
+                 {"request": {"url": "http://x/", "method": "DELETE"}},
+                 {"url": "http://x/", "extension": "../../"}):
+        assert prism.call("POST", "/content/retrieve", body)[0] == 400, body
+    prism.stop()
