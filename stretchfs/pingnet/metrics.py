@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from stretchfs.pingnet.packet import DROP_REASONS
+from stretchfs.pingnet.packet import DROP_REASONS, KIND_NAMES
 
 RTT_BUCKETS_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5)
 
@@ -41,3 +41,8 @@ class PingMetrics:
                               registry=registry)
         for reason in DROP_REASONS + ("error",):
             self.dropped.labels(reason=reason)
+        # labelled children looked up once: these are hit for every packet
+        self.sent_by_kind = {kind: self.packets_sent.labels(kind=name)
+                             for kind, name in KIND_NAMES.items()}
+        self.received_by_kind = {kind: self.packets_received.labels(kind=name)
+                                 for kind, name in KIND_NAMES.items()}

@@ -36,7 +36,6 @@ from stretchfs.config import PingSettings
 from stretchfs.pingnet.ballot import BallotBox, read_tallies
 from stretchfs.pingnet.metrics import PingMetrics
 from stretchfs.pingnet.packet import (
-    KIND_NAMES,
     NO_TARGET,
     PING,
     PING_REQ,
@@ -323,7 +322,7 @@ class PingNet(Service):
         except OSError as exc:
             log.debug("ping net send to {addr} failed: {error}", addr=addr, error=str(exc))
             return
-        self.metrics.packets_sent.labels(kind=KIND_NAMES[kind]).inc()
+        self.metrics.sent_by_kind[kind].inc()
 
     # -- receiving -------------------------------------------------------------
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -348,23 +347,24 @@ class PingNet(Service):
             log.failure("ping net could not parse a packet")
             return
         try:
-            self.metrics.packets_received.labels(kind=KIND_NAMES[packet.kind]).inc()
+            self.metrics.received_by_kind[packet.kind].inc()
             self._handle(name, packet, addr, now)
         except Exception:
             log.failure("ping net failed to handle a packet")
 
     def _handle(self, name: str, packet: Packet, addr: Any, now: float) -> None:
-        if name in self._states:
-            self._heard(name, now)
-        if packet.kind == PING:
-            self._send(addr, PONG, self._next_seq(), echo=packet.seq)
-        elif packet.kind == PONG:
+        if packet.kind == PONG:
             sent = self._sent_at.pop(packet.echo, None)
             probe = self._by_seq.get(packet.echo)
             if sent is not None and probe is not None and probe.target == name:
                 rtt = now - sent
                 self.metrics.rtt.observe(rtt)
                 self._states[name].rtt = rtt
+        if name in self._states:
+            self._heard(name, now)
+        if packet.kind == PING:
+            self._send(addr, PONG, self._next_seq(), echo=packet.seq)
+        elif packet.kind == PONG:
             relay = self._relays.pop(packet.echo, None)
             if relay is not None and relay.target == packet.sender:
                 self._send(relay.requester, RELAY_ACK, self._next_seq(), target=relay.target,
@@ -394,8 +394,11 @@ class PingNet(Service):
             return
         state.last_heard = now
         state.misses = 0
-        if state.probe is not None:
-            state.probe.answered = True
+        probe = state.probe
+        if probe is not None:
+            probe.answered = True
+            self._cancel(probe)
+            state.probe = None
         if state.failing:
             state.failing = False
             log.info("ping net: heard from {peer} again", peer=name, event="pingnet_reachable")
