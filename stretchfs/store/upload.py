@@ -187,7 +187,7 @@ class PutUpload:
     def __init__(self, store: ContentStore, sha1: str, ext: str, max_bytes: int,
                  free_check: Callable[[int], None], *, reactor: Any = None,
                  pause: Callable[[], None] | None = None,
-                 resume: Callable[[], None] | None = None) -> None:
+                 resume: Callable[[], None] | None = None, digest: Any = None) -> None:
         self.sha1 = sha1
         self.ext = ext
         self.size = 0
@@ -195,7 +195,7 @@ class PutUpload:
         self._max_bytes = max_bytes
         self._free_check = free_check
         self._next_free_check = FREE_RECHECK_BYTES
-        self._hash = hashlib.sha1()
+        self._hash = digest if digest is not None else hashlib.sha1()
         fd = os.open(self.temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._file: Any = os.fdopen(fd, "wb", buffering=WRITE_BUFFER_BYTES)
         self._writer: _WriterThread | None = None
