@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from stretchfs.errors import InsufficientStorage, PeerUnavailable, StretchFSError, UpstreamError
 from stretchfs.pingnet.peers import PeerRecord, Peers
 
 log = Logger()
+
+SHORTAGE_WAIT_SECONDS = 0.5
+SHORTAGE_WAITS = 6
 
 
 @dataclass
@@ -77,7 +81,8 @@ class Replicator:
 
     def __init__(self, *, peers: Peers, inventory: Callable[[], Any],
                  store_client: Callable[[PeerRecord], Any], master: Any, replicas: int,
-                 min_copies: int, site: str) -> None:
+                 min_copies: int, site: str, clock: Any = None,
+                 refresh_registry: Callable[[], Any] | None = None) -> None:
         self._peers = peers
         self._inventory = inventory
         self._store_client = store_client
@@ -86,6 +91,25 @@ class Replicator:
         self.min_copies = min_copies
         self._site = site
         self._turn = itertools.count()
+        self._clock = clock
+        self.refresh_registry = refresh_registry
+
+    async def _candidates(self, need: int) -> list[PeerRecord]:
+        """Writable available stores; with too few, ask for a fresh registry and wait a bit.
+
+        A prism that just started may have downloaded the registry before the
+        stores registered: it should not fail uploads for a whole refresh period.
+        """
+        found = self._peers.candidates("store", writable=True)
+        if len(found) >= need or self.refresh_registry is None or self._clock is None:
+            return found
+        version = getattr(self._peers, "registry_version", None)
+        self.refresh_registry()
+        for _ in range(SHORTAGE_WAITS):
+            await deferLater(self._clock, SHORTAGE_WAIT_SECONDS)
+            if getattr(self._peers, "registry_version", None) != version:
+                break
+        return self._peers.candidates("store", writable=True)
 
     async def store(self, sha1: str, ext: str, path: str, size: int) -> StoredCopies:
         """Make sure `replicas` copies of the file at `path` exist."""
@@ -103,7 +127,7 @@ class Replicator:
         need = self.replicas - len(holders)
         if need <= 0:
             return StoredCopies(ext, len(holders), holders, True)
-        candidates = self._peers.candidates("store", writable=True)
+        candidates = await self._candidates(min(need, 1))
         if candidates:
             turn = next(self._turn) % len(candidates)
             candidates = candidates[turn:] + candidates[:turn]

@@ -54,7 +54,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     replicator = Replicator(peers=peers, inventory=lambda: inventory.mirror,
                             store_client=store_client, master=master,
                             replicas=config.prism.replicas, min_copies=config.prism.min_copies,
-                            site=config.node.site)
+                            site=config.node.site, clock=reactor)
     if retrieve_agent is None:
         from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -79,6 +79,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
                                         peers=peers, metrics_registry=registry)
     api.pingnet = net  # type: ignore[attr-defined]
+    replicator.refresh_registry = registration.refresh_soon
     top.pingnet = net  # type: ignore[attr-defined]
     top.registration = registration  # type: ignore[attr-defined]
     top.api = api  # type: ignore[attr-defined]

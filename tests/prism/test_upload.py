@@ -186,3 +186,32 @@ def test_upload_places_copies_on_distinct_hosts(tmp_path) -> None:
         holders = [name for name, s in prism.stores.items() if sha1_of(data) in s.files]
         assert "store3" in holders and len(holders) == 2
     prism.stop()
+
+
+def test_too_few_known_stores_triggers_a_registry_refresh(tmp_path) -> None:
+    """With no writable store known, the prism asks for a fresh registry before giving up."""
+    from stretchfs.pingnet.peers import Peers
+
+    prism = make_prism(tmp_path)
+    replicator = prism.service.api.replicator
+    peers = prism.service.peers
+    records = peers.all()
+    peers.set_registry([])
+    asked = []
+
+    def refresh() -> None:
+        asked.append(True)
+        peers.set_registry(records)
+
+    replicator.refresh_registry = refresh
+    body, ctype = multipart({}, {"file": ("a.bin", "", DATA)})
+    d = prism.client.request("POST", "http://prism/content/upload", data=body,
+                             headers={"Content-Type": [ctype], "X-STRETCHFS-Token": ["s" * 64]})
+    prism.pump()
+    prism.pump(0.5)
+    from tests.helpers import result_of
+
+    response = result_of(d)
+    assert asked and response.code == 200
+    assert isinstance(peers, Peers)
+    prism.stop()
