@@ -39,10 +39,12 @@ class Prism:
         """Advance time and deliver in-memory traffic."""
         for _ in range(3):
             self.network.flush()
+            self.client.flush()
         if seconds:
             self.clock.advance(seconds)
         for _ in range(3):
             self.network.flush()
+            self.client.flush()
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
              headers: dict[str, str] | None = None, data: bytes | None = None) -> tuple[
