@@ -100,7 +100,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     disk = DiskMonitor(store, config.store.min_free, reactor)
     receiver = PutReceiver(store, cluster_key=config.cluster.key,
                            max_put=config.store.max_put, min_free=config.store.min_free,
-                           reactor=reactor if threaded_writes else None)
+                           reactor=reactor if threaded_writes else None, on_full=disk.check)
     publisher = InventoryPublisher(journal, master, config.node.name, clock=reactor,
                                    batch_size=config.inventory.batch_size,
                                    run_blocking=run_blocking)

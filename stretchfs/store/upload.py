@@ -261,17 +261,21 @@ class PutReceiver:
     """Decides whether a PUT may start and opens its `PutUpload`."""
 
     def __init__(self, store: ContentStore, *, cluster_key: str, max_put: int,
-                 min_free: int, reactor: Any = None) -> None:
+                 min_free: int, reactor: Any = None,
+                 on_full: Callable[[], Any] | None = None) -> None:
         self.store = store
         self.cluster_key = cluster_key
         self.max_put = max_put
         self.min_free = min_free
         self._reactor = reactor
+        self._on_full = on_full
 
     def check_space(self, incoming: int) -> None:
         """InsufficientStorage when `incoming` more bytes would leave less than min_free."""
         free = self.store.disk_usage().free
         if free - incoming < self.min_free:
+            if self._on_full is not None:
+                self._on_full()
             raise InsufficientStorage("not enough free space on this store")
 
     def begin(self, request: Any, name: str, length: int | None,
