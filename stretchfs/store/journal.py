@@ -96,6 +96,8 @@ class Journal:
                skip: Collection[str] = ()) -> int:
         """Append `changes` (except those whose hash is in `skip`); how many were written."""
         with self._lock:
+            if self._file is None:
+                raise OSError("the publish journal in {} is not open".format(self.folder))
             lines = [json.dumps(c, separators=(",", ":")).encode("utf-8") + b"\n"
                      for c in changes if c["hash"] not in skip]
             if lines:
@@ -119,6 +121,8 @@ class Journal:
         with self._lock:
             changes: list[dict[str, Any]] = []
             offset = self._acked
+            if self._file is None:
+                return changes, offset
             with open(self.path, "rb") as handle:
                 handle.seek(offset)
                 while len(changes) < max_items and offset < self._size:
