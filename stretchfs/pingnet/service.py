@@ -333,10 +333,16 @@ class PingNet(Service):
             name = self._names.get(packet.sender)
             if packet.sender == self._self_id:
                 raise BadPacket("self")
-            if name is None:
-                self.on_unknown_sender()
-                raise BadPacket("unknown_sender")
             self._guard.check(packet, now)
+            if name is None:
+                # A cluster member (the HMAC says so) that registered after our last
+                # registry download: answer its PING so it does not count us as missing,
+                # and fetch the registry to learn its name.
+                self.on_unknown_sender()
+                if packet.kind == PING:
+                    self._send(addr, PONG, self._next_seq(), echo=packet.seq)
+                    return
+                raise BadPacket("unknown_sender")
         except BadPacket as exc:
             self.metrics.dropped.labels(reason=exc.reason).inc()
             log.debug("ping net dropped a packet from {addr}: {reason}", addr=addr,

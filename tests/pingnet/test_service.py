@@ -200,7 +200,7 @@ def test_bad_packets_are_dropped_counted_and_never_raise(cluster, clock) -> None
         "version": b"\x07" + encode(key, good)[1:],
         "kind": encode(key, good)[:1] + b"\x63" + encode(key, good)[2:],
         "forged": encode(derive_key("not-the-cluster-key-000"), good),
-        "unknown_sender": encode(key, replace(good, sender=node_id("stranger"))),
+        "unknown_sender": encode(key, replace(good, kind=PONG, sender=node_id("stranger"))),
         "stale": encode(key, replace(good, stamp=clock.seconds() - 60)),
         "self": encode(key, replace(good, sender=node_id("n1"))),
         "replayed": fresh,
@@ -229,3 +229,17 @@ def test_registry_changes_join_and_leave_the_ping_net(cluster) -> None:
     cluster.run(2.0)
     assert "n6" in node._targets
     assert node.status()["peers"][-1]["my_vote"]  # probed, unanswered: n1 votes it down
+
+
+def test_ping_from_a_not_yet_known_member_is_answered(cluster, clock) -> None:
+    """An authentic PING from a peer missing from our registry copy gets a PONG."""
+    node = cluster.nodes["n1"]
+    asked: list[bool] = []
+    node.on_unknown_sender = lambda: asked.append(True)
+    ping = Packet(kind=PING, sender=node_id("newcomer"), target=NO_TARGET,
+                  seq=int(clock.seconds() * 1e6) + 5, echo=0, stamp=clock.seconds())
+    transport = node.protocol.transport
+    before = len(transport.written)
+    node.datagram_received(encode(derive_key(CLUSTER_KEY), ping), ("10.0.0.9", 9999))
+    replies = [addr for _packet, addr in transport.written[before:]]
+    assert replies == [("10.0.0.9", 9999)] and asked == [True]
