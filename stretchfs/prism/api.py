@@ -25,6 +25,7 @@ from stretchfs.prism.delivery import Delivery, PrismRoot
 from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.sessions import SessionCache, session_required
 from stretchfs.prism.upload import extension_for, parse_buffered
+from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
 from stretchfs.web.jsonio import read_json_object, write_json
@@ -118,7 +119,8 @@ class PrismAPI:
     def __init__(self, config: PrismConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any, master: Any = None,
                  peers: Any = None, inventory: Any = None, purchases: Any = None,
-                 replicator: Replicator | None = None, retriever: Any = None) -> None:
+                 replicator: Replicator | None = None, retriever: Any = None,
+                 syncs: Any = ()) -> None:
         self.config = config
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
@@ -131,6 +133,7 @@ class PrismAPI:
         self.purchases = purchases
         self.replicator = replicator
         self.retriever = retriever
+        self.syncs = list(syncs)
         self.sessions = SessionCache(master, clock, config.prism.session_cache_ttl)
         self.max_body = config.http.max_body
         self.delivery = Delivery(config=config, peers=peers, purchases=purchases,
@@ -140,7 +143,9 @@ class PrismAPI:
 
     def resource(self) -> PrismRoot:
         """The Site root: delivery fast path in front of the Klein app."""
-        return PrismRoot(self.delivery, self.app.resource())
+        reserved = frozenset(rule.rule.split("/")[1].encode("ascii")
+                             for rule in self.app.url_map.iter_rules())
+        return PrismRoot(self.delivery, self.app.resource(), reserved)
 
     def check_session(self, token: str | None) -> Deferred[Any]:
         """Validate a session (used when upload headers arrive)."""
@@ -388,3 +393,21 @@ class PrismAPI:
         self.purchases().remove(token)
         return write_json(request, {"token": token, "count": int(answer.get("count", 0)),
                                     "success": "Purchase removed"})
+
+    # -- operators (cluster key) -----------------------------------------------
+    @app.route("/mirror/status", methods=["GET"])
+    @cluster_key_required
+    def get_mirror_status(self, request: IRequest) -> bytes:
+        return write_json(request, {sync.kind: {
+            "entries": len(sync.mirror), "cursor": sync.cursor, "loaded": sync.loaded,
+            "reloads": sync.reloads, "changes_applied": sync.changes_applied}
+            for sync in self.syncs})
+
+    @app.route("/mirror/inventory", methods=["POST"])
+    @cluster_key_required
+    def post_mirror_inventory(self, request: IRequest) -> bytes:
+        """Which hashes this prism's mirror holds (no master fallback): for probes."""
+        hashes, _bulk = parse_hashes(read_json_object(request, self.max_body),
+                                     self.config.prism.bulk_max)
+        mirror = self.inventory()
+        return write_json(request, {sha1: mirror.get(sha1) is not None for sha1 in hashes})

@@ -37,6 +37,7 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}$")
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
 KLEIN_PREFIXES = frozenset({b"", b"user", b"content", b"health", b"metrics", b"ping", b"pingnet",
                             b"static"})
+"""First path segments that belong to the API, never tokens (PrismRoot adds Klein's own)."""
 _JSON = b"application/json; charset=utf-8"
 
 
@@ -214,16 +215,18 @@ class PrismRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, delivery: Delivery, klein_resource: Any) -> None:
+    def __init__(self, delivery: Delivery, klein_resource: Any,
+                 reserved: frozenset[bytes] = frozenset()) -> None:
         super().__init__()
         self._delivery = delivery
         self._klein = klein_resource
+        self._reserved = KLEIN_PREFIXES | reserved
 
     def render(self, request: Any) -> Any:
         """Dispatch: delivery fast path, or Klein."""
         if request.method in (b"GET", b"HEAD"):
             segments = request.path.split(b"/")
-            if len(segments) == 3 and segments[1] not in KLEIN_PREFIXES and segments[2]:
+            if len(segments) == 3 and segments[1] not in self._reserved and segments[2]:
                 return self._token(request, segments[1].decode("latin-1"))
             if len(segments) == 4 and segments[1] == b"static" and segments[3]:
                 return self._static(request, segments[2].decode("latin-1"),

@@ -128,3 +128,20 @@ def test_purchase_defaults_ext_and_life(tmp_path) -> None:
     code, body, _ = prism.call("POST", "/content/purchase", {"sha1": H1})
     assert code == 200 and body["ext"] == "mp4" and body["life"] == 7200.0
     prism.stop()
+
+
+def test_mirror_routes_need_the_cluster_key(tmp_path) -> None:
+    """/mirror/status and /mirror/inventory answer with the cluster key only, mirror-only."""
+    from tests.helpers import CLUSTER_KEY
+
+    prism = make_prism(tmp_path, prefill=_with_content)
+    assert prism.call("GET", "/mirror/status", token=None)[0] == 401
+    auth = {"Authorization": "Bearer " + CLUSTER_KEY}
+    code, body, _ = prism.call("GET", "/mirror/status", token=None, headers=auth)
+    assert code == 200 and body["inventory"]["entries"] == 1 and body["purchases"]["loaded"]
+    prism.master.inventory[H2] = {"hash": H2, "ext": "jpg", "size": 7, "stores": ["store3"]}
+    code, body, _ = prism.call("POST", "/mirror/inventory", {"hash": [H1, H2]}, token=None,
+                               headers=auth)
+    assert code == 200 and body == {H1: True, H2: False}
+    assert prism.call("GET", "/pingnet/status", token=None)[0] != 404
+    prism.stop()
