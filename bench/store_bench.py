@@ -307,6 +307,7 @@ def bench_put(workdir: str, args: argparse.Namespace, lines: list[str]) -> None:
         source = os.path.join(workdir, "put-source.bin")
         say("(c) PUT of {} MiB vs cp".format(args.put_mib))
         sha1 = random_file(source, size)
+        subprocess.run(["sync", source], check=True)
         puts, cps, cps_sync = [], [], []
         for run in range(args.runs):
             puts.append(put(store.port, sha1, "bin", source))
