@@ -13,6 +13,7 @@ from stretchfs.health import Readiness
 from stretchfs.master.api import MasterAPI
 from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
+from stretchfs.pingnet.dashboard import ClusterVerdicts
 from stretchfs.redishealth import RedisWatch
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_service
@@ -43,6 +44,9 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
     PurchasePruner(api.purchases, reactor, config.master.prune_interval,
                    on_pruned=api.record_prune).setServiceParent(top)
     http_service(reactor, config.http.listen, api.app.resource(), "master").setServiceParent(top)
+    verdicts = ClusterVerdicts(redis, config.redis.prefix, api.peers.list, reactor)
+    verdicts.setServiceParent(top)
+    api.peer_columns.append(verdicts.column())
     CallOnStop(redis.close).setServiceParent(top)
     top.api = api  # type: ignore[attr-defined]
     return top

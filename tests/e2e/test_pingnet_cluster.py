@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+import urllib.request
 from typing import Any, Callable
 
 from stretchfs.devcluster.cluster import LocalCluster
@@ -87,6 +88,9 @@ def test_pingnet_marks_killed_and_stopped_store_down_and_back(tmp_path, repo_roo
 
         code, view = http_get_json(state["master_url"] + "/pingnet/status")
         assert code == 200 and view["down"] == []
+        assert sorted(row["name"] for row in view["peers"]) == names
+        with urllib.request.urlopen(state["master_url"] + "/", timeout=5) as reply:
+            assert b"ping net" in reply.read()
         wrong = {(observer, peer) for observer, peer in watch.ever_down
                  if peer not in ("store2", "store3")}
         assert wrong == set()

@@ -243,3 +243,21 @@ def test_ping_from_a_not_yet_known_member_is_answered(cluster, clock) -> None:
     node.datagram_received(encode(derive_key(CLUSTER_KEY), ping), ("10.0.0.9", 9999))
     replies = [addr for _packet, addr in transport.written[before:]]
     assert replies == [("10.0.0.9", 9999)] and asked == [True]
+
+
+def test_no_call_goes_to_a_peer_the_verdict_marks_down(cluster) -> None:
+    """Callers that pick targets through Peers.candidates never reach a downed peer."""
+    cluster.freeze("n3")
+    cluster.run(2.0)
+    peers = cluster.nodes["n1"].peers
+    changes: list[tuple[str, bool]] = []
+    peers.on_change(lambda name, up: changes.append((name, up)))
+    called: list[str] = []
+    for _ in range(50):
+        for record in peers.candidates("store", exclude=["n1"], shuffle=True)[:2]:
+            called.append(record.name)
+    assert "n3" not in called and {"n2", "n4", "n5"} <= set(called)
+    assert not peers.is_available("n3")
+    cluster.thaw("n3")
+    cluster.run(0.5)
+    assert changes == [("n3", True)] and peers.is_available("n3")

@@ -1,0 +1,93 @@
+"""The ping-net column of the master's dashboard.
+
+The dashboard renders synchronously, so `ClusterVerdicts` keeps the cluster
+view (see `status.cluster_view`) fresh in the background, every
+`REFRESH_SECONDS`, and the column reads the cached copy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Awaitable, Callable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from stretchfs.master.dashboard import PeerColumn
+from stretchfs.pingnet.status import cluster_view
+from stretchfs.redisstore import RedisStore
+
+log = Logger()
+REFRESH_SECONDS = 2.0
+
+
+class ClusterVerdicts(Service):
+    """A cached cluster view of the ping net, for the dashboard."""
+
+    def __init__(self, redis: RedisStore, prefix: str,
+                 list_peers: Callable[[], Awaitable[list[dict[str, Any]]]], clock: Any) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._list_peers = list_peers
+        self._clock = clock
+        self._loop: LoopingCall | None = None
+        self._busy = False
+        self._failing = False
+        self.rows: dict[str, dict[str, Any]] = {}
+
+    def startService(self) -> None:
+        """Refresh now and every REFRESH_SECONDS."""
+        super().startService()
+        self._loop = LoopingCall(self._refresh)
+        self._loop.clock = self._clock
+        self._loop.start(REFRESH_SECONDS, now=True)
+
+    def stopService(self) -> None:
+        """Stop refreshing."""
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+    def _refresh(self) -> None:
+        if self._busy:
+            return
+        self._busy = True
+        d = Deferred.fromCoroutine(cluster_view(self._redis, self._prefix, self._list_peers,
+                                                self._clock.seconds()))
+
+        def done(view: dict[str, Any]) -> None:
+            self.rows = {row["name"]: row for row in view["peers"]}
+            if self._failing:
+                self._failing = False
+                log.info("ping-net dashboard view refreshed again")
+
+        def failed(failure: Any) -> None:
+            if not self._failing:
+                self._failing = True
+                log.warn("ping-net dashboard view not refreshed: {error}",
+                         error=str(failure.value))
+
+        def finish(_: Any) -> None:
+            self._busy = False
+
+        d.addCallbacks(done, failed)
+        d.addBoth(finish)
+
+    def cell(self, record: dict[str, Any]) -> str:
+        """The column text of one peer record."""
+        row = self.rows.get(str(record.get("name")))
+        if row is None:
+            return "-"
+        votes = "{}/{}".format(len(row["counted"]), row["needed"]) if row["needed"] else "0"
+        if row["available"]:
+            return "available (votes {})".format(votes)
+        since = row.get("since")
+        when = time.strftime(" since %H:%M:%S UTC", time.gmtime(since)) if since else ""
+        return "DOWN{} (votes {}: {})".format(when, votes, ", ".join(row["counted"]))
+
+    def column(self) -> PeerColumn:
+        """The dashboard column."""
+        return PeerColumn("ping net", self.cell)
