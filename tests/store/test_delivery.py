@@ -180,3 +180,19 @@ def test_parse_range_rules() -> None:
         parse_range(b"bytes=10-", 10)
     with pytest.raises(RangeNotSatisfiable):
         parse_range(b"bytes=-1", 0)
+
+
+@pytest.mark.parametrize("path", [
+    "/content/ab/cd/../../../etc/passwd",
+    "/content/%2e%2e/%2e%2e/etc/passwd",
+    "/content/ab/cd/" + SHA1 + ".mp4%2f..",
+    "/content/ab%2fcd/" + SHA1 + ".mp4",
+    "//etc/passwd",
+    "/content/" + SHA1[:2] + "/" + SHA1[2:4] + "/" + SHA1.upper() + ".mp4",
+])
+def test_traversal_and_malformed_delivery_paths_are_404(tmp_path, clock, path: str) -> None:
+    """Paths that are not exactly /content/ab/cd/<sha1>.<ext> never reach the disk: 404."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, body = request(stub, "GET", path + "?md5=x&expires=9999999999")
+    assert code == 404
+    assert json.loads(body)["error"]
