@@ -358,6 +358,17 @@ def gray(bench: Bench, seconds: float) -> list[str]:
     later = [sum(1 for when, peer, _ in n.verdicts
                  if peer == victim and out_all is not None and out_all < when <= end)
              for n in survivors]
+    # after each survivor's second "down" (the flap hold is engaged): changes, and the
+    # most changes in any 30 s span of the window
+    held, busiest = [], []
+    for n in survivors:
+        times = [when for when, peer, _ in n.verdicts if peer == victim and start <= when <= end]
+        downs = [when for when, peer, up in n.verdicts
+                 if peer == victim and not up and start <= when <= end]
+        if len(downs) >= 2:
+            held.append(sum(1 for when in times if when > downs[1]))
+        busiest.append(max((sum(1 for u in times if t <= u < t + 30.0) for t in times),
+                           default=0))
     bench.last_victim_use[victim] = time.time()
     return [
         "gray failure ({}: 2 s stopped / 0.5 s running, {:.0f} s)".format(victim, seconds),
@@ -365,6 +376,8 @@ def gray(bench: Bench, seconds: float) -> list[str]:
             "{:.2f} s".format(out_all - start) if out_all else "never (not by all)"),
         "  verdict changes per survivor: max {} (after all had it out: max {})".format(
             max(changes), max(later) if later else "-"),
+        "  changes after the second down (flap hold engaged): max {}; most changes in any "
+        "30 s span: {}".format(max(held) if held else "-", max(busiest)),
         "  survivors with it out at the end: {}/{}".format(down_at_end, len(survivors)),
         "  false verdicts on healthy nodes: {}".format(
             bench.false_verdicts(start, end, exclude=victim)),
