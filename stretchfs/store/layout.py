@@ -10,6 +10,7 @@ through the injected `run_blocking`.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import uuid
@@ -22,6 +23,7 @@ from stretchfs.signing import EXT_RE, SHA1_RE, content_path
 NAME_RE = re.compile(r"^([0-9a-f]{40})\.([a-z0-9]{1,10})$")
 HEX2_RE = re.compile(r"^[0-9a-f]{2}$")
 TEMP_PREFIX = "put-"
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
 def check_hash(value: object) -> str:
@@ -134,7 +136,9 @@ class ContentStore:
         """fsync and move a verified temp file into place; (file, created).
 
         When the content is already there (any extension) the temp file is
-        dropped and `created` is False: concurrent PUTs of one hash are safe.
+        dropped and `created` is False: concurrent PUTs of one hash are safe
+        (`link` refuses an existing target; filesystems without hard links
+        fall back to an atomic rename of identical bytes).
         """
         try:
             fd = os.open(temp_path, os.O_RDONLY)
@@ -152,6 +156,10 @@ class ContentStore:
                 os.link(temp_path, final)
             except FileExistsError:
                 return self.stat_file(sha1, ext) or self._must_find(sha1), False
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                os.rename(temp_path, final)
             _fsync_dir(folder)
             stored = self.stat_file(sha1, ext)
             assert stored is not None
