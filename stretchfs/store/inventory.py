@@ -215,7 +215,8 @@ class InventorySyncService(Service):
 
     def __init__(self, store: ContentStore, journal: Journal, master: Any, store_name: str, *,
                  clock: Any, interval: float, run_blocking: Callable[..., Deferred],
-                 stats: StoreStats, guard: SyncGuard, on_synced: Callable[[], None]) -> None:
+                 stats: StoreStats, guard: SyncGuard, on_synced: Callable[[], None],
+                 call_from_thread: Callable[..., Any] | None = None) -> None:
         self._store = store
         self._journal = journal
         self._master = master
@@ -226,6 +227,7 @@ class InventorySyncService(Service):
         self._stats = stats
         self._guard = guard
         self._on_synced = on_synced
+        self._call_from_thread = call_from_thread or _call_now
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         self._retry_call: Any = None
@@ -276,7 +278,7 @@ class InventorySyncService(Service):
                      count=len(known))
             sink = JournalSink(self._journal, self._guard.touched)
             report = await self._run_blocking(diff_inventory, self._store, known, sink,
-                                              _log_progress)
+                                              self._progress)
         except Exception as exc:
             log.warn("inventory sync of {store} failed: {error}; retry in {delay} s",
                      store=self._store_name, error=str(exc) or exc.__class__.__name__,
@@ -298,10 +300,18 @@ class InventorySyncService(Service):
         self._on_synced()
         return report
 
+    def _progress(self, report: SyncReport) -> None:
+        """Log progress on the reactor thread (called from the scanning thread)."""
+        self._call_from_thread(_log_progress, report.files, report.added)
 
-def _log_progress(report: SyncReport) -> None:
+
+def _call_now(function: Callable[..., Any], *args: Any) -> None:
+    function(*args)
+
+
+def _log_progress(files: int, added: int) -> None:
     log.info("inventory sync: {files} files scanned, {added} to add so far",
-             files=report.files, added=report.added)
+             files=files, added=added, event="inventory_progress")
 
 
 def remove_spool(path: str) -> None:

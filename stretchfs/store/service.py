@@ -110,7 +110,9 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
                              timeout=config.cluster.request_timeout)
     sync = InventorySyncService(store, journal, master, config.node.name, clock=reactor,
                                 interval=config.inventory.interval, run_blocking=run_blocking,
-                                stats=stats, guard=guard, on_synced=publisher.kick)
+                                stats=stats, guard=guard, on_synced=publisher.kick,
+                                call_from_thread=(reactor.callFromThread if threaded_writes
+                                                  else None))
     registry.register(StoreStatsCollector(stats, lambda: journal.pending))
     api = StoreAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
                    content=content)
