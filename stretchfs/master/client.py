@@ -191,7 +191,9 @@ class MasterClient:
     async def stream_ndjson(self, path: str, on_row: Callable[[Any], None],
                             timeout: float | None = None) -> int:
         """GET an NDJSON route, calling `on_row` per line; returns the row count."""
-        response = await self._json.request("GET", path, timeout=timeout or 3600.0)
+        # unbuffered: treq would otherwise keep every chunk of the stream in memory.
+        response = await self._json.request("GET", path, timeout=timeout or 3600.0,
+                                            unbuffered=True)
         splitter = NdjsonSplitter(on_row)
         await treq.collect(response, splitter.feed)
         splitter.close()

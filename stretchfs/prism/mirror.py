@@ -1,16 +1,20 @@
 """Compact in-memory mirrors of the master's inventory and purchase databases.
 
-Every prism holds all of both, so the layout is chosen for memory:
+Every prism holds all of both, so the layout is chosen for memory: each
+mirror is a `PackedTable` of fixed-size records packed into bucket byte
+strings (no Python object per entry):
 
-* inventory: key = the 20-byte binary SHA1; value = one int packing
-  `size << 23 | store-set id << 8 | ext id`, where the ext and the (sorted)
-  tuple of store names are interned in small tables.  An entry that does not
-  fit (huge size, table full) keeps a plain `(ext, size, stores)` tuple.
+* inventory: key = the 20-byte binary SHA1; value = 8 bytes packing
+  `size << 24 | store-set id << 8 | ext id`, where the ext and the (sorted)
+  tuple of store names are interned in small tables.  The rare entry that
+  does not fit (size >= 1 TiB, more than 255 exts or 65535 store sets) lives
+  in a small side dict.
 * purchases: key = a 12-byte keyed BLAKE2b digest of the token (the key is
   random per process, so nobody can aim for a collision); value = packed
   bytes `sha1(20) expires(u32) ext id(u8) referrer-set id(u16)`.  Everything
   else about a purchase (ip, life, owner) is the master's to answer.
 
+Roughly 30 bytes per inventory entry and 45 per purchase at a million each.
 Purchases expire at read time against the caller's `now`.
 """
 
@@ -19,14 +23,92 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-EXT_BITS = 8
-SET_BITS = 15
-SIZE_SHIFT = EXT_BITS + SET_BITS
-MAX_PACKED_SIZE = (1 << (60 - SIZE_SHIFT)) - 1
 _PURCHASE = struct.Struct(">20sIBH")
 TOKEN_DIGEST_BYTES = 12
+_INV_OVERFLOW = b"\xff" * 8
+_SIZE_LIMIT = 1 << 40
+
+
+class PackedTable:
+    """key -> value for fixed-size byte strings, without a Python object per entry.
+
+    Entries are spread over `2**bucket_bits` buckets by Python's `hash()` of
+    the key (SipHash, seeded per process, so crafted keys cannot pile up in
+    one bucket).  A bucket is one bytes object holding its records
+    (key + value) back to back; a lookup is a dict lookup plus a `find` in a
+    few hundred bytes, both in C.  At a million entries a bucket holds about
+    15 records and the whole table costs little more than the records.
+    """
+
+    def __init__(self, key_size: int, value_size: int, bucket_bits: int = 16) -> None:
+        self._k = key_size
+        self._size = key_size + value_size
+        self._mask = (1 << bucket_bits) - 1
+        self._buckets: dict[int, bytes] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _locate(self, blob: bytes, key: bytes) -> int:
+        """Offset of the record of `key` in `blob`, -1 when absent."""
+        size = self._size
+        pos = blob.find(key)
+        while pos >= 0 and pos % size:
+            pos = blob.find(key, pos + 1)
+        return pos
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value of `key`, None when absent."""
+        blob = self._buckets.get(hash(key) & self._mask)
+        if blob is None:
+            return None
+        pos = self._locate(blob, key)
+        if pos < 0:
+            return None
+        return blob[pos + self._k:pos + self._size]
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Insert or replace `key`."""
+        bucket = hash(key) & self._mask
+        blob = self._buckets.get(bucket)
+        if blob is None:
+            self._buckets[bucket] = key + value
+            self._count += 1
+            return
+        pos = self._locate(blob, key)
+        if pos < 0:
+            self._buckets[bucket] = blob + key + value
+            self._count += 1
+        else:
+            start = pos + self._k
+            self._buckets[bucket] = blob[:start] + value + blob[pos + self._size:]
+
+    def delete(self, key: bytes) -> bool:
+        """Remove `key`; True if it was there."""
+        bucket = hash(key) & self._mask
+        blob = self._buckets.get(bucket)
+        if blob is None:
+            return False
+        pos = self._locate(blob, key)
+        if pos < 0:
+            return False
+        rest = blob[:pos] + blob[pos + self._size:]
+        if rest:
+            self._buckets[bucket] = rest
+        else:
+            del self._buckets[bucket]
+        self._count -= 1
+        return True
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every (key, value)."""
+        size, klen = self._size, self._k
+        for blob in self._buckets.values():
+            for pos in range(0, len(blob), size):
+                yield blob[pos:pos + klen], blob[pos + klen:pos + size]
 
 
 class _Interner:
@@ -81,26 +163,34 @@ class InventoryMirror:
     """hash -> (ext, size, stores), kept compact."""
 
     def __init__(self) -> None:
-        self._rows: dict[bytes, Any] = {}
-        self._exts = _Interner(1 << EXT_BITS)
-        self._sets = _Interner(1 << SET_BITS)
+        self._rows = PackedTable(20, 8)
+        self._overflow: dict[bytes, tuple[str, int, tuple[str, ...]]] = {}
+        self._exts = _Interner(255)
+        self._sets = _Interner(65535)
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def _pack(self, ext: str, size: int, stores: tuple[str, ...]) -> Any:
+    def _store(self, key: bytes, ext: str, size: int, stores: tuple[str, ...]) -> None:
         ext_id = self._exts.id_for(ext)
         set_id = self._sets.id_for(stores)
-        if ext_id is None or set_id is None or not 0 <= size <= MAX_PACKED_SIZE:
-            return (ext, size, stores)
-        return (size << SIZE_SHIFT) | (set_id << EXT_BITS) | ext_id
+        if ext_id is None or set_id is None or not 0 <= size < _SIZE_LIMIT:
+            self._overflow[key] = (ext, size, stores)
+            self._rows.put(key, _INV_OVERFLOW)
+            return
+        if self._overflow:
+            self._overflow.pop(key, None)
+        self._rows.put(key, ((size << 24) | (set_id << 8) | ext_id).to_bytes(8, "little"))
 
-    def _unpack(self, value: Any) -> InventoryRecord:
-        if isinstance(value, tuple):
-            return InventoryRecord(*value)
-        ext = self._exts.value(value & ((1 << EXT_BITS) - 1))
-        stores = self._sets.value((value >> EXT_BITS) & ((1 << SET_BITS) - 1))
-        return InventoryRecord(ext, value >> SIZE_SHIFT, stores)
+    def _record(self, key: bytes) -> InventoryRecord | None:
+        value = self._rows.get(key)
+        if value is None:
+            return None
+        if value == _INV_OVERFLOW:
+            return InventoryRecord(*self._overflow[key])
+        packed = int.from_bytes(value, "little")
+        return InventoryRecord(self._exts.value(packed & 0xFF),
+                               packed >> 24, self._sets.value((packed >> 8) & 0xFFFF))
 
     def get(self, sha1: str) -> InventoryRecord | None:
         """The record of `sha1` (40 hex), None when no store holds it."""
@@ -108,44 +198,44 @@ class InventoryMirror:
             key = bytes.fromhex(sha1)
         except ValueError:
             return None
-        value = self._rows.get(key)
-        return None if value is None else self._unpack(value)
+        if len(key) != 20:
+            return None
+        return self._record(key)
+
+    def _drop(self, key: bytes) -> None:
+        self._rows.delete(key)
+        if self._overflow:
+            self._overflow.pop(key, None)
 
     def set_row(self, sha1: str, ext: str, size: int, stores: Iterable[str]) -> None:
         """Replace the record of `sha1` (a snapshot row); no stores removes it."""
         key = bytes.fromhex(sha1)
         names = tuple(sorted(set(stores)))
         if not names:
-            self._rows.pop(key, None)
+            self._drop(key)
             return
-        self._rows[key] = self._pack(ext, int(size), names)
+        self._store(key, ext, int(size), names)
 
     def add(self, sha1: str, store: str, ext: str, size: int) -> None:
         """`store` now holds `sha1` (idempotent)."""
         key = bytes.fromhex(sha1)
-        value = self._rows.get(key)
-        if value is None:
-            self._rows[key] = self._pack(ext, int(size), (store,))
-            return
-        old = self._unpack(value)
-        if store in old.stores:
-            return
-        self._rows[key] = self._pack(old.ext, old.size, tuple(sorted(old.stores + (store,))))
+        old = self._record(key)
+        if old is None:
+            self._store(key, ext, int(size), (store,))
+        elif store not in old.stores:
+            self._store(key, old.ext, old.size, tuple(sorted(old.stores + (store,))))
 
     def remove(self, sha1: str, store: str) -> None:
         """`store` no longer holds `sha1` (idempotent)."""
         key = bytes.fromhex(sha1)
-        value = self._rows.get(key)
-        if value is None:
-            return
-        old = self._unpack(value)
-        if store not in old.stores:
+        old = self._record(key)
+        if old is None or store not in old.stores:
             return
         rest = tuple(s for s in old.stores if s != store)
         if rest:
-            self._rows[key] = self._pack(old.ext, old.size, rest)
+            self._store(key, old.ext, old.size, rest)
         else:
-            del self._rows[key]
+            self._drop(key)
 
     def apply(self, change: dict[str, Any]) -> None:
         """Apply one feed change `{"op": "add"|"remove", "hash", "store", ...}`."""
@@ -158,8 +248,15 @@ class InventoryMirror:
 
     def load_row(self, row: dict[str, Any]) -> None:
         """Apply one snapshot row `{"hash", "ext", "size", "stores"}`."""
-        self.set_row(row["hash"], row.get("ext") or "bin", int(row.get("size") or 0),
-                     row.get("stores") or ())
+        stores = row.get("stores") or ()
+        names = tuple(stores)
+        if len(names) > 1:
+            names = tuple(sorted(set(names)))
+        key = bytes.fromhex(row["hash"])
+        if not names:
+            self._drop(key)
+            return
+        self._store(key, row.get("ext") or "bin", int(row.get("size") or 0), names)
 
 
 class PurchaseRecord(tuple):
@@ -196,10 +293,11 @@ class PurchaseMirror:
     """token -> (sha1, ext, expires, referrer), kept compact."""
 
     def __init__(self, digest_key: bytes | None = None) -> None:
-        self._rows: dict[bytes, Any] = {}
+        self._rows = PackedTable(TOKEN_DIGEST_BYTES, _PURCHASE.size)
+        self._overflow: dict[bytes, tuple[str, str, int, tuple[str, ...]]] = {}
         self._key = digest_key if digest_key is not None else os.urandom(16)
-        self._exts = _Interner(1 << 8)
-        self._refs = _Interner(1 << 16)
+        self._exts = _Interner(255)
+        self._refs = _Interner(65535)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -211,15 +309,19 @@ class PurchaseMirror:
     def put(self, token: str, sha1: str, ext: str, expires: float,
             referrer: Iterable[str]) -> None:
         """Add or replace the purchase of `token`."""
+        key = self._digest(token)
         refs = tuple(str(r) for r in referrer)
         ext_id = self._exts.id_for(ext)
         ref_id = self._refs.id_for(refs)
         deadline = int(expires)
-        if ext_id is None or ref_id is None or not 0 <= deadline < 1 << 32:
-            value: Any = (sha1, ext, deadline, refs)
-        else:
-            value = _PURCHASE.pack(bytes.fromhex(sha1), deadline, ext_id, ref_id)
-        self._rows[self._digest(token)] = value
+        digest = bytes.fromhex(sha1)
+        if ext_id is None or ref_id is None or not 0 <= deadline < 1 << 32 or len(digest) != 20:
+            self._overflow[key] = (sha1, ext, deadline, refs)
+            self._rows.put(key, _PURCHASE.pack(b"", 0, 255, 65535))
+            return
+        if self._overflow:
+            self._overflow.pop(key, None)
+        self._rows.put(key, _PURCHASE.pack(digest, deadline, ext_id, ref_id))
 
     def get(self, token: str, now: float) -> PurchaseRecord | None:
         """The unexpired purchase of `token`; an expired one is dropped."""
@@ -227,20 +329,24 @@ class PurchaseMirror:
         value = self._rows.get(key)
         if value is None:
             return None
-        if isinstance(value, tuple):
-            record = PurchaseRecord(*value)
+        digest, deadline, ext_id, ref_id = _PURCHASE.unpack(value)
+        if ext_id == 255 and ref_id == 65535:
+            record = PurchaseRecord(*self._overflow[key])
         else:
-            digest, deadline, ext_id, ref_id = _PURCHASE.unpack(value)
             record = PurchaseRecord(digest.hex(), self._exts.value(ext_id), deadline,
                                     self._refs.value(ref_id))
         if record.expires <= now:
-            del self._rows[key]
+            self._rows.delete(key)
+            self._overflow.pop(key, None)
             return None
         return record
 
     def remove(self, token: str) -> None:
         """Forget the purchase of `token` (idempotent)."""
-        self._rows.pop(self._digest(token), None)
+        key = self._digest(token)
+        self._rows.delete(key)
+        if self._overflow:
+            self._overflow.pop(key, None)
 
     def load_row(self, row: dict[str, Any]) -> None:
         """Add one purchase as the master serialises it."""

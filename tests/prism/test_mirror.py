@@ -23,15 +23,36 @@ def test_inventory_add_remove_round_trip() -> None:
     assert mirror.get("nothex") is None
 
 
-def test_inventory_values_are_packed_ints() -> None:
-    """Ordinary rows are stored as one small int; huge sizes fall back to a tuple."""
+def test_inventory_overflow_rows_round_trip() -> None:
+    """Rows that do not fit the packed form (huge sizes) are still answered exactly."""
     mirror = InventoryMirror()
     mirror.load_row({"hash": H, "ext": "jpg", "size": 5, "stores": ["a", "b"]})
-    assert isinstance(mirror._rows[bytes.fromhex(H)], int)
     big = "cd" * 20
     mirror.load_row({"hash": big, "ext": "bin", "size": 1 << 50, "stores": ["a"]})
     assert mirror.get(big).size == 1 << 50
     assert mirror.get(H) == ("jpg", 5, ("a", "b"))
+    mirror.remove(big, "a")
+    assert mirror.get(big) is None and mirror._overflow == {}
+
+
+def test_packed_table_inserts_replaces_and_deletes() -> None:
+    """Many inserts, replacements and deletes keep every live key findable."""
+    from stretchfs.prism.mirror import PackedTable
+
+    table = PackedTable(4, 2, bucket_bits=4)
+    for _round in range(3):
+        for i in range(5000):
+            table.put(i.to_bytes(4, "big"), (i % 65536).to_bytes(2, "big"))
+        for i in range(0, 5000, 2):
+            assert table.delete(i.to_bytes(4, "big"))
+        assert len(table) == 2500
+        for i in range(5000):
+            found = table.get(i.to_bytes(4, "big"))
+            assert found == (None if i % 2 == 0 else (i % 65536).to_bytes(2, "big"))
+    table.put((7).to_bytes(4, "big"), b"zz")
+    assert table.get((7).to_bytes(4, "big")) == b"zz" and len(table) == 2500
+    assert len(dict(table.items())) == 2500
+    assert not table.delete(b"zzzz")
 
 
 def test_purchase_expiry_is_checked_at_read_time() -> None:
@@ -59,5 +80,5 @@ def test_purchase_keys_are_short_digests() -> None:
     """Tokens are kept as 12-byte keyed digests, values as packed bytes."""
     mirror = PurchaseMirror(digest_key=b"k" * 16)
     mirror.put("T" * 64, H, "mp4", 1000, [])
-    [(key, value)] = mirror._rows.items()
-    assert len(key) == 12 and isinstance(value, bytes) and len(value) == 27
+    [(key, value)] = list(mirror._rows.items())
+    assert len(key) == 12 and len(value) == 27
