@@ -80,6 +80,8 @@ class _PeerState:
     last_heard: float | None = None
     rtt: float | None = None
     probe: _Probe | None = None
+    last_ping: float | None = None   # when the peer's own PING last reached us
+    watchdog: Any = None
 
 
 @dataclass
@@ -145,6 +147,7 @@ class PingNet(Service):
         self._round_loop: LoopingCall | None = None
         self._tally_loop: LoopingCall | None = None
         self._reading: float | None = None
+        self._last_round: float | None = None
         self.fallback = False
         self.self_suspect = False
         self.tallies: dict[str, Tally] = {}
@@ -181,6 +184,7 @@ class PingNet(Service):
         self._relays.clear()
         for state in self._states.values():
             state.probe = None
+            self._disarm(state)
         port, self._port = self._port, None
         if port is not None:
             port.stopListening()
@@ -205,6 +209,7 @@ class PingNet(Service):
             state = self._states.pop(name)
             if state.probe is not None:
                 self._cancel(state.probe)
+            self._disarm(state)
             self.dampener.forget(name)
         for name in self._targets:
             self._states.setdefault(name, _PeerState())
@@ -216,12 +221,53 @@ class PingNet(Service):
             now = self._reactor.seconds()
             self._refresh_registry()
             self._prune(now)
+            previous, self._last_round = self._last_round, now
             for name in self._targets:
-                if self._states[name].probe is None:
+                state = self._states[name]
+                if state.probe is not None:
+                    continue
+                if self._covered(name, state, previous):
+                    self._arm(name, state, now)
+                else:
                     self._start_probe(name, now)
             self.ballot.sync()
         except Exception:
             log.failure("ping net probe round failed")
+
+    def _covered(self, name: str, state: _PeerState, previous: float | None) -> bool:
+        """True when the peer's own PINGs already show it alive this round.
+
+        Of each pair, the peer with the smaller name probes the other; the other
+        answers and skips its own probe while those PINGs keep arriving (half the
+        packets).  It probes as usual as soon as they stop.
+        """
+        return (name < self.self_name and previous is not None
+                and state.last_ping is not None and state.last_ping > previous
+                and not state.failing and state.misses == 0)
+
+    def _arm(self, name: str, state: _PeerState, now: float) -> None:
+        """Probe the peer ourselves if its next PING is late."""
+        self._disarm(state)
+        assert state.last_ping is not None
+        due = state.last_ping + self.settings.interval + self.settings.timeout / 2
+        state.watchdog = self._reactor.callLater(max(due - now, 0.0), self._overdue, name,
+                                                 state.last_ping)
+
+    def _disarm(self, state: _PeerState) -> None:
+        if state.watchdog is not None and state.watchdog.active():
+            state.watchdog.cancel()
+        state.watchdog = None
+
+    def _overdue(self, name: str, seen: float) -> None:
+        try:
+            state = self._states.get(name)
+            if state is None or not self.running:
+                return
+            state.watchdog = None
+            if state.probe is None and state.last_ping == seen:
+                self._start_probe(name, self._reactor.seconds())
+        except Exception:
+            log.failure("ping net watchdog failed")
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -367,6 +413,8 @@ class PingNet(Service):
                 self.metrics.rtt.observe(rtt)
                 self._states[name].rtt = rtt
         if name in self._states:
+            if packet.kind == PING:
+                self._states[name].last_ping = now
             self._heard(name, now)
         if packet.kind == PING:
             self._send(addr, PONG, self._next_seq(), echo=packet.seq)

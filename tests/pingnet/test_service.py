@@ -261,3 +261,22 @@ def test_no_call_goes_to_a_peer_the_verdict_marks_down(cluster) -> None:
     cluster.thaw("n3")
     cluster.run(0.5)
     assert changes == [("n3", True)] and peers.is_available("n3")
+
+
+def test_each_pair_exchanges_one_ping_and_one_pong_per_interval(cluster) -> None:
+    """The smaller name of a pair probes; the other answers and skips its own probe."""
+    before = {name: node.metrics.sent_by_kind[PING]._value.get()
+              for name, node in cluster.nodes.items()}
+    cluster.run(10.0)
+    sent = {name: node.metrics.sent_by_kind[PING]._value.get() - before[name]
+            for name, node in cluster.nodes.items()}
+    # n1 probes 4 peers, n2 3, ... n5 none: 20 rounds of 10 s
+    assert sent == {"n1": 80, "n2": 60, "n3": 40, "n4": 20, "n5": 0}
+
+
+def test_a_silent_smaller_peer_is_probed_by_the_other_side(cluster) -> None:
+    """When the smaller-named peer stops pinging, the larger one probes and votes itself."""
+    cluster.freeze("n1")
+    cluster.run(2.0)
+    for name in ("n2", "n3", "n4", "n5"):
+        assert cluster.down_in(name) == {"n1"}
