@@ -1,5 +1,8 @@
 """Placing and writing copies of a new content on stores.
 
+Stores publish every put to the master themselves, at once; the prism adds
+the new copies to its own mirror so it answers for them immediately.
+
 `choose_stores` picks targets among the ping net's candidates (active,
 writable, available): this prism's site first, never two copies on one host,
 and distinct zones where possible.  `Replicator.store` PUTs the file to them
@@ -80,13 +83,12 @@ class Replicator:
     """Writes a content to `replicas` stores, deduplicating against the inventory."""
 
     def __init__(self, *, peers: Peers, inventory: Callable[[], Any],
-                 store_client: Callable[[PeerRecord], Any], master: Any, replicas: int,
+                 store_client: Callable[[PeerRecord], Any], replicas: int,
                  min_copies: int, site: str, clock: Any = None,
                  refresh_registry: Callable[[], Any] | None = None) -> None:
         self._peers = peers
         self._inventory = inventory
         self._store_client = store_client
-        self._master = master
         self.replicas = replicas
         self.min_copies = min_copies
         self._site = site
@@ -163,7 +165,6 @@ class Replicator:
         written = [r[1] for r in results if r[0] and r[1] is not None]
         for peer in written:
             self._inventory().add(sha1, peer.name, ext, size)
-        await self._publish(sha1, ext, size, written)
         copies = len(holders) + len(written)
         stores = holders + [p.name for p in written]
         if copies < self.replicas:
@@ -177,14 +178,3 @@ class Replicator:
             raise PeerUnavailable("only {} of the {} required copies could be written".format(
                 copies, self.min_copies))
         return StoredCopies(ext, copies, stores, False)
-
-    async def _publish(self, sha1: str, ext: str, size: int, written: list[PeerRecord]) -> None:
-        """Tell the master at once (the stores publish too; publishing is idempotent)."""
-        if not written or self._master is None:
-            return
-        change = {"op": "add", "hash": sha1, "ext": ext, "size": size}
-        calls = [ensureDeferred(self._master.publish(peer.name, [change])) for peer in written]
-        for ok, result in await DeferredList(calls, consumeErrors=True):
-            if not ok:
-                log.warn("publishing {sha1} to the master failed: {error}", sha1=sha1,
-                         error=str(result.value))

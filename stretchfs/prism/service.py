@@ -52,7 +52,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
         return StoreClient(http, record.url, config.cluster.key, timeout, reactor)
 
     replicator = Replicator(peers=peers, inventory=lambda: inventory.mirror,
-                            store_client=store_client, master=master,
+                            store_client=store_client,
                             replicas=config.prism.replicas, min_copies=config.prism.min_copies,
                             site=config.node.site, clock=reactor)
     if retrieve_agent is None:
