@@ -120,7 +120,8 @@ async def test_pruner_runs_on_the_clock(master) -> None:
 async def test_snapshot_lists_unexpired_purchases_after_the_cursor(master) -> None:
     """The purchase snapshot has the cursor line, then only unexpired purchases."""
     expired = await buy(master, 1, life=5)
-    live = [await buy(master, n, life=500) for n in range(2, 1300)]
+    live = [await master.api.purchases.create({"hash": sha(n), "ext": "mp4", "life": 500})
+            for n in range(2, 1300)]
     master.clock.advance(6)
     lines = ndjson((await master.call("GET", "/purchases/snapshot")).body)
     feed = (await master.call("GET", "/purchases/feed?after=0-0&limit=1")).json
@@ -185,3 +186,39 @@ def test_pruner_retries_soon_after_redis_fails(clock) -> None:
         60.0, 86400.0]
     pruner.stopService()
     assert clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_purchase_snapshot_plus_feed_equals_final_state_under_concurrent_writes(
+        master) -> None:
+    """Purchase snapshot + feed from its cursor gives the final set while writes run."""
+    from twisted.internet.defer import ensureDeferred, gatherResults
+
+    client = master.client()
+    existing = [await master.api.purchases.create({"hash": sha(n), "ext": "mp4", "life": 500})
+                for n in range(1200)]
+
+    async def writer() -> None:
+        for n in range(40):
+            await client.create_purchase({"hash": sha(n), "ext": "jpg", "life": 500})
+            await client.remove_purchase(existing[n * 25]["token"])
+
+    seen: set = set()
+    results = await gatherResults([
+        ensureDeferred(client.purchase_snapshot(lambda row: seen.add(row["token"]))),
+        ensureDeferred(writer())])
+    cursor = results[0]
+    for _ in range(100):
+        page = await client.purchase_feed(cursor, wait=0, limit=37)
+        for change in page["changes"]:
+            if change["op"] == "add":
+                seen.add(change["purchase"]["token"])
+            else:
+                seen.discard(change["token"])
+        if not page["changes"]:
+            break
+        cursor = page["cursor"]
+    final: list = []
+    await client.purchase_snapshot(final.append)
+    assert seen == {row["token"] for row in final}
+    assert len(seen) == 1200
