@@ -180,11 +180,16 @@ class Users:
                 ("EXPIRE", self.keys.user_sessions(session["username"]), ttl)])
             return True
         # XX: a logout that happened meanwhile is never undone
-        return await self.redis.execute("SET", key, encoded, "EX", ttl, "XX") is not None
+        saved, _ = await self.redis.pipeline([
+            ("SET", key, encoded, "EX", ttl, "XX"),
+            ("EXPIRE", self.keys.user_sessions(session["username"]), ttl)])
+        return saved is not None
 
     async def session(self, token: Any) -> dict[str, Any]:
         """The live session of `token` (Unauthorized when unknown, expired or logged out)."""
-        if not isinstance(token, str) or not validate.TOKEN_RE.match(token):
+        if not isinstance(token, str):
+            raise InvalidInput("expected 'token': the session token string")
+        if not validate.TOKEN_RE.match(token):
             raise Unauthorized(BAD_SESSION)
         raw = await self.redis.execute("GET", self.keys.session(token))
         if raw is None:

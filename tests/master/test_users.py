@@ -131,6 +131,8 @@ async def test_bad_user_input_is_400(master) -> None:
     assert (await master.call("POST", "/user/logout", {"token": 5})).code == 400
     assert (await master.call("POST", "/user/session/update", {"token": "x"})).code == 400
     assert (await master.call("POST", "/user/session/validate", {"token": "x"})).code == 401
+    assert (await master.call("POST", "/user/session/validate", {})).code == 400
+    assert (await master.call("POST", "/user/password/reset", {"token": 7})).code == 400
     assert (await master.call("POST", "/user/session/update",
                               {"token": "A" * 64, "data": []})).code == 400
     assert (await master.call("POST", "/users", raw=b"x" * (2 * 1024 * 1024))).code == 413
