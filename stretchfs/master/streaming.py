@@ -75,26 +75,32 @@ async def stream_ndjson(request: IRequest, first: bytes, next_chunk: NextChunk,
     request.registerProducer(flow, True)
     pending: Deferred[tuple[bytes, bool]] | None = None
     try:
-        # one chunk is fetched ahead while the previous one is written, so Redis
-        # and this process work at the same time; at most two chunks are held
+        # the next chunk is asked of Redis as soon as the previous one is written
+        # (unless the consumer paused us), so Redis works while this process and
+        # the socket do; at most one chunk is held besides the transport buffer
         if not done:
             pending = ensureDeferred(next_chunk())
         request.write(first + chunk)
         if on_rows:
             on_rows(chunk)
-        while pending is not None and not flow.stopped:
-            waiting = flow.wait_resumed()
-            if waiting is not None:
-                await waiting
-                continue
+        while pending is not None:
             chunk, done = await pending
-            pending = None if done else ensureDeferred(next_chunk())
+            pending = None
             if flow.stopped:
                 break
             if chunk:
                 request.write(chunk)
                 if on_rows:
                     on_rows(chunk)
+            if done:
+                break
+            waiting = flow.wait_resumed()
+            while waiting is not None:
+                await waiting
+                waiting = flow.wait_resumed()
+            if flow.stopped:
+                break
+            pending = ensureDeferred(next_chunk())
     except CancelledError:
         request.unregisterProducer()
         raise
