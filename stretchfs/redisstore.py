@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -155,12 +155,17 @@ class TxRedisStore:
         return self._handler.disconnect()
 
 
+def _keep_trying() -> Deferred[None]:
+    return succeed(None)
+
+
 def connect_redis(address: RedisAddress, clock: IReactorTime, timeout: float,
                   pool_size: int = 4) -> TxRedisStore:
     """Open a lazy, reconnecting txredisapi pool to `address`."""
     import txredisapi
 
-    options = dict(dbid=address.db, poolsize=pool_size, reconnect=True, charset=None,
+    # db 0 is every connection's default: no SELECT, one less step to fail.
+    options = dict(dbid=address.db or None, poolsize=pool_size, reconnect=True, charset=None,
                    password=address.password, connectTimeout=timeout, replyTimeout=timeout,
                    convertNumbers=False)
     if address.unix_path:
@@ -170,4 +175,9 @@ def connect_redis(address: RedisAddress, clock: IReactorTime, timeout: float,
     factory = handler._factory
     factory.maxDelay = 2.0
     factory.initialDelay = 0.2
+    # txredisapi gives up reconnecting for good when AUTH or SELECT fails on a
+    # new connection -- including a timeout against a Redis that hangs (SIGSTOP,
+    # swapping).  The cluster must recover without a restart: keep trying.
+    # (disconnect() still stops everything; it does not go through stopTrying.)
+    factory.stopTrying = _keep_trying
     return TxRedisStore(handler, clock, timeout, address)

@@ -77,3 +77,40 @@ def test_redis_urls_parse() -> None:
         parse_redis_url("http://nope")
     with pytest.raises(ConfigError):
         parse_redis_url("redis://host/notanumber")
+
+
+@pytest_twisted.ensureDeferred
+async def test_recovers_after_redis_hangs(tmp_path) -> None:
+    """After the Redis process hangs past the deadline (SIGSTOP) and resumes, calls work again."""
+    import os
+    import signal
+
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    from stretchfs.redisstore import connect_redis
+    from tests.helpers import start_redis_server
+
+    server = start_redis_server(str(tmp_path / "redis"))
+    db1 = "redis://127.0.0.1:{}/1".format(server.port)  # db 1: the SELECT path too
+    client = connect_redis(parse_redis_url(db1), reactor, timeout=0.3)
+    try:
+        assert await client.execute("PING") in (b"PONG", "PONG")
+        os.kill(server.process.process.pid, signal.SIGSTOP)
+        for _ in range(3):
+            with pytest.raises(RedisUnavailable):
+                await client.execute("PING")
+        await deferLater(reactor, 1.0, lambda: None)
+        os.kill(server.process.process.pid, signal.SIGCONT)
+        answer = None
+        for _ in range(50):
+            try:
+                answer = await client.execute("PING")
+                break
+            except RedisUnavailable:
+                await deferLater(reactor, 0.1, lambda: None)
+        assert answer in (b"PONG", "PONG")
+    finally:
+        os.kill(server.process.process.pid, signal.SIGCONT)
+        await client.close()
+        server.stop()

@@ -96,11 +96,10 @@ class Load:
     def _upload_and_purchase(self, user: PrismUser) -> Item:
         data = os.urandom(random.randint(*self.upload_bytes))
         record = user.upload(data, "chaos.bin")
-        token = user.purchase(record["hash"], record["ext"])
-        item = Item(record["hash"], record["ext"], token, len(data))
         with self._lock:
-            self.uploaded.append(item)
-        return item
+            self.uploaded.append(Item(record["hash"], record["ext"], "", len(data)))
+        token = user.purchase(record["hash"], record["ext"])
+        return Item(record["hash"], record["ext"], token, len(data))
 
     def _record(self, operation: str, kind: str, detail: str = "") -> None:
         with self._lock:
@@ -129,7 +128,9 @@ class Load:
         with self._lock:
             pool = list(self.items)
         if operation == "upload" or not pool:
-            self._upload_and_purchase(user)
+            item = self._upload_and_purchase(user)
+            with self._lock:
+                self.items.append(item)
             return
         item = random.choice(pool)
         if operation == "purchase":
@@ -137,13 +138,18 @@ class Load:
         else:
             user.download(item.token, "file." + item.ext, item.sha1)
 
-    def failures(self, since: float = 0.0, until: float = float("inf")) -> Counter[str]:
-        """Failure kinds recorded in [since, until)."""
+    def failures(self, since: float = 0.0, until: float = float("inf"),
+                 operation: str | None = None) -> Counter[str]:
+        """Failure kinds recorded in [since, until) (of `operation`)."""
         with self._lock:
             return Counter(r.kind for r in self.results
-                           if r.kind != "ok" and since <= r.at < until)
+                           if r.kind != "ok" and since <= r.at < until
+                           and (operation is None or r.operation == operation))
 
-    def count(self, since: float = 0.0, until: float = float("inf")) -> int:
-        """Calls recorded in [since, until)."""
+    def count(self, since: float = 0.0, until: float = float("inf"),
+              operation: str | None = None, kind: str | None = None) -> int:
+        """Calls recorded in [since, until) (of `operation`, with outcome `kind`)."""
         with self._lock:
-            return sum(1 for r in self.results if since <= r.at < until)
+            return sum(1 for r in self.results if since <= r.at < until
+                       and (operation is None or r.operation == operation)
+                       and (kind is None or r.kind == kind))

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from stretchfs import __version__
-from stretchfs.cli import dev, inventory, peers, purchases, users
+from stretchfs.cli import chaos, dev, inventory, peers, purchases, users
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     purchases.add_parser(subparsers)
     peers.add_parser(subparsers)
     inventory.add_parser(subparsers)
+    chaos.add_parser(subparsers)
     return parser
 
 

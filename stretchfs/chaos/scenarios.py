@@ -1,0 +1,439 @@
+"""The failure scenarios of `stretchfs chaos`, each under a bounded client load.
+
+Every scenario hurts one part of a running local cluster, measures what the
+clients saw, heals the cluster (every node it stopped runs and is healthy
+again) and checks that nothing acknowledged was lost: every uploaded hash
+must be in the master's inventory.  A broken promise marks the report
+FAILED with a note saying which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from stretchfs.chaos.client import CallFailed, PrismUser, request
+from stretchfs.chaos.cluster import ClusterHandle
+from stretchfs.chaos.load import Item, Load
+from stretchfs.chaos.watch import VerdictWatch, wait_until
+
+DETECTION_TIMEOUT_SECONDS = 20.0
+# A peer down again within the ping net's flap window is held out longer
+# (flap dampening), so healing waits past the longest first hold.
+HEAL_TIMEOUT_SECONDS = 75.0
+
+
+@dataclass
+class Options:
+    """Knobs of a chaos run (the e2e tests shorten the outages)."""
+
+    seed_files: int = 20
+    threads: int = 4
+    settle_seconds: float = 5.0
+    master_down_seconds: float = 60.0
+    redis_down_seconds: float = 30.0
+    upload_mib: int = 64
+
+
+@dataclass
+class Report:
+    """What one scenario measured."""
+
+    scenario: str
+    requests: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    detection_seconds: float | None = None
+    data_lost: int = 0
+    notes: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    def fail(self, why: str) -> None:
+        """Record a broken promise."""
+        self.ok = False
+        self.notes.append(why)
+
+    def as_row(self) -> dict[str, Any]:
+        """A JSON-friendly summary."""
+        return {"scenario": self.scenario, "requests": self.requests,
+                "failed": sum(self.failed.values()), "failures": dict(self.failed),
+                "detection_seconds": self.detection_seconds, "data_lost": self.data_lost,
+                "ok": self.ok, "notes": self.notes}
+
+
+# -- helpers ------------------------------------------------------------------
+
+def _master_call(handle: ClusterHandle, method: str, path: str,
+                 body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(handle.state["master_url"] + path, data=data, method=method,
+                                 headers={"Authorization": "Bearer " + handle.state[
+                                     "cluster_key"], "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as reply:
+            return reply.status, json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except OSError:
+        return 0, None
+
+
+def check_nothing_lost(handle: ClusterHandle, items: list[Item], report: Report,
+                       timeout: float = 30.0) -> None:
+    """Every acknowledged upload is in the master's inventory (waits for replays)."""
+    missing = {item.sha1 for item in items}
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline:
+        missing = {sha1 for sha1 in missing
+                   if not (_master_call(handle, "GET", "/inventory/" + sha1)[1] or {}).get(
+                       "stores")}
+        if missing:
+            time.sleep(0.5)
+    report.data_lost = len(missing)
+    if missing:
+        report.fail("{} acknowledged uploads missing from the master".format(len(missing)))
+
+
+def _observers(handle: ClusterHandle, but: str = "") -> list[str]:
+    return [n["name"] for n in handle.nodes() if n["role"] != "master" and n["name"] != but]
+
+
+def _start_load(handle: ClusterHandle, options: Options,
+                prisms: list[str] | None = None) -> Load:
+    user = handle.user
+    urls = [n["url"] for n in handle.nodes("prism") if prisms is None or n["name"] in prisms]
+    load = Load(urls, user["username"], user["password"], threads=options.threads)
+    load.seed(options.seed_files)
+    load.start()
+    time.sleep(1.0)
+    return load
+
+
+def _finish(load: Load, report: Report, handle: ClusterHandle) -> None:
+    load.stop()
+    report.requests = load.count()
+    report.failed.update(load.failures())
+    check_nothing_lost(handle, load.uploaded, report)
+
+
+def _heal(handle: ClusterHandle, name: str, watch: VerdictWatch, report: Report) -> None:
+    if not handle.is_running(name):
+        handle.start(name)
+    took = wait_until(lambda: watch.all_agree(_observers(handle), name, True),
+                      HEAL_TIMEOUT_SECONDS, step=0.2)
+    if took is None:
+        report.fail("{} not available again on every node".format(name))
+    else:
+        report.notes.append("{} available again on every node after {:.1f} s".format(
+            name, took))
+
+
+def _try(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except CallFailed:
+        return None
+
+
+# -- 1, 2: a store dies or hangs ---------------------------------------------
+
+def _store_fault(handle: ClusterHandle, options: Options, victim: str, fault: int,
+                 scenario: str) -> Report:
+    report = Report(scenario)
+    survivors = _observers(handle, but=victim)
+    watch = VerdictWatch(handle.nodes())
+    load = _start_load(handle, options)
+    try:
+        handle.signal(victim, fault)
+        fault_at = time.monotonic()
+        took = wait_until(lambda: watch.all_agree(survivors, victim, False),
+                          DETECTION_TIMEOUT_SECONDS)
+        report.detection_seconds = took
+        if took is None:
+            report.fail("{} not marked down by every survivor".format(victim))
+        detected_at = time.monotonic()
+        time.sleep(options.settle_seconds)
+        during = load.failures(fault_at, detected_at)
+        after = load.failures(detected_at)
+        report.notes.append("failures during detection: {}".format(dict(during) or 0))
+        if after:
+            report.fail("failures after detection: {}".format(dict(after)))
+    finally:
+        if fault == signal.SIGSTOP and handle.is_running(victim):
+            handle.signal(victim, signal.SIGCONT)
+        _heal(handle, victim, watch, report)
+        _finish(load, report, handle)
+    false = watch.false_downs({victim})
+    if false:
+        report.fail("peers falsely marked down: {}".format(sorted(false)))
+    return report
+
+
+def store_kill(handle: ClusterHandle, options: Options) -> Report:
+    """1. A store is SIGKILLed under load, restarted, and re-syncs."""
+    return _store_fault(handle, options, handle.nodes("store")[-1]["name"], signal.SIGKILL,
+                        "store-kill")
+
+
+def store_hang(handle: ClusterHandle, options: Options) -> Report:
+    """2. A store hangs (SIGSTOP) under load, then continues (SIGCONT)."""
+    stores = handle.nodes("store")
+    return _store_fault(handle, options, stores[-2 if len(stores) > 1 else -1]["name"],
+                        signal.SIGSTOP, "store-hang")
+
+
+# -- 3: a prism loses its state ------------------------------------------------
+
+def prism_restart(handle: ClusterHandle, options: Options) -> Report:
+    """3. A prism restarts empty: 503 until reloaded, then no false "not found"."""
+    report = Report("prism-restart")
+    prisms = handle.nodes("prism")
+    victim = prisms[0]
+    others = [p["name"] for p in prisms[1:]] or None
+    load = _start_load(handle, options, prisms=others)
+    seeded = list(load.items)
+    answers: Counter[str] = Counter()
+    try:
+        handle.stop(victim["name"])
+        handle.start(victim["name"], wait_healthy=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and handle.health(victim["name"])[0] != 200:
+            item = seeded[len(answers) % len(seeded)]
+            reply = _try(lambda item=item: request("GET", "{}/{}/x.{}".format(
+                victim["url"], item.token, item.ext), timeout=5))
+            answers[str(reply.status) if reply else "connection"] += 1
+            time.sleep(0.02)
+        report.notes.append("answers while loading: {}".format(dict(answers) or "none"))
+        if answers.get("404"):
+            report.fail("404 while the prism was loading its state")
+        user = PrismUser(victim["url"])
+        user.login(handle.user["username"], handle.user["password"])
+        for item in seeded:
+            try:
+                user.download(item.token, "file." + item.ext, item.sha1)
+            except CallFailed as exc:
+                report.failed[exc.kind] += 1
+        if report.failed:
+            report.fail("content made before the restart not served: {}".format(
+                dict(report.failed)))
+    finally:
+        if not handle.is_running(victim["name"]):
+            handle.start(victim["name"])
+        _finish(load, report, handle)
+        report.requests += len(seeded) + sum(answers.values())
+    return report
+
+
+# -- 4: the master is down -----------------------------------------------------
+
+def master_down(handle: ClusterHandle, options: Options) -> Report:
+    """4. The master is down: delivery and uploads go on, purchases answer 503."""
+    report = Report("master-down")
+    load = _start_load(handle, options)
+    try:
+        handle.stop("master")
+        down_at = time.monotonic()
+        statics = _static_checks(handle, load.items, options.master_down_seconds)
+        up_at = time.monotonic()
+        handle.start("master")
+        report.notes.append("static redirects while down: {}".format(dict(statics)))
+        bad_static = {k: v for k, v in statics.items() if k != "ok"}
+        if bad_static:
+            report.fail("static redirects failed while the master was down")
+        during = load.failures(down_at, up_at)
+        expected = {k: v for k, v in during.items() if k == "purchase-503"}
+        unexpected = {k: v for k, v in during.items() if k != "purchase-503"}
+        uploads_ok = load.count(down_at, up_at, operation="upload", kind="ok")
+        report.notes.append("while down: {} uploads ok, purchases refused {}".format(
+            uploads_ok, expected or 0))
+        if unexpected:
+            report.fail("unexpected failures while the master was down: {}".format(unexpected))
+        time.sleep(options.settle_seconds)
+        user = PrismUser(handle.nodes("prism")[0]["url"])
+        user.login(handle.user["username"], handle.user["password"])
+        if not load.items:
+            report.fail("nothing to purchase")
+        else:
+            _try(lambda: user.purchase(load.items[0].sha1, load.items[0].ext)) or report.fail(
+                "purchases do not work again after the master returned")
+        if load.failures(time.monotonic() - options.settle_seconds / 2):
+            report.fail("failures after the master returned: {}".format(
+                dict(load.failures(time.monotonic() - options.settle_seconds / 2))))
+    finally:
+        if not handle.is_running("master"):
+            handle.start("master")
+        _finish(load, report, handle)
+    report.failed = Counter({k: v for k, v in report.failed.items() if k != "purchase-503"})
+    return report
+
+
+def _static_checks(handle: ClusterHandle, items: list[Item], seconds: float) -> Counter[str]:
+    """Static redirects (and the store behind them) checked for `seconds`."""
+    answers: Counter[str] = Counter()
+    prisms = handle.nodes("prism")
+    deadline = time.monotonic() + seconds
+    index = 0
+    while time.monotonic() < deadline:
+        item = items[index % len(items)]
+        prism = prisms[index % len(prisms)]
+        index += 1
+        reply = _try(lambda prism=prism, item=item: request(
+            "GET", "{}/static/{}/f.{}".format(prism["url"], item.sha1, item.ext), timeout=5))
+        if reply is None or reply.status != 302:
+            answers["static-{}".format(reply.status if reply else "connection")] += 1
+        else:
+            body = _try(lambda reply=reply: request("GET", reply.headers["location"], timeout=5))
+            good = body is not None and hashlib.sha1(body.body).hexdigest() == item.sha1
+            answers["ok" if good else "store-failed"] += 1
+        time.sleep(0.05)
+    return answers
+
+
+# -- 5: the cluster Redis is down ----------------------------------------------
+
+def redis_down(handle: ClusterHandle, options: Options) -> Report:
+    """5. The cluster Redis hangs: no false verdicts, master 503 on writes, recovery."""
+    report = Report("redis-down")
+    watch = VerdictWatch(handle.nodes())
+    load = _start_load(handle, options)
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch_all, args=(watch, _observers(handle), stop),
+                               daemon=True)
+    watcher.start()
+    refused: Counter[str] = Counter()
+    try:
+        handle.redis_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + options.redis_down_seconds
+        while time.monotonic() < deadline:
+            status, _ = _master_call(handle, "POST", "/purchases",
+                                     {"hash": load.items[0].sha1, "ext": load.items[0].ext,
+                                      "life": 60})
+            refused[str(status)] += 1
+            time.sleep(1.0)
+        report.notes.append("master answers to writes while Redis was down: {}".format(
+            dict(refused)))
+        if set(refused) - {"503"}:
+            report.fail("the master did not answer 503 to every write while Redis was down")
+    finally:
+        handle.redis_signal(signal.SIGCONT)
+    took = wait_until(lambda: _master_call(handle, "POST", "/purchases", {
+        "hash": load.items[0].sha1, "ext": load.items[0].ext, "life": 60})[0] in (200, 201),
+        30, step=0.5)
+    if took is None:
+        report.fail("the master did not recover without a restart")
+    else:
+        report.notes.append("master writes work again {:.1f} s after Redis returned".format(
+            took))
+    time.sleep(options.settle_seconds)
+    stop.set()
+    watcher.join(10)
+    _finish(load, report, handle)
+    report.failed = Counter({k: v for k, v in report.failed.items() if not k.endswith("-503")})
+    if watch.ever_down:
+        report.fail("peers falsely marked down: {}".format(sorted(watch.ever_down)))
+    return report
+
+
+def _watch_all(watch: VerdictWatch, observers: list[str], stop: threading.Event) -> None:
+    deadline = time.monotonic() + 600
+    while not stop.is_set() and time.monotonic() < deadline:
+        for observer in observers:
+            watch.view(observer)
+        stop.wait(0.2)
+
+
+# -- 7: a store dies while receiving an upload -------------------------------
+
+def store_kill_upload(handle: ClusterHandle, options: Options) -> Report:
+    """7. A store is killed mid-upload: the answer tells the copies made, no partial file."""
+    report = Report("store-kill-upload")
+    watch = VerdictWatch(handle.nodes())
+    prism = handle.nodes("prism")[0]
+    user = PrismUser(prism["url"], timeout=120)
+    user.login(handle.user["username"], handle.user["password"])
+    data = os.urandom(options.upload_mib * 1024 * 1024)
+    sha1 = hashlib.sha1(data).hexdigest()
+    result: dict[str, Any] = {}
+    uploader = threading.Thread(target=lambda: result.update(
+        record=_try(lambda: user.upload(data, "big.bin"))), daemon=True)
+    uploader.start()
+    victim = _wait_for_receiving_store(handle, 30)
+    if victim is None:
+        report.fail("no store was seen receiving the upload")
+    else:
+        handle.signal(victim, signal.SIGKILL)
+        report.notes.append("killed {} while it was receiving".format(victim))
+    uploader.join(180)
+    record = result.get("record")
+    report.requests = 1
+    if record is None:
+        report.failed["upload"] += 1
+        report.notes.append("the upload failed (acceptable only if no copy could be made)")
+    else:
+        report.notes.append("upload answered copies={}".format(record.get("copies")))
+    if victim is not None:
+        _heal(handle, victim, watch, report)
+    holders = _stores_holding(handle, sha1)
+    status, row = _master_call(handle, "GET", "/inventory/" + sha1)
+    listed = set((row or {}).get("stores") or [])
+    if record is not None:
+        if record.get("copies") != len(holders):
+            report.fail("upload answered {} copies, {} stores hold it".format(
+                record.get("copies"), len(holders)))
+        if not listed:
+            report.data_lost = 1
+            report.fail("acknowledged upload missing from the master")
+    if listed - set(holders):
+        report.fail("the master lists stores without a complete copy: {}".format(
+            sorted(listed - set(holders))))
+    return report
+
+
+def _wait_for_receiving_store(handle: ClusterHandle, timeout: float) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for node in handle.nodes("store"):
+            folder = os.path.join(node["root"], "tmp")
+            try:
+                if any(entry.stat().st_size > 1024 * 1024 for entry in os.scandir(folder)):
+                    return str(node["name"])
+            except OSError:
+                continue
+        time.sleep(0.01)
+    return None
+
+
+def _stores_holding(handle: ClusterHandle, sha1: str) -> list[str]:
+    """Stores with a complete, verified copy of `sha1` on disk."""
+    holders = []
+    for node in handle.nodes("store"):
+        folder = os.path.join(node["root"], "content", sha1[:2], sha1[2:4])
+        try:
+            names = [e.path for e in os.scandir(folder) if e.name.startswith(sha1 + ".")]
+        except OSError:
+            continue
+        for path in names:
+            digest = hashlib.sha1()
+            with open(path, "rb") as handle_file:
+                for chunk in iter(lambda handle_file=handle_file: handle_file.read(1 << 20), b""):
+                    digest.update(chunk)
+            if digest.hexdigest() == sha1:
+                holders.append(str(node["name"]))
+    return holders
+
+
+SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
+    "store-kill": store_kill,
+    "store-hang": store_hang,
+    "prism-restart": prism_restart,
+    "master-down": master_down,
+    "redis-down": redis_down,
+    "store-kill-upload": store_kill_upload,
+}
