@@ -100,6 +100,18 @@ def content_record(sha1: str, ext: str | None, size: int, stores: list[str]) -> 
             "map": list(stores)}
 
 
+def _clean_extension(value: Any) -> str | None:
+    """The SDK's `extension` (from `path.extname(url)`: may be '' or 'mp4?x=1'), or None."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise errors.InvalidInput("expected 'extension': a string")
+    match = re.match(r"^\.?([A-Za-z0-9]{1,10})(?:[?#&].*)?$", value)
+    if not match:
+        raise errors.InvalidInput("invalid extension")
+    return match.group(1).lower()
+
+
 def _string(body: dict[str, Any], name: str, limit: int = MAX_CREDENTIAL_CHARS) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value or len(value) > limit:
@@ -291,10 +303,7 @@ class PrismAPI:
         if not isinstance(headers, dict) or len(headers) > 50 or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
             raise errors.InvalidInput("expected 'headers': an object of strings")
-        extension = body.get("extension")
-        if extension is not None and (not isinstance(extension, str)
-                                      or not EXT_RE.match(extension.lower())):
-            raise errors.InvalidInput("invalid extension")
+        extension = _clean_extension(body.get("extension"))
         from stretchfs.prism.retrieve import check_url
 
         check_url(spec["url"])

@@ -152,3 +152,26 @@ def test_retrieve_bad_input_is_400(tmp_path) -> None:
                  {"url": "http://x/", "extension": "../../"}):
         assert prism.call("POST", "/content/retrieve", body)[0] == 400, body
     prism.stop()
+
+
+def test_sdk_extension_forms_are_accepted(tmp_path) -> None:
+    """The SDK sends extension from path.extname(url): '', '.png' and 'png?x=1' are fine."""
+    agent = RequestTraversalAgent(_Remote().app.resource())
+    prism = make_prism(tmp_path, retrieve_agent=agent)
+    for extension in ("", "png?x=1", ".png"):
+        d = prism.client.request("POST", "http://prism/content/retrieve",
+                                 json={"request": {"url": "http://remote/file.png"},
+                                       "extension": extension},
+                                 headers={"X-STRETCHFS-Token": ["s" * 64]})
+        for _ in range(5):
+            agent.flush()
+            prism.pump()
+        response = result_of(d)
+        body = result_of(response.json())
+        assert response.code == 200, body
+        assert body["extension"] == "png"
+    prism.stop()
+    from stretchfs.prism.api import _clean_extension
+
+    assert _clean_extension("jpg?x=1") == "jpg" and _clean_extension(".GIF") == "gif"
+    assert _clean_extension("") is None and _clean_extension(None) is None
