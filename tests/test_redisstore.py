@@ -93,14 +93,14 @@ async def test_recovers_after_redis_hangs(tmp_path) -> None:
 
     server = start_redis_server(str(tmp_path / "redis"))
     db1 = "redis://127.0.0.1:{}/1".format(server.port)  # db 1: the SELECT path too
-    client = connect_redis(parse_redis_url(db1), reactor, timeout=0.3)
+    client = connect_redis(parse_redis_url(db1), reactor, timeout=0.3, pool_size=1)
     try:
         assert await client.execute("PING") in (b"PONG", "PONG")
         os.kill(server.process.process.pid, signal.SIGSTOP)
         for _ in range(3):
             with pytest.raises(RedisUnavailable):
                 await client.execute("PING")
-        await deferLater(reactor, 1.0, lambda: None)
+        await deferLater(reactor, 3.0, lambda: None)  # reconnects time out meanwhile
         os.kill(server.process.process.pid, signal.SIGCONT)
         answer = None
         for _ in range(50):
