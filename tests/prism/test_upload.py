@@ -214,3 +214,65 @@ def test_too_few_known_stores_triggers_a_registry_refresh(tmp_path) -> None:
     assert asked and response.code == 200
     assert isinstance(peers, Peers)
     prism.stop()
+
+
+def _replicator(stores, fail_after, min_copies=1):
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+    from twisted.web._newclient import ResponseFailed
+
+    from stretchfs.prism.mirror import InventoryMirror
+    from stretchfs.prism.replicate import Replicator
+    from tests.prism.fakes import store_peers
+
+    peers = store_peers(stores)
+    mirror = InventoryMirror()
+    calls = []
+
+    class _Client:
+        def __init__(self, record):
+            self.record = record
+
+        async def put(self, sha1, ext, path, size):
+            calls.append(self.record.name)
+            if self.record.name in fail_after:
+                # The body was half sent when the store's connection dropped.
+                raise ResponseFailed([Failure(ConnectionError("connection lost mid-body"))])
+            return {"hash": sha1, "ext": ext, "size": size}
+
+    replicator = Replicator(peers=peers, inventory=lambda: mirror, store_client=_Client,
+                            replicas=2, min_copies=min_copies, site="local")
+    return replicator, mirror, calls, Deferred
+
+
+def test_store_failing_mid_body_is_replaced(tmp_path) -> None:
+    """A PUT whose connection drops mid-body counts as failed; the next store is used."""
+    from twisted.internet.defer import Deferred
+
+    from tests.helpers import result_of
+
+    replicator, mirror, calls, _ = _replicator(
+        [("store1", "h1", "a"), ("store2", "h2", "b"), ("store3", "h3", "c")], {"store1"})
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    stored = result_of(Deferred.fromCoroutine(replicator.store("a" * 40, "bin", str(path), 3)))
+    assert stored.copies == 2 and "store1" not in stored.stores
+    assert calls[0] == "store1" and len(calls) == 3
+    assert set(mirror.get("a" * 40).stores) == set(stored.stores)
+
+
+def test_min_copies_not_reached_is_503(tmp_path) -> None:
+    """With min_copies=2 and only one store succeeding, the upload fails with PeerUnavailable."""
+    from twisted.internet.defer import Deferred
+
+    from stretchfs.errors import PeerUnavailable
+
+    replicator, _, _, _ = _replicator([("store1", "h1", "a"), ("store2", "h2", "b")],
+                                      {"store2"}, min_copies=2)
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    d = Deferred.fromCoroutine(replicator.store("b" * 40, "bin", str(path), 3))
+    failures = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(PeerUnavailable)
+    assert "1 of the 2" in str(failures[0].value)
