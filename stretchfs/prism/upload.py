@@ -187,6 +187,8 @@ class MultipartUpload:
     def fail(self, error: StretchFSError) -> None:
         """Refuse the upload (e.g. bad session): drop what came and what comes."""
         self._fail(error)
+        for part in self.files:
+            _unlink(part.path)
 
     def _fail(self, error: StretchFSError) -> None:
         if self.error is None:
@@ -267,6 +269,8 @@ class UploadRequest(Request):
         upload = MultipartUpload(ctype.decode("latin-1"), self.tmp_dir or tempfile.gettempdir(),
                                  self.max_bytes)
         self.stretchfs_upload = upload
+        # Whatever happens to the request (answered, refused, cut), its temp files go.
+        self.notifyFinish().addBoth(lambda _: upload.cleanup())
         if length is not None and length > self.max_bytes + MAX_FIELDS_BYTES + 64 * 1024:
             upload.fail(PayloadTooLarge("upload larger than {} bytes".format(self.max_bytes)))
             return

@@ -117,3 +117,21 @@ def test_refused_session_stops_disk_writes(tmp_path) -> None:
             "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
     channel.dataReceived(head + body[:30_000])
     assert os.listdir(tmp_path) == []
+
+
+def test_refused_session_after_the_body_leaves_no_temp_file(tmp_path) -> None:
+    """An upload whose session the master refuses is answered 401 and its temp files go."""
+    prism = make_prism(tmp_path)
+    api = prism.service.api
+    client = StubTreq(api.resource())
+    client._agent._serverFactory.requestFactory = upload_request_factory(
+        api.config.prism.tmp_dir, 10**9, api.check_session)
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"z" * 100_000)})
+    d = client.request("POST", "http://prism/content/upload", data=body,
+                       headers={"Content-Type": [ctype], "X-STRETCHFS-Token": ["u" * 64]})
+    prism.pump()
+    client.flush()
+    assert result_of(d).code == 401
+    assert os.listdir(api.config.prism.tmp_dir) == []
+    assert sum(s.puts for s in prism.stores.values()) == 0
+    prism.stop()
