@@ -25,7 +25,7 @@ from stretchfs.redisstore import RedisStore
 
 MAX_PUBLISH_CHANGES = 10_000
 MAX_LOOKUP_HASHES = 1000
-SNAPSHOT_CHUNK_KEYS = 2000
+SNAPSHOT_CHUNK_KEYS = 5000
 
 # Row helpers: a row line is '{"hash":"<h>","ext":"<e>","size":<n>,"stores":["a","b"]}'
 _ROW_LUA = """
