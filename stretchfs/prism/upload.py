@@ -272,13 +272,27 @@ class UploadRequest(Request):
         # Whatever happens to the request (answered, refused, cut), its temp files go.
         self.notifyFinish().addBoth(lambda _: upload.cleanup())
         if length is not None and length > self.max_bytes + MAX_FIELDS_BYTES + 64 * 1024:
-            upload.fail(PayloadTooLarge("upload larger than {} bytes".format(self.max_bytes)))
+            message = "upload larger than {} bytes".format(self.max_bytes)
+            upload.fail(PayloadTooLarge(message))
+            self._refuse_now(413, "Payload Too Large", message)
             return
         if self.check_session is not None:
             from stretchfs.web.auth import session_token
 
             d = self.check_session(session_token(self))
             d.addErrback(self._session_refused, upload)
+
+    def _refuse_now(self, code: int, reason: str, message: str) -> None:
+        """Answer before the body (it would only be discarded) and close the connection."""
+        import json
+
+        body = json.dumps({"error": message}).encode("utf-8")
+        head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
+                "Content-Length: {}\r\nConnection: close\r\n\r\n").format(
+            code, reason, len(body)).encode("ascii")
+        transport = self.channel.transport
+        transport.write(head + body)
+        transport.loseConnection()
 
     def _session_refused(self, failure: Any, upload: MultipartUpload) -> None:
         error = failure.value

@@ -135,3 +135,24 @@ def test_refused_session_after_the_body_leaves_no_temp_file(tmp_path) -> None:
     assert os.listdir(api.config.prism.tmp_dir) == []
     assert sum(s.puts for s in prism.stores.values()) == 0
     prism.stop()
+
+
+def test_declared_oversize_upload_is_refused_before_the_body(tmp_path) -> None:
+    """A Content-Length beyond max_upload gets 413 at once and the connection closes."""
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    factory = upload_request_factory(str(tmp_path), 1000, lambda token: succeed({}))
+    site = Site(Resource())
+    site.requestFactory = factory
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: "
+            "multipart/form-data; boundary=x\r\nContent-Length: {}\r\n\r\n").format(10**9)
+    channel.dataReceived(head.encode())
+    assert transport.value().startswith(b"HTTP/1.1 413 ")
+    assert b"larger than 1000 bytes" in transport.value()
+    assert transport.disconnecting
+    assert os.listdir(tmp_path) == []
