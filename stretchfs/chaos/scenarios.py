@@ -77,7 +77,7 @@ def _master_call(handle: ClusterHandle, method: str, path: str,
                                  headers={"Authorization": "Bearer " + handle.state[
                                      "cluster_key"], "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=5) as reply:
+        with urllib.request.urlopen(req, timeout=15) as reply:
             return reply.status, json.loads(reply.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, None
