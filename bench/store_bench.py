@@ -12,7 +12,9 @@
     snapshot differing by 1 % (5,000 unknown files + 5,000 phantom rows):
     wall time and peak RSS of the store daemon's start-up sync, and of
     `stretchfs inventory sync`.  The master is a stand-in speaking the
-    documented inventory routes (tests/store/standin_master.py).
+    documented inventory routes (tests/store/standin_master.py), or with
+    `--master real` a real `twistd stretchfs-master` on its own redis-server,
+    loaded through `POST /inventory/publish`.
 
 Every process is started here on 127.0.0.1 free ports and stopped by its
 own PID; nginx runs with its own prefix, config and pid file in a temp dir.
@@ -116,6 +118,66 @@ def start_master(workdir: str, rows: str | None = None) -> tuple[subprocess.Pope
         time.sleep(0.2)
     stop_popen(process)
     raise RuntimeError("stand-in master not up")
+
+
+def start_real_master(workdir: str, rows: str | None = None) -> tuple[Any, int, float]:
+    """Redis + `twistd stretchfs-master`, loaded with `rows` for store1; (handle, port, load s)."""
+    from stretchfs.devcluster.redis_server import RedisProcess
+
+    label = "master-{}".format(free_port())
+    redis = RedisProcess(os.path.join(workdir, label + "-redis"), appendonly=False)
+    redis.start()
+    config = os.path.join(workdir, label + ".toml")
+    with open(config, "w") as handle:
+        handle.write("\n".join([
+            "[node]", 'name = "master"', "[http]", 'listen = "tcp:0:interface=127.0.0.1"',
+            "[cluster]", 'key = "{}"'.format(KEY), "[redis]", 'url = "{}"'.format(redis.url),
+            ""]))
+    node = NodeProcess("master", label, config, os.path.join(workdir, label + ".log"),
+                       env=ENV)
+    node.start()
+    handle_pair = (node, redis)
+    try:
+        node.wait_listening(60)
+        node.wait_healthy("http://127.0.0.1:{}".format(node.port), 60)
+        started = time.monotonic()
+        if rows:
+            connection = http.client.HTTPConnection("127.0.0.1", node.port, timeout=300)
+            batch: list[dict[str, Any]] = []
+            with open(rows, "rb") as source:
+                for line in source:
+                    row = json.loads(line)
+                    batch.append({"op": "add", "hash": row["hash"], "ext": row["ext"],
+                                  "size": row["size"]})
+                    if len(batch) == 10_000:
+                        _publish(connection, batch)
+                        batch = []
+            if batch:
+                _publish(connection, batch)
+            connection.close()
+        return handle_pair, node.port, time.monotonic() - started
+    except BaseException:
+        node.stop()
+        redis.stop()
+        raise
+
+
+def _publish(connection: http.client.HTTPConnection, changes: list[dict[str, Any]]) -> None:
+    body = json.dumps({"store": "store1", "changes": changes}).encode()
+    connection.request("POST", "/inventory/publish", body=body,
+                       headers={"Authorization": "Bearer " + KEY,
+                                "Content-Type": "application/json"})
+    reply = connection.getresponse()
+    answer = reply.read()
+    if reply.status != 200:
+        raise RuntimeError("master publish answered {}: {!r}".format(reply.status, answer[:200]))
+
+
+def stop_real_master(handle_pair: Any) -> None:
+    """Stop the master and its Redis (ours, by PID)."""
+    node, redis = handle_pair
+    node.stop()
+    redis.stop()
 
 
 def start_store(workdir: str, root: str, master_port: int, label: str) -> NodeProcess:
@@ -384,8 +446,14 @@ def bench_sync(workdir: str, args: argparse.Namespace, lines: list[str]) -> None
     root, rows = generate_inventory(args.files)
     journal = os.path.join(root, "journal")
     differences = (args.files // 200) * 2
-    say("(d) stand-in master loading {} rows".format(args.files))
-    master, master_port = start_master(workdir, rows)
+    real = args.master == "real"
+    say("(d) {} master loading {} rows".format("real" if real else "stand-in", args.files))
+    if real:
+        master, master_port, load_seconds = start_real_master(workdir, rows)
+        say("    loaded in {:.1f} s".format(load_seconds))
+    else:
+        master, master_port = start_master(workdir, rows)
+    label = "real master" if real else "stand-in master"
     try:
         shutil.rmtree(journal, ignore_errors=True)
         say("(d) store daemon start-up sync")
@@ -405,11 +473,16 @@ def bench_sync(workdir: str, args: argparse.Namespace, lines: list[str]) -> None
         changed = done["added"] + done["removed"]
         lines.append("{:<44} {:>9.1f} s  {:>7.0f} MB RSS  files={} differences={} "
                      "(expected {})  (target <= 60 s, <= 300 MB) {}".format(
-                         "(d) store daemon sync, {} files".format(args.files), done["seconds"],
+                         "(d) store daemon sync, {} files".format(args.files) + (
+                             " [{}]".format(label)), done["seconds"],
                          rss, done["files"], changed, differences,
                          "OK" if done["seconds"] <= 60 and rss <= 300 else "BELOW"))
-        stop_popen(master)
-        master, master_port = start_master(workdir, rows)
+        if real:
+            stop_real_master(master)
+            master, master_port, _ = start_real_master(workdir, rows)
+        else:
+            stop_popen(master)
+            master, master_port = start_master(workdir, rows)
         say("(d) stretchfs inventory sync (CLI)")
         config = os.path.join(workdir, "store-sync.toml")
         text = open(config).read().replace(
@@ -433,7 +506,10 @@ def bench_sync(workdir: str, args: argparse.Namespace, lines: list[str]) -> None
         lines.append("    CLI said: " + output.strip().splitlines()[-1] if output.strip()
                      else "    CLI said nothing")
     finally:
-        stop_popen(master)
+        if real:
+            stop_real_master(master)
+        else:
+            stop_popen(master)
         shutil.rmtree(journal, ignore_errors=True)
 
 
@@ -445,6 +521,8 @@ def main() -> int:
     parser.add_argument("--put-mib", type=int, default=256)
     parser.add_argument("--files", type=int, default=1_000_000)
     parser.add_argument("--only", choices=["get", "put", "sync"], action="append")
+    parser.add_argument("--master", choices=["standin", "real"], default="standin",
+                        help="(d) against tests/store/standin_master.py or a real master + Redis")
     args = parser.parse_args()
     if not 1 <= args.runs <= 20 or not 0.5 <= args.seconds <= 30:
         parser.error("--runs 1..20, --seconds 0.5..30")
