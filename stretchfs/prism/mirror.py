@@ -310,7 +310,9 @@ class PurchaseMirror:
             referrer: Iterable[str]) -> None:
         """Add or replace the purchase of `token`."""
         key = self._digest(token)
-        refs = tuple(str(r) for r in referrer)
+        refs = tuple(referrer) if referrer else ()
+        if refs and not all(isinstance(r, str) for r in refs):
+            refs = tuple(str(r) for r in refs)
         ext_id = self._exts.id_for(ext)
         ref_id = self._refs.id_for(refs)
         deadline = int(expires)
