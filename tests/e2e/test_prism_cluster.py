@@ -189,3 +189,50 @@ def test_prism_listens_with_tls_and_gates_readiness(launch, tmp_path, redis_url)
         assert exc.code == 503
         assert "snapshot" in json.loads(exc.read())["error"]
     assert http_get_json(base.replace("https", "http") + "/ping")[0] != 200
+
+
+def _store_available(prism_url: str, store: str) -> bool | None:
+    status, body = http_get_json(prism_url + "/pingnet/status")
+    for row in (body or {}).get("peers") or []:
+        if row.get("name") == store:
+            return bool(row.get("available"))
+    return None
+
+
+def test_delivery_skips_a_store_the_ping_net_marked_down(cluster) -> None:
+    """A frozen store holding a copy stops being a redirect target once voted down."""
+    import signal
+    import time
+
+    prism = next(n for n in cluster["nodes"] if n["role"] == "prism")["url"]
+    stores = {n["name"]: n for n in cluster["nodes"] if n["role"] == "store"}
+    token = _login(prism, cluster["user"])
+    data = os.urandom(10_000)
+    body, ctype = _multipart(data, "pic.jpg", "image/jpeg")
+    code, answer = _call(prism + "/content/upload", data=body, token=token,
+                         headers={"Content-Type": ctype})
+    assert code == 200 and answer["files"]["file"]["copies"] == 2, answer
+    code, purchase = _call(prism + "/content/purchase",
+                           {"hash": answer["files"]["file"]["hash"], "ext": "jpg"}, token=token)
+    assert code == 200, purchase
+    opener = urllib.request.build_opener(_NoRedirect)
+
+    def target() -> str:
+        try:
+            opener.open("{}/{}/pic.jpg".format(prism, purchase["token"]), timeout=10)
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 302, exc.code
+            return urlsplit(exc.headers["Location"]).netloc
+        raise AssertionError("expected a redirect")
+
+    frozen = stores["store1"]
+    os.kill(frozen["pid"], signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 30
+        while _store_available(prism, "store1") is not False and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _store_available(prism, "store1") is False
+        frozen_netloc = urlsplit(frozen["url"]).netloc
+        assert all(target() != frozen_netloc for _ in range(20))
+    finally:
+        os.kill(frozen["pid"], signal.SIGCONT)
