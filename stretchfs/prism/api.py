@@ -152,12 +152,15 @@ class PrismAPI:
                                  inventory=inventory, master=master, clock=clock)
         self.uploads = Counter("stretchfs_prism_uploads", "Files received by upload/retrieve",
                                ["result"], registry=metrics_registry)
+        self.deliveries = Counter("stretchfs_prism_deliveries",
+                                  "Delivery answers (/<token>/<file>, /static/...) by status",
+                                  ["code"], registry=metrics_registry)
 
     def resource(self) -> PrismRoot:
         """The Site root: delivery fast path in front of the Klein app."""
         reserved = frozenset(rule.rule.split("/")[1].encode("ascii")
                              for rule in self.app.url_map.iter_rules())
-        return PrismRoot(self.delivery, self.app.resource(), reserved)
+        return PrismRoot(self.delivery, self.app.resource(), reserved, self.deliveries)
 
     def check_session(self, token: str | None) -> Deferred[Any]:
         """Validate a session (used when upload headers arrive)."""

@@ -216,11 +216,30 @@ class PrismRoot(Resource):
     isLeaf = True
 
     def __init__(self, delivery: Delivery, klein_resource: Any,
-                 reserved: frozenset[bytes] = frozenset()) -> None:
+                 reserved: frozenset[bytes] = frozenset(), counter: Any = None) -> None:
         super().__init__()
         self._delivery = delivery
         self._klein = klein_resource
         self._reserved = KLEIN_PREFIXES | reserved
+        self._counter = counter
+        self._counted: dict[int, Any] = {}
+
+    def _count(self, code: int) -> None:
+        if self._counter is None:
+            return
+        child = self._counted.get(code)
+        if child is None:
+            child = self._counted[code] = self._counter.labels(str(code))
+        child.inc()
+
+    def _redirect(self, request: Any, location: bytes) -> bytes:
+        self._count(302)
+        return _answer_redirect(request, location)
+
+    def _error(self, request: Any, exc: BaseException) -> bytes:
+        body = _answer_error(request, exc)
+        self._count(request.code)
+        return body
 
     def render(self, request: Any) -> Any:
         """Dispatch: delivery fast path, or Klein."""
@@ -245,10 +264,10 @@ class PrismRoot(Resource):
                         if not referrer_allowed(purchase.referrer,
                                                 request.getHeader(b"referer")):
                             raise errors.Forbidden("referrer not allowed")
-                        return _answer_redirect(request, delivery.location(
+                        return self._redirect(request, delivery.location(
                             request, purchase.sha1, purchase.ext, list(record.stores)))
                     except errors.StretchFSError as exc:
-                        return _answer_error(request, exc)
+                        return self._error(request, exc)
         return self._later(request, delivery.resolve_token(request, token))
 
     def _static(self, request: Any, sha1: str, filename: str) -> Any:
@@ -261,12 +280,12 @@ class PrismRoot(Resource):
 
         def ok(location: bytes) -> None:
             if not finished:
-                request.write(_answer_redirect(request, location))
+                request.write(self._redirect(request, location))
                 request.finish()
 
         def failed(failure: Any) -> None:
             if not finished:
-                request.write(_answer_error(request, failure.value))
+                request.write(self._error(request, failure.value))
                 request.finish()
 
         d.addCallbacks(ok, failed)

@@ -207,3 +207,16 @@ def test_other_paths_still_reach_klein(tmp_path) -> None:
     assert prism.call("GET", "/user/login", token=None)[0] == 405
     assert prism.call("GET", "/a/b/c", token=None)[0] == 404
     prism.stop()
+
+
+def test_delivery_answers_are_counted(tmp_path) -> None:
+    """/metrics counts delivery answers by status code."""
+    prism = make_prism(tmp_path, prefill=_setup)
+    token = _purchase(prism)
+    prism.call("GET", "/{}/v.mp4".format(token), token=None)
+    prism.call("GET", "/static/{}/v.mp4".format(H1), token=None)
+    _, text, _ = prism.call("GET", "/metrics", token=None)
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    assert 'stretchfs_prism_deliveries_total{code="302"} 1.0' in text
+    assert 'stretchfs_prism_deliveries_total{code="403"} 1.0' in text
+    prism.stop()
