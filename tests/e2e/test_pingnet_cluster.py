@@ -94,5 +94,9 @@ def test_pingnet_marks_killed_and_stopped_store_down_and_back(tmp_path, repo_roo
         wrong = {(observer, peer) for observer, peer in watch.ever_down
                  if peer not in ("store2", "store3")}
         assert wrong == set()
+        logged = {(name, event["peer"]) for name in names
+                  for event in cluster.processes[name].events()
+                  if event.get("event") == "pingnet_verdict" and not event["available"]}
+        assert {peer for _name, peer in logged} == {"store2", "store3"}
     finally:
         cluster.down()
