@@ -20,7 +20,7 @@ from stretchfs.store.journal import Journal
 log = Logger()
 
 FIRST_RETRY_SECONDS = 1.0
-MAX_RETRY_SECONDS = 15.0
+MAX_RETRY_SECONDS = 2.0  # a returning master must hear the queued changes at once
 
 RunBlocking = Callable[..., Deferred]
 
