@@ -48,14 +48,12 @@ class SessionCache:
         try:
             session = await self._master.validate_session(token)
         except UpstreamError as exc:
-            self._cache.pop(token, None)
             if exc.code in (400, 401, 403, 404):
+                self._cache.pop(token, None)
                 raise Unauthorized("invalid session") from None
-            raise NotReady("cannot validate the session: master answered {}".format(
-                exc.code)) from None
+            return self._stale(token, hit, now, "master answered {}".format(exc.code))
         except PeerUnavailable:
-            self._cache.pop(token, None)
-            raise NotReady("cannot validate the session: master unreachable") from None
+            return self._stale(token, hit, now, "master unreachable")
         if not isinstance(session, dict):
             raise Unauthorized("invalid session")
         self._cache[token] = (now, session)
@@ -64,6 +62,15 @@ class SessionCache:
             self._cache.popitem(last=False)
         return session
 
+    def _stale(self, token: str, hit: tuple[float, dict[str, Any]] | None, now: float,
+               why: str) -> dict[str, Any]:
+        """While the master is away, a session it validated before stays good until its
+        own expiry (uploads go on during a master outage); an unknown one is a 503."""
+        if hit is not None and _expires(hit[1]) > now:
+            log.debug("session served from cache: {why}", why=why)
+            return hit[1]
+        raise NotReady("cannot validate the session: {}".format(why))
+
     def forget(self, token: str) -> None:
         """Drop `token` from the cache (logout through this prism)."""
         self._cache.pop(token, None)
@@ -71,6 +78,13 @@ class SessionCache:
     def remember(self, token: str, session: dict[str, Any]) -> None:
         """Cache a session the master just returned (login, update)."""
         self._cache[token] = (self._clock.seconds(), session)
+
+
+def _expires(session: dict[str, Any]) -> float:
+    try:
+        return float(session.get("expires") or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def session_required(handler: Callable[..., Any]) -> Callable[..., Any]:
