@@ -76,9 +76,10 @@ class Load:
             self.items.append(self._upload_and_purchase(user))
 
     def start(self) -> None:
-        """Start the worker threads."""
-        for index in range(self.threads):
-            worker = threading.Thread(target=self._run, args=(index,), daemon=True)
+        """Log every worker in, then start the worker threads."""
+        users = [self._user(index) for index in range(self.threads)]
+        for user in users:
+            worker = threading.Thread(target=self._run, args=(user,), daemon=True)
             self._workers.append(worker)
             worker.start()
 
@@ -105,9 +106,8 @@ class Load:
         with self._lock:
             self.results.append(Result(time.monotonic(), operation, kind, detail))
 
-    def _run(self, index: int) -> None:
+    def _run(self, user: PrismUser) -> None:
         deadline = time.monotonic() + self.max_seconds
-        user: PrismUser | None = None
         weights = [("download", self.mix.download), ("upload", self.mix.upload),
                    ("purchase", self.mix.purchase)]
         operations = [name for name, weight in weights for _ in range(weight)]
@@ -116,8 +116,6 @@ class Load:
                 return
             operation = random.choice(operations)
             try:
-                if user is None:
-                    user = self._user(index)
                 self._operate(user, operation)
                 self._record(operation, "ok")
             except CallFailed as exc:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -24,6 +26,7 @@ from stretchfs.chaos.client import CallFailed, PrismUser, request
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.load import Item, Load
 from stretchfs.chaos.watch import VerdictWatch, wait_until
+from stretchfs.devcluster.process import http_get_json
 
 DETECTION_TIMEOUT_SECONDS = 20.0
 # A peer down again within the ping net's flap window is held out longer
@@ -119,7 +122,10 @@ def _start_load(handle: ClusterHandle, options: Options,
 def _finish(load: Load, report: Report, handle: ClusterHandle) -> None:
     load.stop()
     report.requests = load.count()
-    report.failed.update(load.failures())
+    failures = load.failures()
+    report.failed.update(failures)
+    if failures:
+        report.notes.append("all client failures: {}".format(dict(failures)))
     check_nothing_lost(handle, load.uploaded, report)
 
 
@@ -429,6 +435,86 @@ def _stores_holding(handle: ClusterHandle, sha1: str) -> list[str]:
     return holders
 
 
+# -- 6: a store is cut off from the network -----------------------------------
+
+NFT_TABLE = "stretchfs_chaos"
+
+
+def in_private_netns() -> bool:
+    """True when this process runs in a named network namespace (`ip netns exec`)."""
+    try:
+        found = subprocess.run(["ip", "netns", "identify", str(os.getpid())],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return found.returncode == 0 and bool(found.stdout.strip())
+
+
+def _nft(script: str) -> None:
+    subprocess.run(["nft", "-f", "-"], input=script.encode(), check=True, timeout=10,
+                   capture_output=True)
+
+
+def network_cut(handle: ClusterHandle, options: Options) -> Report:
+    """6. A store keeps running but loses its peers: down for all, and it votes no one down."""
+    report = Report("network-cut")
+    if not in_private_netns() or shutil.which("nft") is None:
+        report.notes.append("skipped: needs nft and a private network namespace (run the "
+                            "cluster and this command under `ip netns exec`)")
+        return report
+    victim = handle.nodes("store")[0]
+    host = victim["host"]
+    survivors = _observers(handle, but=victim["name"])
+    watch = VerdictWatch(handle.nodes())
+    load = _start_load(handle, options)
+    votes_by_victim: set[str] = set()
+    suspected = False
+    try:
+        # Cut the store off from its peers; the master and Redis (127.0.0.1) stay reachable,
+        # so the store could still vote -- self-suspicion must keep it from doing so.
+        _nft("table ip {t} {{\n chain input {{\n  type filter hook input priority -10;\n"
+             "  ip saddr {h} ip daddr != 127.0.0.1 drop\n"
+             "  ip daddr {h} ip saddr != 127.0.0.1 drop\n }}\n}}\n".format(t=NFT_TABLE, h=host))
+        cut_at = time.monotonic()
+        took = wait_until(lambda: watch.all_agree(survivors, victim["name"], False),
+                          DETECTION_TIMEOUT_SECONDS)
+        report.detection_seconds = took
+        if took is None:
+            report.fail("the cut-off store was not marked down by every other node")
+        detected_at = time.monotonic()
+        deadline = detected_at + options.settle_seconds * 2
+        while time.monotonic() < deadline:
+            status, view = _master_call(handle, "GET", "/pingnet/status")
+            for row in (view or {}).get("peers", []):
+                if victim["name"] in row.get("voters", []):
+                    votes_by_victim.add(row["name"])
+            code, own = http_get_json_status(victim["url"])
+            suspected = suspected or bool((own or {}).get("self_suspect"))
+            time.sleep(0.2)
+        report.notes.append("failures during detection: {}".format(
+            dict(load.failures(cut_at, detected_at)) or 0))
+        after = load.failures(detected_at)
+        if after:
+            report.fail("failures after detection: {}".format(dict(after)))
+        if votes_by_victim:
+            report.fail("the cut-off store voted against {}".format(sorted(votes_by_victim)))
+        report.notes.append("the cut-off store suspected itself: {}".format(suspected))
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", NFT_TABLE], timeout=10,
+                       capture_output=True)
+        _heal(handle, victim["name"], watch, report)
+        _finish(load, report, handle)
+    false = watch.false_downs({victim["name"]})
+    if false:
+        report.fail("peers falsely marked down: {}".format(sorted(false)))
+    return report
+
+
+def http_get_json_status(url: str) -> tuple[int, Any]:
+    """GET `url`/pingnet/status (the node's own view)."""
+    return http_get_json(url + "/pingnet/status", timeout=1.0)
+
+
 SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-kill": store_kill,
     "store-hang": store_hang,
@@ -436,4 +522,5 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "master-down": master_down,
     "redis-down": redis_down,
     "store-kill-upload": store_kill_upload,
+    "network-cut": network_cut,
 }
