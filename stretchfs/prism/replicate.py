@@ -28,6 +28,7 @@ log = Logger()
 
 SHORTAGE_WAIT_SECONDS = 0.5
 SHORTAGE_WAITS = 6
+PARTIAL_SHORTAGE_EVERY_SECONDS = 60.0
 
 
 @dataclass
@@ -95,19 +96,31 @@ class Replicator:
         self._turn = itertools.count()
         self._clock = clock
         self.refresh_registry = refresh_registry
+        self._last_partial_wait: float | None = None
 
     async def _candidates(self, need: int) -> list[PeerRecord]:
         """Writable available stores; with too few, ask for a fresh registry and wait a bit.
 
-        A prism that just started may have downloaded the registry before the
-        stores registered: it should not fail uploads for a whole refresh period.
+        A prism that just started may have downloaded the registry before (all)
+        the stores registered: it should not fail or under-replicate uploads for
+        a whole refresh period.  With no store at all it waits up to 3 s; with
+        some but fewer than needed, 1 s at most once a minute (a cluster that
+        simply has too few stores does not pay it on every upload).
         """
         found = self._peers.candidates("store", writable=True)
         if len(found) >= need or self.refresh_registry is None or self._clock is None:
             return found
+        waits = SHORTAGE_WAITS
+        if found:
+            now = self._clock.seconds()
+            if self._last_partial_wait is not None and \
+                    now - self._last_partial_wait < PARTIAL_SHORTAGE_EVERY_SECONDS:
+                return found
+            self._last_partial_wait = now
+            waits = 2
         version = getattr(self._peers, "registry_version", None)
         self.refresh_registry()
-        for _ in range(SHORTAGE_WAITS):
+        for _ in range(waits):
             await deferLater(self._clock, SHORTAGE_WAIT_SECONDS)
             if getattr(self._peers, "registry_version", None) != version:
                 break
@@ -129,7 +142,7 @@ class Replicator:
         need = self.replicas - len(holders)
         if need <= 0:
             return StoredCopies(ext, len(holders), holders, True)
-        candidates = await self._candidates(min(need, 1))
+        candidates = await self._candidates(need)
         if candidates:
             turn = next(self._turn) % len(candidates)
             candidates = candidates[turn:] + candidates[:turn]

@@ -74,9 +74,24 @@ def _vm_hwm_kib(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
+def _wait_for_stores(cluster: dict[str, Any], timeout: float = 20.0) -> None:
+    """Until every prism's ping net lists every store as available."""
+    import time
+
+    prisms = [n["url"] for n in cluster["nodes"] if n["role"] == "prism"]
+    stores = [n["name"] for n in cluster["nodes"] if n["role"] == "store"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(_store_available(p, s) for p in prisms for s in stores):
+            return
+        time.sleep(0.1)
+    raise AssertionError("prisms never saw every store")
+
+
 def test_upload_purchase_and_deliver_across_prisms(cluster) -> None:
     """Upload on one prism, purchase on the other, follow the redirect to the bytes."""
     prisms = [n["url"] for n in cluster["nodes"] if n["role"] == "prism"]
+    _wait_for_stores(cluster)
     token = _login(prisms[0], cluster["user"])
     data = os.urandom(200_000)
     sha1 = hashlib.sha1(data).hexdigest()
@@ -206,6 +221,7 @@ def test_delivery_skips_a_store_the_ping_net_marked_down(cluster) -> None:
 
     prism = next(n for n in cluster["nodes"] if n["role"] == "prism")["url"]
     stores = {n["name"]: n for n in cluster["nodes"] if n["role"] == "store"}
+    _wait_for_stores(cluster)
     token = _login(prism, cluster["user"])
     data = os.urandom(10_000)
     body, ctype = _multipart(data, "pic.jpg", "image/jpeg")

@@ -276,3 +276,25 @@ def test_min_copies_not_reached_is_503(tmp_path) -> None:
     d.addErrback(failures.append)
     assert failures and failures[0].check(PeerUnavailable)
     assert "1 of the 2" in str(failures[0].value)
+
+
+def test_partial_store_shortage_refreshes_at_most_once_a_minute(tmp_path) -> None:
+    """With fewer stores than replicas the registry is re-read, but not on every upload."""
+    prism = make_prism(tmp_path, stores=[("store1", "10.0.0.1", "a")])
+    replicator = prism.service.api.replicator
+    asked = []
+    replicator.refresh_registry = lambda: asked.append(True)
+    for index in range(3):
+        body, ctype = multipart({}, {"file": ("a.bin", "", DATA + bytes([index]))})
+        d = prism.client.request("POST", "http://prism/content/upload", data=body,
+                                 headers={"Content-Type": [ctype],
+                                          "X-STRETCHFS-Token": ["s" * 64]})
+        for _ in range(4):
+            prism.pump(0.5)
+        from tests.helpers import result_of
+
+        response = result_of(d)
+        assert response.code == 200
+        assert result_of(response.json())["files"]["file"]["copies"] == 1
+    assert len(asked) == 1
+    prism.stop()
