@@ -169,6 +169,7 @@ class PrismAPI:
     # -- users -------------------------------------------------------------
     @app.route("/user/login", methods=["POST"])
     async def post_login(self, request: IRequest) -> bytes:
+        """Log in through the master: the SDK's `{success, session}`."""
         body = read_json_object(request, self.max_body)
         username = _string(body, "username")
         password = _string(body, "password")
@@ -183,6 +184,7 @@ class PrismAPI:
     @app.route("/user/logout", methods=["POST"])
     @session_required
     async def post_logout(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """End the session on the master (and in this prism's cache at once)."""
         token = session["token"]
         self.sessions.forget(token)
         await from_master(self.master.logout(token), "log out")
@@ -192,11 +194,13 @@ class PrismAPI:
     @app.route("/user/session/validate", methods=["POST"])
     @session_required
     def post_session_validate(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """The validated session."""
         return write_json(request, {"success": "Session valid", "session": session})
 
     @app.route("/user/session/update", methods=["POST"])
     @session_required
     async def post_session_update(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Replace the session's data on the master."""
         body = read_json_object(request, self.max_body)
         data = body.get("data", {})
         if not isinstance(data, dict):
@@ -211,6 +215,7 @@ class PrismAPI:
     @app.route("/user/password/reset", methods=["POST"])
     @session_required
     async def post_password_reset(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Give the session's user a new password (from the master)."""
         answer = await from_master(self.master.reset_password(session["token"]),
                                    "reset the password")
         return write_json(request, {"success": "User password reset",
@@ -244,6 +249,7 @@ class PrismAPI:
     @app.route("/content/detail", methods=["POST"])
     @session_required
     async def post_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Record(s) of the hash(es); 404 for one unknown hash (after asking the master)."""
         body = read_json_object(request, self.max_body)
         hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
         records = await self._records(hashes)
@@ -257,6 +263,7 @@ class PrismAPI:
     @app.route("/content/exists", methods=["POST"])
     @session_required
     async def post_exists(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Record(s) of the hash(es), `exists: false` for unknown ones."""
         body = read_json_object(request, self.max_body)
         hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
         records = await self._records(hashes)
@@ -265,6 +272,7 @@ class PrismAPI:
     @app.route("/content/upload", methods=["POST"])
     @session_required
     async def post_upload(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Store every file part of a multipart upload; the SDK's answer."""
         upload = getattr(request, "stretchfs_upload", None)
         if upload is None:
             ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
@@ -293,6 +301,7 @@ class PrismAPI:
     @app.route("/content/retrieve", methods=["POST"])
     @session_required
     async def post_retrieve(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Fetch a remote URL (SSRF-checked) and store it like an upload."""
         body = read_json_object(request, self.max_body)
         spec = body.get("request", body)
         if isinstance(spec, str):
@@ -338,6 +347,7 @@ class PrismAPI:
     @app.route("/content/purchase", methods=["POST"])
     @session_required
     async def post_purchase(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Create a purchase of existing content through the master."""
         body = read_json_object(request, self.max_body)
         hashes, bulk = parse_hashes(body, 1)
         if bulk:
@@ -383,6 +393,7 @@ class PrismAPI:
     @app.route("/content/purchase/detail", methods=["POST"])
     @session_required
     async def post_purchase_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """The purchase of `token` (404 when unknown or expired)."""
         token = self._token(read_json_object(request, self.max_body))
         try:
             row = await self.master.get_purchase(token)
@@ -400,6 +411,7 @@ class PrismAPI:
     @app.route("/content/purchase/remove", methods=["POST"])
     @session_required
     async def post_purchase_remove(self, request: IRequest, session: dict[str, Any]) -> bytes:
+        """Remove the purchase of `token` through the master."""
         token = self._token(read_json_object(request, self.max_body))
         answer = await from_master(self.master.remove_purchase(token), "remove the purchase")
         self.purchases().remove(token)
@@ -410,6 +422,7 @@ class PrismAPI:
     @app.route("/mirror/status", methods=["GET"])
     @cluster_key_required
     def get_mirror_status(self, request: IRequest) -> bytes:
+        """Entries, cursor and reloads of each mirror."""
         return write_json(request, {sync.kind: {
             "entries": len(sync.mirror), "cursor": sync.cursor, "loaded": sync.loaded,
             "reloads": sync.reloads, "changes_applied": sync.changes_applied}
