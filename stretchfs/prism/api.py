@@ -281,7 +281,7 @@ class PrismAPI:
             upload = parse_buffered(request.content, ctype, self.config.prism.tmp_dir,
                                     self.config.prism.max_upload)
         try:
-            upload.finish()
+            await upload.complete()
             if not upload.files:
                 raise errors.InvalidInput("expected at least one file part")
             files = {}

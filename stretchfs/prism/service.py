@@ -72,7 +72,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     inventory.setServiceParent(top)
     purchases.setServiceParent(top)
     factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,
-                                     api.check_session)
+                                     api.check_session, reactor)
     http_service(reactor, config.http.listen, api.resource(), "prism",
                  request_factory=factory).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.web.server import Request
 
@@ -69,6 +69,108 @@ def extension_for(mimetype: str, filename: str) -> str:
     return "bin"
 
 
+class _InlineSink:
+    """Hashes and writes each chunk at once (tests, buffered bodies)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._hash = hashlib.sha1()
+
+    def write(self, chunk: bytes) -> None:
+        """Hash and write `chunk`."""
+        self._hash.update(chunk)
+        self._handle.write(chunk)
+
+    def close(self) -> Deferred[str]:
+        """Close the file; fires with the hex SHA1."""
+        self._handle.close()
+        return succeed(self._hash.hexdigest())
+
+    def cancel(self) -> None:
+        """Stop: close the file."""
+        self._handle.close()
+
+
+class _ThreadedSink:
+    """Hashes and writes in the reactor's thread pool, in order, in 1 MiB blocks.
+
+    The reactor thread keeps parsing the next chunks meanwhile.  More than
+    `HIGH_WATER_BYTES` queued pauses reading from the client until the
+    queue is below `LOW_WATER_BYTES`.
+    """
+
+    BLOCK_BYTES = 1024 * 1024
+    HIGH_WATER_BYTES = 16 * 1024 * 1024
+    LOW_WATER_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, handle: BinaryIO, run: Callable[..., Deferred[Any]],
+                 pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._handle = handle
+        self._hash = hashlib.sha1()
+        self._run = run
+        self._pause = pause
+        self._resume = resume
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._queued = 0
+        self._paused = False
+        self._cancelled = False
+        self._chain: Deferred[Any] = succeed(None)
+
+    def write(self, chunk: bytes) -> None:
+        """Queue `chunk`; a full block goes to a worker thread."""
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= self.BLOCK_BYTES:
+            self._submit()
+
+    def _work(self, data: bytes) -> None:
+        if not self._cancelled:
+            self._hash.update(data)
+            self._handle.write(data)
+
+    def _submit(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+        self._queued += len(data)
+        if self._queued > self.HIGH_WATER_BYTES and not self._paused:
+            self._paused = True
+            self._pause()
+
+        def done(result: Any) -> Any:
+            self._queued -= len(data)
+            if self._paused and self._queued < self.LOW_WATER_BYTES:
+                self._paused = False
+                self._resume()
+            return result
+
+        self._chain.addCallback(lambda _: self._run(self._work, data)).addBoth(done)
+
+    def close(self) -> Deferred[str]:
+        """Flush, close the file; fires with the hex SHA1 once every block is written."""
+        self._submit()
+        result: Deferred[str] = Deferred()
+
+        def closed(outcome: Any) -> None:
+            self._handle.close()
+            result.callback(outcome)  # the SHA1, or the Failure of a block
+
+        self._chain.addCallback(lambda _: self._hash.hexdigest()).addBoth(closed)
+        return result
+
+    def cancel(self) -> None:
+        """Stop writing; the file is closed once the running block is done."""
+        self._cancelled = True
+        self._pending = []
+        if self._paused:
+            self._paused = False
+            self._resume()
+        self._chain.addBoth(lambda _: self._handle.close())
+
+
 class _PartTarget(BaseTarget):
     """Dispatches the parser's parts: fields to memory, files to temp files."""
 
@@ -96,8 +198,12 @@ class MultipartUpload:
     """Parses a multipart body fed in chunks; file parts land in `tmp_dir`."""
 
     def __init__(self, content_type: str, tmp_dir: str, max_bytes: int,
-                 prefix: str = "stretchfs-upload-") -> None:
+                 prefix: str = "stretchfs-upload-",
+                 offload: tuple[Callable[..., Deferred[Any]], Callable[[], None],
+                                Callable[[], None]] | None = None) -> None:
         self.fields: dict[str, str] = {}
+        self._offload = offload
+        self._closing: list[Deferred[Any]] = []
         self.files: list[UploadedFile] = []
         self.error: StretchFSError | None = None
         self.received = 0
@@ -108,9 +214,8 @@ class MultipartUpload:
         self._name = ""
         self._filename: str | None = None
         self._content_type = ""
-        self._handle: BinaryIO | None = None
+        self._sink: Any = None
         self._path = ""
-        self._hash: Any = None
         self._size = 0
         self._value: list[bytes] = []
         self._parts = 0
@@ -138,12 +243,15 @@ class MultipartUpload:
             self._value = []
             return
         fd, self._path = tempfile.mkstemp(prefix=self._prefix, dir=self._tmp_dir)
-        self._handle = os.fdopen(fd, "wb")
-        self._hash = hashlib.sha1()
+        handle = os.fdopen(fd, "wb")
+        if self._offload is None:
+            self._sink = _InlineSink(handle)
+        else:
+            self._sink = _ThreadedSink(handle, *self._offload)
         self._size = 0
 
     def _part_data(self, chunk: bytes) -> None:
-        if self._handle is None:
+        if self._sink is None:
             self._field_bytes += len(chunk)
             if self._field_bytes > MAX_FIELDS_BYTES or sum(map(len, self._value)) > MAX_FIELD_BYTES:
                 raise PayloadTooLarge("form fields larger than {} bytes".format(MAX_FIELDS_BYTES))
@@ -152,21 +260,26 @@ class MultipartUpload:
         self._size += len(chunk)
         if self._size > self._max:
             raise PayloadTooLarge("upload larger than {} bytes".format(self._max))
-        self._hash.update(chunk)
-        self._handle.write(chunk)
+        self._sink.write(chunk)
 
     def _finish_part(self) -> None:
-        if self._handle is None:
+        if self._sink is None:
             self.fields[self._name] = b"".join(self._value).decode("utf-8", "replace")
             self._value = []
             return
-        self._handle.close()
-        self._handle = None
-        self.files.append(UploadedFile(
+        part = UploadedFile(
             field=self._name, filename=self._filename or "",
             mimetype=self._content_type or "application/octet-stream", path=self._path,
-            sha1=self._hash.hexdigest(), size=self._size))
+            sha1="", size=self._size)
+        self.files.append(part)
+        d = self._sink.close()
+        self._sink = None
         self._path = ""
+
+        def hashed(sha1: str) -> None:
+            part.sha1 = sha1
+
+        self._closing.append(d.addCallback(hashed))
 
     # -- feeding ---------------------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -195,17 +308,28 @@ class MultipartUpload:
             self.error = error
         self._drop_open_part()
 
+    async def complete(self) -> None:
+        """The body is complete: wait for every part to be on disk; raise the upload's error."""
+        closing, self._closing = self._closing, []
+        for d in closing:
+            try:
+                await d
+            except Exception as exc:  # noqa: BLE001 - disk errors in the writer threads
+                log.error("cannot write upload temp file: {error}", error=str(exc))
+                self._fail(StretchFSError("cannot store the upload temporarily"))
+        self.finish()
+
     def finish(self) -> None:
         """The body is complete; raise the upload's error if there was one."""
-        if self.error is None and self._handle is not None:
+        if self.error is None and self._sink is not None:
             self._fail(InvalidInput("multipart body ended inside a part"))
         if self.error is not None:
             raise self.error
 
     def _drop_open_part(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        if self._sink is not None:
+            self._sink.cancel()
+            self._sink = None
         if self._path:
             _unlink(self._path)
             self._path = ""
@@ -250,6 +374,7 @@ class UploadRequest(Request):
     tmp_dir: str = ""
     max_bytes: int = 0
     check_session: Callable[[str | None], Deferred[Any]] | None = None
+    reactor: Any = None
     _parsePOSTFormSubmission = False
     stretchfs_upload: MultipartUpload | None = None
 
@@ -267,7 +392,7 @@ class UploadRequest(Request):
 
         self.content = io.BytesIO()
         upload = MultipartUpload(ctype.decode("latin-1"), self.tmp_dir or tempfile.gettempdir(),
-                                 self.max_bytes)
+                                 self.max_bytes, offload=self._offload())
         self.stretchfs_upload = upload
         # Whatever happens to the request (answered, refused, cut), its temp files go.
         self.notifyFinish().addBoth(lambda _: upload.cleanup())
@@ -281,6 +406,21 @@ class UploadRequest(Request):
 
             d = self.check_session(session_token(self))
             d.addErrback(self._session_refused, upload)
+
+    def _offload(self) -> Any:
+        """(run in thread, pause reading, resume reading), or None without a thread pool."""
+        reactor = self.reactor
+        if reactor is None or not hasattr(reactor, "getThreadPool"):
+            return None
+        from twisted.internet.threads import deferToThreadPool
+
+        pool = reactor.getThreadPool()
+        transport = self.channel.transport
+
+        def run(work: Callable[..., Any], *args: Any) -> Deferred[Any]:
+            return deferToThreadPool(reactor, pool, work, *args)
+
+        return run, transport.pauseProducing, transport.resumeProducing
 
     def _refuse_now(self, code: int, reason: str, message: str) -> None:
         """Answer before the body (it would only be discarded) and close the connection."""
@@ -316,9 +456,12 @@ class UploadRequest(Request):
 
 
 def upload_request_factory(tmp_dir: str, max_bytes: int,
-                           check_session: Callable[[str | None], Deferred[Any]] | None
-                           ) -> type[UploadRequest]:
-    """A Site `requestFactory` streaming uploads into `tmp_dir`."""
+                           check_session: Callable[[str | None], Deferred[Any]] | None,
+                           reactor: Any = None) -> type[UploadRequest]:
+    """A Site `requestFactory` streaming uploads into `tmp_dir`.
+
+    With a `reactor` that has a thread pool, hashing and writing run in it.
+    """
     return type("PrismUploadRequest", (UploadRequest,), {
-        "tmp_dir": tmp_dir, "max_bytes": max_bytes,
+        "tmp_dir": tmp_dir, "max_bytes": max_bytes, "reactor": reactor,
         "check_session": staticmethod(check_session) if check_session else None})

@@ -156,3 +156,64 @@ def test_declared_oversize_upload_is_refused_before_the_body(tmp_path) -> None:
     assert b"larger than 1000 bytes" in transport.value()
     assert transport.disconnecting
     assert os.listdir(tmp_path) == []
+
+
+def test_threaded_sink_keeps_order_and_applies_back_pressure(tmp_path) -> None:
+    """Blocks are hashed and written in order off the reactor; too much queued pauses reading."""
+    from twisted.internet.defer import Deferred
+
+    jobs: list[tuple[Deferred, object, tuple]] = []
+    events: list[str] = []
+
+    def run(work, *args):
+        d: Deferred = Deferred()
+        jobs.append((d, work, args))
+        return d
+
+    def drain() -> None:
+        while jobs:
+            d, work, args = jobs.pop(0)
+            d.callback(work(*args))
+
+    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**9,
+                             offload=(run, lambda: events.append("pause"),
+                                      lambda: events.append("resume")))
+    data = os.urandom(40 * 1024 * 1024)
+    body, _ = multipart({}, {"file": ("big.bin", "", data)})
+    for start in range(0, len(body), 65536):
+        upload.feed(body[start:start + 65536])
+    assert events == ["pause"]
+    d = Deferred.fromCoroutine(upload.complete())
+    assert not d.called
+    drain()
+    result_of(d)
+    assert events == ["pause", "resume"]
+    [part] = upload.files
+    assert part.sha1 == sha1_of(data) and part.size == len(data)
+    with open(part.path, "rb") as handle:
+        assert handle.read() == data
+    upload.cleanup()
+    assert os.listdir(tmp_path) == []
+
+
+def test_threaded_sink_cancel_drops_the_file(tmp_path) -> None:
+    """A failed upload with blocks still queued leaves no temp file once they finish."""
+    from twisted.internet.defer import Deferred
+
+    jobs: list[tuple[Deferred, object, tuple]] = []
+
+    def run(work, *args):
+        d: Deferred = Deferred()
+        jobs.append((d, work, args))
+        return d
+
+    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**9,
+                             offload=(run, lambda: None, lambda: None))
+    body, _ = multipart({}, {"file": ("big.bin", "", os.urandom(3 * 1024 * 1024))})
+    upload.feed(body[: len(body) // 2])
+    upload.fail(Unauthorized("invalid session"))
+    while jobs:
+        d, work, args = jobs.pop(0)
+        d.callback(work(*args))
+    upload.cleanup()
+    assert os.listdir(tmp_path) == []
