@@ -136,7 +136,8 @@ class _ThreadedSink:
         self._pending = []
         self._pending_bytes = 0
         self._queued += len(data)
-        if self._queued > self.HIGH_WATER_BYTES and not self._paused:
+        if self._queued > self.HIGH_WATER_BYTES:
+            # Every time: the HTTP channel may have resumed the transport meanwhile.
             self._paused = True
             self._pause()
 

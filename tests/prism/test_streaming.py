@@ -182,12 +182,13 @@ def test_threaded_sink_keeps_order_and_applies_back_pressure(tmp_path) -> None:
     body, _ = multipart({}, {"file": ("big.bin", "", data)})
     for start in range(0, len(body), 65536):
         upload.feed(body[start:start + 65536])
-    assert events == ["pause"]
+    assert set(events) == {"pause"}
+    events.clear()
     d = Deferred.fromCoroutine(upload.complete())
     assert not d.called
     drain()
     result_of(d)
-    assert events == ["pause", "resume"]
+    assert events == ["resume"]
     [part] = upload.files
     assert part.sha1 == sha1_of(data) and part.size == len(data)
     with open(part.path, "rb") as handle:
