@@ -239,7 +239,6 @@ class PrismAPI:
             for sha1 in batch:
                 row = (rows or {}).get(sha1)
                 if row and row.get("stores"):
-                    mirror.load_row(dict(row, hash=sha1))
                     found[sha1] = content_record(sha1, row.get("ext"), int(row.get("size") or 0),
                                                  list(row["stores"]))
                 else:

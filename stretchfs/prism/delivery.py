@@ -127,7 +127,7 @@ class Delivery:
                                   "unreachable") from None
         if row is None or float(row.get("expires") or 0) <= self._clock.seconds():
             raise errors.NotFound("purchase not found")
-        self._purchases().load_row(row)
+        # Not copied into the mirror: the feed brings it in order with any removal.
         return PurchaseRecord(row["hash"], row.get("ext") or "bin", int(row["expires"]),
                               tuple(row.get("referrer") or ()))
 
@@ -143,7 +143,6 @@ class Delivery:
                                   "unreachable") from None
         if not row or not row.get("stores"):
             raise errors.NotFound("content not found")
-        self._inventory().load_row(row)
         return row.get("ext") or "bin", list(row["stores"])
 
     # -- redirects ---------------------------------------------------------
