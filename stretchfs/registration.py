@@ -133,7 +133,14 @@ class Registration(Service):
         self._schedule(0.0)
 
     def set_writable(self, writable: bool) -> None:
-        """Push this store's `writable` flag to the master (now, retried until it lands)."""
+        """Push this store's `writable` flag to the master (now, retried until it lands).
+
+        A full disk clears the flag; room again sets it back only if this store
+        was the one that cleared it, so an operator's `writable = false` stays.
+        """
+        if writable and self._writable_pushed is not False:
+            self._writable = None   # nothing of ours to undo (or our False never landed)
+            return
         self._writable = writable
         if self.running and self._busy is None and self.registered:
             self._schedule(0.0)

@@ -147,3 +147,20 @@ def test_refresh_soon_downloads_the_registry_at_most_every_two_seconds(clock) ->
     assert peers.get("store9") is not None
     service.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_room_again_only_undoes_our_own_writable_false(clock) -> None:
+    """Writable is set back only after this store cleared it; an operator's flag is left alone."""
+    master, peers = FakeMaster(), Peers(self_name="store1")
+    service = _registration(clock, master, peers)
+    service.startService()
+    clock.advance(0)
+    service.set_writable(True)
+    clock.advance(0)
+    assert master.updates == []
+    service.set_writable(False)
+    clock.advance(0)
+    service.set_writable(True)
+    clock.advance(0)
+    assert master.updates == [("store1", {"writable": False}), ("store1", {"writable": True})]
+    service.stopService()
