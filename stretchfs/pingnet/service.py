@@ -354,7 +354,8 @@ class PingNet(Service):
         record = self.peers.get(name)
         if record is None or not record.ping_port:
             return
-        self._sent_at[seq] = self._reactor.seconds()
+        if kind == PING:  # probe PINGs only: their seqs are released with the probe
+            self._sent_at[seq] = self._reactor.seconds()
         self._send((record.host, record.ping_port), kind, seq, target, echo)
 
     def _send(self, addr: Any, kind: int, seq: int, target: bytes = NO_TARGET,

@@ -280,3 +280,15 @@ def test_a_silent_smaller_peer_is_probed_by_the_other_side(cluster) -> None:
     cluster.run(2.0)
     for name in ("n2", "n3", "n4", "n5"):
         assert cluster.down_in(name) == {"n1"}
+
+
+def test_probe_bookkeeping_stays_bounded_under_loss(clock) -> None:
+    """Pending-probe tables do not grow with the number of rounds, even when packets are lost."""
+    sim = SimCluster(clock, 5)
+    sim.net.loss = 0.3
+    sim.start()
+    sim.run(20.0, step=0.01)
+    node = sim.nodes["n1"]
+    assert len(node._sent_at) <= 2 * 4 and len(node._by_seq) <= 2 * 4
+    assert len(node._relays) <= 4 * 3
+    sim.stop()
