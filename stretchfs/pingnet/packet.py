@@ -39,6 +39,7 @@ TAG_BYTES = 16
 PACKET_BYTES = _BODY.size + TAG_BYTES
 NO_TARGET = b"\0" * 8
 REPLAY_WINDOW = 4096
+_WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
 DROP_REASONS = ("truncated", "oversized", "version", "kind", "forged", "unknown_sender",
                 "stale", "replayed", "self")
@@ -101,31 +102,39 @@ def decode(key: bytes, data: bytes) -> Packet:
 
 
 class ReplayGuard:
-    """Rejects packets outside the clock window or seen before (per sender)."""
+    """Rejects packets outside the clock window or seen before (per sender).
+
+    Per sender it keeps the highest sequence number and a bitmap of the
+    REPLAY_WINDOW numbers below it (IPsec style): constant memory per peer.
+    """
 
     def __init__(self, window_seconds: float) -> None:
         self._window = window_seconds
         self._highest: dict[bytes, int] = {}
-        self._seen: dict[bytes, set[int]] = {}
+        self._bits: dict[bytes, int] = {}
 
     def check(self, packet: Packet, now: float) -> None:
         """Raise BadPacket('stale'|'replayed'), else remember the packet's seq."""
         if abs(packet.stamp - now) > self._window:
             raise BadPacket("stale")
-        sender = packet.sender
+        sender, seq = packet.sender, packet.seq
         highest = self._highest.get(sender)
-        seen = self._seen.setdefault(sender, set())
-        if highest is not None:
-            if packet.seq <= highest - REPLAY_WINDOW or packet.seq in seen:
-                raise BadPacket("replayed")
-        seen.add(packet.seq)
-        if highest is None or packet.seq > highest:
-            self._highest[sender] = packet.seq
-            if len(seen) > 2 * REPLAY_WINDOW:
-                floor = packet.seq - REPLAY_WINDOW
-                self._seen[sender] = {s for s in seen if s > floor}
+        if highest is None:
+            self._highest[sender] = seq
+            self._bits[sender] = 1
+            return
+        if seq > highest:
+            shift = seq - highest
+            bits = (self._bits[sender] << shift) | 1 if shift < REPLAY_WINDOW else 1
+            self._bits[sender] = bits & _WINDOW_MASK
+            self._highest[sender] = seq
+            return
+        offset = highest - seq
+        if offset >= REPLAY_WINDOW or self._bits[sender] >> offset & 1:
+            raise BadPacket("replayed")
+        self._bits[sender] |= 1 << offset
 
     def forget(self, sender: bytes) -> None:
         """Drop what is known of `sender` (it left the registry)."""
         self._highest.pop(sender, None)
-        self._seen.pop(sender, None)
+        self._bits.pop(sender, None)

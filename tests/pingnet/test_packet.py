@@ -94,3 +94,14 @@ def test_restarted_sender_is_accepted() -> None:
     guard = ReplayGuard(5.0)
     guard.check(_packet(seq=int(NOW * 1e6) + 5), NOW)
     guard.check(_packet(seq=int((NOW + 3) * 1e6)), NOW + 3)
+
+
+def test_out_of_order_packets_are_accepted_once() -> None:
+    """Late packets inside the window are accepted once each, in any order."""
+    guard = ReplayGuard(5.0)
+    for seq in (50, 53, 51, 60, 52):
+        guard.check(_packet(seq=seq), NOW)
+    for seq in (50, 51, 52, 53, 60):
+        with pytest.raises(BadPacket):
+            guard.check(_packet(seq=seq), NOW)
+    guard.check(_packet(seq=59), NOW)
