@@ -132,7 +132,7 @@ class PrismAPI:
                  metrics_registry: CollectorRegistry, clock: Any, master: Any = None,
                  peers: Any = None, inventory: Any = None, purchases: Any = None,
                  replicator: Replicator | None = None, retriever: Any = None,
-                 syncs: Any = ()) -> None:
+                 syncs: Any = (), store_client: Any = None) -> None:
         self.config = config
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
@@ -149,7 +149,8 @@ class PrismAPI:
         self.sessions = SessionCache(master, clock, config.prism.session_cache_ttl)
         self.max_body = config.http.max_body
         self.delivery = Delivery(config=config, peers=peers, purchases=purchases,
-                                 inventory=inventory, master=master, clock=clock)
+                                 inventory=inventory, master=master, clock=clock,
+                                 store_client=store_client)
         self.uploads = Counter("stretchfs_prism_uploads", "Files received by upload/retrieve",
                                ["result"], registry=metrics_registry)
         self.deliveries = Counter("stretchfs_prism_deliveries",
@@ -223,9 +224,10 @@ class PrismAPI:
 
     # -- content -----------------------------------------------------------
     async def _records(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
-        """Records of `hashes`: mirror first, the misses confirmed by the master."""
+        """Records of `hashes`: mirror first, misses asked of the master, then of the stores."""
         found: dict[str, dict[str, Any]] = {}
-        misses = []
+        misses: list[str] = []
+        unknown: list[str] = []
         mirror = self.inventory()
         for sha1 in hashes:
             record = mirror.get(sha1)
@@ -242,8 +244,13 @@ class PrismAPI:
                     found[sha1] = content_record(sha1, row.get("ext"), int(row.get("size") or 0),
                                                  list(row["stores"]))
                 else:
-                    found[sha1] = content_record(sha1, None, 0, [])
-        return found
+                    unknown.append(sha1)
+        if unknown:
+            probed = await self.delivery.probe_stores(unknown)
+            for sha1 in unknown:
+                ext, size, stores = probed.get(sha1, (None, 0, []))
+                found[sha1] = content_record(sha1, ext, size, stores)
+        return {sha1: found[sha1] for sha1 in hashes}
 
     @app.route("/content/detail", methods=["POST"])
     @session_required

@@ -21,7 +21,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -39,6 +39,9 @@ KLEIN_PREFIXES = frozenset({b"", b"user", b"content", b"health", b"metrics", b"p
                             b"static"})
 """First path segments that belong to the API, never tokens (PrismRoot adds Klein's own)."""
 _JSON = b"application/json; charset=utf-8"
+PROBE_SECONDS = 2.0
+PROBE_PER_SECOND = 20.0
+PROBE_BURST = 20
 
 
 def referrer_allowed(patterns: tuple[str, ...], referer: bytes | None) -> bool:
@@ -97,8 +100,11 @@ class Delivery:
     """Resolves tokens and hashes to signed store URLs."""
 
     def __init__(self, *, config: Any, peers: Any, purchases: Any, inventory: Any,
-                 master: Any, clock: Any) -> None:
+                 master: Any, clock: Any, store_client: Any = None) -> None:
         self._config = config
+        self._store_client = store_client
+        self._probe_tokens = float(PROBE_BURST)
+        self._probe_refilled = clock.seconds() if clock is not None else 0.0
         self._peers = peers
         self._purchases = purchases
         self._inventory = inventory
@@ -131,8 +137,11 @@ class Delivery:
         return PurchaseRecord(row["hash"], row.get("ext") or "bin", int(row["expires"]),
                               tuple(row.get("referrer") or ()))
 
-    async def stores_of(self, sha1: str) -> tuple[str, list[str]]:
-        """(ext, stores) of `sha1`: mirror, else master; NotFound / NotReady."""
+    async def stores_of(self, sha1: str, limited: bool = False) -> tuple[str, list[str]]:
+        """(ext, stores) of `sha1`: mirror, else master, else the stores; NotFound / NotReady.
+
+        `limited` (unauthenticated callers) rations the store probes.
+        """
         record = self._inventory().get(sha1)
         if record is not None:
             return record.ext, list(record.stores)
@@ -141,9 +150,54 @@ class Delivery:
         except (errors.PeerUnavailable, errors.UpstreamError):
             raise errors.NotReady("content not in the local mirror and the master is "
                                   "unreachable") from None
-        if not row or not row.get("stores"):
-            raise errors.NotFound("content not found")
-        return row.get("ext") or "bin", list(row["stores"])
+        if row and row.get("stores"):
+            return row.get("ext") or "bin", list(row["stores"])
+        if not limited or self._take_probe():
+            found = (await self.probe_stores([sha1])).get(sha1)
+            if found is not None:
+                return found[0], found[2]
+        raise errors.NotFound("content not found")
+
+    def _take_probe(self) -> bool:
+        """Token bucket of store probes for unauthenticated requests."""
+        now = self._clock.seconds()
+        self._probe_tokens = min(float(PROBE_BURST), self._probe_tokens +
+                                 (now - self._probe_refilled) * PROBE_PER_SECOND)
+        self._probe_refilled = now
+        if self._probe_tokens < 1:
+            return False
+        self._probe_tokens -= 1
+        return True
+
+    async def probe_stores(self, hashes: list[str]) -> dict[str, tuple[str, int, list[str]]]:
+        """Ask every available store whether it holds `hashes`: {hash: (ext, size, stores)}.
+
+        The last word before a 404: right after a master outage the stores may
+        still be publishing what they received meanwhile, so the master (and
+        the feeds) can lag behind them for a few seconds.
+        """
+        stores = self._peers.candidates("store") if self._peers is not None else []
+        if not stores or self._store_client is None or not hashes:
+            return {}
+        calls = [ensureDeferred(self._store_client(peer).exists(hashes, timeout=PROBE_SECONDS))
+                 for peer in stores]
+        results = await DeferredList(calls, consumeErrors=True)
+        found: dict[str, tuple[str, int, list[str]]] = {}
+        for peer, (ok, answer) in zip(stores, results):
+            if not ok or not isinstance(answer, dict):
+                log.warn("store {store} did not answer an existence probe", store=peer.name)
+                continue
+            for sha1 in hashes:
+                row = answer.get(sha1)
+                if isinstance(row, dict) and row.get("exists"):
+                    ext, size, names = found.get(sha1, (str(row.get("ext") or "bin"),
+                                                        int(row.get("size") or 0), []))
+                    names.append(peer.name)
+                    found[sha1] = (ext, size, names)
+        if found:
+            log.info("{count} content(s) unknown to the master found on stores",
+                     count=len(found), event="store_probe_hit")
+        return found
 
     # -- redirects ---------------------------------------------------------
     def location(self, request: Any, sha1: str, ext: str, stores: list[str]) -> bytes:
@@ -182,7 +236,7 @@ class Delivery:
         asked = filename.rsplit(".", 1)[1].lower() if "." in filename else ""
         if asked in self._deny_static:
             raise errors.Forbidden("invalid static file type: purchase it")
-        ext, stores = await self.stores_of(sha1)
+        ext, stores = await self.stores_of(sha1, limited=True)
         if ext in self._deny_static:
             raise errors.Forbidden("invalid static file type: purchase it")
         return self.location(request, sha1, ext, stores)

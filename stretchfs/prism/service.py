@@ -68,7 +68,8 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     api = PrismAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
                    master=master, peers=peers, inventory=lambda: inventory.mirror,
                    purchases=lambda: purchases.mirror, replicator=replicator,
-                   retriever=retriever, syncs=[inventory, purchases])
+                   retriever=retriever, syncs=[inventory, purchases],
+                   store_client=store_client)
     inventory.setServiceParent(top)
     purchases.setServiceParent(top)
     factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,

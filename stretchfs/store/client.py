@@ -129,9 +129,10 @@ class StoreClient:
         except ValueError:
             raise UpstreamError(response.code, body[:200], url) from None
 
-    async def exists(self, hashes: list[str]) -> dict[str, Any]:
+    async def exists(self, hashes: list[str], timeout: float | None = None) -> dict[str, Any]:
         """`{hash: {"exists", "ext", "size"}}` for each of `hashes`."""
-        return await self._json.json("POST", "/content/exists", {"hash": list(hashes)})
+        return await self._json.json("POST", "/content/exists", {"hash": list(hashes)},
+                                     timeout=timeout)
 
     async def remove(self, sha1: str) -> dict[str, Any]:
         """Remove a content from the store."""

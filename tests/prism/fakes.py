@@ -249,6 +249,7 @@ class FakeStore:
     def __init__(self, name: str) -> None:
         self.name = name
         self.files: dict[str, bytes] = {}
+        self.exts: dict[str, str] = {}
         self.mode = "ok"   # ok | full | error
         self.puts = 0
 
@@ -267,12 +268,15 @@ class FakeStore:
         if hashlib.sha1(data).hexdigest() != sha1:
             return _json(request, {"error": "sha1 mismatch"}, 409)
         self.files[sha1] = data
+        self.exts[sha1] = ext
         return _json(request, {"hash": sha1, "ext": ext, "size": len(data)}, 201)
 
     @app.route("/content/exists", methods=["POST"])
     def exists(self, request: Any) -> bytes:
         hashes = _body(request)["hash"]
-        return _json(request, {h: {"exists": h in self.files, "ext": "bin",
+        if self.mode != "ok":
+            return _json(request, {"error": "broken"}, 500)
+        return _json(request, {h: {"exists": h in self.files, "ext": self.exts.get(h, "bin"),
                                    "size": len(self.files.get(h, b""))} for h in hashes})
 
     @app.route("/content/remove", methods=["POST"])

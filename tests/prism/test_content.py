@@ -145,3 +145,49 @@ def test_mirror_routes_need_the_cluster_key(tmp_path) -> None:
     assert code == 200 and body == {H1: True, H2: False}
     assert prism.call("GET", "/pingnet/status", token=None)[0] != 404
     prism.stop()
+
+
+def test_content_only_the_stores_know_yet_is_found(tmp_path) -> None:
+    """Content a store holds but has not published yet (master lagging) is no 404."""
+    prism = make_prism(tmp_path)
+    prism.stores["store2"].files[H3] = b"abc"
+    prism.stores["store2"].exts[H3] = "jpg"
+    code, body, _ = prism.call("POST", "/content/detail", {"hash": H3})
+    assert code == 200 and body["map"] == ["store2"] and body["ext"] == "jpg"
+    code, body, _ = prism.call("POST", "/content/exists", {"hash": [H2, H3]})
+    assert list(body) == [H2, H3] and body[H3]["exists"] and not body[H2]["exists"]
+    code, purchase, _ = prism.call("POST", "/content/purchase", {"hash": H3})
+    assert code == 200 and purchase["ext"] == "jpg"
+    code, _, headers = prism.call("GET", "/static/{}/x.jpg".format(H3), token=None)
+    assert code == 302 and b"10.0.0.2" in headers.getRawHeaders(b"location")[0]
+    prism.stop()
+
+
+def test_unreachable_stores_do_not_turn_a_miss_into_an_error(tmp_path) -> None:
+    """A store that fails the probe counts as not holding the content (404, not 500)."""
+    prism = make_prism(tmp_path)
+    prism.stores["store1"].mode = "error"
+    prism.network.down.add("10.0.0.2")
+    assert prism.call("POST", "/content/detail", {"hash": H3})[0] == 404
+    prism.stop()
+
+
+def test_static_store_probes_are_rationed(tmp_path) -> None:
+    """Unauthenticated static misses probe the stores at most ~20 times a second."""
+    prism = make_prism(tmp_path)
+    calls = []
+    original = prism.service.api.delivery.probe_stores
+
+    async def counting(hashes):
+        calls.append(hashes)
+        return await original(hashes)
+
+    prism.service.api.delivery.probe_stores = counting
+    for index in range(30):
+        sha1 = "{:040x}".format(index)
+        assert prism.call("GET", "/static/{}/x.jpg".format(sha1), token=None)[0] == 404
+    assert len(calls) == 20
+    prism.clock.advance(1.0)
+    assert prism.call("GET", "/static/{}/x.jpg".format("f" * 40), token=None)[0] == 404
+    assert len(calls) == 21
+    prism.stop()
