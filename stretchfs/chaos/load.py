@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from stretchfs.chaos.client import CallFailed, PrismUser
 
+PROPAGATION_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class Item:
@@ -26,6 +28,7 @@ class Item:
     ext: str
     token: str
     size: int
+    made_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class Load:
     items: list[Item] = field(default_factory=list)
     mix: LoadMix = field(default_factory=LoadMix)
     threads: int = 4
-    max_requests: int = 20000
+    max_requests: int = 500_000
     max_seconds: float = 300.0
     upload_bytes: tuple[int, int] = (1024, 64 * 1024)
     results: list[Result] = field(default_factory=list)
@@ -100,7 +103,7 @@ class Load:
         with self._lock:
             self.uploaded.append(Item(record["hash"], record["ext"], "", len(data)))
         token = user.purchase(record["hash"], record["ext"])
-        return Item(record["hash"], record["ext"], token, len(data))
+        return Item(record["hash"], record["ext"], token, len(data), time.monotonic())
 
     def _record(self, operation: str, kind: str, detail: str = "") -> None:
         with self._lock:
@@ -123,8 +126,11 @@ class Load:
                 time.sleep(0.05)
 
     def _operate(self, user: PrismUser, operation: str) -> None:
+        # Download only what every prism can know: a purchase reaches the other
+        # prisms through the master's feed (milliseconds), not at the instant it is made.
+        settled = time.monotonic() - PROPAGATION_SECONDS
         with self._lock:
-            pool = list(self.items)
+            pool = [item for item in self.items if item.made_at <= settled]
         if operation == "upload" or not pool:
             item = self._upload_and_purchase(user)
             with self._lock:
@@ -143,6 +149,15 @@ class Load:
             return Counter(r.kind for r in self.results
                            if r.kind != "ok" and since <= r.at < until
                            and (operation is None or r.operation == operation))
+
+    def examples(self) -> dict[str, str]:
+        """One recorded detail per failure kind, for reports."""
+        with self._lock:
+            found: dict[str, str] = {}
+            for result in self.results:
+                if result.kind != "ok":
+                    found.setdefault(result.kind, result.detail[:200])
+            return found
 
     def count(self, since: float = 0.0, until: float = float("inf"),
               operation: str | None = None, kind: str | None = None) -> int:

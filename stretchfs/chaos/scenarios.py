@@ -126,6 +126,7 @@ def _finish(load: Load, report: Report, handle: ClusterHandle) -> None:
     report.failed.update(failures)
     if failures:
         report.notes.append("all client failures: {}".format(dict(failures)))
+        report.notes.append("examples: {}".format(load.examples()))
     check_nothing_lost(handle, load.uploaded, report)
 
 
