@@ -20,8 +20,8 @@ T = TypeVar("T")
 
 CLUSTER_KEY_ENV = "STRETCHFS_CLUSTER_KEY"
 DEV_CLUSTER_KEY = "change-me-dev-cluster-key"
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-_EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
+_EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1, "b": 1,

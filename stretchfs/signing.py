@@ -20,8 +20,8 @@ import hmac
 import re
 
 DELIVERY_CONTEXT = b"stretchfs delivery-url secret v1"
-SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
+SHA1_RE = re.compile(r"^[0-9a-f]{40}\Z")
+EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 
 
 def delivery_secret(cluster_key: str) -> str:

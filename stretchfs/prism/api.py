@@ -33,9 +33,9 @@ from stretchfs.web.jsonio import read_json_object, write_json
 log = Logger()
 T = TypeVar("T")
 
-SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
-EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
-PURCHASE_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}$")
+SHA1_RE = re.compile(r"^[0-9a-f]{40}\Z")
+EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
+PURCHASE_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
 MASTER_LOOKUP_BATCH = 1000
 MAX_REFERRERS = 100
 MAX_REFERRER_CHARS = 255

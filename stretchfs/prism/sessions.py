@@ -20,7 +20,7 @@ from stretchfs.web.auth import session_token
 
 log = Logger()
 
-SESSION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+SESSION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")
 MAX_CACHED_SESSIONS = 100_000
 
 

@@ -36,7 +36,7 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS_BYTES = 1024 * 1024
 MAX_PARTS = 1000
 BUFFERED_READ_BYTES = 256 * 1024
-_EXT_RE = re.compile(r"^[a-z0-9]{1,10}$")
+_EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 
 
 @dataclass

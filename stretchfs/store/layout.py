@@ -20,8 +20,8 @@ from typing import Iterator
 from stretchfs.errors import InvalidInput
 from stretchfs.signing import EXT_RE, SHA1_RE, content_path
 
-NAME_RE = re.compile(r"^([0-9a-f]{40})\.([a-z0-9]{1,10})$")
-HEX2_RE = re.compile(r"^[0-9a-f]{2}$")
+NAME_RE = re.compile(r"^([0-9a-f]{40})\.([a-z0-9]{1,10})\Z")
+HEX2_RE = re.compile(r"^[0-9a-f]{2}\Z")
 TEMP_PREFIX = "put-"
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
