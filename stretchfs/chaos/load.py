@@ -29,6 +29,7 @@ class Item:
     token: str
     size: int
     made_at: float = 0.0
+    copies: int = 0
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ class Load:
         with self._lock:
             self.uploaded.append(Item(record["hash"], record["ext"], "", len(data)))
         token = user.purchase(record["hash"], record["ext"])
-        return Item(record["hash"], record["ext"], token, len(data), time.monotonic())
+        return Item(record["hash"], record["ext"], token, len(data), time.monotonic(),
+                    int(record.get("copies") or 0))
 
     def _record(self, operation: str, kind: str, detail: str = "") -> None:
         with self._lock:
@@ -140,7 +142,11 @@ class Load:
         if operation == "purchase":
             user.purchase(item.sha1, item.ext)
         else:
-            user.download(item.token, "file." + item.ext, item.sha1)
+            try:
+                user.download(item.token, "file." + item.ext, item.sha1)
+            except CallFailed as exc:
+                raise CallFailed(exc.kind, "{} (upload made {} copies)".format(
+                    exc, item.copies)) from None
 
     def failures(self, since: float = 0.0, until: float = float("inf"),
                  operation: str | None = None) -> Counter[str]:

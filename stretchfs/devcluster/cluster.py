@@ -163,6 +163,7 @@ class LocalCluster:
         # The master first: the other roles register with it at start-up.
         self._launch(self.nodes[:1], detach, timeout)
         self._launch(self.nodes[1:], detach, timeout)
+        self._wait_meshed(timeout)
         self.user = self._create_first_user(master_url)
 
     def _launch(self, nodes: list[NodeSpec], detach: bool, timeout: float) -> None:
@@ -175,6 +176,24 @@ class LocalCluster:
         for node in nodes:
             self.processes[node.name].wait_healthy(node.url, timeout)
             self.say("{:<8} {:<7} {} ready".format(node.name, node.role, node.url))
+
+    def _wait_meshed(self, timeout: float) -> None:
+        """Wait until every prism and store knows every other one as available.
+
+        A node registers at start-up, but the others learn of it only at their
+        next registry download; a cluster handed out before that would, for
+        example, place an upload's copies on the few stores a prism knows yet.
+        """
+        members = [n for n in self.nodes if n.role != "master"]
+        deadline = time.monotonic() + timeout
+        waiting = list(members)
+        while waiting and time.monotonic() < deadline:
+            waiting = [n for n in waiting if not _sees_all(n, members)]
+            if waiting:
+                time.sleep(0.1)
+        if waiting:
+            raise RuntimeError("the ping net did not mesh within {} s: {}".format(
+                timeout, ", ".join(n.name for n in waiting)))
 
     def _create_first_user(self, master_url: str) -> dict[str, str] | None:
         body = json.dumps({"username": FIRST_USER}).encode()
@@ -217,6 +236,15 @@ class LocalCluster:
             process.stop()
         if self.redis is not None:
             self.redis.stop()
+
+
+def _sees_all(node: NodeSpec, members: list[NodeSpec]) -> bool:
+    """True when `node`'s /pingnet/status lists every other member as available."""
+    status, body = http_get_json(node.url + "/pingnet/status", timeout=1.0)
+    if status != 200 or not isinstance(body, dict):
+        return False
+    seen = {str(p.get("name")): bool(p.get("available")) for p in body.get("peers", [])}
+    return all(seen.get(m.name) for m in members if m.name != node.name)
 
 
 def load_state(workdir: str) -> dict[str, Any] | None:
