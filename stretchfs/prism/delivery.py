@@ -225,8 +225,10 @@ class Delivery:
         purchase = await self.purchase(token)
         if not referrer_allowed(purchase.referrer, request.getHeader(b"referer")):
             raise errors.Forbidden("referrer not allowed")
+        # The store holds the file under the extension it was stored with; a purchase
+        # may name another (clients send what they like), which would be a dead URL.
         ext, stores = await self.stores_of(purchase.sha1)
-        return self.location(request, purchase.sha1, purchase.ext or ext, stores)
+        return self.location(request, purchase.sha1, ext, stores)
 
     async def resolve_static(self, request: Any, sha1: str, filename: str) -> bytes:
         """Location for a static delivery."""
@@ -318,7 +320,7 @@ class PrismRoot(Resource):
                                                 request.getHeader(b"referer")):
                             raise errors.Forbidden("referrer not allowed")
                         return self._redirect(request, delivery.location(
-                            request, purchase.sha1, purchase.ext, list(record.stores)))
+                            request, purchase.sha1, record.ext, list(record.stores)))
                     except errors.StretchFSError as exc:
                         return self._error(request, exc)
         return self._later(request, delivery.resolve_token(request, token))

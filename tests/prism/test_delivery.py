@@ -220,3 +220,15 @@ def test_delivery_answers_are_counted(tmp_path) -> None:
     assert 'stretchfs_prism_deliveries_total{code="302"} 1.0' in text
     assert 'stretchfs_prism_deliveries_total{code="403"} 1.0' in text
     prism.stop()
+
+
+def test_purchase_naming_another_extension_still_reaches_the_stored_file(tmp_path) -> None:
+    """A purchase made with a wrong ext redirects to the file as stored (no dead URL)."""
+    prism = make_prism(tmp_path, prefill=_setup)
+    token = _purchase(prism, H2, "mp4")
+    for _ in range(2):  # local fast path, then the same answer again
+        code, _, headers = prism.call("GET", "/{}/p.mp4".format(token), token=None)
+        assert code == 302
+        location = urlsplit(headers.getRawHeaders(b"location")[0].decode())
+        assert location.path == content_path(H2, "jpg")
+    prism.stop()
