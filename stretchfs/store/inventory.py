@@ -26,6 +26,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from stretchfs.errors import NotReady
 from stretchfs.signing import EXT_RE, SHA1_RE
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
@@ -165,6 +166,11 @@ def diff_inventory(store: ContentStore, known: KnownInventory, sink: Any,
 
     `progress(report)` is called every `every` files, from the scanning thread.
     """
+    if not os.path.isdir(store.content_dir):
+        # An unmounted disk looks like an empty store: never publish that as
+        # "every file removed".
+        raise NotReady("content folder {} is missing: is the disk mounted?".format(
+            store.content_dir))
     report = SyncReport(known=len(known))
     rows = known.rows
     for item in store.scan():

@@ -123,3 +123,23 @@ def test_known_inventory_skips_malformed_rows() -> None:
                 {"hash": "c" * 40, "ext": "mp4", "size": -1}):
         known.add_row(bad)
     assert len(known) == 1 and known.invalid == 5
+
+
+def test_sync_of_a_missing_content_folder_removes_nothing(tmp_path) -> None:
+    """An unmounted disk (no content/ folder) stops the sync instead of publishing removals."""
+    import shutil
+
+    import pytest
+
+    from stretchfs.errors import NotReady
+
+    root = str(tmp_path)
+    store = ContentStore(root)
+    store.prepare()
+    shutil.rmtree(os.path.join(root, "content"))
+    known = KnownInventory()
+    known.add_row({"hash": "a" * 40, "ext": "mp4", "size": 3})
+    sink = SpoolSink(os.path.join(root, "spool"))
+    with pytest.raises(NotReady):
+        diff_inventory(store, known, sink)
+    assert [c for batch in sink.batches(10) for c in batch] == []
