@@ -8,6 +8,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.web.server import Site
 
+from stretchfs.web.limits import LimitedRequest
 from stretchfs.web.listen import ListeningService
 
 
@@ -30,16 +31,17 @@ class QuietSite(Site):
         """Write no access log line."""
 
 
-def http_service(reactor: Any, listen: str, resource: Any, role: str,
-                 request_factory: Any = None) -> ListeningService:
+def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_body: int,
+                 request_factory: type[LimitedRequest] = LimitedRequest) -> ListeningService:
     """A listening service for `resource` on the endpoint string `listen`.
 
-    `request_factory` replaces twisted.web's Request class (the store streams
-    PUT bodies to disk with its own).
+    Bodies over `max_body` are never stored (answered 413 by the JSON
+    routes); `request_factory`, a `LimitedRequest`, may stream some routes'
+    bodies itself (store PUTs, prism uploads).
     """
     site = QuietSite(resource)
-    if request_factory is not None:
-        site.requestFactory = request_factory
+    site.requestFactory = request_factory
+    site.max_body = max_body
     site.displayTracebacks = False
     site.noisy = False
     return ListeningService(reactor, listen, site, role)

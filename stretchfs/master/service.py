@@ -10,7 +10,7 @@ from twisted.internet.threads import deferToThreadPool
 
 from stretchfs.config import MasterConfig
 from stretchfs.health import Readiness
-from stretchfs.master.api import MasterAPI
+from stretchfs.master.api import PUBLISH_MAX_BYTES, MasterAPI
 from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.dashboard import ClusterVerdicts
@@ -43,7 +43,8 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
     RedisWatch(redis, reactor, readiness, REDIS_CHECK_SECONDS).setServiceParent(top)
     PurchasePruner(api.purchases, reactor, config.master.prune_interval,
                    on_pruned=api.record_prune).setServiceParent(top)
-    http_service(reactor, config.http.listen, api.app.resource(), "master").setServiceParent(top)
+    http_service(reactor, config.http.listen, api.app.resource(), "master",
+                 max_body=max(config.http.max_body, PUBLISH_MAX_BYTES)).setServiceParent(top)
     verdicts = ClusterVerdicts(redis, config.redis.prefix, api.peers.list, reactor)
     verdicts.setServiceParent(top)
     api.peer_columns.append(verdicts.column())

@@ -75,7 +75,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,
                                      api.check_session, reactor)
     http_service(reactor, config.http.listen, api.resource(), "prism",
-                 request_factory=factory).setServiceParent(top)
+                 max_body=config.http.max_body, request_factory=factory).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
                                         peers=peers, metrics_registry=registry)

@@ -25,9 +25,9 @@ from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.web.server import Request
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
+from stretchfs.web.limits import LimitedRequest
 
 log = Logger()
 
@@ -366,7 +366,7 @@ def parse_buffered(content: BinaryIO | None, content_type: str, tmp_dir: str,
     return upload
 
 
-class UploadRequest(Request):
+class UploadRequest(LimitedRequest):
     """A Request that streams `POST /content/upload` bodies into a MultipartUpload.
 
     Class attributes are set by `upload_request_factory`.

@@ -123,7 +123,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     disk.setServiceParent(top)
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
-    http_service(reactor, config.http.listen, root, "store",
+    http_service(reactor, config.http.listen, root, "store", max_body=config.http.max_body,
                  request_factory=request_factory(receiver)).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,

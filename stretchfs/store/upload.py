@@ -24,11 +24,11 @@ from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.server import Request
 
 from stretchfs.errors import InsufficientStorage, PayloadTooLarge, StretchFSError
 from stretchfs.store.layout import ContentStore, parse_name
 from stretchfs.web.auth import check_cluster_key
+from stretchfs.web.limits import LimitedRequest
 
 log = Logger()
 
@@ -306,7 +306,7 @@ def put_name(path: bytes) -> str | None:
     return path[len(PUT_PREFIX):].decode("latin-1")
 
 
-class StoreRequest(Request):
+class StoreRequest(LimitedRequest):
     """A Request that streams `PUT /content/put/...` bodies into the store."""
 
     receiver: PutReceiver | None = None
