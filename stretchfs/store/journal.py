@@ -142,11 +142,28 @@ class Journal:
             self._acked = max(self._acked, min(offset, self._size))
             self._pending = max(0, self._pending - count)
             if self._acked == self._size and self._size >= COMPACT_BYTES:
+                # The zero offset must be on disk before the truncation: a stale,
+                # larger offset over a shorter new journal would count unpublished
+                # changes as published.  (Replaying old changes is harmless.)
+                self._write_acked(0, durable=True)
                 self._file.truncate(0)
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._size = self._acked = self._pending = 0
-            temp = self._acked_path + ".tmp"
-            with open(temp, "wb") as handle:
-                handle.write(b"%d\n" % self._acked)
-            os.replace(temp, self._acked_path)
+                return
+            self._write_acked(self._acked, durable=False)
+
+    def _write_acked(self, offset: int, durable: bool) -> None:
+        temp = self._acked_path + ".tmp"
+        with open(temp, "wb") as handle:
+            handle.write(b"%d\n" % offset)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temp, self._acked_path)
+        if durable:
+            folder = os.open(self.folder, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)

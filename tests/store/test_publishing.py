@@ -126,3 +126,23 @@ def test_stop_cancels_the_retry(tmp_path, clock) -> None:
     assert clock.getDelayedCalls()
     publisher.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_compaction_leaves_no_stale_offset(tmp_path, monkeypatch) -> None:
+    """After a compaction, changes appended later are pending again after a restart."""
+    from stretchfs.store import journal as journal_module
+
+    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 10)
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([{"op": "add", "hash": "a" * 40, "ext": "bin", "size": 1}])
+    changes, offset = journal.read_batch(10)
+    journal.ack(offset, len(changes))
+    assert journal.pending == 0
+    journal.append([{"op": "remove", "hash": "b" * 40}])
+    journal.close()
+    again = Journal(str(tmp_path))
+    again.open()
+    assert again.pending == 1
+    assert again.read_batch(10)[0] == [{"op": "remove", "hash": "b" * 40}]
+    again.close()
