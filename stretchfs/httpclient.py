@@ -41,10 +41,18 @@ async def read_capped(response: IResponse, max_bytes: int = MAX_REPLY_BYTES) -> 
     if isinstance(length, int) and length > max_bytes:
         response.deliverBody(_Discard())
         raise UpstreamError(response.code, b"reply too large")
-    body = await treq.content(response)
-    if len(body) > max_bytes:
-        raise UpstreamError(response.code, b"reply too large")
-    return body
+    chunks: list[bytes] = []
+    seen = 0
+
+    def keep(data: bytes) -> None:
+        nonlocal seen
+        seen += len(data)
+        if seen > max_bytes:  # treq drops the connection when the collector raises
+            raise UpstreamError(response.code, b"reply too large")
+        chunks.append(data)
+
+    await treq.collect(response, keep)
+    return b"".join(chunks)
 
 
 class _Discard:

@@ -90,3 +90,35 @@ async def test_real_server_answers_413_to_a_huge_body() -> None:
         assert "error" in json.loads(await big.content())
     finally:
         await service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_stops_reading_a_reply_past_its_cap() -> None:
+    """read_capped refuses a chunked reply once it passes the cap, without buffering it all."""
+    from twisted.internet import reactor
+
+    from stretchfs.errors import UpstreamError
+    from stretchfs.httpclient import make_http_client, read_capped
+    from stretchfs.roles import http_service
+
+    class _Big:
+        app = Klein()
+
+        @app.route("/big")
+        def big(self, request):
+            for _ in range(50):
+                request.write(b"b" * 10_000)  # no Content-Length: chunked
+            request.finish()
+
+    service = http_service(reactor, "tcp:0:interface=127.0.0.1", _Big().app.resource(),
+                           "test", max_body=1000)
+    service.startService()
+    address = await service.ready
+    http = make_http_client(reactor, persistent=False)
+    try:
+        url = "http://127.0.0.1:{}/big".format(address.port)
+        assert len(await read_capped(await http.get(url), 1_000_000)) == 500_000
+        with pytest.raises(UpstreamError):
+            await read_capped(await http.get(url), 50_000)
+    finally:
+        await service.stopService()
