@@ -173,6 +173,12 @@ class _ToFile(Protocol):
                 reason.getErrorMessage())))
 
 
+def _drop(sink: Any) -> None:
+    transport = getattr(sink, "transport", None)
+    if transport is not None:
+        transport.stopProducing()
+
+
 class Retriever:
     """Fetches remote URLs into temp files through a checked Agent."""
 
@@ -239,7 +245,9 @@ class Retriever:
         fd, path = tempfile.mkstemp(prefix="stretchfs-retrieve-", dir=self._tmp_dir)
         try:
             with os.fdopen(fd, "wb") as handle:
-                done: Deferred[int] = Deferred()
+                # Cancelling (the fetch timeout) must also drop the remote
+                # connection, or a slow remote keeps streaming into nowhere.
+                done: Deferred[int] = Deferred(lambda _: _drop(sink))
                 sink = _ToFile(handle, self._max, done)
                 response.deliverBody(sink)
                 size = await done

@@ -175,3 +175,30 @@ def test_sdk_extension_forms_are_accepted(tmp_path) -> None:
 
     assert _clean_extension("jpg?x=1") == "jpg" and _clean_extension(".GIF") == "gif"
     assert _clean_extension("") is None and _clean_extension(None) is None
+
+
+def test_fetch_timeout_drops_the_remote_connection(tmp_path) -> None:
+    """A remote body still streaming when the fetch is cancelled gets its connection closed."""
+    from twisted.internet.defer import ensureDeferred
+    from twisted.internet.testing import StringTransport
+    from twisted.web.http_headers import Headers
+
+    class _Stalling:
+        headers = Headers({})
+        transport = StringTransport()
+
+        def deliverBody(self, protocol) -> None:
+            protocol.makeConnection(self.transport)
+            protocol.dataReceived(b"x" * 1000)
+
+    retriever = Retriever(agent=None, clock=MemoryReactorClock(), max_bytes=10**7, timeout=30,
+                          tmp_dir=str(tmp_path))
+    response = _Stalling()
+    d = ensureDeferred(retriever._save(response, "http://remote/slow"))
+    assert not d.called
+    d.cancel()
+    assert response.transport.producerState == "stopped"
+    d.addErrback(lambda failure: None)
+    import os
+
+    assert os.listdir(tmp_path) == []
