@@ -236,7 +236,7 @@ class Cluster:
         while time.monotonic() < deadline:
             ok = 0
             for prism in self.prisms:
-                status, body = http_get_json(prism["url"] + "/pingnet/status")
+                status, body = http_get_json(prism["url"] + "/pingnet/status", key=self.key)
                 peers = (body or {}).get("peers") or []
                 names = {p.get("name") for p in peers if p.get("available", True)}
                 ok += all(s["name"] in names for s in self.stores)

@@ -155,7 +155,7 @@ def _store_fault(handle: ClusterHandle, options: Options, victim: str, fault: in
                  scenario: str) -> Report:
     report = Report(scenario)
     survivors = _observers(handle, but=victim)
-    watch = VerdictWatch(handle.nodes())
+    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
     load = _start_load(handle, options)
     try:
         handle.signal(victim, fault)
@@ -308,7 +308,7 @@ def _static_checks(handle: ClusterHandle, items: list[Item], seconds: float) -> 
 def redis_down(handle: ClusterHandle, options: Options) -> Report:
     """5. The cluster Redis hangs: no false verdicts, master 503 on writes, recovery."""
     report = Report("redis-down")
-    watch = VerdictWatch(handle.nodes())
+    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
     load = _start_load(handle, options)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_all, args=(watch, _observers(handle), stop),
@@ -361,7 +361,7 @@ def _watch_all(watch: VerdictWatch, observers: list[str], stop: threading.Event)
 def store_kill_upload(handle: ClusterHandle, options: Options) -> Report:
     """7. A store is killed mid-upload: the answer tells the copies made, no partial file."""
     report = Report("store-kill-upload")
-    watch = VerdictWatch(handle.nodes())
+    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
     prism = handle.nodes("prism")[0]
     user = PrismUser(prism["url"], timeout=120)
     user.login(handle.user["username"], handle.user["password"])
@@ -466,7 +466,7 @@ def network_cut(handle: ClusterHandle, options: Options) -> Report:
     victim = handle.nodes("store")[0]
     host = victim["host"]
     survivors = _observers(handle, but=victim["name"])
-    watch = VerdictWatch(handle.nodes())
+    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
     load = _start_load(handle, options)
     votes_by_victim: set[str] = set()
     suspected = False
@@ -489,7 +489,8 @@ def network_cut(handle: ClusterHandle, options: Options) -> Report:
             for row in (view or {}).get("peers", []):
                 if victim["name"] in row.get("voters", []):
                     votes_by_victim.add(row["name"])
-            code, own = http_get_json_status(victim["url"])
+            code, own = http_get_json(victim["url"] + "/pingnet/status", timeout=1.0,
+                                      key=handle.state["cluster_key"])
             suspected = suspected or bool((own or {}).get("self_suspect"))
             time.sleep(0.2)
         report.notes.append("failures during detection: {}".format(
@@ -509,11 +510,6 @@ def network_cut(handle: ClusterHandle, options: Options) -> Report:
     if false:
         report.fail("peers falsely marked down: {}".format(sorted(false)))
     return report
-
-
-def http_get_json_status(url: str) -> tuple[int, Any]:
-    """GET `url`/pingnet/status (the node's own view)."""
-    return http_get_json(url + "/pingnet/status", timeout=1.0)
 
 
 SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {

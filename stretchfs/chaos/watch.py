@@ -21,13 +21,15 @@ def wait_until(check: Callable[[], bool], timeout: float, step: float = 0.05) ->
 class VerdictWatch:
     """Polls `/pingnet/status` of observers; remembers every (observer, peer) seen down."""
 
-    def __init__(self, nodes: list[dict[str, Any]]) -> None:
+    def __init__(self, nodes: list[dict[str, Any]], key: str) -> None:
         self.urls = {node["name"]: node["url"] for node in nodes if node["role"] != "master"}
+        self.key = key
         self.ever_down: set[tuple[str, str]] = set()
 
     def view(self, observer: str) -> dict[str, bool] | None:
         """Peer -> available, as `observer` sees it; None if it does not answer."""
-        code, body = http_get_json(self.urls[observer] + "/pingnet/status", timeout=1.0)
+        code, body = http_get_json(self.urls[observer] + "/pingnet/status", timeout=1.0,
+                                   key=self.key)
         if code != 200 or not isinstance(body, dict):
             return None
         view = {str(p["name"]): bool(p["available"]) for p in body.get("peers", [])}

@@ -188,7 +188,7 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         waiting = list(members)
         while waiting and time.monotonic() < deadline:
-            waiting = [n for n in waiting if not _sees_all(n, members)]
+            waiting = [n for n in waiting if not _sees_all(n, members, self.cluster_key)]
             if waiting:
                 time.sleep(0.1)
         if waiting:
@@ -238,9 +238,9 @@ class LocalCluster:
             self.redis.stop()
 
 
-def _sees_all(node: NodeSpec, members: list[NodeSpec]) -> bool:
+def _sees_all(node: NodeSpec, members: list[NodeSpec], key: str) -> bool:
     """True when `node`'s /pingnet/status lists every other member as available."""
-    status, body = http_get_json(node.url + "/pingnet/status", timeout=1.0)
+    status, body = http_get_json(node.url + "/pingnet/status", timeout=1.0, key=key)
     if status != 200 or not isinstance(body, dict):
         return False
     seen = {str(p.get("name")): bool(p.get("available")) for p in body.get("peers", [])}

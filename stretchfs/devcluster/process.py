@@ -42,10 +42,12 @@ def read_events(log_path: str) -> list[dict[str, Any]]:
     return events
 
 
-def http_get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
-    """GET `url`; (status, decoded JSON or None). Status 0 when unreachable."""
+def http_get_json(url: str, timeout: float = 2.0, key: str = "") -> tuple[int, Any]:
+    """GET `url` (with the cluster `key` if given); (status, JSON or None); 0 if unreachable."""
+    headers = {"Authorization": "Bearer " + key} if key else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=timeout) as reply:
             return reply.status, json.loads(reply.read() or b"null")
     except urllib.error.HTTPError as exc:
         try:

@@ -18,13 +18,16 @@ from stretchfs.errors import NotReady
 from stretchfs.pingnet.ballot import read_tallies
 from stretchfs.pingnet.verdict import count_all
 from stretchfs.redisstore import RedisStore
+from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.jsonio import write_json
 
 
 def add_pingnet_routes(app: Klein) -> None:
-    """Register `GET /pingnet/status` (this node's view) on a prism or store app."""
+    """Register `GET /pingnet/status` (this node's view, cluster key required: a prism's
+    listener is public, and peer names and addresses are not) on a prism or store app."""
 
     @app.route("/pingnet/status", methods=["GET"])
+    @cluster_key_required
     def get_pingnet_status(self: Any, request: IRequest) -> bytes:
         net = getattr(self, "pingnet", None)
         if net is None:

@@ -23,15 +23,17 @@ def _wait(what: str, check: Callable[[], bool], timeout: float) -> float:
 class Watcher:
     """Reads /pingnet/status of the nodes and remembers every peer ever seen down."""
 
-    def __init__(self, nodes: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, nodes: dict[str, dict[str, Any]], key: str) -> None:
         self.nodes = nodes
+        self.key = key
         self.ever_down: set[tuple[str, str]] = set()
         self.last: dict[str, dict[str, bool]] = {}
 
     def views(self, observers: list[str]) -> dict[str, dict[str, bool]]:
         views = {}
         for name in observers:
-            code, body = http_get_json(self.nodes[name]["url"] + "/pingnet/status", timeout=1.0)
+            code, body = http_get_json(self.nodes[name]["url"] + "/pingnet/status", timeout=1.0,
+                                       key=self.key)
             if code != 200:
                 views[name] = {}
                 continue
@@ -56,7 +58,7 @@ def test_pingnet_marks_killed_and_stopped_store_down_and_back(tmp_path, repo_roo
         state = cluster.up(timeout=60)
         nodes = {n["name"]: n for n in state["nodes"] if n["role"] != "master"}
         names = sorted(nodes)
-        watch = Watcher(nodes)
+        watch = Watcher(nodes, state["cluster_key"])
         try:
             _wait("every node sees the 4 others available",
                   lambda: watch.all_see(names, "store3", True), 25)

@@ -82,7 +82,7 @@ def _wait_for_stores(cluster: dict[str, Any], timeout: float = 20.0) -> None:
     stores = [n["name"] for n in cluster["nodes"] if n["role"] == "store"]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(_store_available(p, s) for p in prisms for s in stores):
+        if all(_store_available(p, s, cluster["cluster_key"]) for p in prisms for s in stores):
             return
         time.sleep(0.1)
     raise AssertionError("prisms never saw every store")
@@ -206,8 +206,8 @@ def test_prism_listens_with_tls_and_gates_readiness(launch, tmp_path, redis_url)
     assert http_get_json(base.replace("https", "http") + "/ping")[0] != 200
 
 
-def _store_available(prism_url: str, store: str) -> bool | None:
-    status, body = http_get_json(prism_url + "/pingnet/status")
+def _store_available(prism_url: str, store: str, key: str) -> bool | None:
+    status, body = http_get_json(prism_url + "/pingnet/status", key=key)
     for row in (body or {}).get("peers") or []:
         if row.get("name") == store:
             return bool(row.get("available"))
@@ -245,9 +245,11 @@ def test_delivery_skips_a_store_the_ping_net_marked_down(cluster) -> None:
     os.kill(frozen["pid"], signal.SIGSTOP)
     try:
         deadline = time.monotonic() + 30
-        while _store_available(prism, "store1") is not False and time.monotonic() < deadline:
+        key = cluster["cluster_key"]
+        while _store_available(prism, "store1", key) is not False and \
+                time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _store_available(prism, "store1") is False
+        assert _store_available(prism, "store1", key) is False
         frozen_netloc = urlsplit(frozen["url"]).netloc
         assert all(target() != frozen_netloc for _ in range(20))
     finally:

@@ -11,6 +11,7 @@ from stretchfs.pingnet.ballot import votes_key
 from stretchfs.pingnet.status import add_pingnet_routes, cluster_view
 from stretchfs.web.errormap import install_error_handlers
 from tests.fakes import FakeRedisStore
+from tests.helpers import CLUSTER_KEY
 from tests.pingnet.simnet import SimCluster
 
 
@@ -21,17 +22,20 @@ class NodeAPI:
     install_error_handlers(app)
     add_pingnet_routes(app)
 
+    cluster_key = CLUSTER_KEY
+
     def __init__(self, pingnet: Any) -> None:
         self.pingnet = pingnet
 
 
-def _get(api: NodeAPI, path: str) -> tuple[int, Any]:
+def _get(api: NodeAPI, path: str, key: str = CLUSTER_KEY) -> tuple[int, Any]:
     import json
 
     from treq.testing import StubTreq
 
     stub = StubTreq(api.app.resource())
-    response = stub.get("http://node" + path)
+    headers = {"Authorization": "Bearer " + key} if key else {}
+    response = stub.get("http://node" + path, headers=headers)
     stub.flush()
     result: list[Any] = []
     response.addCallback(lambda r: stub.content(r).addCallback(lambda b: result.append(
@@ -51,6 +55,12 @@ def test_node_status_lists_peers_with_verdicts(clock) -> None:
     assert code == 200 and body["node"] == "n1"
     row = next(p for p in body["peers"] if p["name"] == "n3")
     assert row["available"] is False and row["my_vote"] and row["voters"] == ["n1", "n2"]
+
+
+def test_node_status_needs_the_cluster_key() -> None:
+    """A node's own view is internal: without the cluster key it answers 401."""
+    assert _get(NodeAPI(None), "/pingnet/status", key="")[0] == 401
+    assert _get(NodeAPI(None), "/pingnet/status", key="wrong-key-0123456789")[0] == 401
 
 
 def test_status_without_ping_net_is_503() -> None:
