@@ -84,10 +84,13 @@ class InventoryPublisher(Service):
 
     async def _publish_next(self) -> None:
         try:
-            changes, end = self._journal.read_batch(self._batch_size)
+            # Journal reads and acks touch the disk (and wait for the journal lock,
+            # which appends hold across an fsync): keep them off the reactor thread.
+            changes, end = await self._run_blocking(self._journal.read_batch,
+                                                    self._batch_size)
             if changes:
                 await self._master.publish(self._store_name, changes)
-            self._journal.ack(end, len(changes))
+            await self._run_blocking(self._journal.ack, end, len(changes))
         except (PeerUnavailable, UpstreamError) as exc:
             self._failed(str(exc))
             return
