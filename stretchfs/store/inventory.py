@@ -37,6 +37,11 @@ log = Logger()
 PROGRESS_EVERY_FILES = 100_000
 SINK_BUFFER_CHANGES = 5000
 RETRY_AFTER_FAILURE_SECONDS = 30.0
+# A sync compares the disk with the master's view, which lags by the journal's
+# backlog: let the publisher replay that first (bounded, so a master that stays
+# away or a store that never idles still gets its sync).
+BACKLOG_WAIT_SECONDS = 1.0
+BACKLOG_WAITS_MAX = 60
 EXT_BITS = 12
 
 
@@ -237,6 +242,7 @@ class InventorySyncService(Service):
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
         self._retry_call: Any = None
+        self._backlog_waits = 0
         self._running_sync: Deferred[Any] | None = None
         self.last_report: SyncReport | None = None
 
@@ -273,6 +279,12 @@ class InventorySyncService(Service):
         return d
 
     async def _sync(self) -> SyncReport | None:
+        if self._journal.pending and self._backlog_waits < BACKLOG_WAITS_MAX:
+            self._backlog_waits += 1
+            if self.running:
+                self._retry_call = self._clock.callLater(BACKLOG_WAIT_SECONDS, self.sync_now)
+            return None
+        self._backlog_waits = 0
         start = self._clock.seconds()
         self._guard.active = True
         self._guard.touched = set()

@@ -110,8 +110,12 @@ def test_queued_changes_survive_a_store_restart(tmp_path, clock) -> None:
     assert second.publisher.backlog == 1
     master.down = False
     clock.advance(1)
-    assert master.changes()[0] == {"op": "add", "hash": sha1, "ext": "bin", "size": len(data)}
-    assert master.listed == 0
+    # The journal's add is replayed first; the start-up sync waits for that backlog
+    # and then finds nothing left to publish.
+    assert master.changes() == [{"op": "add", "hash": sha1, "ext": "bin", "size": len(data)}]
+    clock.advance(1)
+    assert master.listed == 1
+    assert master.changes() == [{"op": "add", "hash": sha1, "ext": "bin", "size": len(data)}]
     stop(second)
 
 
@@ -126,6 +130,24 @@ def test_stop_cancels_the_retry(tmp_path, clock) -> None:
     assert clock.getDelayedCalls()
     publisher.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_sync_waits_for_the_journal_backlog(tmp_path, clock) -> None:
+    """A sync does not download the master's view while queued changes are unpublished."""
+    master = FakeMaster()
+    master.down = True
+    service = build(tmp_path, clock, master=master)
+    data = b"queued"
+    assert request(stub_for(service), "PUT", "/content/put/{}.bin".format(sha1_of(data)),
+                   data=data, headers=AUTH)[0] == 201
+    listed = master.listed
+    master.down = False
+    service.sync.sync_now()
+    assert master.listed == listed
+    clock.advance(2)
+    assert service.publisher.backlog == 0
+    assert master.listed == listed + 1
+    stop(service)
 
 
 def test_compaction_leaves_no_stale_offset(tmp_path, monkeypatch) -> None:
