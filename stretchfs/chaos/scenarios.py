@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from stretchfs.chaos.client import CallFailed, PrismUser, request
 from stretchfs.chaos.cluster import ClusterHandle
-from stretchfs.chaos.load import Item, Load
+from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load
 from stretchfs.chaos.watch import VerdictWatch, wait_until
 from stretchfs.devcluster.process import http_get_json
 
@@ -115,7 +115,7 @@ def _start_load(handle: ClusterHandle, options: Options,
     load = Load(urls, user["username"], user["password"], threads=options.threads)
     load.seed(options.seed_files)
     load.start()
-    time.sleep(1.0)
+    time.sleep(PROPAGATION_SECONDS)  # the seeded purchases are now downloadable
     return load
 
 
