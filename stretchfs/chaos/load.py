@@ -104,7 +104,8 @@ class Load:
         data = os.urandom(random.randint(*self.upload_bytes))
         record = user.upload(data, "chaos.bin")
         with self._lock:
-            self.uploaded.append(Item(record["hash"], record["ext"], "", len(data)))
+            self.uploaded.append(Item(record["hash"], record["ext"], "", len(data),
+                                      time.monotonic(), int(record.get("copies") or 0)))
         token = user.purchase(record["hash"], record["ext"])
         return Item(record["hash"], record["ext"], token, len(data), time.monotonic(),
                     int(record.get("copies") or 0))
