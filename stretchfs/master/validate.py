@@ -6,10 +6,9 @@ import re
 from typing import Any
 
 from stretchfs.errors import InvalidInput
+from stretchfs.signing import EXT_RE, SHA1_RE
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
-SHA1_RE = re.compile(r"^[0-9a-f]{40}\Z")
-EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9]{64}\Z")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})\Z")

@@ -25,6 +25,7 @@ from stretchfs.prism.delivery import Delivery, PrismRoot
 from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.sessions import SessionCache, session_required
 from stretchfs.prism.upload import extension_for, parse_buffered
+from stretchfs.signing import EXT_RE, SHA1_RE
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
@@ -33,8 +34,6 @@ from stretchfs.web.jsonio import read_json_object, write_json
 log = Logger()
 T = TypeVar("T")
 
-SHA1_RE = re.compile(r"^[0-9a-f]{40}\Z")
-EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 PURCHASE_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
 MASTER_LOOKUP_BATCH = 1000
 MAX_REFERRERS = 100

@@ -28,13 +28,12 @@ from twisted.web.server import NOT_DONE_YET
 
 from stretchfs import errors
 from stretchfs.prism.mirror import PurchaseRecord
-from stretchfs.signing import content_path, delivery_secret, signed_query
+from stretchfs.signing import SHA1_RE, content_path, delivery_secret, signed_query
 from stretchfs.web.errormap import status_for
 
 log = Logger()
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
-SHA1_RE = re.compile(r"^[0-9a-f]{40}\Z")
 KLEIN_PREFIXES = frozenset({b"", b"user", b"content", b"health", b"metrics", b"ping", b"pingnet",
                             b"static"})
 """First path segments that belong to the API, never tokens (PrismRoot adds Klein's own)."""

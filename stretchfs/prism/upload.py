@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
@@ -27,6 +26,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
+from stretchfs.signing import EXT_RE
 from stretchfs.web.limits import LimitedRequest
 
 log = Logger()
@@ -36,7 +36,6 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS_BYTES = 1024 * 1024
 MAX_PARTS = 1000
 BUFFERED_READ_BYTES = 256 * 1024
-_EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 
 
 @dataclass
@@ -59,12 +58,12 @@ def extension_for(mimetype: str, filename: str) -> str:
         if guessed:
             ext = guessed.lstrip(".").lower()
             ext = {"jpe": "jpg", "jpeg": "jpg", "mp4v": "mp4", "m4v": "m4v"}.get(ext, ext)
-            if _EXT_RE.match(ext):
+            if EXT_RE.match(ext):
                 return ext
     base = os.path.basename(filename or "")
     if "." in base:
         ext = base.rsplit(".", 1)[1].lower()
-        if _EXT_RE.match(ext):
+        if EXT_RE.match(ext):
             return ext
     return "bin"
 
