@@ -9,11 +9,12 @@ call in unit tests).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, AsyncIterator, Callable
 
 import treq
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -109,6 +110,19 @@ class ContentService:
         self._peers = peers
         self._auth = {b"Authorization": [b"Bearer " + cluster_key.encode("utf-8")]}
         self._timeout = timeout
+        self._hash_locks: dict[str, DeferredLock] = {}
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, sha1: str) -> AsyncIterator[None]:
+        """One disk change + journal append per hash at a time, so the journal
+        records a concurrent PUT and remove in the order they hit the disk."""
+        lock = self._hash_locks.setdefault(sha1, DeferredLock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked and not lock.waiting:
+                self._hash_locks.pop(sha1, None)
 
     # -- puts ----------------------------------------------------------------
     async def commit(self, upload: PutUpload) -> tuple[StoredFile, bool]:
@@ -125,13 +139,14 @@ class ContentService:
                      digest=digest)
             raise InvalidInput("SHA1 mismatch: the body hashes to {}".format(digest))
         self.guard.touch(upload.sha1)
-        stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
-                                                   upload.sha1, upload.ext)
+        async with self._exclusive(upload.sha1):
+            stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
+                                                       upload.sha1, upload.ext)
+            await self.publisher.record([_add_change(stored)])
         self.stats.puts += 1
         self.stats.bytes_received += upload.size
         if created and self.stats.files is not None:
             self.stats.files += 1
-        await self.publisher.record([_add_change(stored)])
         log.info("stored {sha1}.{ext} ({size} bytes){note}", sha1=stored.sha1, ext=stored.ext,
                  size=stored.size, note="" if created else " (already present)")
         return stored, created
@@ -161,8 +176,9 @@ class ContentService:
         """Delete `sha1` and publish the removal (also when it was absent); files removed."""
         check_hash(sha1)
         self.guard.touch(sha1)
-        removed = await self._run_blocking(self.store.remove, sha1)
-        await self.publisher.record([{"op": "remove", "hash": sha1}])
+        async with self._exclusive(sha1):
+            removed = await self._run_blocking(self.store.remove, sha1)
+            await self.publisher.record([{"op": "remove", "hash": sha1}])
         if removed:
             self.stats.removes += 1
             if self.stats.files is not None:

@@ -168,3 +168,29 @@ def test_compaction_leaves_no_stale_offset(tmp_path, monkeypatch) -> None:
     assert again.pending == 1
     assert again.read_batch(10)[0] == [{"op": "remove", "hash": "b" * 40}]
     again.close()
+
+
+def test_disk_change_and_journal_append_are_serialized_per_hash(tmp_path, clock) -> None:
+    """A second change of the same hash waits until the first is on disk and journaled."""
+    from twisted.internet.defer import Deferred, ensureDeferred
+
+    service = build(tmp_path, clock)
+    content = service.content
+    order: list[str] = []
+    first_gate: Deferred[None] = Deferred()
+
+    async def change(label: str, gate: Deferred[None] | None) -> None:
+        async with content._exclusive("a" * 40):
+            order.append(label + " start")
+            if gate is not None:
+                await gate
+            order.append(label + " end")
+
+    first = ensureDeferred(change("put", first_gate))
+    second = ensureDeferred(change("remove", None))
+    assert order == ["put start"]
+    first_gate.callback(None)
+    assert order == ["put start", "put end", "remove start", "remove end"]
+    assert first.called and second.called
+    assert content._hash_locks == {}
+    stop(service)
