@@ -7,7 +7,7 @@ from typing import Any
 
 from klein import Klein
 from prometheus_client import CollectorRegistry
-from twisted.web.server import NOT_DONE_YET
+from twisted.logger import Logger
 
 from stretchfs.config import StoreConfig
 from stretchfs.errors import InvalidInput, NotFound, NotReady
@@ -31,6 +31,8 @@ def hash_field(body: dict[str, Any]) -> Any:
         raise InvalidInput("missing hash")
     return value
 
+
+log = Logger()
 
 class StoreAPI:
     """Routes of a store: content in, content out, inventory."""
@@ -102,8 +104,15 @@ class StoreAPI:
         if size == 0:
             handle.close()
             return b""
+        # Klein finishes a request as soon as its handler's result arrives, so wait
+        # here until the streamer has finished it (or the client went away).
+        finished = request.notifyFinish()
         FileStreamer(request, handle, 0, size).start()
-        return NOT_DONE_YET
+        try:
+            await finished
+        except Exception:
+            log.debug("download of {sha1} cut short by the client", sha1=found.sha1)
+        return None
 
     @app.route("/content/exists", methods=["POST"])
     @cluster_key_required
