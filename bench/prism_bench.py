@@ -36,8 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -46,7 +44,12 @@ sys.path.insert(0, REPO)
 
 from stretchfs.devcluster import cluster as cluster_mod  # noqa: E402
 from stretchfs.devcluster.ports import free_port  # noqa: E402
-from stretchfs.devcluster.process import NodeProcess, http_get_json  # noqa: E402
+from stretchfs.devcluster.process import (  # noqa: E402
+    NodeProcess,
+    decode_json,
+    http_call,
+    http_get_json,
+)
 
 KEY = "bench-cluster-key-0123456789abcdef"
 ENV = dict(os.environ, PYTHONPATH=REPO)
@@ -153,15 +156,8 @@ def call(url: str, body: Any = None, token: str = "", headers: dict[str, str] | 
     sent = dict(headers or {})
     if token:
         sent["X-STRETCHFS-Token"] = token
-    if body is not None:
-        data = json.dumps(body).encode()
-        sent["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=sent, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as reply:
-            return reply.status, json.loads(reply.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    status, reply = http_call(method, url, body, data=data, headers=sent, timeout=60)
+    return status, decode_json(reply)
 
 
 def wrk(url: str, seconds: int, connections: int = 50) -> float:

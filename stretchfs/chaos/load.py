@@ -151,13 +151,11 @@ class Load:
                 raise CallFailed(exc.kind, "{} (upload made {} copies)".format(
                     exc, item.copies)) from None
 
-    def failures(self, since: float = 0.0, until: float = float("inf"),
-                 operation: str | None = None) -> Counter[str]:
-        """Failure kinds recorded in [since, until) (of `operation`)."""
+    def failures(self, since: float = 0.0, until: float = float("inf")) -> Counter[str]:
+        """Failure kinds recorded in [since, until)."""
         with self._lock:
             return Counter(r.kind for r in self.results
-                           if r.kind != "ok" and since <= r.at < until
-                           and (operation is None or r.operation == operation))
+                           if r.kind != "ok" and since <= r.at < until)
 
     def examples(self) -> dict[str, str]:
         """One recorded detail per failure kind, for reports."""
@@ -168,10 +166,7 @@ class Load:
                     found.setdefault(result.kind, result.detail[:200])
             return found
 
-    def count(self, since: float = 0.0, until: float = float("inf"),
-              operation: str | None = None, kind: str | None = None) -> int:
-        """Calls recorded in [since, until) (of `operation`, with outcome `kind`)."""
+    def count(self) -> int:
+        """Calls recorded so far."""
         with self._lock:
-            return sum(1 for r in self.results if since <= r.at < until
-                       and (operation is None or r.operation == operation)
-                       and (kind is None or r.kind == kind))
+            return len(self.results)

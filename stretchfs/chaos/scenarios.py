@@ -10,14 +10,12 @@ FAILED with a note saying which.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,7 +24,7 @@ from stretchfs.chaos.client import CallFailed, PrismUser, request
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load
 from stretchfs.chaos.watch import VerdictWatch, wait_until
-from stretchfs.devcluster.process import http_get_json
+from stretchfs.devcluster.process import decode_json, http_call, http_get_json
 
 DETECTION_TIMEOUT_SECONDS = 20.0
 # A peer down again within the ping net's flap window is held out longer
@@ -75,17 +73,9 @@ class Report:
 
 def _master_call(handle: ClusterHandle, method: str, path: str,
                  body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(handle.state["master_url"] + path, data=data, method=method,
-                                 headers={"Authorization": "Bearer " + handle.state[
-                                     "cluster_key"], "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=15) as reply:
-            return reply.status, json.loads(reply.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-    except OSError:
-        return 0, None
+    status, data = http_call(method, handle.state["master_url"] + path, body,
+                             key=handle.state["cluster_key"], timeout=15)
+    return status, decode_json(data) if 200 <= status < 300 else None
 
 
 def check_nothing_lost(handle: ClusterHandle, items: list[Item], report: Report,
@@ -272,9 +262,9 @@ def master_down(handle: ClusterHandle, options: Options) -> Report:
         else:
             _try(lambda: user.purchase(load.items[0].sha1, load.items[0].ext)) or report.fail(
                 "purchases do not work again after the master returned")
-        if load.failures(time.monotonic() - options.settle_seconds / 2):
-            report.fail("failures after the master returned: {}".format(
-                dict(load.failures(time.monotonic() - options.settle_seconds / 2))))
+        after = load.failures(time.monotonic() - options.settle_seconds / 2)
+        if after:
+            report.fail("failures after the master returned: {}".format(dict(after)))
     finally:
         if not handle.is_running("master"):
             handle.start("master")

@@ -18,6 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+def stop_process(process: subprocess.Popen[Any] | None, timeout: float) -> int | None:
+    """TERM a child we started, KILL it after `timeout`; its exit code (None if never run)."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+    return process.returncode
+
+
 def twistd_command() -> list[str]:
     """The twistd launcher that belongs to this Python interpreter."""
     beside = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -42,20 +56,39 @@ def read_events(log_path: str) -> list[dict[str, Any]]:
     return events
 
 
+def http_call(method: str, url: str, body: Any = None, *, data: bytes | None = None,
+              key: str = "", headers: dict[str, str] | None = None,
+              timeout: float = 10.0) -> tuple[int, bytes]:
+    """One blocking request (JSON `body` or raw `data`, cluster `key` if given):
+    (status, body bytes); status 0 when the node is unreachable."""
+    sent = dict(headers or {})
+    if key:
+        sent["Authorization"] = "Bearer " + key
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, headers=sent, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, reply.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def decode_json(data: bytes) -> Any:
+    """A reply body as JSON (None when empty or not JSON)."""
+    try:
+        return json.loads(data or b"null")
+    except ValueError:
+        return None
+
+
 def http_get_json(url: str, timeout: float = 2.0, key: str = "") -> tuple[int, Any]:
     """GET `url` (with the cluster `key` if given); (status, JSON or None); 0 if unreachable."""
-    headers = {"Authorization": "Bearer " + key} if key else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                    timeout=timeout) as reply:
-            return reply.status, json.loads(reply.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
-    except (OSError, ValueError):
-        return 0, None
+    status, data = http_call("GET", url, key=key, timeout=timeout)
+    return status, decode_json(data)
 
 
 @dataclass
@@ -129,18 +162,10 @@ class NodeProcess:
             os.kill(self.process.pid, signum)
 
     def stop(self, timeout: float = 15.0) -> int | None:
-        """TERM the child, KILL it after `timeout`; returns its exit code."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
+        """TERM the child (continuing it if stopped), KILL it after `timeout`; its exit code."""
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
-        return self.process.returncode
+        return stop_process(self.process, timeout)
 
     def shut_down_cleanly(self) -> bool:
         """True when the log shows twistd's orderly "Server Shut Down."."""

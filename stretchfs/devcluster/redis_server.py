@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 from stretchfs.devcluster.ports import free_port
+from stretchfs.devcluster.process import stop_process
 
 HOW_TO_GET_REDIS = (
     "no redis-server found: install it (Debian: apt-get install -y redis-server), "
@@ -94,11 +95,4 @@ class RedisProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (TERM, then KILL after `timeout`)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout)

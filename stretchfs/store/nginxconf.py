@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from stretchfs.devcluster.process import stop_process
 from stretchfs.signing import delivery_secret
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "nginx",
@@ -108,14 +109,7 @@ class NginxProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop our nginx (TERM to its master PID, KILL after `timeout`)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout)
+        stop_process(self.process, timeout)
 
 
 def read_template() -> str:

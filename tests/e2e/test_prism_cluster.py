@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from stretchfs.devcluster.cluster import LocalCluster
-from stretchfs.devcluster.process import http_get_json
+from stretchfs.devcluster.process import decode_json, http_call, http_get_json
 from tests.helpers import minimal_config
 
 
@@ -34,15 +34,8 @@ def _call(url: str, body: Any = None, token: str = "", data: bytes | None = None
     sent = dict(headers or {})
     if token:
         sent["X-STRETCHFS-Token"] = token
-    if body is not None:
-        data = json.dumps(body).encode()
-        sent["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, headers=sent, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
+    status, reply = http_call(method, url, body, data=data, headers=sent, timeout=30)
+    return status, decode_json(reply)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

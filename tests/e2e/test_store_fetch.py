@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import urllib.error
-import urllib.request
 
 from stretchfs.devcluster.cluster import LocalCluster
-
-
-def _call(url: str, key: str, body: object = None, raw: bytes | None = None,
-          method: str = "POST") -> tuple[int, bytes]:
-    data = raw if raw is not None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": "Bearer " + key, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+from stretchfs.devcluster.process import http_call
 
 
 def test_download_and_fetch_copy_whole_files(tmp_path, repo_root: str, monkeypatch) -> None:
@@ -34,13 +20,14 @@ def test_download_and_fetch_copy_whole_files(tmp_path, repo_root: str, monkeypat
         for size in (100_000, 8 * 1024 * 1024):
             data = os.urandom(size)
             sha1 = hashlib.sha1(data).hexdigest()
-            put = _call(stores["store1"]["url"] + "/content/put/{}.bin".format(sha1), key,
-                        raw=data, method="PUT")
+            put = http_call("PUT", stores["store1"]["url"] + "/content/put/{}.bin".format(sha1),
+                            data=data, key=key, timeout=30)
             assert put[0] == 201
-            assert _call(stores["store1"]["url"] + "/content/download", key,
-                         {"hash": sha1}) == (200, data)
-            code, body = _call(stores["store2"]["url"] + "/content/fetch", key,
-                               {"hash": sha1, "ext": "bin", "from": "store1"})
+            assert http_call("POST", stores["store1"]["url"] + "/content/download",
+                             {"hash": sha1}, key=key, timeout=30) == (200, data)
+            code, body = http_call("POST", stores["store2"]["url"] + "/content/fetch",
+                                   {"hash": sha1, "ext": "bin", "from": "store1"}, key=key,
+                                   timeout=30)
             assert code == 201, body
             path = os.path.join(stores["store2"]["root"], "content", sha1[:2], sha1[2:4],
                                 sha1 + ".bin")
