@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any, AsyncIterator, Callable
 
-import treq
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.task import LoopingCall
@@ -21,7 +20,6 @@ from twisted.logger import Logger
 from stretchfs.errors import (
     InvalidInput,
     NotFound,
-    PayloadTooLarge,
     PeerUnavailable,
     StretchFSError,
     UpstreamError,
@@ -31,7 +29,7 @@ from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
-from stretchfs.store.upload import PutReceiver, PutUpload
+from stretchfs.store.upload import PutReceiver, PutUpload, ResponseSink
 
 log = Logger()
 
@@ -98,7 +96,7 @@ class ContentService:
     def __init__(self, store: ContentStore, receiver: PutReceiver,
                  publisher: InventoryPublisher, *, stats: StoreStats, guard: SyncGuard,
                  disk: DiskMonitor, run_blocking: Callable[..., Deferred], http: Any,
-                 peers: Any, cluster_key: str, timeout: float) -> None:
+                 peers: Any, cluster_key: str, timeout: float, clock: Any) -> None:
         self.store = store
         self.receiver = receiver
         self.publisher = publisher
@@ -110,6 +108,7 @@ class ContentService:
         self._peers = peers
         self._auth = {b"Authorization": [b"Bearer " + cluster_key.encode("utf-8")]}
         self._timeout = timeout
+        self._clock = clock
         self._hash_locks: dict[str, DeferredLock] = {}
 
     @contextlib.asynccontextmanager
@@ -242,21 +241,20 @@ class ContentService:
             header = response.headers.getRawHeaders(EXT_HEADER, [b""])[0].decode("latin-1")
             ext = check_ext(header)
         length = response.length if isinstance(response.length, int) else None
-        if length is not None and length > self.receiver.max_put:
-            response.deliverBody(_Discard())
-            raise PayloadTooLarge("content larger than {} bytes".format(self.receiver.max_put))
-        self.receiver.check_space(length or 0)
-        upload = PutUpload(self.store, sha1, ext, self.receiver.max_put,
-                           self.receiver.check_space)
         try:
-            await treq.collect(response, upload.write)
+            self.receiver.check_size(length)
         except StretchFSError:
-            upload.abort()
+            response.deliverBody(_Discard())
             raise
-        except Exception as exc:
-            upload.abort()
-            raise PeerUnavailable("download from {} failed: {}".format(
-                source, exc.__class__.__name__)) from None
+        name_ext: str = ext
+        sink = ResponseSink(
+            lambda transport: self.receiver.open(sha1, name_ext, length, transport),
+            clock=self._clock, idle_timeout=self._timeout)
+        response.deliverBody(sink)
+        try:
+            upload = await sink.done
+        except PeerUnavailable as exc:
+            raise PeerUnavailable("download from {} failed: {}".format(source, exc)) from None
         stored, created = await self.commit(upload)
         log.info("fetched {sha1} from {source}", sha1=sha1, source=source)
         return stored, created

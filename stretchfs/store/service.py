@@ -107,7 +107,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     content = ContentService(store, receiver, publisher, stats=stats, guard=guard, disk=disk,
                              run_blocking=run_blocking, http=http, peers=peers,
                              cluster_key=config.cluster.key,
-                             timeout=config.cluster.request_timeout)
+                             timeout=config.cluster.request_timeout, clock=reactor)
     sync = InventorySyncService(store, journal, master, config.node.name, clock=reactor,
                                 interval=config.inventory.interval, run_blocking=run_blocking,
                                 stats=stats, guard=guard, on_synced=publisher.kick,

@@ -23,9 +23,16 @@ import threading
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
+from twisted.web.client import ResponseDone
 
-from stretchfs.errors import InsufficientStorage, PayloadTooLarge, StretchFSError
+from stretchfs.errors import (
+    InsufficientStorage,
+    PayloadTooLarge,
+    PeerUnavailable,
+    StretchFSError,
+)
 from stretchfs.store.layout import ContentStore, parse_name
 from stretchfs.web.auth import check_cluster_key
 from stretchfs.web.limits import LimitedRequest
@@ -278,24 +285,110 @@ class PutReceiver:
                 self._on_full()
             raise InsufficientStorage("not enough free space on this store")
 
-    def begin(self, request: Any, name: str, length: int | None,
-              transport: Any = None) -> PutUpload:
-        """Check key, name, size and space in that order; open the upload.
-
-        With a `transport` (a streaming request) and a reactor, the upload
-        hashes and writes in its own thread and pauses `transport` when the
-        disk falls behind.
-        """
-        check_cluster_key(request, self.cluster_key)
-        sha1, ext = parse_name(name)
+    def check_size(self, length: int | None) -> None:
+        """PayloadTooLarge past `max_put`, InsufficientStorage past `min_free`."""
         if length is not None and length > self.max_put:
             raise PayloadTooLarge("content larger than {} bytes".format(self.max_put))
         self.check_space(length or 0)
+
+    def begin(self, request: Any, name: str, length: int | None,
+              transport: Any = None) -> PutUpload:
+        """Check key, name, size and space in that order; open the upload."""
+        check_cluster_key(request, self.cluster_key)
+        sha1, ext = parse_name(name)
+        return self.open(sha1, ext, length, transport)
+
+    def open(self, sha1: str, ext: str, length: int | None,
+             transport: Any = None) -> PutUpload:
+        """`check_size`, then open an upload of `sha1`.`ext` (already validated).
+
+        With a `transport` (a push producer feeding the body) and a reactor,
+        the upload hashes and writes in threads of its own and pauses
+        `transport` when the disk falls behind.
+        """
+        self.check_size(length)
         if transport is None or self._reactor is None:
             return PutUpload(self.store, sha1, ext, self.max_put, self.check_space)
         return PutUpload(self.store, sha1, ext, self.max_put, self.check_space,
                          reactor=self._reactor, pause=transport.pauseProducing,
                          resume=transport.resumeProducing)
+
+
+class ResponseSink(Protocol):
+    """Feeds an HTTP client response body into a `PutUpload` (repair fetches).
+
+    `opener(transport)` opens the upload once the body starts, so a threaded
+    upload can pause the connection when the disk falls behind.  `done`
+    fires with the finished-receiving upload, or fails with the
+    StretchFSError that refused it (size, space) or PeerUnavailable when
+    the body was cut short or no byte arrived for `idle_timeout` seconds;
+    a failed upload is already aborted.
+    """
+
+    def __init__(self, opener: Callable[[Any], PutUpload], *, clock: Any,
+                 idle_timeout: float) -> None:
+        self._opener = opener
+        self._clock = clock
+        self._idle_timeout = idle_timeout
+        self._idle_call: Any = None
+        self._error: Exception | None = None
+        self.upload: PutUpload | None = None
+        self.done: Deferred[PutUpload] = Deferred()
+
+    def connectionMade(self) -> None:
+        """Open the upload and start the idle timer."""
+        try:
+            self.upload = self._opener(self.transport)
+        except (StretchFSError, OSError) as exc:
+            self._stop(exc)
+            return
+        self._idle_call = self._clock.callLater(self._idle_timeout, self._idle)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Write a chunk (the upload refuses what is too large or does not fit)."""
+        if self.upload is None:
+            return
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.reset(self._idle_timeout)
+        try:
+            self.upload.write(data)
+        except (StretchFSError, OSError) as exc:
+            self._stop(exc)
+
+    def _idle(self) -> None:
+        self._idle_call = None
+        self._stop(PeerUnavailable("no data for {} s".format(self._idle_timeout)))
+
+    def _stop(self, exc: Exception) -> None:
+        self._error = self._error or exc
+        if self.upload is not None:
+            self.upload.abort()
+            self.upload = None
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """The body ended: complete, cut short, or stopped by `_stop`."""
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
+        if self.done.called:
+            return
+        if self._error is None and reason is not None and reason.check(ResponseDone) \
+                and self.upload is not None:
+            self.done.callback(self.upload)
+            return
+        if self._error is None:
+            self._error = PeerUnavailable("body cut short: {}".format(
+                reason.getErrorMessage() if reason is not None else "connection lost"))
+        if self.upload is not None:
+            self.upload.abort()
+            self.upload = None
+        error = self._error
+        if isinstance(error, OSError):
+            log.error("write of a fetched content failed: {error}", error=str(error))
+            error = InsufficientStorage("cannot write to this store")
+        self.done.errback(error)
 
 
 def put_name(path: bytes) -> str | None:

@@ -17,7 +17,7 @@ def test_download_and_fetch_copy_whole_files(tmp_path, repo_root: str, monkeypat
         state = cluster.up(timeout=60)
         key = state["cluster_key"]
         stores = {n["name"]: n for n in state["nodes"] if n["role"] == "store"}
-        for size in (100_000, 8 * 1024 * 1024):
+        for size in (100_000, 24 * 1024 * 1024):
             data = os.urandom(size)
             sha1 = hashlib.sha1(data).hexdigest()
             put = http_call("PUT", stores["store1"]["url"] + "/content/put/{}.bin".format(sha1),
