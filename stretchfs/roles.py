@@ -35,11 +35,11 @@ def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_bod
                  request_factory: type[LimitedRequest] = LimitedRequest) -> ListeningService:
     """A listening service for `resource` on the endpoint string `listen`.
 
-    Bodies over `max_body` are never stored (answered 413 by the JSON
-    routes); `request_factory`, a `LimitedRequest`, may stream some routes'
+    Bodies over `max_body` are never stored (answered 413 at once, see
+    `LimitedRequest`); `request_factory`, a `LimitedRequest`, may stream some routes'
     bodies itself (store PUTs, prism uploads).
     """
-    site = QuietSite(resource)
+    site = QuietSite(resource, reactor=reactor)
     site.requestFactory = request_factory
     site.max_body = max_body
     site.displayTracebacks = False

@@ -107,3 +107,47 @@ def call(api: Any, method: str, path: str, **kwargs: Any) -> tuple[int, Any, byt
     stub = StubTreq(api.app.resource())
     response = result_of(stub.request(method, "http://node" + path, **kwargs))
     return response.code, response.headers, result_of(stub.content(response))
+
+
+@dataclass
+class RawExchange:
+    """What a raw-socket HTTP client saw (see `raw_http`)."""
+
+    reply: bytes
+    sent: int
+    closed: bool
+
+
+def raw_http(port: int, head: bytes, body: bytes = b"", *, chunk: int = 65536,
+             read_timeout: float = 5.0) -> RawExchange:
+    """Send `head`, then `body` in chunks while watching for an early reply; read the reply.
+
+    Blocking: call it in a thread from reactor-based tests.  Stops sending as
+    soon as a reply arrives (or the server resets); `closed` says whether the
+    server closed the connection within `read_timeout` after that.
+    """
+    import select
+
+    reply = b""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as sock:
+        sock.sendall(head)
+        try:
+            while sent < len(body):
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable:
+                    break
+                sent += sock.send(body[sent:sent + chunk])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        closed = False
+        try:
+            for _ in range(10_000):
+                data = sock.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                reply += data
+        except (socket.timeout, ConnectionResetError):
+            pass
+    return RawExchange(reply, sent, closed)

@@ -3,61 +3,65 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import pytest_twisted
 from klein import Klein
 
-from stretchfs.errors import PayloadTooLarge
+from stretchfs.web import limits
 from stretchfs.web.errormap import install_error_handlers
-from stretchfs.web.jsonio import read_body, read_json_object, write_json
-from stretchfs.web.limits import LimitedRequest
+from stretchfs.web.jsonio import read_json_object, write_json
+from tests.helpers import raw_http
 
 
-class _Site:
-    max_body = 1000
+async def _echo_server(max_body: int = 1000) -> tuple[Any, int]:
+    from twisted.internet import reactor
+
+    from stretchfs.roles import http_service
+
+    service = http_service(reactor, "tcp:0:interface=127.0.0.1", _Echo().app.resource(),
+                           "test", max_body=max_body)
+    service.startService()
+    address = await service.ready
+    return service, address.port
 
 
-class _Channel:
-    site = _Site()
+@pytest_twisted.ensureDeferred
+async def test_declared_length_over_the_limit_is_answered_before_the_body(monkeypatch) -> None:
+    """A Content-Length over max_body gets 413 at once (no 100 Continue), then the close."""
+    from twisted.internet.threads import deferToThread
+
+    monkeypatch.setattr(limits, "LINGER_SECONDS", 0.3)
+    service, port = await _echo_server()
+    try:
+        head = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
+                b"Expect: 100-continue\r\n\r\n")
+        seen = await deferToThread(raw_http, port, head)
+        assert seen.reply.startswith(b"HTTP/1.1 413 "), seen.reply[:80]
+        assert b"100 Continue" not in seen.reply
+        assert b"larger than 1000 bytes" in seen.reply
+        assert seen.closed
+    finally:
+        await service.stopService()
 
 
-def _request() -> LimitedRequest:
-    request = LimitedRequest.__new__(LimitedRequest)
-    request.channel = _Channel()
-    request.content = None
-    return request
+@pytest_twisted.ensureDeferred
+async def test_chunked_body_is_refused_once_past_the_limit(monkeypatch) -> None:
+    """Without a Content-Length, a body is answered 413 as soon as it passes max_body."""
+    from twisted.internet.threads import deferToThread
 
-
-def test_declared_length_over_the_limit_stores_nothing() -> None:
-    """A Content-Length over max_body is refused before any byte is stored."""
-    request = _request()
-    request.gotLength(10**9)
-    request.handleContentChunk(b"x" * 5000)
-    assert request.body_too_large
-    assert request.content.getvalue() == b""
-    with pytest.raises(PayloadTooLarge):
-        read_body(request, 10**9)
-
-
-def test_chunked_body_is_cut_off_once_past_the_limit() -> None:
-    """Without a Content-Length, storing stops as soon as the body passes max_body."""
-    request = _request()
-    request.gotLength(None)
-    for _ in range(5):
-        request.handleContentChunk(b"y" * 300)
-    assert request.body_too_large
-    assert request.content.getvalue() == b""
-
-
-def test_body_within_the_limit_is_kept() -> None:
-    """A body under max_body is stored as usual."""
-    request = _request()
-    request.gotLength(None)
-    request.handleContentChunk(b'{"a": 1}')
-    assert not request.body_too_large
-    request.content.seek(0)
-    assert request.content.read() == b'{"a": 1}'
+    monkeypatch.setattr(limits, "LINGER_SECONDS", 0.3)
+    service, port = await _echo_server()
+    try:
+        head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        body = b"".join(b"%x\r\n%s\r\n" % (300, b"y" * 300) for _ in range(2000))
+        seen = await deferToThread(raw_http, port, head, body, chunk=310)
+        assert seen.reply.startswith(b"HTTP/1.1 413 "), seen.reply[:80]
+        assert seen.sent < len(body)
+        assert seen.closed
+    finally:
+        await service.stopService()
 
 
 class _Echo:
@@ -73,16 +77,11 @@ class _Echo:
 async def test_real_server_answers_413_to_a_huge_body() -> None:
     """Over real HTTP, a body past the site's limit gets 413 even if the route allows more."""
     import treq
-    from twisted.internet import reactor
 
-    from stretchfs.roles import http_service
 
-    service = http_service(reactor, "tcp:0:interface=127.0.0.1", _Echo().app.resource(),
-                           "test", max_body=1000)
-    service.startService()
-    address = await service.ready
+    service, port = await _echo_server()
     try:
-        url = "http://127.0.0.1:{}/echo".format(address.port)
+        url = "http://127.0.0.1:{}/echo".format(port)
         small = await treq.post(url, data=b'{"a": 1}')
         assert small.code == 200 and json.loads(await small.content()) == {"a": 1}
         big = await treq.post(url, data=b'{"a": "' + b"z" * 100_000 + b'"}')

@@ -399,7 +399,7 @@ class UploadRequest(LimitedRequest):
         if length is not None and length > self.max_bytes + MAX_FIELDS_BYTES + 64 * 1024:
             message = "upload larger than {} bytes".format(self.max_bytes)
             upload.fail(PayloadTooLarge(message))
-            self._refuse_now(413, "Payload Too Large", message)
+            self.refuse_now(PayloadTooLarge(message))
             return
         if self.check_session is not None:
             from stretchfs.web.auth import session_token
@@ -422,18 +422,6 @@ class UploadRequest(LimitedRequest):
 
         return run, transport.pauseProducing, transport.resumeProducing
 
-    def _refuse_now(self, code: int, reason: str, message: str) -> None:
-        """Answer before the body (it would only be discarded) and close the connection."""
-        import json
-
-        body = json.dumps({"error": message}).encode("utf-8")
-        head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
-                "Content-Length: {}\r\nConnection: close\r\n\r\n").format(
-            code, reason, len(body)).encode("ascii")
-        transport = self.channel.transport
-        transport.write(head + body)
-        transport.loseConnection()
-
     def _session_refused(self, failure: Any, upload: MultipartUpload) -> None:
         error = failure.value
         upload.fail(error if isinstance(error, StretchFSError) else Unauthorized("invalid session"))
@@ -443,7 +431,7 @@ class UploadRequest(LimitedRequest):
         upload = self.stretchfs_upload
         if upload is None:
             super().handleContentChunk(data)
-        else:
+        elif not self.refused:
             upload.feed(data)
 
     def connectionLost(self, reason: Any) -> None:

@@ -76,8 +76,6 @@ class StoreAPI:
         parse_name(name)
         if getattr(request, "streamed", False):
             upload = request.claim_upload()
-            if request.upload_error is not None:
-                raise request.upload_error
         else:
             upload = self.content.begin_buffered(request, name)
         if upload is None:

@@ -7,9 +7,8 @@ in -- whether a `PUT /content/put/<sha1>.<ext>` is acceptable (cluster key,
 name, `Content-Length` against `[store] max_put` and `[store] min_free`) and
 then writes each chunk into a `PutUpload` in `handleContentChunk`.  The
 route handler later verifies the SHA1, commits (fsync + atomic link) and
-publishes.  A refused request's body is read and dropped, never written,
-and the handler answers the refusal; a connection lost mid-body deletes the
-temp file.
+publishes.  A refused request is answered at once (`refuse_now`) and its
+body dropped unwritten; a connection lost mid-body deletes the temp file.
 """
 
 from __future__ import annotations
@@ -407,7 +406,6 @@ class StoreRequest(LimitedRequest):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.upload: PutUpload | None = None
-        self.upload_error: StretchFSError | None = None
         self.streamed = False
 
     def gotLength(self, length: int | None) -> None:
@@ -427,10 +425,10 @@ class StoreRequest(LimitedRequest):
             self.upload = self.receiver.begin(self, name, length,  # type: ignore[union-attr]
                                               transport)
         except StretchFSError as exc:
-            self.upload_error = exc
+            self.refuse_now(exc)
         except OSError as exc:
             log.error("cannot open a temp file for a PUT: {error}", error=str(exc))
-            self.upload_error = InsufficientStorage("cannot write to this store")
+            self.refuse_now(InsufficientStorage("cannot write to this store"))
 
     def handleContentChunk(self, data: bytes) -> None:
         """Write a body chunk into the upload (dropped when the PUT was refused)."""
@@ -449,10 +447,10 @@ class StoreRequest(LimitedRequest):
             self._fail_upload(InsufficientStorage("cannot write to this store"))
 
     def _fail_upload(self, exc: StretchFSError) -> None:
-        self.upload_error = exc
         if self.upload is not None:
             self.upload.abort()
             self.upload = None
+        self.refuse_now(exc)
 
     def claim_upload(self) -> PutUpload | None:
         """Hand the finished upload to the handler (connection loss no longer aborts it)."""

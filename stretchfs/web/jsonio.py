@@ -14,8 +14,6 @@ JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 
 def read_body(request: IRequest, max_bytes: int) -> bytes:
     """The request body (already buffered by twisted.web), at most `max_bytes`."""
-    if getattr(request, "body_too_large", False):
-        raise PayloadTooLarge("request body larger than {} bytes".format(max_bytes))
     length = request.getHeader(b"content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes:
         raise PayloadTooLarge("request body larger than {} bytes".format(max_bytes))

@@ -1,26 +1,41 @@
-"""A Request that refuses oversized bodies without buffering them.
+"""A Request that refuses oversized bodies without reading them into storage.
 
 twisted.web's `Request` stores a whole body (to a temp file past 100 KB)
 before any handler, auth check or size check runs, so an unauthenticated
-client could fill the disk with one request.  `LimitedRequest` stops storing
-once the body passes the site's `max_body` (declared length or bytes seen,
-so chunked bodies are caught too); `jsonio.read_body` then answers 413.
+client could fill the disk with one request, and a refused upload would
+still cost its whole transfer.  `LimitedRequest` refuses a body whose
+declared length passes the site's `max_body` as soon as the headers are in,
+and a body without a declared length (chunked) once it grows past it.
+Streaming subclasses (store PUTs, prism uploads) refuse the same way
+through `refuse_now`.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
+from twisted.web.http import RESPONSES
 from twisted.web.server import Request
+
+from stretchfs.errors import PayloadTooLarge, StretchFSError
+from stretchfs.web.errormap import status_for
+
+# How long a refused request's remaining body is still read (and dropped)
+# before the connection closes: a client that sends its whole body before
+# reading sees the answer instead of a connection reset (nginx's
+# "lingering close").
+LINGER_SECONDS = 10.0
 
 
 class LimitedRequest(Request):
     """Keeps at most `channel.site.max_body` bytes of a request body."""
 
-    body_too_large = False
+    refused = False
     _body_limit: int | None = None
     _body_seen = 0
+    _linger_call: Any = None
 
     def gotLength(self, length: int | None) -> None:
         """Refuse at once a declared length over the limit; otherwise buffer as usual."""
@@ -28,23 +43,67 @@ class LimitedRequest(Request):
         self._body_limit = getattr(site, "max_body", None)
         self._body_seen = 0
         if self._body_limit is not None and length is not None and length > self._body_limit:
-            self._refuse()
+            self._refuse_too_large()
             return
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
-        """Store a chunk unless the body has grown past the limit."""
-        if self.body_too_large:
+        """Store a chunk unless the request was refused or the body passed the limit."""
+        if self.refused:
             return
         self._body_seen += len(data)
         if self._body_limit is not None and self._body_seen > self._body_limit:
-            self._refuse()
+            self._refuse_too_large()
             return
         super().handleContentChunk(data)
 
-    def _refuse(self) -> None:
-        self.body_too_large = True
+    def _refuse_too_large(self) -> None:
+        self.refuse_now(PayloadTooLarge(
+            "request body larger than {} bytes".format(self._body_limit)))
+
+    def refuse_now(self, error: StretchFSError) -> None:
+        """Answer `error` at once, before the rest of the body, and close.
+
+        No `100 Continue` is sent.  What the client still sends is read and
+        dropped until the body ends or `LINGER_SECONDS` pass; then the
+        connection closes.  The route handler never runs.
+        """
+        if self.refused:
+            return
+        self.refused = True
+        self.requestHeaders.removeHeader(b"expect")
         previous: Any = self.content
         self.content = io.BytesIO()
         if previous is not None:
             previous.close()
+        code = status_for(error) or 500
+        body = json.dumps({"error": str(error) or error.__class__.__name__}).encode("utf-8")
+        extra = 'WWW-Authenticate: Bearer realm="stretchfs"\r\n' if code == 401 else ""
+        head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
+                "Content-Length: {}\r\n{}Connection: close\r\n\r\n").format(
+            code, RESPONSES.get(code, b"Error").decode("ascii"), len(body), extra)
+        channel = self.channel
+        channel.transport.write(head.encode("ascii") + body)
+        self._linger_call = channel.callLater(LINGER_SECONDS, self._close_refused)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """The whole body is in: close a refused request, else process it as usual."""
+        if self.refused:
+            self._close_refused()
+            return
+        super().requestReceived(command, path, version)
+
+    def _close_refused(self) -> None:
+        if self._linger_call is not None and self._linger_call.active():
+            self._linger_call.cancel()
+        self._linger_call = None
+        transport = self.channel.transport if self.channel is not None else None
+        if transport is not None:
+            transport.loseConnection()
+
+    def connectionLost(self, reason: Any) -> None:
+        """Forget the linger timer of a refused request."""
+        if self._linger_call is not None and self._linger_call.active():
+            self._linger_call.cancel()
+        self._linger_call = None
+        super().connectionLost(reason)

@@ -138,13 +138,18 @@ def test_refused_session_after_the_body_leaves_no_temp_file(tmp_path) -> None:
 
 
 def test_declared_oversize_upload_is_refused_before_the_body(tmp_path) -> None:
-    """A Content-Length beyond max_upload gets 413 at once and the connection closes."""
+    """A Content-Length beyond max_upload gets 413 at once; the connection closes after
+    the linger time (the body that still comes is dropped)."""
+    from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
+    from stretchfs.web.limits import LINGER_SECONDS
+
+    clock = Clock()
     factory = upload_request_factory(str(tmp_path), 1000, lambda token: succeed({}))
-    site = Site(Resource())
+    site = Site(Resource(), reactor=clock)
     site.requestFactory = factory
     channel = site.buildProtocol(None)
     transport = StringTransport()
@@ -154,6 +159,9 @@ def test_declared_oversize_upload_is_refused_before_the_body(tmp_path) -> None:
     channel.dataReceived(head.encode())
     assert transport.value().startswith(b"HTTP/1.1 413 ")
     assert b"larger than 1000 bytes" in transport.value()
+    channel.dataReceived(b"--x\r\n" + b"z" * 100_000)
+    assert not transport.disconnecting
+    clock.advance(LINGER_SECONDS)
     assert transport.disconnecting
     assert os.listdir(tmp_path) == []
 

@@ -131,11 +131,14 @@ def _settle(stub: Any, d: Any) -> Any:
     return result_of(d)
 
 
-def raw_channel(service: Any) -> tuple[Any, StringTransport]:
-    """An HTTPChannel of the store's Site on a StringTransport (for partial bodies)."""
+def raw_channel(service: Any, clock: Any = None) -> tuple[Any, StringTransport]:
+    """An HTTPChannel of the store's Site on a StringTransport (for partial bodies).
+
+    Its timers (linger after a refusal) run on `clock` when given.
+    """
     from stretchfs.store.upload import request_factory
 
-    site = Site(service.root_resource)
+    site = Site(service.root_resource, reactor=clock)
     site.requestFactory = request_factory(service.content.receiver)
     channel = site.buildProtocol(None)
     transport = StringTransport()
@@ -143,10 +146,11 @@ def raw_channel(service: Any) -> tuple[Any, StringTransport]:
     return channel, transport
 
 
-def put_head(sha1: str, ext: str, length: int, key: str = CLUSTER_KEY) -> bytes:
-    """The request head of a raw PUT."""
+def put_head(sha1: str, ext: str, length: int, key: str = CLUSTER_KEY,
+             extra: str = "") -> bytes:
+    """The request head of a raw PUT (`extra`: more header lines, each ending in CRLF)."""
     return ("PUT /content/put/{}.{} HTTP/1.1\r\nHost: store1\r\nAuthorization: Bearer {}\r\n"
-            "Content-Length: {}\r\n\r\n").format(sha1, ext, key, length).encode()
+            "Content-Length: {}\r\n{}\r\n").format(sha1, ext, key, length, extra).encode()
 
 
 def files_under(folder: str) -> list[str]:

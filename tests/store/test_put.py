@@ -135,15 +135,58 @@ def test_put_without_the_cluster_key_is_401(tmp_path, clock, headers) -> None:
     assert _nothing_stored(service)
 
 
-def test_body_over_max_put_is_413_and_never_written(tmp_path, clock) -> None:
-    """A Content-Length above [store] max_put answers 413 and nothing reaches the disk."""
+def test_body_over_max_put_is_413_before_the_body(tmp_path, clock) -> None:
+    """A Content-Length above [store] max_put is answered 413 from the headers alone; the
+    body that still comes is dropped and the connection closes once it has ended."""
     service = build(tmp_path, clock, store={"max_put": 100})
-    channel, transport = raw_channel(service)
-    channel.dataReceived(put_head(SHA1, "txt", len(DATA)) + DATA[:5000])
-    assert _nothing_stored(service)
-    channel.dataReceived(DATA[5000:])
+    channel, transport = raw_channel(service, clock)
+    channel.dataReceived(put_head(SHA1, "txt", len(DATA)))
     assert transport.value().startswith(b"HTTP/1.1 413 ")
+    assert b"Connection: close" in transport.value()
+    channel.dataReceived(DATA[:5000])
+    assert not transport.disconnecting
+    channel.dataReceived(DATA[5000:])
+    assert transport.disconnecting
+    assert transport.value().count(b"HTTP/1.1 ") == 1
     assert _nothing_stored(service)
+
+
+@pytest.mark.parametrize("case", ["wrong key", "bad name", "too large"])
+def test_refused_put_sends_no_100_continue(tmp_path, clock, case: str) -> None:
+    """A client asking `Expect: 100-continue` gets the refusal instead of an invitation."""
+    service = build(tmp_path, clock, store={"max_put": 100 if case == "too large" else 10**9})
+    channel, transport = raw_channel(service, clock)
+    sha1 = "not-a-hash" if case == "bad name" else SHA1
+    key = "wrong" if case == "wrong key" else CLUSTER_KEY
+    channel.dataReceived(put_head(sha1, "txt", len(DATA), key, "Expect: 100-continue\r\n"))
+    expected = {"wrong key": b"401", "bad name": b"400", "too large": b"413"}[case]
+    assert transport.value().startswith(b"HTTP/1.1 " + expected + b" ")
+    assert b"100 Continue" not in transport.value()
+    assert _nothing_stored(service)
+
+
+def test_refused_put_closes_after_the_linger_time(tmp_path, clock) -> None:
+    """A client that keeps sending the body of a refused PUT is cut off after LINGER_SECONDS."""
+    from stretchfs.web.limits import LINGER_SECONDS
+
+    service = build(tmp_path, clock, store={"max_put": 100})
+    channel, transport = raw_channel(service, clock)
+    channel.dataReceived(put_head(SHA1, "txt", len(DATA)) + DATA[:5000])
+    clock.advance(LINGER_SECONDS - 0.5)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+    assert _nothing_stored(service)
+
+
+def test_accepted_put_still_gets_100_continue(tmp_path, clock) -> None:
+    """`Expect: 100-continue` on an acceptable PUT is answered 100, then 201."""
+    service = build(tmp_path, clock)
+    channel, transport = raw_channel(service, clock)
+    channel.dataReceived(put_head(SHA1, "txt", len(DATA), extra="Expect: 100-continue\r\n"))
+    assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    channel.dataReceived(DATA)
+    assert b"HTTP/1.1 201 " in transport.value()
 
 
 def test_chunked_body_over_max_put_is_413(tmp_path, clock) -> None:
