@@ -6,7 +6,6 @@ from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThreadPool
 
 from stretchfs.config import MasterConfig
 from stretchfs.health import Readiness
@@ -17,17 +16,9 @@ from stretchfs.pingnet.dashboard import ClusterVerdicts
 from stretchfs.redishealth import RedisWatch
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_service
+from stretchfs.threads import thread_runner
 
 REDIS_CHECK_SECONDS = 2.0
-
-
-def thread_runner(reactor: Any) -> Callable[..., Deferred[Any]]:
-    """Run blocking work (bcrypt) in the reactor's thread pool."""
-
-    def run(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args)
-
-    return run
 
 
 def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStore,
@@ -38,8 +29,10 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
     top = MultiService()
     readiness = Readiness()
     registry = new_registry()
+    run_blocking = run_blocking or thread_runner(reactor)
+    assert run_blocking is not None, "the master needs a reactor with a thread pool"
     api = MasterAPI(config, readiness=readiness, metrics_registry=registry, redis=redis,
-                    clock=reactor, run_blocking=run_blocking or thread_runner(reactor))
+                    clock=reactor, run_blocking=run_blocking)
     RedisWatch(redis, reactor, readiness, REDIS_CHECK_SECONDS).setServiceParent(top)
     PurchasePruner(api.purchases, reactor, config.master.prune_interval,
                    on_pruned=api.record_prune).setServiceParent(top)

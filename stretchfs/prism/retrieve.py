@@ -12,13 +12,12 @@ with a size cap and an overall timeout.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import socket
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, BinaryIO, Callable
 from urllib.parse import urljoin, urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -32,6 +31,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge, PeerUnavailable
+from stretchfs.prism.sinks import InlineSink, ThreadedSink
 
 log = Logger()
 
@@ -142,17 +142,31 @@ class Fetched:
 
 
 class _ToFile(Protocol):
-    """Writes a response body to a file while hashing, up to `max_bytes`."""
+    """Feeds a response body into a hashing sink, up to `max_bytes`.
 
-    def __init__(self, handle: Any, max_bytes: int, done: Deferred[int]) -> None:
+    With `offload` (a thread-pool runner) hashing and writing run in the
+    pool and the connection is paused while they fall behind.
+    """
+
+    def __init__(self, handle: BinaryIO, max_bytes: int, done: Deferred[int],
+                 offload: Callable[..., Deferred[Any]] | None) -> None:
         self._handle = handle
         self._max = max_bytes
         self._done = done
-        self.hash = hashlib.sha1()
+        self._offload = offload
+        self.sink: InlineSink | ThreadedSink | None = None
         self.size = 0
 
+    def connectionMade(self) -> None:
+        if self._offload is None:
+            self.sink = InlineSink(self._handle)
+        else:
+            self.sink = ThreadedSink(self._handle, self._offload,
+                                     self.transport.pauseProducing,
+                                     self.transport.resumeProducing)
+
     def dataReceived(self, data: bytes) -> None:
-        if self._done.called:
+        if self._done.called or self.sink is None:
             return
         self.size += len(data)
         if self.size > self._max:
@@ -160,8 +174,7 @@ class _ToFile(Protocol):
             self._done.errback(PayloadTooLarge("remote file larger than {} bytes".format(
                 self._max)))
             return
-        self.hash.update(data)
-        self._handle.write(data)
+        self.sink.write(data)
 
     def connectionLost(self, reason: Any) -> None:
         if self._done.called:
@@ -171,6 +184,13 @@ class _ToFile(Protocol):
         else:
             self._done.errback(PeerUnavailable("remote connection lost: {}".format(
                 reason.getErrorMessage())))
+
+    def cancel(self) -> None:
+        """Stop writing and close the file (once a running block is done)."""
+        if self.sink is None:
+            self._handle.close()
+        else:
+            self.sink.cancel()
 
 
 def _drop(sink: Any) -> None:
@@ -183,7 +203,10 @@ class Retriever:
     """Fetches remote URLs into temp files through a checked Agent."""
 
     def __init__(self, *, agent: Any, clock: Any, max_bytes: int, timeout: float,
-                 tmp_dir: str) -> None:
+                 tmp_dir: str, offload: Callable[..., Deferred[Any]] | None = None) -> None:
+        """`offload(function, *args)` runs hashing and writing off the reactor thread
+        (the reactor's thread pool in production); None keeps them inline."""
+        self._offload = offload
         self._agent = agent
         self._clock = clock
         self._max = max_bytes
@@ -243,20 +266,21 @@ class Retriever:
 
     async def _save(self, response: Any, url: str) -> Fetched:
         fd, path = tempfile.mkstemp(prefix="stretchfs-retrieve-", dir=self._tmp_dir)
+        # Cancelling (the fetch timeout) must also drop the remote
+        # connection, or a slow remote keeps streaming into nowhere.
+        done: Deferred[int] = Deferred(lambda _: _drop(receiver))
+        receiver = _ToFile(os.fdopen(fd, "wb"), self._max, done, self._offload)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                # Cancelling (the fetch timeout) must also drop the remote
-                # connection, or a slow remote keeps streaming into nowhere.
-                done: Deferred[int] = Deferred(lambda _: _drop(sink))
-                sink = _ToFile(handle, self._max, done)
-                response.deliverBody(sink)
-                size = await done
+            response.deliverBody(receiver)
+            size = await done
+            assert receiver.sink is not None
+            sha1 = await receiver.sink.close()
         except BaseException:
+            receiver.cancel()
             os.unlink(path)
             raise
         ctype = response.headers.getRawHeaders(b"content-type", [b""])[0].decode("latin-1")
-        return Fetched(path=path, sha1=sink.hash.hexdigest(), size=size, content_type=ctype,
-                       url=url)
+        return Fetched(path=path, sha1=sha1, size=size, content_type=ctype, url=url)
 
 
 class _Drop(Protocol):

@@ -21,6 +21,7 @@ from stretchfs.prism.upload import upload_request_factory
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_service
 from stretchfs.store.client import StoreClient
+from stretchfs.threads import thread_runner
 
 
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
@@ -64,7 +65,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
             reactor, factory, pool=HTTPConnectionPool(reactor, persistent=False))
     retriever = Retriever(agent=retrieve_agent, clock=reactor,
                           max_bytes=config.retrieve.max_size, timeout=config.retrieve.timeout,
-                          tmp_dir=config.prism.tmp_dir)
+                          tmp_dir=config.prism.tmp_dir, offload=thread_runner(reactor))
     api = PrismAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
                    master=master, peers=peers, inventory=lambda: inventory.mirror,
                    purchases=lambda: purchases.mirror, replicator=replicator,

@@ -27,6 +27,7 @@ from stretchfs.store.layout import ContentStore
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats, StoreStatsCollector
 from stretchfs.store.upload import PutReceiver, request_factory
+from stretchfs.threads import thread_runner
 
 log = Logger()
 ROOT_REASON = "root"
@@ -61,16 +62,6 @@ class PrepareRoot(Service):
         self._journal.close()
 
 
-def thread_runner(reactor: Any) -> Callable[..., Deferred]:
-    """`run_blocking` for production: run a function in the reactor's threadpool."""
-    from twisted.internet.threads import deferToThreadPool
-
-    def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
-
-    return run
-
-
 def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore, http: Any,
                         peers: Peers | None = None, master: Any = None,
                         run_blocking: Callable[..., Deferred] | None = None) -> MultiService:
@@ -93,6 +84,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
                               config.cluster.request_timeout)
     threaded_writes = run_blocking is None
     run_blocking = run_blocking or thread_runner(reactor)
+    assert run_blocking is not None, "the store needs a reactor with a thread pool"
     store = ContentStore(config.store.root)
     journal = Journal(store.journal_dir)
     stats = StoreStats()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import pytest_twisted
 from klein import Klein
 from treq.testing import RequestTraversalAgent
 from twisted.internet.defer import Deferred
@@ -202,3 +203,56 @@ def test_fetch_timeout_drops_the_remote_connection(tmp_path) -> None:
     import os
 
     assert os.listdir(tmp_path) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_fetch_over_real_http_writes_in_threads_with_back_pressure(
+        tmp_path, monkeypatch) -> None:
+    """With a thread pool, a large remote body is hashed and written off the reactor
+    thread, the remote connection paused while the writes fall behind, bytes intact."""
+    import hashlib
+    import os
+
+    from twisted.internet import reactor
+    from twisted.web.client import Agent, HTTPConnectionPool
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    from stretchfs.prism import sinks
+    from stretchfs.threads import thread_runner
+
+    body = os.urandom(6 * 1024 * 1024 + 5)
+
+    class _Big(Resource):
+        isLeaf = True
+
+        def render_GET(self, request):
+            request.setHeader(b"Content-Type", b"video/mp4")
+            return body
+
+    monkeypatch.setattr(sinks.ThreadedSink, "HIGH_WATER_BYTES", 512 * 1024)
+    monkeypatch.setattr(sinks.ThreadedSink, "LOW_WATER_BYTES", 256 * 1024)
+    pauses = []
+    original_submit = sinks.ThreadedSink._submit
+
+    def counting_submit(sink):
+        original_submit(sink)
+        if sink._paused:
+            pauses.append(True)
+
+    monkeypatch.setattr(sinks.ThreadedSink, "_submit", counting_submit)
+    port = reactor.listenTCP(0, Site(_Big()), interface="127.0.0.1")
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    retriever = Retriever(agent=Agent(reactor, pool=pool), clock=reactor,
+                          max_bytes=10**9, timeout=30, tmp_dir=str(tmp_path),
+                          offload=thread_runner(reactor))
+    try:
+        fetched = await retriever.fetch("http://127.0.0.1:{}/v.mp4".format(port.getHost().port))
+    finally:
+        await port.stopListening()
+        await pool.closeCachedConnections()
+    assert fetched.size == len(body)
+    assert fetched.sha1 == hashlib.sha1(body).hexdigest()
+    with open(fetched.path, "rb") as handle:
+        assert handle.read() == body
+    assert pauses, "the remote connection was never paused"

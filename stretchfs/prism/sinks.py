@@ -1,0 +1,117 @@
+"""Sinks that hash (SHA1) and write a body to a file as it arrives.
+
+`InlineSink` works on the calling thread (tests, buffered bodies);
+`ThreadedSink` hands 1 MiB blocks to a thread pool, in order, and pauses
+its producer while too much waits.  Used by multipart uploads and
+retrieves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, BinaryIO, Callable
+
+from twisted.internet.defer import Deferred, succeed
+
+
+class InlineSink:
+    """Hashes and writes each chunk at once (tests, buffered bodies)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self._hash = hashlib.sha1()
+
+    def write(self, chunk: bytes) -> None:
+        """Hash and write `chunk`."""
+        self._hash.update(chunk)
+        self._handle.write(chunk)
+
+    def close(self) -> Deferred[str]:
+        """Close the file; fires with the hex SHA1."""
+        self._handle.close()
+        return succeed(self._hash.hexdigest())
+
+    def cancel(self) -> None:
+        """Stop: close the file."""
+        self._handle.close()
+
+
+class ThreadedSink:
+    """Hashes and writes in the reactor's thread pool, in order, in 1 MiB blocks.
+
+    The reactor thread keeps parsing the next chunks meanwhile.  More than
+    `HIGH_WATER_BYTES` queued pauses reading from the client until the
+    queue is below `LOW_WATER_BYTES`.
+    """
+
+    BLOCK_BYTES = 1024 * 1024
+    HIGH_WATER_BYTES = 16 * 1024 * 1024
+    LOW_WATER_BYTES = 4 * 1024 * 1024
+
+    def __init__(self, handle: BinaryIO, run: Callable[..., Deferred[Any]],
+                 pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._handle = handle
+        self._hash = hashlib.sha1()
+        self._run = run
+        self._pause = pause
+        self._resume = resume
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._queued = 0
+        self._paused = False
+        self._cancelled = False
+        self._chain: Deferred[Any] = succeed(None)
+
+    def write(self, chunk: bytes) -> None:
+        """Queue `chunk`; a full block goes to a worker thread."""
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= self.BLOCK_BYTES:
+            self._submit()
+
+    def _work(self, data: bytes) -> None:
+        if not self._cancelled:
+            self._hash.update(data)
+            self._handle.write(data)
+
+    def _submit(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+        self._queued += len(data)
+        if self._queued > self.HIGH_WATER_BYTES:
+            # Every time: the HTTP channel may have resumed the transport meanwhile.
+            self._paused = True
+            self._pause()
+
+        def done(result: Any) -> Any:
+            self._queued -= len(data)
+            if self._paused and self._queued < self.LOW_WATER_BYTES:
+                self._paused = False
+                self._resume()
+            return result
+
+        self._chain.addCallback(lambda _: self._run(self._work, data)).addBoth(done)
+
+    def close(self) -> Deferred[str]:
+        """Flush, close the file; fires with the hex SHA1 once every block is written."""
+        self._submit()
+        result: Deferred[str] = Deferred()
+
+        def closed(outcome: Any) -> None:
+            self._handle.close()
+            result.callback(outcome)  # the SHA1, or the Failure of a block
+
+        self._chain.addCallback(lambda _: self._hash.hexdigest()).addBoth(closed)
+        return result
+
+    def cancel(self) -> None:
+        """Stop writing; the file is closed once the running block is done."""
+        self._cancelled = True
+        self._pending = []
+        if self._paused:
+            self._paused = False
+            self._resume()
+        self._chain.addBoth(lambda _: self._handle.close())
