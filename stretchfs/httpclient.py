@@ -39,7 +39,7 @@ async def read_capped(response: IResponse, max_bytes: int = MAX_REPLY_BYTES) -> 
     """Read a response body, refusing to buffer more than `max_bytes`."""
     length = response.length
     if isinstance(length, int) and length > max_bytes:
-        response.deliverBody(_Discard())
+        discard_body(response)
         raise UpstreamError(response.code, b"reply too large")
     chunks: list[bytes] = []
     seen = 0
@@ -55,8 +55,13 @@ async def read_capped(response: IResponse, max_bytes: int = MAX_REPLY_BYTES) -> 
     return b"".join(chunks)
 
 
+def discard_body(response: IResponse) -> None:
+    """Drop a response body we refuse to read (the connection is closed)."""
+    response.deliverBody(_Discard())
+
+
 class _Discard:
-    """A protocol that drops a body we refuse to read."""
+    """A protocol that stops its transport at once."""
 
     def makeConnection(self, transport: Any) -> None:
         transport.stopProducing()

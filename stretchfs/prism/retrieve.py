@@ -31,6 +31,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge, PeerUnavailable
+from stretchfs.httpclient import discard_body
 from stretchfs.prism.sinks import InlineSink, ThreadedSink
 
 log = Logger()
@@ -248,7 +249,7 @@ class Retriever:
                     url, exc.__class__.__name__)) from None
             if response.code in _REDIRECT_CODES:
                 location = response.headers.getRawHeaders(b"location", [b""])[0]
-                response.deliverBody(_Drop())
+                discard_body(response)
                 if not location:
                     raise PeerUnavailable("redirect without a Location")
                 url = urljoin(url, location.decode("latin-1"))
@@ -256,10 +257,10 @@ class Retriever:
                     method = "GET"
                 continue
             if not 200 <= response.code < 300:
-                response.deliverBody(_Drop())
+                discard_body(response)
                 raise InvalidInput("remote answered {}".format(response.code))
             if isinstance(response.length, int) and response.length > self._max:
-                response.deliverBody(_Drop())
+                discard_body(response)
                 raise PayloadTooLarge("remote file larger than {} bytes".format(self._max))
             return await self._save(response, url)
         raise InvalidInput("too many redirects")
@@ -281,13 +282,6 @@ class Retriever:
             raise
         ctype = response.headers.getRawHeaders(b"content-type", [b""])[0].decode("latin-1")
         return Fetched(path=path, sha1=sha1, size=size, content_type=ctype, url=url)
-
-
-class _Drop(Protocol):
-    """Discards a body."""
-
-    def connectionMade(self) -> None:
-        self.transport.stopProducing()
 
 
 def check_url(url: str) -> None:

@@ -24,7 +24,7 @@ from stretchfs.errors import (
     StretchFSError,
     UpstreamError,
 )
-from stretchfs.httpclient import read_capped
+from stretchfs.httpclient import discard_body, read_capped
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
 from stretchfs.store.publisher import InventoryPublisher
@@ -244,7 +244,7 @@ class ContentService:
         try:
             self.receiver.check_size(length)
         except StretchFSError:
-            response.deliverBody(_Discard())
+            discard_body(response)
             raise
         name_ext: str = ext
         sink = ResponseSink(
@@ -258,14 +258,3 @@ class ContentService:
         stored, created = await self.commit(upload)
         log.info("fetched {sha1} from {source}", sha1=sha1, source=source)
         return stored, created
-
-
-class _Discard:
-    def makeConnection(self, transport: Any) -> None:
-        transport.stopProducing()
-
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-    def connectionLost(self, reason: Any) -> None:
-        pass
