@@ -21,12 +21,18 @@ from stretchfs.threads import thread_runner
 REDIS_CHECK_SECONDS = 2.0
 
 
+class MasterService(MultiService):
+    """The master process's services, with a handle on its API (tests, tools)."""
+
+    api: MasterAPI
+
+
 def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStore,
                          http: Any = None,
                          run_blocking: Callable[..., Deferred[Any]] | None = None
-                         ) -> MultiService:
+                         ) -> MasterService:
     """The master: HTTP API over the cluster Redis, plus the purchase pruning job."""
-    top = MultiService()
+    top = MasterService()
     readiness = Readiness()
     registry = new_registry()
     run_blocking = run_blocking or thread_runner(reactor)
@@ -42,5 +48,5 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
     verdicts.setServiceParent(top)
     api.peer_columns.append(verdicts.column())
     CallOnStop(redis.close).setServiceParent(top)
-    top.api = api  # type: ignore[attr-defined]
+    top.api = api
     return top

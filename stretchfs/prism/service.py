@@ -24,17 +24,29 @@ from stretchfs.store.client import StoreClient
 from stretchfs.threads import thread_runner
 
 
+class PrismService(MultiService):
+    """The prism process's services, with handles on its parts (tests, tools)."""
+
+    api: PrismAPI
+    peers: Peers
+    inventory_sync: MirrorSync
+    purchase_sync: MirrorSync
+    readiness: Readiness
+    pingnet: Any
+    registration: Any
+
+
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                         http: Any, peers: Peers | None = None, master: Any = None,
                         retrieve_agent: Any = None, resolver: Any = None,
-                        feed_wait: float = 5.0, metrics_registry: Any = None) -> MultiService:
+                        feed_wait: float = 5.0, metrics_registry: Any = None) -> PrismService:
     """The prism: mirrors of the master's databases, the public API, delivery.
 
     `master` defaults to a `MasterClient` over `http`; `retrieve_agent` to an
     Agent whose connections go through `SafeEndpointFactory` (with `resolver`,
     default getaddrinfo in a thread).
     """
-    top = MultiService()
+    top = PrismService()
     readiness = Readiness()
     registry = metrics_registry if metrics_registry is not None else new_registry()
     if peers is None:
@@ -80,13 +92,13 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     CallOnStop(redis.close).setServiceParent(top)
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
                                         peers=peers, metrics_registry=registry)
-    api.pingnet = net  # type: ignore[attr-defined]
+    api.pingnet = net
     replicator.refresh_registry = registration.refresh_soon
-    top.pingnet = net  # type: ignore[attr-defined]
-    top.registration = registration  # type: ignore[attr-defined]
-    top.api = api  # type: ignore[attr-defined]
-    top.peers = peers  # type: ignore[attr-defined]
-    top.inventory_sync = inventory  # type: ignore[attr-defined]
-    top.purchase_sync = purchases  # type: ignore[attr-defined]
-    top.readiness = readiness  # type: ignore[attr-defined]
+    top.pingnet = net
+    top.registration = registration
+    top.api = api
+    top.peers = peers
+    top.inventory_sync = inventory
+    top.purchase_sync = purchases
+    top.readiness = readiness
     return top

@@ -62,20 +62,33 @@ class PrepareRoot(Service):
         self._journal.close()
 
 
+class StoreService(MultiService):
+    """The store process's services, with handles on its parts (tests, tools)."""
+
+    api: StoreAPI
+    root_resource: StoreRoot
+    content: ContentService
+    publisher: InventoryPublisher
+    sync: InventorySyncService
+    disk: DiskMonitor
+    peers: Peers
+    readiness: Readiness
+    pingnet: Any
+    registration: Any
+
+
 def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore, http: Any,
                         peers: Peers | None = None, master: Any = None,
-                        run_blocking: Callable[..., Deferred] | None = None) -> MultiService:
+                        run_blocking: Callable[..., Deferred] | None = None) -> StoreService:
     """The store: content on one disk, served over HTTP, inventory published to the master.
 
     `master` defaults to a `MasterClient` on `http`; `run_blocking` (how
     fsync, renames and scans leave the reactor thread) defaults to the
     reactor's threadpool, and then PUT bodies are also hashed and written
     in a thread per upload (given a `run_blocking`, as unit tests do,
-    everything stays on the calling thread).  The returned service exposes `.api`, `.content`,
-    `.publisher`, `.sync`, `.disk` (`.disk.writable`, `.disk.on_change(cb)`)
-    and `.peers`.
+    everything stays on the calling thread).
     """
-    top = MultiService()
+    top = StoreService()
     readiness = Readiness()
     registry = new_registry()
     peers = peers if peers is not None else Peers(self_name=config.node.name)
@@ -120,16 +133,16 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     CallOnStop(redis.close).setServiceParent(top)
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
                                         peers=peers, metrics_registry=registry)
-    api.pingnet = net  # type: ignore[attr-defined]
+    api.pingnet = net
     disk.on_change(registration.set_writable)
-    top.pingnet = net  # type: ignore[attr-defined]
-    top.registration = registration  # type: ignore[attr-defined]
-    top.api = api  # type: ignore[attr-defined]
-    top.root_resource = root  # type: ignore[attr-defined]
-    top.content = content  # type: ignore[attr-defined]
-    top.publisher = publisher  # type: ignore[attr-defined]
-    top.sync = sync  # type: ignore[attr-defined]
-    top.disk = disk  # type: ignore[attr-defined]
-    top.peers = peers  # type: ignore[attr-defined]
-    top.readiness = readiness  # type: ignore[attr-defined]
+    top.pingnet = net
+    top.registration = registration
+    top.api = api
+    top.root_resource = root
+    top.content = content
+    top.publisher = publisher
+    top.sync = sync
+    top.disk = disk
+    top.peers = peers
+    top.readiness = readiness
     return top
