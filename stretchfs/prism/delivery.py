@@ -16,7 +16,6 @@ client's query string (+ `start=0` for video types when neither `start` nor
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -29,7 +28,7 @@ from twisted.web.server import NOT_DONE_YET
 from stretchfs import errors
 from stretchfs.prism.mirror import PurchaseRecord
 from stretchfs.signing import SHA1_RE, content_path, delivery_secret, signed_query
-from stretchfs.web.errormap import status_for
+from stretchfs.web.errormap import render_error, status_for
 
 log = Logger()
 
@@ -37,7 +36,6 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
 KLEIN_PREFIXES = frozenset({b"", b"user", b"content", b"health", b"metrics", b"ping", b"pingnet",
                             b"static"})
 """First path segments that belong to the API, never tokens (PrismRoot adds Klein's own)."""
-_JSON = b"application/json; charset=utf-8"
 PROBE_SECONDS = 2.0
 PROBE_PER_SECOND = 20.0
 PROBE_BURST = 20
@@ -244,16 +242,9 @@ class Delivery:
 
 
 def _answer_error(request: Any, exc: BaseException) -> bytes:
-    code = status_for(exc)
-    if code is None:
+    if status_for(exc) is None:
         log.error("delivery failed: {error!r}", error=exc)
-        code, message = 500, "internal error"
-    else:
-        message = str(exc)
-    request.setResponseCode(code)
-    request.setHeader(b"Content-Type", _JSON)
-    request.setHeader(b"Cache-Control", b"no-store")
-    return json.dumps({"error": message}).encode("utf-8")
+    return render_error(request, exc)
 
 
 def _answer_redirect(request: Any, location: bytes) -> bytes:

@@ -46,17 +46,23 @@ def render_failure(request: IRequest, failure: Failure) -> bytes:
         if code == 405 and failure.value.valid_methods:
             request.setHeader(b"Allow", ", ".join(failure.value.valid_methods).encode())
         return write_json(request, {"error": (failure.value.name or "error").lower()}, code)
-    code = status_for(failure.value)
-    if code is None:
+    if status_for(failure.value) is None:
         log.failure("unhandled error on {method} {path}", failure,
                     method=request.method, path=request.path)
+    return render_error(request, failure.value)
+
+
+def render_error(request: IRequest, exc: BaseException) -> bytes:
+    """Answer `exc`: a domain error by the table, anything else as a bare 500."""
+    code = status_for(exc)
+    if code is None:
         return write_json(request, {"error": "internal error"}, 500)
     if code == 416:
-        request.setHeader(b"Content-Range", "bytes */{}".format(failure.value.size).encode())
+        size = getattr(exc, "size", 0)
+        request.setHeader(b"Content-Range", "bytes */{}".format(size).encode())
     if code == 401:
         request.setHeader(b"WWW-Authenticate", b'Bearer realm="stretchfs"')
-    return write_json(request, {"error": str(failure.value) or failure.value.__class__.__name__},
-                      code)
+    return write_json(request, {"error": str(exc) or exc.__class__.__name__}, code)
 
 
 def install_error_handlers(app: Klein) -> None:

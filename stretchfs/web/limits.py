@@ -77,7 +77,8 @@ class LimitedRequest(Request):
         if previous is not None:
             previous.close()
         code = status_for(error) or 500
-        body = json.dumps({"error": str(error) or error.__class__.__name__}).encode("utf-8")
+        body = json.dumps({"error": str(error) or error.__class__.__name__},
+                          separators=(",", ":")).encode("utf-8")
         extra = 'WWW-Authenticate: Bearer realm="stretchfs"\r\n' if code == 401 else ""
         head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
                 "Content-Length: {}\r\n{}Connection: close\r\n\r\n").format(
