@@ -314,8 +314,13 @@ class UploadRequest(LimitedRequest):
         return run, transport.pauseProducing, transport.resumeProducing
 
     def _session_refused(self, failure: Any, upload: MultipartUpload) -> None:
+        """No valid session: stop writing, and answer now if the body is still coming."""
         error = failure.value
-        upload.fail(error if isinstance(error, StretchFSError) else Unauthorized("invalid session"))
+        if not isinstance(error, StretchFSError):
+            error = Unauthorized("invalid session")
+        upload.fail(error)
+        if not self.body_received:
+            self.refuse_now(error)
 
     def handleContentChunk(self, data: bytes) -> None:
         """Feed the parser (streaming) or buffer as usual."""

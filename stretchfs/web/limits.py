@@ -33,6 +33,7 @@ class LimitedRequest(Request):
     """Keeps at most `channel.site.max_body` bytes of a request body."""
 
     refused = False
+    body_received = False
     _body_limit: int | None = None
     _body_seen = 0
     _linger_call: Any = None
@@ -89,6 +90,7 @@ class LimitedRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The whole body is in: close a refused request, else process it as usual."""
+        self.body_received = True
         if self.refused:
             self._close_refused()
             return

@@ -6,7 +6,7 @@ import hashlib
 import os
 
 from treq.testing import StubTreq
-from twisted.internet.defer import fail, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 
 from stretchfs.errors import Unauthorized
 from stretchfs.prism.upload import MultipartUpload, upload_request_factory
@@ -116,6 +116,35 @@ def test_refused_session_stops_disk_writes(tmp_path) -> None:
     head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
             "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
     channel.dataReceived(head + body[:30_000])
+    assert os.listdir(tmp_path) == []
+
+
+def test_session_refused_mid_body_is_answered_at_once(tmp_path) -> None:
+    """A session the master refuses while the body streams in is answered 401 then and
+    there (one answer), the rest of the body is dropped and the connection closes at its end."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    verdict: Deferred = Deferred()
+    factory = upload_request_factory(str(tmp_path), 10**9, lambda token: verdict)
+    site = Site(Resource(), reactor=Clock())
+    site.requestFactory = factory
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
+    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
+            "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
+    channel.dataReceived(head + body[:20_000])
+    assert transport.value() == b""
+    verdict.errback(Unauthorized("invalid session"))
+    assert transport.value().startswith(b"HTTP/1.1 401 ")
+    assert b"invalid session" in transport.value()
+    channel.dataReceived(body[20_000:])
+    assert transport.disconnecting
+    assert transport.value().count(b"HTTP/1.1 ") == 1
     assert os.listdir(tmp_path) == []
 
 
