@@ -12,6 +12,7 @@ import hashlib
 from typing import Any, BinaryIO, Callable
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
 
 
 class InlineSink:
@@ -33,7 +34,7 @@ class InlineSink:
 
     def cancel(self) -> None:
         """Stop: close the file."""
-        self._handle.close()
+        _close_quietly(self._handle)
 
 
 class ThreadedSink:
@@ -96,14 +97,17 @@ class ThreadedSink:
         self._chain.addCallback(lambda _: self._run(self._work, data)).addBoth(done)
 
     def close(self) -> Deferred[str]:
-        """Flush, close the file; fires with the hex SHA1 once every block is written."""
+        """Flush, close the file; fires with the hex SHA1 once every block is written
+        and the file is closed, or with the failure of a block or of the close."""
         self._submit()
         result: Deferred[str] = Deferred()
 
         def closed(outcome: Any) -> None:
-            self._handle.close()
-            result.callback(outcome)  # the SHA1, or the Failure of a block
+            if isinstance(outcome, Failure):
+                _close_quietly(self._handle)
+            result.callback(outcome)  # the SHA1, or the Failure
 
+        self._chain.addCallback(lambda _: self._run(self._handle.close))
         self._chain.addCallback(lambda _: self._hash.hexdigest()).addBoth(closed)
         return result
 
@@ -114,4 +118,12 @@ class ThreadedSink:
         if self._paused:
             self._paused = False
             self._resume()
-        self._chain.addBoth(lambda _: self._handle.close())
+        self._chain.addBoth(lambda _: _close_quietly(self._handle))
+
+
+def _close_quietly(handle: BinaryIO) -> None:
+    """Close a file whose content no longer matters."""
+    try:
+        handle.close()
+    except OSError:
+        pass

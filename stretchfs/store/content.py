@@ -16,6 +16,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredLock, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from stretchfs.errors import (
     InvalidInput,
@@ -86,6 +87,24 @@ class DiskMonitor(Service):
         return succeed(None)
 
 
+def _shielded(work: Deferred[Any]) -> Deferred[Any]:
+    """`work`'s outcome; cancelling the returned Deferred leaves `work` running
+    (its failure is then logged, since nobody waits for it)."""
+    outer: Deferred[Any] = Deferred()
+
+    def forward(result: Any) -> None:
+        if not outer.called:
+            if isinstance(result, Failure):
+                outer.errback(result)
+            else:
+                outer.callback(result)
+        elif isinstance(result, Failure):
+            log.failure("store work finished after its caller went away", result)
+
+    work.addBoth(forward)
+    return outer
+
+
 def _add_change(stored: StoredFile) -> dict[str, Any]:
     return {"op": "add", "hash": stored.sha1, "ext": stored.ext, "size": stored.size}
 
@@ -125,10 +144,16 @@ class ContentService:
 
     # -- puts ----------------------------------------------------------------
     async def commit(self, upload: PutUpload) -> tuple[StoredFile, bool]:
-        """Verify, fsync, link into place and publish; (file, created)."""
+        """Verify, fsync, link into place and publish; (file, created).
+
+        A caller that goes away (client disconnect, cancelled fetch) aborts
+        the upload while it is still being written; once it is verified, the
+        link and the journal entry are finished regardless, so a file on
+        disk is always journaled.
+        """
         try:
-            await upload.finish()
-        except OSError:
+            await _shielded(Deferred.fromCoroutine(upload.finish()))
+        except BaseException:
             upload.abort()
             raise
         digest = upload.hexdigest()
@@ -137,17 +162,21 @@ class ContentService:
             log.warn("PUT of {sha1} refused: body hashes to {digest}", sha1=upload.sha1,
                      digest=digest)
             raise InvalidInput("SHA1 mismatch: the body hashes to {}".format(digest))
-        self.guard.touch(upload.sha1)
-        async with self._exclusive(upload.sha1):
-            stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
-                                                       upload.sha1, upload.ext)
-            await self.publisher.record([_add_change(stored)])
+        stored, created = await _shielded(Deferred.fromCoroutine(self._link_and_record(upload)))
         self.stats.puts += 1
         self.stats.bytes_received += upload.size
         if created and self.stats.files is not None:
             self.stats.files += 1
         log.info("stored {sha1}.{ext} ({size} bytes){note}", sha1=stored.sha1, ext=stored.ext,
                  size=stored.size, note="" if created else " (already present)")
+        return stored, created
+
+    async def _link_and_record(self, upload: PutUpload) -> tuple[StoredFile, bool]:
+        self.guard.touch(upload.sha1)
+        async with self._exclusive(upload.sha1):
+            stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
+                                                       upload.sha1, upload.ext)
+            await self.publisher.record([_add_change(stored)])
         return stored, created
 
     def begin_buffered(self, request: Any, name: str) -> PutUpload:

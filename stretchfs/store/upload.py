@@ -78,23 +78,24 @@ class _Stage:
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self) -> None:
-        aborted = False
-        while True:
-            item = self.queue.get()
-            if item is _FINISH or item is _ABORT:
-                aborted = aborted or item is _ABORT
-                break
-            if not aborted and self._pipeline.error is None:
-                try:
-                    self._work(item)
-                except OSError as exc:
-                    self._pipeline.error = exc
-            self._pipeline.processed(self, len(item))
         try:
-            self._last()
-        except OSError as exc:
-            self._pipeline.error = self._pipeline.error or exc
-        self._pipeline.stage_done()
+            while True:
+                item = self.queue.get()
+                if item is _FINISH or item is _ABORT:
+                    break
+                try:
+                    if self._pipeline.error is None:
+                        self._work(item)
+                except Exception as exc:  # noqa: BLE001 - reported by finish(), never lost
+                    self._pipeline.fail(exc)
+                finally:
+                    self._pipeline.processed(self, len(item))
+            try:
+                self._last()
+            except Exception as exc:  # noqa: BLE001
+                self._pipeline.fail(exc)
+        finally:
+            self._pipeline.stage_done()
 
 
 class _WriterThread:
@@ -118,7 +119,7 @@ class _WriterThread:
         self._paused = False
         self._written = 0
         self._left = 2
-        self.error: OSError | None = None
+        self.error: OSError | None = None  # the first failure; later chunks are skipped
         self._done: Deferred[None] = Deferred()
         self._stages = [_Stage("stretchfs-put-hash", digest.update, self),
                         _Stage("stretchfs-put-write", self._write, self, handle.close)]
@@ -171,8 +172,22 @@ class _WriterThread:
         if last:
             self._reactor.callFromThread(self._done.callback, None)
 
+    def fail(self, exc: BaseException) -> None:
+        """Record the first failure (any thread); it stops the remaining work."""
+        if not isinstance(exc, OSError):
+            log.error("upload writer failed: {error!r}", error=exc)
+            exc = OSError("upload writer failed: {!r}".format(exc))
+        with self._lock:
+            if self.error is None:
+                self.error = exc
+
     def finish(self, abort: bool = False) -> Deferred[None]:
-        """No more chunks: fires once all are hashed and written and the file is closed."""
+        """No more chunks: fires once all are hashed and written and the file is closed.
+
+        With `abort`, chunks still queued are skipped.
+        """
+        if abort:
+            self.fail(OSError("upload aborted"))
         for stage in self._stages:
             stage.queue.put(_ABORT if abort else _FINISH)
         return self._done
@@ -316,12 +331,13 @@ class PutReceiver:
 class ResponseSink(Protocol):
     """Feeds an HTTP client response body into a `PutUpload` (repair fetches).
 
-    `opener(transport)` opens the upload once the body starts, so a threaded
-    upload can pause the connection when the disk falls behind.  `done`
-    fires with the finished-receiving upload, or fails with the
-    StretchFSError that refused it (size, space) or PeerUnavailable when
-    the body was cut short or no byte arrived for `idle_timeout` seconds;
-    a failed upload is already aborted.
+    `opener(producer)` opens the upload once the body starts; a threaded
+    upload pauses and resumes the connection through this sink when the
+    disk falls behind.  `done` fires with the received upload, or fails
+    with the StretchFSError that refused it (size, space) or PeerUnavailable
+    when the body was cut short or no byte arrived for `idle_timeout`
+    seconds (not counting time the store itself paused the connection).
+    Cancelling `done` stops the download; a failed upload is already aborted.
     """
 
     def __init__(self, opener: Callable[[Any], PutUpload], *, clock: Any,
@@ -332,27 +348,56 @@ class ResponseSink(Protocol):
         self._idle_call: Any = None
         self._error: Exception | None = None
         self.upload: PutUpload | None = None
-        self.done: Deferred[PutUpload] = Deferred()
+        self.done: Deferred[PutUpload] = Deferred(
+            lambda _: self._stop(PeerUnavailable("fetch cancelled")))
 
     def connectionMade(self) -> None:
         """Open the upload and start the idle timer."""
         try:
-            self.upload = self._opener(self.transport)
+            self.upload = self._opener(self)
         except (StretchFSError, OSError) as exc:
             self._stop(exc)
             return
-        self._idle_call = self._clock.callLater(self._idle_timeout, self._idle)
+        self._arm_idle()
+
+    # IPushProducer for the upload's writer threads (called on the reactor thread)
+    def pauseProducing(self) -> None:
+        """Stop reading the connection; the idle timer waits too."""
+        self._disarm_idle()
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """Read the connection again."""
+        if self.upload is not None:
+            self._arm_idle()
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """Drop the connection."""
+        if self.transport is not None:
+            self.transport.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         """Write a chunk (the upload refuses what is too large or does not fit)."""
         if self.upload is None:
             return
-        if self._idle_call is not None and self._idle_call.active():
+        if self._idle_call is not None:
             self._idle_call.reset(self._idle_timeout)
         try:
             self.upload.write(data)
         except (StretchFSError, OSError) as exc:
             self._stop(exc)
+
+    def _arm_idle(self) -> None:
+        if self._idle_call is None:
+            self._idle_call = self._clock.callLater(self._idle_timeout, self._idle)
+
+    def _disarm_idle(self) -> None:
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
 
     def _idle(self) -> None:
         self._idle_call = None
@@ -360,29 +405,29 @@ class ResponseSink(Protocol):
 
     def _stop(self, exc: Exception) -> None:
         self._error = self._error or exc
+        self._disarm_idle()
         if self.upload is not None:
             self.upload.abort()
             self.upload = None
-        if self.transport is not None:
-            self.transport.stopProducing()
+        self.stopProducing()
 
     def connectionLost(self, reason: Any = None) -> None:
         """The body ended: complete, cut short, or stopped by `_stop`."""
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
-        self._idle_call = None
+        self._disarm_idle()
+        upload, self.upload = self.upload, None
         if self.done.called:
+            if upload is not None:
+                upload.abort()
             return
-        if self._error is None and reason is not None and reason.check(ResponseDone) \
-                and self.upload is not None:
-            self.done.callback(self.upload)
+        if self._error is None and upload is not None and reason is not None \
+                and reason.check(ResponseDone):
+            self.done.callback(upload)
             return
         if self._error is None:
             self._error = PeerUnavailable("body cut short: {}".format(
                 reason.getErrorMessage() if reason is not None else "connection lost"))
-        if self.upload is not None:
-            self.upload.abort()
-            self.upload = None
+        if upload is not None:
+            upload.abort()
         error = self._error
         if isinstance(error, OSError):
             log.error("write of a fetched content failed: {error}", error=str(error))

@@ -36,7 +36,7 @@ class LimitedRequest(Request):
     body_received = False
     _body_limit: int | None = None
     _body_seen = 0
-    _linger_call: Any = None
+    _timer: Any = None  # linger, then abort, of a refused request
 
     def gotLength(self, length: int | None) -> None:
         """Refuse at once a declared length over the limit; otherwise buffer as usual."""
@@ -67,9 +67,11 @@ class LimitedRequest(Request):
 
         No `100 Continue` is sent.  What the client still sends is read and
         dropped until the body ends or `LINGER_SECONDS` pass; then the
-        connection closes.  The route handler never runs.
+        connection closes (aborted if the client does not take the answer
+        within another `LINGER_SECONDS`).  The route handler never runs.
         """
-        if self.refused:
+        channel = self.channel
+        if self.refused or channel is None or self._disconnected:
             return
         self.refused = True
         self.requestHeaders.removeHeader(b"expect")
@@ -84,9 +86,8 @@ class LimitedRequest(Request):
         head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
                 "Content-Length: {}\r\n{}Connection: close\r\n\r\n").format(
             code, RESPONSES.get(code, b"Error").decode("ascii"), len(body), extra)
-        channel = self.channel
         channel.transport.write(head.encode("ascii") + body)
-        self._linger_call = channel.callLater(LINGER_SECONDS, self._close_refused)
+        self._timer = channel.callLater(LINGER_SECONDS, self._close_refused)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The whole body is in: close a refused request, else process it as usual."""
@@ -97,16 +98,21 @@ class LimitedRequest(Request):
         super().requestReceived(command, path, version)
 
     def _close_refused(self) -> None:
-        if self._linger_call is not None and self._linger_call.active():
-            self._linger_call.cancel()
-        self._linger_call = None
-        transport = self.channel.transport if self.channel is not None else None
-        if transport is not None:
-            transport.loseConnection()
+        self._cancel_timer()
+        channel = self.channel
+        if channel is None:
+            return
+        # The channel's own loseConnection also unregisters it as the
+        # transport's producer, or a paused channel could keep it open.
+        channel.loseConnection()
+        self._timer = channel.callLater(LINGER_SECONDS, channel.transport.abortConnection)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
 
     def connectionLost(self, reason: Any) -> None:
-        """Forget the linger timer of a refused request."""
-        if self._linger_call is not None and self._linger_call.active():
-            self._linger_call.cancel()
-        self._linger_call = None
+        """Forget the timer of a refused request."""
+        self._cancel_timer()
         super().connectionLost(reason)

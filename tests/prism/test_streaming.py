@@ -148,6 +148,36 @@ def test_session_refused_mid_body_is_answered_at_once(tmp_path) -> None:
     assert os.listdir(tmp_path) == []
 
 
+def test_session_refused_after_the_client_left_is_ignored(tmp_path) -> None:
+    """A session verdict arriving after the connection was lost answers nothing, raises
+    nothing, and leaves no temp file."""
+    from twisted.internet.error import ConnectionLost
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.python.failure import Failure
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    verdict: Deferred = Deferred()
+    factory = upload_request_factory(str(tmp_path), 10**9, lambda token: verdict)
+    site = Site(Resource(), reactor=Clock())
+    site.requestFactory = factory
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
+    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
+            "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
+    channel.dataReceived(head + body[:20_000])
+    channel.connectionLost(Failure(ConnectionLost()))
+    verdict.errback(Unauthorized("invalid session"))
+    outcome: list = []
+    verdict.addBoth(outcome.append)
+    assert outcome == [None]  # handled: no error left in the Deferred
+    assert transport.value() == b""
+    assert os.listdir(tmp_path) == []
+
+
 def test_refused_session_after_the_body_leaves_no_temp_file(tmp_path) -> None:
     """An upload whose session the master refuses is answered 401 and its temp files go."""
     prism = make_prism(tmp_path)

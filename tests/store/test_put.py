@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import pytest
 from twisted.internet.error import ConnectionDone
@@ -147,6 +148,7 @@ def test_body_over_max_put_is_413_before_the_body(tmp_path, clock) -> None:
     assert not transport.disconnecting
     channel.dataReceived(DATA[5000:])
     assert transport.disconnecting
+    assert transport.producer is None  # a paused channel cannot keep the socket open
     assert transport.value().count(b"HTTP/1.1 ") == 1
     assert _nothing_stored(service)
 
@@ -265,3 +267,36 @@ def test_empty_body_is_stored(tmp_path, clock) -> None:
     code, _, body = request(stub_for(service), "PUT", "/content/put/{}.bin".format(empty),
                             data=b"", headers=AUTH)
     assert code == 201 and json.loads(body)["size"] == 0
+
+
+def test_put_whose_caller_goes_away_after_verification_is_still_journaled(tmp_path,
+                                                                          clock) -> None:
+    """Cancelling a commit (client gone) while the file is being linked still finishes the
+    link and the journal entry: a file on disk is never missing from the inventory."""
+    from twisted.internet.defer import CancelledError, Deferred
+
+    from tests.store.harness import direct
+
+    master = FakeMaster()
+    service = build(tmp_path, clock, master=master)
+    content = service.content
+    held: list[tuple[Deferred, Any, tuple]] = []
+
+    def hold_links(function, *args, **kwargs):
+        if function == content.store.commit:
+            waiting: Deferred = Deferred()
+            held.append((waiting, function, args))
+            return waiting
+        return direct(function, *args, **kwargs)
+
+    content._run_blocking = hold_links
+    upload = content.receiver.open(SHA1, "txt", len(DATA))
+    upload.write(DATA)
+    commit = Deferred.fromCoroutine(content.commit(upload))
+    assert len(held) == 1
+    commit.addErrback(lambda failure: failure.trap(CancelledError))
+    commit.cancel()
+    waiting, function, args = held[0]
+    waiting.callback(function(*args))
+    assert content.store.find(SHA1) is not None
+    assert master.changes() == [{"op": "add", "hash": SHA1, "ext": "txt", "size": len(DATA)}]

@@ -107,3 +107,30 @@ def test_pipeline_refuses_bytes_past_the_limit(store) -> None:
         upload.write(b"x" * 11)
     upload.abort()
     _join_stages(upload)
+
+
+class BrokenDigest:
+    """A digest whose update fails with something other than a disk error."""
+
+    def update(self, data: bytes) -> None:
+        raise ValueError("hash engine broke")
+
+    def hexdigest(self) -> str:
+        return "0" * 40
+
+
+def test_pipeline_reports_any_stage_failure_instead_of_hanging(store) -> None:
+    """A stage failing with a non-OSError still ends both threads; finish reports it."""
+    reactor = CollectingReactor()
+    events: list[str] = []
+    upload = PutUpload(store, "0" * 40, "bin", 10**9, lambda n: None, reactor=reactor,
+                       pause=lambda: events.append("pause"),
+                       resume=lambda: events.append("resume"), digest=BrokenDigest())
+    upload.write(b"x" * 1000)
+    done = upload._writer.finish()  # type: ignore[union-attr]
+    _join_stages(upload)
+    reactor.run_calls()
+    assert done.called
+    assert isinstance(upload._writer.error, OSError)  # type: ignore[union-attr]
+    upload.abort()
+    assert os.listdir(store.tmp_dir) == []
