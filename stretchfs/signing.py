@@ -49,10 +49,11 @@ def signed_query(secret: str, path: str, expires: int) -> str:
 
 def verify(secret: str, path: str, expires: str | int, signature: str, now: float) -> bool:
     """True when `signature` signs `path` until `expires` and that is not past."""
-    try:
-        deadline = int(expires)
-    except (TypeError, ValueError):
+    if not isinstance(expires, int) and not (isinstance(expires, str) and expires.isascii()
+                                             and expires.isdigit() and len(expires) <= 12):
         return False
+    deadline = int(expires)
     if deadline < now:
         return False
-    return hmac.compare_digest(sign(secret, path, deadline), signature or "")
+    expected = sign(secret, path, deadline).encode("ascii")
+    return hmac.compare_digest(expected, (signature or "").encode("utf-8", "replace"))

@@ -31,6 +31,7 @@ CONTENT_PATH_RE = re.compile(
     rb"^/content/([0-9a-f]{2})/([0-9a-f]{2})/(([0-9a-f]{40})\.([a-z0-9]{1,10}))$")
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 CHUNK_BYTES = 64 * 1024
+MAX_RANGE_DIGITS = 18  # no file is 10**18 bytes; longer numbers are clamped, never int()'d
 
 
 @implementer(IPushProducer)
@@ -65,10 +66,15 @@ class FileStreamer:
         self._pumping = True
         try:
             while not self._paused and not self._done and self._remaining > 0:
-                data = self._handle.read(min(CHUNK_BYTES, self._remaining))
+                try:
+                    data = self._handle.read(min(CHUNK_BYTES, self._remaining))
+                except OSError:
+                    data = b""
                 if not data:
-                    self._remaining = 0
-                    break
+                    # The file shrank or cannot be read: the promised Content-Length
+                    # cannot be kept, so the connection must not be reused.
+                    self._abort()
+                    return
                 self._remaining -= len(data)
                 self._request.write(data)
         finally:
@@ -94,6 +100,14 @@ class FileStreamer:
             self._done = True
             self._handle.close()
 
+    def _abort(self) -> None:
+        self._done = True
+        self._handle.close()
+        self._request.unregisterProducer()
+        transport = getattr(self._request.channel, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+
 
 @functools.lru_cache(maxsize=256)
 def content_type(ext: str) -> bytes:
@@ -109,7 +123,7 @@ def parse_range(header: bytes, size: int) -> tuple[int, int] | None:
     is sent, as RFC 9110 allows); a range that starts past the end raises
     RangeNotSatisfiable.
     """
-    if not header.startswith(b"bytes="):
+    if header[:6].lower() != b"bytes=":
         return None
     spec = header[6:].strip()
     if b"," in spec or b"-" not in spec:
@@ -117,6 +131,12 @@ def parse_range(header: bytes, size: int) -> tuple[int, int] | None:
     first_text, last_text = (part.strip() for part in spec.split(b"-", 1))
     if (first_text and not first_text.isdigit()) or (last_text and not last_text.isdigit()):
         return None
+    if len(first_text) > MAX_RANGE_DIGITS or len(last_text) > MAX_RANGE_DIGITS:
+        # Beyond any file size: a start that far is unsatisfiable, an end or suffix
+        # that far means "to the end" / "everything".
+        if len(first_text) > MAX_RANGE_DIGITS:
+            raise RangeNotSatisfiable("range not satisfiable", size)
+        last_text = b"%d" % size
     if not first_text:
         if not last_text:
             return None
@@ -133,6 +153,25 @@ def parse_range(header: bytes, size: int) -> tuple[int, int] | None:
     if last is None:
         last = size - 1
     return first, min(last, size - 1)
+
+
+def not_modified(request: Any, etag: bytes, mtime: int) -> bool:
+    """Whether the client's cached copy is current (RFC 9110 13.1.2-13.1.3).
+
+    `If-None-Match` (a comma-separated list, weak tags match) wins over
+    `If-Modified-Since`; an unreadable date counts as absent.
+    """
+    tags = request.getHeader(b"if-none-match")
+    if tags is not None:
+        candidates = [tag.strip() for tag in tags.split(b",")]
+        return any(tag in (b"*", etag, b"W/" + etag) for tag in candidates)
+    since = request.getHeader(b"if-modified-since")
+    if since is None:
+        return False
+    try:
+        return mtime <= http.stringToDatetime(since)
+    except (ValueError, IndexError, KeyError, OverflowError):
+        return False
 
 
 class DeliveryResource:
@@ -181,10 +220,12 @@ class DeliveryResource:
         request.setHeader(b"Content-Type", content_type(ext.decode("ascii")))
         etag = b'"' + sha1 + b'"'
         request.setHeader(b"ETag", etag)
-        if (request.setLastModified(info.st_mtime) is http.CACHED
-                or request.setETag(etag) is http.CACHED):
+        request.setHeader(b"Last-Modified", http.datetimeToString(int(info.st_mtime)))
+        if not_modified(request, etag, int(info.st_mtime)):
             handle.close()
-            return b""
+            request.setResponseCode(http.NOT_MODIFIED)
+            request.finish()  # no body and no Content-Length on a 304
+            return NOT_DONE_YET
         wanted = None
         range_header = request.getHeader(b"range")
         if range_header is not None and self._range_applies(request, etag):

@@ -49,7 +49,7 @@ def test_raw_response_carries_content_length(tmp_path, clock) -> None:
     channel.dataReceived("GET {} HTTP/1.1\r\nHost: s\r\n\r\n".format(_url(clock)).encode())
     head, _, body = transport.value().partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
-    assert b"\r\nContent-Length: %d\r\n" % len(DATA) in head
+    assert b"\r\nContent-Length: %d\r\n" % len(DATA) in head + b"\r\n"
     assert body == DATA
 
 
@@ -67,7 +67,7 @@ def test_head_answers_headers_only(tmp_path, clock) -> None:
     channel.dataReceived("HEAD {} HTTP/1.1\r\nHost: s\r\n\r\n".format(_url(clock)).encode())
     head, _, body = transport.value().partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and body == b""
-    assert b"\r\nContent-Length: %d\r\n" % len(DATA) in head
+    assert b"\r\nContent-Length: %d\r\n" % len(DATA) in head + b"\r\n"
 
 
 @pytest.mark.parametrize("header,first,last", [
@@ -196,3 +196,98 @@ def test_traversal_and_malformed_delivery_paths_are_404(tmp_path, clock, path: s
     code, _, body = request(stub, "GET", path + "?md5=x&expires=9999999999")
     assert code == 404
     assert json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("headers, expected", [
+    ({"If-None-Match": '"other", "{sha1}"'}, 304),
+    ({"If-None-Match": 'W/"{sha1}"'}, 304),
+    ({"If-None-Match": "*"}, 304),
+    ({"If-None-Match": '"other"', "If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, 200),
+    ({"If-Modified-Since": "Fri, 01 Jan 2100 00:00:00 GMT"}, 304),
+    ({"If-Modified-Since": "Thu, 01 Jan 1970 00:00:00 GMT"}, 200),
+    ({"If-Modified-Since": ";x"}, 200),
+    ({"If-Modified-Since": ""}, 200),
+])
+def test_conditional_requests(tmp_path, clock, headers, expected: int) -> None:
+    """If-None-Match lists and weak tags match and win over If-Modified-Since; an
+    unreadable date is ignored (200, never 500)."""
+    _, stub = _stored(tmp_path, clock)
+    filled = {name: value.format(sha1=SHA1) for name, value in headers.items()}
+    code, _, body = request(stub, "GET", _url(clock), headers=filled)
+    assert code == expected
+    assert body == (DATA if expected == 200 else b"")
+
+
+def test_304_has_no_content_length(tmp_path, clock) -> None:
+    """A 304 carries no Content-Length (RFC 9110 8.6) and no body."""
+    service, _ = _stored(tmp_path, clock)
+    channel, transport = raw_channel(service)
+    channel.dataReceived("GET {} HTTP/1.1\r\nHost: s\r\nIf-None-Match: \"{}\"\r\n\r\n".format(
+        _url(clock), SHA1).encode())
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 304 ")
+    assert b"content-length" not in head.lower() and body == b""
+
+
+@pytest.mark.parametrize("signature", ["%FF%FE", "%C3%A9" * 11, "x" * 5000])
+def test_non_ascii_or_oversized_signature_is_403(tmp_path, clock, signature: str) -> None:
+    """A signature that is not base64 text is a plain 403, never a 500."""
+    _, stub = _stored(tmp_path, clock)
+    path = content_path(SHA1, "mp4")
+    code, _, _ = request(stub, "GET", "{}?md5={}&expires={}".format(
+        path, signature, int(clock.seconds()) + 60))
+    assert code == 403
+
+
+@pytest.mark.parametrize("header, expected", [
+    ("bytes=" + "9" * 5000 + "-", 416),
+    ("bytes=0-" + "9" * 5000, 206),
+    ("bytes=-" + "9" * 5000, 206),
+    ("Bytes=0-3", 206),
+])
+def test_absurd_range_numbers_are_answered(tmp_path, clock, header: str, expected: int) -> None:
+    """Range numbers too long for any file: a start is unsatisfiable (416), an end or a
+    suffix means the whole file (206); the unit is case-insensitive."""
+    _, stub = _stored(tmp_path, clock)
+    code, _, body = request(stub, "GET", _url(clock), headers={"Range": header})
+    assert code == expected
+    if header == "Bytes=0-3":
+        assert body == DATA[:4]
+    elif expected == 206:
+        assert body == DATA
+
+
+def test_file_shrinking_while_streaming_aborts_the_connection(tmp_path, clock) -> None:
+    """If the file comes up short, the connection is aborted rather than finishing a
+    response shorter than its Content-Length."""
+    import io
+
+    from twisted.internet.testing import StringTransport
+
+    from stretchfs.store.delivery import FileStreamer
+
+    class _Channel:
+        transport = StringTransport()
+
+    class _Request:
+        channel = _Channel()
+        finished = False
+        written = b""
+
+        def registerProducer(self, producer, streaming):  # noqa: N802
+            pass
+
+        def unregisterProducer(self):  # noqa: N802
+            pass
+
+        def write(self, data):
+            self.written += data
+
+        def finish(self):
+            self.finished = True
+
+    request = _Request()
+    FileStreamer(request, io.BytesIO(b"x" * 1000), 0, 5000).start()
+    assert request.written == b"x" * 1000
+    assert not request.finished
+    assert _Channel.transport.disconnecting
