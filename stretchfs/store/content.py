@@ -172,11 +172,11 @@ class ContentService:
         return stored, created
 
     async def _link_and_record(self, upload: PutUpload) -> tuple[StoredFile, bool]:
-        self.guard.touch(upload.sha1)
-        async with self._exclusive(upload.sha1):
-            stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
-                                                       upload.sha1, upload.ext)
-            await self.publisher.record([_add_change(stored)])
+        with self.guard.changing(upload.sha1):
+            async with self._exclusive(upload.sha1):
+                stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
+                                                           upload.sha1, upload.ext)
+                await self.publisher.record([_add_change(stored)])
         return stored, created
 
     def begin_buffered(self, request: Any, name: str) -> PutUpload:
@@ -203,10 +203,10 @@ class ContentService:
     async def remove(self, sha1: str) -> int:
         """Delete `sha1` and publish the removal (also when it was absent); files removed."""
         check_hash(sha1)
-        self.guard.touch(sha1)
-        async with self._exclusive(sha1):
-            removed = await self._run_blocking(self.store.remove, sha1)
-            await self.publisher.record([{"op": "remove", "hash": sha1}])
+        with self.guard.changing(sha1):
+            async with self._exclusive(sha1):
+                removed = await self._run_blocking(self.store.remove, sha1)
+                await self.publisher.record([{"op": "remove", "hash": sha1}])
         if removed:
             self.stats.removes += 1
             if self.stats.files is not None:

@@ -16,10 +16,11 @@ own journal entries already tell the truth.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection
+from typing import Any, Callable, Collection, Iterator
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
@@ -210,15 +211,33 @@ async def fetch_known(master: Any, store_name: str) -> KnownInventory:
 
 @dataclass
 class SyncGuard:
-    """Hashes changed by puts/removes while a sync runs (their journal entries win)."""
+    """The hashes a sync must leave alone: those whose disk change and journal
+    entry are in flight when it starts, and those changed while it runs
+    (their own journal entries win; a sync's view of them may be stale)."""
 
     active: bool = False
     touched: set[str] = field(default_factory=set)
+    in_flight: dict[str, int] = field(default_factory=dict)
 
-    def touch(self, sha1: str) -> None:
-        """Note a live change of `sha1`."""
+    @contextlib.contextmanager
+    def changing(self, sha1: str) -> Iterator[None]:
+        """Around a disk change of `sha1` and its journal append."""
+        self.in_flight[sha1] = self.in_flight.get(sha1, 0) + 1
         if self.active:
             self.touched.add(sha1)
+        try:
+            yield
+        finally:
+            left = self.in_flight[sha1] - 1
+            if left:
+                self.in_flight[sha1] = left
+            else:
+                del self.in_flight[sha1]
+
+    def start(self) -> None:
+        """A sync begins: what is in flight now is already touched."""
+        self.touched = set(self.in_flight)
+        self.active = True
 
 
 class InventorySyncService(Service):
@@ -286,8 +305,7 @@ class InventorySyncService(Service):
             return None
         self._backlog_waits = 0
         start = self._clock.seconds()
-        self._guard.active = True
-        self._guard.touched = set()
+        self._guard.start()
         try:
             log.info("inventory sync of {store}: downloading the master's view",
                      store=self._store_name)

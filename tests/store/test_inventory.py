@@ -103,15 +103,49 @@ def test_changes_during_a_sync_are_not_overridden(tmp_path, clock) -> None:
     request(stub, "PUT", "/content/put/{}.bin".format(sha1), data=data, headers=AUTH)
     master.rows["store1"].pop(sha1)
     guard = service.content.guard
-    guard.active = True
-    guard.touched = set()
-    guard.touch(sha1)
+    guard.start()
+    with guard.changing(sha1):
+        pass
     from stretchfs.store.inventory import JournalSink
 
     known = KnownInventory()
     sink = JournalSink(service.sync._journal, guard.touched)
     report = diff_inventory(service.content.store, known, sink)
     assert report.added == 1 and sink.written == 0
+
+
+def test_sync_leaves_alone_a_change_in_flight_when_it_starts(tmp_path, clock) -> None:
+    """A PUT linked but not yet journaled when a sync starts is not journaled by the sync
+    too: the sync's stale view could land after a later remove and resurrect the file."""
+    from twisted.internet.defer import Deferred
+
+    master = FakeMaster()
+    service = build(tmp_path, clock, master=master)
+    content = service.content
+    data = b"in flight"
+    sha1 = sha1_of(data)
+    real_record = content.publisher.record
+    held: list[tuple[Deferred, list]] = []
+
+    def hold_record(changes):
+        waiting: Deferred = Deferred()
+        held.append((waiting, changes))
+        return waiting
+
+    content.publisher.record = hold_record
+    upload = content.receiver.open(sha1, "bin", len(data))
+    upload.write(data)
+    commit = Deferred.fromCoroutine(content.commit(upload))
+    assert len(held) == 1 and content.store.find(sha1) is not None  # linked, not journaled
+    service.sync.sync_now()
+    assert service.sync.last_report.added == 1  # the sync saw the file...
+    assert master.changes() == []  # ...and left it to the PUT's own entry
+    content.publisher.record = real_record
+    waiting, changes = held[0]
+    real_record(changes).chainDeferred(waiting)
+    assert commit.called
+    assert master.changes() == [{"op": "add", "hash": sha1, "ext": "bin", "size": len(data)}]
+    stop(service)
 
 
 def test_known_inventory_skips_malformed_rows() -> None:
