@@ -42,7 +42,10 @@ class Journal:
         """Open (creating if needed); drop a torn last line a crash may have left."""
         with self._lock:
             os.makedirs(self.folder, exist_ok=True)
+            created = not os.path.exists(self.path)
             self._file = open(self.path, "ab+")
+            if created:
+                _fsync_folder(self.folder)
             size = self._file.seek(0, os.SEEK_END)
             if size:
                 size = self._cut_torn_tail(size)
@@ -102,13 +105,27 @@ class Journal:
                      for c in changes if c["hash"] not in skip]
             if lines:
                 data = b"".join(lines)
-                self._file.write(data)
-                self._file.flush()
+                try:
+                    self._file.write(data)
+                    self._file.flush()
+                except OSError:
+                    self._reopen_at(self._size)
+                    raise
                 self._size += len(data)
                 self._pending += len(lines)
             if fsync:
                 os.fsync(self._file.fileno())
             return len(lines)
+
+    def _reopen_at(self, size: int) -> None:
+        """After a failed write: drop whatever part of it reached the file."""
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the unwritten buffer is exactly what must go
+        self._file = None
+        os.truncate(self.path, size)
+        self._file = open(self.path, "ab+")
 
     # -- reading and acknowledging ----------------------------------------
     @property
@@ -140,7 +157,9 @@ class Journal:
         """The master has everything up to `offset` (`count` changes); compact when done."""
         with self._lock:
             self._acked = max(self._acked, min(offset, self._size))
-            self._pending = max(0, self._pending - count)
+            # Unreadable lines are skipped by read_batch but were counted: nothing
+            # is pending once everything is acknowledged.
+            self._pending = 0 if self._acked == self._size else max(0, self._pending - count)
             if self._acked == self._size and self._size >= COMPACT_BYTES:
                 # The zero offset must be on disk before the truncation: a stale,
                 # larger offset over a shorter new journal would count unpublished
@@ -162,8 +181,12 @@ class Journal:
                 os.fsync(handle.fileno())
         os.replace(temp, self._acked_path)
         if durable:
-            folder = os.open(self.folder, os.O_RDONLY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
+            _fsync_folder(self.folder)
+
+
+def _fsync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

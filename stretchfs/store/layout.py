@@ -150,7 +150,7 @@ class ContentStore:
             if existing is not None:
                 return existing, False
             folder = self.folder_for(sha1)
-            os.makedirs(folder, exist_ok=True)
+            self._make_durable_folder(folder)
             final = self.path_for(sha1, ext)
             try:
                 os.link(temp_path, final)
@@ -166,6 +166,18 @@ class ContentStore:
             return stored, True
         finally:
             _unlink_quietly(temp_path)
+
+    def _make_durable_folder(self, folder: str) -> None:
+        """Create `folder` (content/ab/cd) if needed, fsyncing each parent whose
+        entry changed, so a power loss cannot drop a new folder and its file."""
+        if os.path.isdir(folder):
+            return
+        middle = os.path.dirname(folder)
+        created_middle = not os.path.isdir(middle)
+        os.makedirs(folder, exist_ok=True)
+        if created_middle:
+            _fsync_dir(self.content_dir)
+        _fsync_dir(middle)
 
     def _must_find(self, sha1: str) -> StoredFile:
         found = self.find(sha1)

@@ -194,3 +194,54 @@ def test_disk_change_and_journal_append_are_serialized_per_hash(tmp_path, clock)
     assert first.called and second.called
     assert content._hash_locks == {}
     stop(service)
+
+
+def test_unreadable_journal_line_does_not_keep_the_publisher_busy(tmp_path, clock) -> None:
+    """A corrupt (but complete) line is skipped; once the rest is acknowledged nothing is
+    pending, so the publisher goes idle instead of looping on an empty batch."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(1)])
+    journal.close()
+    with open(os.path.join(str(tmp_path), "changes.ndjson"), "ab") as handle:
+        handle.write(b"{not json}\n")
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(2)])
+    assert journal.pending == 3
+    master = FakeMaster()
+    publisher = _publisher(journal, master, clock)
+    assert master.changes() == [_add(1), _add(2)]
+    assert journal.pending == 0
+    assert publisher.backlog == 0
+    publisher.stopService()
+
+
+def test_failed_journal_write_leaves_no_partial_line(tmp_path) -> None:
+    """A write that fails half-way (disk full) is cut back off the journal: the next
+    append and every later read see whole lines only, at the right offsets."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(1)])
+    real_file = journal._file
+
+    class HalfWrite:
+        def write(self, data: bytes) -> int:
+            real_file.write(data[: len(data) // 2])
+            real_file.flush()
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name: str):
+            return getattr(real_file, name)
+
+    journal._file = HalfWrite()
+    try:
+        journal.append([_add(2)])
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the failed write was not reported")
+    journal.append([_add(3)])
+    assert journal.read_batch(10)[0] == [_add(1), _add(3)]
+    assert journal.pending == 2
+    journal.close()
