@@ -204,6 +204,9 @@ class StoreSettings:
                             None, parse_size)
     max_put: int = setting(100 * 1024**3, "largest accepted content PUT in bytes", None,
                            parse_size)
+    mount_check: bool = setting(
+        False, "refuse to start serving unless root is a mount point (a disk that failed to "
+        "mount must not look like an empty store)")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 EX_CONFIG = 78
 EX_UNAVAILABLE = 69
+EX_TEMPFAIL = 75
 PROGRESS_EVERY_FILES = 5000
 BAR_WIDTH = 30
 
@@ -120,19 +121,39 @@ def run_sync(args: argparse.Namespace) -> int:
 
 async def sync_once(reactor: Any, config: Any, dry_run: bool, bar: ProgressBar,
                     out: TextIO) -> int:
-    """Download, scan, publish; prints a summary line; returns the exit code."""
-    from twisted.internet.threads import deferToThread
+    """Download, scan, publish; prints a summary line; returns the exit code.
 
-    from stretchfs.errors import PeerUnavailable, UpstreamError
-    from stretchfs.httpclient import make_http_client
-    from stretchfs.master.client import MasterClient
-    from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
+    Refused (EX_TEMPFAIL) while the store process holds its root: two
+    writers would publish one hash's changes out of order.
+    """
     from stretchfs.store.layout import ContentStore
 
     store = ContentStore(config.store.root)
     if not os.path.isdir(store.content_dir):
         out.write("no content folder at {}\n".format(store.content_dir))
         return 1
+    try:
+        root_lock = store.lock()
+    except BlockingIOError:
+        out.write("the store process is running on {} and syncs by itself (at start-up and "
+                  "every {:.0f} s); restart it to sync now\n".format(
+                      store.root, config.inventory.interval))
+        return EX_TEMPFAIL
+    try:
+        return await _sync_locked(reactor, config, store, dry_run, bar, out)
+    finally:
+        root_lock.close()
+
+
+async def _sync_locked(reactor: Any, config: Any, store: Any, dry_run: bool, bar: ProgressBar,
+                       out: TextIO) -> int:
+    from twisted.internet.threads import deferToThread
+
+    from stretchfs.errors import PeerUnavailable, UpstreamError
+    from stretchfs.httpclient import make_http_client
+    from stretchfs.master.client import MasterClient
+    from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
+
     master = MasterClient(make_http_client(reactor, persistent=False),
                           config.cluster.master_url, config.cluster.key, 3600.0)
     name = config.node.name

@@ -11,11 +11,12 @@ through the injected `run_blocking`.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 from stretchfs.errors import InvalidInput
 from stretchfs.signing import EXT_RE, SHA1_RE, content_path
@@ -23,6 +24,7 @@ from stretchfs.signing import EXT_RE, SHA1_RE, content_path
 NAME_RE = re.compile(r"^([0-9a-f]{40})\.([a-z0-9]{1,10})\Z")
 HEX2_RE = re.compile(r"^[0-9a-f]{2}\Z")
 TEMP_PREFIX = "put-"
+LOCK_NAME = "store.lock"
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
 
 
@@ -84,6 +86,17 @@ class ContentStore:
             for entry in entries:
                 if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False):
                     os.unlink(entry.path)
+
+    def lock(self) -> BinaryIO:
+        """Take the root's lock (held while the returned file stays open): one
+        store process or hand-run sync per root.  BlockingIOError when held."""
+        handle = open(os.path.join(self.root, LOCK_NAME), "ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     # -- paths -------------------------------------------------------------
     def path_for(self, sha1: str, ext: str) -> str:

@@ -31,35 +31,81 @@ from stretchfs.threads import thread_runner
 
 log = Logger()
 ROOT_REASON = "root"
+LOCK_RETRY_SECONDS = 5.0
 
 
 class PrepareRoot(Service):
-    """Creates the content root and opens the journal at start; blocks readiness if it cannot."""
+    """Prepares the store root at start and holds its lock; blocks readiness until done.
 
-    def __init__(self, store: ContentStore, journal: Journal, readiness: Readiness) -> None:
+    Creates content/, tmp/ and journal/, takes the root's lock (one store
+    process or `stretchfs inventory sync` at a time: two writers would
+    publish out of order), checks the root is writable and opens the
+    journal.  While another process holds the lock it retries every
+    `LOCK_RETRY_SECONDS`.  With `mount_check`, a root that is not a mount
+    point is left untouched (without content/ and journal/ no PUT, remove or
+    sync can run) and readiness stays blocked.
+    """
+
+    def __init__(self, store: ContentStore, journal: Journal, readiness: Readiness,
+                 clock: Any, mount_check: bool = False) -> None:
         self._store = store
         self._journal = journal
         self._readiness = readiness
+        self._clock = clock
+        self._mount_check = mount_check
+        self._lock: Any = None
+        self._retry: Any = None
 
     def startService(self) -> None:
-        """Create content/, tmp/, journal/, check the root is writable, open the journal."""
+        """Prepare the root now (or block readiness with the reason)."""
         super().startService()
+        root = self._store.root
+        if self._mount_check and not os.path.ismount(root):
+            log.critical("store root {root} is not a mount point (mount_check): is its disk "
+                         "mounted? Serving nothing until it is and the store restarts",
+                         root=root)
+            self._readiness.block(ROOT_REASON, "store root {} is not a mount point".format(root))
+            return
+        self._prepare()
+
+    def _prepare(self) -> None:
+        self._retry = None
         root = self._store.root
         try:
             self._store.prepare()
+            self._lock = self._store.lock()
+        except BlockingIOError:
+            log.warn("store root {root} is locked by another process (a running "
+                     "`stretchfs inventory sync`?); retrying", root=root)
+            self._readiness.block(ROOT_REASON, "store root locked by another process")
+            self._retry = self._clock.callLater(LOCK_RETRY_SECONDS, self._prepare)
+            return
+        except OSError as exc:
+            self._unusable(exc)
+            return
+        try:
             if not os.access(root, os.W_OK):
                 raise PermissionError("not writable")
             self._journal.open()
         except OSError as exc:
-            log.critical("store root {root} unusable: {error}", root=root, error=str(exc))
-            self._readiness.block(ROOT_REASON, "store root unusable: {}".format(exc))
+            self._unusable(exc)
             return
         self._readiness.clear(ROOT_REASON)
 
+    def _unusable(self, exc: OSError) -> None:
+        log.critical("store root {root} unusable: {error}", root=self._store.root,
+                     error=str(exc))
+        self._readiness.block(ROOT_REASON, "store root unusable: {}".format(exc))
+
     def stopService(self) -> Any:
-        """Close the journal."""
+        """Close the journal and release the root."""
         super().stopService()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         self._journal.close()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 class StoreService(MultiService):
@@ -124,7 +170,8 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     delivery = DeliveryResource(store.root, delivery_secret(config.cluster.key), reactor, stats)
     root = StoreRoot(delivery, api.app.resource())
 
-    PrepareRoot(store, journal, readiness).setServiceParent(top)
+    PrepareRoot(store, journal, readiness, reactor,
+                config.store.mount_check).setServiceParent(top)
     disk.setServiceParent(top)
     publisher.setServiceParent(top)
     sync.setServiceParent(top)

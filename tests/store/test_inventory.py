@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest_twisted
 from twisted.logger import capturedLogs
 
 from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
@@ -177,3 +178,22 @@ def test_sync_of_a_missing_content_folder_removes_nothing(tmp_path) -> None:
     with pytest.raises(NotReady):
         diff_inventory(store, known, sink)
     assert [c for batch in sink.batches(10) for c in batch] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_hand_run_sync_refuses_while_the_store_runs(tmp_path, clock) -> None:
+    """`stretchfs inventory sync` does not publish beside a running store process (two
+    writers could publish one hash's changes out of order): exit 75 with the reason."""
+    import io
+
+    from twisted.internet import reactor
+
+    from stretchfs.cli.inventory import EX_TEMPFAIL, ProgressBar, sync_once
+
+    service = build(tmp_path, clock)
+    out = io.StringIO()
+    code = await sync_once(reactor, service.config, False, ProgressBar(io.StringIO(), True),
+                           out)
+    assert code == EX_TEMPFAIL
+    assert "running" in out.getvalue()
+    stop(service)

@@ -182,3 +182,44 @@ def test_metrics_include_store_counters(tmp_path, clock) -> None:
     assert code == 200
     assert b"stretchfs_store_bytes_served_total" in body
     assert b"stretchfs_store_publish_backlog" in body
+
+
+def test_mount_check_keeps_an_unmounted_disk_from_looking_empty(tmp_path, clock) -> None:
+    """With mount_check, a root that is not a mount point is left untouched: /health 503,
+    PUTs refused, and the start-up sync publishes nothing (no mass "removed")."""
+    import os
+
+    master = FakeMaster()
+    master.rows["store1"] = {SHA1: {"hash": SHA1, "ext": "jpg", "size": len(DATA)}}
+    root = tmp_path / "store1"
+    root.mkdir()  # an empty mount point whose disk did not mount
+    service = build(tmp_path, clock, master=master, store={"mount_check": True})
+    stub = stub_for(service)
+    code, _, body = request(stub, "GET", "/health")
+    assert code == 503 and "mount point" in json.loads(body)["error"]
+    code, _, _ = request(stub, "PUT", "/content/put/{}.jpg".format(SHA1), data=DATA,
+                         headers=AUTH)
+    assert code == 507
+    clock.advance(service.config.inventory.interval)
+    assert master.changes() == []
+    assert os.listdir(root) == []
+    stop(service)
+
+
+def test_store_waits_for_the_root_lock(tmp_path, clock) -> None:
+    """While another process holds the root (a hand-run sync), the store stays not ready
+    and retries; once released it starts serving."""
+    from stretchfs.store.layout import ContentStore
+
+    other = ContentStore(str(tmp_path / "store1"))
+    other.prepare()
+    held = other.lock()
+    service = build(tmp_path, clock)
+    stub = stub_for(service)
+    code, _, body = request(stub, "GET", "/health")
+    assert code == 503 and "locked" in json.loads(body)["error"]
+    held.close()
+    clock.advance(5)
+    code, _, _ = request(stub, "GET", "/health")
+    assert code == 200
+    stop(service)
