@@ -50,18 +50,18 @@ class KnownInventory:
     """What the master believes: digest -> packed (size, extension)."""
 
     def __init__(self) -> None:
-        self.rows: dict[bytes, int] = {}
+        self.rows: dict[bytes, int | tuple[str, int]] = {}
         self._ext_ids: dict[str, int] = {}
         self._exts: list[str] = []
         self.invalid = 0
 
-    def pack(self, ext: str, size: int) -> int:
-        """One int for (ext, size)."""
+    def pack(self, ext: str, size: int) -> int | tuple[str, int]:
+        """One int for (ext, size); past 4096 distinct extensions, the pair itself."""
         ext_id = self._ext_ids.get(ext)
         if ext_id is None:
             ext_id = len(self._exts)
             if ext_id >= 1 << EXT_BITS:
-                return -1
+                return ext, size
             self._ext_ids[ext] = ext_id
             self._exts.append(ext)
         return (size << EXT_BITS) | ext_id

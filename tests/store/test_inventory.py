@@ -197,3 +197,13 @@ async def test_hand_run_sync_refuses_while_the_store_runs(tmp_path, clock) -> No
     assert code == EX_TEMPFAIL
     assert "running" in out.getvalue()
     stop(service)
+
+
+def test_known_inventory_past_4096_extensions_still_compares_exactly() -> None:
+    """Beyond the packed extension ids, rows still compare by (extension, size)."""
+    known = KnownInventory()
+    for n in range(5000):
+        known.add_row({"hash": "{:040x}".format(n), "ext": "e{}".format(n), "size": 1})
+    assert known.pack("e4999", 1) == known.rows[bytes.fromhex("{:040x}".format(4999))]
+    assert known.pack("e4998", 1) != known.pack("e4999", 1)
+    assert known.pack("e4999", 2) != known.pack("e4999", 1)
