@@ -287,6 +287,9 @@ class InventorySyncService(Service):
         """Start a sync unless one runs; fires with its report (None on failure)."""
         if self._running_sync is not None:
             return self._running_sync
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()  # this sync replaces a scheduled retry
+        self._retry_call = None
         d = ensureDeferred(self._sync())
 
         def done(result: Any) -> Any:
