@@ -28,6 +28,9 @@ from stretchfs.master.lua import LuaScript, text
 from stretchfs.redisstore import RedisStore
 
 EMPTY_CURSOR = "0-0"
+# Payload bytes per feed page: readers refuse replies past 16 MiB
+# (httpclient.MAX_REPLY_BYTES), and JSON re-encoding may grow a payload.
+FEED_PAGE_MAX_BYTES = 4 * 1024 * 1024
 
 _ID_HELPERS = """
 local function parse(id)
@@ -83,17 +86,24 @@ async def last_cursor(redis: RedisStore, stream: str) -> str:
 
 
 async def read_feed(redis: RedisStore, stream: str, after: str, limit: int) -> FeedPage:
-    """Entry payloads after `after` (at most `limit`); Gone when `after` was trimmed."""
+    """Entry payloads after `after` (at most `limit` entries and, past the first,
+    `FEED_PAGE_MAX_BYTES` of payload, so a page of large entries stays well under what a
+    reader accepts); Gone when `after` was trimmed."""
     reply = await FEED_READ.run(redis, [stream], [after, limit])
     if text(reply[0]) == "gone":
         raise Gone("feed cursor {} is no longer retained: reload the snapshot".format(after))
     entries = reply[2] or []
-    payloads = []
+    payloads: list[bytes] = []
+    size = 0
     cursor = after
     for entry_id, values in entries:
-        cursor = text(entry_id)
         # values is the flat field/value list: ["c", payload]
-        payloads.append(values[1])
+        payload = values[1]
+        if payloads and size + len(payload) > FEED_PAGE_MAX_BYTES:
+            break
+        cursor = text(entry_id)
+        payloads.append(payload)
+        size += len(payload)
     return FeedPage(cursor=cursor, entries=payloads)
 
 

@@ -96,9 +96,12 @@ class MirrorSync(Service):
             except UpstreamError as exc:
                 if not self._running:
                     break
-                if exc.code == 410:
-                    log.warn("{kind} feed cursor {cursor} trimmed by the master, reloading",
-                             kind=self.kind, cursor=self.cursor)
+                if exc.code in (410, 200):
+                    # 410: the cursor was trimmed; a 200 UpstreamError: a page past the
+                    # reply cap (an older master without byte-capped pages).  Both
+                    # recover by reloading the snapshot, which streams.
+                    log.warn("{kind} feed cursor {cursor} unusable ({code}), reloading",
+                             kind=self.kind, cursor=self.cursor, code=exc.code)
                     self.cursor = None
                     if self._fresh:
                         # Trimmed again right after a reload: do not spin.

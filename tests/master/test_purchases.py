@@ -222,3 +222,26 @@ async def test_purchase_snapshot_plus_feed_equals_final_state_under_concurrent_w
     await client.purchase_snapshot(final.append)
     assert seen == {row["token"] for row in final}
     assert len(seen) == 1200
+
+
+@pytest_twisted.ensureDeferred
+async def test_feed_pages_of_large_purchases_stay_readable(master, monkeypatch) -> None:
+    """Many large purchases (long referrer lists) come in pages capped by bytes, each
+    continuing where the last stopped, so a reader's reply cap is never hit."""
+    from stretchfs.master import feeds
+
+    monkeypatch.setattr(feeds, "FEED_PAGE_MAX_BYTES", 20_000)
+    referrers = ["r{}.example.com/{}".format(n, "p" * 200) for n in range(20)]
+    tokens = [(await buy(master, n, referrer=referrers))["token"] for n in range(12)]
+    cursor, seen, pages = "0-0", [], 0
+    for _ in range(20):
+        page = (await master.call("GET", "/purchases/feed?after={}&limit=1000".format(
+            cursor))).json
+        if not page["changes"]:
+            break
+        pages += 1
+        assert len(json.dumps(page)) < 20_000 + 10_000
+        seen += [change["purchase"]["token"] for change in page["changes"]]
+        cursor = page["cursor"]
+    assert seen == tokens
+    assert pages > 1

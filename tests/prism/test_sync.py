@@ -131,3 +131,19 @@ def test_a_snapshot_already_trimmed_does_not_spin(tmp_path) -> None:
     prism.pump(1.0)
     assert sync.reloads <= 5
     prism.stop()
+
+
+def test_feed_page_past_the_reply_cap_reloads_the_snapshot(tmp_path) -> None:
+    """A feed page bigger than a reply may be (an older master) does not stall the mirror
+    on one cursor forever: the prism reloads the snapshot and follows on from there."""
+    prism = make_prism(tmp_path)
+    sync = prism.service.inventory_sync
+    reloads = sync.reloads
+    prism.master.inv_feed.append({"op": "noop", "pad": "x" * (17 * 1024 * 1024)})
+    prism.master.inventory[H1] = {"hash": H1, "ext": "bin", "size": 3, "stores": ["store2"]}
+    prism.master._wake("inventory")
+    prism.pump()
+    prism.pump(1.0)
+    assert sync.reloads == reloads + 1
+    assert sync.mirror.get(H1).stores == ("store2",)
+    prism.stop()
