@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge, PeerUnavailable
 from stretchfs.httpclient import discard_body
-from stretchfs.prism.sinks import InlineSink, ThreadedSink
+from stretchfs.prism.sinks import Backpressure, InlineSink, ThreadedSink
 
 log = Logger()
 
@@ -162,9 +162,8 @@ class _ToFile(Protocol):
         if self._offload is None:
             self.sink = InlineSink(self._handle)
         else:
-            self.sink = ThreadedSink(self._handle, self._offload,
-                                     self.transport.pauseProducing,
-                                     self.transport.resumeProducing)
+            flow = Backpressure(self.transport.pauseProducing, self.transport.resumeProducing)
+            self.sink = ThreadedSink(self._handle, self._offload, flow)
 
     def dataReceived(self, data: bytes) -> None:
         if self._done.called or self.sink is None:

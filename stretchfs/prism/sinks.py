@@ -37,29 +37,64 @@ class InlineSink:
         _close_quietly(self._handle)
 
 
-class ThreadedSink:
-    """Hashes and writes in the reactor's thread pool, in order, in 1 MiB blocks.
+class Backpressure:
+    """Bytes waiting to be written, across every sink fed by one connection.
 
-    The reactor thread keeps parsing the next chunks meanwhile.  More than
-    `HIGH_WATER_BYTES` queued pauses reading from the client until the
-    queue is below `LOW_WATER_BYTES`.
+    Past `HIGH_WATER_BYTES` the connection is paused (`pause`); once below
+    `LOW_WATER_BYTES`, resumed.  One per request, so a body of many parts
+    cannot queue 16 MiB per part.
     """
 
-    BLOCK_BYTES = 1024 * 1024
     HIGH_WATER_BYTES = 16 * 1024 * 1024
     LOW_WATER_BYTES = 4 * 1024 * 1024
 
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        self._pause = pause
+        self._resume = resume
+        self.queued = 0
+        self.paused = False
+        self.pauses = 0
+
+    def queue(self, size: int) -> None:
+        """`size` more bytes wait."""
+        self.queued += size
+        if self.queued > self.HIGH_WATER_BYTES:
+            # Every time: the HTTP channel may have resumed the transport meanwhile.
+            self.paused = True
+            self.pauses += 1
+            self._pause()
+
+    def written(self, size: int) -> None:
+        """`size` bytes are written."""
+        self.queued -= size
+        if self.paused and self.queued < self.LOW_WATER_BYTES:
+            self.paused = False
+            self._resume()
+
+    def release(self) -> None:
+        """Nothing more will be written: never leave the connection paused."""
+        if self.paused:
+            self.paused = False
+            self._resume()
+
+
+class ThreadedSink:
+    """Hashes and writes in the reactor's thread pool, in order, in 1 MiB blocks.
+
+    The reactor thread keeps parsing the next chunks meanwhile; `flow`
+    pauses reading while too much waits.
+    """
+
+    BLOCK_BYTES = 1024 * 1024
+
     def __init__(self, handle: BinaryIO, run: Callable[..., Deferred[Any]],
-                 pause: Callable[[], None], resume: Callable[[], None]) -> None:
+                 flow: Backpressure) -> None:
         self._handle = handle
         self._hash = hashlib.sha1()
         self._run = run
-        self._pause = pause
-        self._resume = resume
+        self._flow = flow
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._queued = 0
-        self._paused = False
         self._cancelled = False
         self._chain: Deferred[Any] = succeed(None)
 
@@ -81,17 +116,10 @@ class ThreadedSink:
         data = b"".join(self._pending)
         self._pending = []
         self._pending_bytes = 0
-        self._queued += len(data)
-        if self._queued > self.HIGH_WATER_BYTES:
-            # Every time: the HTTP channel may have resumed the transport meanwhile.
-            self._paused = True
-            self._pause()
+        self._flow.queue(len(data))
 
         def done(result: Any) -> Any:
-            self._queued -= len(data)
-            if self._paused and self._queued < self.LOW_WATER_BYTES:
-                self._paused = False
-                self._resume()
+            self._flow.written(len(data))
             return result
 
         self._chain.addCallback(lambda _: self._run(self._work, data)).addBoth(done)
@@ -115,9 +143,7 @@ class ThreadedSink:
         """Stop writing; the file is closed once the running block is done."""
         self._cancelled = True
         self._pending = []
-        if self._paused:
-            self._paused = False
-            self._resume()
+        self._flow.release()
         self._chain.addBoth(lambda _: _close_quietly(self._handle))
 
 

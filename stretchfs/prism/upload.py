@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
-from stretchfs.prism.sinks import InlineSink, ThreadedSink
+from stretchfs.prism.sinks import Backpressure, InlineSink, ThreadedSink
 from stretchfs.signing import EXT_RE
 from stretchfs.threads import thread_runner
 from stretchfs.web.limits import LimitedRequest
@@ -36,6 +36,7 @@ UPLOAD_PATH = b"/content/upload"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS_BYTES = 1024 * 1024
 MAX_PARTS = 1000
+MAX_QUIET_BYTES = 64 * 1024
 BUFFERED_READ_BYTES = 256 * 1024
 
 
@@ -100,7 +101,11 @@ class MultipartUpload:
                  offload: tuple[Callable[..., Deferred[Any]], Callable[[], None],
                                 Callable[[], None]] | None = None) -> None:
         self.fields: dict[str, str] = {}
-        self._offload = offload
+        self._run: Callable[..., Deferred[Any]] | None = None
+        self._flow: Backpressure | None = None
+        if offload is not None:
+            self._run = offload[0]
+            self._flow = Backpressure(offload[1], offload[2])
         self._closing: list[Deferred[Any]] = []
         self.files: list[UploadedFile] = []
         self.error: StretchFSError | None = None
@@ -118,6 +123,8 @@ class MultipartUpload:
         self._value: list[bytes] = []
         self._parts = 0
         self._closed = False
+        self._quiet_bytes = 0  # fed since the parser last reported anything
+        self._heard = False
         try:
             self._parser = StreamingFormDataParser({"Content-Type": content_type})
         except ParseFailedException as exc:
@@ -128,12 +135,14 @@ class MultipartUpload:
 
     # -- parser callbacks ------------------------------------------------------
     def _match(self, _registered: str, name: str) -> bool:
+        self._heard = True
         self._name = name
         self._filename = None
         self._content_type = ""
         return True
 
     def _start_part(self) -> None:
+        self._heard = True
         self._parts += 1
         if self._parts > MAX_PARTS:
             raise PayloadTooLarge("more than {} parts".format(MAX_PARTS))
@@ -142,13 +151,14 @@ class MultipartUpload:
             return
         fd, self._path = tempfile.mkstemp(prefix=self._prefix, dir=self._tmp_dir)
         handle = os.fdopen(fd, "wb")
-        if self._offload is None:
+        if self._run is None or self._flow is None:
             self._sink = InlineSink(handle)
         else:
-            self._sink = ThreadedSink(handle, *self._offload)
+            self._sink = ThreadedSink(handle, self._run, self._flow)
         self._size = 0
 
     def _part_data(self, chunk: bytes) -> None:
+        self._heard = True
         if self._sink is None:
             self._field_bytes += len(chunk)
             if self._field_bytes > MAX_FIELDS_BYTES or sum(map(len, self._value)) > MAX_FIELD_BYTES:
@@ -161,6 +171,7 @@ class MultipartUpload:
         self._sink.write(chunk)
 
     def _finish_part(self) -> None:
+        self._heard = True
         if self._sink is None:
             self.fields[self._name] = b"".join(self._value).decode("utf-8", "replace")
             self._value = []
@@ -186,7 +197,14 @@ class MultipartUpload:
         if self.error is not None or self._parser is None:
             return
         try:
+            self._heard = False
             self._parser.data_received(data)
+            self._quiet_bytes = 0 if self._heard else self._quiet_bytes + len(data)
+            if self._quiet_bytes > MAX_QUIET_BYTES:
+                # The parser holds part headers (or a preamble) in memory until they
+                # end: a body that never ends them must not grow that without bound.
+                raise InvalidInput("malformed multipart body: part headers longer than "
+                                   "{} bytes".format(MAX_QUIET_BYTES))
         except StretchFSError as exc:
             self._fail(exc)
         except ParseFailedException as exc:
@@ -294,7 +312,7 @@ class UploadRequest(LimitedRequest):
         self.stretchfs_upload = upload
         # Whatever happens to the request (answered, refused, cut), its temp files go.
         self.notifyFinish().addBoth(lambda _: upload.cleanup())
-        if length is not None and length > self.max_bytes + MAX_FIELDS_BYTES + 64 * 1024:
+        if length is not None and length > self._max_body():
             message = "upload larger than {} bytes".format(self.max_bytes)
             upload.fail(PayloadTooLarge(message))
             self.refuse_now(PayloadTooLarge(message))
@@ -304,6 +322,10 @@ class UploadRequest(LimitedRequest):
 
             d = self.check_session(session_token(self))
             d.addErrback(self._session_refused, upload)
+
+    def _max_body(self) -> int:
+        """The largest whole body: one file at the limit plus form fields and framing."""
+        return self.max_bytes + MAX_FIELDS_BYTES + 64 * 1024
 
     def _offload(self) -> Any:
         """(run in thread, pause reading, resume reading), or None without a thread pool."""
@@ -329,6 +351,10 @@ class UploadRequest(LimitedRequest):
             super().handleContentChunk(data)
         elif not self.refused:
             upload.feed(data)
+            if upload.received > self._max_body():
+                message = "upload larger than {} bytes".format(self.max_bytes)
+                upload.fail(PayloadTooLarge(message))
+                self.refuse_now(PayloadTooLarge(message))
 
     def connectionLost(self, reason: Any) -> None:
         """The client went away: remove the temp files of an unfinished upload."""

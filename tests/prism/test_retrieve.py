@@ -230,17 +230,17 @@ async def test_fetch_over_real_http_writes_in_threads_with_back_pressure(
             request.setHeader(b"Content-Type", b"video/mp4")
             return body
 
-    monkeypatch.setattr(sinks.ThreadedSink, "HIGH_WATER_BYTES", 512 * 1024)
-    monkeypatch.setattr(sinks.ThreadedSink, "LOW_WATER_BYTES", 256 * 1024)
+    monkeypatch.setattr(sinks.Backpressure, "HIGH_WATER_BYTES", 512 * 1024)
+    monkeypatch.setattr(sinks.Backpressure, "LOW_WATER_BYTES", 256 * 1024)
     pauses = []
-    original_submit = sinks.ThreadedSink._submit
+    original_queue = sinks.Backpressure.queue
 
-    def counting_submit(sink):
-        original_submit(sink)
-        if sink._paused:
+    def counting_queue(flow, size):
+        original_queue(flow, size)
+        if flow.paused:
             pauses.append(True)
 
-    monkeypatch.setattr(sinks.ThreadedSink, "_submit", counting_submit)
+    monkeypatch.setattr(sinks.Backpressure, "queue", counting_queue)
     port = reactor.listenTCP(0, Site(_Big()), interface="127.0.0.1")
     pool = HTTPConnectionPool(reactor, persistent=False)
     retriever = Retriever(agent=Agent(reactor, pool=pool), clock=reactor,

@@ -7,7 +7,7 @@ import io
 
 from twisted.internet.defer import maybeDeferred
 
-from stretchfs.prism.sinks import InlineSink, ThreadedSink
+from stretchfs.prism.sinks import Backpressure, InlineSink, ThreadedSink
 
 
 class _DiskFullOnClose(io.BytesIO):
@@ -18,7 +18,7 @@ class _DiskFullOnClose(io.BytesIO):
 
 
 def _threaded(handle: io.BytesIO) -> ThreadedSink:
-    return ThreadedSink(handle, maybeDeferred, lambda: None, lambda: None)
+    return ThreadedSink(handle, maybeDeferred, Backpressure(lambda: None, lambda: None))
 
 
 def test_threaded_close_reports_the_sha1_once_everything_is_written() -> None:
@@ -51,3 +51,30 @@ def test_cancel_after_a_failed_close_is_quiet() -> None:
     sink = _threaded(_DiskFullOnClose())
     sink.write(b"abc")
     sink.cancel()
+
+
+def test_back_pressure_is_shared_by_every_part_of_an_upload() -> None:
+    """Many parts, each under the pause threshold, still pause the connection together
+    once what waits passes it, and resume it once it drains."""
+    from twisted.internet.defer import Deferred
+
+    events: list[str] = []
+    flow = Backpressure(lambda: events.append("pause"), lambda: events.append("resume"))
+    held: list[Deferred] = []
+
+    def held_run(work, data):
+        waiting: Deferred = Deferred()
+        waiting.addCallback(lambda _: work(data))
+        held.append(waiting)
+        return waiting
+
+    block = b"z" * ThreadedSink.BLOCK_BYTES
+    parts = [ThreadedSink(io.BytesIO(), held_run, flow) for _ in range(20)]
+    for sink in parts:
+        sink.write(block)  # 1 MiB each: no part alone comes near 16 MiB
+    assert flow.queued == 20 * len(block)
+    assert "pause" in events
+    for waiting in held:
+        waiting.callback(None)
+    assert flow.queued == 0
+    assert events[-1] == "resume"

@@ -285,3 +285,53 @@ def test_threaded_sink_cancel_drops_the_file(tmp_path) -> None:
         d.callback(work(*args))
     upload.cleanup()
     assert os.listdir(tmp_path) == []
+
+
+def test_endless_part_header_is_refused_not_buffered(tmp_path) -> None:
+    """Part headers that never end are refused (400) once past 64 KiB, instead of the
+    parser holding them in memory without bound."""
+    from stretchfs.errors import InvalidInput
+    from stretchfs.prism.upload import MAX_QUIET_BYTES
+
+    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**9)
+    upload.feed(b"--XyZzY0123\r\nContent-Disposition: form-data; name=\"file\"; filename=\"")
+    fed = 0
+    for _ in range(1000):
+        if upload.error is not None:
+            break
+        upload.feed(b"a" * 16384)
+        fed += 16384
+    assert isinstance(upload.error, InvalidInput)
+    assert fed <= MAX_QUIET_BYTES + 16384
+    assert os.listdir(tmp_path) == []
+
+
+def test_chunked_upload_past_the_total_limit_is_refused_mid_body(tmp_path) -> None:
+    """Without a Content-Length, an upload is answered 413 once its body passes the limit
+    for a whole upload, and its temp files go."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    factory = upload_request_factory(str(tmp_path), 1000, lambda token: succeed({}))
+    site = Site(Resource(), reactor=Clock())
+    site.requestFactory = factory
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"q" * 900)})
+    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").format(ctype).encode()
+    channel.dataReceived(head)
+    sent = 0
+    chunk = b"x" * 65536
+    for _ in range(100):
+        if transport.value():
+            break
+        # many small parts' worth of bytes: each part stays under the per-file limit
+        channel.dataReceived(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        sent += len(chunk)
+    assert transport.value().startswith(b"HTTP/1.1 413 ")
+    assert sent <= 1000 + 1024 * 1024 + 64 * 1024 + len(chunk)
+    assert os.listdir(tmp_path) == []
