@@ -149,10 +149,14 @@ class Delivery:
                                   "unreachable") from None
         if row and row.get("stores"):
             return row.get("ext") or "bin", list(row["stores"])
-        if not limited or self._take_probe():
-            found = (await self.probe_stores([sha1])).get(sha1)
-            if found is not None:
-                return found[0], found[2]
+        if limited and not self._take_probe():
+            # Unknown to the master, and no store may be asked right now: saying 404
+            # could be false (stores publish late after a master outage).
+            raise errors.NotReady("content not in the local mirror; too many lookups of "
+                                  "unknown content, retry shortly")
+        found = (await self.probe_stores([sha1])).get(sha1)
+        if found is not None:
+            return found[0], found[2]
         raise errors.NotFound("content not found")
 
     def _take_probe(self) -> bool:
@@ -169,6 +173,7 @@ class Delivery:
     async def probe_stores(self, hashes: list[str]) -> dict[str, tuple[str, int, list[str]]]:
         """Ask every available store whether it holds `hashes`: {hash: (ext, size, stores)}.
 
+        NotReady when a store did not answer and some hash was not found.
         The last word before a 404: right after a master outage the stores may
         still be publishing what they received meanwhile, so the master (and
         the feeds) can lag behind them for a few seconds.
@@ -180,9 +185,11 @@ class Delivery:
                  for peer in stores]
         results = await DeferredList(calls, consumeErrors=True)
         found: dict[str, tuple[str, int, list[str]]] = {}
+        silent = []
         for peer, (ok, answer) in zip(stores, results):
             if not ok or not isinstance(answer, dict):
                 log.warn("store {store} did not answer an existence probe", store=peer.name)
+                silent.append(peer.name)
                 continue
             for sha1 in hashes:
                 row = answer.get(sha1)
@@ -194,6 +201,10 @@ class Delivery:
         if found:
             log.info("{count} content(s) unknown to the master found on stores",
                      count=len(found), event="store_probe_hit")
+        if silent and len(found) < len(set(hashes)):
+            # A store that did not answer may hold what nobody else does: no false 404.
+            raise errors.NotReady("store(s) {} did not answer; cannot tell whether the "
+                                  "content exists".format(", ".join(sorted(silent))))
         return found
 
     # -- redirects ---------------------------------------------------------

@@ -163,11 +163,17 @@ def test_content_only_the_stores_know_yet_is_found(tmp_path) -> None:
     prism.stop()
 
 
-def test_unreachable_stores_do_not_turn_a_miss_into_an_error(tmp_path) -> None:
-    """A store that fails the probe counts as not holding the content (404, not 500)."""
+def test_a_miss_while_a_store_does_not_answer_is_503_not_404(tmp_path) -> None:
+    """A store that fails the probe may hold the only copy: the answer is 503 (retry),
+    never a false 404 and never a 500; once every store answers, a real miss is 404."""
     prism = make_prism(tmp_path)
     prism.stores["store1"].mode = "error"
     prism.network.down.add("10.0.0.2")
+    code, body, _ = prism.call("POST", "/content/detail", {"hash": H3})
+    assert code == 503 and "did not answer" in body["error"]
+    assert prism.call("POST", "/content/exists", {"hash": [H3]})[0] == 503
+    prism.stores["store1"].mode = "ok"
+    prism.network.down.discard("10.0.0.2")
     assert prism.call("POST", "/content/detail", {"hash": H3})[0] == 404
     prism.stop()
 
@@ -183,10 +189,11 @@ def test_static_store_probes_are_rationed(tmp_path) -> None:
         return await original(hashes)
 
     prism.service.api.delivery.probe_stores = counting
-    for index in range(30):
-        sha1 = "{:040x}".format(index)
-        assert prism.call("GET", "/static/{}/x.jpg".format(sha1), token=None)[0] == 404
+    codes = [prism.call("GET", "/static/{:040x}/x.jpg".format(index), token=None)[0]
+             for index in range(30)]
     assert len(calls) == 20
+    # Past the budget nobody asked the stores: "retry" (503), not a possibly false 404.
+    assert codes == [404] * 20 + [503] * 10
     prism.clock.advance(1.0)
     assert prism.call("GET", "/static/{}/x.jpg".format("f" * 40), token=None)[0] == 404
     assert len(calls) == 21
