@@ -72,6 +72,11 @@ class FileProducer:
             if self._on_progress is not None:
                 self._on_progress()
 
+    @property
+    def sending(self) -> bool:
+        """Started, not finished and not stopped."""
+        return self._done is not None and not self._stopped
+
     def pauseProducing(self) -> None:
         """The consumer's buffer is full: stop until resumed."""
         self._paused = True
@@ -121,7 +126,20 @@ class StoreClient:
                     self.base_url, exc.__class__.__name__)) from None
             finally:
                 watchdog.stop()
-        body = await read_capped(response, 64 * 1024)
+            if producer.sending:
+                # The store answered before the whole body (a refusal): stop reading
+                # the file, which is about to be closed.
+                producer.stopProducing()
+        reading = Deferred.fromCoroutine(read_capped(response, 64 * 1024))
+        watchdog = _IdleWatchdog(self._clock, self.timeout)
+        watchdog.watch(reading)
+        try:
+            body = await reading
+        except _CONNECTION_ERRORS as exc:
+            raise PeerUnavailable("{} stalled answering a PUT: {}".format(
+                self.base_url, exc.__class__.__name__)) from None
+        finally:
+            watchdog.stop()
         if not 200 <= response.code < 300:
             raise UpstreamError(response.code, body, url)
         try:
