@@ -58,10 +58,33 @@ async def test_chunked_body_is_refused_once_past_the_limit(monkeypatch) -> None:
         body = b"".join(b"%x\r\n%s\r\n" % (300, b"y" * 300) for _ in range(2000))
         seen = await deferToThread(raw_http, port, head, body, chunk=310)
         assert seen.reply.startswith(b"HTTP/1.1 413 "), seen.reply[:80]
-        assert seen.sent < len(body)
         assert seen.closed
     finally:
         await service.stopService()
+
+
+def test_chunked_body_is_answered_as_soon_as_it_passes_the_limit() -> None:
+    """The 413 goes out with the chunk that crosses max_body, not at the end of the body."""
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from stretchfs.roles import QuietSite
+
+    site = QuietSite(_Echo().app.resource(), reactor=Clock())
+    site.requestFactory = limits.LimitedRequest
+    site.max_body = 1000
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    sent = 0
+    for _ in range(100):
+        channel.dataReceived(b"%x\r\n%s\r\n" % (300, b"y" * 300))
+        sent += 300
+        if transport.value():
+            break
+    assert transport.value().startswith(b"HTTP/1.1 413 ")
+    assert sent == 1200  # the fourth chunk crossed 1000 bytes
 
 
 class _Echo:
