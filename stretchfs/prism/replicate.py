@@ -14,6 +14,7 @@ copies made; it needs `min_copies` to succeed and logs any shortfall below
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -36,19 +37,23 @@ class Placement:
     """Hosts and zones already holding (or about to hold) a copy."""
 
     hosts: set[str] = field(default_factory=set)
-    zones: set[tuple[str, str]] = field(default_factory=set)
+    zones: Counter[tuple[str, str]] = field(default_factory=Counter)
     tried: set[str] = field(default_factory=set)
 
     def take(self, record: PeerRecord) -> None:
         """`record` holds or gets a copy."""
         self.hosts.add(record.host)
-        self.zones.add((record.site, record.zone))
+        self.zones[(record.site, record.zone)] += 1
         self.tried.add(record.name)
 
     def release(self, record: PeerRecord) -> None:
-        """`record` failed: its host and zone are free again (it stays tried)."""
+        """`record` failed: its host is free again, and its zone unless another copy is
+        there (it stays tried)."""
         self.hosts.discard(record.host)
-        self.zones.discard((record.site, record.zone))
+        zone = (record.site, record.zone)
+        self.zones[zone] -= 1
+        if self.zones[zone] <= 0:
+            del self.zones[zone]
 
 
 def choose_stores(candidates: Iterable[PeerRecord], count: int, placement: Placement,

@@ -124,6 +124,7 @@ class MultipartUpload:
         self._parts = 0
         self._closed = False
         self._quiet_bytes = 0  # fed since the parser last reported anything
+        self._in_part = False
         self._heard = False
         try:
             self._parser = StreamingFormDataParser({"Content-Type": content_type})
@@ -143,10 +144,11 @@ class MultipartUpload:
 
     def _start_part(self) -> None:
         self._heard = True
+        self._in_part = True
         self._parts += 1
         if self._parts > MAX_PARTS:
             raise PayloadTooLarge("more than {} parts".format(MAX_PARTS))
-        if self._filename is None:
+        if not self._filename:  # no file chosen in a browser form: filename=""
             self._value = []
             return
         fd, self._path = tempfile.mkstemp(prefix=self._prefix, dir=self._tmp_dir)
@@ -161,9 +163,12 @@ class MultipartUpload:
         self._heard = True
         if self._sink is None:
             self._field_bytes += len(chunk)
-            if self._field_bytes > MAX_FIELDS_BYTES or sum(map(len, self._value)) > MAX_FIELD_BYTES:
-                raise PayloadTooLarge("form fields larger than {} bytes".format(MAX_FIELDS_BYTES))
             self._value.append(chunk)
+            if sum(map(len, self._value)) > MAX_FIELD_BYTES:
+                raise PayloadTooLarge("form field {} larger than {} bytes".format(
+                    self._name, MAX_FIELD_BYTES))
+            if self._field_bytes > MAX_FIELDS_BYTES:
+                raise PayloadTooLarge("form fields larger than {} bytes".format(MAX_FIELDS_BYTES))
             return
         self._size += len(chunk)
         if self._size > self._max:
@@ -172,6 +177,7 @@ class MultipartUpload:
 
     def _finish_part(self) -> None:
         self._heard = True
+        self._in_part = False
         if self._sink is None:
             self.fields[self._name] = b"".join(self._value).decode("utf-8", "replace")
             self._value = []
@@ -237,7 +243,7 @@ class MultipartUpload:
 
     def finish(self) -> None:
         """The body is complete; raise the upload's error if there was one."""
-        if self.error is None and self._sink is not None:
+        if self.error is None and (self._sink is not None or self._in_part):
             self._fail(InvalidInput("multipart body ended inside a part"))
         if self.error is not None:
             raise self.error

@@ -335,3 +335,49 @@ def test_chunked_upload_past_the_total_limit_is_refused_mid_body(tmp_path) -> No
     assert transport.value().startswith(b"HTTP/1.1 413 ")
     assert sent <= 1000 + 1024 * 1024 + 64 * 1024 + len(chunk)
     assert os.listdir(tmp_path) == []
+
+
+def _parsed(tmp_path, body: bytes, ctype: str, chunk: int = 65536) -> MultipartUpload:
+    upload = MultipartUpload(ctype, str(tmp_path), 10**9)
+    for offset in range(0, len(body), chunk):
+        upload.feed(body[offset:offset + chunk])
+    return upload
+
+
+def test_one_form_field_is_capped_at_64_kib(tmp_path) -> None:
+    """A single field over 64 KiB is refused (413) whatever the read size, naming it."""
+    import pytest
+
+    from stretchfs.errors import PayloadTooLarge
+    from stretchfs.prism.upload import MAX_FIELD_BYTES
+
+    body, ctype = multipart({"note": "n" * (MAX_FIELD_BYTES + 1)}, {"file": ("a", "", b"x")})
+    upload = _parsed(tmp_path, body, ctype, chunk=len(body))
+    with pytest.raises(PayloadTooLarge, match="note"):
+        upload.finish()
+
+
+def test_body_cut_inside_a_trailing_field_is_refused(tmp_path) -> None:
+    """A body that ends inside a form field (no closing boundary) is 400, not a success
+    that silently drops the field."""
+    import pytest
+
+    from stretchfs.errors import InvalidInput
+
+    body, ctype = multipart({"note": "hello"}, {"file": ("a.bin", "", b"x" * 100)})
+    cut = body.index(b"hello") + 3
+    reordered = body[body.index(b"--XyZzY0123\r\nContent-Disposition: form-data; name=\"file\""):]
+    reordered = reordered.replace(b"--XyZzY0123--\r\n", b"") + body[:cut]
+    upload = _parsed(tmp_path, reordered, ctype)
+    with pytest.raises(InvalidInput, match="inside a part"):
+        upload.finish()
+
+
+def test_empty_file_input_is_a_field_not_a_file(tmp_path) -> None:
+    """A browser's empty file input (filename="") is no file part and writes nothing."""
+    body, ctype = multipart({}, {"file": ("", "application/octet-stream", b""),
+                                 "real": ("a.bin", "", b"data")})
+    upload = _parsed(tmp_path, body, ctype)
+    upload.finish()
+    assert [part.field for part in upload.files] == ["real"]
+    assert upload.fields.get("file") == ""

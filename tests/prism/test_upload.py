@@ -173,6 +173,18 @@ def test_placement_prefers_distinct_zones_and_never_shares_a_host() -> None:
     assert len(choose_stores(same_host, 2, Placement(), "local")) == 1
 
 
+def test_a_failed_copy_does_not_free_a_zone_another_copy_uses() -> None:
+    """Releasing a failed store keeps its zone taken while another copy is in it, so the
+    spare still goes to a new zone when one is free."""
+    placement = Placement()
+    holder, failed = _rec("s1", "h1", "a"), _rec("s2", "h2", "a")
+    placement.take(holder)
+    placement.take(failed)
+    placement.release(failed)
+    spares = [_rec("s3", "h3", "a"), _rec("s4", "h4", "b")]
+    assert [c.name for c in choose_stores(spares, 1, placement, "local")] == ["s4"]
+
+
 def test_upload_places_copies_on_distinct_hosts(tmp_path) -> None:
     """Two stores on one host never both get a copy of one upload."""
     stores = [("store1", "10.0.0.1", "a"), ("store2", "10.0.0.1", "b"),
