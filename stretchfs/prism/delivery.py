@@ -236,7 +236,7 @@ class Delivery:
         # The store holds the file under the extension it was stored with; a purchase
         # may name another (clients send what they like), which would be a dead URL.
         ext, stores = await self.stores_of(purchase.sha1)
-        return self.location(request, purchase.sha1, ext, stores)
+        return await self.locate(request, purchase.sha1, ext, stores)
 
     async def resolve_static(self, request: Any, sha1: str, filename: str) -> bytes:
         """Location for a static delivery."""
@@ -249,7 +249,36 @@ class Delivery:
         ext, stores = await self.stores_of(sha1, limited=True)
         if ext in self._deny_static:
             raise errors.Forbidden("invalid static file type: purchase it")
-        return self.location(request, sha1, ext, stores)
+        return await self.locate(request, sha1, ext, stores, limited=True)
+
+    async def locate(self, request: Any, sha1: str, ext: str, stores: list[str],
+                     limited: bool = False) -> bytes:
+        """`location`, or when no store of `stores` is available, a second look.
+
+        The stores a mirror names may all be down while a repair copy already
+        exists elsewhere (the feed brings it a moment later): ask the master,
+        then the stores themselves, before answering 503.
+        """
+        try:
+            return self.location(request, sha1, ext, stores)
+        except errors.PeerUnavailable:
+            pass
+        try:
+            row = await self._master.lookup(sha1)
+        except (errors.PeerUnavailable, errors.UpstreamError):
+            row = None
+        fresh = [name for name in (row or {}).get("stores") or [] if name not in stores]
+        if fresh:
+            try:
+                return self.location(request, sha1, (row or {}).get("ext") or ext, fresh)
+            except errors.PeerUnavailable:
+                pass
+        if limited and not self._take_probe():
+            raise errors.PeerUnavailable("no available store holds this content")
+        found = (await self.probe_stores([sha1])).get(sha1)
+        if found is None:
+            raise errors.PeerUnavailable("no available store holds this content")
+        return self.location(request, sha1, found[0], found[2])
 
 
 def _answer_error(request: Any, exc: BaseException) -> bytes:
@@ -321,6 +350,9 @@ class PrismRoot(Resource):
                                                 request.getHeader(b"referer")):
                             raise errors.Forbidden("referrer not allowed")
                         return self._redirect(request, delivery.location(
+                            request, purchase.sha1, record.ext, list(record.stores)))
+                    except errors.PeerUnavailable:
+                        return self._later(request, delivery.locate(
                             request, purchase.sha1, record.ext, list(record.stores)))
                     except errors.StretchFSError as exc:
                         return self._error(request, exc)

@@ -232,3 +232,24 @@ def test_purchase_naming_another_extension_still_reaches_the_stored_file(tmp_pat
         location = urlsplit(headers.getRawHeaders(b"location")[0].decode())
         assert location.path == content_path(H2, "jpg")
     prism.stop()
+
+
+def test_copies_the_mirror_does_not_know_yet_are_found_before_a_503(tmp_path) -> None:
+    """When every store the mirror names is down, a copy the master already knows (or a
+    store already holds) is delivered instead of a 503."""
+    prism = make_prism(tmp_path, prefill=_setup)
+    token = _purchase(prism)
+    prism.service.peers.set_available("store1", False)
+    prism.service.peers.set_available("store2", False)
+    prism.master.inventory[H1] = dict(prism.master.inventory[H1],
+                                      stores=["store1", "store2", "store3"])  # not fed yet
+    code, _, headers = prism.call("GET", "/{}/v.mp4".format(token), token=None)
+    assert code == 302
+    assert urlsplit(headers.getRawHeaders(b"location")[0].decode()).hostname == "10.0.0.3"
+    prism.master.inventory[H1] = dict(prism.master.inventory[H1], stores=["store1", "store2"])
+    prism.stores["store3"].files[H1] = b"repaired"
+    prism.stores["store3"].exts[H1] = "mp4"
+    code, _, headers = prism.call("GET", "/{}/v.mp4".format(token), token=None)
+    assert code == 302
+    assert urlsplit(headers.getRawHeaders(b"location")[0].decode()).hostname == "10.0.0.3"
+    prism.stop()
