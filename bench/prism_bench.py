@@ -383,11 +383,13 @@ def bench_large_upload(cluster: Cluster, size: int, rounds: int = 3) -> None:
     uploads, puts, copies = [], [], []
     for index in range(rounds):
         data[0:4] = index.to_bytes(4, "big")
+        os.sync()  # start each timed write with no earlier round's writeback pending
         start = time.monotonic()
         answer = upload(cluster.prisms[0]["url"], cluster.token, bytes(data), "big.bin")
         uploads.append(time.monotonic() - start)
         copies.append(answer["copies"])
         data[4] ^= 0xFF
+        os.sync()
         start = time.monotonic()
         put_direct(cluster.stores[index % len(cluster.stores)]["url"], cluster.key, bytes(data))
         puts.append(time.monotonic() - start)
