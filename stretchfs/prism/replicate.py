@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.internet.defer import CancelledError, DeferredList, ensureDeferred
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -161,6 +161,8 @@ class Replicator:
                 try:
                     await self._store_client(target).put(sha1, ext, path, size)
                     return target
+                except CancelledError:
+                    raise  # the client went away: no spare either
                 except Exception as exc:  # noqa: BLE001 - any failure: try the next store
                     if isinstance(exc, (PeerUnavailable, UpstreamError, OSError)):
                         log.warn("PUT of {sha1} to {store} failed: {error}", sha1=sha1,
@@ -177,6 +179,8 @@ class Replicator:
 
         results = await DeferredList([ensureDeferred(slot(t)) for t in first],
                                      consumeErrors=True)
+        if any(not ok and result.check(CancelledError) for ok, result in results):
+            raise CancelledError()  # the upload's client went away
         for ok, result in results:
             if not ok:
                 log.failure("PUT of {sha1} failed unexpectedly", result, sha1=sha1)

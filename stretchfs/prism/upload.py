@@ -363,9 +363,14 @@ class UploadRequest(LimitedRequest):
                 self.refuse_now(PayloadTooLarge(message))
 
     def connectionLost(self, reason: Any) -> None:
-        """The client went away: remove the temp files of an unfinished upload."""
+        """The client went away mid-body: remove the upload's temp files.
+
+        Once the whole body is in, the handler owns them (it is cancelled and
+        cleans up in its `finally`): removing them here would make the
+        replication it is running fail store after store.
+        """
         upload = self.stretchfs_upload
-        if upload is not None and not self.finished:
+        if upload is not None and not self.finished and not self.body_received:
             upload.fail(InvalidInput("connection lost"))
             upload.cleanup()
         super().connectionLost(reason)

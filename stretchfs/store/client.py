@@ -13,7 +13,7 @@ import json
 from typing import Any, BinaryIO
 
 from treq.client import HTTPClient
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IConsumer
 from twisted.logger import Logger
 from twisted.web.iweb import IBodyProducer
@@ -122,6 +122,8 @@ class StoreClient:
             try:
                 response = await d
             except _CONNECTION_ERRORS as exc:
+                if isinstance(exc, CancelledError) and not watchdog.fired:
+                    raise  # our caller gave up, not the store
                 raise PeerUnavailable("{} unreachable during PUT: {}".format(
                     self.base_url, exc.__class__.__name__)) from None
             finally:
@@ -136,6 +138,8 @@ class StoreClient:
         try:
             body = await reading
         except _CONNECTION_ERRORS as exc:
+            if isinstance(exc, CancelledError) and not watchdog.fired:
+                raise
             raise PeerUnavailable("{} stalled answering a PUT: {}".format(
                 self.base_url, exc.__class__.__name__)) from None
         finally:
@@ -174,6 +178,7 @@ class _IdleWatchdog:
         self._last = clock.seconds()
         self._call: Any = None
         self._target: Deferred[Any] | None = None
+        self.fired = False  # it cancelled its request
 
     def touch(self) -> None:
         """Some bytes went out."""
@@ -190,6 +195,7 @@ class _IdleWatchdog:
             self._call = None
             if self._target is not None and not self._target.called:
                 log.warn("store request idle for {idle:.1f}s, cancelled", idle=idle)
+                self.fired = True
                 self._target.cancel()
             return
         self._call = self._clock.callLater(self._timeout - idle, self._check)

@@ -310,3 +310,39 @@ def test_partial_store_shortage_refreshes_at_most_once_a_minute(tmp_path) -> Non
         assert result_of(response.json())["files"]["file"]["copies"] == 1
     assert len(asked) == 1
     prism.stop()
+
+
+def test_client_leaving_during_replication_tries_no_spare_store(tmp_path) -> None:
+    """When the uploading client goes away (the handler is cancelled) while copies are
+    being written, the cancellation stops the upload: no store is blamed, no spare tried."""
+    from twisted.internet.defer import CancelledError, Deferred
+
+    from stretchfs.prism.mirror import InventoryMirror
+    from stretchfs.prism.replicate import Replicator
+    from tests.prism.fakes import store_peers
+
+    peers = store_peers([("store1", "h1", "a"), ("store2", "h2", "b"), ("store3", "h3", "c")])
+    calls: list[str] = []
+    pending: list[Deferred] = []
+
+    class _SlowClient:
+        def __init__(self, record):
+            self.record = record
+
+        def put(self, sha1, ext, path, size):
+            calls.append(self.record.name)
+            waiting: Deferred = Deferred()
+            pending.append(waiting)
+            return waiting
+
+    replicator = Replicator(peers=peers, inventory=InventoryMirror, store_client=_SlowClient,
+                            replicas=2, min_copies=1, site="local")
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    storing = Deferred.fromCoroutine(replicator.store("a" * 40, "bin", str(path), 3))
+    assert len(calls) == 2
+    failures: list = []
+    storing.addErrback(failures.append)
+    storing.cancel()
+    assert failures and failures[0].check(CancelledError)
+    assert len(calls) == 2  # no spare store was tried
