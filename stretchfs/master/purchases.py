@@ -36,6 +36,7 @@ DEFAULT_LIFE_SECONDS = 7200.0
 MAX_LIFE_SECONDS = 10 * 365 * 86400.0
 MAX_REFERRERS = 100
 MAX_REFERRER_LENGTH = 2048
+MAX_REFERRER_BYTES = 16 * 1024
 PRUNE_BATCH = 1000
 PRUNE_MAX_BATCHES = 100_000
 PRUNE_RETRY_SECONDS = 60.0
@@ -109,6 +110,10 @@ def parse_purchase(body: dict[str, Any], now: float) -> dict[str, Any]:
             isinstance(r, str) and len(r) <= MAX_REFERRER_LENGTH for r in referrer):
         raise InvalidInput("'referrer' must be a list of at most {} strings".format(
             MAX_REFERRERS))
+    if len(json.dumps(referrer)) > MAX_REFERRER_BYTES:
+        # Every purchase travels in feed pages and snapshots to every prism.
+        raise InvalidInput("'referrer' larger than {} bytes of JSON".format(
+            MAX_REFERRER_BYTES))
     ip = validate.text(body.get("ip") or "", "ip", 64)
     session = validate.text(body.get("session") or "", "session", 128)
     life_out: float | int = int(life) if life == int(life) else life

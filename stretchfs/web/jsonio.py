@@ -38,6 +38,8 @@ def read_json(request: IRequest, max_bytes: int, default: Any = None) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("malformed JSON body") from None
+    except RecursionError:
+        raise InvalidInput("JSON body nested too deeply") from None
 
 
 def read_json_object(request: IRequest, max_bytes: int) -> dict[str, Any]:

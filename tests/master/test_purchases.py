@@ -245,3 +245,15 @@ async def test_feed_pages_of_large_purchases_stay_readable(master, monkeypatch) 
         cursor = page["cursor"]
     assert seen == tokens
     assert pages > 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_oversized_referrer_lists_and_deep_json_are_400(master) -> None:
+    """A referrer list past 16 KiB of JSON, or JSON nested past Python's recursion limit,
+    is a clear 400 and creates nothing."""
+    big = await master.call("POST", "/purchases", {
+        "hash": sha(1), "ext": "mp4", "referrer": ["\U0001F600" * 2000] * 10})
+    assert big.code == 400 and "referrer" in big.json["error"]
+    deep = await master.call("POST", "/purchases", raw=b"[" * 100_000 + b"]" * 100_000)
+    assert deep.code == 400
+    assert (await master.call("GET", "/purchases/feed?after=0-0")).json["changes"] == []
