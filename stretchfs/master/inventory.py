@@ -190,6 +190,11 @@ def parse_changes(raw: Any) -> "PackedBatch":
                     continue
         _check_change(index, item)  # raises with the reason
         raise InvalidInput("changes[{}]: invalid change".format(index))
+    last = {line[1:41]: index for index, line in enumerate(lines)}
+    if len(last) != len(lines):
+        # Only the last change of a hash counts (the script is atomic, nobody sees
+        # the ones before): a replayed batch then stays a no-op.
+        lines = [line for index, line in enumerate(lines) if last[line[1:41]] == index]
     return PackedBatch("\n".join(lines), len(lines))
 
 
