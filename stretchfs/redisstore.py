@@ -30,6 +30,13 @@ Command = Sequence[Arg]
 log = Logger()
 
 
+# Error replies that mean "Redis cannot serve now" rather than "bad command":
+# loading its data, a script running too long, a read-only replica after a
+# failover, persistence failing, out of memory.  They answer 503 like an outage.
+UNAVAILABLE_REPLIES = frozenset({"LOADING", "BUSY", "READONLY", "MISCONF", "OOM",
+                                 "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"})
+
+
 class RedisUnavailable(NotReady):
     """The cluster Redis did not answer (down, unreachable or too slow)."""
 
@@ -119,7 +126,10 @@ class TxRedisStore:
 
         def translate(failure: Any) -> Any:
             if failure.check(txredisapi.ResponseError):
-                raise RedisReplyError(str(failure.value))
+                message = str(failure.value)
+                if message.split(" ", 1)[0].upper() in UNAVAILABLE_REPLIES:
+                    raise RedisUnavailable("cluster Redis unavailable: {}".format(message[:200]))
+                raise RedisReplyError(message)
             if failure.check(txredisapi.ConnectionError, DeferredTimeout, ConnectionError):
                 raise RedisUnavailable("cluster Redis unavailable")
             return failure

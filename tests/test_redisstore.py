@@ -114,3 +114,25 @@ async def test_recovers_after_redis_hangs(tmp_path) -> None:
         os.kill(server.process.process.pid, signal.SIGCONT)
         await client.close()
         server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_redis_that_cannot_serve_now_is_unavailable_not_a_bug(tmp_path) -> None:
+    """Error replies meaning "cannot serve now" (here READONLY: the server became a
+    replica after a failover) are RedisUnavailable (503, readiness blocked), not a 500."""
+    from twisted.internet import reactor
+
+    from stretchfs.redisstore import connect_redis
+    from tests.helpers import start_redis_server
+
+    server = start_redis_server(str(tmp_path))
+    client = connect_redis(parse_redis_url(server.url), reactor, timeout=5.0)
+    try:
+        assert server.command("REPLICAOF", "127.0.0.1", "1").startswith(b"+OK")
+        with pytest.raises(RedisUnavailable, match="READONLY"):
+            await client.execute("SET", "k", "v")
+        assert server.command("REPLICAOF", "NO", "ONE").startswith(b"+OK")
+        assert await client.execute("SET", "k", "v") in (b"OK", "OK")
+    finally:
+        await client.close()
+        server.stop()
