@@ -6,8 +6,11 @@ cursor is a stream id.  A read after cursor `c` answers the entries with an
 id greater than `c` (XRANGE with an exclusive start).  The stream is trimmed
 with `MAXLEN ~ [master] feed_max_len`; a cursor is *gone* (HTTP 410, the
 reader reloads the snapshot) when entries were trimmed and the cursor is
-older than the first retained entry, or when the cursor is newer than
-anything the stream ever held (the database was reset).
+older than the first retained entry, when the cursor is newer than anything
+the stream ever held (the database was reset), or when the entry the cursor
+names no longer exists: every cursor the master hands out is a real entry
+id, so a Redis that lost its last writes (a crash between AOF fsyncs) and
+has taken new ones since still sends its readers back to the snapshot.
 
 Long-poll: the master is the only writer of both feeds, so the process that
 XADDs also wakes its waiting readers (`FeedWaiters.notify`) at once; a
@@ -65,6 +68,9 @@ if tonumber(f['entries-added']) > tonumber(f['length']) then
   elseif after ~= last then
     return {'gone', last}
   end
+end
+if after ~= '0-0' and #redis.call('XRANGE', KEYS[1], after, after) == 0 then
+  return {'gone', last}
 end
 if limit == 0 then return {'ok', last, {}} end
 return {'ok', last, redis.call('XRANGE', KEYS[1], '(' .. after, '+', 'COUNT', limit)}

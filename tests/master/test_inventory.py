@@ -302,3 +302,17 @@ async def test_feed_limit_pages_through_changes(master) -> None:
     rest = (await master.call("GET", "/inventory/feed?after={}&limit=10".format(
         page["cursor"]))).json
     assert [c["hash"] for c in rest["changes"]] == [sha(2), sha(3), sha(4)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_cursor_from_before_a_redis_rollback_is_gone(master) -> None:
+    """If Redis loses its recent writes (crash between AOF fsyncs) and then takes new
+    ones, a cursor from before is 410 — readers reload — instead of silently skipping
+    what was lost and keeping rows the master no longer has."""
+    await master.call("POST", "/inventory/publish", {"store": "s1", "changes": [add(1)]})
+    cursor = (await master.call("GET", "/inventory/feed?after=0-0")).json["cursor"]
+    await master.redis.execute("FLUSHDB")  # what a rollback looks like from here
+    await master.call("POST", "/inventory/publish", {"store": "s1", "changes": [add(2)]})
+    assert (await master.call("GET", "/inventory/feed?after=" + cursor)).code == 410
+    fresh = (await master.call("GET", "/inventory/feed?after=0-0")).json
+    assert (await master.call("GET", "/inventory/feed?after=" + fresh["cursor"])).code == 200
