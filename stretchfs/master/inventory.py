@@ -55,6 +55,7 @@ PUBLISH = LuaScript(_ROW_LUA + """
 local feed, rows, skey = KEYS[1], KEYS[2], KEYS[3]
 local store, maxlen = ARGV[1], ARGV[2]
 local quoted = '"' .. store .. '"'
+local base = string.sub(skey, 1, #skey - #store)  -- "<prefix>inv:s:", any store's HASH
 local applied, last = 0, false
 for line in string.gmatch(ARGV[3], '[^\\n]+') do
   local h = string.sub(line, 2, 41)
@@ -81,6 +82,7 @@ for line in string.gmatch(ARGV[3], '[^\\n]+') do
     end
   elseif cur then
     redis.call('HDEL', skey, h)
+    local rest = ''
     local row = redis.call('HGET', rows, h)
     if row then
       local val, stores = parse(row)
@@ -89,10 +91,16 @@ for line in string.gmatch(ARGV[3], '[^\\n]+') do
       if #kept == 0 then
         redis.call('HDEL', rows, h)
       else
+        -- The row's ext:size may have come from the store that just left: take a
+        -- remaining holder's own (stores of one hash can differ in extension).
+        local theirs = redis.call('HGET', base .. string.sub(kept[1], 2, -2), h)
+        val = theirs or val
         redis.call('HSET', rows, h, render(h, val, kept))
+        rest = '|' .. val
       end
     end
-    last = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 'c', 'r|' .. h .. '|' .. store)
+    last = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 'c',
+                      'r|' .. h .. '|' .. store .. rest)
     applied = applied + 1
   end
 end
@@ -222,7 +230,11 @@ def decode_change(payload: bytes) -> dict[str, Any]:
     if parts[0] == "a":
         ext, _, size = parts[3].partition(":")
         return {"op": "add", "hash": parts[1], "store": parts[2], "ext": ext, "size": int(size)}
-    return {"op": "remove", "hash": parts[1], "store": parts[2]}
+    change: dict[str, Any] = {"op": "remove", "hash": parts[1], "store": parts[2]}
+    if len(parts) > 3:  # the copies left: the row's ext:size now
+        ext, _, size = parts[3].partition(":")
+        change.update(ext=ext, size=int(size))
+    return change
 
 
 def _row(sha1: str, line: Any) -> dict[str, Any] | None:

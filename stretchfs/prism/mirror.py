@@ -225,15 +225,17 @@ class InventoryMirror:
         elif store not in old.stores:
             self._store(key, old.ext, old.size, tuple(sorted(old.stores + (store,))))
 
-    def remove(self, sha1: str, store: str) -> None:
-        """`store` no longer holds `sha1` (idempotent)."""
+    def remove(self, sha1: str, store: str, ext: str | None = None,
+               size: int | None = None) -> None:
+        """`store` no longer holds `sha1` (idempotent); `ext`/`size`, when the master
+        sends them, describe the copies left."""
         key = bytes.fromhex(sha1)
         old = self._record(key)
         if old is None or store not in old.stores:
             return
         rest = tuple(s for s in old.stores if s != store)
         if rest:
-            self._store(key, old.ext, old.size, rest)
+            self._store(key, ext or old.ext, old.size if size is None else int(size), rest)
         else:
             self._drop(key)
 
@@ -244,7 +246,7 @@ class InventoryMirror:
             self.add(change["hash"], change["store"], change.get("ext") or "bin",
                      int(change.get("size") or 0))
         elif op == "remove":
-            self.remove(change["hash"], change["store"])
+            self.remove(change["hash"], change["store"], change.get("ext"), change.get("size"))
 
     def load_row(self, row: dict[str, Any]) -> None:
         """Apply one snapshot row `{"hash", "ext", "size", "stores"}`."""

@@ -206,12 +206,31 @@ class DeliveryResource:
         try:
             handle = open(self._root + path, "rb")
         except (FileNotFoundError, NotADirectoryError):
-            return write_json(request, {"error": "content not found"}, 404)
+            handle = self._open_any_extension(path, sha1)
+            if handle is None:
+                return write_json(request, {"error": "content not found"}, 404)
         try:
             return self._send(request, handle, sha1, ext)
         except BaseException:
             handle.close()
             raise
+
+    def _open_any_extension(self, path: str, sha1: bytes) -> Any:
+        """The same content stored under another extension (the bytes are the same:
+        stores of one hash may differ in extension), None when there is none."""
+        folder = self._root + path.rsplit("/", 1)[0]
+        prefix = sha1.decode("ascii") + "."
+        try:
+            with os.scandir(folder) as entries:
+                names = [e.name for e in entries if e.name.startswith(prefix)]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        for name in names:
+            try:
+                return open(os.path.join(folder, name), "rb")
+            except FileNotFoundError:
+                continue
+        return None
 
     def _send(self, request: Any, handle: Any, sha1: bytes, ext: bytes) -> Any:
         info = os.fstat(handle.fileno())

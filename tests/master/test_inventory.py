@@ -316,3 +316,28 @@ async def test_cursor_from_before_a_redis_rollback_is_gone(master) -> None:
     assert (await master.call("GET", "/inventory/feed?after=" + cursor)).code == 410
     fresh = (await master.call("GET", "/inventory/feed?after=0-0")).json
     assert (await master.call("GET", "/inventory/feed?after=" + fresh["cursor"])).code == 200
+
+
+@pytest_twisted.ensureDeferred
+async def test_row_takes_a_remaining_holders_extension_after_a_remove(master) -> None:
+    """Two stores holding one hash under different extensions: when the one the row
+    describes leaves, the row shows the remaining store's extension (a redirect to the
+    stored file, not to a name that store does not have)."""
+    await master.call("POST", "/inventory/publish", {"store": "s1", "changes": [
+        add(1, ext="jpg", size=5)]})
+    await master.call("POST", "/inventory/publish", {"store": "s2", "changes": [
+        add(1, ext="png", size=5)]})
+    await master.call("POST", "/inventory/publish", {"store": "s2", "changes": [
+        {"op": "remove", "hash": sha(1)}]})
+    row = (await master.call("GET", "/inventory/" + sha(1))).json
+    assert row["stores"] == ["s1"] and row["ext"] == "jpg"
+    feed = (await master.call("GET", "/inventory/feed?after=0-0")).json
+    assert feed["changes"][-1] == {"op": "remove", "hash": sha(1), "store": "s2",
+                                   "ext": "jpg", "size": 5}
+    from stretchfs.prism.mirror import InventoryMirror
+
+    mirror = InventoryMirror()
+    mirror.apply(feed["changes"][1])  # s2 png first: the mirror's record says png
+    mirror.apply(feed["changes"][0])
+    mirror.apply(feed["changes"][2])
+    assert mirror.get(sha(1)).ext == "jpg" and mirror.get(sha(1)).stores == ("s1",)

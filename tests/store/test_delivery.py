@@ -291,3 +291,14 @@ def test_file_shrinking_while_streaming_aborts_the_connection(tmp_path, clock) -
     assert request.written == b"x" * 1000
     assert not request.finished
     assert _Channel.transport.disconnecting
+
+
+def test_content_stored_under_another_extension_is_served(tmp_path, clock) -> None:
+    """A signed URL naming another extension than the one stored still gets the bytes
+    (same hash, same content), typed by the extension asked for; a hash not held is 404."""
+    _, stub = _stored(tmp_path, clock, ext="mp4")
+    code, headers, body = request(stub, "GET", _url(clock, ext="webm"))
+    assert code == 200 and body == DATA
+    assert headers.getRawHeaders("content-type") == ["video/webm"]
+    code, _, _ = request(stub, "GET", _url(clock, ext="webm", sha1="e" * 40))
+    assert code == 404
