@@ -82,6 +82,7 @@ class BallotBox:
         self._maybe: set[str] = set()          # targets we may hold a vote on in Redis
         self._busy = False
         self._again = False
+        self._drained: list[Deferred[None]] = []  # waiting until no write is in flight
         self.on_cast: Callable[[str], None] = lambda target: None
         self.on_error: Callable[[Any], None] = lambda failure: None
         self.on_ok: Callable[[], None] = lambda: None
@@ -137,16 +138,26 @@ class BallotBox:
             if self._again:
                 self._again = False
                 self.sync()
+            if not self._busy:
+                drained, self._drained = self._drained, []
+                for waiter in drained:
+                    waiter.callback(None)
 
         d.addCallbacks(done, failed)
         d.addBoth(finish)
         return d
 
     def withdraw_all(self) -> Deferred[None] | None:
-        """Remove every vote of this node (on shutdown)."""
+        """Remove every vote of this node (on shutdown); the Deferred fires once the
+        removal is written, also when another write was in flight (None: nothing to do)."""
         self.wanted = set()
         self._maybe |= set(self._written)
-        return self.sync()
+        written = self.sync()
+        if written is not None or not self._busy:
+            return written
+        waiter: Deferred[None] = Deferred()
+        self._drained.append(waiter)
+        return waiter
 
     @property
     def busy(self) -> bool:

@@ -67,3 +67,31 @@ async def test_verdict_records_round_trip(redis, key_prefix) -> None:
     _votes, records = await read_tallies(redis, key_prefix, ["c"], time.time())
     assert records == {"c": {"available": False, "since": 123.0, "by": "a"}}
 
+
+
+def test_withdraw_all_waits_for_a_write_in_flight() -> None:
+    """Shutting down while a vote is being written: withdraw_all's Deferred fires only
+    once the removal itself is written, so the process does not close Redis first and
+    leave its votes standing until they expire."""
+    from twisted.internet.defer import Deferred
+
+    class HeldRedis:
+        def __init__(self) -> None:
+            self.writes: list[tuple[list, Deferred]] = []
+
+        def pipeline(self, commands):
+            held: Deferred = Deferred()
+            self.writes.append((commands, held))
+            return held
+
+    redis = HeldRedis()
+    box = BallotBox(redis, "p:", "a", 10.0, refresh_after=2.5, now=lambda: 100.0)
+    box.want(["b"])
+    assert len(redis.writes) == 1
+    withdrawn = box.withdraw_all()
+    assert withdrawn is not None and not withdrawn.called
+    redis.writes[0][1].callback([0, 1, 1])  # the vote is in
+    assert len(redis.writes) == 2 and redis.writes[1][0][0][0] == "ZREM"
+    assert not withdrawn.called
+    redis.writes[1][1].callback([1])
+    assert withdrawn.called
