@@ -18,15 +18,17 @@ import string
 from typing import Any, Callable
 
 import bcrypt
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredSemaphore
 
-from stretchfs.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from stretchfs.errors import Conflict, InvalidInput, NotFound, NotReady, Unauthorized
 from stretchfs.master import validate
 from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript, text
 from stretchfs.redisstore import RedisStore
 
 ALPHABET = string.ascii_letters + string.digits
+BCRYPT_THREADS = 4  # of the reactor's 10 pool threads
+BCRYPT_MAX_WAITING = 200
 TOKEN_LENGTH = 64
 PASSWORD_LENGTH = 32
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit
@@ -79,12 +81,22 @@ class Users:
         self.session_ttl = session_ttl
         self.rounds = bcrypt_rounds
         self._run_blocking = run_blocking
+        self._bcrypt_slots = DeferredSemaphore(BCRYPT_THREADS)
         self._on_login_failure = on_login_failure
         self._dummy_hash: bytes | None = None
 
+    async def _bcrypt(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run bcrypt work in the thread pool, at most BCRYPT_THREADS at a time; past
+        BCRYPT_MAX_WAITING queued, NotReady (503): a login flood must neither queue
+        without bound nor take every pool thread from other blocking work."""
+        slots = self._bcrypt_slots
+        if slots.tokens == 0 and len(slots.waiting) >= BCRYPT_MAX_WAITING:
+            raise NotReady("too many password checks at once; retry shortly")
+        return await slots.run(self._run_blocking, function, *args)
+
     async def _hash(self, password: str) -> bytes:
         salt = bcrypt.gensalt(self.rounds)
-        return await self._run_blocking(bcrypt.hashpw, password.encode("utf-8"), salt)
+        return await self._bcrypt(bcrypt.hashpw, password.encode("utf-8"), salt)
 
     async def _check(self, password: str, hashed: bytes) -> bool:
         def check() -> bool:
@@ -92,7 +104,7 @@ class Users:
                 return bcrypt.checkpw(password.encode("utf-8"), hashed)
             except ValueError:
                 return False
-        return bool(await self._run_blocking(check))
+        return bool(await self._bcrypt(check))
 
     # -- users -------------------------------------------------------------
     async def create(self, body: dict[str, Any]) -> dict[str, str]:

@@ -159,3 +159,34 @@ async def test_client_user_methods(master) -> None:
     assert (await client.logout(token))["success"] == "User logged out"
     assert [u["username"] for u in await client.list_users()] == ["hana"]
     assert (await client.deactivate_user("hana"))["active"] is False
+
+
+def test_password_work_is_bounded_under_a_login_flood() -> None:
+    """At most BCRYPT_THREADS bcrypt jobs run at once (the other pool threads stay free)
+    and past BCRYPT_MAX_WAITING queued a login is refused at once (503), not queued."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
+
+    from stretchfs.errors import NotReady
+    from stretchfs.master import users as users_module
+    from stretchfs.master.keys import Keys
+
+    running: list[Deferred] = []
+
+    def held(function, *args):
+        waiting: Deferred = Deferred()
+        running.append(waiting)
+        return waiting
+
+    users = users_module.Users(None, Keys("t:"), Clock(), session_ttl=60, bcrypt_rounds=4,
+                               run_blocking=held)
+    limit = users_module.BCRYPT_THREADS + users_module.BCRYPT_MAX_WAITING
+    checks = [Deferred.fromCoroutine(users._check("pw", b"x")) for _ in range(limit)]
+    assert len(running) == users_module.BCRYPT_THREADS
+    refused = Deferred.fromCoroutine(users._check("pw", b"x"))
+    failures: list = []
+    refused.addErrback(failures.append)
+    assert failures and failures[0].check(NotReady)
+    for _ in range(limit):
+        running.pop(0).callback(True)
+    assert all(check.called for check in checks)
