@@ -77,67 +77,58 @@ def test_parser_writes_parts_in_small_chunks(tmp_path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_connection_lost_mid_upload_removes_temp_files(tmp_path) -> None:
-    """A client that disconnects mid-part leaves no temp file behind."""
+def _upload_channel(tmp_path, check_session, max_bytes: int = 10**9, clock=None):
+    """A prism HTTPChannel streaming uploads into `tmp_path`, on a StringTransport;
+    its timers (linger after a refusal) run on `clock`."""
+    from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
-    factory = upload_request_factory(str(tmp_path), 10**9, lambda token: succeed({}))
-    site = Site(Resource())
-    site.requestFactory = factory
+    site = Site(Resource(), reactor=clock or Clock())
+    site.requestFactory = upload_request_factory(str(tmp_path), max_bytes, check_session)
     channel = site.buildProtocol(None)
-    channel.makeConnection(StringTransport())
-    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
-    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
-            "Content-Length: {}\r\nX-STRETCHFS-Token: {}\r\n\r\n").format(
-        ctype, len(body), "s" * 64).encode()
-    channel.dataReceived(head + body[:30_000])
-    assert len(os.listdir(tmp_path)) == 1
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    return channel, transport
+
+
+def _upload_head(ctype: str, length: int | None, extra: str = "") -> bytes:
+    """The head of a raw upload request (chunked when `length` is None)."""
+    framing = ("Transfer-Encoding: chunked" if length is None
+               else "Content-Length: {}".format(length))
+    return ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n{}\r\n"
+            "{}\r\n").format(ctype, framing, extra).encode()
+
+
+def test_connection_lost_mid_upload_removes_temp_files(tmp_path) -> None:
+    """A client that disconnects mid-part leaves no temp file behind."""
     from twisted.python.failure import Failure
 
+    channel, _ = _upload_channel(tmp_path, lambda token: succeed({}))
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
+    channel.dataReceived(_upload_head(ctype, len(body), "X-STRETCHFS-Token: {}\r\n".format(
+        "s" * 64)) + body[:30_000])
+    assert len(os.listdir(tmp_path)) == 1
     channel.connectionLost(Failure(ConnectionError("gone")))
     assert os.listdir(tmp_path) == []
 
 
 def test_refused_session_stops_disk_writes(tmp_path) -> None:
     """When the session check fails at header time, the body never reaches the disk."""
-    from twisted.internet.testing import StringTransport
-    from twisted.web.resource import Resource
-    from twisted.web.server import Site
-
-    factory = upload_request_factory(str(tmp_path), 10**9,
-                                     lambda token: fail(Unauthorized("invalid session")))
-    site = Site(Resource())
-    site.requestFactory = factory
-    channel = site.buildProtocol(None)
-    channel.makeConnection(StringTransport())
+    channel, _ = _upload_channel(tmp_path, lambda token: fail(Unauthorized("invalid session")))
     body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
-    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
-            "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
-    channel.dataReceived(head + body[:30_000])
+    channel.dataReceived(_upload_head(ctype, len(body)) + body[:30_000])
     assert os.listdir(tmp_path) == []
 
 
 def test_session_refused_mid_body_is_answered_at_once(tmp_path) -> None:
     """A session the master refuses while the body streams in is answered 401 then and
     there (one answer), the rest of the body is dropped and the connection closes at its end."""
-    from twisted.internet.task import Clock
-    from twisted.internet.testing import StringTransport
-    from twisted.web.resource import Resource
-    from twisted.web.server import Site
-
     verdict: Deferred = Deferred()
-    factory = upload_request_factory(str(tmp_path), 10**9, lambda token: verdict)
-    site = Site(Resource(), reactor=Clock())
-    site.requestFactory = factory
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    channel.makeConnection(transport)
+    channel, transport = _upload_channel(tmp_path, lambda token: verdict)
     body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
-    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
-            "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
-    channel.dataReceived(head + body[:20_000])
+    channel.dataReceived(_upload_head(ctype, len(body)) + body[:20_000])
     assert transport.value() == b""
     verdict.errback(Unauthorized("invalid session"))
     assert transport.value().startswith(b"HTTP/1.1 401 ")
@@ -152,23 +143,12 @@ def test_session_refused_after_the_client_left_is_ignored(tmp_path) -> None:
     """A session verdict arriving after the connection was lost answers nothing, raises
     nothing, and leaves no temp file."""
     from twisted.internet.error import ConnectionLost
-    from twisted.internet.task import Clock
-    from twisted.internet.testing import StringTransport
     from twisted.python.failure import Failure
-    from twisted.web.resource import Resource
-    from twisted.web.server import Site
 
     verdict: Deferred = Deferred()
-    factory = upload_request_factory(str(tmp_path), 10**9, lambda token: verdict)
-    site = Site(Resource(), reactor=Clock())
-    site.requestFactory = factory
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    channel.makeConnection(transport)
+    channel, transport = _upload_channel(tmp_path, lambda token: verdict)
     body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
-    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
-            "Content-Length: {}\r\n\r\n").format(ctype, len(body)).encode()
-    channel.dataReceived(head + body[:20_000])
+    channel.dataReceived(_upload_head(ctype, len(body)) + body[:20_000])
     channel.connectionLost(Failure(ConnectionLost()))
     verdict.errback(Unauthorized("invalid session"))
     outcome: list = []
@@ -200,22 +180,12 @@ def test_declared_oversize_upload_is_refused_before_the_body(tmp_path) -> None:
     """A Content-Length beyond max_upload gets 413 at once; the connection closes after
     the linger time (the body that still comes is dropped)."""
     from twisted.internet.task import Clock
-    from twisted.internet.testing import StringTransport
-    from twisted.web.resource import Resource
-    from twisted.web.server import Site
 
     from stretchfs.web.limits import LINGER_SECONDS
 
     clock = Clock()
-    factory = upload_request_factory(str(tmp_path), 1000, lambda token: succeed({}))
-    site = Site(Resource(), reactor=clock)
-    site.requestFactory = factory
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: "
-            "multipart/form-data; boundary=x\r\nContent-Length: {}\r\n\r\n").format(10**9)
-    channel.dataReceived(head.encode())
+    channel, transport = _upload_channel(tmp_path, lambda token: succeed({}), 1000, clock)
+    channel.dataReceived(_upload_head("multipart/form-data; boundary=x", 10**9))
     assert transport.value().startswith(b"HTTP/1.1 413 ")
     assert b"larger than 1000 bytes" in transport.value()
     channel.dataReceived(b"--x\r\n" + b"z" * 100_000)
@@ -309,27 +279,14 @@ def test_endless_part_header_is_refused_not_buffered(tmp_path) -> None:
 def test_chunked_upload_past_the_total_limit_is_refused_mid_body(tmp_path) -> None:
     """Without a Content-Length, an upload is answered 413 once its body passes the limit
     for a whole upload, and its temp files go."""
-    from twisted.internet.task import Clock
-    from twisted.internet.testing import StringTransport
-    from twisted.web.resource import Resource
-    from twisted.web.server import Site
-
-    factory = upload_request_factory(str(tmp_path), 1000, lambda token: succeed({}))
-    site = Site(Resource(), reactor=Clock())
-    site.requestFactory = factory
-    channel = site.buildProtocol(None)
-    transport = StringTransport()
-    channel.makeConnection(transport)
-    body, ctype = multipart({}, {"file": ("a.bin", "", b"q" * 900)})
-    head = ("POST /content/upload HTTP/1.1\r\nHost: prism\r\nContent-Type: {}\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n").format(ctype).encode()
-    channel.dataReceived(head)
+    channel, transport = _upload_channel(tmp_path, lambda token: succeed({}), 1000)
+    _, ctype = multipart({}, {"file": ("a.bin", "", b"q" * 900)})
+    channel.dataReceived(_upload_head(ctype, None))
     sent = 0
     chunk = b"x" * 65536
     for _ in range(100):
         if transport.value():
             break
-        # many small parts' worth of bytes: each part stays under the per-file limit
         channel.dataReceived(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         sent += len(chunk)
     assert transport.value().startswith(b"HTTP/1.1 413 ")

@@ -20,6 +20,19 @@ def _publisher(journal: Journal, master: FakeMaster, clock, batch_size: int = 3)
     return publisher
 
 
+def _journal_with_tail(tmp_path, tail: bytes) -> Journal:
+    """A journal holding `_add(1)` and then the raw bytes `tail`, reopened."""
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(1)])
+    journal.close()
+    with open(os.path.join(str(tmp_path), "changes.ndjson"), "ab") as handle:
+        handle.write(tail)
+    again = Journal(str(tmp_path))
+    again.open()
+    return again
+
+
 def test_journal_keeps_unacknowledged_changes_across_reopen(tmp_path) -> None:
     """Appended changes not yet acknowledged are pending again after a reopen."""
     journal = Journal(str(tmp_path))
@@ -36,14 +49,7 @@ def test_journal_keeps_unacknowledged_changes_across_reopen(tmp_path) -> None:
 
 def test_journal_drops_a_torn_last_line(tmp_path) -> None:
     """A half-written last line (crash mid-append) is cut on open; earlier lines survive."""
-    journal = Journal(str(tmp_path))
-    journal.open()
-    journal.append([_add(1)])
-    journal.close()
-    with open(os.path.join(str(tmp_path), "changes.ndjson"), "ab") as handle:
-        handle.write(b'{"op":"add","ha')
-    again = Journal(str(tmp_path))
-    again.open()
+    again = _journal_with_tail(tmp_path, b'{"op":"add","ha')
     again.append([_add(2)])
     assert again.read_batch(10)[0] == [_add(1), _add(2)]
 
@@ -199,14 +205,7 @@ def test_disk_change_and_journal_append_are_serialized_per_hash(tmp_path, clock)
 def test_unreadable_journal_line_does_not_keep_the_publisher_busy(tmp_path, clock) -> None:
     """A corrupt (but complete) line is skipped; once the rest is acknowledged nothing is
     pending, so the publisher goes idle instead of looping on an empty batch."""
-    journal = Journal(str(tmp_path))
-    journal.open()
-    journal.append([_add(1)])
-    journal.close()
-    with open(os.path.join(str(tmp_path), "changes.ndjson"), "ab") as handle:
-        handle.write(b"{not json}\n")
-    journal = Journal(str(tmp_path))
-    journal.open()
+    journal = _journal_with_tail(tmp_path, b"{not json}\n")
     journal.append([_add(2)])
     assert journal.pending == 3
     master = FakeMaster()
