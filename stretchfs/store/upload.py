@@ -81,7 +81,7 @@ class _Stage:
         try:
             while True:
                 item = self.queue.get()
-                if item is _FINISH or item is _ABORT:
+                if item is _END:
                     break
                 try:
                     if self._pipeline.error is None:
@@ -189,12 +189,11 @@ class _WriterThread:
         if abort:
             self.fail(OSError("upload aborted"))
         for stage in self._stages:
-            stage.queue.put(_ABORT if abort else _FINISH)
+            stage.queue.put(_END)
         return self._done
 
 
-_FINISH = object()
-_ABORT = object()
+_END = object()  # no more chunks
 
 
 class PutUpload:
