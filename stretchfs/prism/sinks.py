@@ -53,7 +53,6 @@ class Backpressure:
         self._resume = resume
         self.queued = 0
         self.paused = False
-        self.pauses = 0
 
     def queue(self, size: int) -> None:
         """`size` more bytes wait."""
@@ -61,7 +60,6 @@ class Backpressure:
         if self.queued > self.HIGH_WATER_BYTES:
             # Every time: the HTTP channel may have resumed the transport meanwhile.
             self.paused = True
-            self.pauses += 1
             self._pause()
 
     def written(self, size: int) -> None:
