@@ -51,6 +51,15 @@ def _registration(clock, master, peers, refresh=60.0) -> Registration:
                         record=lambda: {"name": "store1", "role": "store", "port": 8000})
 
 
+def _started(clock, self_name: str):
+    """A started registration of `self_name` against a fake master, first round done."""
+    master, peers = FakeMaster(), Peers(self_name=self_name)
+    service = _registration(clock, master, peers)
+    service.startService()
+    clock.advance(0)
+    return master, peers, service
+
+
 def test_registers_with_backoff_until_the_master_answers(clock) -> None:
     """Registration retries with a doubling backoff and stops once the master answers."""
     master, peers = FakeMaster(), Peers(self_name="store1")
@@ -101,10 +110,7 @@ def test_registry_refresh_keeps_last_copy_while_master_is_away(clock) -> None:
 
 def test_writable_changes_are_pushed_to_the_master(clock) -> None:
     """A store's writable flip is sent to the master once it is registered."""
-    master, peers = FakeMaster(), Peers(self_name="store1")
-    service = _registration(clock, master, peers)
-    service.startService()
-    clock.advance(0)
+    master, peers, service = _started(clock, "store1")
     service.set_writable(False)
     clock.advance(0)
     assert master.updates == [("store1", {"writable": False})]
@@ -113,10 +119,7 @@ def test_writable_changes_are_pushed_to_the_master(clock) -> None:
 
 def test_candidates_never_include_a_peer_marked_down(clock) -> None:
     """A caller that picks targets through candidates() makes no call to a downed peer."""
-    master, peers = FakeMaster(), Peers(self_name="prism1")
-    service = _registration(clock, master, peers)
-    service.startService()
-    clock.advance(0)
+    master, peers, service = _started(clock, "prism1")
     changes: list[tuple[str, bool]] = []
     peers.on_change(lambda name, up: changes.append((name, up)))
     peers.set_available("store2", False)
@@ -133,10 +136,7 @@ def test_candidates_never_include_a_peer_marked_down(clock) -> None:
 
 def test_refresh_soon_downloads_the_registry_at_most_every_two_seconds(clock) -> None:
     """A ping from an unknown peer triggers a registry download, rate-limited."""
-    master, peers = FakeMaster(), Peers(self_name="store1")
-    service = _registration(clock, master, peers)
-    service.startService()
-    clock.advance(0)
+    master, peers, service = _started(clock, "store1")
     master.rows.append(_row("store9"))
     service.refresh_soon()
     clock.advance(0)
@@ -151,10 +151,7 @@ def test_refresh_soon_downloads_the_registry_at_most_every_two_seconds(clock) ->
 
 def test_room_again_only_undoes_our_own_writable_false(clock) -> None:
     """Writable is set back only after this store cleared it; an operator's flag is left alone."""
-    master, peers = FakeMaster(), Peers(self_name="store1")
-    service = _registration(clock, master, peers)
-    service.startService()
-    clock.advance(0)
+    master, peers, service = _started(clock, "store1")
     service.set_writable(True)
     clock.advance(0)
     assert master.updates == []
