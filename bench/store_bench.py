@@ -320,6 +320,22 @@ def signed_url(port: int, sha1: str, ext: str) -> str:
         port, path, signed_query(delivery_secret(KEY), path, int(time.time()) + 3600))
 
 
+def plain_url(port: int, sha1: str) -> str:
+    """An unsigned URL of a content (for the baseline servers)."""
+    return "http://127.0.0.1:{}{}".format(port, content_path(sha1, "bin"))
+
+
+def compare_gets(label: str, files: dict[str, str], args: argparse.Namespace, target: float,
+                 lines: list[str], ours: Any, base: Any) -> None:
+    """wrk each file through `ours(sha1)` and `base(sha1)`, interleaved; one line each
+    (req/s for 4 KiB, MB/s otherwise)."""
+    for size, sha1 in files.items():
+        got = interleaved({"ours": ours(sha1), "base": base(sha1)}, args.runs, args.seconds)
+        unit, index, scale = ("req/s", 0, 1.0) if size == "4 KiB" else ("MB/s", 1, 1e6)
+        lines.append(ratio_line(label.format(size), got["ours"][index] / scale,
+                                got["base"][index] / scale, unit, target))
+
+
 def ratio_line(label: str, ours: float, base: float, unit: str, target: float) -> str:
     """One result line."""
     ratio = ours / base if base else float("nan")
@@ -346,16 +362,9 @@ def bench_get(workdir: str, args: argparse.Namespace, lines: list[str]) -> None:
                                   env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(static_port)
         say("(a) store process vs twisted.web.static.File")
-        for label, sha1 in files.items():
-            got = interleaved({
-                "store": signed_url(store.port, sha1, "bin"),
-                "static": "http://127.0.0.1:{}{}".format(static_port, content_path(sha1, "bin")),
-            }, args.runs, args.seconds)
-            unit, index = ("req/s", 0) if label == "4 KiB" else ("MB/s", 1)
-            scale = 1 if index == 0 else 1e6
-            lines.append(ratio_line("(a) GET {} store vs static.File".format(label),
-                                    got["store"][index] / scale, got["static"][index] / scale,
-                                    unit, 0.9))
+        compare_gets("(a) GET {} store vs static.File", files, args, 0.9, lines,
+                     lambda sha1: signed_url(store.port, sha1, "bin"),
+                     lambda sha1: plain_url(static_port, sha1))
         stop_popen(static)
         static = None
 
@@ -370,16 +379,9 @@ def bench_get(workdir: str, args: argparse.Namespace, lines: list[str]) -> None:
             plain_port, root)
         nginx_plain = NginxProcess(os.path.join(workdir, "nginx-plain"), plain, plain_port)
         nginx_plain.start()
-        for label, sha1 in files.items():
-            got = interleaved({
-                "front": signed_url(front_port, sha1, "bin"),
-                "plain": "http://127.0.0.1:{}{}".format(plain_port, content_path(sha1, "bin")),
-            }, args.runs, args.seconds)
-            unit, index = ("req/s", 0) if label == "4 KiB" else ("MB/s", 1)
-            scale = 1 if index == 0 else 1e6
-            lines.append(ratio_line("(b) GET {} nginx+secure_link vs plain nginx".format(label),
-                                    got["front"][index] / scale, got["plain"][index] / scale,
-                                    unit, 0.8))
+        compare_gets("(b) GET {} nginx+secure_link vs plain nginx", files, args, 0.8, lines,
+                     lambda sha1: signed_url(front_port, sha1, "bin"),
+                     lambda sha1: plain_url(plain_port, sha1))
     finally:
         for nginx in (nginx_front, nginx_plain):
             if nginx is not None:

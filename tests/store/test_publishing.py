@@ -101,15 +101,22 @@ def test_publisher_queues_while_master_is_down_and_replays_in_order(tmp_path, cl
     assert clock.getDelayedCalls() == []
 
 
-def test_queued_changes_survive_a_store_restart(tmp_path, clock) -> None:
-    """Master down, PUT, store restarted: the add is published once the master is back."""
+def _put_while_master_is_down(tmp_path, clock, data: bytes):
+    """A store whose master is down, after one acknowledged PUT of `data`:
+    (master, store, sha1)."""
     master = FakeMaster()
     master.down = True
-    first = build(tmp_path, clock, master=master)
-    data = b"durable"
+    service = build(tmp_path, clock, master=master)
     sha1 = sha1_of(data)
-    assert request(stub_for(first), "PUT", "/content/put/{}.bin".format(sha1), data=data,
+    assert request(stub_for(service), "PUT", "/content/put/{}.bin".format(sha1), data=data,
                    headers=AUTH)[0] == 201
+    return master, service, sha1
+
+
+def test_queued_changes_survive_a_store_restart(tmp_path, clock) -> None:
+    """Master down, PUT, store restarted: the add is published once the master is back."""
+    data = b"durable"
+    master, first, sha1 = _put_while_master_is_down(tmp_path, clock, data)
     stop(first)
     assert clock.getDelayedCalls() == []
     second = build(tmp_path, clock, master=master)
@@ -140,12 +147,7 @@ def test_stop_cancels_the_retry(tmp_path, clock) -> None:
 
 def test_sync_waits_for_the_journal_backlog(tmp_path, clock) -> None:
     """A sync does not download the master's view while queued changes are unpublished."""
-    master = FakeMaster()
-    master.down = True
-    service = build(tmp_path, clock, master=master)
-    data = b"queued"
-    assert request(stub_for(service), "PUT", "/content/put/{}.bin".format(sha1_of(data)),
-                   data=data, headers=AUTH)[0] == 201
+    master, service, _ = _put_while_master_is_down(tmp_path, clock, b"queued")
     listed = master.listed
     master.down = False
     service.sync.sync_now()
