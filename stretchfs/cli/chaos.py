@@ -14,10 +14,14 @@ def add_parser(subparsers: Any) -> None:
     """Register `chaos`."""
     chaos = subparsers.add_parser(
         "chaos", help="run failure scenarios against a cluster from `stretchfs dev up --detach`")
-    chaos.add_argument("scenario", choices=list(SCENARIOS) + ["all"])
-    chaos.add_argument("--workdir", default="./.stretchfs-dev")
-    chaos.add_argument("--seed-files", type=int, default=Options.seed_files)
-    chaos.add_argument("--threads", type=int, default=Options.threads)
+    chaos.add_argument("scenario", choices=list(SCENARIOS) + ["all"],
+                       help="the failure to cause, or all of them in turn")
+    chaos.add_argument("--workdir", default="./.stretchfs-dev",
+                       help="the workdir of the running `stretchfs dev up --detach` cluster")
+    chaos.add_argument("--seed-files", type=int, default=Options.seed_files,
+                       help="files uploaded before the failure (default %(default)s)")
+    chaos.add_argument("--threads", type=int, default=Options.threads,
+                       help="concurrent load clients during the failure (default %(default)s)")
     chaos.add_argument("--master-down", type=float, default=Options.master_down_seconds,
                        help="seconds the master stays down (master-down)")
     chaos.add_argument("--redis-down", type=float, default=Options.redis_down_seconds,

@@ -22,19 +22,22 @@ def add_parser(subparsers: Any) -> None:
     dev = subparsers.add_parser("dev", help="run a local cluster of real processes")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
     up = dev_sub.add_parser("up", help="start Redis, a master, prisms and stores")
-    up.add_argument("--workdir", default=DEFAULT_WORKDIR)
-    up.add_argument("--prisms", type=int, default=2)
-    up.add_argument("--stores", type=int, default=3)
+    up.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                    help="folder for configs, data and logs (default %(default)s)")
+    up.add_argument("--prisms", type=int, default=2, help="prisms to start (default 2)")
+    up.add_argument("--stores", type=int, default=3, help="stores to start (default 3)")
     up.add_argument("--detach", action="store_true",
                     help="return once ready; stop later with `stretchfs dev down`")
     up.add_argument("--timeout", type=float, default=90.0,
                     help="seconds to wait for every node to be healthy")
     up.set_defaults(func=run_up)
     down = dev_sub.add_parser("down", help="stop a cluster started with --detach")
-    down.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    down.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                      help="the workdir given to `dev up` (default %(default)s)")
     down.set_defaults(func=run_down)
     status = dev_sub.add_parser("status", help="health of every node")
-    status.add_argument("--workdir", default=DEFAULT_WORKDIR)
+    status.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                        help="the workdir given to `dev up` (default %(default)s)")
     status.set_defaults(func=run_status)
 
 

@@ -16,17 +16,21 @@ def add_parser(subparsers: Any) -> None:
     add_master_arguments(listing)
     listing.set_defaults(func=lambda args: run_against_master(list_peers, args))
     update = sub.add_parser("update", help="set a peer's active/writable flags")
-    update.add_argument("name")
+    update.add_argument("name", help="the peer's name, as `peer list` shows it")
     active = update.add_mutually_exclusive_group()
-    active.add_argument("--active", dest="active", action="store_const", const=True)
-    active.add_argument("--inactive", dest="active", action="store_const", const=False)
+    active.add_argument("--active", dest="active", action="store_const", const=True,
+                        help="let the cluster use the peer")
+    active.add_argument("--inactive", dest="active", action="store_const", const=False,
+                        help="take the peer out of service (nothing is sent to it)")
     writable = update.add_mutually_exclusive_group()
-    writable.add_argument("--writable", dest="writable", action="store_const", const=True)
-    writable.add_argument("--readonly", dest="writable", action="store_const", const=False)
+    writable.add_argument("--writable", dest="writable", action="store_const", const=True,
+                          help="a store accepts new content")
+    writable.add_argument("--readonly", dest="writable", action="store_const", const=False,
+                          help="a store serves what it holds but takes no new content")
     add_master_arguments(update)
     update.set_defaults(func=lambda args: _update(update, args))
     remove = sub.add_parser("remove", help="remove a peer from the registry")
-    remove.add_argument("name")
+    remove.add_argument("name", help="the peer to remove from the registry")
     add_master_arguments(remove)
     remove.set_defaults(func=lambda args: run_against_master(remove_peer, args))
 
