@@ -25,13 +25,24 @@ MIME_TYPES = "/etc/nginx/mime.types"
 
 def render_store_server(template: str, *, listen: str, root: str, secret: str,
                         upstream: str) -> str:
-    """The template with its four placeholders replaced."""
-    for name, value in (("__LISTEN__", listen), ("__STORE_ROOT__", os.path.abspath(root)),
-                        ("__DELIVERY_SECRET__", secret), ("__STORE_UPSTREAM__", upstream)):
+    """The template with its four placeholders replaced outside comment lines.
+
+    Comment lines (the file's own header, which names the placeholders) are
+    left as written, so the rendered file still explains itself and the
+    secret appears only where nginx reads it.
+    """
+    values = (("__LISTEN__", listen), ("__STORE_ROOT__", os.path.abspath(root)),
+              ("__DELIVERY_SECRET__", secret), ("__STORE_UPSTREAM__", upstream))
+    for name, value in values:
         if any(c in value for c in ";{}\"'\n"):
             raise ValueError("unsafe value for {}".format(name))
-        template = template.replace(name, value)
-    return template
+    lines = template.splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if not line.lstrip().startswith("#"):
+            for name, value in values:
+                line = line.replace(name, value)
+            lines[index] = line
+    return "".join(lines)
 
 
 def main_conf(prefix: str, body: str, workers: int = 1) -> str:
@@ -118,16 +129,23 @@ def read_template() -> str:
         return handle.read()
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m stretchfs.store.nginxconf`."""
+    parser = argparse.ArgumentParser(prog="python -m stretchfs.store.nginxconf",
+                                     description="Print the nginx server block for one store.")
+    parser.add_argument("--config", required=True, help="the store's TOML config")
+    parser.add_argument("--listen", default="80",
+                        help="nginx's listen directive value (default %(default)s)")
+    parser.add_argument("--upstream", required=True, help="host:port of the store process")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the rendered server block for a store config."""
     from stretchfs.config import load_config
     from stretchfs.errors import ConfigError
 
-    parser = argparse.ArgumentParser(prog="python -m stretchfs.store.nginxconf")
-    parser.add_argument("--config", required=True, help="the store's TOML config")
-    parser.add_argument("--listen", default="80")
-    parser.add_argument("--upstream", required=True, help="host:port of the store process")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         config = load_config("store", args.config)
     except ConfigError as exc:
