@@ -3,8 +3,9 @@
 `sync` does what a store does at start-up, once, with a progress bar on
 stderr: download what the master believes this store holds, walk the
 content folder, and publish the difference both ways (straight to the
-master, in `[inventory] batch_size` batches).  It reads the store's config
-and may run while the store itself runs (publishing is idempotent).
+master, in `[inventory] batch_size` batches).  It reads the store's config.
+The store must be stopped: one writer per root (the sync refuses while a
+store holds the root's lock, and a store waits for a running sync).
 """
 
 from __future__ import annotations
