@@ -13,7 +13,6 @@ through `refuse_now`.
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 from twisted.web.http import RESPONSES
@@ -21,6 +20,7 @@ from twisted.web.server import Request
 
 from stretchfs.errors import PayloadTooLarge, StretchFSError
 from stretchfs.web.errormap import status_for
+from stretchfs.web.jsonio import encode_json
 
 # How long a refused request's remaining body is still read (and dropped)
 # before the connection closes: a client that sends its whole body before
@@ -80,8 +80,7 @@ class LimitedRequest(Request):
         if previous is not None:
             previous.close()
         code = status_for(error) or 500
-        body = json.dumps({"error": str(error) or error.__class__.__name__},
-                          separators=(",", ":")).encode("utf-8")
+        body = encode_json({"error": str(error) or error.__class__.__name__})
         extra = 'WWW-Authenticate: Bearer realm="stretchfs"\r\n' if code == 401 else ""
         head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
                 "Content-Length: {}\r\n{}Connection: close\r\n\r\n").format(
