@@ -182,9 +182,9 @@ def _checked_headers(headers: Any) -> dict[str, str]:
 def normalize_url(url: str, field: str = "'url'") -> str:
     """`url` as sent on the wire: IDNA host, non-ASCII path and query %-encoded,
     no fragment.  InvalidInput, naming `field`, for anything that cannot be fetched."""
-    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in url):
-        raise InvalidInput("{} must not contain spaces or control characters (CR, LF, ...)"
-                           .format(field))
+    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cs") for c in url):
+        raise InvalidInput("{} must not contain spaces, control characters (CR, LF, ...) "
+                           "or lone surrogates".format(field))
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
