@@ -15,6 +15,7 @@ setup(
     package_data={"twisted.plugins": ["stretchfs_plugins.py"]},
     install_requires=[
         "twisted[tls]>=23.10",
+        "idna>=3.4",
         "klein>=23.5",
         "treq>=23.11",
         "txredisapi>=1.4.10",

@@ -8,7 +8,6 @@ turns connection failures into `PeerUnavailable` and non-2xx answers into
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import treq
@@ -20,6 +19,7 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
 from twisted.web.iweb import IResponse
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
+from stretchfs.web.jsonio import decode_json, encode_json
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 _CONNECTION_ERRORS = (ConnectError, ConnectionLost, NetTimeout, CancelledError,
@@ -94,7 +94,7 @@ class JsonClient:
         headers = dict(self._headers)
         data = None
         if body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+            data = encode_json(body)
             headers[b"Content-Type"] = [b"application/json"]
         url = self.url(path)
         try:
@@ -116,6 +116,6 @@ class JsonClient:
         response = await self.request(method, path, body, params, timeout)
         data = await read_capped(response)
         try:
-            return json.loads(data) if data else None
+            return decode_json(data) if data else None
         except ValueError:
             raise UpstreamError(response.code, data[:200], self.url(path)) from None

@@ -8,7 +8,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.web.server import Site
 
-from stretchfs.web.limits import LimitedRequest
+from stretchfs.web.limits import LimitedChannel, LimitedRequest
 from stretchfs.web.listen import ListeningService
 
 
@@ -40,6 +40,7 @@ def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_bod
     bodies itself (store PUTs, prism uploads).
     """
     site = QuietSite(resource, reactor=reactor)
+    site.protocol = LimitedChannel
     site.requestFactory = request_factory
     site.max_body = max_body
     site.displayTracebacks = False

@@ -144,3 +144,30 @@ async def test_client_stops_reading_a_reply_past_its_cap() -> None:
             await read_capped(await http.get(url), 50_000)
     finally:
         await service.stopService()
+
+
+@pytest.mark.parametrize("head,status", [
+    (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414 URI Too Long"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n",
+     b"431 Request Header Fields Too Large"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"X-H%d: %s\r\n" % (i, b"c" * 1000) for i in range(20)) + b"\r\n",
+     b"431 Request Header Fields Too Large"),
+])
+@pytest_twisted.ensureDeferred
+async def test_an_oversized_request_head_is_answered_before_the_close(
+        monkeypatch, head: bytes, status: bytes) -> None:
+    """A 100 KB URL gets 414, too large headers 431, each with a JSON body, then the close."""
+    from twisted.internet.threads import deferToThread
+
+    monkeypatch.setattr(limits, "LINGER_SECONDS", 0.3)
+    service, port = await _echo_server()
+    try:
+        seen = await deferToThread(raw_http, port, head)
+        assert seen.reply.startswith(b"HTTP/1.1 " + status + b"\r\n"), seen.reply[:80]
+        reply_head, _, body = seen.reply.partition(b"\r\n\r\n")
+        assert b"\r\nConnection: close" in reply_head
+        assert "larger than" in json.loads(body)["error"]
+        assert seen.closed
+    finally:
+        await service.stopService()

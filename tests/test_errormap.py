@@ -31,6 +31,10 @@ class _Raiser:
     def echo(self, request):
         return write_json(request, read_json_object(request, 64))
 
+    @app.route("/infinite")
+    def infinite(self, request):
+        return write_json(request, {"ratio": float("inf")})
+
     @app.route("/internal")
     @cluster_key_required
     def internal(self, request):
@@ -70,6 +74,25 @@ def test_json_that_is_not_an_object_is_400() -> None:
     """A JSON list where an object is expected is refused with 400."""
     code, body = _call(None, "/echo", "POST", data=b"[1,2]")  # type: ignore[arg-type]
     assert (code, body) == (400, {"error": "expected a JSON object"})
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_numbers_in_a_body_are_400(number: bytes) -> None:
+    """NaN, Infinity and numbers too large for a float are refused, never echoed back."""
+    code, body = _call(None, "/echo", "POST", data=b'{"a":' + number + b"}")  # type: ignore
+    assert code == 400
+    assert body["error"].startswith("malformed JSON body: ")
+    assert number.decode() in body["error"]
+
+
+def test_a_non_finite_number_in_an_answer_is_a_logged_500() -> None:
+    """An answer holding an infinite float is a logged 500 with valid JSON, not `Infinity`."""
+    from twisted.logger import capturedLogs
+
+    with capturedLogs() as events:
+        code, body = _call(None, "/infinite")  # type: ignore[arg-type]
+    assert (code, body) == (500, {"error": "internal error"})
+    assert any(event.get("log_failure") is not None for event in events)
 
 
 def test_oversized_json_is_413() -> None:

@@ -8,7 +8,6 @@ so a million-row snapshot never sits in memory as one body.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -17,6 +16,7 @@ from treq.client import HTTPClient
 
 from stretchfs.errors import UpstreamError
 from stretchfs.httpclient import JsonClient
+from stretchfs.web.jsonio import decode_json
 
 MAX_NDJSON_LINE_BYTES = 1024 * 1024
 
@@ -39,13 +39,13 @@ class NdjsonSplitter:
         for line in lines:
             if line:
                 self.rows += 1
-                self._on_row(json.loads(line))
+                self._on_row(decode_json(line))
 
     def close(self) -> None:
         """Flush a last line that had no newline."""
         if self._buffer.strip():
             self.rows += 1
-            self._on_row(json.loads(self._buffer))
+            self._on_row(decode_json(self._buffer))
         self._buffer = b""
 
 

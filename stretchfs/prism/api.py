@@ -23,6 +23,7 @@ from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.prism.delivery import Delivery, PrismRoot
 from stretchfs.prism.replicate import Replicator
+from stretchfs.prism.retrieve import parse_spec
 from stretchfs.prism.sessions import SessionCache, session_required
 from stretchfs.prism.upload import extension_for, parse_buffered
 from stretchfs.signing import EXT_RE, SHA1_RE
@@ -308,23 +309,9 @@ class PrismAPI:
     async def post_retrieve(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Fetch a remote URL (SSRF-checked) and store it like an upload."""
         body = read_json_object(request, self.max_body)
-        spec = body.get("request", body)
-        if isinstance(spec, str):
-            spec = {"url": spec}
-        if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
-            raise errors.InvalidInput("expected 'request': {url, method?, headers?} or 'url'")
-        method = str(spec.get("method") or "GET").upper()
-        if method not in ("GET", "POST"):
-            raise errors.InvalidInput("method must be GET or POST")
-        headers = spec.get("headers") or {}
-        if not isinstance(headers, dict) or len(headers) > 50 or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-            raise errors.InvalidInput("expected 'headers': an object of strings")
+        spec = parse_spec(body)
         extension = _clean_extension(body.get("extension"))
-        from stretchfs.prism.retrieve import check_url
-
-        check_url(spec["url"])
-        fetched = await self.retriever.fetch(spec["url"], method, headers)
+        fetched = await self.retriever.fetch(spec.url, spec.method, spec.headers)
         try:
             path_name = fetched.url.split("?", 1)[0].rsplit("/", 1)[-1]
             ext = extension.lower() if extension else extension_for(fetched.content_type,

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Awaitable, BinaryIO, Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
+import idna
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.protocol import Protocol
@@ -41,6 +44,11 @@ CONNECT_TIMEOUT_SECONDS = 10
 ALLOWED_METHODS = ("GET", "POST")
 MAX_HEADERS = 50
 _REDIRECT_CODES = (301, 302, 303, 307, 308)
+# RFC 7230 token: what a header name may be made of.
+_TOKEN_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
+_ASCII_HOST_RE = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?\Z")
+# Printable ASCII is kept as sent (existing %-escapes included); the rest is %-encoded.
+_KEPT_AS_IS = "".join(chr(code) for code in range(0x21, 0x7F))
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 
@@ -128,7 +136,93 @@ class SafeEndpointFactory:
         """The checked endpoint of `uri`."""
         if uri.scheme not in (b"http", b"https"):
             raise InvalidInput("only http and https URLs can be retrieved")
-        return _CheckedEndpoint(self, uri.scheme, uri.host.decode("idna"), uri.port)
+        return _CheckedEndpoint(self, uri.scheme, uri.host.decode("ascii"), uri.port)
+
+
+@dataclass(frozen=True)
+class RetrieveSpec:
+    """A checked retrieve request: an ASCII URL, a method and headers safe to send."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+
+
+def parse_spec(body: dict[str, Any]) -> RetrieveSpec:
+    """The `request` (or `url`) of a retrieve body; InvalidInput naming any bad field."""
+    spec = body.get("request", body)
+    if isinstance(spec, str):
+        spec = {"url": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("url"), str):
+        raise InvalidInput("expected 'request': {url, method?, headers?} or 'url'")
+    method = spec.get("method") or "GET"
+    if not isinstance(method, str) or method.upper() not in ALLOWED_METHODS:
+        raise InvalidInput("'method' must be GET or POST")
+    return RetrieveSpec(normalize_url(spec["url"]), method.upper(),
+                        _checked_headers(spec.get("headers") or {}))
+
+
+def _checked_headers(headers: Any) -> dict[str, str]:
+    if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise InvalidInput("expected 'headers': an object of strings")
+    if len(headers) > MAX_HEADERS:
+        raise InvalidInput("'headers' has more than {} entries".format(MAX_HEADERS))
+    for name, value in headers.items():
+        if not _TOKEN_RE.match(name):
+            raise InvalidInput("header name {!r} is not a valid HTTP header name".format(name))
+        if any(ord(c) > 0xFF for c in value):
+            raise InvalidInput("header {!r}: the value must be latin-1 text".format(name))
+        if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+            raise InvalidInput("header {!r}: the value must not contain control characters "
+                               "(CR, LF, NUL, ...)".format(name))
+    return headers
+
+
+def normalize_url(url: str, field: str = "'url'") -> str:
+    """`url` as sent on the wire: IDNA host, non-ASCII path and query %-encoded,
+    no fragment.  InvalidInput, naming `field`, for anything that cannot be fetched."""
+    if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cs") for c in url):
+        raise InvalidInput("{} must not contain spaces, control characters (CR, LF, ...) "
+                           "or lone surrogates".format(field))
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise InvalidInput("{} is malformed: {}".format(field, exc)) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidInput("{} must be an absolute http:// or https:// URL".format(field))
+    if "@" in parts.netloc:
+        raise InvalidInput("{} must not contain credentials: send an Authorization header"
+                           .format(field))
+    if port == 0:
+        raise InvalidInput("{} has port 0".format(field))
+    host = _ascii_host(host, field)
+    netloc = "[{}]".format(host) if ":" in host else host
+    if port is not None:
+        netloc += ":{}".format(port)
+    return urlunsplit((parts.scheme, netloc, quote(parts.path or "/", safe=_KEPT_AS_IS),
+                       quote(parts.query, safe=_KEPT_AS_IS), ""))
+
+
+def _ascii_host(host: str, field: str) -> str:
+    """An IP literal, a valid ASCII name, or the IDNA (UTS 46) encoding of a Unicode name."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        if not host.isascii():
+            return idna.encode(host, uts46=True).decode("ascii")
+        if _ASCII_HOST_RE.match(host):
+            for label in host.split("."):
+                if label.startswith("xn--"):
+                    idna.decode(label)
+            return host
+    except idna.IDNAError as exc:
+        raise InvalidInput("{} has an invalid host name: {}".format(field, exc)) from None
+    raise InvalidInput("{} has an invalid host name".format(field))
 
 
 @dataclass
@@ -234,8 +328,8 @@ class Retriever:
         for name, value in headers.items():
             if name.lower() not in ("host", "content-length", "transfer-encoding"):
                 raw_headers.setRawHeaders(name.encode("latin-1"), [value.encode("latin-1")])
+        url = normalize_url(url)
         for _hop in range(MAX_REDIRECTS + 1):
-            check_url(url)
             try:
                 response = await self._agent.request(method.encode("ascii"), url.encode("utf-8"),
                                                      raw_headers, None)
@@ -251,7 +345,8 @@ class Retriever:
                 discard_body(response)
                 if not location:
                     raise PeerUnavailable("redirect without a Location")
-                url = urljoin(url, location.decode("latin-1"))
+                url = normalize_url(urljoin(url, _header_text(location)),
+                                    "the remote's redirect Location")
                 if response.code == 303:
                     method = "GET"
                 continue
@@ -283,8 +378,9 @@ class Retriever:
         return Fetched(path=path, sha1=sha1, size=size, content_type=ctype, url=url)
 
 
-def check_url(url: str) -> None:
-    """InvalidInput unless `url` is an absolute http(s) URL with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("expected an absolute http:// or https:// URL")
+def _header_text(value: bytes) -> str:
+    """A header value sent by a remote: UTF-8 when it is, latin-1 otherwise."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")

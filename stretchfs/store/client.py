@@ -9,7 +9,6 @@ as `PeerUnavailable` (unreachable, stalled) or `UpstreamError` (non-2xx).
 
 from __future__ import annotations
 
-import json
 from typing import Any, BinaryIO
 
 from treq.client import HTTPClient
@@ -21,6 +20,7 @@ from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
 from stretchfs.httpclient import _CONNECTION_ERRORS, JsonClient, read_capped
+from stretchfs.web.jsonio import decode_json
 
 log = Logger()
 
@@ -147,7 +147,7 @@ class StoreClient:
         if not 200 <= response.code < 300:
             raise UpstreamError(response.code, body, url)
         try:
-            return json.loads(body) if body else {}
+            return decode_json(body) if body else {}
         except ValueError:
             raise UpstreamError(response.code, body[:200], url) from None
 

@@ -1,4 +1,5 @@
-"""A Request that refuses oversized bodies without reading them into storage.
+"""A Request that refuses oversized bodies without reading them into storage,
+and a channel that answers oversized request heads instead of dropping them.
 
 twisted.web's `Request` stores a whole body (to a temp file past 100 KB)
 before any handler, auth check or size check runs, so an unauthenticated
@@ -8,25 +9,34 @@ declared length passes the site's `max_body` as soon as the headers are in,
 and a body without a declared length (chunked) once it grows past it.
 Streaming subclasses (store PUTs, prism uploads) refuse the same way
 through `refuse_now`.
+
+twisted.web's `HTTPChannel` drops the connection without a word when the
+request line or a header line passes `MAX_LENGTH` (16 KiB), and answers a
+bare 400 when all header lines together pass `totalHeadersSize`.
+`LimitedChannel` answers 414 URI Too Long (request line) or 431 Request
+Header Fields Too Large (headers) with a JSON body, then closes the same
+lingering way.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
-from twisted.web.http import RESPONSES
+from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request
 
 from stretchfs.errors import PayloadTooLarge, StretchFSError
 from stretchfs.web.errormap import status_for
+from stretchfs.web.jsonio import encode_json
 
 # How long a refused request's remaining body is still read (and dropped)
 # before the connection closes: a client that sends its whole body before
 # reading sees the answer instead of a connection reset (nginx's
 # "lingering close").
 LINGER_SECONDS = 10.0
+# Reason phrases twisted.web lacks or words the old way (RFC 9110, RFC 6585).
+_REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 
 class LimitedRequest(Request):
@@ -80,13 +90,7 @@ class LimitedRequest(Request):
         if previous is not None:
             previous.close()
         code = status_for(error) or 500
-        body = json.dumps({"error": str(error) or error.__class__.__name__},
-                          separators=(",", ":")).encode("utf-8")
-        extra = 'WWW-Authenticate: Bearer realm="stretchfs"\r\n' if code == 401 else ""
-        head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
-                "Content-Length: {}\r\n{}Connection: close\r\n\r\n").format(
-            code, RESPONSES.get(code, b"Error").decode("ascii"), len(body), extra)
-        channel.transport.write(head.encode("ascii") + body)
+        channel.transport.write(_closing_answer(code, str(error) or error.__class__.__name__))
         self._timer = channel.callLater(LINGER_SECONDS, self._close_refused)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -99,13 +103,8 @@ class LimitedRequest(Request):
 
     def _close_refused(self) -> None:
         self._cancel_timer()
-        channel = self.channel
-        if channel is None:
-            return
-        # The channel's own loseConnection also unregisters it as the
-        # transport's producer, or a paused channel could keep it open.
-        channel.loseConnection()
-        self._timer = channel.callLater(LINGER_SECONDS, channel.transport.abortConnection)
+        if self.channel is not None:
+            self._timer = _close_lingering(self.channel)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -116,3 +115,66 @@ class LimitedRequest(Request):
         """Forget the timer of a refused request."""
         self._cancel_timer()
         super().connectionLost(reason)
+
+
+class LimitedChannel(HTTPChannel):
+    """An HTTPChannel that answers 414/431 to an oversized request head, then closes."""
+
+    _refused_timer: Any = None
+
+    def lineReceived(self, line: bytes) -> None:
+        """Refuse a head whose lines together pass `totalHeadersSize`; else parse as usual."""
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self._refuse_head()
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A line passed `MAX_LENGTH`: the request line (414) or a header line (431)."""
+        self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        # Nothing of this request's head counted yet: the line is its request line.
+        if self._receivedHeaderSize == 0:
+            answer = _closing_answer(414, "request line (URL) larger than {} bytes".format(
+                self.MAX_LENGTH))
+        else:
+            answer = _closing_answer(431, "request headers larger than {} bytes".format(
+                self.totalHeadersSize))
+        self.transport.write(answer)
+        # The rest of the head, and whatever the client still sends, is
+        # dropped until the lingering close.
+        self.clearLineBuffer()
+        self.dataReceived = lambda data: None  # type: ignore[method-assign]
+        self.setTimeout(None)
+        self._refused_timer = self.callLater(LINGER_SECONDS, self._close_refused)
+
+    def _close_refused(self) -> None:
+        self._refused_timer = _close_lingering(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        """Forget the lingering-close timer."""
+        if self._refused_timer is not None and self._refused_timer.active():
+            self._refused_timer.cancel()
+        self._refused_timer = None
+        super().connectionLost(reason)
+
+
+def _closing_answer(code: int, message: str) -> bytes:
+    """A complete `code` answer with a JSON error body and `Connection: close`."""
+    body = encode_json({"error": message})
+    extra = 'WWW-Authenticate: Bearer realm="stretchfs"\r\n' if code == 401 else ""
+    head = ("HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\n"
+            "Content-Length: {}\r\n{}Connection: close\r\n\r\n").format(
+        code, _REASONS.get(code) or RESPONSES.get(code, b"Error").decode("ascii"), len(body),
+        extra)
+    return head.encode("ascii") + body
+
+
+def _close_lingering(channel: HTTPChannel) -> Any:
+    """Close `channel`; abort it if the client has not taken the answer within
+    `LINGER_SECONDS`.  Returns the abort timer."""
+    # The channel's own loseConnection also unregisters it as the
+    # transport's producer, or a paused channel could keep it open.
+    channel.loseConnection()
+    return channel.callLater(LINGER_SECONDS, channel.transport.abortConnection)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from stretchfs.master.client import NdjsonSplitter
 from stretchfs.master.streaming import stream_ndjson
 from tests.helpers import result_of
 
@@ -101,3 +103,16 @@ def test_failure_before_the_first_byte_is_a_clean_error() -> None:
     done.addErrback(failures.append)
     assert failures and failures[0].check(RedisUnavailable)
     assert request.written == [] and request.code is None
+
+
+def test_a_streamed_row_holding_nan_is_refused() -> None:
+    """A feed or snapshot line holding NaN raises instead of reaching the caller."""
+    rows: list = []
+    splitter = NdjsonSplitter(rows.append)
+    splitter.feed(b'{"hash":"a"}\n')
+    with pytest.raises(ValueError):
+        splitter.feed(b'{"size":NaN}\n')
+    splitter.feed(b'{"size":Infinity}')
+    with pytest.raises(ValueError):
+        splitter.close()
+    assert rows == [{"hash": "a"}]

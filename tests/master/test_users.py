@@ -104,6 +104,19 @@ async def test_session_update_and_password_reset(master) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_session_update_refuses_infinity(master) -> None:
+    """Session data holding Infinity is refused with 400 and the stored data is unchanged."""
+    await master.call("POST", "/users", {"username": "ida", "password": "pw-pw-pw"})
+    token = (await login(master, "ida", "pw-pw-pw")).json["session"]["token"]
+    raw = b'{"token": "' + token.encode() + b'", "data": {"x": -Infinity}}'
+    refused = await master.call("POST", "/user/session/update", raw=raw,
+                                headers={b"Content-Type": [b"application/json"]})
+    assert refused.code == 400 and "Infinity" in refused.json["error"]
+    valid = await master.call("POST", "/user/session/validate", {"token": token})
+    assert valid.json["session"]["data"] == {}
+
+
+@pytest_twisted.ensureDeferred
 async def test_deactivate_ends_sessions_and_logins(master) -> None:
     """A deactivated user's sessions stop working and it cannot log in."""
     await master.call("POST", "/users", {"username": "gil", "password": "pw-pw-pw"})

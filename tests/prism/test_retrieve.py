@@ -26,14 +26,28 @@ PAYLOAD = b"remote bytes " * 500
 class _Remote:
     app = Klein()
 
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, bytes]] = []
+
     @app.route("/file.png")
     def file(self, request):
+        self.seen.append((request.getHeader(b"host"), request.uri))
         request.setHeader(b"Content-Type", b"image/png")
         return PAYLOAD
 
     @app.route("/hop/<int:n>")
     def hop(self, request, n):
         request.redirect(b"/hop/%d" % (n - 1) if n > 1 else b"/file.png")
+        return b""
+
+    @app.route("/to-utf8")
+    def to_utf8(self, request):
+        request.redirect("/file.png?q=\u00e4".encode("utf-8"))
+        return b""
+
+    @app.route("/to-ftp")
+    def to_ftp(self, request):
+        request.redirect(b"ftp://remote/file.png")
         return b""
 
     @app.route("/missing")
@@ -152,6 +166,71 @@ def test_retrieve_bad_input_is_400(tmp_path) -> None:
                  {"request": {"url": "http://x/", "method": "DELETE"}},
                  {"url": "http://x/", "extension": "../../"}):
         assert prism.call("POST", "/content/retrieve", body)[0] == 400, body
+    prism.stop()
+
+
+def _retrieve(prism, agent, body):
+    d = prism.client.request("POST", "http://prism/content/retrieve", json=body,
+                             headers={"X-STRETCHFS-Token": ["s" * 64]})
+    for _ in range(5):
+        agent.flush()
+        prism.pump()
+    response = result_of(d)
+    return response.code, result_of(response.json())
+
+
+@pytest.mark.parametrize("spec,field", [
+    ({"url": "http://remote/file.png", "headers": {"X-Note": "snow \u2603"}}, "X-Note"),
+    ({"url": "http://remote/file.png", "headers": {"Bad Name": "x"}}, "Bad Name"),
+    ({"url": "http://remote/file.png", "headers": {"X-Note": "a\r\nX-Evil: 1"}}, "X-Note"),
+    ({"url": "http://remote/file.png", "headers": {"X-Note": "a\x00b"}}, "X-Note"),
+    ({"url": "http://remote/file.png\r\nX-Evil: 1"}, "url"),
+    ({"url": "http://remote/fi\nle.png"}, "url"),
+    ({"url": "http://remote/file .png"}, "url"),
+    ({"url": "http://remote/\ud800.png"}, "url"),
+    ({"url": "http://\ud800.example/file.png"}, "url"),
+    ({"url": "http://remote/file.png", "headers": {"X-Note": "\ud800"}}, "X-Note"),
+    ({"url": "http://remote:99999/file.png"}, "url"),
+    ({"url": "http://[::1/file.png"}, "url"),
+    ({"url": "http://user:secret@remote/file.png"}, "url"),
+    ({"url": "http://\u2603\u2603.\u2603/file.png"}, "url"),
+    ({"url": "http://xn--zz-.example/file.png"}, "url"),
+    ({"url": "http://remote/file.png", "method": 7}, "method"),
+])
+def test_retrieve_refuses_bad_url_method_and_headers_with_400(tmp_path, spec, field) -> None:
+    """A bad url, method or header answers 400 naming the field, and nothing is fetched."""
+    remote = _Remote()
+    agent = RequestTraversalAgent(remote.app.resource())
+    prism = make_prism(tmp_path, retrieve_agent=agent)
+    code, body = _retrieve(prism, agent, {"request": spec})
+    assert code == 400, body
+    assert field in body["error"]
+    assert remote.seen == []
+    prism.stop()
+
+
+def test_retrieve_idna_encodes_a_non_ascii_host_and_path(tmp_path) -> None:
+    """A non-ASCII host is sent IDNA-encoded and a non-ASCII path percent-encoded."""
+    remote = _Remote()
+    agent = RequestTraversalAgent(remote.app.resource())
+    prism = make_prism(tmp_path, retrieve_agent=agent)
+    code, body = _retrieve(prism, agent,
+                           {"url": "http://B\u00fccher.example/file.png?q=\u00e4#frag"})
+    assert code == 200, body
+    assert remote.seen == [(b"xn--bcher-kva.example", b"/file.png?q=%C3%A4")]
+    prism.stop()
+
+
+def test_retrieve_follows_a_utf8_redirect_and_names_a_bad_one(tmp_path) -> None:
+    """A UTF-8 Location is followed %-encoded; an unusable one answers 400 naming it."""
+    remote = _Remote()
+    agent = RequestTraversalAgent(remote.app.resource())
+    prism = make_prism(tmp_path, retrieve_agent=agent)
+    code, body = _retrieve(prism, agent, {"url": "http://remote/to-utf8"})
+    assert code == 200, body
+    assert remote.seen == [(b"remote", b"/file.png?q=%C3%A4")]
+    code, body = _retrieve(prism, agent, {"url": "http://remote/to-ftp"})
+    assert code == 400 and "redirect Location" in body["error"]
     prism.stop()
 
 

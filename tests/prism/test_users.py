@@ -102,6 +102,26 @@ def test_session_update_and_password_reset(tmp_path) -> None:
     prism.stop()
 
 
+def test_session_update_refuses_nan(tmp_path) -> None:
+    """Session data holding NaN is refused with 400 and the master's copy is unchanged."""
+    prism = make_prism(tmp_path)
+    before = dict(prism.master.sessions[TOKEN])
+    code, body, _ = prism.call("POST", "/user/session/update", data=b'{"data": {"x": NaN}}',
+                               headers={"Content-Type": "application/json"})
+    assert code == 400 and "NaN" in body["error"]
+    assert prism.master.sessions[TOKEN] == before
+    prism.stop()
+
+
+def test_a_master_answer_with_nan_is_not_echoed(tmp_path) -> None:
+    """A master answer holding NaN is refused as a bad upstream answer, never passed on."""
+    prism = make_prism(tmp_path)
+    prism.master.sessions[TOKEN]["data"] = {"x": float("nan")}
+    code, body, _ = prism.call("POST", "/user/session/validate")
+    assert code == 503 and "master" in body["error"]
+    prism.stop()
+
+
 def test_session_check_with_master_down_is_503(tmp_path) -> None:
     """An uncached session cannot be verified while the master is down: 503, not 401."""
     prism = make_prism(tmp_path)

@@ -95,6 +95,15 @@ def test_remove_deletes_and_publishes(tmp_path, clock) -> None:
     assert code == 200 and json.loads(body)["removed"] == 0
 
 
+def test_a_body_with_nan_is_refused_and_changes_nothing(tmp_path, clock) -> None:
+    """A remove whose body holds NaN answers 400 and the content stays."""
+    service, stub = _with_content(tmp_path, clock)
+    body = b'{"hash": "' + SHA1.encode() + b'", "note": NaN}'
+    code, _, raw = _post(stub, "/content/remove", body)
+    assert code == 400 and "NaN" in json.loads(raw)["error"]
+    assert service.content.store.find(SHA1) is not None
+
+
 def _peers_with(name: str, available: bool = True) -> Peers:
     peers = Peers(self_name="store2")
     peers.set_registry([PeerRecord(name=name, role="store", host="source", port=80,
