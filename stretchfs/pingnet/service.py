@@ -89,6 +89,7 @@ class _Relay:
     """A PING sent on another node's behalf (PING-REQ)."""
 
     requester: Any
+    requester_id: bytes
     probe_id: int
     target: bytes
     expires: float
@@ -356,14 +357,15 @@ class PingNet(Service):
             return
         if kind == PING:  # probe PINGs only: their seqs are released with the probe
             self._sent_at[seq] = self._reactor.seconds()
-        self._send((record.host, record.ping_port), kind, seq, target, echo)
+        self._send((record.host, record.ping_port), node_id(name), kind, seq, target, echo)
 
-    def _send(self, addr: Any, kind: int, seq: int, target: bytes = NO_TARGET,
-              echo: int = 0) -> None:
+    def _send(self, addr: Any, receiver: bytes, kind: int, seq: int,
+              target: bytes = NO_TARGET, echo: int = 0) -> None:
+        """Sign and send one packet for node id `receiver` to UDP address `addr`."""
         if self._port is None:
             return
-        packet = Packet(kind=kind, sender=self._self_id, target=target, seq=seq, echo=echo,
-                        stamp=self._reactor.seconds())
+        packet = Packet(kind=kind, sender=self._self_id, receiver=receiver, target=target,
+                        seq=seq, echo=echo, stamp=self._reactor.seconds())
         try:
             self.protocol.transport.write(encode(self._key, packet), addr)
         except OSError as exc:
@@ -376,7 +378,7 @@ class PingNet(Service):
         """Authenticate and handle one packet; bad ones are dropped and counted."""
         now = self._reactor.seconds()
         try:
-            packet = decode(self._key, data)
+            packet = decode(self._key, data, self._self_id)
             name = self._names.get(packet.sender)
             if packet.sender == self._self_id:
                 raise BadPacket("self")
@@ -387,7 +389,7 @@ class PingNet(Service):
                 # and fetch the registry to learn its name.
                 self.on_unknown_sender()
                 if packet.kind == PING:
-                    self._send(addr, PONG, self._next_seq(), echo=packet.seq)
+                    self._send(addr, packet.sender, PONG, self._next_seq(), echo=packet.seq)
                     return
                 raise BadPacket("unknown_sender")
         except BadPacket as exc:
@@ -418,12 +420,12 @@ class PingNet(Service):
                 self._states[name].last_ping = now
             self._heard(name, now)
         if packet.kind == PING:
-            self._send(addr, PONG, self._next_seq(), echo=packet.seq)
+            self._send(addr, packet.sender, PONG, self._next_seq(), echo=packet.seq)
         elif packet.kind == PONG:
             relay = self._relays.pop(packet.echo, None)
             if relay is not None and relay.target == packet.sender:
-                self._send(relay.requester, RELAY_ACK, self._next_seq(), target=relay.target,
-                           echo=relay.probe_id)
+                self._send(relay.requester, relay.requester_id, RELAY_ACK, self._next_seq(),
+                           target=relay.target, echo=relay.probe_id)
         elif packet.kind == PING_REQ:
             target = self._names.get(packet.target)
             if target is None or target == self.self_name or len(self._relays) >= MAX_RELAYS:
@@ -432,10 +434,10 @@ class PingNet(Service):
             if record is None or not record.ping_port:
                 return
             seq = self._next_seq()
-            self._relays[seq] = _Relay(requester=addr, probe_id=packet.echo,
-                                       target=packet.target,
+            self._relays[seq] = _Relay(requester=addr, requester_id=packet.sender,
+                                       probe_id=packet.echo, target=packet.target,
                                        expires=now + self.settings.timeout)
-            self._send((record.host, record.ping_port), PING, seq)
+            self._send((record.host, record.ping_port), packet.target, PING, seq)
         elif packet.kind == RELAY_ACK:
             target = self._names.get(packet.target)
             probe = self._by_seq.get(packet.echo)
