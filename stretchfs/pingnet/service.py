@@ -17,6 +17,11 @@ running (SIGSTOP, swap, a long GC): such rounds are void, not misses.  A node
 that suddenly cannot reach most of its peers suspects itself and withdraws
 its votes until it hears from a majority again.  While the ballot box is
 unreachable the node falls back to its own observations.
+
+While the node's own HTTP service fails its self-check (`set_http_ok(False)`,
+see selfcheck.py) the node is silent: it sends no packet at all (no PONG, no
+PING, no relay) and withdraws its votes, so its peers vote it down exactly as
+if it had died; it speaks again as soon as its HTTP side answers.
 """
 
 from __future__ import annotations
@@ -151,6 +156,7 @@ class PingNet(Service):
         self._last_round: float | None = None
         self.fallback = False
         self.self_suspect = False
+        self.http_ok = True
         self.tallies: dict[str, Tally] = {}
         self.on_unknown_sender: Any = lambda: None
 
@@ -192,6 +198,23 @@ class PingNet(Service):
         d = self.ballot.withdraw_all() or succeed(None)
         d.addErrback(lambda failure: None)
         return d
+
+    def set_http_ok(self, ok: bool) -> None:
+        """This node's HTTP service answers (True) or not: silent while it does not."""
+        if ok == self.http_ok:
+            return
+        self.http_ok = ok
+        self.metrics.http_failing.set(0 if ok else 1)
+        log.info("ping net of {node} {state}", node=self.self_name,
+                 state="answers again" if ok else "goes silent: its HTTP service does not answer",
+                 event="pingnet_silent", silent=not ok)
+        if not ok:
+            for state in self._states.values():
+                if state.probe is not None:
+                    self._cancel(state.probe)
+                    state.probe = None
+                self._disarm(state)
+        self._update_votes()
 
     # -- registry ------------------------------------------------------------
     def _refresh_registry(self) -> None:
@@ -275,6 +298,8 @@ class PingNet(Service):
         return self._seq
 
     def _start_probe(self, name: str, now: float) -> None:
+        if not self.http_ok:
+            return
         state = self._states[name]
         if state.probe is not None:
             self._finish(state.probe)
@@ -362,7 +387,7 @@ class PingNet(Service):
     def _send(self, addr: Any, receiver: bytes, kind: int, seq: int,
               target: bytes = NO_TARGET, echo: int = 0) -> None:
         """Sign and send one packet for node id `receiver` to UDP address `addr`."""
-        if self._port is None:
+        if self._port is None or not self.http_ok:
             return
         packet = Packet(kind=kind, sender=self._self_id, receiver=receiver, target=target,
                         seq=seq, echo=echo, stamp=self._reactor.seconds())
@@ -476,7 +501,8 @@ class PingNet(Service):
             else:
                 log.info("ping net: {node} hears from a majority again; voting resumes",
                          node=self.self_name, event="pingnet_self_suspect", suspect=False)
-        wanted = set() if suspect else {n for n in self._targets if self._states[n].failing}
+        wanted = (set() if suspect or not self.http_ok
+                  else {n for n in self._targets if self._states[n].failing})
         self.ballot.want(wanted)
         if self.fallback:
             self._apply_own(self._reactor.seconds())
@@ -592,5 +618,6 @@ class PingNet(Service):
             })
         return {"node": self.self_name, "time": now,
                 "mode": "fallback" if self.fallback else "ballot",
-                "self_suspect": self.self_suspect, "udp_port": self.bound_port,
+                "self_suspect": self.self_suspect, "http_ok": self.http_ok,
+                "udp_port": self.bound_port,
                 "interval": self.settings.interval, "peers": rows}

@@ -326,3 +326,18 @@ def test_a_packet_meant_for_one_node_is_dropped_at_every_other(cluster) -> None:
         node.datagram_received(data, cluster.addr(sender))
         after = dropped._value.get(), node.metrics.received_by_kind[kind]._value.get()
         assert after == (before[0] + 1, before[1]), (kind, sender, receiver, bystander)
+
+
+def test_a_node_whose_http_side_fails_is_voted_down_like_a_dead_one(cluster) -> None:
+    """While a node's HTTP self-check fails it answers no ping and casts no vote, so every
+    peer marks it down; once HTTP answers again it is available within 0.5 s."""
+    cluster.nodes["n2"].ballot.want({"n5"})  # a vote it held must be withdrawn
+    cluster.nodes["n2"].set_http_ok(False)
+    cluster.run(2.0)
+    for name in ("n1", "n3", "n4", "n5"):
+        assert cluster.down_in(name) == {"n2"}
+    assert not any(b"n2" in _voters(cluster, t) for t in ("n1", "n3", "n4", "n5"))
+    assert cluster.nodes["n2"].status()["http_ok"] is False
+    cluster.nodes["n2"].set_http_ok(True)
+    cluster.run(0.5)
+    assert all(not cluster.down_in(n) for n in cluster.nodes)
