@@ -2,7 +2,7 @@
 
 A bad config is not a usage mistake: it prints one line on stderr
 (``stretchfs-store: etc/store.toml: [ping] interval: expected ...``) and
-exits with 78 (EX_CONFIG), without twistd's usage text or a traceback.
+exits with EX_CONFIG (78, see `stretchfs.exitcodes`), without twistd's usage text or a traceback.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from twisted.python import usage
 
 from stretchfs.config import RoleConfig, load_config
 from stretchfs.errors import ConfigError
+from stretchfs.exitcodes import EX_CONFIG
 
-EX_CONFIG = 78
 CONFIG_ENV = "STRETCHFS_CONFIG"
 
 

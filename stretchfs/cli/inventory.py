@@ -16,9 +16,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-EX_CONFIG = 78
-EX_UNAVAILABLE = 69
-EX_TEMPFAIL = 75
+from stretchfs.exitcodes import EX_CONFIG, EX_TEMPFAIL, EX_UNAVAILABLE
+
 PROGRESS_EVERY_FILES = 5000
 BAR_WIDTH = 30
 

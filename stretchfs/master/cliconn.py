@@ -17,9 +17,9 @@ from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, load_config
 from stretchfs.errors import ConfigError, PeerUnavailable, UpstreamError
+from stretchfs.exitcodes import EX_CONFIG
 
 EX_USAGE = 2
-EX_CONFIG = 78
 CLI_TIMEOUT_SECONDS = 30.0
 
 Command = Callable[[Any, argparse.Namespace, TextIO], Awaitable[int]]

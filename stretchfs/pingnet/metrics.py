@@ -39,6 +39,9 @@ class PingMetrics:
         self.fallback = Gauge("stretchfs_pingnet_ballot_fallback",
                               "1 while the ballot box is unreachable (own observations used)",
                               registry=registry)
+        self.http_failing = Gauge("stretchfs_pingnet_http_failing",
+                                  "1 while this node's HTTP self-check fails (ping net silent)",
+                                  registry=registry)
         for reason in DROP_REASONS + ("error",):
             self.dropped.labels(reason=reason)
         # labelled children looked up once: these are hit for every packet

@@ -1,10 +1,11 @@
 """The ping net's wire format: small fixed-size authenticated UDP packets.
 
-Layout (big-endian, 66 bytes)::
+Layout (big-endian, 74 bytes)::
 
     version  B   PACKET_VERSION
     kind     B   PING, PONG, PING_REQ or RELAY_ACK
     sender   8s  node id of the sender (first 8 bytes of SHA-256 of its name)
+    receiver 8s  node id of the node the packet is meant for
     target   8s  PING_REQ / RELAY_ACK: the peer probed on someone's behalf; else zeros
     seq      Q   the sender's sequence number (starts at its boot time in µs, so
                  a restarted node never reuses one)
@@ -14,9 +15,9 @@ Layout (big-endian, 66 bytes)::
     tag      16s HMAC-SHA256 over everything above, truncated to 16 bytes
 
 `decode` raises `BadPacket(reason)` for anything that is not a well-formed,
-authentic packet; the reasons are the `dropped` metric's labels.
-Freshness (clock window) and replay checks need state and live in
-`ReplayGuard`.
+authentic packet meant for the decoding node; the reasons are the `dropped`
+metric's labels.  Freshness (clock window) and replay checks need state and
+live in `ReplayGuard`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import hmac
 import struct
 from dataclasses import dataclass
 
-PACKET_VERSION = 1
+PACKET_VERSION = 2  # 1 had no receiver field
 PING = 1
 PONG = 2
 PING_REQ = 3
@@ -34,15 +35,15 @@ RELAY_ACK = 4
 KINDS = (PING, PONG, PING_REQ, RELAY_ACK)
 KIND_NAMES = {PING: "ping", PONG: "pong", PING_REQ: "ping_req", RELAY_ACK: "relay_ack"}
 
-_BODY = struct.Struct("!BB8s8sQQd")
+_BODY = struct.Struct("!BB8s8s8sQQd")
 TAG_BYTES = 16
 PACKET_BYTES = _BODY.size + TAG_BYTES
 NO_TARGET = b"\0" * 8
 REPLAY_WINDOW = 4096
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
-DROP_REASONS = ("truncated", "oversized", "version", "kind", "forged", "unknown_sender",
-                "stale", "replayed", "self")
+DROP_REASONS = ("truncated", "oversized", "version", "kind", "forged", "wrong_receiver",
+                "unknown_sender", "stale", "replayed", "self")
 
 
 class BadPacket(Exception):
@@ -59,6 +60,7 @@ class Packet:
 
     kind: int
     sender: bytes
+    receiver: bytes
     target: bytes
     seq: int
     echo: int
@@ -77,28 +79,38 @@ def derive_key(cluster_key: str) -> bytes:
 
 def encode(key: bytes, packet: Packet) -> bytes:
     """Serialise and sign `packet`."""
-    body = _BODY.pack(PACKET_VERSION, packet.kind, packet.sender, packet.target,
-                      packet.seq, packet.echo, packet.stamp)
+    body = _BODY.pack(PACKET_VERSION, packet.kind, packet.sender, packet.receiver,
+                      packet.target, packet.seq, packet.echo, packet.stamp)
     return body + hmac.digest(key, body, "sha256")[:TAG_BYTES]
 
 
-def decode(key: bytes, data: bytes) -> Packet:
-    """Parse and authenticate `data`; raises BadPacket."""
+def decode(key: bytes, data: bytes, receiver: bytes) -> Packet:
+    """Parse and authenticate `data` arriving at node id `receiver`; raises BadPacket.
+
+    The version is checked before the size, so an older node's packets count
+    as `version`, and the receiver after the HMAC, so a genuine packet meant
+    for another node (replayed here) counts as `wrong_receiver`.
+    """
+    if not data:
+        raise BadPacket("truncated")
+    if data[0] != PACKET_VERSION:
+        raise BadPacket("version")
     if len(data) < PACKET_BYTES:
         raise BadPacket("truncated")
     if len(data) > PACKET_BYTES:
         raise BadPacket("oversized")
-    if data[0] != PACKET_VERSION:
-        raise BadPacket("version")
     if data[1] not in KINDS:
         raise BadPacket("kind")
     body, tag = data[:_BODY.size], data[_BODY.size:]
     if not hmac.compare_digest(hmac.digest(key, body, "sha256")[:TAG_BYTES], tag):
         raise BadPacket("forged")
-    _version, kind, sender, target, seq, echo, stamp = _BODY.unpack(body)
+    _version, kind, sender, to, target, seq, echo, stamp = _BODY.unpack(body)
+    if to != receiver:
+        raise BadPacket("wrong_receiver")
     if stamp != stamp:  # NaN: authentic but nonsensical
         raise BadPacket("stale")
-    return Packet(kind=kind, sender=sender, target=target, seq=seq, echo=echo, stamp=stamp)
+    return Packet(kind=kind, sender=sender, receiver=to, target=target, seq=seq, echo=echo,
+                  stamp=stamp)
 
 
 class ReplayGuard:

@@ -17,6 +17,11 @@ running (SIGSTOP, swap, a long GC): such rounds are void, not misses.  A node
 that suddenly cannot reach most of its peers suspects itself and withdraws
 its votes until it hears from a majority again.  While the ballot box is
 unreachable the node falls back to its own observations.
+
+While the node's own HTTP service fails its self-check (`set_http_ok(False)`,
+see selfcheck.py) the node is silent: it sends no packet at all (no PONG, no
+PING, no relay) and withdraws its votes, so its peers vote it down exactly as
+if it had died; it speaks again as soon as its HTTP side answers.
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class _Relay:
     """A PING sent on another node's behalf (PING-REQ)."""
 
     requester: Any
+    requester_id: bytes
     probe_id: int
     target: bytes
     expires: float
@@ -150,6 +156,7 @@ class PingNet(Service):
         self._last_round: float | None = None
         self.fallback = False
         self.self_suspect = False
+        self.http_ok = True
         self.tallies: dict[str, Tally] = {}
         self.on_unknown_sender: Any = lambda: None
 
@@ -191,6 +198,23 @@ class PingNet(Service):
         d = self.ballot.withdraw_all() or succeed(None)
         d.addErrback(lambda failure: None)
         return d
+
+    def set_http_ok(self, ok: bool) -> None:
+        """This node's HTTP service answers (True) or not: silent while it does not."""
+        if ok == self.http_ok:
+            return
+        self.http_ok = ok
+        self.metrics.http_failing.set(0 if ok else 1)
+        log.info("ping net of {node} {state}", node=self.self_name,
+                 state="answers again" if ok else "goes silent: its HTTP service does not answer",
+                 event="pingnet_silent", silent=not ok)
+        if not ok:
+            for state in self._states.values():
+                if state.probe is not None:
+                    self._cancel(state.probe)
+                    state.probe = None
+                self._disarm(state)
+        self._update_votes()
 
     # -- registry ------------------------------------------------------------
     def _refresh_registry(self) -> None:
@@ -274,6 +298,8 @@ class PingNet(Service):
         return self._seq
 
     def _start_probe(self, name: str, now: float) -> None:
+        if not self.http_ok:
+            return
         state = self._states[name]
         if state.probe is not None:
             self._finish(state.probe)
@@ -356,14 +382,15 @@ class PingNet(Service):
             return
         if kind == PING:  # probe PINGs only: their seqs are released with the probe
             self._sent_at[seq] = self._reactor.seconds()
-        self._send((record.host, record.ping_port), kind, seq, target, echo)
+        self._send((record.host, record.ping_port), node_id(name), kind, seq, target, echo)
 
-    def _send(self, addr: Any, kind: int, seq: int, target: bytes = NO_TARGET,
-              echo: int = 0) -> None:
-        if self._port is None:
+    def _send(self, addr: Any, receiver: bytes, kind: int, seq: int,
+              target: bytes = NO_TARGET, echo: int = 0) -> None:
+        """Sign and send one packet for node id `receiver` to UDP address `addr`."""
+        if self._port is None or not self.http_ok:
             return
-        packet = Packet(kind=kind, sender=self._self_id, target=target, seq=seq, echo=echo,
-                        stamp=self._reactor.seconds())
+        packet = Packet(kind=kind, sender=self._self_id, receiver=receiver, target=target,
+                        seq=seq, echo=echo, stamp=self._reactor.seconds())
         try:
             self.protocol.transport.write(encode(self._key, packet), addr)
         except OSError as exc:
@@ -376,7 +403,7 @@ class PingNet(Service):
         """Authenticate and handle one packet; bad ones are dropped and counted."""
         now = self._reactor.seconds()
         try:
-            packet = decode(self._key, data)
+            packet = decode(self._key, data, self._self_id)
             name = self._names.get(packet.sender)
             if packet.sender == self._self_id:
                 raise BadPacket("self")
@@ -387,7 +414,7 @@ class PingNet(Service):
                 # and fetch the registry to learn its name.
                 self.on_unknown_sender()
                 if packet.kind == PING:
-                    self._send(addr, PONG, self._next_seq(), echo=packet.seq)
+                    self._send(addr, packet.sender, PONG, self._next_seq(), echo=packet.seq)
                     return
                 raise BadPacket("unknown_sender")
         except BadPacket as exc:
@@ -418,12 +445,12 @@ class PingNet(Service):
                 self._states[name].last_ping = now
             self._heard(name, now)
         if packet.kind == PING:
-            self._send(addr, PONG, self._next_seq(), echo=packet.seq)
+            self._send(addr, packet.sender, PONG, self._next_seq(), echo=packet.seq)
         elif packet.kind == PONG:
             relay = self._relays.pop(packet.echo, None)
             if relay is not None and relay.target == packet.sender:
-                self._send(relay.requester, RELAY_ACK, self._next_seq(), target=relay.target,
-                           echo=relay.probe_id)
+                self._send(relay.requester, relay.requester_id, RELAY_ACK, self._next_seq(),
+                           target=relay.target, echo=relay.probe_id)
         elif packet.kind == PING_REQ:
             target = self._names.get(packet.target)
             if target is None or target == self.self_name or len(self._relays) >= MAX_RELAYS:
@@ -432,10 +459,10 @@ class PingNet(Service):
             if record is None or not record.ping_port:
                 return
             seq = self._next_seq()
-            self._relays[seq] = _Relay(requester=addr, probe_id=packet.echo,
-                                       target=packet.target,
+            self._relays[seq] = _Relay(requester=addr, requester_id=packet.sender,
+                                       probe_id=packet.echo, target=packet.target,
                                        expires=now + self.settings.timeout)
-            self._send((record.host, record.ping_port), PING, seq)
+            self._send((record.host, record.ping_port), packet.target, PING, seq)
         elif packet.kind == RELAY_ACK:
             target = self._names.get(packet.target)
             probe = self._by_seq.get(packet.echo)
@@ -474,7 +501,8 @@ class PingNet(Service):
             else:
                 log.info("ping net: {node} hears from a majority again; voting resumes",
                          node=self.self_name, event="pingnet_self_suspect", suspect=False)
-        wanted = set() if suspect else {n for n in self._targets if self._states[n].failing}
+        wanted = (set() if suspect or not self.http_ok
+                  else {n for n in self._targets if self._states[n].failing})
         self.ballot.want(wanted)
         if self.fallback:
             self._apply_own(self._reactor.seconds())
@@ -590,5 +618,6 @@ class PingNet(Service):
             })
         return {"node": self.self_name, "time": now,
                 "mode": "fallback" if self.fallback else "ballot",
-                "self_suspect": self.self_suspect, "udp_port": self.bound_port,
+                "self_suspect": self.self_suspect, "http_ok": self.http_ok,
+                "udp_port": self.bound_port,
                 "interval": self.settings.interval, "peers": rows}

@@ -10,7 +10,10 @@ One call in `build_<role>_service`::
 The ping net is skipped (net is None) when `[ping] enabled = false` or when
 the injected reactor cannot listen on UDP (unit tests with MemoryReactor).
 Registration waits for the HTTP listener (a sibling `ListeningService`) so
-that a `tcp:0` port is registered with its real number.
+that a `tcp:0` port is registered with its real number.  With both a ping net
+and a listener, an `HttpSelfCheck` GETs the listener's own `/ping` over real
+TCP (a non-persistent client on the injected reactor) and silences the ping
+net while that fails.
 """
 
 from __future__ import annotations
@@ -19,14 +22,19 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred, succeed
 
 from stretchfs.config import PrismConfig, StoreConfig
 from stretchfs.errors import NotReady
+from stretchfs.httpclient import make_http_client
 from stretchfs.pingnet.peers import Peers
+from stretchfs.pingnet.selfcheck import HttpSelfCheck, http_ping
 from stretchfs.pingnet.service import PingNet
 from stretchfs.redisstore import RedisStore
 from stretchfs.registration import Registration
 from stretchfs.web.listen import ListeningService
+
+_WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, reactor: Any,
@@ -43,6 +51,8 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
                       metrics_registry=metrics_registry)
         net.setServiceParent(top)
     listeners = [child for child in top if isinstance(child, ListeningService)]
+    if net is not None and listeners:
+        _attach_self_check(top, net, listeners[0], reactor)
 
     def record() -> dict[str, Any]:
         address = listeners[0].address if listeners else None
@@ -61,3 +71,19 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
         # A peer that registered after our last download pings us: fetch the registry.
         net.on_unknown_sender = registration.refresh_soon
     return net, registration
+
+
+def _attach_self_check(top: MultiService, net: PingNet, listener: ListeningService,
+                       reactor: Any) -> None:
+    """Silence `net` while `listener` does not answer its own `GET /ping`."""
+    client = make_http_client(reactor, persistent=False)
+
+    def probe() -> Deferred[Any]:
+        address = listener.address
+        if address is None:  # not bound yet: the listener's own failure ends the process
+            return succeed(None)
+        host = _WILDCARD_TO_LOOPBACK.get(address.host, address.host)
+        host = "[{}]".format(host) if ":" in host else host
+        return http_ping(client, "http://{}:{}/ping".format(host, address.port))
+
+    HttpSelfCheck(reactor, probe, net.set_http_ok).setServiceParent(top)

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from stretchfs.devcluster.process import stop_process
+from stretchfs.exitcodes import EX_CONFIG
 from stretchfs.signing import delivery_secret
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "etc", "nginx",
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config("store", args.config)
     except ConfigError as exc:
         sys.stderr.write("{}\n".format(exc))
-        return 78
+        return EX_CONFIG
     sys.stdout.write(render_store_server(read_template(), listen=args.listen,
                                          root=config.store.root,
                                          secret=delivery_secret(config.cluster.key),

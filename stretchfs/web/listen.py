@@ -10,6 +10,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from stretchfs.exitcodes import EX_LISTEN
+
 log = Logger()
 
 
@@ -22,14 +24,23 @@ class ListeningService(Service):
         self._site = site
         self._role = role
         self._port: Any = None
+        self._failed_to_listen = False
         self.address: Any = None
         self.ready: Deferred[Any] = Deferred()
 
     def startService(self) -> None:
-        """Start listening; a failure to bind stops the process with a clear line."""
+        """Start listening; a failure to bind ends the process with EX_LISTEN.
+
+        Under `twistd` this runs before the reactor does and a TCP bind fails
+        at once: SystemExit then leaves twistd before anything else starts (a
+        node that cannot serve HTTP must not run half alive, its ping net
+        answering).  With the reactor already running the reactor is stopped.
+        """
         super().startService()
         d = serverFromString(self._reactor, self._endpoint).listen(self._site)
         d.addCallbacks(self._listening, self._failed)
+        if self._failed_to_listen and not getattr(self._reactor, "running", False):
+            raise SystemExit(EX_LISTEN)
 
     def _listening(self, port: Any) -> None:
         self._port = port
@@ -41,8 +52,10 @@ class ListeningService(Service):
         self.ready.callback(self.address)
 
     def _failed(self, failure: Any) -> None:
-        log.critical("{role} cannot listen on {endpoint}: {error}", role=self._role,
-                     endpoint=self._endpoint, error=str(failure.value), event="listen_failed")
+        self._failed_to_listen = True
+        log.critical("{role} cannot listen on {endpoint}: {error}; exiting with {exit_code}",
+                     role=self._role, endpoint=self._endpoint, error=str(failure.value),
+                     exit_code=EX_LISTEN, event="listen_failed")
         self.ready.errback(failure)
         if getattr(self._reactor, "running", False):
             self._reactor.stop()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
 
 from stretchfs.devcluster.process import http_get_json, twistd_command
+from stretchfs.exitcodes import EX_CONFIG, EX_LISTEN
 from tests.helpers import minimal_config
 
 
@@ -44,6 +46,29 @@ def test_master_health_is_503_without_redis(launch) -> None:
     assert "Redis" in body["error"]
 
 
+@pytest.mark.parametrize("role", ["prism", "store"])
+def test_role_that_cannot_listen_exits_at_once(role: str, launch, redis_url, tmp_path) -> None:
+    """A role whose HTTP port is taken exits at once with EX_LISTEN, and its log says why;
+    it never runs half alive (its ping net answering while nobody serves HTTP)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        config = minimal_config(role, redis_url=redis_url, root=str(tmp_path / "data"))
+        node = launch(role, config.replace("tcp:0:", "tcp:{}:".format(port)), wait=False)
+        assert node.process is not None
+        try:
+            code = node.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("{} still running with its port taken; log: {}".format(
+                role, node.log_path))
+    assert code == EX_LISTEN
+    failed = [e for e in node.events() if e.get("event") == "listen_failed"]
+    assert len(failed) == 1 and str(port) in failed[0]["endpoint"], node.events()
+    assert "in use" in failed[0]["error"].lower()
+    assert not any(e.get("event") == "pingnet_listening" for e in node.events())
+
+
 BAD = [
     ("[node]\nname = 'x'\nspeed = 3\n", "[node] speed: unknown key"),
     ("[http]\nlisten = 8080\n", "[http] listen: expected a string"),
@@ -65,7 +90,7 @@ def test_bad_config_stops_twistd_with_one_line(tmp_path, repo_root: str, text: s
         twistd_command() + ["--nodaemon", "--pidfile=", "stretchfs-prism", "-c", str(path)],
         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": repo_root,
                                                          "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 78
+    assert result.returncode == EX_CONFIG
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("stretchfs-prism: {}: ".format(path))
@@ -79,7 +104,7 @@ def test_missing_config_file_stops_twistd(tmp_path, repo_root: str) -> None:
         twistd_command() + ["--nodaemon", "--pidfile=", "stretchfs-store", "-c",
                             str(tmp_path / "absent.toml")],
         capture_output=True, text=True, timeout=60, env={"PYTHONPATH": repo_root})
-    assert result.returncode == 78
+    assert result.returncode == EX_CONFIG
     assert result.stderr.strip() == "stretchfs-store: {}: no such file".format(
         tmp_path / "absent.toml")
 

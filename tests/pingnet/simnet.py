@@ -92,6 +92,11 @@ class SimNetwork:
     loss: float = 0.0
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     delivered: int = 0
+    sent: list[tuple[tuple[str, int], tuple[str, int], bytes]] | None = None
+
+    def record(self) -> None:
+        """From now on keep every datagram that goes on the wire as (src, dst, packet) in `sent`."""
+        self.sent = []
 
     def send(self, src: tuple[str, int], dst: tuple[str, int], packet: bytes) -> None:
         """Queue one datagram unless a fault eats it."""
@@ -99,6 +104,8 @@ class SimNetwork:
             return
         if self.loss and self.rng.random() < self.loss:
             return
+        if self.sent is not None:
+            self.sent.append((src, dst, packet))
         self.clock.callLater(LATENCY_SECONDS, self._deliver, src, dst, packet)
 
     def _deliver(self, src: tuple[str, int], dst: tuple[str, int], packet: bytes) -> None:

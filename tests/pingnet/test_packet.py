@@ -20,10 +20,12 @@ from stretchfs.pingnet.packet import (
 
 KEY = derive_key("test-cluster-key-0123456789")
 NOW = 1_700_000_000.0
+ME = node_id("n2")
 
 
 def _packet(**changes: object) -> Packet:
-    values = dict(kind=PING, sender=node_id("n1"), target=NO_TARGET, seq=10, echo=0, stamp=NOW)
+    values = dict(kind=PING, sender=node_id("n1"), receiver=ME, target=NO_TARGET, seq=10,
+                  echo=0, stamp=NOW)
     values.update(changes)
     return Packet(**values)  # type: ignore[arg-type]
 
@@ -33,7 +35,7 @@ def test_round_trip() -> None:
     packet = _packet(kind=PONG, echo=9)
     data = encode(KEY, packet)
     assert len(data) == PACKET_BYTES
-    assert decode(KEY, data) == packet
+    assert decode(KEY, data, ME) == packet
 
 
 @pytest.mark.parametrize("mangle,reason", [
@@ -48,7 +50,7 @@ def test_round_trip() -> None:
 def test_bad_packets_are_refused(mangle, reason) -> None:
     """Truncated, oversized, wrong-version, unknown-kind and tampered packets raise BadPacket."""
     with pytest.raises(BadPacket) as info:
-        decode(KEY, mangle(encode(KEY, _packet())))
+        decode(KEY, mangle(encode(KEY, _packet())), ME)
     assert info.value.reason == reason
 
 
@@ -56,8 +58,35 @@ def test_other_cluster_key_is_forged() -> None:
     """A packet signed with another cluster's key is refused as forged."""
     data = encode(derive_key("another-cluster-key-000000"), _packet())
     with pytest.raises(BadPacket) as info:
-        decode(KEY, data)
+        decode(KEY, data, ME)
     assert info.value.reason == "forged"
+
+
+def test_packet_for_another_node_is_refused() -> None:
+    """A genuine packet is accepted by the node it names as receiver and refused
+    as wrong_receiver by any other."""
+    data = encode(KEY, _packet(receiver=node_id("n3")))
+    assert decode(KEY, data, node_id("n3")).receiver == node_id("n3")
+    with pytest.raises(BadPacket) as info:
+        decode(KEY, data, ME)
+    assert info.value.reason == "wrong_receiver"
+
+
+def test_receiver_is_under_the_mac() -> None:
+    """Rewriting the receiver field of a genuine packet makes it a forgery."""
+    data = encode(KEY, _packet(receiver=node_id("n3")))
+    rewritten = data[:10] + ME + data[18:]
+    with pytest.raises(BadPacket) as info:
+        decode(KEY, rewritten, ME)
+    assert info.value.reason == "forged"
+
+
+def test_previous_version_packets_are_refused_as_version() -> None:
+    """A 66-byte version-1 packet (no receiver field) is refused as `version`."""
+    old = bytes([1]) + encode(KEY, _packet())[1:66]
+    with pytest.raises(BadPacket) as info:
+        decode(KEY, old, ME)
+    assert info.value.reason == "version"
 
 
 def test_stale_packets_are_refused() -> None:

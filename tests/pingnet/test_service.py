@@ -10,10 +10,14 @@ from twisted.logger import capturedLogs
 from stretchfs.config import PingSettings
 from stretchfs.pingnet.ballot import votes_key
 from stretchfs.pingnet.packet import (
+    DROP_REASONS,
     NO_TARGET,
     PING,
+    PING_REQ,
     PONG,
+    RELAY_ACK,
     Packet,
+    decode,
     derive_key,
     encode,
     node_id,
@@ -191,8 +195,8 @@ def test_bad_packets_are_dropped_counted_and_never_raise(cluster, clock) -> None
     """Every kind of bad packet is dropped and counted by reason; the node keeps working."""
     node = cluster.nodes["n1"]
     key = derive_key(CLUSTER_KEY)
-    good = Packet(kind=PING, sender=node_id("n2"), target=NO_TARGET, seq=1, echo=0,
-                  stamp=clock.seconds())
+    good = Packet(kind=PING, sender=node_id("n2"), receiver=node_id("n1"), target=NO_TARGET,
+                  seq=1, echo=0, stamp=clock.seconds())
     fresh = encode(key, replace(good, seq=int(clock.seconds() * 1e6) + 10**9))
     cases = {
         "truncated": encode(key, good)[:10],
@@ -203,6 +207,7 @@ def test_bad_packets_are_dropped_counted_and_never_raise(cluster, clock) -> None
         "unknown_sender": encode(key, replace(good, kind=PONG, sender=node_id("stranger"))),
         "stale": encode(key, replace(good, stamp=clock.seconds() - 60)),
         "self": encode(key, replace(good, sender=node_id("n1"))),
+        "wrong_receiver": encode(key, replace(good, receiver=node_id("n3"))),
         "replayed": fresh,
     }
     node.datagram_received(fresh, ("10.0.0.1", 9001))
@@ -232,17 +237,21 @@ def test_registry_changes_join_and_leave_the_ping_net(cluster) -> None:
 
 
 def test_ping_from_a_not_yet_known_member_is_answered(cluster, clock) -> None:
-    """An authentic PING from a peer missing from our registry copy gets a PONG."""
+    """An authentic PING from a peer missing from our registry copy gets a PONG
+    addressed to that peer."""
     node = cluster.nodes["n1"]
     asked: list[bool] = []
     node.on_unknown_sender = lambda: asked.append(True)
-    ping = Packet(kind=PING, sender=node_id("newcomer"), target=NO_TARGET,
-                  seq=int(clock.seconds() * 1e6) + 5, echo=0, stamp=clock.seconds())
+    key = derive_key(CLUSTER_KEY)
+    ping = Packet(kind=PING, sender=node_id("newcomer"), receiver=node_id("n1"),
+                  target=NO_TARGET, seq=int(clock.seconds() * 1e6) + 5, echo=0,
+                  stamp=clock.seconds())
     transport = node.protocol.transport
     before = len(transport.written)
-    node.datagram_received(encode(derive_key(CLUSTER_KEY), ping), ("10.0.0.9", 9999))
-    replies = [addr for _packet, addr in transport.written[before:]]
-    assert replies == [("10.0.0.9", 9999)] and asked == [True]
+    node.datagram_received(encode(key, ping), ("10.0.0.9", 9999))
+    replies = transport.written[before:]
+    assert [addr for _data, addr in replies] == [("10.0.0.9", 9999)] and asked == [True]
+    assert decode(key, replies[0][0], node_id("newcomer")).echo == ping.seq
 
 
 def test_no_call_goes_to_a_peer_the_verdict_marks_down(cluster) -> None:
@@ -292,3 +301,43 @@ def test_probe_bookkeeping_stays_bounded_under_loss(clock) -> None:
     assert len(node._sent_at) <= 2 * 4 and len(node._by_seq) <= 2 * 4
     assert len(node._relays) <= 4 * 3
     sim.stop()
+
+
+def test_a_packet_meant_for_one_node_is_dropped_at_every_other(cluster) -> None:
+    """Every kind of genuine packet replayed to a third node is dropped there as
+    `wrong_receiver` and changes nothing, while its real receiver accepted it."""
+    cluster.sever("n1", "n2")  # so PING_REQ and RELAY_ACK packets flow too
+    cluster.net.record()
+    cluster.run(2.0)
+    names = {cluster.addr(name): name for name in cluster.nodes}
+    seen: dict[int, tuple[str, str, bytes]] = {}
+    for src, dst, data in cluster.net.sent or []:
+        seen.setdefault(data[1], (names[src], names[dst], data))
+    assert set(seen) == {PING, PONG, PING_REQ, RELAY_ACK}
+    # Their real receivers took every one of them: nothing dropped, nobody down.
+    assert all(sum(node.metrics.dropped.labels(reason=r)._value.get() for r in DROP_REASONS)
+               == 0 for node in cluster.nodes.values())
+    assert all(not cluster.down_in(n) for n in cluster.nodes)
+    for kind, (sender, receiver, data) in seen.items():
+        bystander = next(n for n in cluster.nodes if n not in (sender, receiver))
+        node = cluster.nodes[bystander]
+        dropped = node.metrics.dropped.labels(reason="wrong_receiver")
+        before = dropped._value.get(), node.metrics.received_by_kind[kind]._value.get()
+        node.datagram_received(data, cluster.addr(sender))
+        after = dropped._value.get(), node.metrics.received_by_kind[kind]._value.get()
+        assert after == (before[0] + 1, before[1]), (kind, sender, receiver, bystander)
+
+
+def test_a_node_whose_http_side_fails_is_voted_down_like_a_dead_one(cluster) -> None:
+    """While a node's HTTP self-check fails it answers no ping and casts no vote, so every
+    peer marks it down; once HTTP answers again it is available within 0.5 s."""
+    cluster.nodes["n2"].ballot.want({"n5"})  # a vote it held must be withdrawn
+    cluster.nodes["n2"].set_http_ok(False)
+    cluster.run(2.0)
+    for name in ("n1", "n3", "n4", "n5"):
+        assert cluster.down_in(name) == {"n2"}
+    assert not any(b"n2" in _voters(cluster, t) for t in ("n1", "n3", "n4", "n5"))
+    assert cluster.nodes["n2"].status()["http_ok"] is False
+    cluster.nodes["n2"].set_http_ok(True)
+    cluster.run(0.5)
+    assert all(not cluster.down_in(n) for n in cluster.nodes)

@@ -39,3 +39,42 @@ def test_disabled_ping_net_is_not_attached(clock) -> None:
                                         redis=FakeRedisStore(clock), master=FakeMaster(),
                                         peers=Peers(self_name="prism1"))
     assert net is None and list(top) == [registration]
+
+
+def test_ping_net_goes_silent_while_its_own_listener_does_not_answer() -> None:
+    """The self-check connects to the node's own bound HTTP address (a wildcard bind
+    checked on loopback); while nothing answers there the ping net falls silent."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import MemoryReactorClock
+
+    from stretchfs.pingnet.selfcheck import (
+        SELF_CHECK_FAILURES,
+        SELF_CHECK_INTERVAL_SECONDS,
+        SELF_CHECK_TIMEOUT_SECONDS,
+    )
+    from stretchfs.web.listen import ListeningService
+
+    class Reactor(MemoryReactorClock):
+        def listenUDP(self, port: int, protocol: object, interface: str = "") -> object:
+            return SimReactor(SimNetwork(self), self).listenUDP(port, protocol, interface)
+
+    config = parse_config("store", minimal_config("store", name="store1"), "x.toml", {})
+    reactor = Reactor()
+    top = MultiService()
+    listener = ListeningService(reactor, "tcp:0", None, "store")
+    listener.setServiceParent(top)
+    net, _registration = attach_ping_net(top, config, reactor=reactor,
+                                         redis=FakeRedisStore(reactor), master=FakeMaster(),
+                                         peers=Peers(self_name="store1"))
+    assert net is not None
+    top.startService()
+    listener.address = IPv4Address("TCP", "0.0.0.0", 8123)  # bound, but never answers
+    for _ in range(SELF_CHECK_FAILURES - 1):
+        reactor.advance(SELF_CHECK_INTERVAL_SECONDS)
+        reactor.advance(SELF_CHECK_TIMEOUT_SECONDS)
+    assert net.http_ok
+    assert {(host, port) for host, port, *_ in reactor.tcpClients} == {("127.0.0.1", 8123)}
+    reactor.advance(SELF_CHECK_INTERVAL_SECONDS)
+    reactor.advance(SELF_CHECK_TIMEOUT_SECONDS)
+    assert not net.http_ok
+    top.stopService()
