@@ -11,8 +11,6 @@ removed it.
 from __future__ import annotations
 
 import json
-import secrets
-import string
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -27,11 +25,10 @@ from stretchfs.master.inventory import ScanChunks
 from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript
 from stretchfs.redisstore import RedisStore, RedisUnavailable
+from stretchfs.wire.identifiers import new_token
 
 log = Logger()
 
-TOKEN_ALPHABET = string.ascii_letters + string.digits
-TOKEN_LENGTH = 64
 DEFAULT_LIFE_SECONDS = 7200.0
 MAX_LIFE_SECONDS = 10 * 365 * 86400.0
 MAX_REFERRERS = 100
@@ -41,11 +38,6 @@ PRUNE_BATCH = 1000
 PRUNE_MAX_BATCHES = 100_000
 PRUNE_RETRY_SECONDS = 60.0
 SNAPSHOT_CHUNK_TOKENS = 1000
-
-
-def new_token() -> str:
-    """64 random letters and digits from `secrets`."""
-    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
 
 
 # KEYS[1] purchase key, KEYS[2] expiry ZSET, KEYS[3] feed

@@ -8,7 +8,6 @@ Delivery (`/<token>/<file>`, `/static/<hash>/<file>`) is answered by
 from __future__ import annotations
 
 import mimetypes
-import re
 from typing import Any, Awaitable, TypeVar
 
 from klein import Klein
@@ -25,16 +24,15 @@ from stretchfs.prism.delivery import Delivery, PrismRoot
 from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.sessions import SessionCache, session_required
 from stretchfs.prism.upload import extension_for, parse_buffered
-from stretchfs.signing import EXT_RE, SHA1_RE
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
 from stretchfs.web.jsonio import read_json_object, write_json
+from stretchfs.wire.identifiers import is_extension, is_purchase_token, public_sha1
 
 log = Logger()
 T = TypeVar("T")
 
-PURCHASE_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
 MASTER_LOOKUP_BATCH = 1000
 MAX_REFERRERS = 100
 MAX_REFERRER_CHARS = 255
@@ -81,9 +79,10 @@ def parse_hashes(body: dict[str, Any], limit: int) -> tuple[list[str], bool]:
         raise errors.InvalidInput("at most {} hashes per call".format(limit))
     clean = []
     for item in hashes:
-        if not isinstance(item, str) or not SHA1_RE.match(item.strip().lower()):
+        sha1 = public_sha1(item)
+        if sha1 is None:
             raise errors.InvalidInput("invalid SHA1: {!r}".format(item)[:120])
-        clean.append(item.strip().lower())
+        clean.append(sha1)
     return clean, bulk
 
 
@@ -105,10 +104,12 @@ def _clean_extension(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise errors.InvalidInput("expected 'extension': a string")
-    match = re.match(r"^\.?([A-Za-z0-9]{1,10})(?:[?#&].*)?$", value)
-    if not match:
+    for mark in "?#&":
+        value = value.split(mark, 1)[0]
+    ext = value.removeprefix(".").lower()
+    if not is_extension(ext):
         raise errors.InvalidInput("invalid extension")
-    return match.group(1).lower()
+    return ext
 
 
 def _string(body: dict[str, Any], name: str, limit: int = MAX_CREDENTIAL_CHARS) -> str:
@@ -359,7 +360,7 @@ class PrismAPI:
             raise errors.InvalidInput("expected one 'hash'")
         sha1 = hashes[0]
         ext = body.get("ext")
-        if ext is not None and (not isinstance(ext, str) or not EXT_RE.match(ext.lower())):
+        if ext is not None and (not isinstance(ext, str) or not is_extension(ext.lower())):
             raise errors.InvalidInput("invalid 'ext'")
         referrer = body.get("referrer", [])
         if isinstance(referrer, str):
@@ -389,17 +390,20 @@ class PrismAPI:
         self.purchases().load_row(row)
         return write_json(request, self._purchase_answer(row))
 
-    def _token(self, body: dict[str, Any]) -> str:
+    def _token(self, body: dict[str, Any]) -> str | None:
+        """The body's purchase token; None when it cannot be one (answered as unknown)."""
         token = body.get("token")
-        if not isinstance(token, str) or not PURCHASE_TOKEN_RE.match(token):
+        if not isinstance(token, str):
             raise errors.InvalidInput("expected 'token': a purchase token")
-        return token
+        return token if is_purchase_token(token) else None
 
     @app.route("/content/purchase/detail", methods=["POST"])
     @session_required
     async def post_purchase_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """The purchase of `token` (404 when unknown or expired)."""
         token = self._token(read_json_object(request, self.max_body))
+        if token is None:
+            raise errors.NotFound("purchase not found")
         try:
             row = await self.master.get_purchase(token)
         except (errors.PeerUnavailable, errors.UpstreamError):
@@ -417,10 +421,15 @@ class PrismAPI:
     @session_required
     async def post_purchase_remove(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Remove the purchase of `token` through the master."""
-        token = self._token(read_json_object(request, self.max_body))
-        answer = await from_master(self.master.remove_purchase(token), "remove the purchase")
-        self.purchases().remove(token)
-        return write_json(request, {"token": token, "count": int(answer.get("count", 0)),
+        body = read_json_object(request, self.max_body)
+        token = self._token(body)
+        count = 0
+        if token is not None:
+            answer = await from_master(self.master.remove_purchase(token),
+                                       "remove the purchase")
+            count = int(answer.get("count", 0))
+            self.purchases().remove(token)
+        return write_json(request, {"token": body["token"], "count": count,
                                     "success": "Purchase removed"})
 
     # -- operators (cluster key) -----------------------------------------------

@@ -16,7 +16,6 @@ client's query string (+ `start=0` for video types when neither `start` nor
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -27,12 +26,12 @@ from twisted.web.server import NOT_DONE_YET
 
 from stretchfs import errors
 from stretchfs.prism.mirror import PurchaseRecord
-from stretchfs.signing import SHA1_RE, content_path, delivery_secret, signed_query
+from stretchfs.signing import content_path, delivery_secret, signed_query
 from stretchfs.web.errormap import render_error, status_for
+from stretchfs.wire.identifiers import is_purchase_token, public_sha1
 
 log = Logger()
 
-TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
 KLEIN_PREFIXES = frozenset({b"", b"user", b"content", b"health", b"metrics", b"ping", b"pingnet",
                             b"static"})
 """First path segments that belong to the API, never tokens (PrismRoot adds Klein's own)."""
@@ -228,7 +227,7 @@ class Delivery:
 
     async def resolve_token(self, request: Any, token: str) -> bytes:
         """Location for a purchase delivery."""
-        if not TOKEN_RE.match(token):
+        if not is_purchase_token(token):
             raise errors.NotFound("purchase not found")
         purchase = await self.purchase(token)
         if not referrer_allowed(purchase.referrer, request.getHeader(b"referer")):
@@ -240,9 +239,10 @@ class Delivery:
 
     async def resolve_static(self, request: Any, sha1: str, filename: str) -> bytes:
         """Location for a static delivery."""
-        sha1 = sha1.lower()
-        if not SHA1_RE.match(sha1):
+        canonical = public_sha1(sha1)
+        if canonical is None:
             raise errors.NotFound("content not found")
+        sha1 = canonical
         asked = filename.rsplit(".", 1)[1].lower() if "." in filename else ""
         if asked in self._deny_static:
             raise errors.Forbidden("invalid static file type: purchase it")
@@ -339,7 +339,7 @@ class PrismRoot(Resource):
 
     def _token(self, request: Any, token: str) -> Any:
         delivery = self._delivery
-        if TOKEN_RE.match(token):
+        if is_purchase_token(token):
             # Fast path: everything local, no Deferred.
             purchase = delivery.local_purchase(token)
             if purchase is not None:

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.web.resource import Resource
 
 from stretchfs.pingnet.peers import PeerRecord, Peers
+from stretchfs.wire.identifiers import is_purchase_token
 from tests.helpers import CLUSTER_KEY
 
 TOKEN = "s" * 64
@@ -229,6 +230,8 @@ class FakeMaster:
     @app.route("/purchases/<token>", methods=["GET"])
     def get_purchase(self, request: Any, token: str) -> bytes:
         self.calls.append("get_purchase")
+        if not is_purchase_token(token):
+            return _json(request, {"error": "'token' must be 64 letters or digits"}, 400)
         row = self.purchases.get(token)
         if row is None or row["expires"] <= self.clock.seconds():
             return _json(request, {"error": "purchase not found"}, 404)

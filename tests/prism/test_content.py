@@ -117,8 +117,20 @@ def test_purchase_bad_input_is_400(tmp_path) -> None:
                  {"hash": H1, "life": -1}, {"hash": H1, "life": "soon"}, {"hash": [H1]}):
         assert prism.call("POST", "/content/purchase", body)[0] == 400, body
     assert prism.master.purchases == {}
-    assert prism.call("POST", "/content/purchase/detail", {"token": "x"})[0] == 400
+    assert prism.call("POST", "/content/purchase/detail", {"token": 5})[0] == 400
     assert prism.call("POST", "/content/purchase/remove", {})[0] == 400
+    prism.stop()
+
+
+def test_malformed_purchase_token_answers_as_an_unknown_one(tmp_path) -> None:
+    """Detail of a token that cannot exist is 404 and its remove counts 0, master never asked."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    for token in ("x", "a" * 63, "a" * 65, "a" * 128, "a" * 63 + "!"):
+        code, body, _ = prism.call("POST", "/content/purchase/detail", {"token": token})
+        assert code == 404 and body == {"error": "purchase not found"}, token
+        code, body, _ = prism.call("POST", "/content/purchase/remove", {"token": token})
+        assert code == 200 and body["count"] == 0, token
+    assert "get_purchase" not in prism.master.calls
     prism.stop()
 
 

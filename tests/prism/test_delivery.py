@@ -200,6 +200,16 @@ def test_malformed_token_is_404_without_asking_the_master(tmp_path) -> None:
     prism.stop()
 
 
+@pytest.mark.parametrize("length", [16, 63, 65, 128])
+def test_token_of_the_wrong_length_is_404_not_503(tmp_path, length: int) -> None:
+    """A token path of any length but 64 answers 404 at once, the master never asked."""
+    prism = make_prism(tmp_path, prefill=_setup)
+    code, body, _ = prism.call("GET", "/{}/v.mp4".format("A" * length), token=None)
+    assert code == 404 and body["error"] == "purchase not found"
+    assert "get_purchase" not in prism.master.calls
+    prism.stop()
+
+
 def test_other_paths_still_reach_klein(tmp_path) -> None:
     """Two-segment API paths and unknown paths are answered by the API, not delivery."""
     prism = make_prism(tmp_path)
