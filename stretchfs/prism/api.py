@@ -344,11 +344,14 @@ class PrismAPI:
                                     "size": fetched.size, "copies": stored.copies})
 
     # -- purchases ---------------------------------------------------------
-    def _purchase_answer(self, row: dict[str, Any]) -> dict[str, Any]:
+    # A purchase belongs to the user who made it (`owner` on the master): detail and
+    # remove answer anyone else exactly as an unknown token.  `sessionToken` (SDK
+    # shape) only ever echoes the caller's own token.
+    def _purchase_answer(self, row: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
         return {"token": row.get("token"), "hash": row.get("hash"), "sha1": row.get("hash"),
                 "ext": row.get("ext"), "life": row.get("life"), "expires": row.get("expires"),
                 "referrer": row.get("referrer") or [], "ip": row.get("ip", ""),
-                "sessionToken": row.get("session", ""), "created": row.get("created")}
+                "sessionToken": session["token"], "created": row.get("created")}
 
     @app.route("/content/purchase", methods=["POST"])
     @session_required
@@ -385,10 +388,10 @@ class PrismAPI:
         known_ext, _stores = await self.delivery.stores_of(sha1)
         row = await from_master(self.master.create_purchase({
             "hash": sha1, "ext": (ext or known_ext).lower(), "life": life,
-            "referrer": referrer, "ip": ip, "session": session["token"]}),
+            "referrer": referrer, "ip": ip, "owner": session.get("username")}),
             "create the purchase")
         self.purchases().load_row(row)
-        return write_json(request, self._purchase_answer(row))
+        return write_json(request, self._purchase_answer(row, session))
 
     def _token(self, body: dict[str, Any]) -> str | None:
         """The body's purchase token; None when it cannot be one (answered as unknown)."""
@@ -400,35 +403,39 @@ class PrismAPI:
     @app.route("/content/purchase/detail", methods=["POST"])
     @session_required
     async def post_purchase_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
-        """The purchase of `token` (404 when unknown or expired)."""
+        """The caller's purchase of `token` (404 when unknown, expired or someone else's)."""
         token = self._token(read_json_object(request, self.max_body))
-        if token is None:
+        owner = session.get("username")
+        if token is None or owner is None:
             raise errors.NotFound("purchase not found")
         try:
-            row = await self.master.get_purchase(token)
+            row = await self.master.get_purchase(token, owner)
         except (errors.PeerUnavailable, errors.UpstreamError):
-            local = self.delivery.local_purchase(token)
+            local = self.purchases().get(token, self.clock.seconds(), owner)
             if local is None:
                 raise errors.NotReady("master unreachable: cannot look the purchase up") \
                     from None
-            row = {"token": token, "hash": local.sha1, "ext": local.ext,
+            row = {"token": token, "hash": local.sha1, "ext": local.ext, "owner": owner,
                    "expires": local.expires, "referrer": list(local.referrer)}
-        if row is None or float(row.get("expires") or 0) <= self.clock.seconds():
+        if row is None or row.get("owner") != owner or \
+                float(row.get("expires") or 0) <= self.clock.seconds():
             raise errors.NotFound("purchase not found")
-        return write_json(request, self._purchase_answer(row))
+        return write_json(request, self._purchase_answer(row, session))
 
     @app.route("/content/purchase/remove", methods=["POST"])
     @session_required
     async def post_purchase_remove(self, request: IRequest, session: dict[str, Any]) -> bytes:
-        """Remove the purchase of `token` through the master."""
+        """Remove the caller's purchase of `token` through the master (count 0 if none)."""
         body = read_json_object(request, self.max_body)
         token = self._token(body)
+        owner = session.get("username")
         count = 0
-        if token is not None:
-            answer = await from_master(self.master.remove_purchase(token),
+        if token is not None and owner is not None:
+            answer = await from_master(self.master.remove_purchase(token, owner),
                                        "remove the purchase")
             count = int(answer.get("count", 0))
-            self.purchases().remove(token)
+            if count:
+                self.purchases().remove(token)
         return write_json(request, {"token": body["token"], "count": count,
                                     "success": "Purchase removed"})
 

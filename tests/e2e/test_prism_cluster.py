@@ -81,8 +81,32 @@ def _wait_for_stores(cluster: dict[str, Any], timeout: float = 20.0) -> None:
     raise AssertionError("prisms never saw every store")
 
 
+def _other_user(cluster: dict[str, Any]) -> dict[str, str]:
+    """A second user, created on the master with the cluster key."""
+    master = [n["url"] for n in cluster["nodes"] if n["role"] == "master"][0]
+    status, reply = http_call("POST", master + "/users", {"username": "other-buyer"},
+                              key=cluster["cluster_key"])
+    assert status == 201, reply
+    return decode_json(reply)
+
+
+def _assert_not_theirs(prism: str, purchase: dict[str, Any], owner_token: str,
+                       token: str) -> None:
+    """Another user's detail and remove answer as for an unknown token, with no credential
+    of the owner in them."""
+    unknown = "U" * 64
+    for path in ("/content/purchase/detail", "/content/purchase/remove"):
+        code, theirs = _call(prism + path, {"token": purchase["token"]}, token=token)
+        nobodys = _call(prism + path, {"token": unknown}, token=token)
+        assert (code, json.dumps(theirs).replace(purchase["token"], unknown)) == (
+            nobodys[0], json.dumps(nobodys[1])), (path, theirs)
+        assert owner_token not in json.dumps(theirs)
+    assert code == 200 and theirs["count"] == 0
+
+
 def test_upload_purchase_and_deliver_across_prisms(cluster) -> None:
-    """Upload on one prism, purchase on the other, follow the redirect to the bytes."""
+    """Upload on one prism, purchase on the other, follow the redirect to the bytes; another
+    user can neither read nor remove the purchase."""
     prisms = [n["url"] for n in cluster["nodes"] if n["role"] == "prism"]
     _wait_for_stores(cluster)
     token = _login(prisms[0], cluster["user"])
@@ -112,6 +136,12 @@ def test_upload_purchase_and_deliver_across_prisms(cluster) -> None:
     assert "{}://{}".format(parts.scheme, parts.netloc) in stores
     with urllib.request.urlopen(location, timeout=10) as reply:
         assert reply.read() == data
+    assert purchase["sessionToken"] == token
+    other = _login(prisms[0], _other_user(cluster))
+    _assert_not_theirs(prisms[0], purchase, token, other)
+    code, detail = _call(prisms[0] + "/content/purchase/detail",
+                         {"token": purchase["token"]}, token=token)
+    assert code == 200 and detail["hash"] == sha1
     code, removed = _call(prisms[0] + "/content/purchase/remove",
                           {"token": purchase["token"]}, token=token)
     assert code == 200 and removed["count"] == 1
