@@ -101,7 +101,7 @@ def purchase_rows():
     yield json.dumps({"cursor": "0"}) + "\n"
     for i in range(N_PUR):
         yield ('{"token":"%064x","hash":"%040x","ext":"mp4","life":86400,'
-               '"expires":%d,"referrer":[],"ip":"","session":"s","created":%d}\n') % (
+               '"expires":%d,"referrer":[],"ip":"","owner":"bench","created":%d}\n') % (
             i, i, NOW + 86400, NOW)
 
 

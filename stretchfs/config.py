@@ -15,13 +15,12 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Callable, Mapping, TypeVar
 
 from stretchfs.errors import ConfigError
+from stretchfs.wire.identifiers import is_extension, is_node_name
 
 T = TypeVar("T")
 
 CLUSTER_KEY_ENV = "STRETCHFS_CLUSTER_KEY"
 DEV_CLUSTER_KEY = "change-me-dev-cluster-key"
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
-_EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -43,7 +42,7 @@ def _non_negative(value: float) -> str | None:
 
 
 def _peer_name(value: str) -> str | None:
-    if _NAME_RE.match(value):
+    if is_node_name(value):
         return None
     return "expected a name of lowercase letters, digits and '-' (1-63 chars)"
 
@@ -76,7 +75,7 @@ def _port(value: int) -> str | None:
 
 
 def _extensions(value: tuple[str, ...]) -> str | None:
-    bad = [v for v in value if not _EXT_RE.match(v)]
+    bad = [v for v in value if not is_extension(v)]
     return "expected file extensions like 'mp4', got {!r}".format(bad[0]) if bad else None
 
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
+
+from stretchfs.wire.identifiers import is_extension, is_sha1
 
 DELIVERY_CONTEXT = b"stretchfs delivery-url secret v1"
-SHA1_RE = re.compile(r"^[0-9a-f]{40}\Z")
-EXT_RE = re.compile(r"^[a-z0-9]{1,10}\Z")
 
 
 def delivery_secret(cluster_key: str) -> str:
@@ -31,7 +30,7 @@ def delivery_secret(cluster_key: str) -> str:
 
 def content_path(sha1: str, ext: str) -> str:
     """URL path (and path under the store root) of a content: /content/ab/cd/<sha1>.<ext>."""
-    if not SHA1_RE.match(sha1) or not EXT_RE.match(ext):
+    if not is_sha1(sha1) or not is_extension(ext):
         raise ValueError("bad hash or extension")
     return "/content/{}/{}/{}.{}".format(sha1[:2], sha1[2:4], sha1, ext)
 

@@ -352,8 +352,9 @@ class MasterAPI:
     @counted("purchases_get")
     @cluster_key_required
     async def get_purchase(self, request: IRequest, token: str) -> bytes:
-        """One purchase; 404 when unknown or expired."""
-        purchase = await self.purchases.get(validate.token(token))
+        """One purchase; 404 when unknown, expired or not `?owner=`'s."""
+        owner = validate.query_arg(request, "owner")
+        purchase = await self.purchases.get(validate.token(token), _owner(owner))
         if purchase is None:
             raise NotFound("purchase not found")
         return write_json(request, purchase)
@@ -362,8 +363,10 @@ class MasterAPI:
     @counted("purchases_remove")
     @cluster_key_required
     async def remove_purchase(self, request: IRequest, token: str) -> bytes:
-        """Remove a purchase: count 1 when it existed, 0 otherwise."""
-        count = await self.purchases.remove(validate.token(token))
+        """Remove a purchase: count 1 when it existed (and was `owner`'s if named), else 0."""
+        validate.token(token)
+        owner = _owner(self._body(request).get("owner"))
+        count = await self.purchases.remove(token, owner)
         return write_json(request, {"token": token, "count": count})
 
     # -- helpers ---------------------------------------------------------------
@@ -412,6 +415,11 @@ class _Page:
     def __init__(self, cursor: str, entries: list[Any]) -> None:
         self.cursor = cursor
         self.entries = entries
+
+
+def _owner(value: Any) -> str | None:
+    """The owner a purchase route is asked on behalf of (a user name), or None."""
+    return None if value is None else validate.username(value)
 
 
 def _cursor_line(cursor: str) -> bytes:

@@ -155,18 +155,20 @@ class MasterClient:
         """Create a purchase; the master draws the token."""
         return await self._json.json("POST", "/purchases", purchase)
 
-    async def get_purchase(self, token: str) -> dict[str, Any] | None:
-        """The purchase of `token`, None when unknown or expired."""
+    async def get_purchase(self, token: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The purchase of `token`, None when unknown, expired or (given `owner`) not theirs."""
         try:
-            return await self._json.json("GET", "/purchases/{}".format(quote(token)))
+            return await self._json.json("GET", "/purchases/{}".format(quote(token)),
+                                         params=None if owner is None else {"owner": owner})
         except UpstreamError as exc:
             if exc.code == 404:
                 return None
             raise
 
-    async def remove_purchase(self, token: str) -> dict[str, Any]:
-        """Remove a purchase: `{"token", "count"}`."""
-        return await self._json.json("POST", "/purchases/{}/remove".format(quote(token)))
+    async def remove_purchase(self, token: str, owner: str | None = None) -> dict[str, Any]:
+        """Remove a purchase (given `owner`, only theirs): `{"token", "count"}`."""
+        return await self._json.json("POST", "/purchases/{}/remove".format(quote(token)),
+                                     None if owner is None else {"owner": owner})
 
     async def purchase_snapshot(self, on_row: Callable[[Any], None]) -> str:
         """Stream every unexpired purchase; returns the feed cursor."""

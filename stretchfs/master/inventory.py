@@ -22,6 +22,7 @@ from stretchfs.master.feeds import FeedPage, last_cursor, read_feed
 from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript, text
 from stretchfs.redisstore import RedisStore
+from stretchfs.wire.identifiers import EXT_RE, SHA1_RE
 
 MAX_PUBLISH_CHANGES = 10_000
 MAX_LOOKUP_HASHES = 1000
@@ -175,8 +176,8 @@ def parse_changes(raw: Any) -> "PackedBatch":
         raise InvalidInput("'changes' must be a list")
     if len(raw) > MAX_PUBLISH_CHANGES:
         raise InvalidInput("at most {} changes per batch".format(MAX_PUBLISH_CHANGES))
-    sha_ok = validate.SHA1_RE.match
-    ext_ok = validate.EXT_RE.match
+    sha_ok = SHA1_RE.match
+    ext_ok = EXT_RE.match
     lines = []
     append = lines.append
     for index, item in enumerate(raw):

@@ -6,13 +6,18 @@ the purchase feed in the same Lua script.  Expiry is decided by the injected
 clock (`expires <= clock.seconds()` is expired, even before pruning); the
 Redis TTL on the key is only a backstop long after the pruning would have
 removed it.
+
+A purchase belongs to its buyer: `owner` is the user name the prism sends
+(null when created without one).  Lookups and removals that name an owner
+treat another owner's purchase exactly as an unknown token.  Records stored
+before owners existed carry the buyer's `session` token and no owner: they
+belong to nobody (delivery by token still works), and their `session` is
+dropped from every answer, feed page and snapshot line.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
-import string
 from typing import Any, Callable
 
 from twisted.application.service import Service
@@ -27,11 +32,10 @@ from stretchfs.master.inventory import ScanChunks
 from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript
 from stretchfs.redisstore import RedisStore, RedisUnavailable
+from stretchfs.wire.identifiers import new_token
 
 log = Logger()
 
-TOKEN_ALPHABET = string.ascii_letters + string.digits
-TOKEN_LENGTH = 64
 DEFAULT_LIFE_SECONDS = 7200.0
 MAX_LIFE_SECONDS = 10 * 365 * 86400.0
 MAX_REFERRERS = 100
@@ -41,11 +45,7 @@ PRUNE_BATCH = 1000
 PRUNE_MAX_BATCHES = 100_000
 PRUNE_RETRY_SECONDS = 60.0
 SNAPSHOT_CHUNK_TOKENS = 1000
-
-
-def new_token() -> str:
-    """64 random letters and digits from `secrets`."""
-    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+LEGACY_SESSION_FIELD = b'"session"'
 
 
 # KEYS[1] purchase key, KEYS[2] expiry ZSET, KEYS[3] feed
@@ -70,6 +70,17 @@ for i = 3, #ARGV, 1 do
   end
 end
 return n
+""")
+
+# KEYS[1] purchase key, KEYS[2] expiry ZSET, KEYS[3] feed
+# ARGV[1] token, ARGV[2] owner, ARGV[3] feed max length -> 1 removed, 0 unknown or not theirs
+REMOVE_OWNED = LuaScript("""
+local raw = redis.call('GET', KEYS[1])
+if not raw or cjson.decode(raw)['owner'] ~= ARGV[2] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'c', 'r|' .. ARGV[1])
+return 1
 """)
 
 # KEYS[1] expiry ZSET; ARGV[1] now -> tokens expired at `now` (one batch)
@@ -115,18 +126,47 @@ def parse_purchase(body: dict[str, Any], now: float) -> dict[str, Any]:
         raise InvalidInput("'referrer' larger than {} bytes of JSON".format(
             MAX_REFERRER_BYTES))
     ip = validate.text(body.get("ip") or "", "ip", 64)
-    session = validate.text(body.get("session") or "", "session", 128)
+    owner = body.get("owner")
+    if owner is not None:
+        validate.username(owner)
     life_out: float | int = int(life) if life == int(life) else life
     return {"hash": sha1, "ext": ext, "life": life_out, "expires": now + life,
-            "referrer": referrer, "ip": ip, "session": session, "created": now}
+            "referrer": referrer, "ip": ip, "owner": owner, "created": now}
+
+
+def without_session(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored purchase as answered: a pre-owner record's `session` token dropped."""
+    record.pop("session", None)
+    return record
+
+
+def lines_without_session(chunk: bytes) -> bytes:
+    """NDJSON purchase lines with any pre-owner record's `session` token dropped."""
+    if LEGACY_SESSION_FIELD not in chunk:
+        return chunk
+    return b"\n".join(
+        json.dumps(without_session(json.loads(line)), separators=(",", ":")).encode("utf-8")
+        if LEGACY_SESSION_FIELD in line else line for line in chunk.split(b"\n"))
 
 
 def decode_change(payload: bytes) -> dict[str, Any]:
     """A purchase feed entry as the change object of the API."""
     op, _, rest = payload.partition(b"|")
     if op == b"a":
-        return {"op": "add", "purchase": json.loads(rest)}
+        return {"op": "add", "purchase": without_session(json.loads(rest))}
     return {"op": "remove", "token": rest.decode("ascii")}
+
+
+class PurchaseSnapshot:
+    """Chunks of NDJSON over every unexpired purchase, as answered."""
+
+    def __init__(self, chunks: ScanChunks) -> None:
+        self._chunks = chunks
+
+    async def next(self) -> tuple[bytes, bool]:
+        """The next chunk and whether it was the last."""
+        chunk, last = await self._chunks.next()
+        return lines_without_session(chunk), last
 
 
 class Purchases:
@@ -158,21 +198,32 @@ class Purchases:
                 return record
         raise RuntimeError("could not draw an unused purchase token")
 
-    async def get(self, token: str) -> dict[str, Any] | None:
-        """The purchase of `token`, None when unknown or expired."""
+    async def get(self, token: str, owner: str | None = None) -> dict[str, Any] | None:
+        """The purchase of `token`, None when unknown, expired or (given `owner`) not theirs."""
         raw = await self.redis.execute("GET", self.keys.purchase(token))
         if raw is None:
             return None
-        record = json.loads(raw)
+        record = without_session(json.loads(raw))
         if float(record["expires"]) <= self.clock.seconds():
+            return None
+        if owner is not None and record.get("owner") != owner:
             return None
         return record
 
-    async def remove(self, token: str) -> int:
-        """Remove a purchase (announced on the feed); 1 when it existed, else 0."""
-        count = int(await REMOVE.run(self.redis, [self.keys.purchase_expiry,
-                                                  self.keys.purchase_feed],
-                                     [self.keys.purchase(""), self.feed_max_len, token]))
+    async def remove(self, token: str, owner: str | None = None) -> int:
+        """Remove a purchase (announced on the feed); 1 when it existed, else 0.
+
+        Given `owner`, another owner's purchase is left alone and counts 0,
+        checked and removed in one script.
+        """
+        if owner is None:
+            count = int(await REMOVE.run(self.redis, [self.keys.purchase_expiry,
+                                                      self.keys.purchase_feed],
+                                         [self.keys.purchase(""), self.feed_max_len, token]))
+        else:
+            count = int(await REMOVE_OWNED.run(
+                self.redis, [self.keys.purchase(token), self.keys.purchase_expiry,
+                             self.keys.purchase_feed], [token, owner, self.feed_max_len]))
         if count:
             self.on_change()
         return count
@@ -204,11 +255,11 @@ class Purchases:
         page = await read_feed(self.redis, self.keys.purchase_feed, after, limit)
         return page.cursor, [decode_change(p) for p in page.entries]
 
-    def snapshot_chunks(self) -> ScanChunks:
+    def snapshot_chunks(self) -> PurchaseSnapshot:
         """A chunk source over every unexpired purchase."""
-        return ScanChunks(SNAPSHOT_CHUNK, self.redis, [self.keys.purchase_expiry],
-                               [self.keys.purchase(""), repr(float(self.clock.seconds())),
-                                SNAPSHOT_CHUNK_TOKENS])
+        return PurchaseSnapshot(ScanChunks(
+            SNAPSHOT_CHUNK, self.redis, [self.keys.purchase_expiry],
+            [self.keys.purchase(""), repr(float(self.clock.seconds())), SNAPSHOT_CHUNK_TOKENS]))
 
     async def count(self) -> int:
         """Purchases in the database (expired but unpruned included)."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import string
 from typing import Any, Callable
 
 import bcrypt
@@ -25,11 +24,10 @@ from stretchfs.master import validate
 from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript, text
 from stretchfs.redisstore import RedisStore
+from stretchfs.wire.identifiers import TOKEN_ALPHABET, is_session_token, is_username, new_token
 
-ALPHABET = string.ascii_letters + string.digits
 BCRYPT_THREADS = 4  # of the reactor's 10 pool threads
 BCRYPT_MAX_WAITING = 200
-TOKEN_LENGTH = 64
 PASSWORD_LENGTH = 32
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit
 MAX_SESSION_DATA_BYTES = 64 * 1024
@@ -59,7 +57,7 @@ return 1
 
 def random_text(length: int) -> str:
     """`length` random letters and digits from `secrets`."""
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
 
 
 def _password(value: Any) -> str:
@@ -154,7 +152,7 @@ class Users:
         ip = validate.text(body.get("ip") or "", "ip", 64)
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidInput("expected 'username' and 'password' strings")
-        known = bool(validate.USERNAME_RE.match(username))
+        known = is_username(username)
         stored = None
         if known:
             stored = await self.redis.execute("HMGET", self.keys.user(username), "password",
@@ -171,7 +169,7 @@ class Users:
             self._on_login_failure("inactive")
             raise Unauthorized("user is deactivated")
         now = self.clock.seconds()
-        session = {"token": random_text(TOKEN_LENGTH), "username": username, "ip": ip,
+        session = {"token": new_token(), "username": username, "ip": ip,
                    "data": {}, "created": now, "expires": now + self.session_ttl}
         await self._save(session, create=True)
         return session
@@ -201,7 +199,7 @@ class Users:
         """The live session of `token` (Unauthorized when unknown, expired or logged out)."""
         if not isinstance(token, str):
             raise InvalidInput("expected 'token': the session token string")
-        if not validate.TOKEN_RE.match(token):
+        if not is_session_token(token):
             raise Unauthorized(BAD_SESSION)
         raw = await self.redis.execute("GET", self.keys.session(token))
         if raw is None:
@@ -237,7 +235,7 @@ class Users:
 
     async def logout(self, token: Any) -> None:
         """End a session (idempotent)."""
-        if not isinstance(token, str) or not validate.TOKEN_RE.match(token):
+        if not is_session_token(token):
             raise InvalidInput("'token' must be 64 letters or digits")
         raw = await self.redis.execute("GET", self.keys.session(token))
         commands: list[Any] = [("DEL", self.keys.session(token))]

@@ -1,4 +1,7 @@
-"""Checks of client input for the master's routes: each raises InvalidInput."""
+"""Checks of client input for the master's routes: each raises InvalidInput.
+
+Identifier formats come from `stretchfs.wire.identifiers`, shared by every role.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,8 @@ import re
 from typing import Any
 
 from stretchfs.errors import InvalidInput
-from stretchfs.signing import EXT_RE, SHA1_RE
+from stretchfs.wire import identifiers
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
-TOKEN_RE = re.compile(r"^[A-Za-z0-9]{64}\Z")
-USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 CURSOR_RE = re.compile(r"^(\d{1,20})-(\d{1,20})\Z")
 MAX_TEXT = 255
 
@@ -33,14 +33,14 @@ def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
 
 def peer_name(value: Any, what: str = "name") -> str:
     """A peer name: lowercase letters, digits and '-'."""
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not identifiers.is_node_name(value):
         raise InvalidInput("'{}' must be lowercase letters, digits and '-' (1-63)".format(what))
     return value
 
 
 def sha1(value: Any) -> str:
     """A content id: 40 lowercase hex digits."""
-    if not isinstance(value, str) or not SHA1_RE.match(value):
+    if not identifiers.is_sha1(value):
         raise InvalidInput("'hash' must be 40 lowercase hex digits (SHA1)")
     return value
 
@@ -55,7 +55,7 @@ def content_hash(body: dict[str, Any]) -> str:
 
 def extension(value: Any) -> str:
     """A file extension: 1-10 lowercase letters or digits."""
-    if not isinstance(value, str) or not EXT_RE.match(value):
+    if not identifiers.is_extension(value):
         raise InvalidInput("'ext' must be 1-10 lowercase letters or digits")
     return value
 
@@ -68,15 +68,15 @@ def size(value: Any) -> int:
 
 
 def token(value: Any, what: str = "token") -> str:
-    """A 64-character alphanumeric token."""
-    if not isinstance(value, str) or not TOKEN_RE.match(value):
+    """A purchase token: 64 letters or digits."""
+    if not identifiers.is_purchase_token(value):
         raise InvalidInput("'{}' must be 64 letters or digits".format(what))
     return value
 
 
 def username(value: Any) -> str:
     """A username: letters, digits, '_', '.', '@', '-' (1-64)."""
-    if not isinstance(value, str) or not USERNAME_RE.match(value):
+    if not identifiers.is_username(value):
         raise InvalidInput("'username' must be 1-64 letters, digits, '_', '.', '@' or '-'")
     return value
 

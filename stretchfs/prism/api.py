@@ -8,7 +8,6 @@ Delivery (`/<token>/<file>`, `/static/<hash>/<file>`) is answered by
 from __future__ import annotations
 
 import mimetypes
-import re
 from typing import Any, Awaitable, TypeVar
 
 from klein import Klein
@@ -26,16 +25,15 @@ from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.retrieve import parse_spec
 from stretchfs.prism.sessions import SessionCache, session_required
 from stretchfs.prism.upload import extension_for, parse_buffered
-from stretchfs.signing import EXT_RE, SHA1_RE
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
 from stretchfs.web.jsonio import read_json_object, write_json
+from stretchfs.wire.identifiers import is_extension, is_purchase_token, public_sha1
 
 log = Logger()
 T = TypeVar("T")
 
-PURCHASE_TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
 MASTER_LOOKUP_BATCH = 1000
 MAX_REFERRERS = 100
 MAX_REFERRER_CHARS = 255
@@ -82,9 +80,10 @@ def parse_hashes(body: dict[str, Any], limit: int) -> tuple[list[str], bool]:
         raise errors.InvalidInput("at most {} hashes per call".format(limit))
     clean = []
     for item in hashes:
-        if not isinstance(item, str) or not SHA1_RE.match(item.strip().lower()):
+        sha1 = public_sha1(item)
+        if sha1 is None:
             raise errors.InvalidInput("invalid SHA1: {!r}".format(item)[:120])
-        clean.append(item.strip().lower())
+        clean.append(sha1)
     return clean, bulk
 
 
@@ -106,10 +105,12 @@ def _clean_extension(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise errors.InvalidInput("expected 'extension': a string")
-    match = re.match(r"^\.?([A-Za-z0-9]{1,10})(?:[?#&].*)?$", value)
-    if not match:
+    for mark in "?#&":
+        value = value.split(mark, 1)[0]
+    ext = value.removeprefix(".").lower()
+    if not is_extension(ext):
         raise errors.InvalidInput("invalid extension")
-    return match.group(1).lower()
+    return ext
 
 
 def _string(body: dict[str, Any], name: str, limit: int = MAX_CREDENTIAL_CHARS) -> str:
@@ -330,11 +331,14 @@ class PrismAPI:
                                     "size": fetched.size, "copies": stored.copies})
 
     # -- purchases ---------------------------------------------------------
-    def _purchase_answer(self, row: dict[str, Any]) -> dict[str, Any]:
+    # A purchase belongs to the user who made it (`owner` on the master): detail and
+    # remove answer anyone else exactly as an unknown token.  `sessionToken` (SDK
+    # shape) only ever echoes the caller's own token.
+    def _purchase_answer(self, row: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
         return {"token": row.get("token"), "hash": row.get("hash"), "sha1": row.get("hash"),
                 "ext": row.get("ext"), "life": row.get("life"), "expires": row.get("expires"),
                 "referrer": row.get("referrer") or [], "ip": row.get("ip", ""),
-                "sessionToken": row.get("session", ""), "created": row.get("created")}
+                "sessionToken": session["token"], "created": row.get("created")}
 
     @app.route("/content/purchase", methods=["POST"])
     @session_required
@@ -346,7 +350,7 @@ class PrismAPI:
             raise errors.InvalidInput("expected one 'hash'")
         sha1 = hashes[0]
         ext = body.get("ext")
-        if ext is not None and (not isinstance(ext, str) or not EXT_RE.match(ext.lower())):
+        if ext is not None and (not isinstance(ext, str) or not is_extension(ext.lower())):
             raise errors.InvalidInput("invalid 'ext'")
         referrer = body.get("referrer", [])
         if isinstance(referrer, str):
@@ -371,43 +375,55 @@ class PrismAPI:
         known_ext, _stores = await self.delivery.stores_of(sha1)
         row = await from_master(self.master.create_purchase({
             "hash": sha1, "ext": (ext or known_ext).lower(), "life": life,
-            "referrer": referrer, "ip": ip, "session": session["token"]}),
+            "referrer": referrer, "ip": ip, "owner": session.get("username")}),
             "create the purchase")
         self.purchases().load_row(row)
-        return write_json(request, self._purchase_answer(row))
+        return write_json(request, self._purchase_answer(row, session))
 
-    def _token(self, body: dict[str, Any]) -> str:
+    def _token(self, body: dict[str, Any]) -> str | None:
+        """The body's purchase token; None when it cannot be one (answered as unknown)."""
         token = body.get("token")
-        if not isinstance(token, str) or not PURCHASE_TOKEN_RE.match(token):
+        if not isinstance(token, str):
             raise errors.InvalidInput("expected 'token': a purchase token")
-        return token
+        return token if is_purchase_token(token) else None
 
     @app.route("/content/purchase/detail", methods=["POST"])
     @session_required
     async def post_purchase_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
-        """The purchase of `token` (404 when unknown or expired)."""
+        """The caller's purchase of `token` (404 when unknown, expired or someone else's)."""
         token = self._token(read_json_object(request, self.max_body))
+        owner = session.get("username")
+        if token is None or owner is None:
+            raise errors.NotFound("purchase not found")
         try:
-            row = await self.master.get_purchase(token)
+            row = await self.master.get_purchase(token, owner)
         except (errors.PeerUnavailable, errors.UpstreamError):
-            local = self.delivery.local_purchase(token)
+            local = self.purchases().get(token, self.clock.seconds(), owner)
             if local is None:
                 raise errors.NotReady("master unreachable: cannot look the purchase up") \
                     from None
-            row = {"token": token, "hash": local.sha1, "ext": local.ext,
+            row = {"token": token, "hash": local.sha1, "ext": local.ext, "owner": owner,
                    "expires": local.expires, "referrer": list(local.referrer)}
-        if row is None or float(row.get("expires") or 0) <= self.clock.seconds():
+        if row is None or row.get("owner") != owner or \
+                float(row.get("expires") or 0) <= self.clock.seconds():
             raise errors.NotFound("purchase not found")
-        return write_json(request, self._purchase_answer(row))
+        return write_json(request, self._purchase_answer(row, session))
 
     @app.route("/content/purchase/remove", methods=["POST"])
     @session_required
     async def post_purchase_remove(self, request: IRequest, session: dict[str, Any]) -> bytes:
-        """Remove the purchase of `token` through the master."""
-        token = self._token(read_json_object(request, self.max_body))
-        answer = await from_master(self.master.remove_purchase(token), "remove the purchase")
-        self.purchases().remove(token)
-        return write_json(request, {"token": token, "count": int(answer.get("count", 0)),
+        """Remove the caller's purchase of `token` through the master (count 0 if none)."""
+        body = read_json_object(request, self.max_body)
+        token = self._token(body)
+        owner = session.get("username")
+        count = 0
+        if token is not None and owner is not None:
+            answer = await from_master(self.master.remove_purchase(token, owner),
+                                       "remove the purchase")
+            count = int(answer.get("count", 0))
+            if count:
+                self.purchases().remove(token)
+        return write_json(request, {"token": body["token"], "count": count,
                                     "success": "Purchase removed"})
 
     # -- operators (cluster key) -----------------------------------------------

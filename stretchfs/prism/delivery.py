@@ -16,7 +16,6 @@ client's query string (+ `start=0` for video types when neither `start` nor
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -27,12 +26,12 @@ from twisted.web.server import NOT_DONE_YET
 
 from stretchfs import errors
 from stretchfs.prism.mirror import PurchaseRecord
-from stretchfs.signing import SHA1_RE, content_path, delivery_secret, signed_query
+from stretchfs.signing import content_path, delivery_secret, signed_query
 from stretchfs.web.errormap import render_error, status_for
+from stretchfs.wire.identifiers import is_purchase_token, public_sha1
 
 log = Logger()
 
-TOKEN_RE = re.compile(r"^[A-Za-z0-9]{16,128}\Z")
 KLEIN_PREFIXES = frozenset({b"", b"user", b"content", b"health", b"metrics", b"ping", b"pingnet",
                             b"static"})
 """First path segments that belong to the API, never tokens (PrismRoot adds Klein's own)."""
@@ -208,8 +207,13 @@ class Delivery:
         return found
 
     # -- redirects ---------------------------------------------------------
-    def location(self, request: Any, sha1: str, ext: str, stores: list[str]) -> bytes:
-        """The signed URL on an available store holding the content."""
+    def location(self, request: Any, sha1: str, ext: str, stores: list[str],
+                 until: float | None = None) -> bytes:
+        """The signed URL on an available store holding the content.
+
+        It expires `delivery_life` from now, or at `until` (a purchase's own
+        expiry) when that comes first: a URL never outlives its purchase.
+        """
         available = [self._peers.get(name) for name in stores if self._peers.is_available(name)]
         available = [p for p in available if p is not None]
         if not available:
@@ -221,14 +225,17 @@ class Delivery:
         if proto in (b"http", b"https"):
             base = proto.decode("ascii") + base[base.index("://"):]
         path = content_path(sha1, ext)
-        expires = int(self._clock.seconds() + self._life)
+        expires = self._clock.seconds() + self._life
+        if until is not None:
+            expires = min(expires, until)
+        expires = int(expires)
         query = redirect_query(signed_query(self._secret, path, expires),
                                client_query(request.uri), ext, self._video)
         return "{}{}?{}".format(base, path, query).encode("utf-8")
 
     async def resolve_token(self, request: Any, token: str) -> bytes:
         """Location for a purchase delivery."""
-        if not TOKEN_RE.match(token):
+        if not is_purchase_token(token):
             raise errors.NotFound("purchase not found")
         purchase = await self.purchase(token)
         if not referrer_allowed(purchase.referrer, request.getHeader(b"referer")):
@@ -236,13 +243,14 @@ class Delivery:
         # The store holds the file under the extension it was stored with; a purchase
         # may name another (clients send what they like), which would be a dead URL.
         ext, stores = await self.stores_of(purchase.sha1)
-        return await self.locate(request, purchase.sha1, ext, stores)
+        return await self.locate(request, purchase.sha1, ext, stores, until=purchase.expires)
 
     async def resolve_static(self, request: Any, sha1: str, filename: str) -> bytes:
         """Location for a static delivery."""
-        sha1 = sha1.lower()
-        if not SHA1_RE.match(sha1):
+        canonical = public_sha1(sha1)
+        if canonical is None:
             raise errors.NotFound("content not found")
+        sha1 = canonical
         asked = filename.rsplit(".", 1)[1].lower() if "." in filename else ""
         if asked in self._deny_static:
             raise errors.Forbidden("invalid static file type: purchase it")
@@ -252,7 +260,7 @@ class Delivery:
         return await self.locate(request, sha1, ext, stores, limited=True)
 
     async def locate(self, request: Any, sha1: str, ext: str, stores: list[str],
-                     limited: bool = False) -> bytes:
+                     limited: bool = False, until: float | None = None) -> bytes:
         """`location`, or when no store of `stores` is available, a second look.
 
         The stores a mirror names may all be down while a repair copy already
@@ -260,7 +268,7 @@ class Delivery:
         then the stores themselves, before answering 503.
         """
         try:
-            return self.location(request, sha1, ext, stores)
+            return self.location(request, sha1, ext, stores, until)
         except errors.PeerUnavailable:
             pass
         try:
@@ -270,7 +278,8 @@ class Delivery:
         fresh = [name for name in (row or {}).get("stores") or [] if name not in stores]
         if fresh:
             try:
-                return self.location(request, sha1, (row or {}).get("ext") or ext, fresh)
+                return self.location(request, sha1, (row or {}).get("ext") or ext, fresh,
+                                     until)
             except errors.PeerUnavailable:
                 pass
         if limited and not self._take_probe():
@@ -278,7 +287,7 @@ class Delivery:
         found = (await self.probe_stores([sha1])).get(sha1)
         if found is None:
             raise errors.PeerUnavailable("no available store holds this content")
-        return self.location(request, sha1, found[0], found[2])
+        return self.location(request, sha1, found[0], found[2], until)
 
 
 def _answer_error(request: Any, exc: BaseException) -> bytes:
@@ -339,7 +348,7 @@ class PrismRoot(Resource):
 
     def _token(self, request: Any, token: str) -> Any:
         delivery = self._delivery
-        if TOKEN_RE.match(token):
+        if is_purchase_token(token):
             # Fast path: everything local, no Deferred.
             purchase = delivery.local_purchase(token)
             if purchase is not None:
@@ -350,10 +359,12 @@ class PrismRoot(Resource):
                                                 request.getHeader(b"referer")):
                             raise errors.Forbidden("referrer not allowed")
                         return self._redirect(request, delivery.location(
-                            request, purchase.sha1, record.ext, list(record.stores)))
+                            request, purchase.sha1, record.ext, list(record.stores),
+                            purchase.expires))
                     except errors.PeerUnavailable:
                         return self._later(request, delivery.locate(
-                            request, purchase.sha1, record.ext, list(record.stores)))
+                            request, purchase.sha1, record.ext, list(record.stores),
+                            until=purchase.expires))
                     except errors.StretchFSError as exc:
                         return self._error(request, exc)
         return self._later(request, delivery.resolve_token(request, token))

@@ -11,10 +11,12 @@ strings (no Python object per entry):
   in a small side dict.
 * purchases: key = a 12-byte keyed BLAKE2b digest of the token (the key is
   random per process, so nobody can aim for a collision); value = packed
-  bytes `sha1(20) expires(u32) ext id(u8) referrer-set id(u16)`.  Everything
-  else about a purchase (ip, life, owner) is the master's to answer.
+  bytes `sha1(20) expires(u32) ext id(u8) referrer-set id(u16) owner(8)`,
+  the owner being an 8-byte keyed digest of the buyer's user name (zeros:
+  nobody's), enough to answer the buyer alone while the master is away.
+  Everything else about a purchase (ip, life) is the master's to answer.
 
-Roughly 30 bytes per inventory entry and 45 per purchase at a million each.
+Roughly 30 bytes per inventory entry and 53 per purchase at a million each.
 Purchases expire at read time against the caller's `now`.
 """
 
@@ -25,8 +27,10 @@ import os
 import struct
 from typing import Any, Iterable, Iterator
 
-_PURCHASE = struct.Struct(">20sIBH")
+_PURCHASE = struct.Struct(">20sIBH8s")
 TOKEN_DIGEST_BYTES = 12
+OWNER_DIGEST_BYTES = 8
+NO_OWNER = bytes(OWNER_DIGEST_BYTES)
 _INV_OVERFLOW = b"\xff" * 8
 _SIZE_LIMIT = 1 << 40
 
@@ -292,11 +296,11 @@ class PurchaseRecord(tuple):
 
 
 class PurchaseMirror:
-    """token -> (sha1, ext, expires, referrer), kept compact."""
+    """token -> (sha1, ext, expires, referrer) and its owner, kept compact."""
 
     def __init__(self, digest_key: bytes | None = None) -> None:
         self._rows = PackedTable(TOKEN_DIGEST_BYTES, _PURCHASE.size)
-        self._overflow: dict[bytes, tuple[str, str, int, tuple[str, ...]]] = {}
+        self._overflow: dict[bytes, tuple[str, str, int, tuple[str, ...], bytes]] = {}
         self._key = digest_key if digest_key is not None else os.urandom(16)
         self._exts = _Interner(255)
         self._refs = _Interner(65535)
@@ -308,10 +312,18 @@ class PurchaseMirror:
         return hashlib.blake2b(token.encode("utf-8", "replace"), digest_size=TOKEN_DIGEST_BYTES,
                                key=self._key).digest()
 
+    def _owner(self, username: str | None) -> bytes:
+        if not username:
+            return NO_OWNER
+        return hashlib.blake2b(username.encode("utf-8", "replace"),
+                               digest_size=OWNER_DIGEST_BYTES, key=self._key,
+                               person=b"owner").digest()
+
     def put(self, token: str, sha1: str, ext: str, expires: float,
-            referrer: Iterable[str]) -> None:
-        """Add or replace the purchase of `token`."""
+            referrer: Iterable[str], owner: str | None = None) -> None:
+        """Add or replace the purchase of `token` (made by user `owner`; None: nobody)."""
         key = self._digest(token)
+        owned_by = self._owner(owner)
         refs = tuple(referrer) if referrer else ()
         if refs and not all(isinstance(r, str) for r in refs):
             refs = tuple(str(r) for r in refs)
@@ -320,28 +332,33 @@ class PurchaseMirror:
         deadline = int(expires)
         digest = bytes.fromhex(sha1)
         if ext_id is None or ref_id is None or not 0 <= deadline < 1 << 32 or len(digest) != 20:
-            self._overflow[key] = (sha1, ext, deadline, refs)
-            self._rows.put(key, _PURCHASE.pack(b"", 0, 255, 65535))
+            self._overflow[key] = (sha1, ext, deadline, refs, owned_by)
+            self._rows.put(key, _PURCHASE.pack(b"", 0, 255, 65535, owned_by))
             return
         if self._overflow:
             self._overflow.pop(key, None)
-        self._rows.put(key, _PURCHASE.pack(digest, deadline, ext_id, ref_id))
+        self._rows.put(key, _PURCHASE.pack(digest, deadline, ext_id, ref_id, owned_by))
 
-    def get(self, token: str, now: float) -> PurchaseRecord | None:
-        """The unexpired purchase of `token`; an expired one is dropped."""
+    def get(self, token: str, now: float, owner: str | None = None) -> PurchaseRecord | None:
+        """The unexpired purchase of `token`; an expired one is dropped.
+
+        Given `owner`, a purchase of anyone else (or of nobody) is None too.
+        """
         key = self._digest(token)
         value = self._rows.get(key)
         if value is None:
             return None
-        digest, deadline, ext_id, ref_id = _PURCHASE.unpack(value)
+        digest, deadline, ext_id, ref_id, owned_by = _PURCHASE.unpack(value)
         if ext_id == 255 and ref_id == 65535:
-            record = PurchaseRecord(*self._overflow[key])
+            record = PurchaseRecord(*self._overflow[key][:4])
         else:
             record = PurchaseRecord(digest.hex(), self._exts.value(ext_id), deadline,
                                     self._refs.value(ref_id))
         if record.expires <= now:
             self._rows.delete(key)
             self._overflow.pop(key, None)
+            return None
+        if owner is not None and (owned_by == NO_OWNER or owned_by != self._owner(owner)):
             return None
         return record
 
@@ -355,7 +372,7 @@ class PurchaseMirror:
     def load_row(self, row: dict[str, Any]) -> None:
         """Add one purchase as the master serialises it."""
         self.put(row["token"], row["hash"], row.get("ext") or "bin",
-                 float(row.get("expires") or 0), row.get("referrer") or ())
+                 float(row.get("expires") or 0), row.get("referrer") or (), row.get("owner"))
 
     def apply(self, change: dict[str, Any]) -> None:
         """Apply one feed change `{"op": "add", "purchase"}` / `{"op": "remove", "token"}`."""

@@ -8,7 +8,6 @@ A logout through this prism drops the token from its cache at once.
 from __future__ import annotations
 
 import functools
-import re
 from collections import OrderedDict
 from typing import Any, Callable
 
@@ -17,10 +16,10 @@ from twisted.web.iweb import IRequest
 
 from stretchfs.errors import NotReady, PeerUnavailable, Unauthorized, UpstreamError
 from stretchfs.web.auth import session_token
+from stretchfs.wire.identifiers import is_session_token
 
 log = Logger()
 
-SESSION_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,128}\Z")
 MAX_CACHED_SESSIONS = 100_000
 
 
@@ -39,7 +38,7 @@ class SessionCache:
         """The session of `token`; Unauthorized when invalid, NotReady if unverifiable."""
         if not token:
             raise Unauthorized("session token required (X-STRETCHFS-Token)")
-        if not SESSION_TOKEN_RE.match(token):
+        if not is_session_token(token):
             raise Unauthorized("invalid session token")
         now = self._clock.seconds()
         hit = self._cache.get(token)

@@ -26,9 +26,9 @@ from twisted.logger import Logger
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
 from stretchfs.prism.sinks import Backpressure, InlineSink, ThreadedSink
-from stretchfs.signing import EXT_RE
 from stretchfs.threads import thread_runner
 from stretchfs.web.limits import LimitedRequest
+from stretchfs.wire.identifiers import EXT_RE
 
 log = Logger()
 

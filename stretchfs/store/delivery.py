@@ -26,9 +26,10 @@ from stretchfs.errors import RangeNotSatisfiable
 from stretchfs.signing import verify
 from stretchfs.store.stats import StoreStats
 from stretchfs.web.jsonio import write_json
+from stretchfs.wire.identifiers import EXT_PATTERN, SHA1_PATTERN
 
-CONTENT_PATH_RE = re.compile(
-    rb"^/content/([0-9a-f]{2})/([0-9a-f]{2})/(([0-9a-f]{40})\.([a-z0-9]{1,10}))$")
+CONTENT_PATH_RE = re.compile("^/content/([0-9a-f]{{2}})/([0-9a-f]{{2}})/(({})\\.({}))$".format(
+    SHA1_PATTERN, EXT_PATTERN).encode("ascii"))
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 CHUNK_BYTES = 64 * 1024
 MAX_RANGE_DIGITS = 18  # no file is 10**18 bytes; longer numbers are clamped, never int()'d

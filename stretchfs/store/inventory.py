@@ -28,10 +28,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from stretchfs.errors import NotReady
-from stretchfs.signing import EXT_RE, SHA1_RE
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.stats import StoreStats
+from stretchfs.wire.identifiers import EXT_RE, SHA1_RE
 
 log = Logger()
 

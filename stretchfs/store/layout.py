@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from stretchfs.errors import InvalidInput
-from stretchfs.signing import EXT_RE, SHA1_RE, content_path
+from stretchfs.signing import content_path
+from stretchfs.wire.identifiers import EXT_PATTERN, EXT_RE, SHA1_PATTERN, SHA1_RE
 
-NAME_RE = re.compile(r"^([0-9a-f]{40})\.([a-z0-9]{1,10})\Z")
+NAME_RE = re.compile(r"^({})\.({})\Z".format(SHA1_PATTERN, EXT_PATTERN))
 HEX2_RE = re.compile(r"^[0-9a-f]{2}\Z")
 TEMP_PREFIX = "put-"
 LOCK_NAME = "store.lock"

@@ -81,8 +81,52 @@ def _wait_for_stores(cluster: dict[str, Any], timeout: float = 20.0) -> None:
     raise AssertionError("prisms never saw every store")
 
 
+def _master_call(cluster: dict[str, Any], path: str, body: Any = None) -> tuple[int, Any]:
+    master = [n["url"] for n in cluster["nodes"] if n["role"] == "master"][0]
+    status, reply = http_call("POST", master + path, body, key=cluster["cluster_key"])
+    return status, decode_json(reply)
+
+
+def _other_user(cluster: dict[str, Any]) -> dict[str, str]:
+    """A second user, created on the master with the cluster key."""
+    status, user = _master_call(cluster, "/users", {"username": "other-buyer"})
+    assert status == 201, user
+    return user
+
+
+def _assert_deactivation_ends_sessions(cluster: dict[str, Any], prisms: list[str],
+                                       username: str, token: str) -> None:
+    """After the master deactivates a user, its token is refused by every prism within the
+    5 s the contract allows (the prisms' session cache time)."""
+    import time
+
+    assert all(_call(p + "/user/session/validate", token=token)[0] == 200 for p in prisms)
+    assert _master_call(cluster, "/users/{}/deactivate".format(username))[0] == 200
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        if all(_call(p + "/user/session/validate", token=token)[0] == 401 for p in prisms):
+            return
+        time.sleep(0.2)
+    raise AssertionError("a deactivated user's session still works on a prism")
+
+
+def _assert_not_theirs(prism: str, purchase: dict[str, Any], owner_token: str,
+                       token: str) -> None:
+    """Another user's detail and remove answer as for an unknown token, with no credential
+    of the owner in them."""
+    unknown = "U" * 64
+    for path in ("/content/purchase/detail", "/content/purchase/remove"):
+        code, theirs = _call(prism + path, {"token": purchase["token"]}, token=token)
+        nobodys = _call(prism + path, {"token": unknown}, token=token)
+        assert (code, json.dumps(theirs).replace(purchase["token"], unknown)) == (
+            nobodys[0], json.dumps(nobodys[1])), (path, theirs)
+        assert owner_token not in json.dumps(theirs)
+    assert code == 200 and theirs["count"] == 0
+
+
 def test_upload_purchase_and_deliver_across_prisms(cluster) -> None:
-    """Upload on one prism, purchase on the other, follow the redirect to the bytes."""
+    """Upload on one prism, purchase on the other, follow the redirect to the bytes; another
+    user can neither read nor remove the purchase, and its deactivation ends its session."""
     prisms = [n["url"] for n in cluster["nodes"] if n["role"] == "prism"]
     _wait_for_stores(cluster)
     token = _login(prisms[0], cluster["user"])
@@ -112,6 +156,14 @@ def test_upload_purchase_and_deliver_across_prisms(cluster) -> None:
     assert "{}://{}".format(parts.scheme, parts.netloc) in stores
     with urllib.request.urlopen(location, timeout=10) as reply:
         assert reply.read() == data
+    assert purchase["sessionToken"] == token
+    other_user = _other_user(cluster)
+    other = _login(prisms[0], other_user)
+    _assert_not_theirs(prisms[0], purchase, token, other)
+    _assert_deactivation_ends_sessions(cluster, prisms, other_user["username"], other)
+    code, detail = _call(prisms[0] + "/content/purchase/detail",
+                         {"token": purchase["token"]}, token=token)
+    assert code == 200 and detail["hash"] == sha1
     code, removed = _call(prisms[0] + "/content/purchase/remove",
                           {"token": purchase["token"]}, token=token)
     assert code == 200 and removed["count"] == 1

@@ -20,10 +20,10 @@ def ndjson(body: bytes) -> list:
     return [json.loads(line) for line in body.splitlines() if line]
 
 
-async def buy(master, n: int = 1, life: float = 100, **extra) -> dict:
-    """Create a purchase of content `n`."""
+async def buy(master, n: int = 1, life: float = 100, owner: str = "alice", **extra) -> dict:
+    """Create a purchase of content `n` for `owner`."""
     reply = await master.call("POST", "/purchases", dict(hash=sha(n), ext="mp4", life=life,
-                                                          **extra))
+                                                          owner=owner, **extra))
     assert reply.code == 201, reply.body
     return reply.json
 
@@ -31,8 +31,7 @@ async def buy(master, n: int = 1, life: float = 100, **extra) -> dict:
 @pytest_twisted.ensureDeferred
 async def test_create_draws_token_and_expiry(master) -> None:
     """The master draws a 64-alphanumeric token and sets expires = now + life."""
-    purchase = await buy(master, life=60, referrer=["example.com"], ip="1.2.3.4",
-                         session="s" * 64)
+    purchase = await buy(master, life=60, referrer=["example.com"], ip="1.2.3.4")
     assert len(purchase["token"]) == 64 and purchase["token"].isalnum()
     assert purchase["expires"] == master.clock.seconds() + 60
     assert purchase["referrer"] == ["example.com"] and purchase["ip"] == "1.2.3.4"
@@ -257,3 +256,76 @@ async def test_oversized_referrer_lists_and_deep_json_are_400(master) -> None:
     deep = await master.call("POST", "/purchases", raw=b"[" * 100_000 + b"]" * 100_000)
     assert deep.code == 400
     assert (await master.call("GET", "/purchases/feed?after=0-0")).json["changes"] == []
+
+
+SESSION = "S" * 64
+
+
+@pytest_twisted.ensureDeferred
+async def test_purchase_keeps_its_owner_and_never_a_session_token(master) -> None:
+    """A purchase stores its buyer's user name; a session token sent along is never kept."""
+    purchase = await buy(master, owner="alice", session=SESSION)
+    assert purchase["owner"] == "alice"
+    fetched = await master.call("GET", "/purchases/" + purchase["token"])
+    snapshot = await master.call("GET", "/purchases/snapshot")
+    feed = await master.call("GET", "/purchases/feed?after=0-0")
+    for body in (json.dumps(purchase).encode(), fetched.body, snapshot.body, feed.body):
+        assert SESSION.encode() not in body and b'"session"' not in body
+    assert (await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4",
+                                                     "owner": "no one"})).code == 400
+
+
+@pytest_twisted.ensureDeferred
+async def test_lookup_for_another_owner_answers_as_an_unknown_token(master) -> None:
+    """GET /purchases/<token>?owner= answers 404 for another owner exactly as for no purchase."""
+    token = (await buy(master, owner="alice"))["token"]
+    mine = await master.call("GET", "/purchases/{}?owner=alice".format(token))
+    theirs = await master.call("GET", "/purchases/{}?owner=bob".format(token))
+    unknown = await master.call("GET", "/purchases/{}?owner=bob".format("U" * 64))
+    assert mine.code == 200 and mine.json["token"] == token
+    assert (theirs.code, theirs.body) == (unknown.code, unknown.body) == (
+        404, b'{"error":"purchase not found"}')
+    assert await master.client().get_purchase(token, owner="bob") is None
+    assert (await master.client().get_purchase(token, owner="alice"))["token"] == token
+
+
+@pytest_twisted.ensureDeferred
+async def test_remove_for_another_owner_counts_zero_and_keeps_the_purchase(master) -> None:
+    """Removing another owner's purchase answers as for an unknown token and changes nothing."""
+    token = (await buy(master, owner="alice"))["token"]
+    cursor = (await master.call("GET", "/purchases/feed?after=0-0")).json["cursor"]
+    theirs = await master.call("POST", "/purchases/{}/remove".format(token), {"owner": "bob"})
+    assert theirs.json == {"token": token, "count": 0}
+    assert (await master.call("GET", "/purchases/" + token)).code == 200
+    assert (await master.call("GET", "/purchases/feed?after=" + cursor)).json["changes"] == []
+    assert (await master.client().remove_purchase(token, owner="alice"))["count"] == 1
+    assert (await master.call("GET", "/purchases/" + token)).code == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_purchases_stored_before_owners_belong_to_nobody(master) -> None:
+    """A record from before owners (with the buyer's session token) still delivers by token,
+    is nobody's to read or remove, and its session token is never answered."""
+    keys = master.api.keys
+    token = "L" * 64
+    expires = master.clock.seconds() + 100
+    legacy = {"token": token, "hash": sha(1), "ext": "mp4", "life": 100, "expires": expires,
+              "referrer": [], "ip": "", "session": SESSION, "created": 0}
+    encoded = json.dumps(legacy)
+    await master.redis.execute("SET", keys.purchase(token), encoded)
+    await master.redis.execute("ZADD", keys.purchase_expiry, expires, token)
+    await master.redis.execute("XADD", keys.purchase_feed, "*", "c", "a|" + encoded)
+    plain = await master.call("GET", "/purchases/" + token)
+    assert plain.code == 200 and plain.json["hash"] == sha(1)
+    snapshot = await master.call("GET", "/purchases/snapshot")
+    feed = await master.call("GET", "/purchases/feed?after=0-0")
+    assert [line.get("token") for line in ndjson(snapshot.body)[1:]] == [token]
+    assert feed.json["changes"][0]["purchase"]["token"] == token
+    for body in (plain.body, snapshot.body, feed.body):
+        assert SESSION.encode() not in body
+    assert (await master.call("GET", "/purchases/{}?owner=alice".format(token))).code == 404
+    removed = await master.call("POST", "/purchases/{}/remove".format(token), {"owner": ""})
+    assert removed.code == 400
+    removed = await master.call("POST", "/purchases/{}/remove".format(token), {"owner": "alice"})
+    assert removed.json["count"] == 0
+    assert (await master.call("GET", "/purchases/" + token)).code == 200

@@ -19,9 +19,11 @@ from twisted.internet.defer import Deferred, fail
 from twisted.web.resource import Resource
 
 from stretchfs.pingnet.peers import PeerRecord, Peers
+from stretchfs.wire.identifiers import is_purchase_token
 from tests.helpers import CLUSTER_KEY
 
 TOKEN = "s" * 64
+OTHER_TOKEN = "o" * 64
 
 
 def _json(request: Any, obj: Any, code: int = 200) -> bytes:
@@ -47,10 +49,11 @@ class FakeMaster:
 
     def __init__(self, clock: Any) -> None:
         self.clock = clock
-        self.users = {"admin": "secret"}
+        self.users = {"admin": "secret", "other": "secret"}
         self.sessions: dict[str, dict[str, Any]] = {
-            TOKEN: {"token": TOKEN, "username": "admin", "ip": "", "data": {},
-                    "created": 0, "expires": clock.seconds() + 3600}}
+            token: {"token": token, "username": name, "ip": "", "data": {},
+                    "created": 0, "expires": clock.seconds() + 3600}
+            for token, name in ((TOKEN, "admin"), (OTHER_TOKEN, "other"))}
         self.inventory: dict[str, dict[str, Any]] = {}
         self.purchases: dict[str, dict[str, Any]] = {}
         self.inv_feed: list[dict[str, Any]] = []
@@ -88,12 +91,13 @@ class FakeMaster:
         self._wake("inventory")
 
     def add_purchase(self, sha1: str, ext: str, life: float = 3600,
-                     referrer: list[str] | None = None) -> dict[str, Any]:
+                     referrer: list[str] | None = None, owner: str | None = "admin"
+                     ) -> dict[str, Any]:
         """Create a purchase as the master does."""
         token = secrets.token_hex(32)
         row = {"token": token, "hash": sha1, "ext": ext, "life": life,
                "expires": self.clock.seconds() + life, "referrer": referrer or [],
-               "ip": "", "session": TOKEN, "created": self.clock.seconds()}
+               "ip": "", "owner": owner, "created": self.clock.seconds()}
         self.purchases[token] = row
         self.pur_feed.append({"op": "add", "purchase": row})
         self._wake("purchases")
@@ -222,23 +226,30 @@ class FakeMaster:
     def create_purchase(self, request: Any) -> bytes:
         body = _body(request)
         row = self.add_purchase(body["hash"], body["ext"], body.get("life", 3600),
-                                body.get("referrer"))
-        row.update(ip=body.get("ip", ""), session=body.get("session", ""))
+                                body.get("referrer"), body.get("owner"))
+        row.update(ip=body.get("ip", ""))
         return _json(request, row, 201)
 
     @app.route("/purchases/<token>", methods=["GET"])
     def get_purchase(self, request: Any, token: str) -> bytes:
         self.calls.append("get_purchase")
+        if not is_purchase_token(token):
+            return _json(request, {"error": "'token' must be 64 letters or digits"}, 400)
         row = self.purchases.get(token)
-        if row is None or row["expires"] <= self.clock.seconds():
+        owner = request.args.get(b"owner", [None])[0]
+        if row is None or row["expires"] <= self.clock.seconds() or (
+                owner is not None and (row.get("owner") or "").encode() != owner):
             return _json(request, {"error": "purchase not found"}, 404)
         return _json(request, row)
 
     @app.route("/purchases/<token>/remove", methods=["POST"])
     def remove_purchase(self, request: Any, token: str) -> bytes:
-        count = int(token in self.purchases)
+        owner = _body(request).get("owner")
+        row = self.purchases.get(token)
+        if row is None or (owner is not None and row.get("owner") != owner):
+            return _json(request, {"token": token, "count": 0})
         self.remove_purchase_row(token)
-        return _json(request, {"token": token, "count": count})
+        return _json(request, {"token": token, "count": 1})
 
 
 class FakeStore:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.prism.fakes import TOKEN
+import json
+
+from tests.prism.fakes import OTHER_TOKEN, TOKEN
 from tests.prism.harness import make_prism
 
 H1 = "1" * 40
@@ -117,8 +119,20 @@ def test_purchase_bad_input_is_400(tmp_path) -> None:
                  {"hash": H1, "life": -1}, {"hash": H1, "life": "soon"}, {"hash": [H1]}):
         assert prism.call("POST", "/content/purchase", body)[0] == 400, body
     assert prism.master.purchases == {}
-    assert prism.call("POST", "/content/purchase/detail", {"token": "x"})[0] == 400
+    assert prism.call("POST", "/content/purchase/detail", {"token": 5})[0] == 400
     assert prism.call("POST", "/content/purchase/remove", {})[0] == 400
+    prism.stop()
+
+
+def test_malformed_purchase_token_answers_as_an_unknown_one(tmp_path) -> None:
+    """Detail of a token that cannot exist is 404 and its remove counts 0, master never asked."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    for token in ("x", "a" * 63, "a" * 65, "a" * 128, "a" * 63 + "!"):
+        code, body, _ = prism.call("POST", "/content/purchase/detail", {"token": token})
+        assert code == 404 and body == {"error": "purchase not found"}, token
+        code, body, _ = prism.call("POST", "/content/purchase/remove", {"token": token})
+        assert code == 200 and body["count"] == 0, token
+    assert "get_purchase" not in prism.master.calls
     prism.stop()
 
 
@@ -197,4 +211,51 @@ def test_static_store_probes_are_rationed(tmp_path) -> None:
     prism.clock.advance(1.0)
     assert prism.call("GET", "/static/{}/x.jpg".format("f" * 40), token=None)[0] == 404
     assert len(calls) == 21
+    prism.stop()
+
+
+def test_purchases_belong_to_their_buyer(tmp_path) -> None:
+    """Another user's detail and remove of a purchase answer as for an unknown token, leave
+    it working, and never show the buyer's session token."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    code, bought, _ = prism.call("POST", "/content/purchase", {"hash": H1, "ext": "mp4"})
+    assert code == 200 and bought["sessionToken"] == TOKEN
+    token, unknown = bought["token"], "U" * 64
+    prism.pump(0.1)
+    answers = []
+    for path in ("/content/purchase/detail", "/content/purchase/remove"):
+        theirs = prism.call("POST", path, {"token": token}, token=OTHER_TOKEN)
+        nobodys = prism.call("POST", path, {"token": unknown}, token=OTHER_TOKEN)
+        assert theirs[0] == nobodys[0]
+        assert json.dumps(theirs[1]).replace(token, unknown) == json.dumps(nobodys[1])
+        answers.append(theirs)
+    assert answers[0][:2] == (404, {"error": "purchase not found"})
+    assert answers[1][:2] == (200, {"token": token, "count": 0, "success": "Purchase removed"})
+    assert all(TOKEN not in json.dumps(body) for _, body, _ in answers)
+    asked = prism.master.calls.count("get_purchase")
+    assert prism.call("GET", "/{}/v.mp4".format(token), token=None)[0] == 302
+    assert prism.master.calls.count("get_purchase") == asked  # still in this prism's mirror
+    code, detail, _ = prism.call("POST", "/content/purchase/detail", {"token": token})
+    assert code == 200 and detail["sessionToken"] == TOKEN and detail["hash"] == H1
+    code, removed, _ = prism.call("POST", "/content/purchase/remove", {"token": token})
+    assert removed["count"] == 1
+    prism.stop()
+
+
+def test_purchase_detail_from_the_mirror_checks_the_owner(tmp_path) -> None:
+    """While the master is away the buyer still reads a purchase from the mirror; another
+    user gets the answer of an unknown token."""
+    prism = make_prism(tmp_path, prefill=_with_content)
+    token = prism.master.add_purchase(H1, "mp4", owner="admin")["token"]
+    for session in (TOKEN, OTHER_TOKEN):  # sessions validated before the outage
+        prism.call("POST", "/user/session/validate", token=session)
+    prism.pump(0.1)
+    prism.network.down.add("master")
+    code, mine, _ = prism.call("POST", "/content/purchase/detail", {"token": token})
+    assert code == 200 and mine["token"] == token and mine["sessionToken"] == TOKEN
+    theirs = prism.call("POST", "/content/purchase/detail", {"token": token},
+                        token=OTHER_TOKEN)
+    nobodys = prism.call("POST", "/content/purchase/detail", {"token": "U" * 64},
+                         token=OTHER_TOKEN)
+    assert theirs[:2] == nobodys[:2] and theirs[0] == 503
     prism.stop()

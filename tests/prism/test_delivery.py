@@ -138,6 +138,45 @@ def test_token_miss_with_master_down_is_503(tmp_path) -> None:
     prism.stop()
 
 
+def _signed_expiry(headers) -> int:
+    location = headers.getRawHeaders(b"location")[0].decode()
+    return int(parse_qs(urlsplit(location).query)["expires"][0])
+
+
+def test_signed_url_of_a_purchase_never_outlives_it(tmp_path) -> None:
+    """A 2 s purchase yields a store URL that expires with it: from the mirror, from the
+    master, and when the copy is found only on a second look."""
+    prism = make_prism(tmp_path, prefill=_setup)
+    token = _purchase(prism, life=2)
+    deadline = prism.master.purchases[token]["expires"]
+    code, _, headers = prism.call("GET", "/{}/v.mp4".format(token), token=None)
+    assert code == 302 and _signed_expiry(headers) <= deadline
+    remote = "R" * 64
+    prism.master.purchases[remote] = dict(prism.master.purchases[token], token=remote)
+    code, _, headers = prism.call("GET", "/{}/v.mp4".format(remote), token=None)
+    assert code == 302 and "get_purchase" in prism.master.calls
+    assert _signed_expiry(headers) <= deadline
+    prism.service.peers.set_available("store1", False)
+    prism.service.peers.set_available("store2", False)
+    prism.master.inventory[H1] = dict(prism.master.inventory[H1],
+                                      stores=["store1", "store2", "store3"])  # not fed yet
+    code, _, headers = prism.call("GET", "/{}/v.mp4".format(token), token=None)
+    assert code == 302 and _signed_expiry(headers) <= deadline
+    prism.stop()
+
+
+def test_signed_url_keeps_delivery_life_when_the_purchase_lasts_longer(tmp_path) -> None:
+    """A purchase outliving delivery_life, and a static link, are signed for delivery_life."""
+    prism = make_prism(tmp_path, prefill=_setup, extra="delivery_life = 600\n")
+    token = _purchase(prism, life=3600)
+    now = prism.clock.seconds()
+    assert _signed_expiry(prism.call("GET", "/{}/v.mp4".format(token), token=None)[2]) \
+        == int(now + 600)
+    assert _signed_expiry(prism.call("GET", "/static/{}/x.jpg".format(H2), token=None)[2]) \
+        == int(now + 600)
+    prism.stop()
+
+
 def test_expired_purchase_is_404(tmp_path) -> None:
     """A purchase past its expiry is refused at read time."""
     prism = make_prism(tmp_path, prefill=_setup)
@@ -196,6 +235,16 @@ def test_malformed_token_is_404_without_asking_the_master(tmp_path) -> None:
     """A token that cannot be a purchase token answers 404 at once."""
     prism = make_prism(tmp_path)
     assert prism.call("GET", "/short/x.mp4", token=None)[0] == 404
+    assert "get_purchase" not in prism.master.calls
+    prism.stop()
+
+
+@pytest.mark.parametrize("length", [16, 63, 65, 128])
+def test_token_of_the_wrong_length_is_404_not_503(tmp_path, length: int) -> None:
+    """A token path of any length but 64 answers 404 at once, the master never asked."""
+    prism = make_prism(tmp_path, prefill=_setup)
+    code, body, _ = prism.call("GET", "/{}/v.mp4".format("A" * length), token=None)
+    assert code == 404 and body["error"] == "purchase not found"
     assert "get_purchase" not in prism.master.calls
     prism.stop()
 

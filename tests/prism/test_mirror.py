@@ -76,9 +76,23 @@ def test_purchase_feed_changes() -> None:
     assert mirror.get("A" * 64, 1.0) is None
 
 
+def test_purchase_answers_its_owner_only_when_one_is_named() -> None:
+    """Asked for a user, the mirror finds only that user's purchases; unowned ones nobody's."""
+    mirror = PurchaseMirror()
+    mirror.put("T" * 64, H, "mp4", 1000, [], owner="alice")
+    mirror.load_row({"token": "L" * 64, "hash": H, "ext": "mp4", "expires": 1000,
+                     "session": "S" * 64})
+    mirror.put("O" * 64, H, "mp4", 2 ** 33, [], owner="alice")  # overflow form
+    assert mirror.get("T" * 64, 1.0, "alice") == mirror.get("T" * 64, 1.0)
+    assert mirror.get("O" * 64, 1.0, "alice") == mirror.get("O" * 64, 1.0)
+    assert mirror.get("T" * 64, 1.0, "bob") is None and mirror.get("O" * 64, 1.0, "bob") is None
+    assert mirror.get("L" * 64, 1.0) is not None and mirror.get("L" * 64, 1.0, "") is None
+    assert mirror.get("L" * 64, 1.0, "alice") is None
+
+
 def test_purchase_keys_are_short_digests() -> None:
     """Tokens are kept as 12-byte keyed digests, values as packed bytes."""
     mirror = PurchaseMirror(digest_key=b"k" * 16)
     mirror.put("T" * 64, H, "mp4", 1000, [])
     [(key, value)] = list(mirror._rows.items())
-    assert len(key) == 12 and len(value) == 27
+    assert len(key) == 12 and len(value) == 35

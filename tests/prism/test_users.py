@@ -57,6 +57,16 @@ def test_missing_or_invalid_session_is_401(tmp_path) -> None:
     prism.stop()
 
 
+def test_malformed_session_is_401_even_with_the_master_down(tmp_path) -> None:
+    """A token the master could never have drawn is refused locally: 401, never 503."""
+    prism = make_prism(tmp_path)
+    prism.network.down.add("master")
+    for token in ("u" * 63, "u" * 65, "u" * 128, "u_" * 32):
+        code, body, _ = prism.call("POST", "/user/session/validate", token=token)
+        assert code == 401 and "error" in body, token
+    prism.stop()
+
+
 def test_sessions_are_cached_for_the_configured_ttl(tmp_path) -> None:
     """Within session_cache_ttl the master is asked once; after it, again."""
     prism = make_prism(tmp_path)
