@@ -144,7 +144,8 @@ class ClusterSettings:
 
     key: str = setting("", "shared cluster secret; overridden by $STRETCHFS_CLUSTER_KEY")
     master_url: str = setting("http://127.0.0.1:8160", "base URL of the master", _http_url)
-    request_timeout: float = setting(10.0, "seconds before an internal HTTP call fails", _positive)
+    request_timeout: float = setting(
+        10.0, "seconds without progress before an internal HTTP call fails", _positive)
 
 
 @dataclass(frozen=True)

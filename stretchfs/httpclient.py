@@ -1,29 +1,43 @@
-"""Outgoing HTTP between roles: one treq client per process, typed errors.
+"""Outgoing HTTP between roles: one treq client per process, typed errors, deadlines.
 
 Every role's client class (`MasterClient`, `StoreClient`, ...) wraps a
-`JsonClient`: it sets the cluster key, passes a timeout on every request,
+`JsonClient`: it sets the cluster key, gives every request a `Deadline`,
 turns connection failures into `PeerUnavailable` and non-2xx answers into
 `UpstreamError`, and caps the size of the bodies it reads.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from types import TracebackType
+from typing import Any, Callable
 
-import treq
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.error import TimeoutError as NetTimeout
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    HTTPConnectionPool,
+    PotentialDataLoss,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.iweb import IResponse
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
 from stretchfs.web.jsonio import decode_json, encode_json
 
+log = Logger()
+
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 _CONNECTION_ERRORS = (ConnectError, ConnectionLost, NetTimeout, CancelledError,
-                      ResponseNeverReceived, ConnectionRefusedError, OSError)
+                      ResponseNeverReceived, ResponseFailed, RequestTransmissionFailed,
+                      ConnectionRefusedError, OSError)
 
 
 def make_http_client(reactor: Any, persistent: bool = True,
@@ -35,24 +49,153 @@ def make_http_client(reactor: Any, persistent: bool = True,
     return HTTPClient(Agent(reactor, pool=pool))
 
 
-async def read_capped(response: IResponse, max_bytes: int = MAX_REPLY_BYTES) -> bytes:
-    """Read a response body, refusing to buffer more than `max_bytes`."""
-    length = response.length
-    if isinstance(length, int) and length > max_bytes:
-        discard_body(response)
-        raise UpstreamError(response.code, b"reply too large")
-    chunks: list[bytes] = []
-    seen = 0
+class Deadline:
+    """Gives up on one outgoing HTTP exchange after `timeout` seconds without progress.
 
-    def keep(data: bytes) -> None:
-        nonlocal seen
-        seen += len(data)
-        if seen > max_bytes:  # treq drops the connection when the collector raises
+    Progress is a chunk of our streamed request body sent (`touch`) or of the
+    answer's body read.  On expiry the exchange is dropped whatever phase it
+    is in: while connecting, sending or waiting for the answer's headers the
+    request Deferred is cancelled (Twisted forwards that into the Deferreds
+    it has chained on, down to the connection, which it aborts), and while
+    the body is read its connection is stopped.  The awaiting caller then
+    gets `PeerUnavailable` at once.  Use it as a context manager: the timer
+    runs from `with` to the end of the block.
+    """
+
+    def __init__(self, clock: Any, timeout: float, peer: str) -> None:
+        self._clock = clock
+        self.timeout = timeout
+        self._peer = peer
+        self._last = 0.0
+        self._call: Any = None
+        self._abort: Callable[[], None] | None = None
+        self.expired = False
+
+    def __enter__(self) -> Deadline:
+        self._last = self._clock.seconds()
+        self._call = self._clock.callLater(self.timeout, self._check)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self._abort = None
+
+    def touch(self) -> None:
+        """The exchange made progress."""
+        self._last = self._clock.seconds()
+
+    def _check(self) -> None:
+        idle = self._clock.seconds() - self._last
+        if idle < self.timeout:
+            self._call = self._clock.callLater(self.timeout - idle, self._check)
+            return
+        self._call = None
+        self.expired = True
+        log.warn("{peer} made no progress for {idle:.1f}s, giving up", peer=self._peer,
+                 idle=idle)
+        if self._abort is not None:
+            self._abort()
+
+    def on_expiry(self, abort: Callable[[], None] | None) -> None:
+        """Call `abort` (instead of what was set before) when the deadline passes."""
+        self._abort = abort
+
+    def error(self, what: str) -> PeerUnavailable:
+        """The PeerUnavailable of an exchange that expired while doing `what`."""
+        return PeerUnavailable("{} stalled {}: no progress for {}s".format(
+            self._peer, what, self.timeout))
+
+    async def response(self, request: Deferred[IResponse]) -> IResponse:
+        """The answer of `request` (its headers); PeerUnavailable when unreachable or
+        stalled.  Cancelling the caller still raises CancelledError."""
+        self.on_expiry(request.cancel)
+        try:
+            return await request
+        except Exception as exc:
+            if self.expired:
+                raise self.error("before answering") from None
+            if isinstance(exc, CancelledError) or not isinstance(exc, _CONNECTION_ERRORS):
+                raise
+            raise PeerUnavailable("{} unreachable: {}".format(
+                self._peer, exc.__class__.__name__)) from None
+        finally:
+            self.on_expiry(None)
+
+    def collect(self, response: IResponse, on_chunk: Callable[[bytes], None]) -> Deferred[None]:
+        """Feed the body of `response` to `on_chunk`; fires when it ended.
+
+        Fails with PeerUnavailable when the body is cut short or stalls, or
+        with what `on_chunk` raised (the connection is then dropped).
+        """
+        reader = _BodyReader(self, on_chunk)
+        response.deliverBody(reader)
+        reader.done.addBoth(self._read_done)
+        return reader.done
+
+    def _read_done(self, result: Any) -> Any:
+        self.on_expiry(None)
+        return result
+
+    async def read(self, response: IResponse, max_bytes: int = MAX_REPLY_BYTES) -> bytes:
+        """The body of `response`, refusing to buffer more than `max_bytes`."""
+        length = response.length
+        if isinstance(length, int) and length > max_bytes:
+            discard_body(response)
             raise UpstreamError(response.code, b"reply too large")
-        chunks.append(data)
+        chunks: list[bytes] = []
+        seen = 0
 
-    await treq.collect(response, keep)
-    return b"".join(chunks)
+        def keep(data: bytes) -> None:
+            nonlocal seen
+            seen += len(data)
+            if seen > max_bytes:
+                raise UpstreamError(response.code, b"reply too large")
+            chunks.append(data)
+
+        await self.collect(response, keep)
+        return b"".join(chunks)
+
+
+class _BodyReader(Protocol):
+    """Reads one response body for a `Deadline`, dropping the connection on expiry."""
+
+    def __init__(self, deadline: Deadline, on_chunk: Callable[[bytes], None]) -> None:
+        self._deadline = deadline
+        self._on_chunk = on_chunk
+        self.done: Deferred[None] = Deferred(lambda _: self._drop())
+
+    def connectionMade(self) -> None:
+        self._deadline.on_expiry(lambda: self._fail(self._deadline.error("sending its answer")))
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self._deadline.touch()
+        try:
+            self._on_chunk(data)
+        except Exception:
+            self._fail(Failure())
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(None)
+        else:
+            self.done.errback(PeerUnavailable("answer cut short: {}".format(
+                reason.getErrorMessage())))
+
+    def _fail(self, error: Any) -> None:
+        if not self.done.called:
+            self._drop()
+            self.done.errback(error)
+
+    def _drop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
 
 
 def discard_body(response: IResponse) -> None:
@@ -77,44 +220,43 @@ class JsonClient:
     """JSON requests to one peer's base URL with the cluster key."""
 
     def __init__(self, http: HTTPClient, base_url: str, cluster_key: str,
-                 timeout: float) -> None:
+                 timeout: float, clock: Any) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self._headers = {b"Authorization": [b"Bearer " + cluster_key.encode("utf-8")]}
         self.timeout = timeout
+        self.clock = clock
 
     def url(self, path: str) -> str:
         """The absolute URL of `path` on this peer."""
         return self.base_url + path
 
-    async def request(self, method: str, path: str, body: Any = None,
-                      params: dict[str, Any] | None = None,
-                      timeout: float | None = None, **kwargs: Any) -> IResponse:
-        """Send a request; raise PeerUnavailable or UpstreamError on failure."""
+    def deadline(self, timeout: float | None = None) -> Deadline:
+        """A Deadline for one exchange with this peer (`timeout` defaults to ours)."""
+        return Deadline(self.clock, timeout or self.timeout, self.base_url)
+
+    async def request(self, deadline: Deadline, method: str, path: str, body: Any = None,
+                      params: dict[str, Any] | None = None, **kwargs: Any) -> IResponse:
+        """Send a request under `deadline`; raise PeerUnavailable or UpstreamError."""
         headers = dict(self._headers)
         data = None
         if body is not None:
             data = encode_json(body)
             headers[b"Content-Type"] = [b"application/json"]
         url = self.url(path)
-        try:
-            response = await self.http.request(method, url, data=data, params=params,
-                                               headers=headers,
-                                               timeout=timeout or self.timeout, **kwargs)
-        except _CONNECTION_ERRORS as exc:
-            raise PeerUnavailable("{} unreachable: {}".format(self.base_url,
-                                                              exc.__class__.__name__)) from None
+        response = await deadline.response(self.http.request(
+            method, url, data=data, params=params, headers=headers, **kwargs))
         if not 200 <= response.code < 300:
-            body_bytes = await read_capped(response, 64 * 1024)
-            raise UpstreamError(response.code, body_bytes, url)
+            raise UpstreamError(response.code, await deadline.read(response, 64 * 1024), url)
         return response
 
     async def json(self, method: str, path: str, body: Any = None,
                    params: dict[str, Any] | None = None,
                    timeout: float | None = None) -> Any:
         """Send a request and decode its JSON answer."""
-        response = await self.request(method, path, body, params, timeout)
-        data = await read_capped(response)
+        with self.deadline(timeout) as deadline:
+            response = await self.request(deadline, method, path, body, params)
+            data = await deadline.read(response)
         try:
             return decode_json(data) if data else None
         except ValueError:

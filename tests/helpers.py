@@ -151,3 +151,47 @@ def raw_http(port: int, head: bytes, body: bytes = b"", *, chunk: int = 65536,
         except (socket.timeout, ConnectionResetError):
             pass
     return RawExchange(reply, sent, closed)
+
+
+class SilentPeer:
+    """The far end of one HTTP client connection on a `MemoryReactorClock`.
+
+    `accept()` completes the client's pending connection with an in-memory
+    transport that says nothing; a peer with `buffer_bytes` stops taking the
+    client's writes past that many bytes (the full socket buffer of a frozen
+    peer: the client's body producer is paused and never resumed).
+    `answer(data)` sends raw response bytes.
+    """
+
+    def __init__(self, reactor: Any, buffer_bytes: int | None = None) -> None:
+        from twisted.internet.testing import StringTransport
+
+        class _Transport(StringTransport):
+            def write(self, data: bytes) -> None:
+                super().write(data)
+                if buffer_bytes is not None and len(self.value()) >= buffer_bytes \
+                        and self.producer is not None:
+                    self.producer.pauseProducing()
+
+            def stopProducing(self) -> None:
+                self.loseConnection()  # as a TCP transport does
+
+        self._reactor = reactor
+        self.transport = _Transport()
+        self.protocol: Any = None
+
+    def accept(self) -> SilentPeer:
+        """Accept the oldest pending client connection."""
+        _host, _port, factory, _timeout, _bind = self._reactor.tcpClients.pop(0)
+        self.protocol = factory.buildProtocol(None)
+        self.protocol.makeConnection(self.transport)
+        return self
+
+    def answer(self, data: bytes) -> None:
+        """Send `data` to the client."""
+        self.protocol.dataReceived(data)
+
+    @property
+    def dropped(self) -> bool:
+        """The client closed or aborted the connection."""
+        return bool(self.transport.disconnecting or self.transport.disconnected)

@@ -116,11 +116,11 @@ async def test_real_server_answers_413_to_a_huge_body() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_client_stops_reading_a_reply_past_its_cap() -> None:
-    """read_capped refuses a chunked reply once it passes the cap, without buffering it all."""
+    """Deadline.read refuses a chunked reply once it passes the cap, without buffering it all."""
     from twisted.internet import reactor
 
     from stretchfs.errors import UpstreamError
-    from stretchfs.httpclient import make_http_client, read_capped
+    from stretchfs.httpclient import Deadline, make_http_client
     from stretchfs.roles import http_service
 
     class _Big:
@@ -139,9 +139,10 @@ async def test_client_stops_reading_a_reply_past_its_cap() -> None:
     http = make_http_client(reactor, persistent=False)
     try:
         url = "http://127.0.0.1:{}/big".format(address.port)
-        assert len(await read_capped(await http.get(url), 1_000_000)) == 500_000
-        with pytest.raises(UpstreamError):
-            await read_capped(await http.get(url), 50_000)
+        with Deadline(reactor, 10.0, url) as deadline:
+            assert len(await deadline.read(await http.get(url), 1_000_000)) == 500_000
+            with pytest.raises(UpstreamError):
+                await deadline.read(await http.get(url), 50_000)
     finally:
         await service.stopService()
 

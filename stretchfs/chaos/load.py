@@ -36,7 +36,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Result:
-    """One call's outcome: `kind` is "ok" or a failure kind."""
+    """One call's outcome: `kind` is "ok" or a failure kind; `at` is when the call
+    started, so a call made before a fault was detected counts before it."""
 
     at: float
     operation: str
@@ -110,9 +111,9 @@ class Load:
         return Item(record["hash"], record["ext"], token, len(data), time.monotonic(),
                     int(record.get("copies") or 0))
 
-    def _record(self, operation: str, kind: str, detail: str = "") -> None:
+    def _record(self, started: float, operation: str, kind: str, detail: str = "") -> None:
         with self._lock:
-            self.results.append(Result(time.monotonic(), operation, kind, detail))
+            self.results.append(Result(started, operation, kind, detail))
 
     def _run(self, user: PrismUser) -> None:
         deadline = time.monotonic() + self.max_seconds
@@ -123,11 +124,12 @@ class Load:
             if next(self._budget) >= self.max_requests:
                 return
             operation = random.choice(operations)
+            started = time.monotonic()
             try:
                 self._operate(user, operation)
-                self._record(operation, "ok")
+                self._record(started, operation, "ok")
             except CallFailed as exc:
-                self._record(operation, exc.kind, str(exc))
+                self._record(started, operation, exc.kind, str(exc))
                 time.sleep(0.05)
 
     def _operate(self, user: PrismUser, operation: str) -> None:

@@ -17,13 +17,14 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from stretchfs.chaos.client import CallFailed, PrismUser, request
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load
 from stretchfs.chaos.watch import VerdictWatch, wait_until
+from stretchfs.config import load_config
 from stretchfs.devcluster.process import decode_json, http_call, http_get_json
 
 DETECTION_TIMEOUT_SECONDS = 20.0
@@ -142,12 +143,14 @@ def _try(call: Callable[[], Any]) -> Any:
 # -- 1, 2: a store dies or hangs ---------------------------------------------
 
 def _store_fault(handle: ClusterHandle, options: Options, victim: str, fault: int,
-                 scenario: str) -> Report:
+                 scenario: str, before_fault: Callable[[], None] | None = None) -> Report:
     report = Report(scenario)
     survivors = _observers(handle, but=victim)
     watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
     load = _start_load(handle, options)
     try:
+        if before_fault is not None:
+            before_fault()
         handle.signal(victim, fault)
         fault_at = time.monotonic()
         took = wait_until(lambda: watch.all_agree(survivors, victim, False),
@@ -180,10 +183,92 @@ def store_kill(handle: ClusterHandle, options: Options) -> Report:
 
 
 def store_hang(handle: ClusterHandle, options: Options) -> Report:
-    """2. A store hangs (SIGSTOP) under load, then continues (SIGCONT)."""
+    """2. A store hangs (SIGSTOP) under load and while uploads stream to it, then
+    continues (SIGCONT); every upload in flight answers within the prisms' timeout."""
     stores = handle.nodes("store")
-    return _store_fault(handle, options, stores[-2 if len(stores) > 1 else -1]["name"],
-                        signal.SIGSTOP, "store-hang")
+    victim = stores[-2 if len(stores) > 1 else -1]["name"]
+    prism = handle.nodes("prism")[0]
+    bound = load_config("prism", prism["config"]).cluster.request_timeout + \
+        UPLOAD_ANSWER_MARGIN_SECONDS
+    uploads = _FreezeUploads(prism["url"], handle.user, handle.node(victim), options.threads)
+    # The freeze outlasts `bound`: an upload stuck until SIGCONT shows as a late answer.
+    frozen = replace(options, settle_seconds=max(options.settle_seconds, bound))
+    report = _store_fault(handle, frozen, victim, signal.SIGSTOP, "store-hang",
+                          before_fault=uploads.start)
+    uploads.check(handle, report, bound)
+    return report
+
+
+# Uploads in flight when a store freezes answer within the prisms' request timeout
+# plus this (a second copy elsewhere, under a loaded machine).
+UPLOAD_ANSWER_MARGIN_SECONDS = 10.0
+FREEZE_UPLOAD_BYTES = 16 * 1024 * 1024
+
+
+class _FreezeUploads:
+    """Uploads streaming to a store at the moment it freezes, and when each answered."""
+
+    def __init__(self, prism_url: str, user: dict[str, str], victim: dict[str, Any],
+                 threads: int) -> None:
+        self._prism_url = prism_url
+        self._user = user
+        self._victim = victim
+        self._threads = threads
+        self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.frozen_at: float | None = None
+        self.seen_receiving = False
+        # (started, answered, record or None, failure kind)
+        self.outcomes: list[tuple[float, float, dict[str, Any] | None, str]] = []
+
+    def start(self) -> None:
+        """Upload from a few threads until the victim is receiving one, then return."""
+        for _ in range(self._threads):
+            worker = threading.Thread(target=self._run, daemon=True)
+            worker.start()
+            self._workers.append(worker)
+        self.seen_receiving = wait_until(lambda: _receiving(self._victim), 60.0,
+                                         step=0.01) is not None
+        self.frozen_at = time.monotonic()
+
+    def _run(self) -> None:
+        user = PrismUser(self._prism_url, timeout=600)
+        _try(lambda: user.login(self._user["username"], self._user["password"]))
+        deadline = time.monotonic() + 120
+        while self.frozen_at is None and time.monotonic() < deadline:
+            data = os.urandom(FREEZE_UPLOAD_BYTES)
+            started = time.monotonic()
+            try:
+                record, kind = user.upload(data, "frozen.bin"), "ok"
+            except CallFailed as exc:
+                record, kind = None, exc.kind
+            with self._lock:
+                self.outcomes.append((started, time.monotonic(), record, kind))
+
+    def check(self, handle: ClusterHandle, report: Report, bound: float) -> None:
+        """Every upload in flight at the freeze answered within `bound` seconds of it,
+        and every one acknowledged is in the master's inventory."""
+        for worker in self._workers:
+            worker.join(600)
+        if not self.seen_receiving or self.frozen_at is None:
+            report.fail("no upload was seen streaming to the frozen store")
+            return
+        frozen_at = self.frozen_at
+        inflight = [o for o in self.outcomes if o[0] < frozen_at < o[1]]
+        if not inflight:
+            report.fail("no upload was in flight when the store froze")
+        late = [round(o[1] - frozen_at, 1) for o in inflight if o[1] - frozen_at > bound]
+        if late:
+            report.fail("uploads answered {} s after the freeze (bound {} s)".format(
+                late, bound))
+        report.notes.append("uploads in flight at the freeze answered after {} s: {}".format(
+            [round(o[1] - frozen_at, 1) for o in inflight], [o[3] for o in inflight]))
+        acknowledged = Report("acknowledged uploads")
+        check_nothing_lost(handle, [Item(o[2]["hash"], o[2]["ext"], "", FREEZE_UPLOAD_BYTES)
+                                    for o in self.outcomes if o[2] is not None], acknowledged)
+        report.data_lost += acknowledged.data_lost
+        for note in acknowledged.notes:
+            report.fail(note)
 
 
 # -- 3: a prism loses its state ------------------------------------------------
@@ -399,14 +484,19 @@ def _wait_for_receiving_store(handle: ClusterHandle, timeout: float) -> str | No
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for node in handle.nodes("store"):
-            folder = os.path.join(node["root"], "tmp")
-            try:
-                if any(entry.stat().st_size > 1024 * 1024 for entry in os.scandir(folder)):
-                    return str(node["name"])
-            except OSError:
-                continue
+            if _receiving(node):
+                return str(node["name"])
         time.sleep(0.01)
     return None
+
+
+def _receiving(node: dict[str, Any]) -> bool:
+    """The store is writing an upload of more than 1 MiB."""
+    try:
+        return any(entry.stat().st_size > 1024 * 1024
+                   for entry in os.scandir(os.path.join(node["root"], "tmp")))
+    except OSError:
+        return False
 
 
 def _stores_holding(handle: ClusterHandle, sha1: str) -> list[str]:

@@ -155,7 +155,8 @@ async def _sync_locked(reactor: Any, config: Any, store: Any, dry_run: bool, bar
     from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
 
     master = MasterClient(make_http_client(reactor, persistent=False),
-                          config.cluster.master_url, config.cluster.key, 3600.0)
+                          config.cluster.master_url, config.cluster.key,
+                          config.cluster.request_timeout, reactor)
     name = config.node.name
     started = time.monotonic()
     known = KnownInventory()

@@ -122,7 +122,7 @@ def run_against_master(command: Command, args: argparse.Namespace,
     from stretchfs.master.client import MasterClient
 
     client = MasterClient(make_http_client(reactor, persistent=False), url, key,
-                          CLI_TIMEOUT_SECONDS)
+                          CLI_TIMEOUT_SECONDS, reactor)
     outcome: dict[str, int] = {"code": 1}
 
     def finish(code: Any) -> None:

@@ -1,7 +1,9 @@
 """`MasterClient`: every master route of docs/master-api.md, for the other roles.
 
-Failures surface as `PeerUnavailable` (master unreachable) or
-`UpstreamError` (a non-2xx answer; `.code` tells 404 from 410 ...).
+Every call gives up after `timeout` seconds without progress (see
+`stretchfs.httpclient.Deadline`).  Failures surface as `PeerUnavailable`
+(master unreachable or stalled) or `UpstreamError` (a non-2xx answer;
+`.code` tells 404 from 410 ...).
 NDJSON streams are read chunk by chunk and handed over one row at a time,
 so a million-row snapshot never sits in memory as one body.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 from typing import Any, Callable
 from urllib.parse import quote
 
-import treq
 from treq.client import HTTPClient
 
 from stretchfs.errors import UpstreamError
@@ -53,8 +54,8 @@ class MasterClient:
     """Talks to the master at `base_url` with the cluster key."""
 
     def __init__(self, http: HTTPClient, base_url: str, cluster_key: str,
-                 timeout: float) -> None:
-        self._json = JsonClient(http, base_url, cluster_key, timeout)
+                 timeout: float, clock: Any) -> None:
+        self._json = JsonClient(http, base_url, cluster_key, timeout, clock)
 
     @property
     def base_url(self) -> str:
@@ -190,14 +191,17 @@ class MasterClient:
         return await self._json.json("GET", "/pingnet/status")
 
     # -- streaming ---------------------------------------------------------
-    async def stream_ndjson(self, path: str, on_row: Callable[[Any], None],
-                            timeout: float | None = None) -> int:
-        """GET an NDJSON route, calling `on_row` per line; returns the row count."""
-        # unbuffered: treq would otherwise keep every chunk of the stream in memory.
-        response = await self._json.request("GET", path, timeout=timeout or 3600.0,
-                                            unbuffered=True)
+    async def stream_ndjson(self, path: str, on_row: Callable[[Any], None]) -> int:
+        """GET an NDJSON route, calling `on_row` per line; returns the row count.
+
+        Its deadline is idle: the stream may take as long as it needs while
+        the master keeps sending.
+        """
         splitter = NdjsonSplitter(on_row)
-        await treq.collect(response, splitter.feed)
+        with self._json.deadline() as deadline:
+            # unbuffered: treq would otherwise keep every chunk of the stream in memory.
+            response = await self._json.request(deadline, "GET", path, unbuffered=True)
+            await deadline.collect(response, splitter.feed)
         splitter.close()
         return splitter.rows
 

@@ -23,7 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from stretchfs.errors import UpstreamError
-from stretchfs.httpclient import read_capped
+from stretchfs.httpclient import Deadline
 
 log = Logger()
 SELF_CHECK_INTERVAL_SECONDS = 1.0
@@ -32,16 +32,18 @@ SELF_CHECK_FAILURES = 3
 _PING_REPLY_MAX_BYTES = 1024
 
 
-def http_ping(http: HTTPClient, url: str) -> Deferred[None]:
+def http_ping(http: HTTPClient, url: str, clock: Any) -> Deferred[None]:
     """GET `url`; fires when it answers 200 with its whole body, fails otherwise.
 
-    It has no deadline of its own: the caller adds one (`addTimeout`), which
-    cancels the request, connection and body read alike.
+    It gives up after SELF_CHECK_TIMEOUT_SECONDS without progress; the caller
+    may add a whole-exchange deadline (`addTimeout`), which cancels the
+    request, connection and body read alike.
     """
 
     async def ping() -> None:
-        response = await http.get(url)
-        body = await read_capped(response, _PING_REPLY_MAX_BYTES)
+        with Deadline(clock, SELF_CHECK_TIMEOUT_SECONDS, url) as deadline:
+            response = await deadline.response(http.get(url))
+            body = await deadline.read(response, _PING_REPLY_MAX_BYTES)
         if response.code != 200:
             raise UpstreamError(response.code, body)
 

@@ -84,6 +84,6 @@ def _attach_self_check(top: MultiService, net: PingNet, listener: ListeningServi
             return succeed(None)
         host = _WILDCARD_TO_LOOPBACK.get(address.host, address.host)
         host = "[{}]".format(host) if ":" in host else host
-        return http_ping(client, "http://{}:{}/ping".format(host, address.port))
+        return http_ping(client, "http://{}:{}/ping".format(host, address.port), reactor)
 
     HttpSelfCheck(reactor, probe, net.set_http_ok).setServiceParent(top)

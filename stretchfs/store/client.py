@@ -1,10 +1,11 @@
 """`StoreClient`: the store routes other roles call (put, exists, remove).
 
 A PUT streams the file from disk in chunks through a push producer, so a
-100 GiB upload never sits in memory.  Its timeout is an *idle* timeout: the
-request fails when no byte was sent for `timeout` seconds, or when the store
-takes longer than `timeout` to answer after the last byte.  Failures surface
-as `PeerUnavailable` (unreachable, stalled) or `UpstreamError` (non-2xx).
+100 GiB upload never sits in memory.  Every call has an idle `Deadline`: it
+fails when no byte was sent or received for `timeout` seconds (a store that
+stopped taking the body, or takes longer than `timeout` to answer after the
+last byte), and the connection is dropped.  Failures surface as
+`PeerUnavailable` (unreachable, stalled) or `UpstreamError` (non-2xx).
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ from __future__ import annotations
 from typing import Any, BinaryIO
 
 from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer
-from twisted.logger import Logger
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
-from stretchfs.httpclient import _CONNECTION_ERRORS, JsonClient, read_capped
+from stretchfs.httpclient import JsonClient
 from stretchfs.web.jsonio import decode_json
-
-log = Logger()
 
 PUT_CHUNK_BYTES = 256 * 1024
 
@@ -97,10 +95,9 @@ class StoreClient:
 
     def __init__(self, http: HTTPClient, base_url: str, cluster_key: str, timeout: float,
                  clock: Any) -> None:
-        self._json = JsonClient(http, base_url, cluster_key, timeout)
+        self._json = JsonClient(http, base_url, cluster_key, timeout, clock)
         self._http = http
         self._key = cluster_key
-        self._clock = clock
         self.timeout = timeout
 
     @property
@@ -111,39 +108,18 @@ class StoreClient:
     async def put(self, sha1: str, ext: str, path: str, size: int) -> dict[str, Any]:
         """PUT the file at `path` as `<sha1>.<ext>`; the store's `{"hash","ext","size"}`."""
         url = self._json.url("/content/put/{}.{}".format(sha1, ext))
-        with open(path, "rb") as handle:
-            watchdog = _IdleWatchdog(self._clock, self.timeout)
-            producer = FileProducer(handle, size, on_progress=watchdog.touch)
-            headers = {b"Authorization": [b"Bearer " + self._key.encode("utf-8")],
-                       b"Content-Type": [b"application/octet-stream"]}
-            d = self._http.request("PUT", url, data=producer, headers=headers,
-                                   allow_redirects=False, reactor=self._clock)
-            watchdog.watch(d)
-            try:
-                response = await d
-            except _CONNECTION_ERRORS as exc:
-                if isinstance(exc, CancelledError) and not watchdog.fired:
-                    raise  # our caller gave up, not the store
-                raise PeerUnavailable("{} unreachable during PUT: {}".format(
-                    self.base_url, exc.__class__.__name__)) from None
-            finally:
-                watchdog.stop()
-            if producer.sending:
-                # The store answered before the whole body (a refusal): stop reading
-                # the file, which is about to be closed.
-                producer.stopProducing()
-        reading = Deferred.fromCoroutine(read_capped(response, 64 * 1024))
-        watchdog = _IdleWatchdog(self._clock, self.timeout)
-        watchdog.watch(reading)
-        try:
-            body = await reading
-        except _CONNECTION_ERRORS as exc:
-            if isinstance(exc, CancelledError) and not watchdog.fired:
-                raise
-            raise PeerUnavailable("{} stalled answering a PUT: {}".format(
-                self.base_url, exc.__class__.__name__)) from None
-        finally:
-            watchdog.stop()
+        headers = {b"Authorization": [b"Bearer " + self._key.encode("utf-8")],
+                   b"Content-Type": [b"application/octet-stream"]}
+        with self._json.deadline() as deadline:
+            with open(path, "rb") as handle:
+                producer = FileProducer(handle, size, on_progress=deadline.touch)
+                response = await deadline.response(self._http.request(
+                    "PUT", url, data=producer, headers=headers, allow_redirects=False))
+                if producer.sending:
+                    # The store answered before the whole body (a refusal): stop reading
+                    # the file, which is about to be closed.
+                    producer.stopProducing()
+            body = await deadline.read(response, 64 * 1024)
         if not 200 <= response.code < 300:
             raise UpstreamError(response.code, body, url)
         try:
@@ -167,43 +143,3 @@ class StoreClient:
         except (PeerUnavailable, UpstreamError):
             return False
         return True
-
-
-class _IdleWatchdog:
-    """Cancels a request that made no progress for `timeout` seconds."""
-
-    def __init__(self, clock: Any, timeout: float) -> None:
-        self._clock = clock
-        self._timeout = timeout
-        self._last = clock.seconds()
-        self._call: Any = None
-        self._target: Deferred[Any] | None = None
-        self.fired = False  # it cancelled its request
-
-    def touch(self) -> None:
-        """Some bytes went out."""
-        self._last = self._clock.seconds()
-
-    def watch(self, d: Deferred[Any]) -> None:
-        """Start watching `d`."""
-        self._target = d
-        self._call = self._clock.callLater(self._timeout, self._check)
-
-    def _check(self) -> None:
-        idle = self._clock.seconds() - self._last
-        if idle >= self._timeout:
-            self._call = None
-            if self._target is not None and not self._target.called:
-                log.warn("store request idle for {idle:.1f}s, cancelled", idle=idle)
-                self.fired = True
-                self._target.cancel()
-            return
-        self._call = self._clock.callLater(self._timeout - idle, self._check)
-
-    def stop(self) -> None:
-        """The request finished."""
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
-        self._target = None
-

@@ -25,7 +25,7 @@ from stretchfs.errors import (
     StretchFSError,
     UpstreamError,
 )
-from stretchfs.httpclient import discard_body, read_capped
+from stretchfs.httpclient import Deadline, discard_body
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
 from stretchfs.store.publisher import InventoryPublisher
@@ -253,19 +253,15 @@ class ContentService:
             raise NotFound("unknown store {}".format(source))
         if not self._peers.is_available(source):
             raise PeerUnavailable("store {} is unavailable".format(source))
-        try:
-            response = await self._http.post(
-                record.url + "/content/download", json={"hash": sha1}, headers=self._auth,
-                timeout=self._timeout)
-        except Exception as exc:
-            raise PeerUnavailable("store {} unreachable: {}".format(
-                source, exc.__class__.__name__)) from None
-        if response.code == 404:
-            await read_capped(response, 64 * 1024)
-            raise NotFound("store {} does not hold {}".format(source, sha1))
-        if response.code != 200:
-            body = await read_capped(response, 64 * 1024)
-            raise UpstreamError(response.code, body, record.url)
+        with Deadline(self._clock, self._timeout, record.url) as deadline:
+            response = await deadline.response(self._http.post(
+                record.url + "/content/download", json={"hash": sha1}, headers=self._auth))
+            if response.code == 404:
+                await deadline.read(response, 64 * 1024)
+                raise NotFound("store {} does not hold {}".format(source, sha1))
+            if response.code != 200:
+                body = await deadline.read(response, 64 * 1024)
+                raise UpstreamError(response.code, body, record.url)
         if ext is None:
             header = response.headers.getRawHeaders(EXT_HEADER, [b""])[0].decode("latin-1")
             ext = check_ext(header)

@@ -140,7 +140,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     peers = peers if peers is not None else Peers(self_name=config.node.name)
     if master is None:
         master = MasterClient(http, config.cluster.master_url, config.cluster.key,
-                              config.cluster.request_timeout)
+                              config.cluster.request_timeout, reactor)
     threaded_writes = run_blocking is None
     run_blocking = run_blocking or thread_runner(reactor)
     assert run_blocking is not None, "the store needs a reactor with a thread pool"

@@ -62,7 +62,7 @@ class MasterHarness:
         """A MasterClient pointed at this master."""
         from stretchfs.master.client import MasterClient
 
-        return MasterClient(self.http, self.base, CLUSTER_KEY, timeout=10.0)
+        return MasterClient(self.http, self.base, CLUSTER_KEY, timeout=10.0, clock=self.clock)
 
 
 def build_master(redis_url: str, clock: Any, extra: str = "",

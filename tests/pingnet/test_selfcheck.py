@@ -8,8 +8,8 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import Deferred, TimeoutError, fail, succeed
 from twisted.logger import capturedLogs
-from twisted.web.client import ResponseNeverReceived
 
+from stretchfs.errors import PeerUnavailable
 from stretchfs.pingnet.selfcheck import (
     SELF_CHECK_FAILURES,
     SELF_CHECK_INTERVAL_SECONDS,
@@ -130,9 +130,9 @@ async def test_http_ping_fails_against_a_listener_that_says_nothing() -> None:
     try:
         url = "http://127.0.0.1:{}/ping".format(port.getHost().port)
         started = reactor.seconds()
-        # The deadline cancels the request: treq reports it as ResponseNeverReceived.
-        with pytest.raises((TimeoutError, ResponseNeverReceived)):
-            await http_ping(http, url).addTimeout(0.3, reactor)
+        # The deadline cancels the request: reported as the peer being unreachable.
+        with pytest.raises((TimeoutError, PeerUnavailable)):
+            await http_ping(http, url, reactor).addTimeout(0.3, reactor)
         assert 0.3 <= reactor.seconds() - started < 2.0
     finally:
         await port.stopListening()

@@ -106,7 +106,7 @@ def make_prism(tmp_path: Any, *, start: bool = True, extra: str = "", stores: An
         "\n[prism]\ntmp_dir = \"{}\"\n{}".format(tmp, extra)
     config = parse_config("prism", text, "test.toml", {})
     peers = store_peers(specs)
-    master_client = MasterClient(network, "http://master", CLUSTER_KEY, 10.0)
+    master_client = MasterClient(network, "http://master", CLUSTER_KEY, 10.0, clock)
     service = build_prism_service(config, reactor=clock, redis=FakeRedisStore(clock),
                                   http=network, peers=peers, master=master_client,
                                   retrieve_agent=retrieve_agent or object(), feed_wait=5.0)

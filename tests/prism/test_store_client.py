@@ -131,3 +131,94 @@ def test_exists_and_remove(tmp_path) -> None:
     network.flush()
     assert result_of(d) == {"success": "File removed"}
     assert store.files == {}
+
+
+def _over_memory(tmp_path, size: int = 0) -> tuple[StoreClient, object, str]:
+    """A StoreClient on a real treq client over a MemoryReactorClock, and a file of `size`."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from stretchfs.httpclient import make_http_client
+
+    clock = MemoryReactorClock()
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * size)
+    return StoreClient(make_http_client(clock), "http://127.0.0.1:1", CLUSTER_KEY, 5.0,
+                       clock), clock, str(path)
+
+
+def _failure_of(d: Deferred):
+    failures: list = []
+    d.addErrback(failures.append)
+    assert failures, "the call has not failed"
+    return failures[0]
+
+
+def test_put_to_a_frozen_store_gives_up_after_the_timeout(tmp_path) -> None:
+    """A PUT whose body a frozen store stopped taking fails after `timeout` and drops the
+    connection."""
+    from tests.helpers import SilentPeer
+
+    client, clock, path = _over_memory(tmp_path, 4 * 1024 * 1024)
+    d = Deferred.fromCoroutine(client.put("a" * 40, "bin", path, 4 * 1024 * 1024))
+    peer = SilentPeer(clock, buffer_bytes=512 * 1024).accept()
+    clock.advance(4.9)
+    assert not d.called
+    clock.advance(0.2)
+    assert _failure_of(d).check(PeerUnavailable)
+    assert peer.dropped
+    assert clock.getDelayedCalls() == []
+
+
+def test_put_to_a_store_that_never_answers_gives_up_after_the_timeout(tmp_path) -> None:
+    """A PUT whose whole body was sent but which gets no answer fails after `timeout`."""
+    from tests.helpers import SilentPeer
+
+    client, clock, path = _over_memory(tmp_path, 1000)
+    d = Deferred.fromCoroutine(client.put("a" * 40, "bin", path, 1000))
+    peer = SilentPeer(clock).accept()
+    assert peer.transport.value().endswith(b"x" * 1000)
+    clock.advance(5.1)
+    assert _failure_of(d).check(PeerUnavailable)
+    assert peer.dropped
+
+
+def test_put_answer_stalled_after_its_headers_drops_the_connection(tmp_path) -> None:
+    """A store that answers a PUT's headers and then stalls its body fails the PUT after
+    `timeout` and the connection is dropped."""
+    from tests.helpers import SilentPeer
+
+    client, clock, path = _over_memory(tmp_path, 10)
+    d = Deferred.fromCoroutine(client.put("a" * 40, "bin", path, 10))
+    peer = SilentPeer(clock).accept()
+    peer.answer(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{\"hash\": ")
+    clock.advance(5.1)
+    assert _failure_of(d).check(PeerUnavailable)
+    assert peer.dropped
+
+
+def test_exists_to_a_silent_store_gives_up_after_the_timeout(tmp_path) -> None:
+    """An exists probe to a store that accepts and says nothing fails after `timeout`."""
+    from tests.helpers import SilentPeer
+
+    client, clock, _ = _over_memory(tmp_path)
+    d = Deferred.fromCoroutine(client.exists(["a" * 40]))
+    peer = SilentPeer(clock).accept()
+    clock.advance(4.9)
+    assert not d.called
+    clock.advance(0.2)
+    assert _failure_of(d).check(PeerUnavailable)
+    assert peer.dropped
+
+
+def test_exists_answer_stalled_after_its_headers_gives_up(tmp_path) -> None:
+    """An exists probe whose answer stalls after the headers fails after `timeout`."""
+    from tests.helpers import SilentPeer
+
+    client, clock, _ = _over_memory(tmp_path)
+    d = Deferred.fromCoroutine(client.exists(["a" * 40]))
+    peer = SilentPeer(clock).accept()
+    peer.answer(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+    clock.advance(5.1)
+    assert _failure_of(d).check(PeerUnavailable)
+    assert peer.dropped
+    assert clock.getDelayedCalls() == []

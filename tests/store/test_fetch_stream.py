@@ -8,9 +8,11 @@ import hashlib
 import os
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
@@ -35,7 +37,8 @@ class SourceStore(Resource):
     """Stands in for another store's `POST /content/download`.
 
     `mode` is "whole" (every byte), "short" (half the bytes, then the
-    connection closes) or "stall" (half the bytes, then nothing).
+    connection closes), "stall" (half the bytes, then nothing), "silent"
+    (nothing at all) or "error-stall" (a 500 whose body stalls).
     """
 
     isLeaf = True
@@ -47,6 +50,13 @@ class SourceStore(Resource):
 
     def render_POST(self, request: Any) -> Any:
         self.requests.append(request)
+        if self.mode == "silent":
+            return NOT_DONE_YET
+        if self.mode == "error-stall":
+            request.setResponseCode(500)
+            request.setHeader(b"Content-Length", b"100")
+            request.write(b'{"error": ')
+            return NOT_DONE_YET
         request.setHeader(b"Content-Length", str(len(DATA)).encode())
         request.setHeader(b"X-StretchFS-Ext", b"bin")
         if self.mode == "whole":
@@ -80,7 +90,9 @@ async def _fetch_from(tmp_path: Any, mode: str, *, idle_timeout: float = 30.0) -
                              http=treq, peers=peers, cluster_key=CLUSTER_KEY,
                              timeout=idle_timeout, clock=reactor)
     try:
-        outcome: Any = await content.fetch(SHA1, None, "store1")
+        # bounded: a fetch that ignores its own deadline fails the test instead of hanging it
+        outcome: Any = await Deferred.fromCoroutine(content.fetch(SHA1, None, "store1")
+                                                    ).addTimeout(idle_timeout + 5, reactor)
     except Exception as exc:  # the test inspects it
         outcome = exc
     finally:
@@ -142,3 +154,16 @@ async def test_fetch_from_a_stalled_source_gives_up(tmp_path) -> None:
     assert content.store.find(SHA1) is None
     assert master.changes() == []
     assert _leftovers(content) == []
+
+
+@pytest.mark.parametrize("mode", ["silent", "error-stall"])
+@pytest_twisted.ensureDeferred
+async def test_fetch_from_a_source_that_says_nothing_gives_up(tmp_path, mode: str) -> None:
+    """A source that accepts and never answers, or stalls an error answer after its
+    headers, fails the fetch as unavailable after the timeout, keeping nothing."""
+    started = reactor.seconds()
+    content, master, outcome = await _fetch_from(tmp_path, mode, idle_timeout=0.5)
+    assert isinstance(outcome, PeerUnavailable), repr(outcome)
+    assert 0.5 <= reactor.seconds() - started < 2.0
+    assert content.store.find(SHA1) is None
+    assert master.changes() == []
