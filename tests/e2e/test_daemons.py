@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from stretchfs.devcluster.process import http_get_json, twistd_command
-from tests.helpers import minimal_config
+from tests.helpers import CLUSTER_KEY, minimal_config
 
 
 @pytest.mark.parametrize("role", ["master", "prism", "store"])
@@ -50,7 +50,9 @@ BAD = [
     ("[redis]\nurl = 'mysql://x'\n", "[redis] url: expected redis://"),
     ("[ping]\ninterval = -1\n", "[ping] interval: expected a number greater than 0"),
     ("[prism]\nreplicas = 'two'\n", "[prism] replicas: expected an integer"),
-    ("[cluster]\nkey = 'short'\n", "[cluster] key: expected at least 16 characters"),
+    ("[cluster]\nkey = 'short'\n", "[cluster] key: expected at least 32 characters"),
+    ("[cluster]\nkey = 'change-me-to-a-long-random-secret'\n",
+     "[cluster] key: the example key is public"),
 ]
 
 
@@ -59,7 +61,7 @@ def test_bad_config_stops_twistd_with_one_line(tmp_path, repo_root: str, text: s
                                                message: str) -> None:
     """A bad config makes twistd exit 78 with one stderr line naming file and key."""
     path = tmp_path / "prism.toml"
-    key = "" if "[cluster]" in text else "[cluster]\nkey = 'test-cluster-key-0123456789'\n"
+    key = "" if "[cluster]" in text else "[cluster]\nkey = '{}'\n".format(CLUSTER_KEY)
     path.write_text(text + key)
     result = subprocess.run(
         twistd_command() + ["--nodaemon", "--pidfile=", "stretchfs-prism", "-c", str(path)],
