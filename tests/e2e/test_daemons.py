@@ -44,6 +44,15 @@ def test_master_health_is_503_without_redis(launch) -> None:
     assert "Redis" in body["error"]
 
 
+def test_json_log_format_works_without_the_logger_option(launch, redis_url) -> None:
+    """With `[log] format = "json"` and no --logger, twistd starts and writes JSON log lines."""
+    node = launch("master", minimal_config("master", redis_url=redis_url,
+                                           extra='[log]\nformat = "json"\n'), logger="")
+    assert http_get_json("http://127.0.0.1:{}/ping".format(node.port)) == (200, {"pong": "pong"})
+    node.stop()
+    assert node.shut_down_cleanly()
+
+
 BAD = [
     ("[node]\nname = 'x'\nspeed = 3\n", "[node] speed: unknown key"),
     ("[http]\nlisten = 8080\n", "[http] listen: expected a string"),
