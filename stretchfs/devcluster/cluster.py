@@ -9,6 +9,7 @@ running cluster is written to `<workdir>/cluster.json` for scripts, tests,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -134,16 +135,31 @@ class LocalCluster:
         if existing and any(_alive(n.get("pid"), n.get("config", "")) for n in existing["nodes"]):
             raise RuntimeError("a cluster is already running in {} (stretchfs dev down "
                                "--workdir {})".format(self.workdir, self.workdir))
-        os.makedirs(self.workdir, exist_ok=True)
+        self.prepare_workdir()
         self.cluster_key = secrets.token_urlsafe(32)
         try:
             self._start(detach, timeout)
         except BaseException:
             self.down()
             raise
+        return self.save_state()
+
+    def prepare_workdir(self) -> None:
+        """Create the work folder, for its owner only (it holds the key and Redis's data)."""
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+
+    def write_configs(self, redis_url: str) -> None:
+        """Write the TOML config of every planned node (0600: it holds the cluster key)."""
+        master_url = self.nodes[0].url
+        for node in self.nodes:
+            os.makedirs(os.path.dirname(node.config), mode=0o700, exist_ok=True)
+            write_private(node.config,
+                          render_config(node, master_url, redis_url, self.cluster_key))
+
+    def save_state(self) -> dict[str, Any]:
+        """Write cluster.json (see `describe`; 0600: key and password) and return its content."""
         state = self.describe()
-        with open(self.state_path, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=2)
+        write_private(self.state_path, json.dumps(state, indent=2))
         return state
 
     def _start(self, detach: bool, timeout: float) -> None:
@@ -155,16 +171,12 @@ class LocalCluster:
             self.say("redis-server on {}".format(redis_url))
         self.redis_url = redis_url
         self.nodes = plan_nodes(self.workdir, self.prisms, self.stores)
-        master_url = self.nodes[0].url
-        for node in self.nodes:
-            os.makedirs(os.path.dirname(node.config), exist_ok=True)
-            with open(node.config, "w", encoding="utf-8") as handle:
-                handle.write(render_config(node, master_url, redis_url, self.cluster_key))
+        self.write_configs(redis_url)
         # The master first: the other roles register with it at start-up.
         self._launch(self.nodes[:1], detach, timeout)
         self._launch(self.nodes[1:], detach, timeout)
         self._wait_meshed(timeout)
-        self.user = self._create_first_user(master_url)
+        self.user = self._create_first_user(self.nodes[0].url)
 
     def _launch(self, nodes: list[NodeSpec], detach: bool, timeout: float) -> None:
         for node in nodes:
@@ -245,6 +257,17 @@ def _sees_all(node: NodeSpec, members: list[NodeSpec], key: str) -> bool:
         return False
     seen = {str(p.get("name")): bool(p.get("available")) for p in body.get("peers", [])}
     return all(seen.get(m.name) for m in members if m.name != node.name)
+
+
+def write_private(path: str, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only from the first byte on."""
+    temporary = path + ".tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def load_state(workdir: str) -> dict[str, Any] | None:
