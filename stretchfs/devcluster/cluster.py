@@ -4,7 +4,10 @@ Every node is a real `twistd` process with a generated config in the work
 folder, listening on its own loopback address (127.0.0.2, .3, ...) so that
 "distinct hosts" means something even on one machine.  The state of a
 running cluster is written to `<workdir>/cluster.json` for scripts, tests,
-`stretchfs dev down|status` and `stretchfs chaos`.
+`stretchfs dev down|status` and `stretchfs chaos`; with the configs it holds
+the cluster key, so both are created 0600 in a 0700 work folder.  A later
+`up` in the same folder reuses that key and first user (Redis's data and the
+stores' content carry over); without a cluster.json it starts clean.
 """
 
 from __future__ import annotations
@@ -230,7 +233,7 @@ class LocalCluster:
                                     key=self.cluster_key)[0] == 200:
             self.say("user {} exists from the previous run: reusing it".format(FIRST_USER))
             return saved_user
-        self.say("user {} already exists in {} and {} holds no password for it".format(
+        self.say("user {} already exists in {} and {} holds no working password for it".format(
             FIRST_USER, self.redis_url, self.state_path))
         return None
 
