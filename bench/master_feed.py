@@ -33,7 +33,7 @@ sys.path.insert(0, REPO)
 from stretchfs.devcluster.process import NodeProcess  # noqa: E402
 from stretchfs.devcluster.redis_server import RedisProcess  # noqa: E402
 
-KEY = "bench-cluster-key-0123456789"
+KEY = "bench-cluster-key-0123456789abcdef"
 STORES = ("store1", "store2", "store3")
 
 

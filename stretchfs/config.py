@@ -20,7 +20,9 @@ from stretchfs.wire.identifiers import is_extension, is_node_name
 T = TypeVar("T")
 
 CLUSTER_KEY_ENV = "STRETCHFS_CLUSTER_KEY"
-DEV_CLUSTER_KEY = "change-me-dev-cluster-key"
+EXAMPLE_CLUSTER_KEY = "change-me-to-a-long-random-secret"
+MIN_CLUSTER_KEY_CHARS = 32
+MAKE_KEY_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -373,6 +375,16 @@ def _build(cls: type[T], table: Mapping[str, Any], where: str, origin: str) -> T
     return cls(**values)
 
 
+def cluster_key_problem(key: str) -> str | None:
+    """Why `key` cannot be a cluster key (public example value, too short), or None."""
+    if key == EXAMPLE_CLUSTER_KEY:
+        return "the example key is public, expected a secret; make one with: " + MAKE_KEY_HINT
+    if len(key) < MIN_CLUSTER_KEY_CHARS:
+        return "expected at least {} characters; make one with: {}".format(
+            MIN_CLUSTER_KEY_CHARS, MAKE_KEY_HINT)
+    return None
+
+
 def parse_config(role: str, text: str, origin: str,
                  environ: Mapping[str, str] | None = None) -> RoleConfig:
     """Parse TOML `text` for `role`; `origin` names the file in errors."""
@@ -384,10 +396,11 @@ def parse_config(role: str, text: str, origin: str,
     config = _build(cls, table, "", origin)
     key = (environ or {}).get(CLUSTER_KEY_ENV) or config.cluster.key
     if not key:
-        raise ConfigError("{}: [cluster] key: expected a cluster key (or set ${})".format(
-            origin, CLUSTER_KEY_ENV))
-    if len(key) < 16:
-        raise ConfigError("{}: [cluster] key: expected at least 16 characters".format(origin))
+        raise ConfigError("{}: [cluster] key: expected a cluster key (or set ${}); make one "
+                          "with: {}".format(origin, CLUSTER_KEY_ENV, MAKE_KEY_HINT))
+    problem = cluster_key_problem(key)
+    if problem:
+        raise ConfigError("{}: [cluster] key: {}".format(origin, problem))
     config = replace(config, cluster=replace(config.cluster, key=key))
     _check_role_rules(config, origin)
     return config

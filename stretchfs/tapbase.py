@@ -2,7 +2,9 @@
 
 A bad config is not a usage mistake: it prints one line on stderr
 (``stretchfs-store: etc/store.toml: [ping] interval: expected ...``) and
-exits with EX_CONFIG (78, see `stretchfs.exitcodes`), without twistd's usage text or a traceback.
+exits with EX_CONFIG (78, see `stretchfs.exitcodes`), without twistd's usage
+text or a traceback.  `[log] format = "json"` stands in for
+`--logger=stretchfs.logs.json_stdout` when no `--logger` is given.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from stretchfs.errors import ConfigError
 from stretchfs.exitcodes import EX_CONFIG
 
 CONFIG_ENV = "STRETCHFS_CONFIG"
+JSON_LOGGER = "stretchfs.logs.json_stdout"
 
 
 class RoleOptions(usage.Options):
@@ -39,6 +42,5 @@ class RoleOptions(usage.Options):
             raise SystemExit(EX_CONFIG) from None
         parent: Any = getattr(self, "parent", None)
         if parent is not None and not parent.get("logger") and self.settings.log.format == "json":
-            from stretchfs.logs import json_stdout
-
-            parent["logger"] = json_stdout
+            # twistd's own postOptions runs after ours and imports this dotted name.
+            parent["logger"] = JSON_LOGGER

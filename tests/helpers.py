@@ -10,7 +10,7 @@ from typing import Any
 
 from stretchfs.devcluster.redis_server import RedisProcess
 
-CLUSTER_KEY = "test-cluster-key-0123456789"
+CLUSTER_KEY = "test-cluster-key-0123456789abcdefghij"
 
 
 @dataclass

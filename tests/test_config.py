@@ -9,6 +9,7 @@ import pytest
 
 from stretchfs.config import (
     CLUSTER_KEY_ENV,
+    EXAMPLE_CLUSTER_KEY,
     MasterConfig,
     PrismConfig,
     StoreConfig,
@@ -24,9 +25,17 @@ from tests.helpers import CLUSTER_KEY, minimal_config
 @pytest.mark.parametrize("role,cls", [("master", MasterConfig), ("prism", PrismConfig),
                                       ("store", StoreConfig)])
 def test_example_configs_load(repo_root: str, role: str, cls: type) -> None:
-    """Every example config in etc/ loads into its role's settings."""
-    config = load_config(role, os.path.join(repo_root, "etc", role + ".toml"), environ={})
+    """Every example config in etc/ loads into its role's settings once given a real key."""
+    config = load_config(role, os.path.join(repo_root, "etc", role + ".toml"),
+                         environ={CLUSTER_KEY_ENV: CLUSTER_KEY})
     assert isinstance(config, cls)
+
+
+@pytest.mark.parametrize("role", ["master", "prism", "store"])
+def test_example_configs_do_not_start_without_a_real_key(repo_root: str, role: str) -> None:
+    """An example config used as shipped is refused: it carries no usable cluster key."""
+    with pytest.raises(ConfigError, match=r"\[cluster\] key"):
+        load_config(role, os.path.join(repo_root, "etc", role + ".toml"), environ={})
 
 
 @pytest.mark.parametrize("role,cls", [("master", MasterConfig), ("prism", PrismConfig),
@@ -53,8 +62,8 @@ def test_defaults_fill_missing_keys() -> None:
 def test_environment_overrides_cluster_key() -> None:
     """$STRETCHFS_CLUSTER_KEY replaces the key written in the file."""
     config = parse_config("store", minimal_config("store"), "s.toml",
-                          {CLUSTER_KEY_ENV: "from-the-environment-123"})
-    assert config.cluster.key == "from-the-environment-123"
+                          {CLUSTER_KEY_ENV: "from-the-environment-0123456789abcdef"})
+    assert config.cluster.key == "from-the-environment-0123456789abcdef"
 
 
 def test_sizes_accept_units() -> None:
@@ -110,6 +119,26 @@ def test_missing_cluster_key_is_refused() -> None:
     """A config without a cluster key (and no environment override) is refused."""
     with pytest.raises(ConfigError, match=r"\[cluster\] key"):
         parse_config("master", "[node]\nname = 'm1'\n", "m.toml", {})
+
+
+@pytest.mark.parametrize("where", ["file", "environment"])
+def test_example_cluster_key_is_refused(where: str) -> None:
+    """The example key once shipped in etc/*.toml is public, so a node refuses it."""
+    text = "[cluster]\nkey = '{}'\n".format(EXAMPLE_CLUSTER_KEY)
+    environ = {}
+    if where == "environment":
+        text, environ = minimal_config("master"), {CLUSTER_KEY_ENV: EXAMPLE_CLUSTER_KEY}
+    with pytest.raises(ConfigError, match=r"^m.toml: .*example key") as info:
+        parse_config("master", text, "m.toml", environ)
+    assert "\n" not in str(info.value)
+
+
+def test_cluster_key_needs_32_characters() -> None:
+    """A cluster key shorter than 32 characters is refused; 32 characters are enough."""
+    with pytest.raises(ConfigError, match=r"\[cluster\] key: expected at least 32 characters"):
+        parse_config("store", minimal_config("store"), "s.toml", {CLUSTER_KEY_ENV: "k" * 31})
+    config = parse_config("store", minimal_config("store"), "s.toml", {CLUSTER_KEY_ENV: "k" * 32})
+    assert config.cluster.key == "k" * 32
 
 
 def test_missing_file_is_one_line(tmp_path) -> None:

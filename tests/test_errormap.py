@@ -12,13 +12,13 @@ from stretchfs import errors
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.errormap import install_error_handlers
 from stretchfs.web.jsonio import read_json_object, write_json
-from tests.helpers import result_of
+from tests.helpers import CLUSTER_KEY, result_of
 
 
 class _Raiser:
     app = Klein()
     install_error_handlers(app)
-    cluster_key = "secret-cluster-key-123"
+    cluster_key = CLUSTER_KEY
 
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -106,5 +106,5 @@ def test_cluster_key_required_on_internal_routes() -> None:
     assert _call(None, "/internal")[0] == 401  # type: ignore[arg-type]
     wrong = {"Authorization": "Bearer wrong-key"}
     assert _call(None, "/internal", headers=wrong)[0] == 401  # type: ignore[arg-type]
-    right = {"Authorization": "Bearer secret-cluster-key-123"}
+    right = {"Authorization": "Bearer " + CLUSTER_KEY}
     assert _call(None, "/internal", headers=right) == (200, {"ok": True})  # type: ignore

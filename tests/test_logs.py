@@ -7,7 +7,8 @@ import json
 
 from twisted.logger import Logger
 
-from stretchfs.logs import json_observer
+from stretchfs.logs import json_observer, json_stdout
+from tests.helpers import minimal_config, write_config
 
 
 def test_json_lines_keep_fields_and_render_text() -> None:
@@ -37,3 +38,14 @@ def test_failures_carry_their_traceback() -> None:
     record = json.loads(out.getvalue())
     assert record["level"] == "critical"
     assert "ZeroDivisionError" in record["traceback"]
+
+
+def test_json_format_in_the_config_selects_the_json_logger(tmp_path) -> None:
+    """twistd options with `[log] format = "json"` and no --logger end with the JSON observer."""
+    from twisted.application.app import ServerOptions
+
+    path = write_config(str(tmp_path), "master",
+                        minimal_config("master", extra='[log]\nformat = "json"\n'))
+    options = ServerOptions()
+    options.parseOptions(["stretchfs-master", "--config", path])
+    assert options["logger"] is json_stdout

@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any
 
-from stretchfs.devcluster.cluster import CLUSTER_FILE, _alive, load_state
+from stretchfs.devcluster.cluster import CLUSTER_FILE, _alive, load_state, write_private
 from stretchfs.devcluster.process import NodeProcess, http_get_json
 from stretchfs.devcluster.redis_server import redis_ping
 
@@ -50,11 +50,7 @@ class ClusterHandle:
         return user
 
     def _save(self) -> None:
-        path = os.path.join(self.workdir, CLUSTER_FILE)
-        temp = path + ".tmp"
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(self.state, handle, indent=2)
-        os.replace(temp, path)
+        write_private(os.path.join(self.workdir, CLUSTER_FILE), json.dumps(self.state, indent=2))
 
     # -- processes ---------------------------------------------------------
     def is_running(self, name: str) -> bool:

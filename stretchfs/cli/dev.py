@@ -10,11 +10,14 @@ from typing import Any
 from stretchfs.devcluster.cluster import (
     LocalCluster,
     cluster_status,
+    load_state,
+    running_processes,
     stop_detached,
     usage_example,
 )
 
 DEFAULT_WORKDIR = "./.stretchfs-dev"
+NO_CLUSTER = "no cluster running in {}"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -100,21 +103,24 @@ def _print_ready(state: dict[str, Any]) -> None:
 
 
 def run_down(args: argparse.Namespace) -> int:
-    """Stop a detached cluster."""
+    """Stop a detached cluster; with none running, say so in one line (exit 0 either way)."""
     stopped = stop_detached(args.workdir, say=_say)
-    _say("{} process(es) stopped".format(stopped))
+    if stopped:
+        _say("{} process(es) stopped".format(stopped))
+    else:
+        _say(NO_CLUSTER.format(args.workdir))
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    """Print the health of each node; exit 1 unless all are healthy."""
-    rows = cluster_status(args.workdir)
-    if not rows:
-        _say("no cluster in {}".format(args.workdir))
+    """Print the health of each node; exit 1 unless all are healthy.
+
+    With no process of the cluster running, one line says so (exit 1).
+    """
+    if not running_processes(load_state(args.workdir) or {}):
+        _say(NO_CLUSTER.format(args.workdir))
         return 1
+    rows = cluster_status(args.workdir)
     for name, role, url, _status, summary in rows:
         _say("{:<8} {:<7} {:<28} {}".format(name, role, url, summary))
     return 0 if all(row[3] == 200 for row in rows) else 1
-
-
-

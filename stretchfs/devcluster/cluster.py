@@ -4,23 +4,27 @@ Every node is a real `twistd` process with a generated config in the work
 folder, listening on its own loopback address (127.0.0.2, .3, ...) so that
 "distinct hosts" means something even on one machine.  The state of a
 running cluster is written to `<workdir>/cluster.json` for scripts, tests,
-`stretchfs dev down|status` and `stretchfs chaos`.
+`stretchfs dev down|status` and `stretchfs chaos`; with the configs it holds
+the cluster key, so both are created 0600 in a 0700 work folder.  A later
+`up` in the same folder reuses that key and first user (Redis's data and the
+stores' content carry over); without a cluster.json it starts clean.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from stretchfs.devcluster.process import NodeProcess, http_get_json
+from stretchfs.config import cluster_key_problem
+from stretchfs.devcluster.process import NodeProcess, decode_json, http_call, http_get_json
 from stretchfs.devcluster.redis_server import RedisProcess
 
 CLUSTER_FILE = "cluster.json"
@@ -130,41 +134,57 @@ class LocalCluster:
     def up(self, detach: bool = False, timeout: float = 90.0) -> dict[str, Any]:
         """Start everything and wait until every node is healthy."""
         self.workdir = os.path.abspath(self.workdir)
-        existing = load_state(self.workdir)
-        if existing and any(_alive(n.get("pid"), n.get("config", "")) for n in existing["nodes"]):
+        previous = load_state(self.workdir) or {}
+        if running_processes(previous):
             raise RuntimeError("a cluster is already running in {} (stretchfs dev down "
                                "--workdir {})".format(self.workdir, self.workdir))
-        os.makedirs(self.workdir, exist_ok=True)
-        self.cluster_key = secrets.token_urlsafe(32)
+        self.prepare_workdir()
+        saved_key = str(previous.get("cluster_key") or "")
+        self.cluster_key = saved_key if not cluster_key_problem(saved_key) else \
+            secrets.token_urlsafe(32)
         try:
-            self._start(detach, timeout)
+            self._start(detach, timeout, previous.get("user"))
         except BaseException:
             self.down()
             raise
+        return self.save_state()
+
+    def prepare_workdir(self) -> None:
+        """Create the work folder, for its owner only (it holds the key and Redis's data)."""
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+
+    def write_configs(self, redis_url: str) -> None:
+        """Write the TOML config of every planned node (0600: it holds the cluster key)."""
+        master_url = self.nodes[0].url
+        for node in self.nodes:
+            os.makedirs(os.path.dirname(node.config), mode=0o700, exist_ok=True)
+            write_private(node.config,
+                          render_config(node, master_url, redis_url, self.cluster_key))
+
+    def save_state(self) -> dict[str, Any]:
+        """Write cluster.json (see `describe`; 0600: key and password) and return its content."""
         state = self.describe()
-        with open(self.state_path, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=2)
+        write_private(self.state_path, json.dumps(state, indent=2))
         return state
 
-    def _start(self, detach: bool, timeout: float) -> None:
+    def _start(self, detach: bool, timeout: float, saved_user: dict[str, str] | None) -> None:
         redis_url = self.redis_url or os.environ.get("REDIS_URL", "")
         if not redis_url:
             self.redis = RedisProcess(os.path.join(self.workdir, "redis"))
+            if not saved_user:
+                # Nothing saved to log in with: start clean (this Redis is ours alone).
+                shutil.rmtree(self.redis.folder, ignore_errors=True)
             self.redis.start(detach=detach)
             redis_url = self.redis.url
             self.say("redis-server on {}".format(redis_url))
         self.redis_url = redis_url
         self.nodes = plan_nodes(self.workdir, self.prisms, self.stores)
-        master_url = self.nodes[0].url
-        for node in self.nodes:
-            os.makedirs(os.path.dirname(node.config), exist_ok=True)
-            with open(node.config, "w", encoding="utf-8") as handle:
-                handle.write(render_config(node, master_url, redis_url, self.cluster_key))
+        self.write_configs(redis_url)
         # The master first: the other roles register with it at start-up.
         self._launch(self.nodes[:1], detach, timeout)
         self._launch(self.nodes[1:], detach, timeout)
         self._wait_meshed(timeout)
-        self.user = self._create_first_user(master_url)
+        self.user = self._first_user(self.nodes[0].url, saved_user)
 
     def _launch(self, nodes: list[NodeSpec], detach: bool, timeout: float) -> None:
         for node in nodes:
@@ -195,22 +215,27 @@ class LocalCluster:
             raise RuntimeError("the ping net did not mesh within {} s: {}".format(
                 timeout, ", ".join(n.name for n in waiting)))
 
-    def _create_first_user(self, master_url: str) -> dict[str, str] | None:
-        body = json.dumps({"username": FIRST_USER}).encode()
-        request = urllib.request.Request(
-            master_url + "/users", data=body, method="POST",
-            headers={"Authorization": "Bearer " + self.cluster_key,
-                     "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as reply:
-                created = json.loads(reply.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code in (404, 405):
-                self.say("(the master has no user routes yet: no first user created)")
-                return None
-            raise RuntimeError("creating the first user failed: {} {}".format(
-                exc.code, exc.read()[:200])) from None
-        return {"username": created["username"], "password": created["password"]}
+    def _first_user(self, master_url: str,
+                    saved_user: dict[str, str] | None) -> dict[str, str] | None:
+        """Create the first user, or reuse the saved one when it exists already."""
+        status, data = http_call("POST", master_url + "/users", {"username": FIRST_USER},
+                                 key=self.cluster_key)
+        if status == 201:
+            created = decode_json(data)
+            return {"username": created["username"], "password": created["password"]}
+        if status in (404, 405):
+            self.say("(the master has no user routes yet: no first user created)")
+            return None
+        if status != 409:
+            raise RuntimeError("creating the first user failed: {} {!r}".format(
+                status, data[:200]))
+        if saved_user and http_call("POST", master_url + "/user/login", saved_user,
+                                    key=self.cluster_key)[0] == 200:
+            self.say("user {} exists from the previous run: reusing it".format(FIRST_USER))
+            return saved_user
+        self.say("user {} already exists in {} and {} holds no working password for it".format(
+            FIRST_USER, self.redis_url, self.state_path))
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The cluster.json content: nodes, Redis, key and first user."""
@@ -245,6 +270,17 @@ def _sees_all(node: NodeSpec, members: list[NodeSpec], key: str) -> bool:
         return False
     seen = {str(p.get("name")): bool(p.get("available")) for p in body.get("peers", [])}
     return all(seen.get(m.name) for m in members if m.name != node.name)
+
+
+def write_private(path: str, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only from the first byte on."""
+    temporary = path + ".tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def load_state(workdir: str) -> dict[str, Any] | None:
@@ -283,21 +319,31 @@ def _stop_pid(pid: int, *markers: str, timeout: float = 15.0) -> bool:
     return True
 
 
+def _redis_markers(redis: dict[str, Any]) -> tuple[str, ...]:
+    """How the managed redis-server's command line names its port."""
+    port = redis.get("port")
+    return "--port {}".format(port), "127.0.0.1:{}".format(port)
+
+
+def running_processes(state: dict[str, Any]) -> list[str]:
+    """Names of the processes recorded in cluster.json `state` that still run."""
+    names = [n["name"] for n in state.get("nodes", []) if _alive(n.get("pid"), n["config"])]
+    redis = state.get("redis") or {}
+    if redis.get("managed") and _alive(redis.get("pid"), *_redis_markers(redis)):
+        names.append("redis-server")
+    return names
+
+
 def stop_detached(workdir: str, say: Callable[[str], None] = print) -> int:
     """Stop a cluster started with --detach; returns how many processes were stopped."""
-    state = load_state(workdir)
-    if state is None:
-        say("no cluster.json in {}".format(workdir))
-        return 0
+    state = load_state(workdir) or {}
     stopped = 0
-    for node in reversed(state["nodes"]):
+    for node in reversed(state.get("nodes", [])):
         if _stop_pid(node.get("pid") or 0, node["config"]):
             say("stopped {} (pid {})".format(node["name"], node["pid"]))
             stopped += 1
     redis = state.get("redis") or {}
-    port = redis.get("port")
-    if redis.get("managed") and _stop_pid(redis.get("pid") or 0, "--port {}".format(port),
-                                          "127.0.0.1:{}".format(port)):
+    if redis.get("managed") and _stop_pid(redis.get("pid") or 0, *_redis_markers(redis)):
         say("stopped redis-server (pid {})".format(redis["pid"]))
         stopped += 1
     return stopped

@@ -100,15 +100,21 @@ class NodeProcess:
     config_path: str
     log_path: str
     env: dict[str, str] = field(default_factory=dict)
+    logger: str = "stretchfs.logs.json_stdout"
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
 
     def start(self, detach: bool = False) -> None:
-        """Spawn the process; its stdout and stderr go to `log_path`."""
+        """Spawn the process; its stdout and stderr go to `log_path`.
+
+        `logger` is twistd's `--logger` (none when empty: the config's
+        `[log] format` decides).
+        """
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-        args = twistd_command() + ["--nodaemon", "--pidfile=",
-                                   "--logger=stretchfs.logs.json_stdout",
-                                   "stretchfs-{}".format(self.role), "--config", self.config_path]
+        args = twistd_command() + ["--nodaemon", "--pidfile="]
+        if self.logger:
+            args.append("--logger=" + self.logger)
+        args += ["stretchfs-{}".format(self.role), "--config", self.config_path]
         env = dict(os.environ)
         env.update(self.env)
         with open(self.log_path, "ab") as out:

@@ -15,7 +15,7 @@ import sys
 import tomllib
 from typing import Any, Awaitable, Callable, Mapping, TextIO
 
-from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, load_config
+from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, cluster_key_problem, load_config
 from stretchfs.errors import ConfigError, PeerUnavailable, UpstreamError
 from stretchfs.exitcodes import EX_CONFIG
 
@@ -81,6 +81,9 @@ def resolve_master(args: argparse.Namespace, environ: Mapping[str, str]) -> tupl
         raise ConfigError("--master: expected an http:// or https:// URL")
     if not key:
         raise ConfigError("no cluster key: set ${} or give --config FILE".format(CLUSTER_KEY_ENV))
+    problem = cluster_key_problem(key)
+    if problem:
+        raise ConfigError("${}: {}".format(CLUSTER_KEY_ENV, problem))
     return url.rstrip("/"), key
 
 

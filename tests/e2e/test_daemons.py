@@ -9,7 +9,7 @@ import pytest
 
 from stretchfs.devcluster.process import http_get_json, twistd_command
 from stretchfs.exitcodes import EX_CONFIG, EX_LISTEN
-from tests.helpers import minimal_config
+from tests.helpers import CLUSTER_KEY, minimal_config
 
 
 @pytest.mark.parametrize("role", ["master", "prism", "store"])
@@ -69,13 +69,24 @@ def test_role_that_cannot_listen_exits_at_once(role: str, launch, redis_url, tmp
     assert not any(e.get("event") == "pingnet_listening" for e in node.events())
 
 
+def test_json_log_format_works_without_the_logger_option(launch, redis_url) -> None:
+    """With `[log] format = "json"` and no --logger, twistd starts and writes JSON log lines."""
+    node = launch("master", minimal_config("master", redis_url=redis_url,
+                                           extra='[log]\nformat = "json"\n'), logger="")
+    assert http_get_json("http://127.0.0.1:{}/ping".format(node.port)) == (200, {"pong": "pong"})
+    node.stop()
+    assert node.shut_down_cleanly()
+
+
 BAD = [
     ("[node]\nname = 'x'\nspeed = 3\n", "[node] speed: unknown key"),
     ("[http]\nlisten = 8080\n", "[http] listen: expected a string"),
     ("[redis]\nurl = 'mysql://x'\n", "[redis] url: expected redis://"),
     ("[ping]\ninterval = -1\n", "[ping] interval: expected a number greater than 0"),
     ("[prism]\nreplicas = 'two'\n", "[prism] replicas: expected an integer"),
-    ("[cluster]\nkey = 'short'\n", "[cluster] key: expected at least 16 characters"),
+    ("[cluster]\nkey = 'short'\n", "[cluster] key: expected at least 32 characters"),
+    ("[cluster]\nkey = 'change-me-to-a-long-random-secret'\n",
+     "[cluster] key: the example key is public"),
 ]
 
 
@@ -84,7 +95,7 @@ def test_bad_config_stops_twistd_with_one_line(tmp_path, repo_root: str, text: s
                                                message: str) -> None:
     """A bad config makes twistd exit 78 with one stderr line naming file and key."""
     path = tmp_path / "prism.toml"
-    key = "" if "[cluster]" in text else "[cluster]\nkey = 'test-cluster-key-0123456789'\n"
+    key = "" if "[cluster]" in text else "[cluster]\nkey = '{}'\n".format(CLUSTER_KEY)
     path.write_text(text + key)
     result = subprocess.run(
         twistd_command() + ["--nodaemon", "--pidfile=", "stretchfs-prism", "-c", str(path)],

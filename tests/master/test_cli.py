@@ -38,14 +38,21 @@ def test_master_url_comes_from_a_store_config(tmp_path) -> None:
 
 def test_master_flag_takes_the_key_from_the_environment() -> None:
     """--master URL uses $STRETCHFS_CLUSTER_KEY; without a key it is a config error."""
-    env = {"STRETCHFS_CLUSTER_KEY": "k" * 20}
-    assert resolve_master(_args(master="http://m:1/"), env) == ("http://m:1", "k" * 20)
+    env = {"STRETCHFS_CLUSTER_KEY": CLUSTER_KEY}
+    assert resolve_master(_args(master="http://m:1/"), env) == ("http://m:1", CLUSTER_KEY)
     with pytest.raises(ConfigError):
         resolve_master(_args(master="http://m:1"), {})
     with pytest.raises(ConfigError):
         resolve_master(_args(), env)
     with pytest.raises(ConfigError):
         resolve_master(_args(master="m:1"), env)
+
+
+@pytest.mark.parametrize("key", ["change-me-to-a-long-random-secret", "k" * 31])
+def test_master_flag_refuses_a_public_or_short_key(key: str) -> None:
+    """--master URL with the example key or a key under 32 characters is a config error."""
+    with pytest.raises(ConfigError, match=r"^\$STRETCHFS_CLUSTER_KEY: "):
+        resolve_master(_args(master="http://m:1"), {"STRETCHFS_CLUSTER_KEY": key})
 
 
 def test_parser_knows_the_commands() -> None:

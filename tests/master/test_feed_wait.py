@@ -7,6 +7,8 @@ import hashlib
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred
 
+from tests.helpers import CLUSTER_KEY
+
 
 def sha(n: int) -> str:
     """A deterministic content id."""
@@ -82,7 +84,7 @@ async def test_client_gone_while_waiting_frees_the_waiter(master) -> None:
     pool = HTTPConnectionPool(reactor, persistent=False)
     http = treq.client.HTTPClient(Agent(reactor, pool=pool))
     d = http.get(master.base + "/inventory/feed?after=0-0&wait=5",
-                 headers={b"Authorization": [b"Bearer test-cluster-key-0123456789"]})
+                 headers={b"Authorization": [b"Bearer " + CLUSTER_KEY.encode()]})
     await _settle()
     assert master.api.waiters.waiting("inventory") == 1
     d.cancel()

@@ -17,8 +17,9 @@ from stretchfs.pingnet.packet import (
     encode,
     node_id,
 )
+from tests.helpers import CLUSTER_KEY
 
-KEY = derive_key("test-cluster-key-0123456789")
+KEY = derive_key(CLUSTER_KEY)
 NOW = 1_700_000_000.0
 ME = node_id("n2")
 

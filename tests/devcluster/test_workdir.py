@@ -1,0 +1,55 @@
+"""The dev cluster's work folder: secrets readable by their owner only."""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Iterator
+
+import pytest
+
+from stretchfs.devcluster.cluster import LocalCluster, plan_nodes
+
+
+def _mode(path: str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """Run under the common umask 022, which leaves new files world-readable."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_configs_and_cluster_json_are_private(tmp_path, usual_umask) -> None:
+    """The work folder is 0700, and every config and cluster.json (key, password) is 0600."""
+    cluster = LocalCluster(str(tmp_path / "dev"), prisms=1, stores=1, say=lambda text: None)
+    cluster.prepare_workdir()
+    cluster.nodes = plan_nodes(cluster.workdir, 1, 1)
+    cluster.write_configs("redis://127.0.0.1:1/0")
+    cluster.save_state()
+    assert _mode(cluster.workdir) == 0o700
+    assert [_mode(node.config) for node in cluster.nodes] == [0o600] * 3
+    assert _mode(cluster.state_path) == 0o600
+
+
+def test_rewritten_files_become_private(tmp_path, usual_umask) -> None:
+    """A config or cluster.json left world-readable by an older run is replaced by a 0600 one."""
+    cluster = LocalCluster(str(tmp_path / "dev"), prisms=0, stores=1, say=lambda text: None)
+    cluster.prepare_workdir()
+    cluster.nodes = plan_nodes(cluster.workdir, 0, 1)
+    os.makedirs(os.path.dirname(cluster.nodes[0].config))
+    for path in (cluster.nodes[0].config, cluster.state_path):
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("old")
+        os.chmod(path, 0o644)
+    cluster.write_configs("redis://127.0.0.1:1/0")
+    cluster.save_state()
+    for path in (cluster.nodes[0].config, cluster.state_path):
+        assert _mode(path) == 0o600
+        with open(path, encoding="utf-8") as handle:
+            assert handle.read() != "old"
