@@ -1,4 +1,4 @@
-"""Least-privilege Redis ACL users of the cluster (Redis >= 6).
+"""Least-privilege Redis ACL users of the cluster (Redis >= 6.2).
 
 The master's user may run exactly the commands the master sends, on keys
 under the cluster prefix; prisms and stores share one user that may only
