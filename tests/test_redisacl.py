@@ -220,3 +220,12 @@ async def test_wrong_redis_password_fails_fast(seeded) -> None:
             await node.close()
     refused = [e for e in events if e.get("event") == "redis_refused"]
     assert refused and "WRONGPASS" in refused[0]["why"]
+
+
+def test_dev_cluster_with_an_unreachable_redis_url_says_so() -> None:
+    """A REDIS_URL nobody answers on stops `dev up` at once with a clear reason."""
+    from stretchfs.devcluster.ports import free_port
+
+    cluster = LocalCluster("unused", say=lambda text: None)
+    with pytest.raises(RuntimeError, match="REDIS_URL does not answer"):
+        cluster._redis_logins("redis://127.0.0.1:{}/0".format(free_port()), new_passwords())

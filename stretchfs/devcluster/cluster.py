@@ -191,7 +191,11 @@ class LocalCluster:
         ACL file; on an external REDIS_URL they are created when its login may, else
         every role shares that login (with a warning)."""
         if self.redis is None:
-            refused = create_users(parse_redis_url(redis_url), REDIS_PREFIX, passwords)
+            try:
+                refused = create_users(parse_redis_url(redis_url), REDIS_PREFIX, passwords)
+            except OSError as exc:
+                raise RuntimeError("the Redis of REDIS_URL does not answer: {}".format(
+                    exc)) from None
             if refused:
                 self.say("warning: cannot create the Redis ACL users ({}); every role "
                          "uses the REDIS_URL login".format(refused))

@@ -73,13 +73,7 @@ def redis_command(address: RedisAddress, *args: str, timeout: float = 5.0) -> by
         login = [address.username] if address.username else []
         commands.insert(0, ["AUTH", *login, address.password])
     payload = b"".join(_resp(command) for command in commands)
-    if address.unix_path:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(timeout)
-        sock.connect(address.unix_path)
-    else:
-        sock = socket.create_connection((address.host, address.port), timeout=timeout)
-    with sock, sock.makefile("rb") as replies:
+    with _connect(address, timeout) as sock, sock.makefile("rb") as replies:
         sock.sendall(payload)
         line = b""
         for _ in commands:
@@ -87,6 +81,19 @@ def redis_command(address: RedisAddress, *args: str, timeout: float = 5.0) -> by
             if line.startswith(b"-"):
                 break
         return line
+
+
+def _connect(address: RedisAddress, timeout: float) -> socket.socket:
+    if not address.unix_path:
+        return socket.create_connection((address.host, address.port), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address.unix_path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _resp(args: list[str]) -> bytes:
