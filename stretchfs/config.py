@@ -1,8 +1,9 @@
 """Load and validate a role's TOML config into frozen dataclasses.
 
 Order of precedence: defaults in code, then the TOML file, then environment
-overrides for secrets (``STRETCHFS_CLUSTER_KEY``).  Every mistake raises
-`ConfigError` with one line naming the file, the key and what was expected.
+overrides for secrets (``STRETCHFS_CLUSTER_KEY``, ``STRETCHFS_REDIS_PASSWORD``).
+Every mistake raises `ConfigError` with one line naming the file, the key and
+what was expected.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tomllib
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Callable, Mapping, TypeVar
+from urllib.parse import urlsplit
 
 from stretchfs.errors import ConfigError
 from stretchfs.wire.identifiers import is_extension, is_node_name
@@ -23,6 +25,7 @@ CLUSTER_KEY_ENV = "STRETCHFS_CLUSTER_KEY"
 EXAMPLE_CLUSTER_KEY = "change-me-to-a-long-random-secret"
 MIN_CLUSTER_KEY_CHARS = 32
 MAKE_KEY_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+REDIS_PASSWORD_ENV = "STRETCHFS_REDIS_PASSWORD"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -154,8 +157,11 @@ class ClusterSettings:
 class RedisSettings:
     """The cluster Redis (master's database and the ping net's ballot box)."""
 
-    url: str = setting("redis://127.0.0.1:6379/0", "redis://host:port/db or unix:///path?db=N",
-                       _redis_url)
+    url: str = setting("redis://127.0.0.1:6379/0",
+                       "redis://[user@]host:port/db or unix://[user@]/path?db=N "
+                       "(user: the Redis ACL user, see etc/redis.conf)", _redis_url)
+    password: str = setting("", "password of the Redis user; overridden by "
+                            "$STRETCHFS_REDIS_PASSWORD (preferred)")
     prefix: str = setting("sfs:", "prefix of every key StretchFS writes")
     timeout: float = setting(5.0, "seconds before a Redis reply counts as lost", _positive)
     pool_size: int = setting(4, "connections in the shared pool", _positive)
@@ -402,8 +408,20 @@ def parse_config(role: str, text: str, origin: str,
     if problem:
         raise ConfigError("{}: [cluster] key: {}".format(origin, problem))
     config = replace(config, cluster=replace(config.cluster, key=key))
+    config = _with_redis_password(config, environ or {}, origin)
     _check_role_rules(config, origin)
     return config
+
+
+def _with_redis_password(config: RoleConfig, environ: Mapping[str, str],
+                         origin: str) -> RoleConfig:
+    """Apply $STRETCHFS_REDIS_PASSWORD; a Redis user without any password is refused."""
+    password = environ.get(REDIS_PASSWORD_ENV) or config.redis.password
+    url = urlsplit(config.redis.url)
+    if url.username and not (password or url.password):
+        raise ConfigError("{}: [redis] password: expected the password of the Redis user in "
+                          "url (or set ${})".format(origin, REDIS_PASSWORD_ENV))
+    return replace(config, redis=replace(config.redis, password=password))
 
 
 def _check_role_rules(config: RoleConfig, origin: str) -> None:

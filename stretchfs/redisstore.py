@@ -13,8 +13,8 @@ only imported inside `connect_redis`, never at module import time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from twisted.internet.defer import Deferred, succeed
@@ -23,6 +23,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from stretchfs.errors import ConfigError, NotReady
+
+if TYPE_CHECKING:
+    from stretchfs.config import RedisSettings
 
 Arg = bytes | str | int | float
 Command = Sequence[Arg]
@@ -70,6 +73,7 @@ class RedisAddress:
     db: int = 0
     unix_path: str = ""
     password: str | None = None
+    username: str | None = None
 
     def url(self) -> str:
         """This address as a redis:// or unix:// URL."""
@@ -79,21 +83,26 @@ class RedisAddress:
 
 
 def parse_redis_url(url: str) -> RedisAddress:
-    """Parse redis://[:password@]host:port/db or unix:///path?db=N."""
+    """Parse redis://[[user][:password]@]host:port/db or unix://[[user][:password]@]/path?db=N.
+
+    A user name selects a Redis ACL user (Redis >= 6, see stretchfs/redisacl.py).
+    """
     parts = urlsplit(url)
     password = unquote(parts.password) if parts.password else None
+    username = unquote(parts.username) if parts.username else None
     query = parse_qs(parts.query)
     try:
         if parts.scheme == "unix":
             db = int(query.get("db", ["0"])[0])
             if not parts.path:
                 raise ValueError("no socket path")
-            return RedisAddress(unix_path=parts.path, db=db, password=password)
+            return RedisAddress(unix_path=parts.path, db=db, password=password,
+                                username=username)
         if parts.scheme == "redis":
             path = parts.path.strip("/")
             db = int(path) if path else int(query.get("db", ["0"])[0])
             return RedisAddress(host=parts.hostname or "127.0.0.1", port=parts.port or 6379,
-                                db=db, password=password)
+                                db=db, password=password, username=username)
     except ValueError as exc:
         raise ConfigError("{}: bad Redis URL: {}".format(url, exc)) from None
     raise ConfigError("{}: bad Redis URL: expected redis:// or unix://".format(url))
@@ -175,9 +184,10 @@ def connect_redis(address: RedisAddress, clock: IReactorTime, timeout: float,
     import txredisapi
 
     # db 0 is every connection's default: no SELECT, one less step to fail.
+    # With a user name txredisapi sends Redis 6's `AUTH user password`.
     options = dict(dbid=address.db or None, poolsize=pool_size, reconnect=True, charset=None,
-                   password=address.password, connectTimeout=timeout, replyTimeout=timeout,
-                   convertNumbers=False)
+                   username=address.username, password=address.password,
+                   connectTimeout=timeout, replyTimeout=timeout, convertNumbers=False)
     if address.unix_path:
         handler = txredisapi.lazyUnixConnectionPool(path=address.unix_path, **options)
     else:
@@ -190,4 +200,20 @@ def connect_redis(address: RedisAddress, clock: IReactorTime, timeout: float,
     # swapping).  The cluster must recover without a restart: keep trying.
     # (disconnect() still stops everything; it does not go through stopTrying.)
     factory.stopTrying = _keep_trying
+    # A refused login (wrong ACL user or password) or SELECT fails the pool's
+    # first-ready Deferred, which nothing else waits on: say why, once.
+    factory.deferred.addErrback(_setup_refused)
     return TxRedisStore(handler, clock, timeout, address)
+
+
+def _setup_refused(failure: Any) -> None:
+    log.error("cluster Redis refused the connection setup: {why}",
+              why=failure.getErrorMessage()[:200], event="redis_refused")
+
+
+def connect_cluster_redis(settings: RedisSettings, clock: IReactorTime) -> TxRedisStore:
+    """The pool a role opens from its `[redis]` settings (a password there wins over the URL's)."""
+    address = parse_redis_url(settings.url)
+    if settings.password:
+        address = replace(address, password=settings.password)
+    return connect_redis(address, clock, settings.timeout, pool_size=settings.pool_size)

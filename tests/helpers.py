@@ -8,7 +8,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from stretchfs.devcluster.redis_server import RedisProcess
+from stretchfs.devcluster.redis_server import RedisProcess, redis_command
+from stretchfs.redisstore import RedisAddress
 
 CLUSTER_KEY = "test-cluster-key-0123456789abcdefghij"
 
@@ -30,12 +31,18 @@ class RedisServer:
         return self.process.url
 
     def command(self, *args: str) -> bytes:
-        """Send one command over a raw socket and return the raw reply."""
-        payload = "*{}\r\n".format(len(args)) + "".join(
-            "${}\r\n{}\r\n".format(len(a.encode()), a) for a in args)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            sock.sendall(payload.encode())
-            return sock.recv(65536)
+        """Send one command with a one-line reply (as the admin) and return that line."""
+        return redis_command(RedisAddress(port=self.port), *args)
+
+    def login_url(self, user: str, prefix: str) -> str:
+        """URL (password included) of ACL user `user` for keys under `prefix`, set up
+        afresh from stretchfs.redisacl (the rules etc/redis.conf documents)."""
+        from stretchfs.redisacl import acl_rules
+
+        password = "pw-" + user
+        assert self.command("ACL", "SETUSER", user, *acl_rules(user, prefix, ">" + password)
+                            ).startswith(b"+OK")
+        return "redis://{}:{}@127.0.0.1:{}/0".format(user, password, self.port)
 
     def flush(self) -> None:
         """Empty every database."""

@@ -68,11 +68,17 @@ async def test_unreachable_redis_fails_fast() -> None:
 
 
 def test_redis_urls_parse() -> None:
-    """redis:// and unix:// URLs give host, port, db and socket path."""
+    """redis:// and unix:// URLs give host, port, db, socket path and the ACL login."""
     tcp = parse_redis_url("redis://:pw@10.0.0.5:6380/3")
-    assert (tcp.host, tcp.port, tcp.db, tcp.password) == ("10.0.0.5", 6380, 3, "pw")
+    assert (tcp.host, tcp.port, tcp.db, tcp.password, tcp.username) == (
+        "10.0.0.5", 6380, 3, "pw", None)
     unix = parse_redis_url("unix:///run/redis.sock?db=2")
     assert (unix.unix_path, unix.db) == ("/run/redis.sock", 2)
+    user = parse_redis_url("redis://stretchfs-node:p%40ss@10.0.0.5:6380/0")
+    assert (user.username, user.password, user.host) == ("stretchfs-node", "p@ss", "10.0.0.5")
+    unix_user = parse_redis_url("unix://stretchfs-node@/run/redis.sock?db=1")
+    assert (unix_user.username, unix_user.unix_path, unix_user.db) == (
+        "stretchfs-node", "/run/redis.sock", 1)
     with pytest.raises(ConfigError):
         parse_redis_url("http://nope")
     with pytest.raises(ConfigError):

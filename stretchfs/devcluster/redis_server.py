@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from stretchfs.devcluster.ports import free_port
 from stretchfs.devcluster.process import stop_process
+from stretchfs.redisacl import (
+    MASTER_USER,
+    NODE_USER,
+    acl_config_line,
+    acl_rules,
+    password_hash_rule,
+)
+from stretchfs.redisstore import RedisAddress
 
 HOW_TO_GET_REDIS = (
     "no redis-server found: install it (Debian: apt-get install -y redis-server), "
@@ -46,13 +56,52 @@ def find_redis_server() -> str:
 
 
 def redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True when a Redis on host:port answers PING."""
+    """True when a Redis on host:port answers PING (asking for a login counts as an answer)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
+
+
+def redis_command(address: RedisAddress, *args: str, timeout: float = 5.0) -> bytes:
+    """Send one command with a one-line reply (+OK, -ERR ...) over a fresh connection,
+    logging in first when `address` has a password; returns that line (or AUTH's error)."""
+    commands = [list(args)]
+    if address.password is not None:
+        login = [address.username] if address.username else []
+        commands.insert(0, ["AUTH", *login, address.password])
+    payload = b"".join(_resp(command) for command in commands)
+    with _connect(address, timeout) as sock, sock.makefile("rb") as replies:
+        sock.sendall(payload)
+        line = b""
+        for _ in commands:
+            line = replies.readline().rstrip(b"\r\n")
+            if line.startswith(b"-"):
+                break
+        return line
+
+
+def _connect(address: RedisAddress, timeout: float) -> socket.socket:
+    if not address.unix_path:
+        return socket.create_connection((address.host, address.port), timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address.unix_path)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _resp(args: list[str]) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode("utf-8")
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 @dataclass
@@ -62,6 +111,7 @@ class RedisProcess:
     folder: str
     port: int = 0
     appendonly: bool = True
+    aclfile: str = ""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,6 +129,8 @@ class RedisProcess:
                 "--dir", self.folder, "--save", "", "--daemonize", "no",
                 "--appendonly", "yes" if self.appendonly else "no",
                 "--logfile", os.path.join(self.folder, "redis.log")]
+        if self.aclfile:
+            args += ["--aclfile", self.aclfile]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=detach)
@@ -96,3 +148,37 @@ class RedisProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (TERM, then KILL after `timeout`)."""
         stop_process(self.process, timeout)
+
+
+def new_passwords() -> dict[str, str]:
+    """A fresh random password for each StretchFS Redis user."""
+    return {user: secrets.token_urlsafe(24) for user in (MASTER_USER, NODE_USER)}
+
+
+def write_aclfile(path: str, prefix: str, passwords: dict[str, str]) -> str:
+    """Write an ACL file (mode 0600, password hashes only) with the StretchFS users
+    and the default user switched off; returns `path`."""
+    lines = ["user default off"] + [acl_config_line(user, prefix, password_hash_rule(password))
+                                    for user, password in sorted(passwords.items())]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def create_users(address: RedisAddress, prefix: str, passwords: dict[str, str]) -> str:
+    """Create the StretchFS users with ACL SETUSER on a running Redis; returns '' on
+    success, else Redis's refusal (no admin rights, or a Redis older than 6)."""
+    for user, password in sorted(passwords.items()):
+        rules = acl_rules(user, prefix, password_hash_rule(password))
+        reply = redis_command(address, "ACL", "SETUSER", user, *rules)
+        if not reply.startswith(b"+OK"):
+            return reply.lstrip(b"-").decode("utf-8", "replace")
+    return ""
+
+
+def login_url(url: str, user: str) -> str:
+    """`url` (redis:// or unix://) logging in as `user`, without any password."""
+    parts = urlsplit(url)
+    where = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc="{}@{}".format(quote(user, safe=""), where)))

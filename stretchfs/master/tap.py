@@ -19,10 +19,9 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from stretchfs.httpclient import make_http_client
-    from stretchfs.redisstore import connect_redis, parse_redis_url
+    from stretchfs.redisstore import connect_cluster_redis
 
     config = options.settings
-    redis = connect_redis(parse_redis_url(config.redis.url), reactor, config.redis.timeout,
-                          pool_size=config.redis.pool_size)
+    redis = connect_cluster_redis(config.redis, reactor)
     return build_master_service(config, reactor=reactor, redis=redis,
                                  http=make_http_client(reactor))

@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 
 from stretchfs.devcluster.cluster import LocalCluster, plan_nodes
+from stretchfs.redisacl import MASTER_USER, NODE_USER
 
 
 def _mode(path: str) -> int:
@@ -25,12 +26,16 @@ def usual_umask() -> Iterator[None]:
         os.umask(previous)
 
 
+LOGINS = {MASTER_USER: ("redis://127.0.0.1:1/0", "pw-master"),
+          NODE_USER: ("redis://127.0.0.1:1/0", "pw-node")}
+
+
 def test_configs_and_cluster_json_are_private(tmp_path, usual_umask) -> None:
     """The work folder is 0700, and every config and cluster.json (key, password) is 0600."""
     cluster = LocalCluster(str(tmp_path / "dev"), prisms=1, stores=1, say=lambda text: None)
     cluster.prepare_workdir()
     cluster.nodes = plan_nodes(cluster.workdir, 1, 1)
-    cluster.write_configs("redis://127.0.0.1:1/0")
+    cluster.write_configs(LOGINS)
     cluster.save_state()
     assert _mode(cluster.workdir) == 0o700
     assert [_mode(node.config) for node in cluster.nodes] == [0o600] * 3
@@ -47,7 +52,7 @@ def test_rewritten_files_become_private(tmp_path, usual_umask) -> None:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write("old")
         os.chmod(path, 0o644)
-    cluster.write_configs("redis://127.0.0.1:1/0")
+    cluster.write_configs(LOGINS)
     cluster.save_state()
     for path in (cluster.nodes[0].config, cluster.state_path):
         assert _mode(path) == 0o600

@@ -84,6 +84,17 @@ def build_master(redis_url: str, clock: Any, extra: str = "",
 
 
 @pytest.fixture
+def redis_url(redis_server):
+    """A flushed database, reached as the master's least-privilege ACL user: every
+    master test proves the master needs no more rights than etc/redis.conf gives it."""
+    from stretchfs.config import RedisSettings
+    from stretchfs.redisacl import MASTER_USER
+
+    redis_server.flush()
+    return redis_server.login_url(MASTER_USER, RedisSettings().prefix)
+
+
+@pytest.fixture
 def master_factory(redis_url, clock):
     """Builds running masters (config `extra` appended to [master]); all are torn down."""
     from treq.client import HTTPClient

@@ -20,16 +20,19 @@ class WallClock:
 
 
 @pytest.fixture(params=["real", "fake"])
-def redis(request, redis_url):
-    """A RedisStore: txredisapi on a real server, or the in-memory fake."""
+def redis(request, redis_url, redis_server, key_prefix):
+    """A RedisStore: txredisapi on a real server logged in as the prisms' and stores'
+    least-privilege ACL user, or the in-memory fake."""
     if request.param == "fake":
         yield FakeRedisStore(WallClock())
         return
     from twisted.internet import reactor
 
+    from stretchfs.redisacl import NODE_USER
     from stretchfs.redisstore import connect_redis
 
-    real = connect_redis(parse_redis_url(redis_url), reactor, timeout=5.0)
+    url = redis_server.login_url(NODE_USER, key_prefix)
+    real = connect_redis(parse_redis_url(url), reactor, timeout=5.0)
     yield real
     pytest_twisted.blockon(real.close())
 

@@ -1,0 +1,96 @@
+"""Least-privilege Redis ACL users of the cluster (Redis >= 6.2).
+
+The master's user may run exactly the commands the master sends, on keys
+under the cluster prefix; prisms and stores share one user that may only
+cast, withdraw and read ping-net votes and verdicts.  A stolen prism or store
+config therefore cannot read or rewrite users, sessions, inventory or
+purchases.  These rules are the one source of truth: `etc/redis.conf`
+documents them (a test checks it matches) and `stretchfs dev up` applies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from stretchfs.master.keys import glob_escape
+from stretchfs.pingnet.ballot import verdicts_key, votes_key
+
+MASTER_USER = "stretchfs-master"
+NODE_USER = "stretchfs-node"
+
+# Every command the master sends, directly or from its Lua scripts (which
+# Redis checks against the same rules), plus PING (health) and SELECT (db N).
+MASTER_COMMANDS = (
+    "ping", "select", "eval", "evalsha",
+    "exists", "get", "set", "del", "expire",
+    "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hscan",
+    "sadd", "srem", "smembers", "scard",
+    "zadd", "zrem", "zcard", "zrangebyscore", "zscan",
+    "xadd", "xrange", "xrevrange", "xinfo|stream",
+)
+
+# The ping net's ballot box (stretchfs/pingnet/ballot.py) and nothing else.
+NODE_COMMANDS = (
+    "ping", "select",
+    "zadd", "zrem", "zremrangebyscore", "zrangebyscore", "pexpire",
+    "hset", "hgetall",
+)
+
+
+def master_key_patterns(prefix: str) -> tuple[str, ...]:
+    """Key patterns of the master: everything under the cluster prefix."""
+    return (glob_escape(prefix) + "*",)
+
+
+def node_key_patterns(prefix: str) -> tuple[str, ...]:
+    """Key patterns of prisms and stores: the ping net's votes and verdicts only."""
+    return (glob_escape(votes_key(prefix, "")) + "*", glob_escape(verdicts_key(prefix)))
+
+
+def password_hash_rule(password: str) -> str:
+    """An ACL password rule that stores only the SHA-256 of `password`."""
+    return "#" + hashlib.sha256(password.encode("utf-8")).hexdigest()
+
+
+def acl_rules(user: str, prefix: str, password_rule: str) -> list[str]:
+    """The ACL SETUSER rules of `user` (MASTER_USER or NODE_USER) for `prefix`.
+
+    `password_rule` is ``>plaintext`` or ``#sha256hex`` (see `password_hash_rule`).
+    """
+    if user == MASTER_USER:
+        patterns, commands = master_key_patterns(prefix), MASTER_COMMANDS
+    elif user == NODE_USER:
+        patterns, commands = node_key_patterns(prefix), NODE_COMMANDS
+    else:
+        raise ValueError("unknown StretchFS Redis user {!r}".format(user))
+    return (["reset", "on", password_rule, "resetchannels"]
+            + ["~" + pattern for pattern in patterns]
+            + ["-@all"] + ["+" + command for command in commands])
+
+
+def acl_config_line(user: str, prefix: str, password_rule: str) -> str:
+    """The `user ...` line for redis.conf (or an ACL file) defining `user`."""
+    return " ".join(["user", user] + acl_rules(user, prefix, password_rule))
+
+
+PLACEHOLDERS = {MASTER_USER: ">change-me-master-password", NODE_USER: ">change-me-node-password"}
+
+
+def example_config_lines(prefix: str) -> list[str]:
+    """The redis.conf `user` lines for `prefix`, with placeholder passwords to replace."""
+    return ["user default off"] + [acl_config_line(user, prefix, placeholder)
+                                   for user, placeholder in PLACEHOLDERS.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m stretchfs.redisacl [PREFIX]`: print `example_config_lines` for a
+    `[redis] prefix` other than the default sfs: (etc/redis.conf has those)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    print("\n".join(example_config_lines(args[0] if args else "sfs:")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
