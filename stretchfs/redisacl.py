@@ -6,6 +6,12 @@ cast, withdraw and read ping-net votes and verdicts.  A stolen prism or store
 config therefore cannot read or rewrite users, sessions, inventory or
 purchases.  These rules are the one source of truth: `etc/redis.conf`
 documents them (a test checks it matches) and `stretchfs dev up` applies them.
+
+The default user is the administrator, behind a password, not switched off:
+Redis 7.0 replays the append-only file with the default user's rights, and
+with it off every MULTI/EXEC there (which is how Redis logs a Lua script's
+writes, i.e. almost every write of the master) is refused at load, silently
+dropping acknowledged users, purchases and inventory at the first restart.
 """
 
 from __future__ import annotations
@@ -68,18 +74,24 @@ def acl_rules(user: str, prefix: str, password_rule: str) -> list[str]:
             + ["-@all"] + ["+" + command for command in commands])
 
 
+def default_user_line(password_rule: str) -> str:
+    """The default user: every right, behind a password (see the module doc for why)."""
+    return "user default on {} ~* &* +@all".format(password_rule)
+
+
 def acl_config_line(user: str, prefix: str, password_rule: str) -> str:
     """The `user ...` line for redis.conf (or an ACL file) defining `user`."""
     return " ".join(["user", user] + acl_rules(user, prefix, password_rule))
 
 
 PLACEHOLDERS = {MASTER_USER: ">change-me-master-password", NODE_USER: ">change-me-node-password"}
+ADMIN_PLACEHOLDER = ">change-me-admin-password"
 
 
 def example_config_lines(prefix: str) -> list[str]:
     """The redis.conf `user` lines for `prefix`, with placeholder passwords to replace."""
-    return ["user default off"] + [acl_config_line(user, prefix, placeholder)
-                                   for user, placeholder in PLACEHOLDERS.items()]
+    return [default_user_line(ADMIN_PLACEHOLDER)] + [
+        acl_config_line(user, prefix, placeholder) for user, placeholder in PLACEHOLDERS.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,12 +54,13 @@ def _unchanged(server) -> bool:
 
 
 def test_example_redis_conf_documents_the_acl_users(repo_root: str) -> None:
-    """etc/redis.conf defines exactly the users stretchfs.redisacl generates, default off."""
+    """etc/redis.conf defines exactly the users stretchfs.redisacl generates, default behind
+    a password."""
     with open(os.path.join(repo_root, "etc", "redis.conf"), encoding="utf-8") as handle:
         lines = [line.strip() for line in handle if line.startswith("user ")]
     wanted = example_config_lines(PREFIX)
     assert lines[:len(wanted)] == wanted
-    assert wanted[0] == "user default off"
+    assert wanted[0] == "user default on >change-me-admin-password ~* &* +@all"
     assert {line.split()[1] for line in wanted} == {"default", MASTER_USER, NODE_USER}
 
 
@@ -115,11 +116,11 @@ def test_dev_acl_file_holds_hashes_and_its_redis_admits_only_the_users(tmp_path)
     """`stretchfs dev up`'s ACL file is private and free of plaintext passwords; its Redis
     refuses anonymous clients and admits each role's login with only that role's rights."""
     passwords = new_passwords()
-    path = write_aclfile(str(tmp_path / "users.acl"), PREFIX, passwords)
+    path = write_aclfile(str(tmp_path / "users.acl"), PREFIX, passwords, "admin-secret-pw")
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
-    assert not [p for p in passwords.values() if p in text]
+    assert not [p for p in list(passwords.values()) + ["admin-secret-pw"] if p in text]
     redis = RedisProcess(str(tmp_path / "redis"), appendonly=False, aclfile=path)
     redis.start()
     try:
@@ -229,3 +230,26 @@ def test_dev_cluster_with_an_unreachable_redis_url_says_so() -> None:
     cluster = LocalCluster("unused", say=lambda text: None)
     with pytest.raises(RuntimeError, match="REDIS_URL does not answer"):
         cluster._redis_logins("redis://127.0.0.1:{}/0".format(free_port()), new_passwords())
+
+
+def test_script_and_transaction_writes_survive_a_restart_of_the_acl_redis(tmp_path) -> None:
+    """Writes made by the master's Lua scripts (kept in the AOF as MULTI/EXEC) are still
+    there after the ACL-protected Redis restarts: no acknowledged state is dropped."""
+    passwords = new_passwords()
+    admin = "admin-" + passwords[NODE_USER]
+    path = write_aclfile(str(tmp_path / "users.acl"), PREFIX, passwords, admin)
+    redis = RedisProcess(str(tmp_path / "redis"), appendonly=True, aclfile=path)
+    redis.start()
+    master = RedisAddress(port=redis.port, username=MASTER_USER, password=passwords[MASTER_USER])
+    try:
+        script = ("redis.call('HSET', KEYS[1], 'active', '1'); "
+                  "return redis.call('SET', KEYS[2], 'v')")
+        assert redis_command(master, "EVAL", script, "2", USER_KEY, PREFIX + "pur:t") == b"+OK"
+        redis.stop()
+        redis.start()
+        assert redis_command(master, "HGET", USER_KEY, "active") == b"$1"
+        assert redis_command(master, "GET", PREFIX + "pur:t") == b"$1"
+        administrator = RedisAddress(port=redis.port, password=admin)
+        assert redis_command(administrator, "DBSIZE") == b":2"
+    finally:
+        redis.stop()

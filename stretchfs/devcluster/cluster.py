@@ -137,6 +137,7 @@ class LocalCluster:
     cluster_key: str = ""
     user: dict[str, str] | None = None
     redis_acl: bool = False
+    redis_admin_password: str = ""
 
     @property
     def state_path(self) -> str:
@@ -190,7 +191,9 @@ class LocalCluster:
                 # Nothing saved to log in with: start clean (this Redis is ours alone).
                 shutil.rmtree(folder, ignore_errors=True)
             os.makedirs(folder, mode=0o700, exist_ok=True)
-            aclfile = write_aclfile(os.path.join(folder, "users.acl"), REDIS_PREFIX, passwords)
+            self.redis_admin_password = secrets.token_urlsafe(24)
+            aclfile = write_aclfile(os.path.join(folder, "users.acl"), REDIS_PREFIX, passwords,
+                                    self.redis_admin_password)
             self.redis = RedisProcess(folder, aclfile=aclfile)
             self.redis.start(detach=detach)
             redis_url = self.redis.url
@@ -288,7 +291,7 @@ class LocalCluster:
                                  "acl": self.redis_acl}
         if self.redis is not None and self.redis.process is not None:
             redis.update(pid=self.redis.process.pid, port=self.redis.port,
-                         folder=self.redis.folder)
+                         folder=self.redis.folder, admin_password=self.redis_admin_password)
         prisms = [n["url"] for n in nodes if n["role"] == "prism"]
         return {"workdir": self.workdir, "cluster_key": self.cluster_key, "redis": redis,
                 "nodes": nodes, "user": self.user, "prism_url": prisms[0] if prisms else None,

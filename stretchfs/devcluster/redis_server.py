@@ -24,6 +24,7 @@ from stretchfs.redisacl import (
     NODE_USER,
     acl_config_line,
     acl_rules,
+    default_user_line,
     password_hash_rule,
 )
 from stretchfs.redisstore import RedisAddress
@@ -155,11 +156,12 @@ def new_passwords() -> dict[str, str]:
     return {user: secrets.token_urlsafe(24) for user in (MASTER_USER, NODE_USER)}
 
 
-def write_aclfile(path: str, prefix: str, passwords: dict[str, str]) -> str:
+def write_aclfile(path: str, prefix: str, passwords: dict[str, str], admin_password: str) -> str:
     """Write an ACL file (mode 0600, password hashes only) with the StretchFS users
-    and the default user switched off; returns `path`."""
-    lines = ["user default off"] + [acl_config_line(user, prefix, password_hash_rule(password))
-                                    for user, password in sorted(passwords.items())]
+    and the default user as the administrator behind `admin_password`; returns `path`."""
+    lines = [default_user_line(password_hash_rule(admin_password))] + [
+        acl_config_line(user, prefix, password_hash_rule(password))
+        for user, password in sorted(passwords.items())]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
