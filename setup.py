@@ -22,6 +22,7 @@ setup(
         "bcrypt>=4.0",
         "prometheus-client>=0.17",
         "streaming-form-data>=1.13",
+        "httpx>=0.27",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pytest-randomly>=3.15",

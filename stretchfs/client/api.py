@@ -1,0 +1,352 @@
+"""`Client`: the public prism API from Python, synchronous, on httpx.
+
+Every call has a deadline (`timeout`, seconds without progress).  A 503 or a
+failed connection is retried `retries` times with doubling backoff (an
+upload only when its source can be read again); a 401 on a session call is
+answered by logging in again once, when the client holds credentials.
+Uploads stream from the file and hash on the way; downloads stream to disk
+and resume through `Range` after a cut connection.  From asyncio, run the
+calls in a thread (`await asyncio.to_thread(client.upload, path)`); one
+`Client` is not meant for several threads at once — use one per thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import urllib.parse
+from typing import IO, Any, Callable, Iterable, Iterator
+
+import httpx
+
+from stretchfs.client.errors import (
+    IntegrityError,
+    StretchFSError,
+    Unauthorized,
+    Unavailable,
+    error_for,
+)
+from stretchfs.client.models import Content, ContentRecord, Download, Purchase, Session
+
+Progress = Callable[[int, int | None], None]
+"""Called with (bytes done, bytes in all or None when unknown)."""
+
+TOKEN_HEADER = "X-STRETCHFS-Token"
+MAX_BACKOFF_SECONDS = 8.0
+
+
+class _HashingReader:
+    """A file wrapper that hashes and reports what httpx reads from it."""
+
+    def __init__(self, source: IO[bytes], total: int | None, progress: Progress | None) -> None:
+        self._source = source
+        self._total = total
+        self._progress = progress
+        self._start = source.tell() if source.seekable() else 0
+        self.sha1 = hashlib.sha1()
+        self.done = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Read, hash and report a chunk."""
+        chunk = self._source.read(size)
+        if chunk:
+            self.sha1.update(chunk)
+            self.done += len(chunk)
+            if self._progress is not None:
+                self._progress(self.done, self._total)
+        return chunk
+
+    def seekable(self) -> bool:
+        """Whether the upload can be sent again (a retry)."""
+        return self._source.seekable()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Rewind for a (re)send: the hash starts over with the bytes."""
+        if whence == os.SEEK_SET:
+            self.sha1 = hashlib.sha1()
+            self.done = 0
+            return self._source.seek(self._start + offset) - self._start
+        return self._source.seek(offset, whence) - self._start
+
+    def tell(self) -> int:
+        """Position relative to where the upload started."""
+        return self._source.tell() - self._start
+
+
+def _size_of(source: IO[bytes]) -> int | None:
+    try:
+        return os.fstat(source.fileno()).st_size - source.tell()
+    except (AttributeError, OSError, ValueError):
+        pass
+    if source.seekable():
+        here = source.tell()
+        end = source.seek(0, os.SEEK_END)
+        source.seek(here)
+        return end - here
+    return None
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"]
+    return "HTTP {}".format(response.status_code)
+
+
+class Client:
+    """A StretchFS prism, as an application uses it.
+
+    `Client(url, username, password)` logs in on the first call that needs a
+    session; `token=` reuses an existing session instead.
+    """
+
+    def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
+                 token: str | None = None, ca_file: str | None = None, timeout: float = 30.0,
+                 retries: int = 3, backoff: float = 0.5,
+                 transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.url = url.rstrip("/")
+        self.username = username
+        self._password = password
+        self.session: Session | None = Session(token) if token else None
+        self.retries = retries
+        self.backoff = backoff
+        self._sleep = sleep
+        self._http = httpx.Client(verify=ca_file if ca_file else True, transport=transport,
+                                  timeout=httpx.Timeout(timeout))
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections (the session stays valid on the server)."""
+        self._http.close()
+
+    # -- sessions ----------------------------------------------------------
+    def login(self) -> Session:
+        """Log in with the client's credentials; the session is kept for later calls."""
+        if not self.username or self._password is None:
+            raise Unauthorized("no credentials to log in with", 401)
+        answer = self._call("POST", "/user/login", {"username": self.username,
+                                                    "password": self._password}, session=False)
+        self.session = Session.from_answer(answer["session"])
+        return self.session
+
+    def logout(self) -> None:
+        """End the session on every prism."""
+        if self.session is not None:
+            self._call("POST", "/user/logout", renew=False)
+            self.session = None
+
+    def validate(self) -> Session:
+        """The session as the cluster sees it (raises Unauthorized when it is not valid)."""
+        return Session.from_answer(self._call("POST", "/user/session/validate",
+                                              renew=False)["session"])
+
+    # -- content -----------------------------------------------------------
+    def upload(self, source: str | os.PathLike[str] | IO[bytes], *, name: str | None = None,
+               progress: Progress | None = None, fields: dict[str, str] | None = None
+               ) -> Content:
+        """Upload one file (a path or a binary file object), streamed; SHA1 checked."""
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as handle:
+                return self.upload(handle, name=name or os.path.basename(os.fspath(source)),
+                                   progress=progress, fields=fields)
+        reader = _HashingReader(source, _size_of(source), progress)
+        filename = name or os.path.basename(str(getattr(source, "name", "") or "upload.bin"))
+
+        def request() -> httpx.Response:
+            if reader.seekable():
+                reader.seek(0)
+            return self._http.post(self.url + "/content/upload", headers=self._headers(),
+                                   data=fields or {},
+                                   files={"file": (filename, reader,
+                                                   "application/octet-stream")})
+
+        answer = self._session_call(request, retry=reader.seekable())
+        content = Content.from_answer(answer["files"]["file"])
+        if content.hash != reader.sha1.hexdigest():
+            raise IntegrityError("the cluster stored {} but {} was sent".format(
+                content.hash, reader.sha1.hexdigest()))
+        return content
+
+    def retrieve(self, url: str, *, extension: str | None = None,
+                 headers: dict[str, str] | None = None) -> Content:
+        """Have the prism fetch a remote http(s) URL into the cluster."""
+        body: dict[str, Any] = {"request": {"url": url, "headers": headers or {}}}
+        if extension:
+            body["extension"] = extension
+        return Content.from_answer(self._call("POST", "/content/retrieve", body))
+
+    def detail(self, sha1: str) -> ContentRecord:
+        """What the cluster knows of one hash (NotFound when it holds no copy)."""
+        return ContentRecord.from_answer(self._call("POST", "/content/detail", {"hash": sha1}))
+
+    def exists(self, hashes: Iterable[str]) -> dict[str, ContentRecord]:
+        """Records of several hashes; unknown ones have `exists` False (no error)."""
+        answer = self._call("POST", "/content/exists", {"hash": list(hashes)})
+        return {sha1: ContentRecord.from_answer(dict(record, hash=sha1))
+                for sha1, record in answer.items()}
+
+    # -- purchases ---------------------------------------------------------
+    def purchase(self, sha1: str, ext: str, *, life: float | None = None,
+                 referrer: Iterable[str] = (), ip: str | None = None) -> Purchase:
+        """Buy a time-limited download right for one file."""
+        body: dict[str, Any] = {"hash": sha1, "ext": ext, "referrer": list(referrer)}
+        if life is not None:
+            body["life"] = life
+        if ip is not None:
+            body["ip"] = ip
+        return Purchase.from_answer(self._call("POST", "/content/purchase", body))
+
+    def purchase_detail(self, token: str) -> Purchase:
+        """One of this user's purchases (NotFound when unknown, expired or another's)."""
+        return Purchase.from_answer(self._call("POST", "/content/purchase/detail",
+                                               {"token": token}))
+
+    def purchase_remove(self, token: str) -> int:
+        """Remove one of this user's purchases: 1 when it existed, else 0."""
+        return int(self._call("POST", "/content/purchase/remove",
+                              {"token": token}).get("count", 0))
+
+    def download_url(self, purchase: Purchase | str, filename: str) -> str:
+        """The public download link of a purchase (no session needed to follow it)."""
+        token = purchase.token if isinstance(purchase, Purchase) else purchase
+        return "{}/{}/{}".format(self.url, urllib.parse.quote(token, safe=""),
+                                 urllib.parse.quote(filename))
+
+    def download(self, url: str, dest: str | os.PathLike[str], *,
+                 progress: Progress | None = None, resume: bool = True) -> Download:
+        """Stream `url` (a download link; redirects followed) to `dest`.
+
+        Bytes already in `dest` are kept and only the rest is asked for
+        (`Range`) when `resume` is true; a cut connection resumes the same
+        way, up to `retries` times.  The SHA1 is checked against the store's
+        ETag.
+        """
+        path = os.fspath(dest)
+        start = os.path.getsize(path) if resume and os.path.exists(path) else 0
+        if not resume and os.path.exists(path):
+            os.unlink(path)
+        for attempt in range(self.retries + 1):
+            try:
+                return self._download_once(url, path, start, progress)
+            except (httpx.TransportError, Unavailable) as exc:
+                if attempt == self.retries:
+                    raise Unavailable("download of {} failed: {}".format(url, exc)) from None
+                self._sleep(self._delay(attempt))
+        raise AssertionError("unreachable")
+
+    def _download_once(self, url: str, path: str, resumed_from: int,
+                       progress: Progress | None) -> Download:
+        have = os.path.getsize(path) if os.path.exists(path) else 0
+        headers = {"Range": "bytes={}-".format(have)} if have else {}
+        with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if response.status_code == 416 and have:
+                total = have  # already complete
+                etag = ""
+            else:
+                if response.status_code not in (200, 206):
+                    response.read()
+                    raise error_for(response.status_code, _message(response))
+                if response.status_code == 200:
+                    have = 0
+                length = response.headers.get("content-length")
+                total = have + int(length) if length is not None else None
+                etag = response.headers.get("etag", "").strip('"')
+                with open(path, "ab" if have else "wb") as out:
+                    done = have
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+        sha1 = _sha1_of(path)
+        if etag and len(etag) == 40 and etag != sha1:
+            raise IntegrityError("downloaded bytes hash to {}, the store says {}".format(
+                sha1, etag))
+        return Download(path=path, size=os.path.getsize(path), sha1=sha1,
+                        resumed_from=resumed_from)
+
+    # -- plumbing ----------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        if self.session is None:
+            self.login()
+        assert self.session is not None
+        return {TOKEN_HEADER: self.session.token}
+
+    def _call(self, method: str, path: str, body: Any = None, *, session: bool = True,
+              renew: bool = True) -> Any:
+        def request() -> httpx.Response:
+            headers = self._headers() if session else {}
+            content = None
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+                content = json.dumps(body).encode()
+            return self._http.request(method, self.url + path, headers=headers,
+                                      content=content)
+
+        if not session:
+            return self._answer(self._retrying(request, retry=True))
+        return self._session_call(request, retry=True, renew=renew)
+
+    def _session_call(self, request: Callable[[], httpx.Response], *, retry: bool,
+                      renew: bool = True) -> Any:
+        try:
+            return self._answer(self._retrying(request, retry=retry))
+        except Unauthorized:
+            if not renew or not self.username or self._password is None:
+                raise
+            self.login()
+            return self._answer(self._retrying(request, retry=retry))
+
+    def _retrying(self, request: Callable[[], httpx.Response], *, retry: bool
+                  ) -> httpx.Response:
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
+            try:
+                response = request()
+            except httpx.TransportError as exc:
+                if attempt + 1 == attempts:
+                    raise Unavailable("cannot reach {}: {}".format(self.url, exc)) from None
+            else:
+                if response.status_code != 503 or attempt + 1 == attempts:
+                    return response
+            self._sleep(self._delay(attempt))
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int) -> float:
+        return float(min(self.backoff * (2 ** attempt), MAX_BACKOFF_SECONDS))
+
+    def _answer(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            raise error_for(response.status_code, _message(response))
+        try:
+            return response.json()
+        except ValueError:
+            raise StretchFSError("the prism answered {} with a body that is not JSON".format(
+                response.status_code), response.status_code) from None
+
+
+def _sha1_of(path: str) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for chunk in _chunks(handle):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while True:
+        chunk = handle.read(1024 * 1024)
+        if not chunk:
+            return
+        yield chunk
