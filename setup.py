@@ -23,6 +23,7 @@ setup(
         "prometheus-client>=0.17",
         "streaming-form-data>=1.13",
         "httpx>=0.27",
+        "tqdm>=4.66",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pytest-randomly>=3.15",

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from stretchfs import __version__
-from stretchfs.cli import chaos, dev, inventory, peers, purchases, users
+from stretchfs.cli import chaos, content, dev, inventory, peers, purchases, users
+from stretchfs.master.cliconn import add_master_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,7 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     dev.add_parser(subparsers)
     users.add_parser(subparsers)
-    purchases.add_parser(subparsers)
+    content.add_parsers(subparsers, purchases.run_prune, add_master_arguments)
     peers.add_parser(subparsers)
     inventory.add_parser(subparsers)
     chaos.add_parser(subparsers)

@@ -62,7 +62,7 @@ def test_parser_knows_the_commands() -> None:
                               "--master", "http://m:1"])
     assert (args.name, args.active, args.writable) == ("store1", False, True)
     assert parser.parse_args(["user", "create", "bob"]).name == "bob"
-    assert parser.parse_args(["purchase", "prune"]).purchase_command == "prune"
+    assert parser.parse_args(["purchase", "prune", "--master", "http://m:1"]).hash == "prune"
     with pytest.raises(SystemExit):
         parser.parse_args(["peer", "update", "s1", "--active", "--inactive"])
 
