@@ -16,6 +16,7 @@ import getpass
 import json
 import os
 import sys
+import threading
 import tomllib
 from dataclasses import asdict
 from typing import Any, Callable
@@ -216,6 +217,8 @@ def run_upload(args: argparse.Namespace) -> int:
     bar = _bar(total, "upload")
     results: dict[str, Any] = {}
     failures = 0
+    local = threading.local()
+    clients: list[Client] = []
 
     def one(path: str) -> Any:
         sent = [0]
@@ -224,8 +227,10 @@ def run_upload(args: argparse.Namespace) -> int:
             bar.update(done - sent[0])
             sent[0] = done
 
-        with open_client(args, token=token) as client:
-            return client.upload(path, progress=progress)
+        if not hasattr(local, "client"):  # one client (and connection) per worker
+            local.client = open_client(args, token=token)
+            clients.append(local.client)
+        return local.client.upload(path, progress=progress)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(one, path): path for path in args.files}
@@ -238,6 +243,8 @@ def run_upload(args: argparse.Namespace) -> int:
                 results[path] = {"error": exc.message}
                 bar.write("stretchfs upload: {}: {}".format(path, exc.message), file=sys.stderr)
     bar.close()
+    for client in clients:
+        client.close()
     if args.json:
         print(json.dumps([dict(results[path], path=path) for path in args.files]))
     else:
