@@ -97,6 +97,8 @@ def main() -> int:
                    STRETCHFS_PASSWORD=user["password"],
                    XDG_CONFIG_HOME=os.path.join(folder, "config"))
         token = login(prism, user)
+        # Both tools start logged in: curl with a token, stretchfs with its saved session.
+        subprocess.run(CLI + ["login"], env=env, check=True, capture_output=True, timeout=60)
         print("client bench: 1 prism, 1 store (replicas 1), {} round(s)".format(args.rounds))
 
         big_rates: dict[str, list[float]] = {"stretchfs": [], "curl": []}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from stretchfs.master.keys import glob_escape
-from stretchfs.pingnet.ballot import verdicts_key, votes_key
+from stretchfs.pingnet.keys import verdicts_key, votes_key
 
 MASTER_USER = "stretchfs-master"
 NODE_USER = "stretchfs-node"

@@ -31,3 +31,16 @@ def test_every_stretchfs_option_and_argument_has_help_text() -> None:
 def test_every_nginxconf_option_has_help_text() -> None:
     """`python -m stretchfs.store.nginxconf --help` describes every option."""
     assert _undocumented(nginx_parser(), "nginxconf") == []
+
+
+def test_each_command_is_found_by_its_own_module() -> None:
+    """Every command parses with only its own module registered (as `main` builds it)."""
+    from stretchfs.cli.main import COMMANDS
+
+    for command in COMMANDS:
+        parser = build_parser(command)
+        choices = next(a for a in parser._actions
+                       if isinstance(a, argparse._SubParsersAction)).choices
+        assert command in choices
+    assert set(next(a for a in build_parser()._actions
+                    if isinstance(a, argparse._SubParsersAction)).choices) == set(COMMANDS)

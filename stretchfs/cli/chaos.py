@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.scenarios import SCENARIOS, Options, Report
 
 
@@ -47,6 +46,8 @@ def format_table(reports: list[Report]) -> str:
 
 def run_chaos(args: argparse.Namespace) -> int:
     """Run one scenario or all; exit 1 if any broke a promise."""
+    from stretchfs.chaos.cluster import ClusterHandle  # Twisted: only when chaos runs
+
     handle = ClusterHandle(args.workdir)
     options = Options(seed_files=args.seed_files, threads=args.threads,
                       master_down_seconds=args.master_down,

@@ -7,15 +7,6 @@ import signal
 import time
 from typing import Any
 
-from stretchfs.devcluster.cluster import (
-    LocalCluster,
-    cluster_status,
-    load_state,
-    running_processes,
-    stop_detached,
-    usage_example,
-)
-
 DEFAULT_WORKDIR = "./.stretchfs-dev"
 NO_CLUSTER = "no cluster running in {}"
 
@@ -44,6 +35,14 @@ def add_parser(subparsers: Any) -> None:
     status.set_defaults(func=run_status)
 
 
+def _devcluster() -> Any:
+    """stretchfs.devcluster.cluster, imported when used: it pulls in Twisted, which the
+    other `stretchfs` commands do without (so they start faster)."""
+    from stretchfs.devcluster import cluster
+
+    return cluster
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -53,7 +52,8 @@ def run_up(args: argparse.Namespace) -> int:
     if args.prisms < 0 or args.stores < 0 or args.prisms + args.stores > 200:
         _say("stretchfs dev up: --prisms and --stores must be 0..200 in all")
         return 2
-    cluster = LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores, say=_say)
+    cluster = _devcluster().LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores,
+                                         say=_say)
     stopping = {"now": False}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -98,13 +98,13 @@ def _print_ready(state: dict[str, Any]) -> None:
     if state.get("prism_url"):
         _say("")
         _say("Try it:")
-        _say(usage_example(state))
+        _say(_devcluster().usage_example(state))
     _say("")
 
 
 def run_down(args: argparse.Namespace) -> int:
     """Stop a detached cluster; with none running, say so in one line (exit 0 either way)."""
-    stopped = stop_detached(args.workdir, say=_say)
+    stopped = _devcluster().stop_detached(args.workdir, say=_say)
     if stopped:
         _say("{} process(es) stopped".format(stopped))
     else:
@@ -117,10 +117,11 @@ def run_status(args: argparse.Namespace) -> int:
 
     With no process of the cluster running, one line says so (exit 1).
     """
-    if not running_processes(load_state(args.workdir) or {}):
+    devcluster = _devcluster()
+    if not devcluster.running_processes(devcluster.load_state(args.workdir) or {}):
         _say(NO_CLUSTER.format(args.workdir))
         return 1
-    rows = cluster_status(args.workdir)
+    rows = devcluster.cluster_status(args.workdir)
     for name, role, url, _status, summary in rows:
         _say("{:<8} {:<7} {:<28} {}".format(name, role, url, summary))
     return 0 if all(row[3] == 200 for row in rows) else 1

@@ -1,32 +1,55 @@
-"""Entry point of the `stretchfs` command."""
+"""Entry point of the `stretchfs` command.
+
+Each command's module is imported only when that command runs (or for
+`--help`), so `stretchfs upload` does not pay for loading Twisted and the
+local-cluster tools.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from typing import Any, Callable
 
 from stretchfs import __version__
-from stretchfs.cli import chaos, content, dev, inventory, peers, purchases, users
-from stretchfs.master.cliconn import add_master_arguments
+
+# command -> the stretchfs.cli module registering it (content registers several).
+COMMANDS = {"dev": "dev", "user": "users", "peer": "peers", "inventory": "inventory",
+            "chaos": "chaos", "login": "content", "logout": "content", "upload": "content",
+            "download": "content", "purchase": "content", "detail": "content"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+def _register_content(subparsers: Any) -> None:
+    from stretchfs.cli import content, purchases
+    from stretchfs.master.cliconn import add_master_arguments
+
+    content.add_parsers(subparsers, purchases.run_prune, add_master_arguments)
+
+
+def _registrar(module: str) -> Callable[[Any], None]:
+    if module == "content":
+        return _register_content
+    return importlib.import_module("stretchfs.cli." + module).add_parser
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser: with `command`, only the module that registers it; else all."""
     parser = argparse.ArgumentParser(prog="stretchfs", description="StretchFS cluster tools")
     parser.add_argument("--version", action="version", version="stretchfs " + __version__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    dev.add_parser(subparsers)
-    users.add_parser(subparsers)
-    content.add_parsers(subparsers, purchases.run_prune, add_master_arguments)
-    peers.add_parser(subparsers)
-    inventory.add_parser(subparsers)
-    chaos.add_parser(subparsers)
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(
+        COMMANDS.values()))
+    for module in modules:
+        _registrar(module)(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
     return int(args.func(args) or 0)
 
 

@@ -12,6 +12,7 @@ calls in a thread (`await asyncio.to_thread(client.upload, path)`); one
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -34,29 +35,53 @@ Progress = Callable[[int, int | None], None]
 """Called with (bytes done, bytes in all or None when unknown)."""
 
 TOKEN_HEADER = "X-STRETCHFS-Token"
+READ_CHUNK_BYTES = 1024 * 1024
 MAX_BACKOFF_SECONDS = 8.0
 
 
 class _HashingReader:
-    """A file wrapper that hashes and reports what httpx reads from it."""
+    """A file wrapper that hashes and reports what httpx reads from it.
+
+    Chunks are read READ_CHUNK_BYTES at a time (httpx asks for 64 KiB) and
+    hashed on a thread of their own while httpx sends them (hashlib and the
+    socket both release the GIL), so hashing does not slow the upload down.
+    """
 
     def __init__(self, source: IO[bytes], total: int | None, progress: Progress | None) -> None:
         self._source = source
         self._total = total
         self._progress = progress
         self._start = source.tell() if source.seekable() else 0
-        self.sha1 = hashlib.sha1()
+        self._sha1 = hashlib.sha1()
+        self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._hashing: concurrent.futures.Future[None] | None = None
         self.done = 0
 
     def read(self, size: int = -1) -> bytes:
-        """Read, hash and report a chunk."""
-        chunk = self._source.read(size)
+        """Read a chunk, start hashing it, report progress."""
+        chunk = self._source.read(max(size, READ_CHUNK_BYTES) if size >= 0 else size)
+        self._wait()
         if chunk:
-            self.sha1.update(chunk)
+            self._hashing = self._hasher.submit(self._sha1.update, chunk)
             self.done += len(chunk)
             if self._progress is not None:
                 self._progress(self.done, self._total)
         return chunk
+
+    def hexdigest(self) -> str:
+        """The SHA1 of everything read since the last rewind."""
+        self._wait()
+        return self._sha1.hexdigest()
+
+    def close(self) -> None:
+        """Stop the hashing thread (the source file is the caller's)."""
+        self._wait()
+        self._hasher.shutdown()
+
+    def _wait(self) -> None:
+        hashing, self._hashing = self._hashing, None
+        if hashing is not None:
+            hashing.result()
 
     def seekable(self) -> bool:
         """Whether the upload can be sent again (a retry)."""
@@ -65,7 +90,8 @@ class _HashingReader:
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         """Rewind for a (re)send: the hash starts over with the bytes."""
         if whence == os.SEEK_SET:
-            self.sha1 = hashlib.sha1()
+            self._wait()
+            self._sha1 = hashlib.sha1()
             self.done = 0
             return self._source.seek(self._start + offset) - self._start
         return self._source.seek(offset, whence) - self._start
@@ -171,11 +197,15 @@ class Client:
                                    files={"file": (filename, reader,
                                                    "application/octet-stream")})
 
-        answer = self._session_call(request, retry=reader.seekable())
+        try:
+            answer = self._session_call(request, retry=reader.seekable())
+            sent = reader.hexdigest()
+        finally:
+            reader.close()
         content = Content.from_answer(answer["files"]["file"])
-        if content.hash != reader.sha1.hexdigest():
+        if content.hash != sent:
             raise IntegrityError("the cluster stored {} but {} was sent".format(
-                content.hash, reader.sha1.hexdigest()))
+                content.hash, sent))
         return content
 
     def retrieve(self, url: str, *, extension: str | None = None,

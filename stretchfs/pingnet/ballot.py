@@ -25,19 +25,10 @@ from typing import Any, Callable, Iterable
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from stretchfs.pingnet.keys import verdicts_key, votes_key
 from stretchfs.redisstore import RedisStore
 
 log = Logger()
-
-
-def votes_key(prefix: str, target: str) -> str:
-    """The Redis key holding the votes against `target`."""
-    return "{}ping:votes:{}".format(prefix, target)
-
-
-def verdicts_key(prefix: str) -> str:
-    """The Redis hash of last observed verdict changes."""
-    return "{}ping:verdicts".format(prefix)
 
 
 def _text(value: Any) -> str:

@@ -25,12 +25,13 @@ def test_upload_streams_a_file_object_and_reports_progress(tmp_path) -> None:
     """An upload logs in, sends the bytes, checks the SHA1 and reports progress to the end."""
     prism = make_prism(tmp_path)
     seen: list[tuple[int, int | None]] = []
+    data = DATA * 40  # several read chunks
     with _client(prism) as client:
-        content = client.upload(io.BytesIO(DATA), name="a.txt",
+        content = client.upload(io.BytesIO(data), name="a.txt",
                                 progress=lambda done, total: seen.append((done, total)))
-    assert content.hash == hashlib.sha1(DATA).hexdigest()
-    assert (content.size, content.copies, content.ext) == (len(DATA), 2, "txt")
-    assert seen[-1] == (len(DATA), len(DATA)) and len(seen) > 1
+    assert content.hash == hashlib.sha1(data).hexdigest()
+    assert (content.size, content.copies, content.ext) == (len(data), 2, "txt")
+    assert seen[-1] == (len(data), len(data)) and len(seen) > 1
     prism.stop()
 
 

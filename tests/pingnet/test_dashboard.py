@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from stretchfs.master.dashboard import render_dashboard
-from stretchfs.pingnet.ballot import votes_key
 from stretchfs.pingnet.dashboard import ClusterVerdicts
+from stretchfs.pingnet.keys import votes_key
 from tests.fakes import FakeRedisStore
 
 

@@ -8,7 +8,7 @@ import pytest
 from twisted.logger import capturedLogs
 
 from stretchfs.config import PingSettings
-from stretchfs.pingnet.ballot import votes_key
+from stretchfs.pingnet.keys import votes_key
 from stretchfs.pingnet.packet import (
     DROP_REASONS,
     NO_TARGET,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest_twisted
 from klein import Klein
 
-from stretchfs.pingnet.ballot import votes_key
+from stretchfs.pingnet.keys import votes_key
 from stretchfs.pingnet.status import add_pingnet_routes, cluster_view
 from stretchfs.web.errormap import install_error_handlers
 from tests.fakes import FakeRedisStore

@@ -1,0 +1,13 @@
+"""The ping net's Redis key names (no Twisted here: the ACL rules and tools read them)."""
+
+from __future__ import annotations
+
+
+def votes_key(prefix: str, target: str) -> str:
+    """The Redis key holding the votes against `target`."""
+    return "{}ping:votes:{}".format(prefix, target)
+
+
+def verdicts_key(prefix: str) -> str:
+    """The Redis hash of last observed verdict changes."""
+    return "{}ping:verdicts".format(prefix)
