@@ -4,24 +4,32 @@ Every route needs the cluster key except the dashboard `/`, `/ping`,
 `/health`, `/metrics` (and `/pingnet/status`, added by the ping net).
 Handlers parse and validate, call one of the databases in this package, and
 render; domain exceptions become status codes through `install_error_handlers`.
+
+Stopping drains the feeds first (`drain`): writes that go on a feed are
+refused (503), and the master keeps serving until every prism following a
+feed has asked past its last change, so a purchase or an inventory change
+acknowledged just before the stop is in every prism's mirror while the
+master is away (bounded by `DRAIN_MAX_SECONDS`).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from klein import Klein
 from prometheus_client import CollectorRegistry
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from stretchfs.config import MasterConfig
-from stretchfs.errors import InvalidInput, NotFound, StretchFSError
+from stretchfs.errors import InvalidInput, NotFound, NotReady, StretchFSError
 from stretchfs.health import Readiness
 from stretchfs.master import validate
 from stretchfs.master.dashboard import PeerColumn, render_dashboard
-from stretchfs.master.feeds import FeedWaiters, long_poll
+from stretchfs.master.feeds import FeedFollowers, FeedWaiters, long_poll
 from stretchfs.master.inventory import MAX_LOOKUP_HASHES, Inventory, parse_changes
 from stretchfs.master.keys import Keys
 from stretchfs.master.metrics import MasterMetrics, counted
@@ -42,11 +50,31 @@ PUBLISH_MAX_BYTES = 8 * 1024 * 1024
 FEED_MAX_LIMIT = 10_000
 INVENTORY_FEED = "inventory"
 PURCHASE_FEED = "purchases"
+# A stopping master waits this long at most for its feed followers to catch up,
+# looking every DRAIN_CHECK_SECONDS.
+DRAIN_MAX_SECONDS = 3.0
+DRAIN_CHECK_SECONDS = 0.02
 
 
 def _inline(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
     """Run `function` on the calling thread (tests only; the service passes a thread pool)."""
     return maybeDeferred(function, *args)
+
+
+def feed_write(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A write that goes on a feed: refused while the master drains, counted while in flight."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: "MasterAPI", request: IRequest, *args: Any, **kwargs: Any) -> Any:
+        if self.draining:
+            raise NotReady("the master is shutting down")
+        self.writes_in_flight += 1
+        try:
+            return await handler(self, request, *args, **kwargs)
+        finally:
+            self.writes_in_flight -= 1
+
+    return wrapper
 
 
 class MasterAPI:
@@ -71,6 +99,9 @@ class MasterAPI:
         self.metrics = MasterMetrics(metrics_registry)
         self.keys = Keys(config.redis.prefix)
         self.waiters = FeedWaiters(clock)
+        self.followers = FeedFollowers(clock)
+        self.draining = False
+        self.writes_in_flight = 0
         settings = config.master
         self.peers = PeerRegistry(redis, self.keys, clock)
         self.users = Users(redis, self.keys, clock, session_ttl=settings.session_ttl,
@@ -262,6 +293,7 @@ class MasterAPI:
     @app.route("/inventory/publish", methods=["POST"])
     @counted("inventory_publish")
     @cluster_key_required
+    @feed_write
     async def publish(self, request: IRequest) -> bytes:
         """Apply a store's batch of adds/removes (idempotent)."""
         body = self._body(request, max(self.max_body, PUBLISH_MAX_BYTES))
@@ -288,7 +320,7 @@ class MasterAPI:
     async def inventory_feed(self, request: IRequest) -> bytes:
         """Changes after a cursor; long-polls up to `wait` seconds; 410 when trimmed."""
         after, wait, limit = self._feed_args(request)
-        cursor, changes = await self._poll(INVENTORY_FEED, wait,
+        cursor, changes = await self._poll(INVENTORY_FEED, request, after, wait,
                                            lambda: self.inventory.feed(after, limit))
         return write_json(request, {"cursor": cursor, "changes": changes})
 
@@ -314,6 +346,7 @@ class MasterAPI:
     @app.route("/purchases", methods=["POST"])
     @counted("purchases_create")
     @cluster_key_required
+    @feed_write
     async def create_purchase(self, request: IRequest) -> bytes:
         """Create a purchase: the master draws the token and sets `expires` -> 201."""
         purchase = await self.purchases.create(self._body(request))
@@ -335,13 +368,14 @@ class MasterAPI:
     async def purchase_feed(self, request: IRequest) -> bytes:
         """Purchase changes after a cursor (long-poll; 410 when trimmed)."""
         after, wait, limit = self._feed_args(request)
-        cursor, changes = await self._poll(PURCHASE_FEED, wait,
+        cursor, changes = await self._poll(PURCHASE_FEED, request, after, wait,
                                            lambda: self.purchases.feed(after, limit))
         return write_json(request, {"cursor": cursor, "changes": changes})
 
     @app.route("/purchases/prune", methods=["POST"])
     @counted("purchases_prune")
     @cluster_key_required
+    @feed_write
     async def prune_purchases(self, request: IRequest) -> bytes:
         """Remove every expired purchase now, each announced on the feed."""
         pruned = await self.purchases.prune()
@@ -362,6 +396,7 @@ class MasterAPI:
     @app.route("/purchases/<token>/remove", methods=["POST"])
     @counted("purchases_remove")
     @cluster_key_required
+    @feed_write
     async def remove_purchase(self, request: IRequest, token: str) -> bytes:
         """Remove a purchase: count 1 when it existed (and was `owner`'s if named), else 0."""
         validate.token(token)
@@ -390,8 +425,48 @@ class MasterAPI:
             raise InvalidInput("'limit' must be a whole number")
         return validate.cursor(after), min(wait, timeout), int(limit)
 
-    async def _poll(self, feed: str, wait: float,
+    async def drain(self) -> None:
+        """Refuse feed writes, then wait (at most DRAIN_MAX_SECONDS) until every follower
+        has asked for each feed past its last change; called when the master stops."""
+        self.draining = True
+        self.readiness.block("draining", "the master is shutting down")
+        deadline = self.clock.seconds() + DRAIN_MAX_SECONDS
+        behind: list[str] = []
+        while self.followers:
+            if not self.writes_in_flight:
+                try:
+                    behind = (self.followers.behind(INVENTORY_FEED, await self.inventory.cursor())
+                              + self.followers.behind(PURCHASE_FEED,
+                                                      await self.purchases.cursor()))
+                except Exception as exc:  # noqa: BLE001 - no Redis: nothing to wait for
+                    log.warn("stopping without draining the feeds: {error}", error=str(exc))
+                    return
+                if not behind:
+                    return
+            if self.clock.seconds() >= deadline:
+                log.warn("stopping while feed followers are behind: {readers}",
+                         readers=", ".join(sorted(set(behind))) or "writes in flight")
+                return
+            await deferLater(self.clock, DRAIN_CHECK_SECONDS)
+
+    async def _poll(self, feed: str, request: IRequest, after: str, wait: float,
                     read: Callable[[], Any]) -> tuple[str, list[dict[str, Any]]]:
+        reader = validate.query_arg(request, "reader")
+        if reader is None:
+            return await self._long_poll(feed, wait, read)
+        reader = validate.peer_name(reader, "reader")
+        self.followers.reading(feed, reader, after)
+        try:
+            page = await self._long_poll(feed, wait, read)
+        except CancelledError:
+            self.followers.gone(feed, reader)
+            raise
+        finally:
+            self.followers.answered(feed, reader)
+        return page
+
+    async def _long_poll(self, feed: str, wait: float,
+                         read: Callable[[], Any]) -> tuple[str, list[dict[str, Any]]]:
         pages: list[tuple[str, list[dict[str, Any]]]] = []
 
         async def read_page() -> Any:

@@ -51,11 +51,16 @@ class NdjsonSplitter:
 
 
 class MasterClient:
-    """Talks to the master at `base_url` with the cluster key."""
+    """Talks to the master at `base_url` with the cluster key.
+
+    `reader`, a prism's node name, is sent with every feed read: the master
+    then knows the prism follows its feeds and lets it catch up before it stops.
+    """
 
     def __init__(self, http: HTTPClient, base_url: str, cluster_key: str,
-                 timeout: float, clock: Any) -> None:
+                 timeout: float, clock: Any, reader: str = "") -> None:
         self._json = JsonClient(http, base_url, cluster_key, timeout, clock)
+        self._reader = {"reader": reader} if reader else {}
 
     @property
     def base_url(self) -> str:
@@ -148,7 +153,8 @@ class MasterClient:
     async def inventory_feed(self, after: str, wait: float, limit: int = 10000) -> dict[str, Any]:
         """Changes after `after` (UpstreamError 410 when the cursor was trimmed)."""
         return await self._json.json("GET", "/inventory/feed",
-                                     params={"after": after, "wait": wait, "limit": limit},
+                                     params={"after": after, "wait": wait, "limit": limit,
+                                             **self._reader},
                                      timeout=self._json.timeout + wait)
 
     # -- purchases ---------------------------------------------------------
@@ -178,7 +184,8 @@ class MasterClient:
     async def purchase_feed(self, after: str, wait: float, limit: int = 10000) -> dict[str, Any]:
         """Purchase changes after `after` (UpstreamError 410 when trimmed)."""
         return await self._json.json("GET", "/purchases/feed",
-                                     params={"after": after, "wait": wait, "limit": limit},
+                                     params={"after": after, "wait": wait, "limit": limit,
+                                             **self._reader},
                                      timeout=self._json.timeout + wait)
 
     async def prune_purchases(self) -> dict[str, Any]:

@@ -16,6 +16,10 @@ Long-poll: the master is the only writer of both feeds, so the process that
 XADDs also wakes its waiting readers (`FeedWaiters.notify`) at once; a
 waiter that hears nothing answers with no changes when its `wait` (on the
 injected clock) runs out.
+
+Followers: a prism names itself in its feed reads (`reader=`), so the master
+knows where each follower stands (`FeedFollowers`).  A stopping master uses
+that to let every follower fetch the changes it acknowledged before it goes.
 """
 
 from __future__ import annotations
@@ -165,6 +169,63 @@ class FeedWaiters:
     def _expire(d: Deferred[bool]) -> None:
         if not d.called:
             d.callback(False)
+
+
+# A follower re-polls at once after an answer (or within its 1 s retry): one not heard
+# of for this long has stopped following.
+FOLLOWER_IDLE_SECONDS = 5.0
+
+
+def cursor_order(cursor: str) -> tuple[int, int]:
+    """A stream id as a sortable (ms, seq) pair."""
+    ms, _, seq = cursor.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass
+class _Follower:
+    after: str
+    seen: float
+    reading: int = 0
+
+
+class FeedFollowers:
+    """Named readers of each feed: the cursor each last read from, and whether a read is open."""
+
+    def __init__(self, clock: Any) -> None:
+        self._clock = clock
+        self._followers: dict[tuple[str, str], _Follower] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._followers)
+
+    def reading(self, feed: str, reader: str, after: str) -> None:
+        """`reader` asks for `feed` after `after` (so it holds everything up to it)."""
+        follower = self._followers.setdefault((feed, reader), _Follower(after, 0.0))
+        follower.after = after
+        follower.seen = self._clock.seconds()
+        follower.reading += 1
+
+    def answered(self, feed: str, reader: str) -> None:
+        """A read of `reader` was answered."""
+        follower = self._followers.get((feed, reader))
+        if follower is not None:
+            follower.reading = max(0, follower.reading - 1)
+            follower.seen = self._clock.seconds()
+
+    def gone(self, feed: str, reader: str) -> None:
+        """A read of `reader` was cut (the reader went away): stop counting it."""
+        self._followers.pop((feed, reader), None)
+
+    def behind(self, feed: str, last: str) -> list[str]:
+        """Followers of `feed` still reading it that have not asked past `last`."""
+        now = self._clock.seconds()
+        for key, follower in list(self._followers.items()):
+            if not follower.reading and now - follower.seen > FOLLOWER_IDLE_SECONDS:
+                del self._followers[key]
+        target = cursor_order(last)
+        return sorted(reader for (name, reader), follower in self._followers.items()
+                      if name == feed and cursor_order(follower.after) < target)
 
 
 async def long_poll(waiters: FeedWaiters, feed: str, wait: float,

@@ -26,6 +26,11 @@ class MasterService(MultiService):
 
     api: MasterAPI
 
+    def stopService(self) -> Deferred[Any]:
+        """Drain the feeds (`MasterAPI.drain`), then stop every service."""
+        drained = Deferred.fromCoroutine(self.api.drain())
+        return drained.addCallback(lambda _: MultiService.stopService(self))
+
 
 def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStore,
                          http: Any = None,

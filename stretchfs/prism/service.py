@@ -54,7 +54,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     timeout = config.cluster.request_timeout
     if master is None:
         master = MasterClient(http, config.cluster.master_url, config.cluster.key, timeout,
-                              reactor)
+                              reactor, reader=config.node.name)
     inventory = MirrorSync("inventory", load_snapshot=master.inventory_snapshot,
                            read_feed=master.inventory_feed, new_mirror=InventoryMirror,
                            readiness=readiness, clock=reactor, wait=feed_wait)

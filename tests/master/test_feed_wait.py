@@ -92,3 +92,84 @@ async def test_client_gone_while_waiting_frees_the_waiter(master) -> None:
     await _settle()
     assert master.api.waiters.waiting("inventory") == 0
     assert master.clock.getDelayedCalls() == []
+
+
+def _following(after: str, wait: float = 0) -> str:
+    return "/purchases/feed?after={}&wait={}&reader=prism2".format(after, wait)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_waits_until_a_follower_has_fetched_the_last_purchase(master) -> None:
+    """A stopping master refuses new purchases but keeps serving the feed until a prism
+    that was between polls has asked past the purchase acknowledged before the stop."""
+    from stretchfs.master.api import DRAIN_CHECK_SECONDS
+
+    first = (await master.call("GET", _following("0-0"))).json
+    created = (await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4"})).json
+    drained = ensureDeferred(master.api.drain())
+    for _ in range(3):
+        await _settle()
+        master.clock.advance(DRAIN_CHECK_SECONDS)
+    assert not drained.called
+    refused = await master.call("POST", "/purchases", {"hash": sha(2), "ext": "mp4"})
+    assert refused.code == 503 and "shutting down" in refused.json["error"]
+    page = (await master.call("GET", _following(first["cursor"]))).json
+    assert page["changes"] == [{"op": "add", "purchase": created}]
+    waiting = ensureDeferred(master.call("GET", _following(page["cursor"], wait=5)))
+    await _settle()
+    master.clock.advance(DRAIN_CHECK_SECONDS)
+    await drained
+    master.clock.advance(5)
+    assert (await waiting).json["changes"] == []
+    assert master.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_does_not_wait_for_a_follower_that_hung_up(master) -> None:
+    """A prism whose feed read was cut (it stopped) is not waited for when the master stops."""
+    import treq
+    from twisted.internet import reactor
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor,
+                                                                           persistent=False)))
+    read = http.get(master.base + _following("0-0", wait=5),
+                    headers={b"Authorization": [b"Bearer test-cluster-key-0123456789"]})
+    await _settle()
+    await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4"})
+    read.cancel()
+    read.addErrback(lambda _: None)
+    await _settle()
+    await master.api.drain()
+    assert master.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_gives_up_on_a_silent_follower(master) -> None:
+    """A follower that never asks again holds the stop back at most DRAIN_MAX_SECONDS."""
+    from stretchfs.master.api import DRAIN_CHECK_SECONDS, DRAIN_MAX_SECONDS
+
+    await master.call("GET", _following("0-0"))
+    await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4"})
+    drained = ensureDeferred(master.api.drain())
+    waited = 0.0
+    while not drained.called and waited <= DRAIN_MAX_SECONDS + 1:
+        await _settle(2)
+        master.clock.advance(DRAIN_CHECK_SECONDS)
+        waited += DRAIN_CHECK_SECONDS
+    assert drained.called and waited >= DRAIN_MAX_SECONDS - DRAIN_CHECK_SECONDS
+    assert master.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_prism_client_names_itself_as_a_follower(master) -> None:
+    """Feed reads of a MasterClient built with a reader name make that reader a follower."""
+    from stretchfs.master.client import MasterClient
+    from tests.helpers import CLUSTER_KEY
+
+    client = MasterClient(master.http, master.base, CLUSTER_KEY, 10.0, master.clock,
+                          reader="prism1")
+    await client.purchase_feed("0-0", 0)
+    await client.inventory_feed("0-0", 0)
+    assert master.api.followers.behind("purchases", "99-0") == ["prism1"]
+    assert master.api.followers.behind("inventory", "99-0") == ["prism1"]
