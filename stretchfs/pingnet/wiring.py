@@ -9,8 +9,9 @@ One call in `build_<role>_service`::
 
 The ping net is skipped (net is None) when `[ping] enabled = false` or when
 the injected reactor cannot listen on UDP (unit tests with MemoryReactor).
-Registration waits for the HTTP listener (a sibling `ListeningService`) so
-that a `tcp:0` port is registered with its real number.  With both a ping net
+Registration waits for the first HTTP listener (a sibling `ListeningService`)
+so that a `tcp:0` port is registered with its real number, and with its
+scheme (https:// for an `ssl:` endpoint) unless `[http] public_url` is set.  With both a ping net
 and a listener, an `HttpSelfCheck` GETs the listener's own `/ping` over real
 TCP (a non-persistent client on the injected reactor) and silences the ping
 net while that fails.
@@ -59,7 +60,8 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
         port = getattr(address, "port", 0)
         if not port:
             raise NotReady("HTTP listener not bound yet")
-        url = config.http.public_url or "http://{}:{}".format(config.node.host, port)
+        url = config.http.public_url or "{}://{}:{}".format(listeners[0].scheme,
+                                                             config.node.host, port)
         return {"name": config.node.name, "role": role, "host": config.node.host,
                 "port": port, "ping_port": net.bound_port if net is not None else 0,
                 "site": config.node.site, "zone": config.node.zone, "url": url}
