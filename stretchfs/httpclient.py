@@ -16,8 +16,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Callable
 
-from treq.client import HTTPClient
 from OpenSSL import SSL
+from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.error import TimeoutError as NetTimeout
