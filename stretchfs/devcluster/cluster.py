@@ -455,7 +455,8 @@ def usage_example(state: dict[str, Any]) -> str:
     return "\n".join([
         "PRISM={}".format(prism),
         "CA={}".format(state.get("ca_file") or ""),
-        "TOKEN=$(curl -s --cacert $CA -X POST $PRISM/user/login -H 'Content-Type: application/json' \\",
+        "TOKEN=$(curl -s --cacert $CA -X POST $PRISM/user/login \\",
+        "  -H 'Content-Type: application/json' \\",
         "  -d '{{\"username\":\"{}\",\"password\":\"{}\"}}' \\".format(
             user["username"], user["password"]),
         "  | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"session\"][\"token\"])')",

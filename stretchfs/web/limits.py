@@ -34,8 +34,8 @@ from typing import Any
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.web.http import RESPONSES, HTTPChannel
-from zope.interface import implementer
 from twisted.web.server import Request
+from zope.interface import implementer
 
 from stretchfs.errors import PayloadTooLarge, StretchFSError
 from stretchfs.web.errormap import status_for
