@@ -21,8 +21,14 @@ from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.error import TimeoutError as NetTimeout
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.ssl import Certificate, platformTrust, trustRootFromCertificates
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    platformTrust,
+    trustRootFromCertificates,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import (
@@ -35,7 +41,8 @@ from twisted.web.client import (
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IPolicyForHTTPS, IResponse
+from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.web.jsonio import decode_json, encode_json
@@ -49,15 +56,34 @@ _CONNECTION_ERRORS = (ConnectError, ConnectionLost, NetTimeout, CancelledError,
 
 
 def make_http_client(reactor: Any, persistent: bool = True, max_per_host: int = 16,
-                     ca_file: str = "") -> HTTPClient:
+                     ca_file: str = "", verify: bool = True) -> HTTPClient:
     """A treq client with a (persistent) connection pool on `reactor`; https://
-    peers must present a certificate from `ca_file` (PEM bundle; '' = system store)."""
+    peers must present a certificate from `ca_file` (PEM bundle; '' = system store).
+
+    `verify=False` is only for a node's HTTP self-check of its own listener.
+    """
     pool = HTTPConnectionPool(reactor, persistent=persistent)
     pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = 60
-    trust = trustRootFromCertificates(load_ca_bundle(ca_file)) if ca_file else platformTrust()
-    agent = Agent(reactor, contextFactory=BrowserLikePolicyForHTTPS(trust), pool=pool)
-    return HTTPClient(TlsReportingAgent(agent))
+    if not verify:
+        policy: Any = _OwnListenerPolicy()
+    else:
+        policy = BrowserLikePolicyForHTTPS(
+            trustRootFromCertificates(load_ca_bundle(ca_file)) if ca_file else platformTrust())
+    return HTTPClient(TlsReportingAgent(Agent(reactor, contextFactory=policy, pool=pool)))
+
+
+@implementer(IPolicyForHTTPS, IOpenSSLClientConnectionCreator)
+class _OwnListenerPolicy:
+    """TLS without certificate checks, for a node's probe of its own listener."""
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> _OwnListenerPolicy:
+        return self
+
+    def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(CertificateOptions().getContext(), None)
+        connection.set_connect_state()
+        return connection
 
 
 def load_ca_bundle(path: str) -> list[Certificate]:

@@ -147,3 +147,19 @@ async def test_untrusted_certificate_is_reported_as_such_once_per_peer(tmp_path)
         assert await _get(ca_file, tls) == {"ok": True}
     finally:
         await _stop(services)
+
+
+@pytest_twisted.ensureDeferred
+async def test_self_check_reaches_its_own_tls_listener(tmp_path) -> None:
+    """A TLS-only node's self-check answers over TLS whatever names its certificate holds."""
+    from twisted.internet import reactor
+
+    from stretchfs.httpclient import make_http_client
+    from stretchfs.pingnet.selfcheck import http_ping
+
+    services, _plain, tls, _ca_file = await _plain_and_tls(tmp_path)
+    try:
+        client = make_http_client(reactor, persistent=False, verify=False)
+        await http_ping(client, "https://127.0.0.1:{}/ping".format(tls), reactor)
+    finally:
+        await _stop(services)

@@ -13,8 +13,9 @@ Registration waits for the first HTTP listener (a sibling `ListeningService`)
 so that a `tcp:0` port is registered with its real number, and with its
 scheme (https:// for an `ssl:` endpoint) unless `[http] public_url` is set.  With both a ping net
 and a listener, an `HttpSelfCheck` GETs the listener's own `/ping` over real
-TCP (a non-persistent client on the injected reactor) and silences the ping
-net while that fails.
+TCP (a non-persistent client on the injected reactor; a plain listener if
+the node has one, else over TLS without checking our own certificate) and
+silences the ping net while that fails.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
         net.setServiceParent(top)
     listeners = [child for child in top if isinstance(child, ListeningService)]
     if net is not None and listeners:
-        _attach_self_check(top, net, listeners[0], reactor)
+        # A plain listener if there is one: the check is of our HTTP stack, not of TLS.
+        plain = [listener for listener in listeners if listener.scheme == "http"]
+        _attach_self_check(top, net, (plain or listeners)[0], reactor)
 
     def record() -> dict[str, Any]:
         address = listeners[0].address if listeners else None
@@ -78,7 +81,8 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
 def _attach_self_check(top: MultiService, net: PingNet, listener: ListeningService,
                        reactor: Any) -> None:
     """Silence `net` while `listener` does not answer its own `GET /ping`."""
-    client = make_http_client(reactor, persistent=False)
+    # Our own certificate need not name a loopback address: not verified here.
+    client = make_http_client(reactor, persistent=False, verify=False)
 
     def probe() -> Deferred[Any]:
         address = listener.address
@@ -86,6 +90,7 @@ def _attach_self_check(top: MultiService, net: PingNet, listener: ListeningServi
             return succeed(None)
         host = _WILDCARD_TO_LOOPBACK.get(address.host, address.host)
         host = "[{}]".format(host) if ":" in host else host
-        return http_ping(client, "http://{}:{}/ping".format(host, address.port), reactor)
+        return http_ping(client, "{}://{}:{}/ping".format(listener.scheme, host, address.port),
+                         reactor)
 
     HttpSelfCheck(reactor, probe, net.set_http_ok).setServiceParent(top)
