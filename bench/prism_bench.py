@@ -2,7 +2,8 @@
 
 (a) delivery: `GET /<token>/<file>` -> 302 through a real prism (twistd
     stretchfs-prism in a local cluster) vs a bare Klein route answering a
-    constant 302 in the same kind of process; wrk, 50 connections.
+    constant 302 in the same kind of process; wrk, 50 connections; and the
+    same prism's HTTPS listener beside its plain one (target >= 0.7x).
 (b) mirrors: RSS growth per entry of a prism that loads N inventory rows and
     N purchases at start-up from a stand-in master (NDJSON snapshots), vs the
     same prism loading empty snapshots; and the time until /health is 200.
@@ -317,6 +318,12 @@ def bench_delivery(cluster: Cluster, seconds: int) -> None:
     prism_rps = wrk(url, seconds)
     say("(a) delivery 302: prism {:.0f} req/s, bare Klein 302 {:.0f} req/s, ratio {:.2f}x "
         "(target >= 0.6x)".format(prism_rps, base_rps, prism_rps / base_rps))
+    # The same prism's HTTPS listener, same run (wrk keeps its 50 connections alive).
+    tls_url = url.replace(prism, cluster.prisms[0]["https_url"], 1)
+    wrk(tls_url, 1)
+    tls_rps = wrk(tls_url, seconds)
+    say("(a) delivery 302 over HTTPS: {:.0f} req/s vs plain HTTP {:.0f} req/s, ratio {:.2f}x "
+        "(target >= 0.7x)".format(tls_rps, prism_rps, tls_rps / prism_rps))
 
 
 def _rss_kib(pid: int) -> int:

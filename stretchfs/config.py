@@ -59,6 +59,19 @@ def _endpoint(value: str) -> str | None:
     return "expected a Twisted endpoint such as 'tcp:8160:interface=127.0.0.1'"
 
 
+def parse_listen(value: object) -> tuple[str, ...]:
+    """`[http] listen`: one endpoint string or a non-empty list of them."""
+    endpoints = [value] if isinstance(value, str) else value
+    if not isinstance(endpoints, list) or not endpoints or \
+            not all(isinstance(item, str) for item in endpoints):
+        raise ValueError("expected an endpoint string or a list of them")
+    for item in endpoints:
+        problem = _endpoint(item)
+        if problem:
+            raise ValueError("{}, got {!r}".format(problem, item))
+    return tuple(endpoints)
+
+
 def _http_url(value: str) -> str | None:
     if value.startswith(("http://", "https://")) and len(value) > 8:
         return None
@@ -135,10 +148,13 @@ class NodeSettings:
 class HttpSettings:
     """The HTTP listener."""
 
-    listen: str = setting("tcp:0:interface=127.0.0.1",
-                          "Twisted server endpoint string; ssl:... for TLS", _endpoint)
-    public_url: str = setting("", "URL clients use for this node ('' = http://host:port)",
-                              _optional_http_url)
+    listen: tuple[str, ...] = setting(
+        ("tcp:0:interface=127.0.0.1",),
+        "Twisted server endpoint string, or a list of them (one listener each); "
+        "ssl:PORT:privateKey=KEY:certKey=CERT for TLS", None, parse_listen)
+    public_url: str = setting("", "URL this node registers ('' = derived from the first "
+                              "listener: https://host:port for ssl:, else http://host:port; "
+                              "set it behind NAT or a load balancer)", _optional_http_url)
     max_body: int = setting(1024 * 1024, "largest accepted request body in bytes (JSON routes)",
                             None, parse_size)
 
@@ -151,6 +167,14 @@ class ClusterSettings:
     master_url: str = setting("http://127.0.0.1:8160", "base URL of the master", _http_url)
     request_timeout: float = setting(
         10.0, "seconds without progress before an internal HTTP call fails", _positive)
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """Trust for outgoing https:// calls (node to node, CLI to master)."""
+
+    ca_file: str = setting("", "PEM bundle of the CAs trusted for https:// peers "
+                           "('' = the system CA store)")
 
 
 @dataclass(frozen=True)
@@ -271,6 +295,7 @@ class MasterConfig:
     node: NodeSettings = section(NodeSettings, "identity of this node")
     http: HttpSettings = section(HttpSettings, "HTTP listener")
     cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
+    tls: TlsSettings = section(TlsSettings, "trust for outgoing https:// calls")
     redis: RedisSettings = section(RedisSettings, "cluster Redis")
     master: MasterSettings = section(MasterSettings, "master behaviour")
     log: LogSettings = section(LogSettings, "logging")
@@ -283,6 +308,7 @@ class StoreConfig:
     node: NodeSettings = section(NodeSettings, "identity of this node")
     http: HttpSettings = section(HttpSettings, "HTTP listener")
     cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
+    tls: TlsSettings = section(TlsSettings, "trust for outgoing https:// calls")
     redis: RedisSettings = section(RedisSettings, "cluster Redis (ping-net votes)")
     ping: PingSettings = section(PingSettings, "ping net")
     store: StoreSettings = section(StoreSettings, "content storage")
@@ -297,6 +323,7 @@ class PrismConfig:
     node: NodeSettings = section(NodeSettings, "identity of this node")
     http: HttpSettings = section(HttpSettings, "HTTP listener")
     cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
+    tls: TlsSettings = section(TlsSettings, "trust for outgoing https:// calls")
     redis: RedisSettings = section(RedisSettings, "cluster Redis (ping-net votes)")
     ping: PingSettings = section(PingSettings, "ping net")
     prism: PrismSettings = section(PrismSettings, "public API behaviour")

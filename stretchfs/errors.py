@@ -51,6 +51,10 @@ class PeerUnavailable(StretchFSError):
     """A peer (master, prism, store) could not be reached or is marked down."""
 
 
+class TlsRejected(PeerUnavailable):
+    """The TLS handshake with a peer failed (certificate not trusted, wrong name, expired...)."""
+
+
 class InsufficientStorage(StretchFSError):
     """The disk is too full to accept the content."""
 

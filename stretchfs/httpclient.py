@@ -4,6 +4,11 @@ Every role's client class (`MasterClient`, `StoreClient`, ...) wraps a
 `JsonClient`: it sets the cluster key, gives every request a `Deadline`,
 turns connection failures into `PeerUnavailable` and non-2xx answers into
 `UpstreamError`, and caps the size of the bodies it reads.
+
+https:// peers are verified against `[tls] ca_file` (a PEM bundle) or the
+system CA store.  A failed TLS handshake is `TlsRejected` (a
+`PeerUnavailable`) naming the peer and OpenSSL's reason, and is logged once
+per peer until a handshake with that peer succeeds again.
 """
 
 from __future__ import annotations
@@ -11,15 +16,24 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Callable
 
+from OpenSSL import SSL
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.error import TimeoutError as NetTimeout
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    platformTrust,
+    trustRootFromCertificates,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
+    BrowserLikePolicyForHTTPS,
     HTTPConnectionPool,
     PotentialDataLoss,
     RequestTransmissionFailed,
@@ -27,9 +41,10 @@ from twisted.web.client import (
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.iweb import IResponse
+from twisted.web.iweb import IPolicyForHTTPS, IResponse
+from zope.interface import implementer
 
-from stretchfs.errors import PeerUnavailable, UpstreamError
+from stretchfs.errors import PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.web.jsonio import decode_json, encode_json
 
 log = Logger()
@@ -40,13 +55,93 @@ _CONNECTION_ERRORS = (ConnectError, ConnectionLost, NetTimeout, CancelledError,
                       ConnectionRefusedError, OSError)
 
 
-def make_http_client(reactor: Any, persistent: bool = True,
-                     max_per_host: int = 16) -> HTTPClient:
-    """A treq client with a (persistent) connection pool on `reactor`."""
+def make_http_client(reactor: Any, persistent: bool = True, max_per_host: int = 16,
+                     ca_file: str = "", verify: bool = True) -> HTTPClient:
+    """A treq client with a (persistent) connection pool on `reactor`; https://
+    peers must present a certificate from `ca_file` (PEM bundle; '' = system store).
+
+    `verify=False` is only for a node's HTTP self-check of its own listener.
+    """
     pool = HTTPConnectionPool(reactor, persistent=persistent)
     pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = 60
-    return HTTPClient(Agent(reactor, pool=pool))
+    if not verify:
+        policy: Any = _OwnListenerPolicy()
+    else:
+        policy = BrowserLikePolicyForHTTPS(
+            trustRootFromCertificates(load_ca_bundle(ca_file)) if ca_file else platformTrust())
+    return HTTPClient(TlsReportingAgent(Agent(reactor, contextFactory=policy, pool=pool)))
+
+
+@implementer(IPolicyForHTTPS, IOpenSSLClientConnectionCreator)
+class _OwnListenerPolicy:
+    """TLS without certificate checks, for a node's probe of its own listener."""
+
+    def creatorForNetloc(self, hostname: bytes, port: int) -> _OwnListenerPolicy:
+        return self
+
+    def clientConnectionForTLS(self, tls_protocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(CertificateOptions().getContext(), None)
+        connection.set_connect_state()
+        return connection
+
+
+def load_ca_bundle(path: str) -> list[Certificate]:
+    """The certificates of the PEM bundle at `path`; ValueError when it holds none."""
+    with open(path, "rb") as handle:
+        text = handle.read()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in text.split(marker) if b"-----BEGIN" in block]
+    if not blocks:
+        raise ValueError("{}: no PEM certificate in it".format(path))
+    return [Certificate.loadPEM(block) for block in blocks]
+
+
+def tls_failure_reason(error: BaseException) -> str | None:
+    """OpenSSL's (or the name check's) reason when `error` is a failed TLS handshake."""
+    reasons = getattr(error, "reasons", None) or []
+    for item in [error] + [getattr(r, "value", r) for r in reasons]:
+        if isinstance(item, SSL.Error):
+            parts = [entry[-1] for entry in (item.args[0] if item.args else [])
+                     if isinstance(entry, tuple) and entry[-1]]
+            return ", ".join(parts) or "handshake failed"
+        if item.__class__.__name__ == "VerificationError":  # service_identity: wrong name
+            return "certificate does not match the host name: {}".format(item)
+    return None
+
+
+class TlsReportingAgent:
+    """An Agent that logs a failed TLS handshake once per peer (and its recovery)."""
+
+    def __init__(self, agent: Any) -> None:
+        self._agent = agent
+        self._failing: set[bytes] = set()
+
+    def request(self, method: bytes, uri: bytes, headers: Any = None,
+                bodyProducer: Any = None) -> Deferred[IResponse]:
+        """Send the request through the wrapped agent, noting TLS outcomes per peer."""
+        d = self._agent.request(method, uri, headers, bodyProducer)
+        if uri.startswith(b"https://"):
+            peer = uri.split(b"/", 3)[2]
+            d.addCallbacks(lambda response: self._worked(peer, response),
+                           lambda failure: self._failed(peer, failure))
+        return d
+
+    def _worked(self, peer: bytes, response: IResponse) -> IResponse:
+        if peer in self._failing:
+            self._failing.discard(peer)
+            log.info("TLS to {peer} works again", peer=peer.decode("ascii", "replace"))
+        return response
+
+    def _failed(self, peer: bytes, failure: Failure) -> Failure:
+        reason = tls_failure_reason(failure.value)
+        if reason is not None and peer not in self._failing:
+            self._failing.add(peer)
+            log.error("TLS to {peer} failed: {reason} (check [tls] ca_file and the peer's "
+                      "certificate); further failures with this peer are not logged",
+                      peer=peer.decode("ascii", "replace"), reason=reason,
+                      event="tls_failed")
+        return failure
 
 
 class Deadline:
@@ -119,6 +214,10 @@ class Deadline:
                 raise self.error("before answering") from None
             if isinstance(exc, CancelledError) or not isinstance(exc, _CONNECTION_ERRORS):
                 raise
+            reason = tls_failure_reason(exc)
+            if reason is not None:
+                raise TlsRejected("{} TLS handshake failed: {}".format(
+                    self._peer, reason)) from None
             raise PeerUnavailable("{} unreachable: {}".format(
                 self._peer, exc.__class__.__name__)) from None
         finally:

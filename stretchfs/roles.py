@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -33,7 +33,15 @@ class QuietSite(Site):
 
 def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_body: int,
                  request_factory: type[LimitedRequest] = LimitedRequest) -> ListeningService:
-    """A listening service for `resource` on the endpoint string `listen`.
+    """A listening service for `resource` on the endpoint string `listen`."""
+    return http_services(reactor, (listen,), resource, role, max_body=max_body,
+                         request_factory=request_factory)[0]
+
+
+def http_services(reactor: Any, listen: Sequence[str], resource: Any, role: str, *,
+                  max_body: int, request_factory: type[LimitedRequest] = LimitedRequest
+                  ) -> list[ListeningService]:
+    """One listening service per endpoint string of `listen`, all serving `resource`.
 
     Bodies over `max_body` are never stored (answered 413 at once, see
     `LimitedRequest`); `request_factory`, a `LimitedRequest`, may stream some routes'
@@ -45,4 +53,4 @@ def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_bod
     site.max_body = max_body
     site.displayTracebacks = False
     site.noisy = False
-    return ListeningService(reactor, listen, site, role)
+    return [ListeningService(reactor, endpoint, site, role) for endpoint in listen]

@@ -154,7 +154,8 @@ async def _sync_locked(reactor: Any, config: Any, store: Any, dry_run: bool, bar
     from stretchfs.master.client import MasterClient
     from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
 
-    master = MasterClient(make_http_client(reactor, persistent=False),
+    master = MasterClient(make_http_client(reactor, persistent=False,
+                                           ca_file=config.tls.ca_file),
                           config.cluster.master_url, config.cluster.key,
                           config.cluster.request_timeout, reactor)
     name = config.node.name

@@ -2,8 +2,10 @@
 
 The master URL and the cluster key come from `--config FILE` (any role's
 TOML: a master's own listener, or a prism's/store's `[cluster] master_url`)
-or from `--master URL` plus `$STRETCHFS_CLUSTER_KEY`.  Each command runs one
-coroutine against a `MasterClient` on the reactor and returns an exit code.
+or from `--master URL` plus `$STRETCHFS_CLUSTER_KEY`.  An https:// master is
+verified against `--ca-file`, else the config's `[tls] ca_file`, else the
+system CA store.  Each command runs one coroutine against a `MasterClient` on
+the reactor and returns an exit code.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import tomllib
 from typing import Any, Awaitable, Callable, Mapping, TextIO
 
 from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, cluster_key_problem, load_config
-from stretchfs.errors import ConfigError, PeerUnavailable, UpstreamError
+from stretchfs.errors import ConfigError, PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.exitcodes import EX_CONFIG
 
 EX_USAGE = 2
@@ -29,6 +31,8 @@ def add_master_arguments(parser: argparse.ArgumentParser) -> None:
     """`--config FILE` and `--master URL` on a subcommand."""
     parser.add_argument("--config", "-c", help="any role's TOML config (master URL and key)")
     parser.add_argument("--master", help="master base URL (key from $" + CLUSTER_KEY_ENV + ")")
+    parser.add_argument("--ca-file", help="PEM bundle trusted for an https:// master "
+                        "(default: the config's [tls] ca_file, else the system store)")
 
 
 def _role_of(path: str) -> str:
@@ -62,16 +66,20 @@ def _listen_url(listen: str) -> str | None:
     return "{}://{}:{}".format(scheme, host, port)
 
 
-def resolve_master(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str]:
-    """(master URL, cluster key) from the arguments and environment; ConfigError if missing."""
+def resolve_master(args: argparse.Namespace, environ: Mapping[str, str]
+                   ) -> tuple[str, str, str]:
+    """(master URL, cluster key, CA file) from the arguments and environment;
+    ConfigError if missing."""
     url = args.master or ""
     key = environ.get(CLUSTER_KEY_ENV, "")
+    ca_file = getattr(args, "ca_file", None) or ""
     if args.config:
         config = load_config(_role_of(args.config), args.config, environ)
         key = config.cluster.key
+        ca_file = ca_file or config.tls.ca_file
         if not url:
             if isinstance(config, MasterConfig):
-                url = config.http.public_url or _listen_url(config.http.listen) or \
+                url = config.http.public_url or _listen_url(config.http.listen[0]) or \
                     config.cluster.master_url
             else:
                 url = config.cluster.master_url
@@ -84,7 +92,7 @@ def resolve_master(args: argparse.Namespace, environ: Mapping[str, str]) -> tupl
     problem = cluster_key_problem(key)
     if problem:
         raise ConfigError("${}: {}".format(CLUSTER_KEY_ENV, problem))
-    return url.rstrip("/"), key
+    return url.rstrip("/"), key, ca_file
 
 
 def upstream_message(exc: UpstreamError) -> str:
@@ -105,6 +113,8 @@ async def run_command(client: Any, command: Command, args: argparse.Namespace,
         return await command(client, args, out)
     except UpstreamError as exc:
         err.write("stretchfs: {}\n".format(upstream_message(exc)))
+    except TlsRejected as exc:
+        err.write("stretchfs: master certificate not accepted: {} (see --ca-file)\n".format(exc))
     except PeerUnavailable as exc:
         err.write("stretchfs: master unreachable: {}\n".format(exc))
     return 1
@@ -114,7 +124,7 @@ def run_against_master(command: Command, args: argparse.Namespace,
                        environ: Mapping[str, str] | None = None) -> int:
     """Resolve the master, run `command` on the reactor, and return its exit code."""
     try:
-        url, key = resolve_master(args, os.environ if environ is None else environ)
+        url, key, ca_file = resolve_master(args, os.environ if environ is None else environ)
     except ConfigError as exc:
         sys.stderr.write("stretchfs: {}\n".format(exc))
         return EX_CONFIG
@@ -124,7 +134,12 @@ def run_against_master(command: Command, args: argparse.Namespace,
     from stretchfs.httpclient import make_http_client
     from stretchfs.master.client import MasterClient
 
-    client = MasterClient(make_http_client(reactor, persistent=False), url, key,
+    try:
+        http = make_http_client(reactor, persistent=False, ca_file=ca_file)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write("stretchfs: CA file: {}\n".format(exc))
+        return EX_CONFIG
+    client = MasterClient(http, url, key,
                           CLI_TIMEOUT_SECONDS, reactor)
     outcome: dict[str, int] = {"code": 1}
 

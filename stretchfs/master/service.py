@@ -15,7 +15,7 @@ from stretchfs.metrics import new_registry
 from stretchfs.pingnet.dashboard import ClusterVerdicts
 from stretchfs.redishealth import RedisWatch
 from stretchfs.redisstore import RedisStore
-from stretchfs.roles import CallOnStop, http_service
+from stretchfs.roles import CallOnStop, http_services
 from stretchfs.threads import thread_runner
 
 REDIS_CHECK_SECONDS = 2.0
@@ -47,8 +47,9 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
     RedisWatch(redis, reactor, readiness, REDIS_CHECK_SECONDS).setServiceParent(top)
     PurchasePruner(api.purchases, reactor, config.master.prune_interval,
                    on_pruned=api.record_prune).setServiceParent(top)
-    http_service(reactor, config.http.listen, api.app.resource(), "master",
-                 max_body=max(config.http.max_body, PUBLISH_MAX_BYTES)).setServiceParent(top)
+    for listener in http_services(reactor, config.http.listen, api.app.resource(), "master",
+                                  max_body=max(config.http.max_body, PUBLISH_MAX_BYTES)):
+        listener.setServiceParent(top)
     verdicts = ClusterVerdicts(redis, config.redis.prefix, api.peers.list, reactor)
     verdicts.setServiceParent(top)
     api.peer_columns.append(verdicts.column())

@@ -24,4 +24,4 @@ def makeService(options: Options) -> IService:
     config = options.settings
     redis = connect_cluster_redis(config.redis, reactor)
     return build_master_service(config, reactor=reactor, redis=redis,
-                                 http=make_http_client(reactor))
+                                 http=make_http_client(reactor, ca_file=config.tls.ca_file))

@@ -9,11 +9,13 @@ One call in `build_<role>_service`::
 
 The ping net is skipped (net is None) when `[ping] enabled = false` or when
 the injected reactor cannot listen on UDP (unit tests with MemoryReactor).
-Registration waits for the HTTP listener (a sibling `ListeningService`) so
-that a `tcp:0` port is registered with its real number.  With both a ping net
+Registration waits for the first HTTP listener (a sibling `ListeningService`)
+so that a `tcp:0` port is registered with its real number, and with its
+scheme (https:// for an `ssl:` endpoint) unless `[http] public_url` is set.  With both a ping net
 and a listener, an `HttpSelfCheck` GETs the listener's own `/ping` over real
-TCP (a non-persistent client on the injected reactor) and silences the ping
-net while that fails.
+TCP (a non-persistent client on the injected reactor; a plain listener if
+the node has one, else over TLS without checking our own certificate) and
+silences the ping net while that fails.
 """
 
 from __future__ import annotations
@@ -52,14 +54,17 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
         net.setServiceParent(top)
     listeners = [child for child in top if isinstance(child, ListeningService)]
     if net is not None and listeners:
-        _attach_self_check(top, net, listeners[0], reactor)
+        # A plain listener if there is one: the check is of our HTTP stack, not of TLS.
+        plain = [listener for listener in listeners if listener.scheme == "http"]
+        _attach_self_check(top, net, (plain or listeners)[0], reactor)
 
     def record() -> dict[str, Any]:
         address = listeners[0].address if listeners else None
         port = getattr(address, "port", 0)
         if not port:
             raise NotReady("HTTP listener not bound yet")
-        url = config.http.public_url or "http://{}:{}".format(config.node.host, port)
+        url = config.http.public_url or "{}://{}:{}".format(listeners[0].scheme,
+                                                             config.node.host, port)
         return {"name": config.node.name, "role": role, "host": config.node.host,
                 "port": port, "ping_port": net.bound_port if net is not None else 0,
                 "site": config.node.site, "zone": config.node.zone, "url": url}
@@ -76,7 +81,8 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
 def _attach_self_check(top: MultiService, net: PingNet, listener: ListeningService,
                        reactor: Any) -> None:
     """Silence `net` while `listener` does not answer its own `GET /ping`."""
-    client = make_http_client(reactor, persistent=False)
+    # Our own certificate need not name a loopback address: not verified here.
+    client = make_http_client(reactor, persistent=False, verify=False)
 
     def probe() -> Deferred[Any]:
         address = listener.address
@@ -84,6 +90,7 @@ def _attach_self_check(top: MultiService, net: PingNet, listener: ListeningServi
             return succeed(None)
         host = _WILDCARD_TO_LOOPBACK.get(address.host, address.host)
         host = "[{}]".format(host) if ":" in host else host
-        return http_ping(client, "http://{}:{}/ping".format(host, address.port), reactor)
+        return http_ping(client, "{}://{}:{}/ping".format(listener.scheme, host, address.port),
+                         reactor)
 
     HttpSelfCheck(reactor, probe, net.set_http_ok).setServiceParent(top)

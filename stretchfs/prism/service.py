@@ -19,7 +19,7 @@ from stretchfs.prism.retrieve import Retriever, SafeEndpointFactory, system_reso
 from stretchfs.prism.sync import MirrorSync
 from stretchfs.prism.upload import upload_request_factory
 from stretchfs.redisstore import RedisStore
-from stretchfs.roles import CallOnStop, http_service
+from stretchfs.roles import CallOnStop, http_services
 from stretchfs.store.client import StoreClient
 from stretchfs.threads import thread_runner
 
@@ -88,8 +88,9 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     purchases.setServiceParent(top)
     factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,
                                      api.check_session, reactor)
-    http_service(reactor, config.http.listen, api.resource(), "prism",
-                 max_body=config.http.max_body, request_factory=factory).setServiceParent(top)
+    for listener in http_services(reactor, config.http.listen, api.resource(), "prism",
+                                  max_body=config.http.max_body, request_factory=factory):
+        listener.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
                                         peers=peers, metrics_registry=registry)

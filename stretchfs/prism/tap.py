@@ -25,5 +25,6 @@ def makeService(options: Options) -> IService:
     config = options.settings
     redis = connect_cluster_redis(config.redis, reactor)
     return build_prism_service(config, reactor=reactor, redis=redis,
-                               http=make_http_client(reactor, max_per_host=64),
+                               http=make_http_client(reactor, max_per_host=64,
+                                                        ca_file=config.tls.ca_file),
                                peers=Peers(self_name=config.node.name))

@@ -16,7 +16,7 @@ from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import Peers
 from stretchfs.pingnet.wiring import attach_ping_net
 from stretchfs.redisstore import RedisStore
-from stretchfs.roles import CallOnStop, http_service
+from stretchfs.roles import CallOnStop, http_services
 from stretchfs.signing import delivery_secret
 from stretchfs.store.api import StoreAPI
 from stretchfs.store.content import ContentService, DiskMonitor
@@ -175,8 +175,10 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     disk.setServiceParent(top)
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
-    http_service(reactor, config.http.listen, root, "store", max_body=config.http.max_body,
-                 request_factory=request_factory(receiver)).setServiceParent(top)
+    for listener in http_services(reactor, config.http.listen, root, "store",
+                                  max_body=config.http.max_body,
+                                  request_factory=request_factory(receiver)):
+        listener.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
                                         peers=peers, metrics_registry=registry)

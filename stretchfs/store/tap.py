@@ -26,5 +26,5 @@ def makeService(options: Options) -> IService:
     from stretchfs.pingnet.peers import Peers
 
     return build_store_service(config, reactor=reactor, redis=redis,
-                               http=make_http_client(reactor),
+                               http=make_http_client(reactor, ca_file=config.tls.ca_file),
                                peers=Peers(self_name=config.node.name))

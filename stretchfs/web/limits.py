@@ -16,6 +16,14 @@ bare 400 when all header lines together pass `totalHeadersSize`.
 `LimitedChannel` answers 414 URI Too Long (request line) or 431 Request
 Header Fields Too Large (headers) with a JSON body, then closes the same
 lingering way.
+
+A TLS client on a plain listener sends a ClientHello, which has no line end
+for `HTTPChannel` to wait for: `LimitedChannel` answers its first byte (a TLS
+handshake record, 0x16) with a 400 and closes at once, so the client fails
+fast ("wrong version number") instead of after the 60 s request timeout.  On
+a TLS listener a client that does not finish its handshake within
+`HANDSHAKE_TIMEOUT_SECONDS` (a truncated ClientHello) is dropped; garbage and
+plain HTTP there are refused by OpenSSL at once.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request
+from zope.interface import implementer
 
 from stretchfs.errors import PayloadTooLarge, StretchFSError
 from stretchfs.web.errormap import status_for
@@ -35,6 +46,10 @@ from stretchfs.web.jsonio import encode_json
 # reading sees the answer instead of a connection reset (nginx's
 # "lingering close").
 LINGER_SECONDS = 10.0
+# How long a client on a TLS listener may take to complete its handshake.
+HANDSHAKE_TIMEOUT_SECONDS = 10.0
+# The first byte of a TLS handshake record (a ClientHello).
+_TLS_HANDSHAKE_BYTE = b"\x16"
 # Reason phrases twisted.web lacks or words the old way (RFC 9110, RFC 6585).
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
@@ -117,10 +132,41 @@ class LimitedRequest(Request):
         super().connectionLost(reason)
 
 
+@implementer(IHandshakeListener)
 class LimitedChannel(HTTPChannel):
-    """An HTTPChannel that answers 414/431 to an oversized request head, then closes."""
+    """An HTTPChannel that answers 414/431 to an oversized request head, then closes;
+    a TLS handshake on a plain listener gets a 400, a stalled one on a TLS listener
+    is dropped."""
 
     _refused_timer: Any = None
+    _handshake_timer: Any = None
+    _first_data = True
+
+    def connectionMade(self) -> None:
+        """On a TLS listener, give the client `HANDSHAKE_TIMEOUT_SECONDS` to finish its
+        handshake."""
+        super().connectionMade()
+        if isinstance(self.transport, TLSMemoryBIOProtocol):
+            self._handshake_timer = self.callLater(HANDSHAKE_TIMEOUT_SECONDS,
+                                                   self.transport.abortConnection)
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake is done: the usual request timeouts apply from now on."""
+        self._cancel_handshake_timer()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Answer a TLS handshake on a plain listener with a 400; else parse as usual."""
+        if self._first_data and data:
+            self._first_data = False
+            if data[:1] == _TLS_HANDSHAKE_BYTE and \
+                    not isinstance(self.transport, TLSMemoryBIOProtocol):
+                self.transport.write(_closing_answer(
+                    400, "TLS handshake on a plain HTTP port: use http:// here, or the "
+                    "node's https:// listener"))
+                self.setTimeout(None)
+                self.transport.loseConnection()
+                return
+        super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
         """Refuse a head whose lines together pass `totalHeadersSize`; else parse as usual."""
@@ -152,11 +198,17 @@ class LimitedChannel(HTTPChannel):
     def _close_refused(self) -> None:
         self._refused_timer = _close_lingering(self)
 
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None and self._handshake_timer.active():
+            self._handshake_timer.cancel()
+        self._handshake_timer = None
+
     def connectionLost(self, reason: Any) -> None:
-        """Forget the lingering-close timer."""
+        """Forget the lingering-close and handshake timers."""
         if self._refused_timer is not None and self._refused_timer.active():
             self._refused_timer.cancel()
         self._refused_timer = None
+        self._cancel_handshake_timer()
         super().connectionLost(reason)
 
 

@@ -16,7 +16,7 @@ log = Logger()
 
 
 class ListeningService(Service):
-    """Listens on `endpoint` with `site`; logs "{role} listening on {host}:{port}"."""
+    """Listens on `endpoint` with `site`; logs "{role} listening on {scheme}://{host}:{port}"."""
 
     def __init__(self, reactor: Any, endpoint: str, site: Site, role: str) -> None:
         self._reactor = reactor
@@ -27,6 +27,11 @@ class ListeningService(Service):
         self._failed_to_listen = False
         self.address: Any = None
         self.ready: Deferred[Any] = Deferred()
+
+    @property
+    def scheme(self) -> str:
+        """"https" for a TLS (`ssl:`) endpoint, else "http"."""
+        return "https" if self._endpoint.startswith("ssl:") else "http"
 
     def startService(self) -> None:
         """Start listening; a failure to bind ends the process with EX_LISTEN.
@@ -47,8 +52,8 @@ class ListeningService(Service):
         self.address = port.getHost()
         host = getattr(self.address, "host", getattr(self.address, "name", ""))
         port_number = getattr(self.address, "port", 0)
-        log.info("{role} listening on {host}:{port}", role=self._role, host=host,
-                 port=port_number, event="listening")
+        log.info("{role} listening on {scheme}://{host}:{port}", role=self._role, host=host,
+                 port=port_number, scheme=self.scheme, event="listening")
         self.ready.callback(self.address)
 
     def _failed(self, failure: Any) -> None:

@@ -78,3 +78,38 @@ def test_ping_net_goes_silent_while_its_own_listener_does_not_answer() -> None:
     reactor.advance(SELF_CHECK_TIMEOUT_SECONDS)
     assert not net.http_ok
     top.stopService()
+
+
+def _registered_url(clock, listen: str, public_url: str = "") -> str:
+    """The URL a prism whose first listener is `listen` registers with the master."""
+    from twisted.internet.address import IPv4Address
+
+    from stretchfs.web.listen import ListeningService
+
+    text = minimal_config("prism", name="prism1", extra="\n[ping]\nenabled = false\n")
+    text = text.replace("[http]\n", '[http]\npublic_url = "{}"\n'.format(public_url))
+    config = parse_config("prism", text, "x.toml", {})
+    top = MultiService()
+    ListeningService(clock, listen, None, "prism").setServiceParent(top)
+    ListeningService(clock, "tcp:8080", None, "prism").setServiceParent(top)
+    master = FakeMaster()
+    _net, registration = attach_ping_net(top, config, reactor=clock,
+                                         redis=FakeRedisStore(clock), master=master,
+                                         peers=Peers(self_name="prism1"))
+    list(top)[0].address = IPv4Address("TCP", "127.0.0.1", 8443)
+    registration.startService()
+    clock.advance(1.0)
+    registration.stopService()
+    return master.registered[0]["url"]
+
+
+def test_registered_url_has_the_scheme_of_the_first_listener(clock) -> None:
+    """A node whose first listener is ssl: registers https://, a tcp: one http://."""
+    assert _registered_url(clock, "ssl:8443:privateKey=k.pem") == "https://127.0.0.1:8443"
+    assert _registered_url(clock, "tcp:8443") == "http://127.0.0.1:8443"
+
+
+def test_public_url_overrides_the_registered_url(clock) -> None:
+    """`[http] public_url` (NAT, load balancer) is registered as it is."""
+    assert _registered_url(clock, "ssl:8443:privateKey=k.pem", "https://cdn1.example.com") == \
+        "https://cdn1.example.com"
