@@ -89,11 +89,12 @@ def open_client(args: argparse.Namespace, token: str | None = None) -> Client:
                   token=token or found["token"], ca_file=args.ca_file, timeout=args.timeout)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, ca_file: bool = True) -> None:
     parser.add_argument("--url", help="the prism's base URL (or $STRETCHFS_URL)")
     parser.add_argument("--user", dest="username", help="user name (or $STRETCHFS_USER)")
     parser.add_argument("--password", help="password (or $STRETCHFS_PASSWORD; prefer those)")
-    parser.add_argument("--ca-file", help="PEM bundle to trust for the prism's certificate")
+    if ca_file:
+        parser.add_argument("--ca-file", help="PEM bundle to trust for the prism's certificate")
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds a call may go without progress (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
@@ -131,8 +132,8 @@ def add_parsers(subparsers: Any, prune: Callable[[argparse.Namespace], int],
                           help="allowed referrer host (repeat for several)")
     purchase.add_argument("--name", default="",
                           help="file name in the printed link (default HASH.EXT)")
-    _add_common(purchase)
-    add_prune_arguments(purchase)
+    _add_common(purchase, ca_file=False)
+    add_prune_arguments(purchase)  # its --ca-file serves the prism and, for prune, the master
     purchase.set_defaults(func=lambda args: prune(args) if args.hash == "prune"
                           else run_purchase(args))
     detail = subparsers.add_parser("detail", help="where the cluster holds each hash")
