@@ -473,7 +473,26 @@ def load_config(role: str, path: str, environ: Mapping[str, str] | None = None) 
         raise ConfigError("{}: no such file".format(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("{}: cannot read: {}".format(path, exc)) from None
-    return parse_config(role, text, path, os.environ if environ is None else environ)
+    config = parse_config(role, text, path, os.environ if environ is None else environ)
+    _check_ca_file(config, path)
+    return config
+
+
+def _check_ca_file(config: RoleConfig, origin: str) -> None:
+    """A [tls] ca_file must be readable and hold a PEM certificate (checked at start, so a
+    node with a bad one stops with one line instead of failing its first TLS call)."""
+    ca_file = getattr(getattr(config, "tls", None), "ca_file", "")
+    if not ca_file:
+        return
+    try:
+        with open(ca_file, "rb") as handle:
+            pem = handle.read()
+    except OSError as exc:
+        raise ConfigError("{}: [tls] ca_file: cannot read {}: {}".format(
+            origin, ca_file, exc.strerror)) from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise ConfigError("{}: [tls] ca_file: {} holds no PEM certificate".format(
+            origin, ca_file))
 
 
 def describe_keys(cls: type) -> list[tuple[str, str, Any, str]]:

@@ -159,3 +159,17 @@ def test_every_role_has_an_example(repo_root: str) -> None:
     """etc/ holds exactly one example config per role."""
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(repo_root, "etc", "*.toml")))
     assert names == ["master.toml", "prism.toml", "store.toml"]
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"], ids=["missing", "not PEM"])
+def test_an_unusable_tls_ca_file_is_one_config_error(tmp_path, content) -> None:
+    """A [tls] ca_file that is missing or holds no certificate stops the node with one line."""
+    from stretchfs.config import load_config
+
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    path = tmp_path / "prism.toml"
+    path.write_text(minimal_config("prism", extra='[tls]\nca_file = "{}"\n'.format(ca_file)))
+    with pytest.raises(ConfigError, match=r"\[tls\] ca_file: .*ca\.pem"):
+        load_config("prism", str(path), {"STRETCHFS_CLUSTER_KEY": CLUSTER_KEY})
