@@ -12,7 +12,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["stretchfs_plugins.py"]},
+    package_data={"twisted.plugins": ["stretchfs_plugins.py"],
+                  "stretchfs.master": ["static/*"]},
     install_requires=[
         "twisted[tls]>=23.10",
         "idna>=3.4",
