@@ -85,7 +85,7 @@ function mirrorRows(node) {
 
 function render(state) {
   document.getElementById("master").textContent =
-    "master " + state.node + " (version " + state.version + ")";
+    "· master " + state.node + " · version " + state.version;
   fill("nodes", state.nodes.map(nodeRow));
   const c = state.copies;
   fill("copies", [pairRow("1", c["1"]), pairRow("2", c["2"]), pairRow("3+", c["3+"])]);
