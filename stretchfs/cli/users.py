@@ -1,4 +1,4 @@
-"""`stretchfs user create|list|deactivate`: manage users through the master."""
+"""`stretchfs user create|list|deactivate|operator`: manage users through the master."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ def add_parser(subparsers: Any) -> None:
     sub = user.add_subparsers(dest="user_command", required=True)
     create = sub.add_parser("create", help="create a user; prints its password once")
     create.add_argument("name", help="the new user's name ([a-z0-9._-], 1-64 characters)")
+    create.add_argument("--operator", action="store_true",
+                        help="the user may also sign in to the master's dashboard")
     add_master_arguments(create)
     create.set_defaults(func=lambda args: run_against_master(create_user, args))
     listing = sub.add_parser("list", help="list users")
@@ -24,27 +26,42 @@ def add_parser(subparsers: Any) -> None:
     deactivate.add_argument("name", help="the user to deactivate")
     add_master_arguments(deactivate)
     deactivate.set_defaults(func=lambda args: run_against_master(deactivate_user, args))
+    operator = sub.add_parser("operator", help="grant (or --revoke) the right to sign in "
+                                               "to the master's dashboard")
+    operator.add_argument("name", help="the user")
+    operator.add_argument("--revoke", action="store_true", help="take the right away")
+    add_master_arguments(operator)
+    operator.set_defaults(func=lambda args: run_against_master(set_operator, args))
 
 
 async def create_user(client: Any, args: argparse.Namespace, out: TextIO) -> int:
     """Create the user and print its generated password (shown only this once)."""
-    created = await client.create_user(args.name)
-    out.write("user {} created\n".format(created["username"]))
+    created = await client.create_user(args.name, operator=args.operator)
+    out.write("{} {} created\n".format("operator" if args.operator else "user",
+                                       created["username"]))
     out.write("password: {}\n".format(created["password"]))
     out.write("(the password is shown only this once)\n")
+    return 0
+
+
+async def set_operator(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+    """Grant or revoke the operator flag."""
+    await client.set_operator(args.name, not args.revoke)
+    out.write("user {} {} an operator\n".format(args.name, "is no longer" if args.revoke
+                                                else "is now"))
     return 0
 
 
 async def list_users(client: Any, args: argparse.Namespace, out: TextIO) -> int:
     """Print one line per user."""
     users = await client.list_users()
-    out.write("{:<24} {:<8} {:<20} {}\n".format("USERNAME", "ACTIVE", "CREATED (UTC)",
-                                                 "FAILED LOGINS"))
+    out.write("{:<24} {:<8} {:<9} {:<20} {}\n".format("USERNAME", "ACTIVE", "OPERATOR",
+                                                       "CREATED (UTC)", "FAILED LOGINS"))
     for user in users:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(user["created"]))
-        out.write("{:<24} {:<8} {:<20} {}\n".format(
-            user["username"], "yes" if user["active"] else "no", created,
-            user["failed_logins"]))
+        out.write("{:<24} {:<8} {:<9} {:<20} {}\n".format(
+            user["username"], "yes" if user["active"] else "no",
+            "yes" if user.get("operator") else "no", created, user["failed_logins"]))
     return 0
 
 

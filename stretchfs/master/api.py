@@ -1,7 +1,8 @@
 """The master's HTTP API (docs/master-api.md): cluster state for the other roles.
 
-Every route needs the cluster key except the dashboard `/`, `/ping`,
-`/health`, `/metrics` (and `/pingnet/status`, added by the ping net).
+Every route needs the cluster key except `/ping`, `/health`, `/metrics` and
+the dashboard's (`/`, `/login`, `/logout`, `/dashboard/...`), which need a
+dashboard session (docs/dashboard.md) and show nothing of the cluster without.
 Handlers parse and validate, call one of the databases in this package, and
 render; domain exceptions become status codes through `install_error_handlers`.
 
@@ -25,18 +26,27 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from stretchfs.config import MasterConfig
-from stretchfs.errors import InvalidInput, NotFound, NotReady, StretchFSError
+from stretchfs.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotReady,
+    Unauthorized,
+)
 from stretchfs.health import Readiness
 from stretchfs.master import validate
-from stretchfs.master.dashboard import PeerColumn, render_dashboard
+from stretchfs.master.dashauth import DashboardSessions
+from stretchfs.master.dashboard import STATIC_TYPES, dashboard_state, page, static_file
 from stretchfs.master.feeds import FeedFollowers, FeedWaiters, long_poll
 from stretchfs.master.inventory import MAX_LOOKUP_HASHES, Inventory, parse_changes
 from stretchfs.master.keys import Keys
 from stretchfs.master.metrics import MasterMetrics, counted
+from stretchfs.master.nodeprobe import NodeProbe
 from stretchfs.master.peers import PeerRegistry, parse_flags, parse_registration
 from stretchfs.master.purchases import Purchases
 from stretchfs.master.streaming import stream_ndjson
 from stretchfs.master.users import Users
+from stretchfs.pingnet.dashboard import ClusterVerdicts
 from stretchfs.pingnet.status import add_cluster_pingnet_routes
 from stretchfs.redisstore import RedisStore
 from stretchfs.web.auth import cluster_key_required
@@ -113,9 +123,11 @@ class MasterAPI:
         self.purchases = Purchases(redis, self.keys, clock, settings.feed_max_len,
                                    settings.prune_interval,
                                    on_change=lambda: self.waiters.notify(PURCHASE_FEED))
-        # extension points of the dashboard (the ping net adds its verdict columns)
-        self.peer_columns: list[PeerColumn] = []
-        self.dashboard_sections: list[Callable[[], str]] = []
+        self.dashboard_sessions = DashboardSessions(redis, self.keys, clock, self.users,
+                                                    self.cluster_key)
+        # what the dashboard shows of the nodes (set by build_master_service)
+        self.verdicts: ClusterVerdicts | None = None
+        self.probe: NodeProbe | None = None
 
     def _login_failed(self, reason: str) -> None:
         self.metrics.login_failures.labels(reason=reason).inc()
@@ -124,43 +136,62 @@ class MasterAPI:
     def _body(self, request: IRequest, max_bytes: int | None = None) -> dict[str, Any]:
         return read_json_object(request, max_bytes or self.max_body)
 
-    # -- dashboard ---------------------------------------------------------
+    # -- dashboard (operators, behind a sign-in) ---------------------------------
     @app.route("/", methods=["GET"])
     @counted("dashboard")
     async def get_dashboard(self, request: IRequest) -> bytes:
-        """The operators' HTML page (public)."""
-        state: dict[str, Any] = {"node": self.node_name, "now": self.clock.seconds()}
-        code = 200
+        """The dashboard page for a signed-in operator; others are sent to /login."""
+        session = await self.dashboard_sessions.session(request)
+        if session is None:
+            return _redirect(request, b"/login")
+        return _html(request, page("dashboard.html", csrf=session["csrf"], who=session["who"]))
+
+    @app.route("/login", methods=["GET"])
+    @counted("dashboard_login")
+    def get_login(self, request: IRequest) -> bytes:
+        """The sign-in form (public: it shows nothing of the cluster)."""
+        return self._login_form(request, "")
+
+    @app.route("/login", methods=["POST"])
+    @counted("dashboard_login")
+    async def post_login(self, request: IRequest) -> bytes:
+        """Sign in with an operator's name and password, or the cluster key."""
         try:
-            peers = await self.peers.list()
-            rows = await self.inventory.store_rows(
-                [p["name"] for p in peers if p["role"] == "store"])
-            for peer in peers:
-                if peer["name"] in rows:
-                    peer["rows"] = rows[peer["name"]]
-            counts = await self.inventory.counts()
-            state.update(peers=peers, counts=[
-                ("content (distinct hashes)", counts["content"]),
-                ("purchases", await self.purchases.count()),
-                ("users", await self.users.count()),
-                ("inventory feed cursor", await self.inventory.cursor()),
-                ("purchase feed cursor", await self.purchases.cursor()),
-                ("feed long-polls waiting", self.waiters.waiting(INVENTORY_FEED)
-                 + self.waiters.waiting(PURCHASE_FEED)),
-            ])
-        except StretchFSError as exc:
-            state["error"] = "cluster Redis unavailable: {}".format(exc)
-            code = 503
-        sections = []
-        for section in self.dashboard_sections:
-            try:
-                sections.append(section())
-            except Exception:
-                log.failure("while rendering a dashboard section")
-        request.setResponseCode(code)
-        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+            await self.dashboard_sessions.sign_in(request)
+        except (Unauthorized, Forbidden) as exc:
+            log.warn("dashboard sign-in refused: {reason}", reason=str(exc),
+                     event="dashboard_login_failed")
+            request.setResponseCode(401 if isinstance(exc, Unauthorized) else 403)
+            return self._login_form(request, str(exc))
+        return _redirect(request, b"/")
+
+    @app.route("/logout", methods=["POST"])
+    @counted("dashboard_logout")
+    async def post_logout(self, request: IRequest) -> bytes:
+        """End the dashboard session (the form carries its CSRF token)."""
+        await self.dashboard_sessions.sign_out(request)
+        return _redirect(request, b"/login")
+
+    @app.route("/dashboard/state", methods=["GET"])
+    @counted("dashboard_state")
+    async def get_dashboard_state(self, request: IRequest) -> bytes:
+        """What the dashboard shows, as JSON (a session or the cluster key)."""
+        await self.dashboard_sessions.require(request)
         request.setHeader(b"Cache-Control", b"no-store")
-        return render_dashboard(state, self.peer_columns, sections)
+        return write_json(request, await dashboard_state(self))
+
+    @app.route("/dashboard/<name>", methods=["GET"])
+    def get_dashboard_file(self, request: IRequest, name: str) -> bytes:
+        """The page's stylesheet and script (public: code, no data)."""
+        kind = STATIC_TYPES.get(name)
+        if kind is None:
+            raise NotFound("no such file")
+        request.setHeader(b"Content-Type", kind)
+        return static_file(name)
+
+    def _login_form(self, request: IRequest, message: str) -> bytes:
+        token = self.dashboard_sessions.login_form_token(request)
+        return _html(request, page("login.html", csrf=token, message=message))
 
     # -- peers ---------------------------------------------------------------
     @app.route("/peers/register", methods=["POST"])
@@ -224,6 +255,16 @@ class MasterAPI:
     async def list_users(self, request: IRequest) -> bytes:
         """Every user, without password hashes."""
         return write_json(request, {"users": await self.users.list()})
+
+    @app.route("/users/<username>/operator", methods=["POST"])
+    @counted("users_operator")
+    @cluster_key_required
+    async def set_operator(self, request: IRequest, username: str) -> bytes:
+        """Grant or revoke the operator flag (`{"operator": bool}`)."""
+        answer = await self.users.set_operator(username, self._body(request).get("operator"))
+        log.info("user {username} operator: {operator}", username=username,
+                 operator=answer["operator"], event="user_operator")
+        return write_json(request, answer)
 
     @app.route("/users/<username>/deactivate", methods=["POST"])
     @counted("users_deactivate")
@@ -405,6 +446,11 @@ class MasterAPI:
         return write_json(request, {"token": token, "count": count})
 
     # -- helpers ---------------------------------------------------------------
+    async def feed_cursors(self) -> dict[str, str]:
+        """The cursors of both feeds now, by mirror kind (for the mirrors' lag)."""
+        return {"inventory": await self.inventory.cursor(),
+                "purchases": await self.purchases.cursor()}
+
     def record_prune(self, pruned: int) -> None:
         """Count one prune run (route or periodic job)."""
         self.metrics.prune_runs.inc()
@@ -495,6 +541,24 @@ class _Page:
 def _owner(value: Any) -> str | None:
     """The owner a purchase route is asked on behalf of (a user name), or None."""
     return None if value is None else validate.username(value)
+
+
+def _html(request: IRequest, body: bytes) -> bytes:
+    """An HTML answer that is never cached, framed, or allowed to load foreign code."""
+    request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-store")
+    request.setHeader(b"Content-Security-Policy",
+                      b"default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+    request.setHeader(b"X-Frame-Options", b"DENY")
+    request.setHeader(b"Referrer-Policy", b"no-referrer")
+    return body
+
+
+def _redirect(request: IRequest, location: bytes) -> bytes:
+    request.setResponseCode(303)
+    request.setHeader(b"Location", location)
+    request.setHeader(b"Cache-Control", b"no-store")
+    return b""
 
 
 def _cursor_line(cursor: str) -> bytes:

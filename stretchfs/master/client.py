@@ -85,12 +85,19 @@ class MasterClient:
         return await self._json.json("POST", "/peers/{}/remove".format(quote(name)))
 
     # -- users and sessions ------------------------------------------------------
-    async def create_user(self, username: str, password: str | None = None) -> dict[str, Any]:
-        """Create a user; the answer holds the (generated) password."""
-        body: dict[str, Any] = {"username": username}
+    async def create_user(self, username: str, password: str | None = None,
+                          operator: bool = False) -> dict[str, Any]:
+        """Create a user (an operator may sign in to the dashboard); the answer holds
+        the (generated) password."""
+        body: dict[str, Any] = {"username": username, "operator": operator}
         if password is not None:
             body["password"] = password
         return await self._json.json("POST", "/users", body)
+
+    async def set_operator(self, username: str, operator: bool) -> dict[str, Any]:
+        """Grant or revoke a user's operator flag."""
+        return await self._json.json("POST", "/users/{}/operator".format(quote(username)),
+                                     {"operator": operator})
 
     async def list_users(self) -> list[dict[str, Any]]:
         """Every user (without password hashes)."""

@@ -1,76 +1,64 @@
-"""The operators' dashboard: one plain HTML page, every value escaped.
+"""The operators' dashboard: its static page and the JSON it refreshes itself from.
 
-Other components add columns to the peer table through `PeerColumn`s
-(e.g. the ping net's verdict and votes) and whole sections through
-`extra_sections` callables returning already-escaped HTML.
+The page (`static/dashboard.html`, `.css`, `.js`: plain files, no build step,
+nothing from a CDN) polls `GET /dashboard/state` every few seconds and
+renders it with `textContent` only.  `dashboard_state` assembles that JSON
+from what the master already has: the peer registry, the ping net's cached
+verdicts (`ClusterVerdicts`), the latest node probes (`NodeProbe`: disk
+space of stores, mirror lag of prisms), the copies counters and the counts
+and cursors of the databases.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from html import escape
-from typing import Any, Callable
+from importlib import resources
+from typing import Any
 
 from stretchfs import __version__
 
-
-@dataclass(frozen=True)
-class PeerColumn:
-    """An extra column of the peer table: a title and a text for each peer record."""
-
-    title: str
-    value: Callable[[dict[str, Any]], str]
+STATIC_TYPES = {"dashboard.css": b"text/css; charset=utf-8",
+                "dashboard.js": b"text/javascript; charset=utf-8"}
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, bool):
-        return '<td class="{0}">{0}</td>'.format("yes" if value else "no")
-    return "<td>{}</td>".format(escape(str(value)))
+def static_file(name: str) -> bytes:
+    """One of the dashboard's static files, from the package."""
+    return resources.files("stretchfs.master").joinpath("static", name).read_bytes()
 
 
-def _when(epoch: float) -> str:
-    if not epoch:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+def page(name: str, **values: str) -> bytes:
+    """An HTML page of the package with `{{name}}` placeholders filled in, escaped."""
+    text = static_file(name).decode("utf-8")
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", escape(value))
+    return text.encode("utf-8")
 
 
-def render_dashboard(state: dict[str, Any], columns: list[PeerColumn],
-                     sections: list[str]) -> bytes:
-    """The page for `state` (peers, counts, cursors, or an `error`)."""
-    out = [
-        "<!DOCTYPE html>", '<html><head><meta charset="utf-8">',
-        "<title>StretchFS master {}</title>".format(escape(state.get("node", ""))),
-        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}"
-        ".no{color:#b00}.yes{color:#070}</style></head><body>",
-        "<h1>StretchFS master {} (version {})</h1>".format(escape(state.get("node", "")),
-                                                            escape(__version__)),
-        "<p>Generated {}</p>".format(escape(_when(state.get("now", 0.0)))),
-    ]
-    if state.get("error"):
-        out.append('<p class="no">{}</p>'.format(escape(state["error"])))
-    else:
-        out.append("<h2>Peers</h2><table><tr>")
-        titles = ["name", "role", "url", "site", "zone", "active", "writable", "inventory rows",
-                  "registered", "updated"] + [c.title for c in columns]
-        out.append("".join("<th>{}</th>".format(escape(t)) for t in titles) + "</tr>")
-        for peer in state.get("peers", []):
-            cells = [_cell(peer["name"]), _cell(peer["role"]), _cell(peer["url"]),
-                     _cell(peer["site"]), _cell(peer["zone"]), _cell(peer["active"]),
-                     _cell(peer["writable"]), _cell(peer.get("rows", "-")),
-                     _cell(_when(peer["registered"])), _cell(_when(peer["updated"]))]
-            for column in columns:
-                try:
-                    cells.append(_cell(column.value(peer)))
-                except Exception:
-                    cells.append(_cell("?"))
-            out.append("<tr>" + "".join(cells) + "</tr>")
-        out.append("</table>")
-        out.append("<h2>Databases</h2><table>")
-        for label, value in state.get("counts", []):
-            out.append("<tr><th>{}</th>{}</tr>".format(escape(label), _cell(value)))
-        out.append("</table>")
-    out.extend(sections)
-    out.append("</body></html>")
-    return "\n".join(out).encode("utf-8")
+async def dashboard_state(api: Any) -> dict[str, Any]:
+    """Everything the dashboard shows, read from `api` (a `MasterAPI`) now."""
+    peers = await api.peers.list()
+    rows = await api.inventory.store_rows([p["name"] for p in peers if p["role"] == "store"])
+    verdicts, probe = api.verdicts, api.probe
+    nodes = []
+    for peer in peers:
+        name = peer["name"]
+        result = probe.results.get(name) if probe is not None else None
+        node = {key: peer.get(key) for key in ("name", "role", "url", "site", "zone", "active",
+                                               "writable", "updated")}
+        node["health"] = "unknown" if result is None else "ok" if result["ok"] else "down"
+        node["probe"] = result
+        node["pingnet"] = verdicts.summary(name) if verdicts is not None else None
+        if name in rows:
+            node["rows"] = rows[name]
+        nodes.append(node)
+    return {
+        "node": api.node_name, "version": __version__, "now": api.clock.seconds(),
+        "nodes": nodes,
+        "copies": await api.inventory.copies(),
+        "counts": {"content": (await api.inventory.counts())["content"],
+                   "purchases": await api.purchases.count(),
+                   "users": await api.users.count()},
+        "cursors": {"inventory": await api.inventory.cursor(),
+                    "purchases": await api.purchases.cursor()},
+        "long_polls": api.waiters.waiting("inventory") + api.waiters.waiting("purchases"),
+    }

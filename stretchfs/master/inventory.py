@@ -4,7 +4,10 @@ Redis layout (docs/redis-keys.md): one HASH per store (sha1 -> "ext:size"),
 the authoritative per-store state; one HASH of rows (sha1 -> the content's
 row already rendered as a JSON line: hash, ext, size, stores), kept in step
 by the same script and used for lookups and the full snapshot; and the
-change feed STREAM.  A publish batch runs as one Lua script that applies
+change feed STREAM; and one HASH counting hashes by number of copies
+(n -> how many rows list n stores), moved by the same script whenever a row
+gains or loses a store, so the dashboard reads it in one HGETALL instead of
+scanning every row.  A publish batch runs as one Lua script that applies
 each change only when it changes the state and XADDs only the effective
 changes, so replaying a batch changes nothing and adds no feed entries.
 Snapshots are HSCANs whose chunks come back from Redis as NDJSON text.
@@ -48,12 +51,19 @@ local function parse(row)
 end
 """
 
-# KEYS[1] feed, KEYS[2] rows HASH, KEYS[3] the store's HASH
+# KEYS[1] feed, KEYS[2] rows HASH, KEYS[3] the store's HASH, KEYS[4] copies HASH
 # ARGV[1] store, ARGV[2] feed max length, ARGV[3] the batch packed one change
 # per line: op ('a' add, 'r' remove), the 40-hex hash, then for an add
 # "ext:size" (see `parse_changes`).
 PUBLISH = LuaScript(_ROW_LUA + """
-local feed, rows, skey = KEYS[1], KEYS[2], KEYS[3]
+local feed, rows, skey, copies = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local function recount(before, after)
+  if before == after then return end
+  if before > 0 and redis.call('HINCRBY', copies, before, -1) <= 0 then
+    redis.call('HDEL', copies, before)
+  end
+  if after > 0 then redis.call('HINCRBY', copies, after, 1) end
+end
 local store, maxlen = ARGV[1], ARGV[2]
 local quoted = '"' .. store .. '"'
 local base = string.sub(skey, 1, #skey - #store)  -- "<prefix>inv:s:", any store's HASH
@@ -72,9 +82,13 @@ for line in string.gmatch(ARGV[3], '[^\\n]+') do
         _, stores = parse(row)
         local found = false
         for _, name in ipairs(stores) do if name == quoted then found = true end end
-        if not found then stores[#stores + 1] = quoted end
+        if not found then
+          stores[#stores + 1] = quoted
+          recount(#stores - 1, #stores)
+        end
       else
         stores[1] = quoted
+        recount(0, 1)
       end
       redis.call('HSET', rows, h, render(h, val, stores))
       last = redis.call('XADD', feed, 'MAXLEN', '~', maxlen, '*', 'c',
@@ -89,6 +103,7 @@ for line in string.gmatch(ARGV[3], '[^\\n]+') do
       local val, stores = parse(row)
       local kept = {}
       for _, name in ipairs(stores) do if name ~= quoted then kept[#kept + 1] = name end end
+      recount(#stores, #kept)
       if #kept == 0 then
         redis.call('HDEL', rows, h)
       else
@@ -275,7 +290,7 @@ class Inventory:
             return 0, await self.cursor()
         applied, cursor = await PUBLISH.run(
             self.redis, [self.keys.inventory_feed, self.keys.inventory_rows,
-                         self.keys.store_inventory(store)],
+                         self.keys.store_inventory(store), self.keys.inventory_copies],
             [store, self.feed_max_len, batch.packed])
         if int(applied):
             self.on_change()
@@ -303,6 +318,22 @@ class Inventory:
     async def counts(self) -> dict[str, int]:
         """Distinct content count (for the dashboard)."""
         return {"content": int(await self.redis.execute("HLEN", self.keys.inventory_rows))}
+
+    async def copies(self) -> dict[str, Any]:
+        """Hashes by number of copies: `{"1": n, "2": n, "3+": n}`, and `complete`,
+        False when the counters miss rows (a database written before they existed)."""
+        flat = await self.redis.pipeline([("HGETALL", self.keys.inventory_copies),
+                                          ("HLEN", self.keys.inventory_rows)])
+        counters, rows = flat
+        if isinstance(counters, dict):
+            pairs = list(counters.items())
+        else:
+            pairs = list(zip(counters[::2], counters[1::2]))
+        grouped = {"1": 0, "2": 0, "3+": 0}
+        for copies, count in pairs:
+            n = int(copies)
+            grouped["3+" if n >= 3 else str(n)] += int(count)
+        return {**grouped, "complete": sum(grouped.values()) == int(rows)}
 
     async def store_rows(self, stores: list[str]) -> dict[str, int]:
         """How many rows each store holds."""

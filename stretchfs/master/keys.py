@@ -46,11 +46,20 @@ class Keys:
         """STRING (JSON) of one session, with a TTL of `[master] session_ttl`."""
         return self.prefix + "session:" + token
 
+    def dashboard_session(self, token: str) -> str:
+        """STRING (JSON) of one dashboard session (who, user, csrf, expires), with a TTL."""
+        return self.prefix + "dash:" + token
+
     # -- inventory ----------------------------------------------------------
     @property
     def inventory_rows(self) -> str:
         """HASH sha1 -> the content's row, rendered as one JSON line (lookup and snapshot)."""
         return self.prefix + "inv:rows"
+
+    @property
+    def inventory_copies(self) -> str:
+        """HASH number of copies -> how many hashes have that many (the dashboard's counts)."""
+        return self.prefix + "inv:copies"
 
     def store_inventory(self, store: str) -> str:
         """HASH of one store's own inventory: sha1 -> "ext:size"."""

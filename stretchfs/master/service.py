@@ -10,6 +10,7 @@ from twisted.internet.defer import Deferred
 from stretchfs.config import MasterConfig
 from stretchfs.health import Readiness
 from stretchfs.master.api import PUBLISH_MAX_BYTES, MasterAPI
+from stretchfs.master.nodeprobe import NodeProbe
 from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.dashboard import ClusterVerdicts
@@ -50,9 +51,11 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
     for listener in http_services(reactor, config.http.listen, api.app.resource(), "master",
                                   max_body=max(config.http.max_body, PUBLISH_MAX_BYTES)):
         listener.setServiceParent(top)
-    verdicts = ClusterVerdicts(redis, config.redis.prefix, api.peers.list, reactor)
-    verdicts.setServiceParent(top)
-    api.peer_columns.append(verdicts.column())
+    api.verdicts = ClusterVerdicts(redis, config.redis.prefix, api.peers.list, reactor)
+    api.verdicts.setServiceParent(top)
+    if http is not None:
+        api.probe = NodeProbe(http, config.cluster.key, reactor, api.peers.list, api.feed_cursors)
+        api.probe.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     top.api = api
     return top

@@ -7,7 +7,8 @@ check, so timing does not tell them apart) and counts failures per user.
 A session is a JSON string with a Redis TTL of `[master] session_ttl`;
 its `expires` is checked against the injected clock and pushed forward on
 every validate.  Logout deletes the key; deactivating a user deletes all of
-its sessions.
+its sessions.  An operator (field `operator` "1", set at creation or with
+`set_operator`) may also sign in to the master's dashboard.
 """
 
 from __future__ import annotations
@@ -33,14 +34,16 @@ MAX_PASSWORD_BYTES = 72  # bcrypt's limit
 MAX_SESSION_DATA_BYTES = 64 * 1024
 BAD_LOGIN = "invalid username or password"
 BAD_SESSION = "invalid or expired session"
+NOT_OPERATOR = "not an operator"
 
 RunBlocking = Callable[..., "Deferred[Any]"]
 
-# KEYS[1] user HASH, KEYS[2] username SET; ARGV: username, hash, now -> 1 created, 0 exists
+# KEYS[1] user HASH, KEYS[2] username SET; ARGV: username, hash, now, operator ("1"/"0")
+# -> 1 created, 0 exists
 CREATE = LuaScript("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'username', ARGV[1], 'password', ARGV[2], 'active', '1',
-           'created', ARGV[3], 'failed_logins', '0')
+           'created', ARGV[3], 'failed_logins', '0', 'operator', ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """)
@@ -58,6 +61,12 @@ return 1
 def random_text(length: int) -> str:
     """`length` random letters and digits from `secrets`."""
     return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInput("'{}' must be true or false".format(name))
+    return value
 
 
 def _password(value: Any) -> str:
@@ -108,16 +117,35 @@ class Users:
     async def create(self, body: dict[str, Any]) -> dict[str, str]:
         """Create a user; the password is generated when not given."""
         username = validate.username(body.get("username"))
+        operator = _flag(body.get("operator", False), "operator")
         given = body.get("password")
         password = random_text(PASSWORD_LENGTH) if given is None else _password(given)
         if await self.redis.execute("EXISTS", self.keys.user(username)):
             raise Conflict("user {} already exists".format(username))
         hashed = await self._hash(password)
         created = await CREATE.run(self.redis, [self.keys.user(username), self.keys.users],
-                                   [username, hashed, repr(float(self.clock.seconds()))])
+                                   [username, hashed, repr(float(self.clock.seconds())),
+                                    "1" if operator else "0"])
         if not int(created):
             raise Conflict("user {} already exists".format(username))
-        return {"username": username, "password": password}
+        return {"username": username, "password": password, "operator": operator}
+
+    async def set_operator(self, username: str, operator: Any) -> dict[str, Any]:
+        """Grant or revoke the operator flag (a revoked operator's dashboard sessions end
+        at their next request)."""
+        validate.username(username)
+        flag = _flag(operator, "operator")
+        if not await self.redis.execute("EXISTS", self.keys.user(username)):
+            raise NotFound("no user named {}".format(username))
+        await self.redis.execute("HSET", self.keys.user(username), "operator",
+                                 "1" if flag else "0")
+        return {"username": username, "operator": flag}
+
+    async def is_operator(self, username: str) -> bool:
+        """Whether `username` is an active operator now."""
+        active, operator = await self.redis.execute("HMGET", self.keys.user(username),
+                                                    "active", "operator")
+        return active == b"1" and operator == b"1"
 
     async def list(self) -> list[dict[str, Any]]:
         """Every user without password hashes, sorted by name."""
@@ -125,13 +153,15 @@ class Users:
         if not names:
             return []
         replies = await self.redis.pipeline(
-            [("HMGET", self.keys.user(n), "active", "created", "failed_logins") for n in names])
+            [("HMGET", self.keys.user(n), "active", "created", "failed_logins", "operator")
+             for n in names])
         users = []
-        for name, (active, created, failed) in zip(names, replies):
+        for name, (active, created, failed, operator) in zip(names, replies):
             if active is None:
                 continue
             users.append({"username": name, "active": active == b"1",
-                          "created": float(created or 0), "failed_logins": int(failed or 0)})
+                          "created": float(created or 0), "failed_logins": int(failed or 0),
+                          "operator": operator == b"1"})
         return users
 
     async def deactivate(self, username: str) -> dict[str, Any]:
@@ -152,6 +182,27 @@ class Users:
         ip = validate.text(body.get("ip") or "", "ip", 64)
         if not isinstance(username, str) or not isinstance(password, str):
             raise InvalidInput("expected 'username' and 'password' strings")
+        await self.authenticate(username, password)
+        now = self.clock.seconds()
+        session = {"token": new_token(), "username": username, "ip": ip,
+                   "data": {}, "created": now, "expires": now + self.session_ttl}
+        await self._save(session, create=True)
+        return session
+
+    async def authenticate_operator(self, username: str, password: str) -> None:
+        """Raise Unauthorized unless these are the credentials of an active operator."""
+        await self.authenticate(username, password)
+        if not await self.is_operator(username):
+            self._on_login_failure("not_operator")
+            raise Unauthorized(NOT_OPERATOR)
+
+    async def pace(self) -> None:
+        """Spend one password check's time, under the same limit as a real one (a
+        login by other means is as slow, and as bounded, as a password login)."""
+        await self._check(random_text(PASSWORD_LENGTH), await self._dummy())
+
+    async def authenticate(self, username: str, password: str) -> None:
+        """Raise Unauthorized unless `password` is the active user `username`'s."""
         known = is_username(username)
         stored = None
         if known:
@@ -168,11 +219,6 @@ class Users:
         if stored[1] != b"1":
             self._on_login_failure("inactive")
             raise Unauthorized("user is deactivated")
-        now = self.clock.seconds()
-        session = {"token": new_token(), "username": username, "ip": ip,
-                   "data": {}, "created": now, "expires": now + self.session_ttl}
-        await self._save(session, create=True)
-        return session
 
     async def _dummy(self) -> bytes:
         if self._dummy_hash is None:

@@ -1,13 +1,13 @@
-"""The ping-net column of the master's dashboard.
+"""The ping net's verdicts on the master's dashboard.
 
-The dashboard renders synchronously, so `ClusterVerdicts` keeps the cluster
-view (see `status.cluster_view`) fresh in the background, every
-`REFRESH_SECONDS`, and the column reads the cached copy.
+The dashboard is refreshed every few seconds by every open browser, so
+`ClusterVerdicts` keeps the cluster view (see `status.cluster_view`) fresh
+in the background, every `REFRESH_SECONDS`, and the dashboard reads the
+cached copy.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Awaitable, Callable
 
 from twisted.application.service import Service
@@ -15,7 +15,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from stretchfs.master.dashboard import PeerColumn
 from stretchfs.pingnet.status import cluster_view
 from stretchfs.redisstore import RedisStore
 
@@ -76,18 +75,14 @@ class ClusterVerdicts(Service):
         d.addCallbacks(done, failed)
         d.addBoth(finish)
 
-    def cell(self, record: dict[str, Any]) -> str:
-        """The column text of one peer record."""
-        row = self.rows.get(str(record.get("name")))
+    def summary(self, name: str) -> dict[str, Any] | None:
+        """The verdict on peer `name` for the dashboard (None before the first view):
+        `available`, `votes` ("counted/needed"), `voters` counted, `since` (when down)."""
+        row = self.rows.get(name)
         if row is None:
-            return "-"
-        votes = "{}/{}".format(len(row["counted"]), row["needed"]) if row["needed"] else "0"
-        if row["available"]:
-            return "available (votes {})".format(votes)
-        since = row.get("since")
-        when = time.strftime(" since %H:%M:%S UTC", time.gmtime(since)) if since else ""
-        return "DOWN{} (votes {}: {})".format(when, votes, ", ".join(row["counted"]))
-
-    def column(self) -> PeerColumn:
-        """The dashboard column."""
-        return PeerColumn("ping net", self.cell)
+            return None
+        return {"available": bool(row["available"]),
+                "votes": "{}/{}".format(len(row["counted"]), row["needed"])
+                if row["needed"] else "0",
+                "voters": list(row["counted"]),
+                "since": None if row["available"] else row.get("since")}

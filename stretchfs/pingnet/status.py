@@ -70,9 +70,11 @@ async def cluster_view(redis: RedisStore, prefix: str,
 
 
 def add_cluster_pingnet_routes(app: Klein) -> None:
-    """Register `GET /pingnet/status` (the cluster view) on the master's app."""
+    """Register `GET /pingnet/status` (the cluster view, cluster key required: it names
+    every peer's host and port) on the master's app."""
 
     @app.route("/pingnet/status", methods=["GET"])
+    @cluster_key_required
     async def get_pingnet_status(self: Any, request: IRequest) -> bytes:
         view = await cluster_view(self.redis, self.config.redis.prefix, self.peers.list,
                                   self.clock.seconds())

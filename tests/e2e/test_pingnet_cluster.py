@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import time
-import urllib.request
 from typing import Any, Callable
 
 from stretchfs.devcluster.cluster import LocalCluster
@@ -88,11 +87,13 @@ def test_pingnet_marks_killed_and_stopped_store_down_and_back(tmp_path, repo_roo
         _wait("every node sees the resumed store2 available",
               lambda: watch.all_see(names, "store2", True), 10)
 
-        code, view = http_get_json(state["master_url"] + "/pingnet/status")
+        key = state["cluster_key"]
+        code, view = http_get_json(state["master_url"] + "/pingnet/status", key=key)
         assert code == 200 and view["down"] == []
         assert sorted(row["name"] for row in view["peers"]) == names
-        with urllib.request.urlopen(state["master_url"] + "/", timeout=5) as reply:
-            assert b"ping net" in reply.read()
+        code, dashboard = http_get_json(state["master_url"] + "/dashboard/state", key=key)
+        assert code == 200
+        assert all(node["pingnet"]["available"] for node in dashboard["nodes"])
         wrong = {(observer, peer) for observer, peer in watch.ever_down
                  if peer not in ("store2", "store3")}
         assert wrong == set()

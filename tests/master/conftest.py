@@ -54,7 +54,8 @@ class MasterHarness:
         if body is not None:
             data = json.dumps(body).encode()
             sent[b"Content-Type"] = [b"application/json"]
-        response = await self.http.request(method, self.base + path, data=data, headers=sent)
+        response = await self.http.request(method, self.base + path, data=data, headers=sent,
+                                           allow_redirects=False)
         content = await treq.content(response)
         return Reply(response.code, content, response.headers)
 

@@ -63,6 +63,8 @@ def test_parser_knows_the_commands() -> None:
     assert (args.name, args.active, args.writable) == ("store1", False, True)
     assert parser.parse_args(["user", "create", "bob"]).name == "bob"
     assert parser.parse_args(["purchase", "prune", "--master", "http://m:1"]).hash == "prune"
+    assert parser.parse_args(["user", "create", "bob", "--operator"]).operator is True
+    assert parser.parse_args(["user", "operator", "bob", "--revoke"]).revoke is True
     with pytest.raises(SystemExit):
         parser.parse_args(["peer", "update", "s1", "--active", "--inactive"])
 
@@ -72,11 +74,16 @@ async def test_commands_print_results_and_errors(master) -> None:
     """Commands print their result; a master error is one line on stderr and exit 1."""
     client = master.client()
     out, err = io.StringIO(), io.StringIO()
-    assert await run_command(client, users.create_user, _args(name="zoe"), out, err) == 0
+    assert await run_command(client, users.create_user, _args(name="zoe", operator=False),
+                             out, err) == 0
     assert "user zoe created" in out.getvalue() and "password: " in out.getvalue()
+    assert await run_command(client, users.set_operator, _args(name="zoe", revoke=False),
+                             out, err) == 0
+    assert "user zoe is now an operator" in out.getvalue()
     assert await run_command(client, users.list_users, _args(), out, err) == 0
     assert "zoe" in out.getvalue().splitlines()[-1]
-    assert await run_command(client, users.create_user, _args(name="zoe"), out, err) == 1
+    assert await run_command(client, users.create_user, _args(name="zoe", operator=True),
+                             out, err) == 1
     assert "master answered 409" in err.getvalue()
     await client.register_peer({"name": "store1", "role": "store", "host": "h", "port": 1})
     update = _args(name="store1", active=None, writable=False)

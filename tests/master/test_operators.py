@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from stretchfs.master.dashboard import PeerColumn
-
 
 @pytest_twisted.ensureDeferred
-async def test_dashboard_lists_peers_counts_and_cursors(master) -> None:
-    """GET / (no key) is an HTML page with peers, flags, counts and feed cursors."""
+async def test_dashboard_state_lists_peers_counts_and_cursors(master) -> None:
+    """The dashboard's state lists peers with their flags and rows, counts and feed cursors."""
     await master.call("POST", "/peers/register", {"name": "store1", "role": "store",
                                                    "host": "127.0.0.1", "port": 8200})
     await master.call("POST", "/peers/store1/update", {"writable": False})
     published = await master.call("POST", "/inventory/publish", {"store": "store1", "changes": [
         {"op": "add", "hash": "a" * 40, "ext": "mp4", "size": 1}]})
-    master.api.peer_columns.append(PeerColumn("verdict", lambda peer: "<script>x</script>"))
-    reply = await master.call("GET", "/", key=None)
+    reply = await master.call("GET", "/dashboard/state")
     assert reply.code == 200
-    assert reply.headers.getRawHeaders(b"content-type") == [b"text/html; charset=utf-8"]
-    page = reply.body.decode()
-    assert "store1" in page and 'class="no">no<' in page
-    assert published.json["cursor"] in page
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert reply.headers.getRawHeaders(b"cache-control") == [b"no-store"]
+    [node] = reply.json["nodes"]
+    assert (node["name"], node["writable"], node["rows"]) == ("store1", False, 1)
+    assert reply.json["cursors"]["inventory"] == published.json["cursor"]
+    assert reply.json["counts"] == {"content": 1, "purchases": 0, "users": 0}
 
 
 @pytest_twisted.ensureDeferred
@@ -42,7 +39,7 @@ async def test_metrics_count_requests_by_route_and_publish_rows(master) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_unreachable_redis_answers_503(master_factory) -> None:
-    """With the cluster Redis unreachable, writes and reads answer 503 and the dashboard says so."""
+    """With the cluster Redis unreachable, writes, reads and the dashboard state answer 503."""
     from stretchfs.devcluster.ports import free_port
 
     master = await master_factory(url="redis://127.0.0.1:{}/0".format(free_port()),
@@ -56,5 +53,5 @@ async def test_unreachable_redis_answers_503(master_factory) -> None:
         reply = await master.call(method, path, body)
         assert reply.code == 503, path
         assert "Redis" in reply.json["error"]
-    page = await master.call("GET", "/", key=None)
-    assert page.code == 503 and b"cluster Redis unavailable" in page.body
+    state = await master.call("GET", "/dashboard/state")
+    assert state.code == 503 and "Redis" in state.json["error"]

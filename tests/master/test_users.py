@@ -22,7 +22,7 @@ async def test_create_generates_a_password_shown_once(master) -> None:
     assert again.code == 409
     users = (await master.call("GET", "/users")).json["users"]
     assert users == [{"username": "alice", "active": True, "created": master.clock.seconds(),
-                      "failed_logins": 0}]
+                      "failed_logins": 0, "operator": False}]
     assert "password" not in str(users)
 
 

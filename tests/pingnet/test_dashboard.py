@@ -1,16 +1,15 @@
-"""The ping-net column of the master's dashboard."""
+"""The ping net's verdicts on the master's dashboard."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from stretchfs.master.dashboard import render_dashboard
 from stretchfs.pingnet.dashboard import ClusterVerdicts
 from stretchfs.pingnet.keys import votes_key
 from tests.fakes import FakeRedisStore
 
 
-def test_dashboard_column_shows_verdicts_and_voters(clock) -> None:
+def test_dashboard_shows_verdicts_and_voters(clock) -> None:
     """A peer voted down by a majority shows DOWN with its voters; the others show available."""
     redis = FakeRedisStore(clock)
     for voter in ("a", "b"):
@@ -24,12 +23,13 @@ def test_dashboard_column_shows_verdicts_and_voters(clock) -> None:
 
     verdicts = ClusterVerdicts(redis, "sfs:", list_peers, clock)
     verdicts.startService()
-    assert verdicts.cell(peers[2]).startswith("DOWN (votes 2/2: a, b)")
-    assert verdicts.cell(peers[0]) == "available (votes 0/2)"
-    page = render_dashboard({"node": "master", "peers": peers}, [verdicts.column()], [])
-    assert b"ping net" in page and b"DOWN" in page
+    assert verdicts.summary("c") == {"available": False, "votes": "2/2",
+                                     "voters": ["a", "b"], "since": None}
+    assert verdicts.summary("a") == {"available": True, "votes": "0/2", "voters": [],
+                                     "since": None}
+    assert verdicts.summary("unknown") is None
     redis.down = True
     clock.advance(2.0)
-    assert verdicts.cell(peers[2]).startswith("DOWN")  # the last good view stays
+    assert verdicts.summary("c")["available"] is False  # the last good view stays
     verdicts.stopService()
     assert clock.getDelayedCalls() == []
