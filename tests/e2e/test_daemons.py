@@ -80,7 +80,7 @@ def test_json_log_format_works_without_the_logger_option(launch, redis_url) -> N
 
 BAD = [
     ("[node]\nname = 'x'\nspeed = 3\n", "[node] speed: unknown key"),
-    ("[http]\nlisten = 8080\n", "[http] listen: expected a string"),
+    ("[http]\nlisten = 8080\n", "[http] listen: expected an endpoint string or a list"),
     ("[redis]\nurl = 'mysql://x'\n", "[redis] url: expected redis://"),
     ("[ping]\ninterval = -1\n", "[ping] interval: expected a number greater than 0"),
     ("[prism]\nreplicas = 'two'\n", "[prism] replicas: expected an integer"),
