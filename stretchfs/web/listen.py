@@ -1,16 +1,23 @@
-"""A Service that listens for HTTP on a Twisted endpoint string."""
+"""A Service that listens for HTTP on a Twisted endpoint string.
+
+`ssl:` endpoints are served through `stretchfs.web.tls` (session resumption,
+certificates checked for renewal every CERT_CHECK_SECONDS); every other
+endpoint type goes to Twisted's `serverFromString`.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.server import Site
 
 from stretchfs.exitcodes import EX_LISTEN
+from stretchfs.web.tls import CERT_CHECK_SECONDS, ReloadingContext, TlsListen
 
 log = Logger()
 
@@ -24,6 +31,7 @@ class ListeningService(Service):
         self._site = site
         self._role = role
         self._port: Any = None
+        self._cert_check: LoopingCall | None = None
         self._failed_to_listen = False
         self.address: Any = None
         self.ready: Deferred[Any] = Deferred()
@@ -42,10 +50,24 @@ class ListeningService(Service):
         answering).  With the reactor already running the reactor is stopped.
         """
         super().startService()
-        d = serverFromString(self._reactor, self._endpoint).listen(self._site)
+        d = self._listen()
         d.addCallbacks(self._listening, self._failed)
         if self._failed_to_listen and not getattr(self._reactor, "running", False):
             raise SystemExit(EX_LISTEN)
+
+    def _listen(self) -> Deferred[Any]:
+        if self.scheme == "http":
+            return serverFromString(self._reactor, self._endpoint).listen(self._site)
+        try:
+            tls = TlsListen.parse(self._endpoint)
+            context = ReloadingContext(tls)
+        except Exception as exc:  # a bad description or certificate: cannot listen
+            return fail(exc)
+        self._cert_check = LoopingCall(context.reload_if_changed)
+        self._cert_check.clock = self._reactor
+        self._cert_check.start(CERT_CHECK_SECONDS, now=False)
+        return SSL4ServerEndpoint(self._reactor, tls.port, context, tls.backlog,
+                                  tls.interface).listen(self._site)
 
     def _listening(self, port: Any) -> None:
         self._port = port
@@ -66,8 +88,11 @@ class ListeningService(Service):
             self._reactor.stop()
 
     def stopService(self) -> Deferred[None]:
-        """Stop listening."""
+        """Stop listening (and checking the certificate)."""
         super().stopService()
+        check, self._cert_check = self._cert_check, None
+        if check is not None and check.running:
+            check.stop()
         if self._port is None:
             return succeed(None)
         port, self._port = self._port, None
