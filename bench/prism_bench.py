@@ -16,7 +16,8 @@
 (e) small uploads: --small files of 4 KiB from 8 parallel clients,
     uploads/s at replicas=1 and replicas=2.
 
-Every process is started here on loopback and stopped by its own PID.
+Every process is started here on loopback and stopped by its own PID. (a) needs
+`wrk` (`apt-get install wrk`).
 
     .venv/bin/python bench/prism_bench.py [--seconds 5] [--entries 1000000]
         [--changes 200] [--small 1000] [--only abcde]
