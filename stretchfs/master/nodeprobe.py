@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from stretchfs.errors import StretchFSError
 from stretchfs.httpclient import JsonClient
+from stretchfs.periodic import PeriodicService
 
 log = Logger()
 
@@ -45,42 +44,23 @@ def lag_seconds(master_cursor: str, mirror_cursor: Any) -> float | None:
     return max(0.0, (ahead[0] - behind[0]) / 1000.0)
 
 
-class NodeProbe(Service):
+class NodeProbe(PeriodicService):
     """Keeps the latest `/stat` of each store and `/mirror/status` of each prism."""
 
     def __init__(self, http: Any, cluster_key: str, clock: Any,
                  list_peers: Callable[[], Awaitable[list[dict[str, Any]]]],
                  cursors: Callable[[], Awaitable[dict[str, str]]]) -> None:
+        super().__init__(clock, PROBE_SECONDS)
         self._http = http
         self._cluster_key = cluster_key
-        self._clock = clock
         self._list_peers = list_peers
         self._cursors = cursors
-        self._loop: LoopingCall | None = None
-        self._busy = False
         self.results: dict[str, dict[str, Any]] = {}
 
-    def startService(self) -> None:
-        """Probe now and every PROBE_SECONDS."""
-        super().startService()
-        self._loop = LoopingCall(self._round)
-        self._loop.clock = self._clock
-        self._loop.start(PROBE_SECONDS, now=True)
-
-    def stopService(self) -> None:
-        """Stop probing."""
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-
-    def _round(self) -> None:
-        if self._busy:
-            return
-        self._busy = True
+    def run_once(self) -> Deferred[None]:
+        """One probe round (the next waits for it); failures are logged."""
         d = Deferred.fromCoroutine(self.probe_all())
-        d.addErrback(lambda failure: log.failure("while probing the nodes", failure))
-        d.addBoth(lambda _: setattr(self, "_busy", False))
+        return d.addErrback(lambda failure: log.failure("while probing the nodes", failure))
 
     async def probe_all(self) -> None:
         """One round: every registered prism and store, concurrently."""

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from stretchfs.periodic import PeriodicService
 from stretchfs.pingnet.status import cluster_view
 from stretchfs.redisstore import RedisStore
 
@@ -22,38 +21,20 @@ log = Logger()
 REFRESH_SECONDS = 2.0
 
 
-class ClusterVerdicts(Service):
+class ClusterVerdicts(PeriodicService):
     """A cached cluster view of the ping net, for the dashboard."""
 
     def __init__(self, redis: RedisStore, prefix: str,
                  list_peers: Callable[[], Awaitable[list[dict[str, Any]]]], clock: Any) -> None:
+        super().__init__(clock, REFRESH_SECONDS)
         self._redis = redis
         self._prefix = prefix
         self._list_peers = list_peers
-        self._clock = clock
-        self._loop: LoopingCall | None = None
-        self._busy = False
         self._failing = False
         self.rows: dict[str, dict[str, Any]] = {}
 
-    def startService(self) -> None:
-        """Refresh now and every REFRESH_SECONDS."""
-        super().startService()
-        self._loop = LoopingCall(self._refresh)
-        self._loop.clock = self._clock
-        self._loop.start(REFRESH_SECONDS, now=True)
-
-    def stopService(self) -> None:
-        """Stop refreshing."""
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-
-    def _refresh(self) -> None:
-        if self._busy:
-            return
-        self._busy = True
+    def run_once(self) -> Deferred[None]:
+        """Refresh the view (the next refresh waits for it); failures are logged once."""
         d = Deferred.fromCoroutine(cluster_view(self._redis, self._prefix, self._list_peers,
                                                 self._clock.seconds()))
 
@@ -69,11 +50,7 @@ class ClusterVerdicts(Service):
                 log.warn("ping-net dashboard view not refreshed: {error}",
                          error=str(failure.value))
 
-        def finish(_: Any) -> None:
-            self._busy = False
-
-        d.addCallbacks(done, failed)
-        d.addBoth(finish)
+        return d.addCallbacks(done, failed)
 
     def summary(self, name: str) -> dict[str, Any] | None:
         """The verdict on peer `name` for the dashboard (None before the first view):

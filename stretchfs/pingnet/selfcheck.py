@@ -17,13 +17,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from treq.client import HTTPClient
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from stretchfs.errors import UpstreamError
 from stretchfs.httpclient import Deadline
+from stretchfs.periodic import PeriodicService
 
 log = Logger()
 SELF_CHECK_INTERVAL_SECONDS = 1.0
@@ -50,37 +49,26 @@ def http_ping(http: HTTPClient, url: str, clock: Any) -> Deferred[None]:
     return Deferred.fromCoroutine(ping())
 
 
-class HttpSelfCheck(Service):
+class HttpSelfCheck(PeriodicService):
     """Runs `probe()` periodically and reports changes of the HTTP side to `on_change`."""
 
     def __init__(self, clock: Any, probe: Callable[[], Deferred[Any]],
                  on_change: Callable[[bool], None]) -> None:
-        self._clock = clock
+        super().__init__(clock, SELF_CHECK_INTERVAL_SECONDS, now=False)
         self._probe = probe
         self._on_change = on_change
-        self._loop: LoopingCall | None = None
         self._pending: Deferred[Any] | None = None
         self.failures = 0
         self.ok = True
 
-    def startService(self) -> None:
-        """Start checking (the first check runs after one interval)."""
-        super().startService()
-        self._loop = LoopingCall(self._check)
-        self._loop.clock = self._clock
-        self._loop.start(SELF_CHECK_INTERVAL_SECONDS, now=False)
-
     def stopService(self) -> None:
         """Stop checking and cancel a check in flight."""
         super().stopService()
-        loop, self._loop = self._loop, None
-        if loop is not None and loop.running:
-            loop.stop()
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.cancel()
 
-    def _check(self) -> Deferred[None] | None:
+    def run_once(self) -> Deferred[None] | None:
         """One check; the loop waits for it, so checks never overlap."""
         try:
             d = self._probe().addTimeout(SELF_CHECK_TIMEOUT_SECONDS, self._clock)
