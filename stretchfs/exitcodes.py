@@ -13,6 +13,8 @@ The daemons (`twistd stretchfs-<role>`) exit with:
 
 from __future__ import annotations
 
+EX_USAGE = 2
+"""A command line the tools cannot act on (argparse's own code)."""
 EX_UNAVAILABLE = 69
 EX_TEMPFAIL = 75
 EX_CONFIG = 78

@@ -22,9 +22,9 @@ from dataclasses import asdict
 from typing import Any, Callable
 
 from stretchfs.client import Client, StretchFSError
+from stretchfs.exitcodes import EX_USAGE
 
 EX_FAILED = 1
-EX_USAGE = 2
 ENV = {"url": "STRETCHFS_URL", "username": "STRETCHFS_USER", "password": "STRETCHFS_PASSWORD"}
 
 

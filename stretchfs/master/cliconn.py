@@ -21,7 +21,6 @@ from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, cluster_key_problem,
 from stretchfs.errors import ConfigError, PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.exitcodes import EX_CONFIG
 
-EX_USAGE = 2
 CLI_TIMEOUT_SECONDS = 30.0
 
 Command = Callable[[Any, argparse.Namespace, TextIO], Awaitable[int]]
