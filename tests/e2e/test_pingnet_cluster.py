@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from stretchfs.devcluster.cluster import LocalCluster
 from stretchfs.devcluster.process import NodeProcess, http_get_json
+from stretchfs.pingnet.dashboard import REFRESH_SECONDS
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float) -> float:
@@ -91,9 +92,15 @@ def test_pingnet_marks_killed_and_stopped_store_down_and_back(tmp_path, repo_roo
         code, view = http_get_json(state["master_url"] + "/pingnet/status", key=key)
         assert code == 200 and view["down"] == []
         assert sorted(row["name"] for row in view["peers"]) == names
-        code, dashboard = http_get_json(state["master_url"] + "/dashboard/state", key=key)
-        assert code == 200
-        assert all(node["pingnet"]["available"] for node in dashboard["nodes"])
+
+        def dashboard_all_available() -> bool:
+            code, dashboard = http_get_json(state["master_url"] + "/dashboard/state", key=key)
+            assert code == 200
+            return all(node["pingnet"]["available"] for node in dashboard["nodes"])
+
+        # The dashboard's view is refreshed every REFRESH_SECONDS: it follows within that.
+        _wait("the dashboard shows every node available", dashboard_all_available,
+              REFRESH_SECONDS + 3)
         wrong = {(observer, peer) for observer, peer in watch.ever_down
                  if peer not in ("store2", "store3")}
         assert wrong == set()
