@@ -13,7 +13,8 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(exclude=["tests", "tests.*", "bench", "bench.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["stretchfs_plugins.py"],
-                  "stretchfs.master": ["static/*"]},
+                  "stretchfs.master": ["static/*"],
+                  "stretchfs.store": ["stretchfs-store.conf"]},
     install_requires=[
         "twisted[tls]>=23.10",
         "idna>=3.4",

@@ -46,14 +46,11 @@ from typing import Any
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from stretchfs.devcluster.nginx import NginxProcess  # noqa: E402
 from stretchfs.devcluster.ports import free_port  # noqa: E402
 from stretchfs.devcluster.process import NodeProcess, http_get_json  # noqa: E402
-from stretchfs.signing import content_path, delivery_secret, signed_query  # noqa: E402
-from stretchfs.store.nginxconf import (  # noqa: E402
-    NginxProcess,
-    read_template,
-    render_store_server,
-)
+from stretchfs.store.nginxconf import read_template, render_store_server  # noqa: E402
+from stretchfs.wire.signing import content_path, delivery_secret, signed_query  # noqa: E402
 
 KEY = "bench-cluster-key-0123456789abcdef"
 ENV = dict(os.environ, PYTHONPATH=REPO)

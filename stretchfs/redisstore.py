@@ -85,7 +85,7 @@ class RedisAddress:
 def parse_redis_url(url: str) -> RedisAddress:
     """Parse redis://[[user][:password]@]host:port/db or unix://[[user][:password]@]/path?db=N.
 
-    A user name selects a Redis ACL user (Redis >= 6, see stretchfs/redisacl.py).
+    A user name selects a Redis ACL user (Redis >= 6, see stretchfs/devcluster/redisacl.py).
     """
     parts = urlsplit(url)
     password = unquote(parts.password) if parts.password else None

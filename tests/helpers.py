@@ -36,8 +36,8 @@ class RedisServer:
 
     def login_url(self, user: str, prefix: str) -> str:
         """URL (password included) of ACL user `user` for keys under `prefix`, set up
-        afresh from stretchfs.redisacl (the rules etc/redis.conf documents)."""
-        from stretchfs.redisacl import acl_rules
+        afresh from stretchfs.devcluster.redisacl (the rules etc/redis.conf documents)."""
+        from stretchfs.devcluster.redisacl import acl_rules
 
         password = "pw-" + user
         assert self.command("ACL", "SETUSER", user, *acl_rules(user, prefix, ">" + password)

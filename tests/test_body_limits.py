@@ -120,8 +120,8 @@ async def test_client_stops_reading_a_reply_past_its_cap() -> None:
     from twisted.internet import reactor
 
     from stretchfs.errors import UpstreamError
-    from stretchfs.httpclient import Deadline, make_http_client
     from stretchfs.roles import http_service
+    from stretchfs.wire.http import Deadline, make_http_client
 
     class _Big:
         app = Klein()

@@ -1,4 +1,4 @@
-"""Least privilege in the cluster Redis: the ACL users of stretchfs/redisacl.py on a real Redis."""
+"""Least privilege in the cluster Redis: the ACL users of devcluster/redisacl.py on a real Redis."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from stretchfs.devcluster.redis_server import (
     redis_command,
     write_aclfile,
 )
+from stretchfs.devcluster.redisacl import MASTER_USER, NODE_USER, example_config_lines
 from stretchfs.errors import ConfigError
-from stretchfs.redisacl import MASTER_USER, NODE_USER, example_config_lines
 from stretchfs.redisstore import RedisAddress, RedisReplyError, parse_redis_url
 from tests.helpers import minimal_config
 
@@ -54,7 +54,7 @@ def _unchanged(server) -> bool:
 
 
 def test_example_redis_conf_documents_the_acl_users(repo_root: str) -> None:
-    """etc/redis.conf defines exactly the users stretchfs.redisacl generates, default behind
+    """etc/redis.conf defines exactly the users devcluster.redisacl generates, default behind
     a password."""
     with open(os.path.join(repo_root, "etc", "redis.conf"), encoding="utf-8") as handle:
         lines = [line.strip() for line in handle if line.startswith("user ")]

@@ -15,9 +15,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 
 from stretchfs.errors import PeerUnavailable
-from stretchfs.httpclient import make_http_client
-from stretchfs.master.client import MasterClient
-from stretchfs.store.client import StoreClient
+from stretchfs.wire.http import make_http_client
+from stretchfs.wire.master import MasterClient
+from stretchfs.wire.store import StoreClient
 from tests.helpers import CLUSTER_KEY
 
 TIMEOUT_SECONDS = 0.5

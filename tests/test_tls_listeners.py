@@ -80,7 +80,7 @@ async def _stop(services: list[Any]) -> None:
 def _get(ca_file: str, port: int) -> Any:
     from twisted.internet import reactor
 
-    from stretchfs.httpclient import JsonClient, make_http_client
+    from stretchfs.wire.http import JsonClient, make_http_client
 
     client = JsonClient(make_http_client(reactor, persistent=False, ca_file=ca_file),
                          "https://127.0.0.1:{}".format(port), CLUSTER_KEY, 5.0, reactor)
@@ -132,7 +132,7 @@ async def test_untrusted_certificate_is_reported_as_such_once_per_peer(tmp_path)
     try:
         from twisted.internet import reactor
 
-        from stretchfs.httpclient import JsonClient, make_http_client
+        from stretchfs.wire.http import JsonClient, make_http_client
 
         http = make_http_client(reactor, persistent=False, ca_file=other.ca_file)
         client = JsonClient(http, "https://127.0.0.1:{}".format(tls), CLUSTER_KEY, 5.0,
@@ -154,8 +154,8 @@ async def test_self_check_reaches_its_own_tls_listener(tmp_path) -> None:
     """A TLS-only node's self-check answers over TLS whatever names its certificate holds."""
     from twisted.internet import reactor
 
-    from stretchfs.httpclient import make_http_client
     from stretchfs.pingnet.selfcheck import http_ping
+    from stretchfs.wire.http import make_http_client
 
     services, _plain, tls, _ca_file = await _plain_and_tls(tmp_path)
     try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stretchfs import signing
 from stretchfs.errors import InvalidInput
 from stretchfs.master import validate
 from stretchfs.store.layout import parse_name
+from stretchfs.wire import signing
 
 SHA1 = "a" * 40
 

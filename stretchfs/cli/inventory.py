@@ -51,7 +51,7 @@ def _load(path: str, err: TextIO) -> Any:
 
 def run_delivery_secret(args: argparse.Namespace) -> int:
     """Print the delivery secret derived from the cluster key."""
-    from stretchfs.signing import delivery_secret
+    from stretchfs.wire.signing import delivery_secret
 
     config = _load(args.config, sys.stderr)
     if config is None:
@@ -150,9 +150,9 @@ async def _sync_locked(reactor: Any, config: Any, store: Any, dry_run: bool, bar
     from twisted.internet.threads import deferToThread
 
     from stretchfs.errors import PeerUnavailable, UpstreamError
-    from stretchfs.httpclient import make_http_client
-    from stretchfs.master.client import MasterClient
     from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
+    from stretchfs.wire.http import make_http_client
+    from stretchfs.wire.master import MasterClient
 
     master = MasterClient(make_http_client(reactor, persistent=False,
                                            ca_file=config.tls.ca_file),

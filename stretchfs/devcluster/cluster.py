@@ -38,8 +38,8 @@ from stretchfs.devcluster.redis_server import (
     new_passwords,
     write_aclfile,
 )
+from stretchfs.devcluster.redisacl import MASTER_USER, NODE_USER
 from stretchfs.devcluster.tls import make_dev_ca, ssl_endpoint, write_file
-from stretchfs.redisacl import MASTER_USER, NODE_USER
 from stretchfs.redisstore import parse_redis_url
 
 CLUSTER_FILE = "cluster.json"

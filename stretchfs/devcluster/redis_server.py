@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from stretchfs.devcluster.ports import free_port
 from stretchfs.devcluster.process import stop_process
-from stretchfs.redisacl import (
+from stretchfs.devcluster.redisacl import (
     MASTER_USER,
     NODE_USER,
     acl_config_line,

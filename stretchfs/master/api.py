@@ -43,11 +43,10 @@ from stretchfs.master.keys import Keys
 from stretchfs.master.metrics import MasterMetrics, counted
 from stretchfs.master.nodeprobe import NodeProbe
 from stretchfs.master.peers import PeerRegistry, parse_flags, parse_registration
+from stretchfs.master.pingview import ClusterVerdicts, add_cluster_pingnet_routes
 from stretchfs.master.purchases import Purchases
 from stretchfs.master.streaming import stream_ndjson
 from stretchfs.master.users import Users
-from stretchfs.pingnet.dashboard import ClusterVerdicts
-from stretchfs.pingnet.status import add_cluster_pingnet_routes
 from stretchfs.redisstore import RedisStore
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes

@@ -130,8 +130,8 @@ def run_against_master(command: Command, args: argparse.Namespace,
     from twisted.internet import reactor
     from twisted.internet.defer import ensureDeferred
 
-    from stretchfs.httpclient import make_http_client
-    from stretchfs.master.client import MasterClient
+    from stretchfs.wire.http import make_http_client
+    from stretchfs.wire.master import MasterClient
 
     try:
         http = make_http_client(reactor, persistent=False, ca_file=ca_file)

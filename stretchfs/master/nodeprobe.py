@@ -17,8 +17,8 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 
 from stretchfs.errors import StretchFSError
-from stretchfs.httpclient import JsonClient
 from stretchfs.periodic import PeriodicService
+from stretchfs.wire.http import JsonClient
 
 log = Logger()
 

@@ -11,9 +11,9 @@ from stretchfs.config import MasterConfig
 from stretchfs.health import Readiness
 from stretchfs.master.api import PUBLISH_MAX_BYTES, MasterAPI
 from stretchfs.master.nodeprobe import NodeProbe
+from stretchfs.master.pingview import ClusterVerdicts
 from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
-from stretchfs.pingnet.dashboard import ClusterVerdicts
 from stretchfs.redishealth import RedisWatch
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services

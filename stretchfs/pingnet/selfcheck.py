@@ -21,8 +21,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stretchfs.errors import UpstreamError
-from stretchfs.httpclient import Deadline
 from stretchfs.periodic import PeriodicService
+from stretchfs.wire.http import Deadline
 
 log = Logger()
 SELF_CHECK_INTERVAL_SECONDS = 1.0

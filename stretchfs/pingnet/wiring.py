@@ -28,13 +28,13 @@ from twisted.internet.defer import Deferred, succeed
 
 from stretchfs.config import PrismConfig, StoreConfig
 from stretchfs.errors import NotReady
-from stretchfs.httpclient import make_http_client
 from stretchfs.pingnet.peers import Peers
+from stretchfs.pingnet.registration import Registration
 from stretchfs.pingnet.selfcheck import HttpSelfCheck, http_ping
 from stretchfs.pingnet.service import PingNet
 from stretchfs.redisstore import RedisStore
-from stretchfs.registration import Registration
 from stretchfs.web.listen import ListeningService
+from stretchfs.wire.http import make_http_client
 
 _WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 

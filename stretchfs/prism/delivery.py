@@ -26,9 +26,9 @@ from twisted.web.server import NOT_DONE_YET
 
 from stretchfs import errors
 from stretchfs.prism.mirror import PurchaseRecord
-from stretchfs.signing import content_path, delivery_secret, signed_query
 from stretchfs.web.errormap import render_error, status_for
 from stretchfs.wire.identifiers import is_purchase_token, public_sha1
+from stretchfs.wire.signing import content_path, delivery_secret, signed_query
 
 log = Logger()
 

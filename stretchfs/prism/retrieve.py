@@ -34,8 +34,8 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge, PeerUnavailable
-from stretchfs.httpclient import discard_body
 from stretchfs.prism.sinks import Backpressure, InlineSink, ThreadedSink
+from stretchfs.wire.http import discard_body
 
 log = Logger()
 

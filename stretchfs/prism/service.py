@@ -8,7 +8,6 @@ from twisted.application.service import MultiService
 
 from stretchfs.config import PrismConfig
 from stretchfs.health import Readiness
-from stretchfs.master.client import MasterClient
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import PeerRecord, Peers
 from stretchfs.pingnet.wiring import attach_ping_net
@@ -20,8 +19,9 @@ from stretchfs.prism.sync import MirrorSync
 from stretchfs.prism.upload import upload_request_factory
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
-from stretchfs.store.client import StoreClient
 from stretchfs.threads import thread_runner
+from stretchfs.wire.master import MasterClient
+from stretchfs.wire.store import StoreClient
 
 
 class PrismService(MultiService):

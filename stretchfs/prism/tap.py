@@ -18,9 +18,9 @@ def makeService(options: Options) -> IService:
     """Build the prism with the real reactor, Redis pool and HTTP client."""
     from twisted.internet import reactor
 
-    from stretchfs.httpclient import make_http_client
     from stretchfs.pingnet.peers import Peers
     from stretchfs.redisstore import connect_cluster_redis
+    from stretchfs.wire.http import make_http_client
 
     config = options.settings
     redis = connect_cluster_redis(config.redis, reactor)

@@ -25,12 +25,12 @@ from stretchfs.errors import (
     StretchFSError,
     UpstreamError,
 )
-from stretchfs.httpclient import Deadline, discard_body
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
 from stretchfs.store.upload import PutReceiver, PutUpload, ResponseSink
+from stretchfs.wire.http import Deadline, discard_body
 
 log = Logger()
 

@@ -2,7 +2,7 @@
 
 A raw twisted.web resource (no Klein routing per download): match the path
 against `/content/ab/cd/<sha1>.<ext>`, check the signature and expiry
-(stretchfs.signing, the same scheme nginx's secure_link checks), open the
+(stretchfs.wire.signing, the same scheme nginx's secure_link checks), open the
 file, answer with `ETag`, `Last-Modified`, `Content-Type`, `Accept-Ranges`
 and a single `Range` (206/416), and stream the bytes with a push producer:
 never the whole file in memory, never a long reactor stall.
@@ -23,10 +23,10 @@ from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
 from stretchfs.errors import RangeNotSatisfiable
-from stretchfs.signing import verify
 from stretchfs.store.stats import StoreStats
 from stretchfs.web.jsonio import write_json
 from stretchfs.wire.identifiers import EXT_PATTERN, SHA1_PATTERN
+from stretchfs.wire.signing import verify
 
 CONTENT_PATH_RE = re.compile("^/content/([0-9a-f]{{2}})/([0-9a-f]{{2}})/(({})\\.({}))$".format(
     SHA1_PATTERN, EXT_PATTERN).encode("ascii"))

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 from stretchfs.errors import InvalidInput
-from stretchfs.signing import content_path
 from stretchfs.wire.identifiers import EXT_PATTERN, EXT_RE, SHA1_PATTERN, SHA1_RE
+from stretchfs.wire.signing import content_path
 
 NAME_RE = re.compile(r"^({})\.({})\Z".format(SHA1_PATTERN, EXT_PATTERN))
 HEX2_RE = re.compile(r"^[0-9a-f]{2}\Z")

@@ -11,13 +11,11 @@ from twisted.logger import Logger
 
 from stretchfs.config import StoreConfig
 from stretchfs.health import Readiness
-from stretchfs.master.client import MasterClient
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import Peers
 from stretchfs.pingnet.wiring import attach_ping_net
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
-from stretchfs.signing import delivery_secret
 from stretchfs.store.api import StoreAPI
 from stretchfs.store.content import ContentService, DiskMonitor
 from stretchfs.store.delivery import DeliveryResource, StoreRoot
@@ -28,6 +26,8 @@ from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats, StoreStatsCollector
 from stretchfs.store.upload import PutReceiver, request_factory
 from stretchfs.threads import thread_runner
+from stretchfs.wire.master import MasterClient
+from stretchfs.wire.signing import delivery_secret
 
 log = Logger()
 ROOT_REASON = "root"

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from stretchfs.devcluster.cluster import LocalCluster, plan_nodes
-from stretchfs.redisacl import MASTER_USER, NODE_USER
+from stretchfs.devcluster.redisacl import MASTER_USER, NODE_USER
 
 
 def _mode(path: str) -> int:

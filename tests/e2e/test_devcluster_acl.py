@@ -10,7 +10,7 @@ from stretchfs.config import load_config
 from stretchfs.devcluster.cluster import LocalCluster
 from stretchfs.devcluster.process import http_get_json
 from stretchfs.devcluster.redis_server import redis_command
-from stretchfs.redisacl import MASTER_USER, NODE_USER
+from stretchfs.devcluster.redisacl import MASTER_USER, NODE_USER
 from stretchfs.redisstore import RedisAddress, parse_redis_url
 
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from stretchfs.devcluster.cluster import LocalCluster
 from stretchfs.devcluster.process import NodeProcess, http_get_json
-from stretchfs.pingnet.dashboard import REFRESH_SECONDS
+from stretchfs.master.pingview import REFRESH_SECONDS
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float) -> float:

@@ -10,7 +10,7 @@ import time
 
 from stretchfs.devcluster.ports import free_port
 from stretchfs.devcluster.process import http_get_json
-from stretchfs.signing import delivery_secret
+from stretchfs.wire.signing import delivery_secret
 from tests.helpers import CLUSTER_KEY, minimal_config
 
 

@@ -11,9 +11,10 @@ import urllib.request
 
 import pytest
 
+from stretchfs.devcluster.nginx import NginxProcess
 from stretchfs.devcluster.ports import free_port
-from stretchfs.signing import content_path, delivery_secret, signed_query
-from stretchfs.store.nginxconf import NginxProcess, read_template, render_store_server
+from stretchfs.store.nginxconf import read_template, render_store_server
+from stretchfs.wire.signing import content_path, delivery_secret, signed_query
 from tests.helpers import CLUSTER_KEY, minimal_config
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None and

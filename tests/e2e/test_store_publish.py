@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from stretchfs.devcluster.ports import free_port
-from stretchfs.signing import content_path, delivery_secret, signed_query
+from stretchfs.wire.signing import content_path, delivery_secret, signed_query
 from tests.helpers import CLUSTER_KEY, minimal_config
 
 AUTH = {b"Authorization": [b"Bearer " + CLUSTER_KEY.encode()]}

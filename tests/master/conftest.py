@@ -61,7 +61,7 @@ class MasterHarness:
 
     def client(self) -> Any:
         """A MasterClient pointed at this master."""
-        from stretchfs.master.client import MasterClient
+        from stretchfs.wire.master import MasterClient
 
         return MasterClient(self.http, self.base, CLUSTER_KEY, timeout=10.0, clock=self.clock)
 
@@ -89,7 +89,7 @@ def redis_url(redis_server):
     """A flushed database, reached as the master's least-privilege ACL user: every
     master test proves the master needs no more rights than etc/redis.conf gives it."""
     from stretchfs.config import RedisSettings
-    from stretchfs.redisacl import MASTER_USER
+    from stretchfs.devcluster.redisacl import MASTER_USER
 
     redis_server.flush()
     return redis_server.login_url(MASTER_USER, RedisSettings().prefix)

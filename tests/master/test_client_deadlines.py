@@ -9,10 +9,10 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
 from stretchfs.errors import PeerUnavailable
-from stretchfs.httpclient import make_http_client
-from stretchfs.master.client import MasterClient
 from stretchfs.pingnet.peers import Peers
-from stretchfs.registration import Registration
+from stretchfs.pingnet.registration import Registration
+from stretchfs.wire.http import make_http_client
+from stretchfs.wire.master import MasterClient
 from tests.helpers import CLUSTER_KEY, SilentPeer, result_of
 
 NDJSON_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\n"

@@ -164,7 +164,7 @@ async def test_stopping_gives_up_on_a_silent_follower(master) -> None:
 @pytest_twisted.ensureDeferred
 async def test_a_prism_client_names_itself_as_a_follower(master) -> None:
     """Feed reads of a MasterClient built with a reader name make that reader a follower."""
-    from stretchfs.master.client import MasterClient
+    from stretchfs.wire.master import MasterClient
     from tests.helpers import CLUSTER_KEY
 
     client = MasterClient(master.http, master.base, CLUSTER_KEY, 10.0, master.clock,

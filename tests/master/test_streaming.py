@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from stretchfs.master.client import NdjsonSplitter
 from stretchfs.master.streaming import stream_ndjson
+from stretchfs.wire.master import NdjsonSplitter
 from tests.helpers import result_of
 
 

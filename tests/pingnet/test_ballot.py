@@ -28,7 +28,7 @@ def redis(request, redis_url, redis_server, key_prefix):
         return
     from twisted.internet import reactor
 
-    from stretchfs.redisacl import NODE_USER
+    from stretchfs.devcluster.redisacl import NODE_USER
     from stretchfs.redisstore import connect_redis
 
     url = redis_server.login_url(NODE_USER, key_prefix)

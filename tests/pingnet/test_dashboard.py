@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stretchfs.pingnet.dashboard import ClusterVerdicts
+from stretchfs.master.pingview import ClusterVerdicts
 from stretchfs.pingnet.keys import votes_key
 from tests.fakes import FakeRedisStore
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from stretchfs.errors import PeerUnavailable
 from stretchfs.pingnet.peers import Peers
-from stretchfs.registration import Registration, backoff
+from stretchfs.pingnet.registration import Registration, backoff
 
 
 def _row(name: str, role: str = "store", **extra: Any) -> dict[str, Any]:

@@ -123,7 +123,7 @@ async def test_http_ping_fails_against_a_listener_that_says_nothing() -> None:
     from twisted.internet import reactor
     from twisted.internet.protocol import Factory, Protocol
 
-    from stretchfs.httpclient import make_http_client
+    from stretchfs.wire.http import make_http_client
 
     port = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
     http = make_http_client(reactor, persistent=False)

@@ -7,8 +7,9 @@ from typing import Any
 import pytest_twisted
 from klein import Klein
 
+from stretchfs.master.pingview import cluster_view
 from stretchfs.pingnet.keys import votes_key
-from stretchfs.pingnet.status import add_pingnet_routes, cluster_view
+from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.web.errormap import install_error_handlers
 from tests.fakes import FakeRedisStore
 from tests.helpers import CLUSTER_KEY

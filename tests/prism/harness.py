@@ -10,7 +10,7 @@ from typing import Any
 
 from treq.testing import StubTreq
 
-from stretchfs.master.client import MasterClient
+from stretchfs.wire.master import MasterClient
 from tests.fakes import FakeRedisStore
 from tests.helpers import CLUSTER_KEY, result_of
 from tests.prism.fakes import TOKEN, FakeMaster, FakeStore, Network, store_peers

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from stretchfs.prism.delivery import redirect_query, referrer_allowed
-from stretchfs.signing import content_path, delivery_secret, verify
+from stretchfs.wire.signing import content_path, delivery_secret, verify
 from tests.helpers import CLUSTER_KEY
 from tests.prism.harness import make_prism
 

@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
-from stretchfs.store.client import FileProducer, StoreClient
+from stretchfs.wire.store import FileProducer, StoreClient
 from tests.helpers import CLUSTER_KEY, result_of
 from tests.prism.fakes import FakeStore, Network
 from tests.prism.harness import sha1_of
@@ -137,7 +137,7 @@ def _over_memory(tmp_path, size: int = 0) -> tuple[StoreClient, object, str]:
     """A StoreClient on a real treq client over a MemoryReactorClock, and a file of `size`."""
     from twisted.internet.testing import MemoryReactorClock
 
-    from stretchfs.httpclient import make_http_client
+    from stretchfs.wire.http import make_http_client
 
     clock = MemoryReactorClock()
     path = tmp_path / "f"

@@ -8,7 +8,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from stretchfs.errors import UpstreamError
-from stretchfs.store.client import StoreClient
+from stretchfs.wire.store import StoreClient
 from tests.helpers import CLUSTER_KEY
 from tests.prism.fakes import _drain
 from tests.store.harness import _settle, build, sha1_of, stop, stub_for

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from stretchfs.errors import RangeNotSatisfiable
-from stretchfs.signing import content_path, delivery_secret, signed_query
 from stretchfs.store.delivery import parse_range
+from stretchfs.wire.signing import content_path, delivery_secret, signed_query
 from tests.helpers import CLUSTER_KEY
 from tests.store.harness import AUTH, build, raw_channel, request, sha1_of, stub_for
 

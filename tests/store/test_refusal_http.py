@@ -12,10 +12,10 @@ from twisted.internet import reactor
 from twisted.web.server import Site
 
 from stretchfs.errors import UpstreamError
-from stretchfs.httpclient import make_http_client
-from stretchfs.store import client as client_module
-from stretchfs.store.client import StoreClient
 from stretchfs.store.upload import request_factory
+from stretchfs.wire import store as client_module
+from stretchfs.wire.http import make_http_client
+from stretchfs.wire.store import StoreClient
 from tests.helpers import CLUSTER_KEY
 from tests.store.harness import build, files_under, stop
 

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from stretchfs.signing import content_path, delivery_secret, sign, signed_query, verify
+from stretchfs.wire.signing import content_path, delivery_secret, sign, signed_query, verify
 
 SHA1 = "a03f181dc7dedcfb577511149b8844711efdb04f"
 

@@ -1,7 +1,7 @@
 """`MasterClient`: every master route of docs/master-api.md, for the other roles.
 
 Every call gives up after `timeout` seconds without progress (see
-`stretchfs.httpclient.Deadline`).  Failures surface as `PeerUnavailable`
+`stretchfs.wire.http.Deadline`).  Failures surface as `PeerUnavailable`
 (master unreachable or stalled) or `UpstreamError` (a non-2xx answer;
 `.code` tells 404 from 410 ...).
 NDJSON streams are read chunk by chunk and handed over one row at a time,
@@ -16,8 +16,8 @@ from urllib.parse import quote
 from treq.client import HTTPClient
 
 from stretchfs.errors import UpstreamError
-from stretchfs.httpclient import JsonClient
 from stretchfs.web.jsonio import decode_json
+from stretchfs.wire.http import JsonClient
 
 MAX_NDJSON_LINE_BYTES = 1024 * 1024
 

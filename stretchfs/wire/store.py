@@ -19,8 +19,8 @@ from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
-from stretchfs.httpclient import JsonClient
 from stretchfs.web.jsonio import decode_json
+from stretchfs.wire.http import JsonClient
 
 PUT_CHUNK_BYTES = 256 * 1024
 

@@ -95,7 +95,7 @@ def example_config_lines(prefix: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m stretchfs.redisacl [PREFIX]`: print `example_config_lines` for a
+    """`python -m stretchfs.devcluster.redisacl [PREFIX]`: print `example_config_lines` for a
     `[redis] prefix` other than the default sfs: (etc/redis.conf has those)."""
     import sys
 

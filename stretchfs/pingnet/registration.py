@@ -16,8 +16,8 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from stretchfs.master.client import MasterClient
 from stretchfs.pingnet.peers import PeerRecord, Peers
+from stretchfs.wire.master import MasterClient
 
 log = Logger()
 RETRY_FIRST_SECONDS = 0.5
