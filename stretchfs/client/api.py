@@ -271,7 +271,9 @@ class Client:
                 return self._download_once(url, path, start, progress)
             except (httpx.TransportError, Unavailable) as exc:
                 if attempt == self.retries:
-                    raise Unavailable("download of {} failed: {}".format(url, exc)) from None
+                    status = exc.status if isinstance(exc, Unavailable) else 0
+                    raise Unavailable("download of {} failed: {}".format(url, exc),
+                                      status) from None
                 self._sleep(self._delay(attempt))
         raise AssertionError("unreachable")
 
@@ -346,7 +348,7 @@ class Client:
                 response = request()
             except httpx.TransportError as exc:
                 if attempt + 1 == attempts:
-                    raise Unavailable("cannot reach {}: {}".format(self.url, exc)) from None
+                    raise Unavailable("cannot reach {}: {}".format(self.url, exc), 0) from None
             else:
                 if response.status_code != 503 or attempt + 1 == attempts:
                     return response

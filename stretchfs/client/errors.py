@@ -46,7 +46,7 @@ class Conflict(StretchFSError):
 
 
 class Unavailable(StretchFSError):
-    """The cluster cannot answer now (503, or no connection): retrying later may work."""
+    """The cluster cannot answer now (503, or no connection: status 0); retrying may work."""
 
     status = 503
 

@@ -141,8 +141,21 @@ def test_an_unreachable_prism_is_unavailable() -> None:
 
     client = Client("http://prism", token="t" * 64, transport=httpx.MockTransport(refuse),
                     retries=1, sleep=lambda s: None)
-    with pytest.raises(Unavailable, match="cannot reach"):
+    with pytest.raises(Unavailable, match="cannot reach") as raised:
         client.detail("a" * 40)
+    assert raised.value.status == 0  # no answer, as opposed to a 503
+
+
+def test_a_download_without_an_answer_has_status_zero(tmp_path) -> None:
+    """A download whose store never answers is Unavailable with status 0, not 503."""
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused")
+
+    client = Client("http://prism", token="t" * 64, transport=httpx.MockTransport(refuse),
+                    retries=0, sleep=lambda s: None)
+    with pytest.raises(Unavailable) as raised:
+        client.download("http://store/x", tmp_path / "out.bin")
+    assert raised.value.status == 0
 
 
 def test_an_upload_answered_with_another_hash_is_an_integrity_error() -> None:
