@@ -1,19 +1,21 @@
-"""A small blocking client of the public prism API, as an application uses it.
+"""The chaos load's clients: `stretchfs.client.Client` with its failures classified.
 
-Used by `stretchfs chaos` and the end-to-end tests to drive load: log in,
-upload, purchase, and download by following the prism's redirect to a store
-(verifying the bytes' SHA1).  Every call is bounded by a timeout.
+A scenario counts every failed call, so these clients do not retry (an
+application would): a 503 during a fault is reported, not hidden behind a
+backoff.  `probe` is one GET that does not follow redirects, for scenarios
+that check the prism's own answer.  Every call is bounded by a timeout.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import json
-import secrets
-import urllib.parse
+import io
+import os
+import tempfile
 from dataclasses import dataclass
-from typing import Any
+
+import httpx
+
+from stretchfs.client import Client, Content, IntegrityError, StretchFSError
 
 
 class CallFailed(Exception):
@@ -24,118 +26,77 @@ class CallFailed(Exception):
         self.kind = kind
 
 
+def failure(operation: str, exc: StretchFSError) -> CallFailed:
+    """`<operation>-<status>`, `connection` (no answer) or `<operation>-wrong-hash`."""
+    if isinstance(exc, IntegrityError):
+        return CallFailed(operation + "-wrong-hash", exc.message)
+    if not exc.status:
+        return CallFailed("connection", exc.message)
+    return CallFailed("{}-{}".format(operation, exc.status), exc.message[:200])
+
+
 @dataclass
 class Reply:
-    """One HTTP answer."""
+    """One HTTP answer of `probe`."""
 
     status: int
     headers: dict[str, str]
     body: bytes
 
-    def json(self) -> Any:
-        """The body decoded as JSON."""
-        return json.loads(self.body or b"null")
 
-
-def request(method: str, url: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 10.0) -> Reply:
-    """One HTTP request without following redirects; connection errors raise CallFailed."""
-    parts = urllib.parse.urlsplit(url)
-    connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
-                        else http.client.HTTPConnection)
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
+def probe(url: str, timeout: float = 10.0) -> Reply:
+    """One GET without following redirects; no answer raises CallFailed("connection")."""
     try:
-        connection.request(method, target, body=body, headers=headers or {})
-        response = connection.getresponse()
-        data = response.read()
-        return Reply(response.status, {k.lower(): v for k, v in response.getheaders()}, data)
-    except (OSError, http.client.HTTPException) as exc:
-        raise CallFailed("connection", "{} {}: {}".format(method, url, exc)) from None
-    finally:
-        connection.close()
-
-
-def multipart(fields: dict[str, str], files: dict[str, tuple[str, str, bytes]]
-              ) -> tuple[bytes, str]:
-    """Encode form fields and files ({field: (filename, mimetype, data)}) as multipart."""
-    boundary = "stretchfs" + secrets.token_hex(12)
-    chunks: list[bytes] = []
-    for name, value in fields.items():
-        chunks.append("--{}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n{}\r\n".format(
-            boundary, name, value).encode())
-    for name, (filename, mimetype, data) in files.items():
-        chunks.append(("--{}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n"
-                       "Content-Type: {}\r\n\r\n").format(boundary, name, filename,
-                                                          mimetype).encode())
-        chunks.append(data)
-        chunks.append(b"\r\n")
-    chunks.append("--{}--\r\n".format(boundary).encode())
-    return b"".join(chunks), "multipart/form-data; boundary=" + boundary
+        response = httpx.get(url, timeout=timeout, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        raise CallFailed("connection", "GET {}: {}".format(url, exc)) from None
+    return Reply(response.status_code, {k.lower(): v for k, v in response.headers.items()},
+                 response.content)
 
 
 class PrismUser:
     """An application talking to one prism with a session."""
 
-    def __init__(self, prism_url: str, timeout: float = 10.0) -> None:
-        self.prism_url = prism_url.rstrip("/")
-        self.timeout = timeout
-        self.token = ""
+    def __init__(self, prism_url: str, username: str, password: str,
+                 timeout: float = 10.0) -> None:
+        self.client = Client(prism_url, username, password, timeout=timeout, retries=0)
 
-    def _call(self, method: str, path: str, payload: Any = None, body: bytes | None = None,
-              content_type: str = "application/json") -> Reply:
-        headers = {"X-STRETCHFS-Token": self.token} if self.token else {}
-        if payload is not None:
-            body = json.dumps(payload).encode()
-        if body is not None:
-            headers["Content-Type"] = content_type
-        return request(method, self.prism_url + path, body, headers, self.timeout)
+    def login(self) -> str:
+        """Log in; returns the session token."""
+        try:
+            return self.client.login().token
+        except StretchFSError as exc:
+            raise failure("login", exc) from None
 
-    def _expect(self, reply: Reply, status: int, what: str) -> Any:
-        if reply.status != status:
-            raise CallFailed("{}-{}".format(what, reply.status), reply.body[:200].decode(
-                "utf-8", "replace"))
-        return reply.json()
-
-    def login(self, username: str, password: str) -> str:
-        """Log in; keeps and returns the session token."""
-        answer = self._expect(self._call("POST", "/user/login",
-                                         {"username": username, "password": password}),
-                              200, "login")
-        self.token = answer["session"]["token"]
-        return self.token
-
-    def upload(self, data: bytes, filename: str = "file.bin",
-               mimetype: str = "application/octet-stream") -> dict[str, Any]:
-        """Upload one file; returns its record (hash, ext, size, copies)."""
-        body, content_type = multipart({}, {"file": (filename, mimetype, data)})
-        answer = self._expect(self._call("POST", "/content/upload", body=body,
-                                         content_type=content_type), 200, "upload")
-        record = answer["files"]["file"]
-        if record["hash"] != hashlib.sha1(data).hexdigest():
-            raise CallFailed("upload-wrong-hash", record["hash"])
-        return record
+    def upload(self, data: bytes, filename: str = "file.bin") -> Content:
+        """Upload one file; its SHA1 is checked against the answer."""
+        try:
+            return self.client.upload(io.BytesIO(data), name=filename)
+        except StretchFSError as exc:
+            raise failure("upload", exc) from None
 
     def purchase(self, sha1: str, ext: str, life: int = 3600) -> str:
         """Purchase a content; returns the purchase token."""
-        answer = self._expect(self._call("POST", "/content/purchase",
-                                         {"hash": sha1, "ext": ext, "referrer": [],
-                                          "life": life}), 200, "purchase")
-        return answer["token"]
+        try:
+            return self.client.purchase(sha1, ext, life=life).token
+        except StretchFSError as exc:
+            raise failure("purchase", exc) from None
 
     def download(self, token: str, filename: str, sha1: str) -> int:
-        """Follow the delivery redirect and check the bytes; returns their size."""
-        reply = request("GET", "{}/{}/{}".format(self.prism_url, token, filename),
-                        timeout=self.timeout)
-        if reply.status != 302:
-            raise CallFailed("deliver-{}".format(reply.status),
-                             reply.body[:200].decode("utf-8", "replace"))
-        location = reply.headers.get("location", "")
-        store_reply = request("GET", location, timeout=self.timeout)
-        if store_reply.status != 200:
-            raise CallFailed("store-{}".format(store_reply.status), location)
-        if hashlib.sha1(store_reply.body).hexdigest() != sha1:
-            raise CallFailed("corrupt", location)
-        return len(store_reply.body)
+        """Follow the delivery redirect, check the bytes against `sha1`; returns their size."""
+        with tempfile.TemporaryDirectory(prefix="stretchfs-chaos-") as folder:
+            path = os.path.join(folder, filename)
+            try:
+                done = self.client.download(self.client.download_url(token, filename), path,
+                                            resume=False)
+            except IntegrityError as exc:
+                raise CallFailed("corrupt", exc.message) from None
+            except StretchFSError as exc:
+                raise failure("download", exc) from None
+        if done.sha1 != sha1:
+            raise CallFailed("corrupt", "{} hashes to {}".format(token[:8], done.sha1))
+        return done.size
+
+    def close(self) -> None:
+        """Close the connections."""
+        self.client.close()

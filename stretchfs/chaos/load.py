@@ -79,8 +79,11 @@ class Load:
     def seed(self, count: int) -> None:
         """Upload and purchase `count` files before the fault, for downloads."""
         user = self._user(0)
-        for _ in range(count):
-            self.items.append(self._upload_and_purchase(user))
+        try:
+            for _ in range(count):
+                self.items.append(self._upload_and_purchase(user))
+        finally:
+            user.close()
 
     def start(self) -> None:
         """Log every worker in, then start the worker threads."""
@@ -97,40 +100,44 @@ class Load:
             worker.join(timeout)
 
     def _user(self, index: int) -> PrismUser:
-        user = PrismUser(self.prism_urls[index % len(self.prism_urls)])
-        user.login(self.username, self.password)
+        user = PrismUser(self.prism_urls[index % len(self.prism_urls)], self.username,
+                         self.password)
+        user.login()
         return user
 
     def _upload_and_purchase(self, user: PrismUser) -> Item:
         data = os.urandom(random.randint(*self.upload_bytes))
-        record = user.upload(data, "chaos.bin")
+        content = user.upload(data, "chaos.bin")
         with self._lock:
-            self.uploaded.append(Item(record["hash"], record["ext"], "", len(data),
-                                      time.monotonic(), int(record.get("copies") or 0)))
-        token = user.purchase(record["hash"], record["ext"])
-        return Item(record["hash"], record["ext"], token, len(data), time.monotonic(),
-                    int(record.get("copies") or 0))
+            self.uploaded.append(Item(content.hash, content.ext, "", len(data),
+                                      time.monotonic(), content.copies))
+        token = user.purchase(content.hash, content.ext)
+        return Item(content.hash, content.ext, token, len(data), time.monotonic(),
+                    content.copies)
 
     def _record(self, started: float, operation: str, kind: str, detail: str = "") -> None:
         with self._lock:
             self.results.append(Result(started, operation, kind, detail))
 
     def _run(self, user: PrismUser) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        weights = [("download", self.mix.download), ("upload", self.mix.upload),
-                   ("purchase", self.mix.purchase)]
-        operations = [name for name, weight in weights for _ in range(weight)]
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            if next(self._budget) >= self.max_requests:
-                return
-            operation = random.choice(operations)
-            started = time.monotonic()
-            try:
-                self._operate(user, operation)
-                self._record(started, operation, "ok")
-            except CallFailed as exc:
-                self._record(started, operation, exc.kind, str(exc))
-                time.sleep(0.05)
+        try:
+            deadline = time.monotonic() + self.max_seconds
+            weights = [("download", self.mix.download), ("upload", self.mix.upload),
+                       ("purchase", self.mix.purchase)]
+            operations = [name for name, weight in weights for _ in range(weight)]
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                if next(self._budget) >= self.max_requests:
+                    return
+                operation = random.choice(operations)
+                started = time.monotonic()
+                try:
+                    self._operate(user, operation)
+                    self._record(started, operation, "ok")
+                except CallFailed as exc:
+                    self._record(started, operation, exc.kind, str(exc))
+                    time.sleep(0.05)
+        finally:
+            user.close()
 
     def _operate(self, user: PrismUser, operation: str) -> None:
         # Download only what every prism can know: a purchase reaches the other

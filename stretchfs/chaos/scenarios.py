@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from stretchfs.chaos.client import CallFailed, PrismUser, request
+from stretchfs.chaos.client import CallFailed, PrismUser, probe
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load
 from stretchfs.chaos.watch import VerdictWatch, wait_until
@@ -232,8 +232,9 @@ class _FreezeUploads:
         self.frozen_at = time.monotonic()
 
     def _run(self) -> None:
-        user = PrismUser(self._prism_url, timeout=600)
-        _try(lambda: user.login(self._user["username"], self._user["password"]))
+        user = PrismUser(self._prism_url, self._user["username"], self._user["password"],
+                         timeout=600)
+        _try(user.login)
         deadline = time.monotonic() + 120
         while self.frozen_at is None and time.monotonic() < deadline:
             data = os.urandom(FREEZE_UPLOAD_BYTES)
@@ -264,7 +265,7 @@ class _FreezeUploads:
         report.notes.append("uploads in flight at the freeze answered after {} s: {}".format(
             [round(o[1] - frozen_at, 1) for o in inflight], [o[3] for o in inflight]))
         acknowledged = Report("acknowledged uploads")
-        check_nothing_lost(handle, [Item(o[2]["hash"], o[2]["ext"], "", FREEZE_UPLOAD_BYTES)
+        check_nothing_lost(handle, [Item(o[2].hash, o[2].ext, "", FREEZE_UPLOAD_BYTES)
                                     for o in self.outcomes if o[2] is not None], acknowledged)
         report.data_lost += acknowledged.data_lost
         for note in acknowledged.notes:
@@ -288,15 +289,15 @@ def prism_restart(handle: ClusterHandle, options: Options) -> Report:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and handle.health(victim["name"])[0] != 200:
             item = seeded[len(answers) % len(seeded)]
-            reply = _try(lambda item=item: request("GET", "{}/{}/x.{}".format(
+            reply = _try(lambda item=item: probe("{}/{}/x.{}".format(
                 victim["url"], item.token, item.ext), timeout=5))
             answers[str(reply.status) if reply else "connection"] += 1
             time.sleep(0.02)
         report.notes.append("answers while loading: {}".format(dict(answers) or "none"))
         if answers.get("404"):
             report.fail("404 while the prism was loading its state")
-        user = PrismUser(victim["url"])
-        user.login(handle.user["username"], handle.user["password"])
+        user = PrismUser(victim["url"], handle.user["username"], handle.user["password"])
+        user.login()
         for item in seeded:
             try:
                 user.download(item.token, "file." + item.ext, item.sha1)
@@ -340,8 +341,9 @@ def master_down(handle: ClusterHandle, options: Options) -> Report:
         if unexpected:
             report.fail("unexpected failures while the master was down: {}".format(unexpected))
         time.sleep(options.settle_seconds)
-        user = PrismUser(handle.nodes("prism")[0]["url"])
-        user.login(handle.user["username"], handle.user["password"])
+        user = PrismUser(handle.nodes("prism")[0]["url"], handle.user["username"],
+                         handle.user["password"])
+        user.login()
         if not load.items:
             report.fail("nothing to purchase")
         else:
@@ -368,12 +370,12 @@ def _static_checks(handle: ClusterHandle, items: list[Item], seconds: float) -> 
         item = items[index % len(items)]
         prism = prisms[index % len(prisms)]
         index += 1
-        reply = _try(lambda prism=prism, item=item: request(
-            "GET", "{}/static/{}/f.{}".format(prism["url"], item.sha1, item.ext), timeout=5))
+        reply = _try(lambda prism=prism, item=item: probe(
+            "{}/static/{}/f.{}".format(prism["url"], item.sha1, item.ext), timeout=5))
         if reply is None or reply.status != 302:
             answers["static-{}".format(reply.status if reply else "connection")] += 1
         else:
-            body = _try(lambda reply=reply: request("GET", reply.headers["location"], timeout=5))
+            body = _try(lambda reply=reply: probe(reply.headers["location"], timeout=5))
             good = body is not None and hashlib.sha1(body.body).hexdigest() == item.sha1
             answers["ok" if good else "store-failed"] += 1
         time.sleep(0.05)
@@ -440,8 +442,9 @@ def store_kill_upload(handle: ClusterHandle, options: Options) -> Report:
     report = Report("store-kill-upload")
     watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
     prism = handle.nodes("prism")[0]
-    user = PrismUser(prism["url"], timeout=120)
-    user.login(handle.user["username"], handle.user["password"])
+    user = PrismUser(prism["url"], handle.user["username"], handle.user["password"],
+                     timeout=120)
+    user.login()
     data = os.urandom(options.upload_mib * 1024 * 1024)
     sha1 = hashlib.sha1(data).hexdigest()
     result: dict[str, Any] = {}
@@ -461,16 +464,16 @@ def store_kill_upload(handle: ClusterHandle, options: Options) -> Report:
         report.failed["upload"] += 1
         report.notes.append("the upload failed (acceptable only if no copy could be made)")
     else:
-        report.notes.append("upload answered copies={}".format(record.get("copies")))
+        report.notes.append("upload answered copies={}".format(record.copies))
     if victim is not None:
         _heal(handle, victim, watch, report)
     holders = _stores_holding(handle, sha1)
     status, row = _master_call(handle, "GET", "/inventory/" + sha1)
     listed = set((row or {}).get("stores") or [])
     if record is not None:
-        if record.get("copies") != len(holders):
+        if record.copies != len(holders):
             report.fail("upload answered {} copies, {} stores hold it".format(
-                record.get("copies"), len(holders)))
+                record.copies, len(holders)))
         if not listed:
             report.data_lost = 1
             report.fail("acknowledged upload missing from the master")
