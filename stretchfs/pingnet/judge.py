@@ -16,7 +16,6 @@ this node's own observations.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.logger import Logger
@@ -30,18 +29,6 @@ from stretchfs.redisstore import RedisStore
 
 log = Logger()
 SLOW_READ_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Observation:
-    """What the prober knows first-hand: the peers it probes, those that missed
-    `misses` rounds in a row (failing), those that missed the last one, and
-    whether this node is silent."""
-
-    targets: tuple[str, ...]
-    failing: frozenset[str]
-    missing: frozenset[str]
-    silent: bool
 
 
 class Judge:
@@ -63,21 +50,23 @@ class Judge:
                                 on_error=lambda failure: self._set_fallback(True),
                                 on_ok=lambda: self._set_fallback(False))
         self.dampener = Dampener(settings.flap_window, settings.flap_hold)
-        self._seen = Observation(targets=(), failing=frozenset(), missing=frozenset(),
-                                 silent=False)
+        self._targets: list[str] = []
         self._reading: float | None = None
         self.fallback = False
         self.self_suspect = False
         self.tallies: dict[str, Tally] = {}
 
     # -- votes -----------------------------------------------------------------
-    def observe(self, seen: Observation) -> None:
-        """Recompute self-suspicion and the votes this node wants in the ballot box."""
-        for gone in set(self._seen.targets) - set(seen.targets):
+    def observe(self, targets: list[str], failing: set[str], missing: set[str],
+                silent: bool) -> None:
+        """The prober's view changed: the peers it probes, those failing, those that
+        missed the last round, whether this node is silent.  Recompute self-suspicion
+        and the votes this node wants in the ballot box."""
+        for gone in set(self._targets) - set(targets):
             self.dampener.forget(gone)
-        self._seen = seen
-        base = [n for n in seen.targets if not self.peers.is_down(n)]
-        lost = [n for n in base if n in seen.failing or n in seen.missing]
+        self._targets = targets
+        base = [n for n in targets if not self.peers.is_down(n)]
+        lost = [n for n in base if n in failing or n in missing]
         suspect = len(base) >= 2 and 2 * len(lost) > len(base)
         if suspect != self.self_suspect:
             self.self_suspect = suspect
@@ -88,7 +77,7 @@ class Judge:
             else:
                 log.info("ping net: {node} hears from a majority again; voting resumes",
                          node=self.self_name, event="pingnet_self_suspect", suspect=False)
-        self.ballot.want(set() if suspect or seen.silent else seen.failing)
+        self.ballot.want(set() if suspect or silent else failing)
         if self.fallback:
             self._apply_own(self._clock.seconds())
 
@@ -137,7 +126,7 @@ class Judge:
 
     def _apply_own(self, now: float) -> None:
         """Verdicts from this node's own observations (ballot box unreachable)."""
-        for target in self._seen.targets:
+        for target in self._targets:
             self._apply(target, target in self.ballot.wanted, now, None)
 
     def _apply(self, target: str, raw_down: bool, now: float, record: Any) -> None:
@@ -147,7 +136,7 @@ class Judge:
         verdict = self.dampener.states[target]
         self.peers.set_available(target, changed)
         self.metrics.verdict_changes.labels(available=str(changed).lower()).inc()
-        self.metrics.peers_down.set(sum(1 for n in self._seen.targets if self.peers.is_down(n)))
+        self.metrics.peers_down.set(sum(1 for n in self._targets if self.peers.is_down(n)))
         tally = self.tallies.get(target)
         log.info("ping net verdict: {peer} {state} (votes {votes}/{needed}, hold {hold}s)",
                  peer=target, state="available" if changed else "unavailable",

@@ -7,7 +7,7 @@ registry copy in `Peers`: a PING, and when no answer has come after half the
 a miss).  Any fresh, authentic packet from the peer (or a relayed
 acknowledgement) answers the round.  After `misses` unanswered rounds in a
 row the peer is failing; hearing from it ends that at once.  Every change
-is reported to the judge as an `Observation`.
+is reported to the judge (`observe`).
 
 Of each pair of peers the one with the smaller name probes the other; the
 other answers and skips its own probe while those PINGs keep arriving.
@@ -25,10 +25,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from stretchfs.config import PingSettings
-from stretchfs.pingnet.judge import Observation
 from stretchfs.pingnet.metrics import PingMetrics
 from stretchfs.pingnet.packet import (
     NO_TARGET,
@@ -87,15 +87,17 @@ class _Relay:
     expires: float
 
 
-class Prober:
-    """Probes the peers, answers theirs, and tells the judge whom it lost."""
+class Prober(DatagramProtocol):
+    """The protocol of the node's UDP port: probes the peers, answers theirs, and
+    tells the judge (`observe`) whom it lost."""
+
+    noisy = False
 
     def __init__(self, settings: PingSettings, *, self_name: str, cluster_key: str,
                  peers: Peers, clock: Any, metrics: PingMetrics, rng: random.Random,
-                 write: Callable[[bytes, Any], None], observe: Callable[[Observation], None],
+                 observe: Callable[[list[str], set[str], set[str], bool], None],
                  on_unknown_sender: Callable[[], None]) -> None:
-        """`write(data, addr)` puts a datagram on the wire; `observe` is the judge's;
-        `on_unknown_sender()` runs when a cluster member not in the registry copy
+        """`on_unknown_sender()` runs when a cluster member missing from `peers`
         writes to us."""
         self.settings = settings
         self.self_name = self_name
@@ -103,7 +105,6 @@ class Prober:
         self._clock = clock
         self.metrics = metrics
         self._rng = rng
-        self._write = write
         self._observe = observe
         self._on_unknown_sender = on_unknown_sender
         self._key = derive_key(cluster_key)
@@ -122,7 +123,8 @@ class Prober:
         self.silent = False
 
     def start(self) -> None:
-        """Start sequence numbers at the boot time in µs (a restart never reuses one)."""
+        """Start sending (the port is bound); sequence numbers start at the boot time
+        in µs, so a restart never reuses one."""
         self.running = True
         self._seq = int(self._clock.seconds() * 1_000_000)
 
@@ -160,12 +162,9 @@ class Prober:
         return len(self._sent_at), len(self._by_seq), len(self._relays)
 
     def _report(self) -> None:
-        targets = tuple(self.targets)
-        self._observe(Observation(
-            targets=targets,
-            failing=frozenset(n for n in targets if self._states[n].failing),
-            missing=frozenset(n for n in targets if self._states[n].misses),
-            silent=self.silent))
+        """Tell the judge: targets, failing, missing the last round, silent."""
+        self._observe(list(self.targets), {n for n in self.targets if self._states[n].failing},
+                      {n for n in self.targets if self._states[n].misses}, self.silent)
 
     # -- registry ------------------------------------------------------------
     def _refresh_registry(self) -> None:
@@ -339,14 +338,14 @@ class Prober:
         packet = Packet(kind=kind, sender=self._self_id, receiver=receiver, target=target,
                         seq=seq, echo=echo, stamp=self._clock.seconds())
         try:
-            self._write(encode(self._key, packet), addr)
+            self.transport.write(encode(self._key, packet), addr)
         except OSError as exc:
             log.debug("ping net send to {addr} failed: {error}", addr=addr, error=str(exc))
             return
         self.metrics.sent_by_kind[kind].inc()
 
     # -- receiving -------------------------------------------------------------
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
         """Authenticate and handle one packet; bad ones are dropped and counted."""
         now = self._clock.seconds()
         try:

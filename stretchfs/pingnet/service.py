@@ -20,7 +20,6 @@ from typing import Any, Callable
 from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -32,19 +31,6 @@ from stretchfs.pingnet.probe import Prober
 from stretchfs.redisstore import RedisStore
 
 log = Logger()
-
-
-class PingProtocol(DatagramProtocol):
-    """Hands every datagram to the `Prober` of the socket's node."""
-
-    noisy = False
-
-    def __init__(self, prober: Prober) -> None:
-        self._prober = prober
-
-    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        """One UDP packet arrived."""
-        self._prober.datagram_received(datagram, addr)
 
 
 class PingNet(Service):
@@ -66,9 +52,7 @@ class PingNet(Service):
                            redis_prefix=redis_prefix, clock=reactor, metrics=self.metrics)
         self.prober = Prober(settings, self_name=self_name, cluster_key=cluster_key,
                              peers=peers, clock=reactor, metrics=self.metrics, rng=rng,
-                             write=self._write, observe=self.judge.observe,
-                             on_unknown_sender=on_unknown_sender)
-        self.protocol = PingProtocol(self.prober)
+                             observe=self.judge.observe, on_unknown_sender=on_unknown_sender)
         self._port: Any = None
         self.bound_port = 0
         self._round_loop: LoopingCall | None = None
@@ -77,7 +61,7 @@ class PingNet(Service):
     def startService(self) -> None:
         """Bind the UDP port and start probing and tallying."""
         super().startService()
-        self._port = self._reactor.listenUDP(self.settings.port, self.protocol,
+        self._port = self._reactor.listenUDP(self.settings.port, self.prober,
                                              interface=self.host)
         self.bound_port = self._port.getHost().port
         self.prober.start()
@@ -111,10 +95,6 @@ class PingNet(Service):
             self.judge.ballot.sync()
         except Exception:
             log.failure("ping net probe round failed")
-
-    def _write(self, data: bytes, addr: Any) -> None:
-        if self._port is not None:
-            self.protocol.transport.write(data, addr)
 
     @property
     def http_ok(self) -> bool:

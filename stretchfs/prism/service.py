@@ -10,8 +10,6 @@ from stretchfs.config import PrismConfig
 from stretchfs.health import Readiness
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import PeerRecord, Peers
-from stretchfs.pingnet.registration import Registration
-from stretchfs.pingnet.service import PingNet
 from stretchfs.pingnet.wiring import attach_ping_net, build_ping_net
 from stretchfs.prism.api import PrismAPI
 from stretchfs.prism.mirror import InventoryMirror, PurchaseMirror
@@ -31,16 +29,12 @@ class PrismService(MultiService):
     """The prism process's services, with handles on its parts (tests, tools)."""
 
     def __init__(self, *, api: PrismAPI, peers: Peers, inventory_sync: MirrorSync,
-                 purchase_sync: MirrorSync, readiness: Readiness, pingnet: PingNet | None,
-                 registration: Registration) -> None:
+                 purchase_sync: MirrorSync) -> None:
         super().__init__()
         self.api = api
         self.peers = peers
         self.inventory_sync = inventory_sync
         self.purchase_sync = purchase_sync
-        self.readiness = readiness
-        self.pingnet = pingnet
-        self.registration = registration
 
 
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
@@ -96,8 +90,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                    purchases=lambda: purchases.mirror, replicator=replicator,
                    retriever=retriever, syncs=[inventory, purchases],
                    store_client=store_client, pingnet=net)
-    top = PrismService(api=api, peers=peers, inventory_sync=inventory, purchase_sync=purchases,
-                       readiness=readiness, pingnet=net, registration=registration)
+    top = PrismService(api=api, peers=peers, inventory_sync=inventory, purchase_sync=purchases)
     inventory.setServiceParent(top)
     purchases.setServiceParent(top)
     factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,

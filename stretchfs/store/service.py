@@ -13,8 +13,6 @@ from stretchfs.config import StoreConfig
 from stretchfs.health import Readiness
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import Peers
-from stretchfs.pingnet.registration import Registration
-from stretchfs.pingnet.service import PingNet
 from stretchfs.pingnet.wiring import attach_ping_net, build_ping_net
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
@@ -116,8 +114,7 @@ class StoreService(MultiService):
 
     def __init__(self, *, api: StoreAPI, root_resource: StoreRoot, content: ContentService,
                  publisher: InventoryPublisher, sync: InventorySyncService, disk: DiskMonitor,
-                 peers: Peers, readiness: Readiness, pingnet: PingNet | None,
-                 registration: Registration) -> None:
+                 peers: Peers) -> None:
         super().__init__()
         self.api = api
         self.root_resource = root_resource
@@ -126,9 +123,6 @@ class StoreService(MultiService):
         self.sync = sync
         self.disk = disk
         self.peers = peers
-        self.readiness = readiness
-        self.pingnet = pingnet
-        self.registration = registration
 
 
 def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore, http: Any,
@@ -183,8 +177,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     delivery = DeliveryResource(store.root, delivery_secret(config.cluster.key), reactor, stats)
     root = StoreRoot(delivery, api.app.resource())
     top = StoreService(api=api, root_resource=root, content=content, publisher=publisher,
-                       sync=sync, disk=disk, peers=peers, readiness=readiness, pingnet=net,
-                       registration=registration)
+                       sync=sync, disk=disk, peers=peers)
 
     PrepareRoot(store, journal, readiness, reactor,
                 config.store.mount_check).setServiceParent(top)

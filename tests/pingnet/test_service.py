@@ -211,10 +211,10 @@ def test_bad_packets_are_dropped_counted_and_never_raise(cluster, clock) -> None
         "wrong_receiver": encode(key, replace(good, receiver=node_id("n3"))),
         "replayed": fresh,
     }
-    node.protocol.datagramReceived(fresh, ("10.0.0.1", 9001))
+    node.prober.datagramReceived(fresh, ("10.0.0.1", 9001))
     for data in cases.values():
-        node.protocol.datagramReceived(data, ("10.0.0.1", 9001))
-    node.protocol.datagramReceived(encode(key, replace(good, kind=PONG, stamp=float("nan"))),
+        node.prober.datagramReceived(data, ("10.0.0.1", 9001))
+    node.prober.datagramReceived(encode(key, replace(good, kind=PONG, stamp=float("nan"))),
                            ("10.0.0.1", 9001))
     for reason in cases:
         assert node.metrics.dropped.labels(reason=reason)._value.get() >= 1, reason
@@ -245,9 +245,9 @@ def test_ping_from_a_not_yet_known_member_is_answered(cluster, clock) -> None:
     ping = Packet(kind=PING, sender=node_id("newcomer"), receiver=node_id("n1"),
                   target=NO_TARGET, seq=int(clock.seconds() * 1e6) + 5, echo=0,
                   stamp=clock.seconds())
-    transport = node.protocol.transport
+    transport = node.prober.transport
     before = len(transport.written)
-    node.protocol.datagramReceived(encode(key, ping), ("10.0.0.9", 9999))
+    node.prober.datagramReceived(encode(key, ping), ("10.0.0.9", 9999))
     replies = transport.written[before:]
     assert [addr for _data, addr in replies] == [("10.0.0.9", 9999)]
     assert cluster.unknown_senders == ["n1"]
@@ -324,7 +324,7 @@ def test_a_packet_meant_for_one_node_is_dropped_at_every_other(cluster) -> None:
         node = cluster.nodes[bystander]
         dropped = node.metrics.dropped.labels(reason="wrong_receiver")
         before = dropped._value.get(), node.metrics.received_by_kind[kind]._value.get()
-        node.protocol.datagramReceived(data, cluster.addr(sender))
+        node.prober.datagramReceived(data, cluster.addr(sender))
         after = dropped._value.get(), node.metrics.received_by_kind[kind]._value.get()
         assert after == (before[0] + 1, before[1]), (kind, sender, receiver, bystander)
 
