@@ -131,14 +131,9 @@ class Prober(DatagramProtocol):
     def stop(self) -> None:
         """Cancel every probe and timer."""
         self.running = False
-        for probe in list(self._by_seq.values()):
-            self._cancel(probe)
-        self._by_seq.clear()
-        self._sent_at.clear()
-        self._relays.clear()
         for state in self._states.values():
-            state.probe = None
-            self._disarm(state)
+            self._quiet(state)
+        self._relays.clear()
 
     def set_silent(self, silent: bool) -> None:
         """Send nothing at all (True) or speak again; a silent node wants no votes."""
@@ -147,10 +142,7 @@ class Prober(DatagramProtocol):
         self.silent = silent
         if silent:
             for state in self._states.values():
-                if state.probe is not None:
-                    self._cancel(state.probe)
-                    state.probe = None
-                self._disarm(state)
+                self._quiet(state)
         self._report()
 
     def state_of(self, name: str) -> PeerState | None:
@@ -180,10 +172,7 @@ class Prober(DatagramProtocol):
         self.targets = [r.name for r in records
                         if r.active and r.name != self.self_name and r.ping_port]
         for name in set(self._states) - set(self.targets):
-            state = self._states.pop(name)
-            if state.probe is not None:
-                self._cancel(state.probe)
-            self._disarm(state)
+            self._quiet(self._states.pop(name))
         for name in self.targets:
             self._states.setdefault(name, PeerState())
         self._report()
@@ -222,6 +211,13 @@ class Prober(DatagramProtocol):
         due = state.last_ping + self.settings.interval + self.settings.timeout / 2
         state.watchdog = self._clock.callLater(max(due - now, 0.0), self._overdue, name,
                                                state.last_ping)
+
+    def _quiet(self, state: PeerState) -> None:
+        """Cancel the peer's probe round and watchdog."""
+        if state.probe is not None:
+            self._cancel(state.probe)
+            state.probe = None
+        self._disarm(state)
 
     def _disarm(self, state: PeerState) -> None:
         if state.watchdog is not None and state.watchdog.active():
