@@ -61,7 +61,12 @@ class BallotBox:
     """This node's votes in Redis, kept in line with what it wants them to be."""
 
     def __init__(self, redis: RedisStore, prefix: str, self_name: str, vote_ttl: float,
-                 refresh_after: float, now: Callable[[], float]) -> None:
+                 refresh_after: float, now: Callable[[], float], *,
+                 on_cast: Callable[[str], None] = lambda target: None,
+                 on_error: Callable[[Any], None] = lambda failure: None,
+                 on_ok: Callable[[], None] = lambda: None) -> None:
+        """`on_cast(target)` runs when a new vote is written, `on_error(failure)` when a
+        write fails, `on_ok()` when one lands."""
         self._redis = redis
         self._prefix = prefix
         self._self = self_name
@@ -74,9 +79,9 @@ class BallotBox:
         self._busy = False
         self._again = False
         self._drained: list[Deferred[None]] = []  # waiting until no write is in flight
-        self.on_cast: Callable[[str], None] = lambda target: None
-        self.on_error: Callable[[Any], None] = lambda failure: None
-        self.on_ok: Callable[[], None] = lambda: None
+        self._on_cast = on_cast
+        self._on_error = on_error
+        self._on_ok = on_ok
 
     def want(self, targets: Iterable[str]) -> Deferred[None] | None:
         """Set the peers this node votes against; writes the difference (the write's Deferred)."""
@@ -112,17 +117,17 @@ class BallotBox:
         def done(_: Any) -> None:
             for target in adds:
                 if target not in self._written:
-                    self.on_cast(target)
+                    self._on_cast(target)
                 self._written[target] = now
             for target in removes:
                 self._written.pop(target, None)
                 self._maybe.discard(target)
-            self.on_ok()
+            self._on_ok()
 
         def failed(failure: Any) -> None:
             for target in adds:
                 self._written.pop(target, None)
-            self.on_error(failure)
+            self._on_error(failure)
 
         def finish(_: Any) -> None:
             self._busy = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from typing import Any
 
@@ -37,6 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Run one node until SIGTERM/SIGINT."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from prometheus_client import CollectorRegistry
     from twisted.internet import reactor
 
     from stretchfs.config import PingSettings
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     redis = connect_redis(parse_redis_url(args.redis), reactor, 5.0, pool_size=2)
     net = PingNet(PingSettings(port=me.ping_port), self_name=args.name, host=args.host,
                   cluster_key=args.key, peers=peers, redis=redis, redis_prefix=args.prefix,
-                  reactor=reactor)
+                  reactor=reactor, metrics_registry=CollectorRegistry(), rng=random.Random(),
+                  on_unknown_sender=lambda: None)  # the registry is static
     reactor.callWhenRunning(net.startService)
     reactor.addSystemEventTrigger("before", "shutdown", net.stopService)
     reactor.run()

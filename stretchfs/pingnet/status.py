@@ -1,8 +1,9 @@
 """`GET /pingnet/status`: a node's own view of the ping net.
 
 `add_pingnet_routes(app)` is called in the class body of a prism or store
-API whose instances have a `pingnet` attribute (a `PingNet`, or None when the
-ping net is disabled).  The master's cluster view is in `master/pingview.py`.
+API whose instances have a `pingnet` attribute (its `PingNet`, given at
+construction, or None when the ping net is disabled).  The master's cluster
+view is in `master/pingview.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def add_pingnet_routes(app: Klein) -> None:
     @app.route("/pingnet/status", methods=["GET"])
     @cluster_key_required
     def get_pingnet_status(self: Any, request: IRequest) -> bytes:
-        net = getattr(self, "pingnet", None)
+        net = self.pingnet
         if net is None:
             raise NotReady("the ping net is disabled on this node")
         return write_json(request, net.status())

@@ -1,26 +1,28 @@
-"""Attach the ping net and the master registration to a prism or store service.
+"""The ping net, the master registration and the HTTP self-check of a prism or store.
 
-One call in `build_<role>_service`::
+Two calls in `build_<role>_service`, around the API and its listeners::
 
-    net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis,
-                                        master=master, peers=peers,
-                                        metrics_registry=registry)
-    api.pingnet = net
+    net, registration = build_ping_net(config, reactor=reactor, redis=redis, master=master,
+                                       peers=peers, metrics_registry=registry,
+                                       udp=udp, listeners=listeners)
+    ...  # the API gets `net`, the listeners are built into `listeners`
+    attach_ping_net(top, net, registration, listeners, reactor)
 
-The ping net is skipped (net is None) when `[ping] enabled = false` or when
-the injected reactor cannot listen on UDP (unit tests with MemoryReactor).
-Registration waits for the first HTTP listener (a sibling `ListeningService`)
-so that a `tcp:0` port is registered with its real number, and with its
-scheme (https:// for an `ssl:` endpoint) unless `[http] public_url` is set.  With both a ping net
-and a listener, an `HttpSelfCheck` GETs the listener's own `/ping` over real
-TCP (a non-persistent client on the injected reactor; a plain listener if
-the node has one, else over TLS without checking our own certificate) and
-silences the ping net while that fails.
+The ping net is not built (net is None) when `[ping] enabled = false` or when
+the caller says there is no UDP (`udp=False`: unit tests on a MemoryReactor).
+Registration registers the first HTTP listener of `listeners` (read when it
+runs, so a `tcp:0` port is registered with its real number), with its scheme
+(https:// for an `ssl:` endpoint) unless `[http] public_url` is set.  With
+both a ping net and a listener, an `HttpSelfCheck` GETs the listener's own
+`/ping` over real TCP (a non-persistent client on the injected reactor; a
+plain listener if the node has one, else over TLS without checking our own
+certificate) and silences the ping net while that fails.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import random
+from typing import Any, Sequence
 
 from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
@@ -39,26 +41,16 @@ from stretchfs.wire.http import make_http_client
 _WILDCARD_TO_LOOPBACK = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
-def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, reactor: Any,
-                    redis: RedisStore, master: Any, peers: Peers,
-                    metrics_registry: CollectorRegistry | None = None,
-                    ) -> tuple[PingNet | None, Registration]:
-    """Add a `PingNet` (when enabled) and a `Registration` as the last children of `top`."""
+def build_ping_net(config: PrismConfig | StoreConfig, *, reactor: Any, redis: RedisStore,
+                   master: Any, peers: Peers, metrics_registry: CollectorRegistry, udp: bool,
+                   listeners: Sequence[ListeningService]
+                   ) -> tuple[PingNet | None, Registration]:
+    """A `PingNet` (when enabled and `udp`) and the `Registration` of this node."""
     role = "store" if isinstance(config, StoreConfig) else "prism"
     net: PingNet | None = None
-    if config.ping.enabled and hasattr(reactor, "listenUDP"):
-        net = PingNet(config.ping, self_name=config.node.name, host=config.node.host,
-                      cluster_key=config.cluster.key, peers=peers, redis=redis,
-                      redis_prefix=config.redis.prefix, reactor=reactor,
-                      metrics_registry=metrics_registry)
-        net.setServiceParent(top)
-    listeners = [child for child in top if isinstance(child, ListeningService)]
-    if net is not None and listeners:
-        # A plain listener if there is one: the check is of our HTTP stack, not of TLS.
-        plain = [listener for listener in listeners if listener.scheme == "http"]
-        _attach_self_check(top, net, (plain or listeners)[0], reactor)
 
     def record() -> dict[str, Any]:
+        # Called once the services run: `net` and `listeners` are complete by then.
         address = listeners[0].address if listeners else None
         port = getattr(address, "port", 0)
         if not port:
@@ -71,11 +63,26 @@ def attach_ping_net(top: MultiService, config: PrismConfig | StoreConfig, *, rea
 
     registration = Registration(master, peers, clock=reactor, record=record,
                                 refresh_seconds=config.ping.registry_refresh)
-    registration.setServiceParent(top)
-    if net is not None:
+    if config.ping.enabled and udp:
         # A peer that registered after our last download pings us: fetch the registry.
-        net.on_unknown_sender = registration.refresh_soon
+        net = PingNet(config.ping, self_name=config.node.name, host=config.node.host,
+                      cluster_key=config.cluster.key, peers=peers, redis=redis,
+                      redis_prefix=config.redis.prefix, reactor=reactor,
+                      metrics_registry=metrics_registry, rng=random.Random(),
+                      on_unknown_sender=registration.refresh_soon)
     return net, registration
+
+
+def attach_ping_net(top: MultiService, net: PingNet | None, registration: Registration,
+                    listeners: Sequence[ListeningService], reactor: Any) -> None:
+    """Add `net`, its self-check on `listeners` and `registration` as the last children."""
+    if net is not None:
+        net.setServiceParent(top)
+        if listeners:
+            # A plain listener if there is one: the check is of our HTTP stack, not of TLS.
+            plain = [listener for listener in listeners if listener.scheme == "http"]
+            _attach_self_check(top, net, (plain or list(listeners))[0], reactor)
+    registration.setServiceParent(top)
 
 
 def _attach_self_check(top: MultiService, net: PingNet, listener: ListeningService,

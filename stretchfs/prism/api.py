@@ -127,14 +127,14 @@ class PrismAPI:
     install_error_handlers(app)
     add_common_routes(app, "prism")
     add_pingnet_routes(app)
-    pingnet: Any = None  # the PingNet, set by build_prism_service
 
     def __init__(self, config: PrismConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any, master: Any = None,
                  peers: Any = None, inventory: Any = None, purchases: Any = None,
                  replicator: Replicator | None = None, retriever: Any = None,
-                 syncs: Any = (), store_client: Any = None) -> None:
+                 syncs: Any = (), store_client: Any = None, pingnet: Any = None) -> None:
         self.config = config
+        self.pingnet = pingnet
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
         self.readiness = readiness

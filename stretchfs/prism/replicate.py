@@ -100,7 +100,7 @@ class Replicator:
         self._site = site
         self._turn = itertools.count()
         self._clock = clock
-        self.refresh_registry = refresh_registry
+        self._refresh_registry = refresh_registry
         self._last_partial_wait: float | None = None
 
     async def _candidates(self, need: int) -> list[PeerRecord]:
@@ -113,7 +113,7 @@ class Replicator:
         simply has too few stores does not pay it on every upload).
         """
         found = self._peers.candidates("store", writable=True)
-        if len(found) >= need or self.refresh_registry is None or self._clock is None:
+        if len(found) >= need or self._refresh_registry is None or self._clock is None:
             return found
         waits = SHORTAGE_WAITS
         if found:
@@ -124,7 +124,7 @@ class Replicator:
             self._last_partial_wait = now
             waits = 2
         version = getattr(self._peers, "registry_version", None)
-        self.refresh_registry()
+        self._refresh_registry()
         for _ in range(waits):
             await deferLater(self._clock, SHORTAGE_WAIT_SECONDS)
             if getattr(self._peers, "registry_version", None) != version:

@@ -10,7 +10,7 @@ from stretchfs.config import PrismConfig
 from stretchfs.health import Readiness
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import PeerRecord, Peers
-from stretchfs.pingnet.wiring import attach_ping_net
+from stretchfs.pingnet.wiring import attach_ping_net, build_ping_net
 from stretchfs.prism.api import PrismAPI
 from stretchfs.prism.mirror import InventoryMirror, PurchaseMirror
 from stretchfs.prism.replicate import Replicator
@@ -20,6 +20,7 @@ from stretchfs.prism.upload import upload_request_factory
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
 from stretchfs.threads import thread_runner
+from stretchfs.web.listen import ListeningService
 from stretchfs.wire.master import MasterClient
 from stretchfs.wire.store import StoreClient
 
@@ -27,26 +28,26 @@ from stretchfs.wire.store import StoreClient
 class PrismService(MultiService):
     """The prism process's services, with handles on its parts (tests, tools)."""
 
-    api: PrismAPI
-    peers: Peers
-    inventory_sync: MirrorSync
-    purchase_sync: MirrorSync
-    readiness: Readiness
-    pingnet: Any
-    registration: Any
+    def __init__(self, *, api: PrismAPI, peers: Peers, inventory_sync: MirrorSync,
+                 purchase_sync: MirrorSync) -> None:
+        super().__init__()
+        self.api = api
+        self.peers = peers
+        self.inventory_sync = inventory_sync
+        self.purchase_sync = purchase_sync
 
 
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
-                        http: Any, peers: Peers | None = None, master: Any = None,
+                        http: Any, udp: bool, peers: Peers | None = None, master: Any = None,
                         retrieve_agent: Any = None, resolver: Any = None,
                         feed_wait: float = 5.0, metrics_registry: Any = None) -> PrismService:
     """The prism: mirrors of the master's databases, the public API, delivery.
 
     `master` defaults to a `MasterClient` over `http`; `retrieve_agent` to an
     Agent whose connections go through `SafeEndpointFactory` (with `resolver`,
-    default getaddrinfo in a thread).
+    default getaddrinfo in a thread).  Without `udp` (a reactor that cannot
+    listen on UDP) the ping net is not built.
     """
-    top = PrismService()
     readiness = Readiness()
     registry = metrics_registry if metrics_registry is not None else new_registry()
     if peers is None:
@@ -61,6 +62,10 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     purchases = MirrorSync("purchases", load_snapshot=master.purchase_snapshot,
                            read_feed=master.purchase_feed, new_mirror=PurchaseMirror,
                            readiness=readiness, clock=reactor, wait=feed_wait)
+    listeners: list[ListeningService] = []  # filled below, read by the registration
+    net, registration = build_ping_net(config, reactor=reactor, redis=redis, master=master,
+                                       peers=peers, metrics_registry=registry, udp=udp,
+                                       listeners=listeners)
 
     def store_client(record: PeerRecord) -> StoreClient:
         return StoreClient(http, record.url, config.cluster.key, timeout, reactor)
@@ -68,7 +73,8 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     replicator = Replicator(peers=peers, inventory=lambda: inventory.mirror,
                             store_client=store_client,
                             replicas=config.prism.replicas, min_copies=config.prism.min_copies,
-                            site=config.node.site, clock=reactor)
+                            site=config.node.site, clock=reactor,
+                            refresh_registry=registration.refresh_soon)
     if retrieve_agent is None:
         from twisted.web.client import Agent, HTTPConnectionPool
 
@@ -83,24 +89,16 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                    master=master, peers=peers, inventory=lambda: inventory.mirror,
                    purchases=lambda: purchases.mirror, replicator=replicator,
                    retriever=retriever, syncs=[inventory, purchases],
-                   store_client=store_client)
+                   store_client=store_client, pingnet=net)
+    top = PrismService(api=api, peers=peers, inventory_sync=inventory, purchase_sync=purchases)
     inventory.setServiceParent(top)
     purchases.setServiceParent(top)
     factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,
                                      api.check_session, reactor)
-    for listener in http_services(reactor, config.http.listen, api.resource(), "prism",
-                                  max_body=config.http.max_body, request_factory=factory):
+    listeners += http_services(reactor, config.http.listen, api.resource(), "prism",
+                               max_body=config.http.max_body, request_factory=factory)
+    for listener in listeners:
         listener.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
-    net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
-                                        peers=peers, metrics_registry=registry)
-    api.pingnet = net
-    replicator.refresh_registry = registration.refresh_soon
-    top.pingnet = net
-    top.registration = registration
-    top.api = api
-    top.peers = peers
-    top.inventory_sync = inventory
-    top.purchase_sync = purchases
-    top.readiness = readiness
+    attach_ping_net(top, net, registration, listeners, reactor)
     return top

@@ -24,7 +24,7 @@ def makeService(options: Options) -> IService:
 
     config = options.settings
     redis = connect_cluster_redis(config.redis, reactor)
-    return build_prism_service(config, reactor=reactor, redis=redis,
+    return build_prism_service(config, reactor=reactor, redis=redis, udp=True,
                                http=make_http_client(reactor, max_per_host=64,
                                                         ca_file=config.tls.ca_file),
                                peers=Peers(self_name=config.node.name))

@@ -42,12 +42,12 @@ class StoreAPI:
     install_error_handlers(app)
     add_common_routes(app, "store")
     add_pingnet_routes(app)
-    pingnet: Any = None  # the PingNet, set by build_store_service
 
     def __init__(self, config: StoreConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any,
-                 content: ContentService | None = None) -> None:
+                 content: ContentService | None = None, pingnet: Any = None) -> None:
         self.config = config
+        self.pingnet = pingnet
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
         self.readiness = readiness

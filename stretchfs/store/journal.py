@@ -27,8 +27,11 @@ COMPACT_BYTES = 4 * 1024 * 1024
 class Journal:
     """An append-only, fsynced list of changes with an acknowledged offset."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, compact_bytes: int = COMPACT_BYTES) -> None:
+        """A journal in `folder`, truncated once all is acknowledged and it holds at
+        least `compact_bytes`."""
         self.folder = folder
+        self._compact_bytes = compact_bytes
         self.path = os.path.join(folder, JOURNAL_NAME)
         self._acked_path = os.path.join(folder, ACKED_NAME)
         self._lock = threading.Lock()
@@ -160,7 +163,7 @@ class Journal:
             # Unreadable lines are skipped by read_batch but were counted: nothing
             # is pending once everything is acknowledged.
             self._pending = 0 if self._acked == self._size else max(0, self._pending - count)
-            if self._acked == self._size and self._size >= COMPACT_BYTES:
+            if self._acked == self._size and self._size >= self._compact_bytes:
                 # The zero offset must be on disk before the truncation: a stale,
                 # larger offset over a shorter new journal would count unpublished
                 # changes as published.  (Replaying old changes is harmless.)

@@ -13,7 +13,7 @@ from stretchfs.config import StoreConfig
 from stretchfs.health import Readiness
 from stretchfs.metrics import new_registry
 from stretchfs.pingnet.peers import Peers
-from stretchfs.pingnet.wiring import attach_ping_net
+from stretchfs.pingnet.wiring import attach_ping_net, build_ping_net
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
 from stretchfs.store.api import StoreAPI
@@ -26,6 +26,7 @@ from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats, StoreStatsCollector
 from stretchfs.store.upload import PutReceiver, request_factory
 from stretchfs.threads import thread_runner
+from stretchfs.web.listen import ListeningService
 from stretchfs.wire.master import MasterClient
 from stretchfs.wire.signing import delivery_secret
 
@@ -111,20 +112,21 @@ class PrepareRoot(Service):
 class StoreService(MultiService):
     """The store process's services, with handles on its parts (tests, tools)."""
 
-    api: StoreAPI
-    root_resource: StoreRoot
-    content: ContentService
-    publisher: InventoryPublisher
-    sync: InventorySyncService
-    disk: DiskMonitor
-    peers: Peers
-    readiness: Readiness
-    pingnet: Any
-    registration: Any
+    def __init__(self, *, api: StoreAPI, root_resource: StoreRoot, content: ContentService,
+                 publisher: InventoryPublisher, sync: InventorySyncService, disk: DiskMonitor,
+                 peers: Peers) -> None:
+        super().__init__()
+        self.api = api
+        self.root_resource = root_resource
+        self.content = content
+        self.publisher = publisher
+        self.sync = sync
+        self.disk = disk
+        self.peers = peers
 
 
 def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore, http: Any,
-                        peers: Peers | None = None, master: Any = None,
+                        udp: bool, peers: Peers | None = None, master: Any = None,
                         run_blocking: Callable[..., Deferred] | None = None) -> StoreService:
     """The store: content on one disk, served over HTTP, inventory published to the master.
 
@@ -132,9 +134,9 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     fsync, renames and scans leave the reactor thread) defaults to the
     reactor's threadpool, and then PUT bodies are also hashed and written
     in a thread per upload (given a `run_blocking`, as unit tests do,
-    everything stays on the calling thread).
+    everything stays on the calling thread).  Without `udp` (a reactor that
+    cannot listen on UDP) the ping net is not built.
     """
-    top = StoreService()
     readiness = Readiness()
     registry = new_registry()
     peers = peers if peers is not None else Peers(self_name=config.node.name)
@@ -165,33 +167,28 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
                                 call_from_thread=(reactor.callFromThread if threaded_writes
                                                   else None))
     registry.register(StoreStatsCollector(stats, lambda: journal.pending))
+    listeners: list[ListeningService] = []  # filled below, read by the registration
+    net, registration = build_ping_net(config, reactor=reactor, redis=redis, master=master,
+                                       peers=peers, metrics_registry=registry, udp=udp,
+                                       listeners=listeners)
+    disk.on_change(registration.set_writable)
     api = StoreAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
-                   content=content)
+                   content=content, pingnet=net)
     delivery = DeliveryResource(store.root, delivery_secret(config.cluster.key), reactor, stats)
     root = StoreRoot(delivery, api.app.resource())
+    top = StoreService(api=api, root_resource=root, content=content, publisher=publisher,
+                       sync=sync, disk=disk, peers=peers)
 
     PrepareRoot(store, journal, readiness, reactor,
                 config.store.mount_check).setServiceParent(top)
     disk.setServiceParent(top)
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
-    for listener in http_services(reactor, config.http.listen, root, "store",
-                                  max_body=config.http.max_body,
-                                  request_factory=request_factory(receiver)):
+    listeners += http_services(reactor, config.http.listen, root, "store",
+                               max_body=config.http.max_body,
+                               request_factory=request_factory(receiver))
+    for listener in listeners:
         listener.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
-    net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
-                                        peers=peers, metrics_registry=registry)
-    api.pingnet = net
-    disk.on_change(registration.set_writable)
-    top.pingnet = net
-    top.registration = registration
-    top.api = api
-    top.root_resource = root
-    top.content = content
-    top.publisher = publisher
-    top.sync = sync
-    top.disk = disk
-    top.peers = peers
-    top.readiness = readiness
+    attach_ping_net(top, net, registration, listeners, reactor)
     return top

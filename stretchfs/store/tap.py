@@ -25,6 +25,6 @@ def makeService(options: Options) -> IService:
     redis = connect_cluster_redis(config.redis, reactor)
     from stretchfs.pingnet.peers import Peers
 
-    return build_store_service(config, reactor=reactor, redis=redis,
+    return build_store_service(config, reactor=reactor, redis=redis, udp=True,
                                http=make_http_client(reactor, ca_file=config.tls.ca_file),
                                peers=Peers(self_name=config.node.name))

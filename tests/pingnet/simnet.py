@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport
 
@@ -127,6 +128,7 @@ class SimCluster:
     redis: FakeRedisStore = field(init=False)
     nodes: dict[str, PingNet] = field(default_factory=dict)
     records: list[PeerRecord] = field(default_factory=list)
+    unknown_senders: list[str] = field(default_factory=list)  # nodes pinged by a stranger
 
     def __post_init__(self) -> None:
         self.net = SimNetwork(self.clock)
@@ -141,7 +143,8 @@ class SimCluster:
             self.nodes[record.name] = PingNet(
                 settings, self_name=record.name, host=record.host, cluster_key=CLUSTER_KEY,
                 peers=peers, redis=self.redis, redis_prefix="sfs:", reactor=reactor,
-                rng=random.Random(i))
+                metrics_registry=CollectorRegistry(), rng=random.Random(i),
+                on_unknown_sender=lambda name=record.name: self.unknown_senders.append(name))
 
     def addr(self, name: str) -> tuple[str, int]:
         """The UDP address of node `name`."""

@@ -89,10 +89,10 @@ def test_dead_voters_votes_expire(clock) -> None:
     sim.redis.execute("ZADD", key, clock.seconds() + 4.0, "n1")
     sim.run(0.5)
     assert "n2" in sim.down_in("n1")
-    sim.nodes["n1"].ballot.want({"n2"})  # n1's own vote stays, refreshed
+    sim.nodes["n1"].judge.ballot.want({"n2"})  # n1's own vote stays, refreshed
     sim.run(5.0)
     # n3's planted vote expired: one vote of two eligible voters is no majority.
-    assert sim.nodes["n1"].tallies["n2"].voters == ("n1",)
+    assert sim.nodes["n1"].judge.tallies["n2"].voters == ("n1",)
     sim.stop()
 
 
@@ -103,13 +103,13 @@ def test_redis_outage_falls_back_to_own_observations_and_logs_once(cluster) -> N
         cluster.freeze("n3")
         cluster.run(3.0)
         assert cluster.down_in("n1") == {"n3"}
-        assert cluster.nodes["n1"].fallback
+        assert cluster.nodes["n1"].judge.fallback
         cluster.redis.down = False
         cluster.run(1.0)
     outages = [e for e in events if e.get("event") == "pingnet_ballot"
                and e.get("node") == "n1"]
     assert [e["reachable"] for e in outages] == [False, True]
-    assert not cluster.nodes["n1"].fallback
+    assert not cluster.nodes["n1"].judge.fallback
     assert cluster.down_in("n1") == {"n3"}
 
 
@@ -119,14 +119,14 @@ def test_cut_off_node_suspects_itself_and_casts_no_vote(cluster) -> None:
         cluster.sever("n3", other)
     with capturedLogs() as events:
         cluster.run(3.0)
-    assert cluster.nodes["n3"].self_suspect
+    assert cluster.nodes["n3"].judge.self_suspect
     assert not any(b"n3" in _voters(cluster, t) for t in ("n1", "n2", "n4", "n5"))
     assert [e["suspect"] for e in events
             if e.get("event") == "pingnet_self_suspect" and e.get("node") == "n3"] == [True]
     assert cluster.down_in("n1") == {"n3"}
     cluster.net.cut.clear()
     cluster.run(1.0)
-    assert not cluster.nodes["n3"].self_suspect
+    assert not cluster.nodes["n3"].judge.self_suspect
 
 
 def test_indirect_probes_bridge_a_single_bad_path(cluster) -> None:
@@ -143,8 +143,8 @@ def test_no_false_verdicts_at_thirty_percent_loss(clock) -> None:
     sim.net.loss = 0.3
     sim.start()
     sim.run(60.0, step=0.01)
-    assert all(sim.nodes[n].dampener.states[p].changes == 0
-               for n in sim.nodes for p in sim.nodes[n].dampener.states)
+    assert all(sim.nodes[n].judge.dampener.states[p].changes == 0
+               for n in sim.nodes for p in sim.nodes[n].judge.dampener.states)
     sim.stop()
 
 
@@ -152,7 +152,8 @@ def test_a_stalled_node_does_not_count_its_own_stall_as_misses(cluster, clock) -
     """Timeouts that fire long after their deadline (the process was stopped) are void."""
     clock.advance(3.0)  # every timer of every node fires 3 s late at once
     cluster.run(0.2)
-    assert all(s.misses == 0 for s in cluster.nodes["n1"]._states.values())
+    prober = cluster.nodes["n1"].prober
+    assert all(prober.state_of(name).misses == 0 for name in prober.targets)
     assert not any(k.startswith(b"sfs:ping:votes:") for k in cluster.redis.data)
 
 
@@ -172,7 +173,7 @@ def test_gray_failure_node_is_held_out(clock) -> None:
         sim.run(0.5)
     assert taken_out is not None and taken_out <= 5.0
     assert "n3" in sim.down_in("n1")
-    verdict = sim.nodes["n1"].dampener.states["n3"]
+    verdict = sim.nodes["n1"].judge.dampener.states["n3"]
     assert verdict.changes <= 3
     assert verdict.hold >= 30
     sim.stop()
@@ -210,10 +211,10 @@ def test_bad_packets_are_dropped_counted_and_never_raise(cluster, clock) -> None
         "wrong_receiver": encode(key, replace(good, receiver=node_id("n3"))),
         "replayed": fresh,
     }
-    node.datagram_received(fresh, ("10.0.0.1", 9001))
+    node.prober.datagramReceived(fresh, ("10.0.0.1", 9001))
     for data in cases.values():
-        node.datagram_received(data, ("10.0.0.1", 9001))
-    node.datagram_received(encode(key, replace(good, kind=PONG, stamp=float("nan"))),
+        node.prober.datagramReceived(data, ("10.0.0.1", 9001))
+    node.prober.datagramReceived(encode(key, replace(good, kind=PONG, stamp=float("nan"))),
                            ("10.0.0.1", 9001))
     for reason in cases:
         assert node.metrics.dropped.labels(reason=reason)._value.get() >= 1, reason
@@ -228,11 +229,11 @@ def test_registry_changes_join_and_leave_the_ping_net(cluster) -> None:
     records = [replace(r, active=False) if r.name == "n4" else r for r in records]
     node.peers.set_registry(records)
     cluster.run(1.0)
-    assert set(node._targets) == {"n2", "n3"}
+    assert set(node.prober.targets) == {"n2", "n3"}
     newcomer = PeerRecord(name="n6", role="prism", host="10.0.0.1", port=1, ping_port=9100)
     node.peers.set_registry(records + [newcomer])
     cluster.run(2.0)
-    assert "n6" in node._targets
+    assert "n6" in node.prober.targets
     assert node.status()["peers"][-1]["my_vote"]  # probed, unanswered: n1 votes it down
 
 
@@ -240,17 +241,16 @@ def test_ping_from_a_not_yet_known_member_is_answered(cluster, clock) -> None:
     """An authentic PING from a peer missing from our registry copy gets a PONG
     addressed to that peer."""
     node = cluster.nodes["n1"]
-    asked: list[bool] = []
-    node.on_unknown_sender = lambda: asked.append(True)
     key = derive_key(CLUSTER_KEY)
     ping = Packet(kind=PING, sender=node_id("newcomer"), receiver=node_id("n1"),
                   target=NO_TARGET, seq=int(clock.seconds() * 1e6) + 5, echo=0,
                   stamp=clock.seconds())
-    transport = node.protocol.transport
+    transport = node.prober.transport
     before = len(transport.written)
-    node.datagram_received(encode(key, ping), ("10.0.0.9", 9999))
+    node.prober.datagramReceived(encode(key, ping), ("10.0.0.9", 9999))
     replies = transport.written[before:]
-    assert [addr for _data, addr in replies] == [("10.0.0.9", 9999)] and asked == [True]
+    assert [addr for _data, addr in replies] == [("10.0.0.9", 9999)]
+    assert cluster.unknown_senders == ["n1"]
     assert decode(key, replies[0][0], node_id("newcomer")).echo == ping.seq
 
 
@@ -298,8 +298,9 @@ def test_probe_bookkeeping_stays_bounded_under_loss(clock) -> None:
     sim.start()
     sim.run(20.0, step=0.01)
     node = sim.nodes["n1"]
-    assert len(node._sent_at) <= 2 * 4 and len(node._by_seq) <= 2 * 4
-    assert len(node._relays) <= 4 * 3
+    awaiting_pong, probe_seqs, relays = node.prober.pending()
+    assert awaiting_pong <= 2 * 4 and probe_seqs <= 2 * 4
+    assert relays <= 4 * 3
     sim.stop()
 
 
@@ -323,7 +324,7 @@ def test_a_packet_meant_for_one_node_is_dropped_at_every_other(cluster) -> None:
         node = cluster.nodes[bystander]
         dropped = node.metrics.dropped.labels(reason="wrong_receiver")
         before = dropped._value.get(), node.metrics.received_by_kind[kind]._value.get()
-        node.datagram_received(data, cluster.addr(sender))
+        node.prober.datagramReceived(data, cluster.addr(sender))
         after = dropped._value.get(), node.metrics.received_by_kind[kind]._value.get()
         assert after == (before[0] + 1, before[1]), (kind, sender, receiver, bystander)
 
@@ -331,7 +332,7 @@ def test_a_packet_meant_for_one_node_is_dropped_at_every_other(cluster) -> None:
 def test_a_node_whose_http_side_fails_is_voted_down_like_a_dead_one(cluster) -> None:
     """While a node's HTTP self-check fails it answers no ping and casts no vote, so every
     peer marks it down; once HTTP answers again it is available within 0.5 s."""
-    cluster.nodes["n2"].ballot.want({"n5"})  # a vote it held must be withdrawn
+    cluster.nodes["n2"].judge.ballot.want({"n5"})  # a vote it held must be withdrawn
     cluster.nodes["n2"].set_http_ok(False)
     cluster.run(2.0)
     for name in ("n1", "n3", "n4", "n5"):

@@ -1,16 +1,33 @@
-"""attach_ping_net: a prism or store gets a PingNet and a Registration that stop cleanly."""
+"""build_ping_net + attach_ping_net: a prism or store gets a PingNet and a Registration
+that stop cleanly."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from prometheus_client import CollectorRegistry
 from twisted.application.service import MultiService
 
 from stretchfs.config import parse_config
 from stretchfs.pingnet.peers import Peers
-from stretchfs.pingnet.wiring import attach_ping_net
+from stretchfs.pingnet.wiring import attach_ping_net, build_ping_net
 from tests.fakes import FakeRedisStore
 from tests.helpers import minimal_config
 from tests.pingnet.simnet import SimNetwork, SimReactor
 from tests.pingnet.test_registration import FakeMaster
+
+
+def _wire(top: MultiService, config: Any, *, reactor: Any, master: Any, udp: bool) -> Any:
+    """Build the ping net and registration for the listeners already in `top`; attach them."""
+    from stretchfs.web.listen import ListeningService
+
+    listeners = [child for child in top if isinstance(child, ListeningService)]
+    net, registration = build_ping_net(config, reactor=reactor, redis=FakeRedisStore(reactor),
+                                       master=master, peers=Peers(self_name=config.node.name),
+                                       metrics_registry=CollectorRegistry(), udp=udp,
+                                       listeners=listeners)
+    attach_ping_net(top, net, registration, listeners, reactor)
+    return net, registration
 
 
 def test_store_gets_ping_net_and_registration_that_stop_cleanly(clock) -> None:
@@ -19,9 +36,7 @@ def test_store_gets_ping_net_and_registration_that_stop_cleanly(clock) -> None:
     reactor = SimReactor(SimNetwork(clock), clock)
     top = MultiService()
     master = FakeMaster()
-    net, registration = attach_ping_net(top, config, reactor=reactor,
-                                        redis=FakeRedisStore(clock), master=master,
-                                        peers=Peers(self_name="store1"))
+    net, registration = _wire(top, config, reactor=reactor, master=master, udp=True)
     assert net is not None and net.parent is top and registration.parent is top
     top.startService()
     clock.advance(3.0)
@@ -35,10 +50,16 @@ def test_disabled_ping_net_is_not_attached(clock) -> None:
     text = minimal_config("prism", name="prism1", extra="\n[ping]\nenabled = false\n")
     config = parse_config("prism", text, "x.toml", {})
     top = MultiService()
-    net, registration = attach_ping_net(top, config, reactor=clock,
-                                        redis=FakeRedisStore(clock), master=FakeMaster(),
-                                        peers=Peers(self_name="prism1"))
+    net, registration = _wire(top, config, reactor=clock, master=FakeMaster(), udp=True)
     assert net is None and list(top) == [registration]
+
+
+def test_no_ping_net_without_udp(clock) -> None:
+    """A caller without UDP (udp=False) gets only the registration, even with [ping] on."""
+    config = parse_config("store", minimal_config("store", name="store1"), "x.toml", {})
+    top = MultiService()
+    net, registration = _wire(top, config, reactor=clock, master=FakeMaster(), udp=False)
+    assert config.ping.enabled and net is None and list(top) == [registration]
 
 
 def test_ping_net_goes_silent_while_its_own_listener_does_not_answer() -> None:
@@ -63,9 +84,7 @@ def test_ping_net_goes_silent_while_its_own_listener_does_not_answer() -> None:
     top = MultiService()
     listener = ListeningService(reactor, "tcp:0", None, "store")
     listener.setServiceParent(top)
-    net, _registration = attach_ping_net(top, config, reactor=reactor,
-                                         redis=FakeRedisStore(reactor), master=FakeMaster(),
-                                         peers=Peers(self_name="store1"))
+    net, _registration = _wire(top, config, reactor=reactor, master=FakeMaster(), udp=True)
     assert net is not None
     top.startService()
     listener.address = IPv4Address("TCP", "0.0.0.0", 8123)  # bound, but never answers
@@ -93,9 +112,7 @@ def _registered_url(clock, listen: str, public_url: str = "") -> str:
     ListeningService(clock, listen, None, "prism").setServiceParent(top)
     ListeningService(clock, "tcp:8080", None, "prism").setServiceParent(top)
     master = FakeMaster()
-    _net, registration = attach_ping_net(top, config, reactor=clock,
-                                         redis=FakeRedisStore(clock), master=master,
-                                         peers=Peers(self_name="prism1"))
+    _net, registration = _wire(top, config, reactor=clock, master=master, udp=False)
     list(top)[0].address = IPv4Address("TCP", "127.0.0.1", 8443)
     registration.startService()
     clock.advance(1.0)

@@ -107,7 +107,7 @@ def make_prism(tmp_path: Any, *, start: bool = True, extra: str = "", stores: An
     config = parse_config("prism", text, "test.toml", {})
     peers = store_peers(specs)
     master_client = MasterClient(network, "http://master", CLUSTER_KEY, 10.0, clock)
-    service = build_prism_service(config, reactor=clock, redis=FakeRedisStore(clock),
+    service = build_prism_service(config, reactor=clock, redis=FakeRedisStore(clock), udp=False,
                                   http=network, peers=peers, master=master_client,
                                   retrieve_agent=retrieve_agent or object(), feed_wait=5.0)
     # The registry comes from the test, not from the fake master's /peers.

@@ -201,34 +201,36 @@ def test_upload_places_copies_on_distinct_hosts(tmp_path) -> None:
 
 def test_too_few_known_stores_triggers_a_registry_refresh(tmp_path) -> None:
     """With no writable store known, the prism asks for a fresh registry before giving up."""
-    from stretchfs.pingnet.peers import Peers
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
 
-    prism = make_prism(tmp_path)
-    replicator = prism.service.api.replicator
-    peers = prism.service.peers
-    records = peers.all()
-    peers.set_registry([])
+    from tests.helpers import result_of
+
+    clock = Clock()
     asked = []
 
     def refresh() -> None:
         asked.append(True)
         peers.set_registry(records)
 
-    replicator.refresh_registry = refresh
-    body, ctype = multipart({}, {"file": ("a.bin", "", DATA)})
-    d = prism.client.request("POST", "http://prism/content/upload", data=body,
-                             headers={"Content-Type": [ctype], "X-STRETCHFS-Token": ["s" * 64]})
+    from tests.prism.fakes import store_peers
+    from tests.prism.harness import STORES
+
+    peers = store_peers(STORES)
+    records = peers.all()
+    peers.set_registry([])
+    replicator, _, _, _ = _replicator(STORES, set(), clock=clock, refresh_registry=refresh,
+                                      peers=peers)
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    d = Deferred.fromCoroutine(replicator.store("a" * 40, "bin", str(path), 3))
     for _ in range(4):
-        prism.pump(0.5)
-    from tests.helpers import result_of
-
-    response = result_of(d)
-    assert asked and response.code == 200
-    assert isinstance(peers, Peers)
-    prism.stop()
+        clock.advance(0.5)
+    assert asked and result_of(d).copies == 2
 
 
-def _replicator(stores, fail_after, min_copies=1):
+def _replicator(stores, fail_after, min_copies=1, clock=None, refresh_registry=None,
+                peers=None):
     from twisted.internet.defer import Deferred
     from twisted.python.failure import Failure
     from twisted.web._newclient import ResponseFailed
@@ -237,7 +239,7 @@ def _replicator(stores, fail_after, min_copies=1):
     from stretchfs.prism.replicate import Replicator
     from tests.prism.fakes import store_peers
 
-    peers = store_peers(stores)
+    peers = peers if peers is not None else store_peers(stores)
     mirror = InventoryMirror()
     calls = []
 
@@ -253,7 +255,8 @@ def _replicator(stores, fail_after, min_copies=1):
             return {"hash": sha1, "ext": ext, "size": size}
 
     replicator = Replicator(peers=peers, inventory=lambda: mirror, store_client=_Client,
-                            replicas=2, min_copies=min_copies, site="local")
+                            replicas=2, min_copies=min_copies, site="local", clock=clock,
+                            refresh_registry=refresh_registry)
     return replicator, mirror, calls, Deferred
 
 
@@ -292,24 +295,23 @@ def test_min_copies_not_reached_is_503(tmp_path) -> None:
 
 def test_partial_store_shortage_refreshes_at_most_once_a_minute(tmp_path) -> None:
     """With fewer stores than replicas the registry is re-read, but not on every upload."""
-    prism = make_prism(tmp_path, stores=[("store1", "10.0.0.1", "a")])
-    replicator = prism.service.api.replicator
-    asked = []
-    replicator.refresh_registry = lambda: asked.append(True)
-    for index in range(3):
-        body, ctype = multipart({}, {"file": ("a.bin", "", DATA + bytes([index]))})
-        d = prism.client.request("POST", "http://prism/content/upload", data=body,
-                                 headers={"Content-Type": [ctype],
-                                          "X-STRETCHFS-Token": ["s" * 64]})
-        for _ in range(4):
-            prism.pump(0.5)
-        from tests.helpers import result_of
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import Clock
 
-        response = result_of(d)
-        assert response.code == 200
-        assert result_of(response.json())["files"]["file"]["copies"] == 1
+    from tests.helpers import result_of
+
+    clock = Clock()
+    asked = []
+    replicator, _, _, _ = _replicator([("store1", "h1", "a")], set(), clock=clock,
+                                      refresh_registry=lambda: asked.append(True))
+    path = tmp_path / "f"
+    path.write_bytes(b"abc")
+    for index in range(3):
+        d = Deferred.fromCoroutine(replicator.store(str(index) * 40, "bin", str(path), 3))
+        for _ in range(4):
+            clock.advance(0.5)
+        assert result_of(d).copies == 1
     assert len(asked) == 1
-    prism.stop()
 
 
 def test_client_leaving_during_replication_tries_no_spare_store(tmp_path) -> None:

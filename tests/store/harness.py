@@ -85,7 +85,7 @@ def build(tmp_path: Any, clock: Any, *, master: FakeMaster | None = None, extra:
 
     config = store_config(tmp_path, extra, name, store)
     service = build_store_service(config, reactor=clock, redis=FakeRedisStore(clock), http=http,
-                                  peers=peers, master=master or FakeMaster(),
+                                  udp=False, peers=peers, master=master or FakeMaster(),
                                   run_blocking=direct)
     service.config = config
     for child in service:

@@ -54,12 +54,9 @@ def test_journal_drops_a_torn_last_line(tmp_path) -> None:
     assert again.read_batch(10)[0] == [_add(1), _add(2)]
 
 
-def test_journal_compacts_when_everything_is_acknowledged(tmp_path, monkeypatch) -> None:
+def test_journal_compacts_when_everything_is_acknowledged(tmp_path) -> None:
     """Once all is acknowledged and the file is big enough, it is truncated."""
-    from stretchfs.store import journal as journal_module
-
-    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 10)
-    journal = Journal(str(tmp_path))
+    journal = Journal(str(tmp_path), compact_bytes=10)
     journal.open()
     journal.append([_add(1), _add(2)])
     batch, end = journal.read_batch(10)
@@ -158,12 +155,9 @@ def test_sync_waits_for_the_journal_backlog(tmp_path, clock) -> None:
     stop(service)
 
 
-def test_compaction_leaves_no_stale_offset(tmp_path, monkeypatch) -> None:
+def test_compaction_leaves_no_stale_offset(tmp_path) -> None:
     """After a compaction, changes appended later are pending again after a restart."""
-    from stretchfs.store import journal as journal_module
-
-    monkeypatch.setattr(journal_module, "COMPACT_BYTES", 10)
-    journal = Journal(str(tmp_path))
+    journal = Journal(str(tmp_path), compact_bytes=10)
     journal.open()
     journal.append([{"op": "add", "hash": "a" * 40, "ext": "bin", "size": 1}])
     changes, offset = journal.read_batch(10)

@@ -1,0 +1,177 @@
+"""`Judge`: from this node's observations to votes, and from the tallies to verdicts.
+
+The prober reports what it sees (`observe`): the peers it probes, those
+failing (`misses` rounds unanswered) and those that missed the last round.  A node that
+suddenly cannot reach most of its peers suspects itself and withdraws its
+votes until it hears from a majority again; a silent node (its HTTP side
+fails) votes for nobody.  Otherwise it votes against every lost peer in the
+ballot box (ballot.py).
+
+Every `tally_interval` the shell calls `tally`: all tallies in one round trip,
+and a peer is down when a strict majority of the eligible voters voted against
+it (verdict.py).  Verdicts pass through flap dampening and land in `Peers`.
+While the ballot box is unreachable (or a read hangs) the judge falls back to
+this node's own observations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from stretchfs.config import PingSettings
+from stretchfs.pingnet.ballot import BallotBox, read_tallies
+from stretchfs.pingnet.metrics import PingMetrics
+from stretchfs.pingnet.peers import Peers
+from stretchfs.pingnet.verdict import Dampener, Tally, count_all
+from stretchfs.redisstore import RedisStore
+
+log = Logger()
+SLOW_READ_SECONDS = 1.0
+
+
+class Judge:
+    """Self-suspicion, votes, tallies, flap dampening and verdicts of one node."""
+
+    def __init__(self, settings: PingSettings, *, self_name: str, peers: Peers,
+                 redis: RedisStore, redis_prefix: str, clock: Any,
+                 metrics: PingMetrics) -> None:
+        self.settings = settings
+        self.self_name = self_name
+        self.peers = peers
+        self._clock = clock
+        self._redis = redis
+        self._prefix = redis_prefix
+        self.metrics = metrics
+        self.ballot = BallotBox(redis, redis_prefix, self_name, settings.vote_ttl,
+                                refresh_after=max(settings.interval, settings.vote_ttl / 4),
+                                now=clock.seconds, on_cast=self._vote_cast,
+                                on_error=lambda failure: self._set_fallback(True),
+                                on_ok=lambda: self._set_fallback(False))
+        self.dampener = Dampener(settings.flap_window, settings.flap_hold)
+        self._targets: list[str] = []
+        self._reading: float | None = None
+        self.fallback = False
+        self.self_suspect = False
+        self.tallies: dict[str, Tally] = {}
+
+    # -- votes -----------------------------------------------------------------
+    def observe(self, targets: list[str], failing: set[str], missing: set[str],
+                silent: bool) -> None:
+        """The prober's view changed: the peers it probes, those failing, those that
+        missed the last round, whether this node is silent.  Recompute self-suspicion
+        and the votes this node wants in the ballot box."""
+        for gone in set(self._targets) - set(targets):
+            self.dampener.forget(gone)
+        self._targets = targets
+        base = [n for n in targets if not self.peers.is_down(n)]
+        lost = [n for n in base if n in failing or n in missing]
+        suspect = len(base) >= 2 and 2 * len(lost) > len(base)
+        if suspect != self.self_suspect:
+            self.self_suspect = suspect
+            if suspect:
+                log.warn("ping net: {node} cannot reach {lost} of {peers} peers; suspecting "
+                         "itself and casting no votes", node=self.self_name, lost=len(lost),
+                         peers=len(base), event="pingnet_self_suspect", suspect=True)
+            else:
+                log.info("ping net: {node} hears from a majority again; voting resumes",
+                         node=self.self_name, event="pingnet_self_suspect", suspect=False)
+        self.ballot.want(set() if suspect or silent else failing)
+        if self.fallback:
+            self._apply_own(self._clock.seconds())
+
+    def _vote_cast(self, target: str) -> None:
+        self.metrics.votes_cast.inc()
+        log.info("ping net: {node} votes {peer} down", node=self.self_name, peer=target,
+                 event="pingnet_vote")
+
+    # -- verdicts ----------------------------------------------------------------
+    def tally(self) -> None:
+        """Read every tally (one round trip) and apply the verdicts; own observations
+        while the ballot box fails or a read hangs."""
+        try:
+            now = self._clock.seconds()
+            if self._reading is not None:
+                if now - self._reading > max(2 * self.settings.interval, SLOW_READ_SECONDS):
+                    self._set_fallback(True)
+                if self.fallback:
+                    self._apply_own(now)
+                return
+            targets = [r.name for r in self.peers.all() if r.active and r.name != self.self_name]
+            self._reading = now
+            d = read_tallies(self._redis, self._prefix, targets, now)
+            d.addCallbacks(self._tallied, self._tally_failed)
+            d.addErrback(lambda failure: log.failure("ping net tally failed", failure))
+            d.addBoth(self._read_done)
+        except Exception:
+            log.failure("ping net tally round failed")
+
+    def _read_done(self, _: Any) -> None:
+        self._reading = None
+
+    def _tallied(self, result: tuple[dict[str, set[str]], dict[str, Any]]) -> None:
+        votes, records = result
+        self._set_fallback(False)
+        now = self._clock.seconds()
+        active = [r.name for r in self.peers.all() if r.active]
+        available = [name for name in active if self.peers.is_available(name)]
+        self.tallies = count_all(active, available, self.self_name, votes)
+        for target, tally in self.tallies.items():
+            self._apply(target, tally.down, now, records.get(target))
+
+    def _tally_failed(self, failure: Any) -> None:
+        self._set_fallback(True)
+        self._apply_own(self._clock.seconds())
+
+    def _apply_own(self, now: float) -> None:
+        """Verdicts from this node's own observations (ballot box unreachable)."""
+        for target in self._targets:
+            self._apply(target, target in self.ballot.wanted, now, None)
+
+    def _apply(self, target: str, raw_down: bool, now: float, record: Any) -> None:
+        changed = self.dampener.update(target, raw_down, now)
+        if changed is None:
+            return
+        verdict = self.dampener.states[target]
+        self.peers.set_available(target, changed)
+        self.metrics.verdict_changes.labels(available=str(changed).lower()).inc()
+        self.metrics.peers_down.set(sum(1 for n in self._targets if self.peers.is_down(n)))
+        tally = self.tallies.get(target)
+        log.info("ping net verdict: {peer} {state} (votes {votes}/{needed}, hold {hold}s)",
+                 peer=target, state="available" if changed else "unavailable",
+                 available=changed, observer=self.self_name,
+                 votes=len(tally.voters) if tally else None, needed=tally.needed if tally else None,
+                 hold=verdict.hold, mode="fallback" if self.fallback else "ballot",
+                 event="pingnet_verdict")
+        if self.fallback:
+            return
+        if isinstance(record, dict) and record.get("available") == changed:
+            return
+        d = self.ballot.record_verdict(target, changed, now)
+        d.addErrback(lambda failure: None)
+
+    def _set_fallback(self, on: bool) -> None:
+        if on == self.fallback:
+            return
+        self.fallback = on
+        self.metrics.fallback.set(1 if on else 0)
+        if on:
+            log.warn("ping net: ballot box (Redis) unreachable; {node} decides from its own "
+                     "observations", node=self.self_name, event="pingnet_ballot", reachable=False)
+        else:
+            log.info("ping net: ballot box (Redis) reachable again", node=self.self_name,
+                     event="pingnet_ballot", reachable=True)
+
+    # -- operators ---------------------------------------------------------------
+    def view_of(self, name: str) -> dict[str, Any]:
+        """The verdict fields of `GET /pingnet/status` for peer `name`."""
+        verdict = self.dampener.states.get(name)
+        tally = self.tallies.get(name)
+        return {"available": self.peers.is_available(name),
+                "since": verdict.since if verdict else None,
+                "hold": verdict.hold if verdict else 0.0,
+                "changes": verdict.changes if verdict else 0,
+                "voters": list(tally.voters) if tally else [],
+                "needed": tally.needed if tally else None,
+                "my_vote": name in self.ballot.wanted}
