@@ -16,10 +16,11 @@ from stretchfs.prism.mirror import InventoryMirror, PurchaseMirror
 from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.retrieve import Retriever, SafeEndpointFactory, system_resolver
 from stretchfs.prism.sync import MirrorSync
-from stretchfs.prism.upload import upload_request_factory
+from stretchfs.prism.upload import UploadOpener
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
-from stretchfs.threads import thread_runner
+from stretchfs.threads import RunBlocking
+from stretchfs.web.limits import LimitedRequest, limited_request
 from stretchfs.wire.master import MasterClient
 from stretchfs.wire.store import StoreClient
 
@@ -34,17 +35,21 @@ class PrismService(MultiService):
     readiness: Readiness
     pingnet: Any
     registration: Any
+    request_factory: type[LimitedRequest]
 
 
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                         http: Any, peers: Peers | None = None, master: Any = None,
-                        retrieve_agent: Any = None, resolver: Any = None,
-                        feed_wait: float = 5.0, metrics_registry: Any = None) -> PrismService:
+                        run_blocking: RunBlocking, retrieve_agent: Any = None,
+                        resolver: Any = None, feed_wait: float = 5.0,
+                        metrics_registry: Any = None) -> PrismService:
     """The prism: mirrors of the master's databases, the public API, delivery.
 
     `master` defaults to a `MasterClient` over `http`; `retrieve_agent` to an
     Agent whose connections go through `SafeEndpointFactory` (with `resolver`,
-    default getaddrinfo in a thread).
+    default getaddrinfo in a thread).  Uploads and retrieves are hashed and
+    written on `run_blocking` (the reactor's thread pool; unit tests pass an
+    inline executor).
     """
     top = PrismService()
     readiness = Readiness()
@@ -78,7 +83,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
             reactor, factory, pool=HTTPConnectionPool(reactor, persistent=False))
     retriever = Retriever(agent=retrieve_agent, clock=reactor,
                           max_bytes=config.retrieve.max_size, timeout=config.retrieve.timeout,
-                          tmp_dir=config.prism.tmp_dir, offload=thread_runner(reactor))
+                          tmp_dir=config.prism.tmp_dir, run=run_blocking)
     api = PrismAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
                    master=master, peers=peers, inventory=lambda: inventory.mirror,
                    purchases=lambda: purchases.mirror, replicator=replicator,
@@ -86,8 +91,8 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                    store_client=store_client)
     inventory.setServiceParent(top)
     purchases.setServiceParent(top)
-    factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,
-                                     api.check_session, reactor)
+    factory = limited_request(UploadOpener(config.prism.tmp_dir, config.prism.max_upload,
+                                           api.check_session, run=run_blocking))
     for listener in http_services(reactor, config.http.listen, api.resource(), "prism",
                                   max_body=config.http.max_body, request_factory=factory):
         listener.setServiceParent(top)
@@ -103,4 +108,5 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     top.inventory_sync = inventory
     top.purchase_sync = purchases
     top.readiness = readiness
+    top.request_factory = factory
     return top

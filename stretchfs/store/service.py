@@ -6,7 +6,6 @@ import os
 from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stretchfs.config import StoreConfig
@@ -24,10 +23,12 @@ from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats, StoreStatsCollector
-from stretchfs.store.upload import PutReceiver, request_factory
-from stretchfs.threads import thread_runner
+from stretchfs.store.upload import PutReceiver
+from stretchfs.threads import RunBlocking
+from stretchfs.web.limits import LimitedRequest, limited_request
 from stretchfs.wire.master import MasterClient
 from stretchfs.wire.signing import delivery_secret
+from stretchfs.wire.store import StoreClient
 
 log = Logger()
 ROOT_REASON = "root"
@@ -121,18 +122,20 @@ class StoreService(MultiService):
     readiness: Readiness
     pingnet: Any
     registration: Any
+    request_factory: type[LimitedRequest]
 
 
 def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore, http: Any,
-                        peers: Peers | None = None, master: Any = None,
-                        run_blocking: Callable[..., Deferred] | None = None) -> StoreService:
+                        run_blocking: RunBlocking, peers: Peers | None = None,
+                        master: Any = None,
+                        call_from_thread: Callable[..., Any] | None = None) -> StoreService:
     """The store: content on one disk, served over HTTP, inventory published to the master.
 
-    `master` defaults to a `MasterClient` on `http`; `run_blocking` (how
-    fsync, renames and scans leave the reactor thread) defaults to the
-    reactor's threadpool, and then PUT bodies are also hashed and written
-    in a thread per upload (given a `run_blocking`, as unit tests do,
-    everything stays on the calling thread).
+    `master` defaults to a `MasterClient` on `http`.  `run_blocking` is how
+    fsync, renames, scans and the hashing and writing of bodies leave the
+    reactor thread (the reactor's thread pool; unit tests pass an inline
+    executor), and `call_from_thread` how that work reports back (default:
+    a direct call).
     """
     top = StoreService()
     readiness = Readiness()
@@ -141,9 +144,6 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     if master is None:
         master = MasterClient(http, config.cluster.master_url, config.cluster.key,
                               config.cluster.request_timeout, reactor)
-    threaded_writes = run_blocking is None
-    run_blocking = run_blocking or thread_runner(reactor)
-    assert run_blocking is not None, "the store needs a reactor with a thread pool"
     store = ContentStore(config.store.root)
     journal = Journal(store.journal_dir)
     stats = StoreStats()
@@ -151,19 +151,19 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     disk = DiskMonitor(store, config.store.min_free, reactor)
     receiver = PutReceiver(store, cluster_key=config.cluster.key,
                            max_put=config.store.max_put, min_free=config.store.min_free,
-                           reactor=reactor if threaded_writes else None, on_full=disk.check)
+                           run=run_blocking, on_full=disk.check)
     publisher = InventoryPublisher(journal, master, config.node.name, clock=reactor,
                                    batch_size=config.inventory.batch_size,
                                    run_blocking=run_blocking)
     content = ContentService(store, receiver, publisher, stats=stats, guard=guard, disk=disk,
-                             run_blocking=run_blocking, http=http, peers=peers,
-                             cluster_key=config.cluster.key,
-                             timeout=config.cluster.request_timeout, clock=reactor)
+                             run_blocking=run_blocking, peers=peers,
+                             store_client=lambda record: StoreClient(
+                                 http, record.url, config.cluster.key,
+                                 config.cluster.request_timeout, reactor))
     sync = InventorySyncService(store, journal, master, config.node.name, clock=reactor,
                                 interval=config.inventory.interval, run_blocking=run_blocking,
                                 stats=stats, guard=guard, on_synced=publisher.kick,
-                                call_from_thread=(reactor.callFromThread if threaded_writes
-                                                  else None))
+                                call_from_thread=call_from_thread)
     registry.register(StoreStatsCollector(stats, lambda: journal.pending))
     api = StoreAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
                    content=content)
@@ -175,9 +175,9 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     disk.setServiceParent(top)
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
+    factory = limited_request(receiver.open_request)
     for listener in http_services(reactor, config.http.listen, root, "store",
-                                  max_body=config.http.max_body,
-                                  request_factory=request_factory(receiver)):
+                                  max_body=config.http.max_body, request_factory=factory):
         listener.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     net, registration = attach_ping_net(top, config, reactor=reactor, redis=redis, master=master,
@@ -194,4 +194,5 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     top.disk = disk
     top.peers = peers
     top.readiness = readiness
+    top.request_factory = factory
     return top
