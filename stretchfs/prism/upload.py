@@ -127,7 +127,6 @@ class MultipartUpload:
         self._sink: FileIntake | None = None
         self._value: list[bytes] = []
         self._parts = 0
-        self._closed = False
         self._quiet_bytes = 0  # fed since the parser last reported anything
         self._in_part = False
         self._heard = False
@@ -267,7 +266,6 @@ class MultipartUpload:
 
     def cleanup(self) -> None:
         """Remove every temp file (idempotent)."""
-        self._closed = True
         self._drop_open_part()
         for part in self.files:
             _unlink(part.path)

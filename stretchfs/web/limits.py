@@ -59,8 +59,6 @@ _TLS_HANDSHAKE_BYTE = b"\x16"
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
 T = TypeVar("T")
-
-
 IntakeOpener = Callable[["LimitedRequest", "int | None"], "Intake | None"]
 
 
@@ -92,13 +90,13 @@ class LimitedRequest(Request):
         """Open the body's intake, or refuse at once a declared length over the limit,
         or buffer as usual."""
         if self.opener is not None:
+            self.content = io.BytesIO()  # what twisted.web reads once the body is in
             try:
                 self._intake = self.opener(self, length)
             except StretchFSError as exc:
                 self.refuse_now(exc)
                 return
             if self._intake is not None:
-                self.content = io.BytesIO()
                 return
         site = getattr(self.channel, "site", None)
         self._body_limit = getattr(site, "max_body", None)
