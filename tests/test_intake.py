@@ -14,7 +14,14 @@ from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 
 from stretchfs.errors import PayloadTooLarge, PeerUnavailable
-from stretchfs.web.intake import BLOCK_BYTES, Backpressure, BodyReceiver, FileIntake, HashingFile
+from stretchfs.web.intake import (
+    BLOCK_BYTES,
+    Backpressure,
+    BodyReceiver,
+    FileIntake,
+    HashingFile,
+    Watermarks,
+)
 
 
 class HeldExecutor:
@@ -55,8 +62,21 @@ class _BrokenFile(io.BytesIO):
         raise ValueError("driver broke")
 
 
+class Producer:
+    """Records pause/resume of the connection feeding files."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def pauseProducing(self) -> None:  # noqa: N802
+        self.events.append("pause")
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        self.events.append("resume")
+
+
 def _quiet_flow() -> Backpressure:
-    return Backpressure(lambda: None, lambda: None)
+    return Backpressure(Producer(), Watermarks())
 
 
 def _outcome(d: Deferred) -> list[Any]:
@@ -107,9 +127,9 @@ def test_cancel_after_a_failed_close_is_quiet() -> None:
 def test_back_pressure_is_shared_by_every_file_of_a_connection() -> None:
     """Many files, each under the pause threshold, still pause the connection together
     once what waits passes it, and resume it once it drains."""
-    events: list[str] = []
-    flow = Backpressure(lambda: events.append("pause"), lambda: events.append("resume"),
-                        high_water_bytes=16 * BLOCK_BYTES, low_water_bytes=4 * BLOCK_BYTES)
+    producer = Producer()
+    events = producer.events
+    flow = Backpressure(producer, Watermarks(16 * BLOCK_BYTES, 4 * BLOCK_BYTES))
     run = HeldExecutor()
     block = b"z" * BLOCK_BYTES
     for _ in range(20):
@@ -157,8 +177,8 @@ class FakeBodyTransport:
 def _receiver(tmp_path, clock: Clock) -> tuple[BodyReceiver, FakeBodyTransport]:
     path = str(tmp_path / "body")
     receiver: BodyReceiver = BodyReceiver(
-        lambda producer: FileIntake(path, open(path, "wb"), maybeDeferred, Backpressure(
-            producer.pauseProducing, producer.resumeProducing), max_bytes=10**9),
+        lambda producer: FileIntake(path, open(path, "wb"), maybeDeferred,
+                                    Backpressure(producer, Watermarks()), max_bytes=10**9),
         clock=clock, idle_timeout=5)
     transport = FakeBodyTransport()
     receiver.makeConnection(transport)

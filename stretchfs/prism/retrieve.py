@@ -32,14 +32,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge, PeerUnavailable
-from stretchfs.web.intake import (
-    HIGH_WATER_BYTES,
-    LOW_WATER_BYTES,
-    Backpressure,
-    BodyReceiver,
-    Executor,
-    FileIntake,
-)
+from stretchfs.web.intake import Backpressure, BodyReceiver, Executor, FileIntake, Watermarks
 from stretchfs.wire.http import discard_body
 
 log = Logger()
@@ -245,14 +238,11 @@ class Retriever:
     """Fetches remote URLs into temp files through a checked Agent."""
 
     def __init__(self, *, agent: Any, clock: Any, max_bytes: int, timeout: float,
-                 tmp_dir: str, run: Executor, high_water_bytes: int = HIGH_WATER_BYTES,
-                 low_water_bytes: int = LOW_WATER_BYTES) -> None:
+                 tmp_dir: str, run: Executor, marks: Watermarks = Watermarks()) -> None:
         """`run(function, *args)` hashes and writes bodies (the reactor's thread pool
-        in production); the remote connection is paused while more than
-        `high_water_bytes` wait."""
+        in production); the remote connection is paused past the `marks`."""
         self._run = run
-        self._high = high_water_bytes
-        self._low = low_water_bytes
+        self._marks = marks
         self._agent = agent
         self._clock = clock
         self._max = max_bytes
@@ -313,14 +303,12 @@ class Retriever:
 
     async def _save(self, response: Any, url: str) -> Fetched:
         fd, path = tempfile.mkstemp(prefix="stretchfs-retrieve-", dir=self._tmp_dir)
-        flow = Backpressure(lambda: receiver.pauseProducing(),
-                            lambda: receiver.resumeProducing(),
-                            high_water_bytes=self._high, low_water_bytes=self._low)
-        intake = FileIntake(path, os.fdopen(fd, "wb"), self._run, flow,
-                            max_bytes=self._max, what="remote file")
         # Cancelling (the fetch timeout) also drops the remote connection, or a
         # slow remote would keep streaming into nowhere.
         receiver = BodyReceiver(lambda _producer: intake, clock=self._clock, idle_timeout=None)
+        intake = FileIntake(path, os.fdopen(fd, "wb"), self._run,
+                            Backpressure(receiver, self._marks), max_bytes=self._max,
+                            what="remote file")
         try:
             response.deliverBody(receiver)
             await receiver.done

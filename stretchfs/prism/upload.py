@@ -26,13 +26,7 @@ from twisted.logger import Logger
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
 from stretchfs.web.auth import session_token
-from stretchfs.web.intake import (
-    HIGH_WATER_BYTES,
-    LOW_WATER_BYTES,
-    Backpressure,
-    Executor,
-    FileIntake,
-)
+from stretchfs.web.intake import Backpressure, Executor, FileIntake, Watermarks
 from stretchfs.web.limits import LimitedRequest
 from stretchfs.wire.identifiers import EXT_RE
 
@@ -286,19 +280,17 @@ class UploadOpener:
     A declared length over the limit is refused at once; the session is
     checked with `check_session` while the body comes, and a bad one refuses
     the request if the body is still coming.  Parts are hashed and written on
-    `run`, the connection paused while more than `high_water_bytes` wait.
+    `run`, the connection paused past the `marks`.
     """
 
     def __init__(self, tmp_dir: str, max_bytes: int,
                  check_session: Callable[[str | None], Deferred[Any]], *, run: Executor,
-                 high_water_bytes: int = HIGH_WATER_BYTES,
-                 low_water_bytes: int = LOW_WATER_BYTES) -> None:
+                 marks: Watermarks = Watermarks()) -> None:
         self._tmp_dir = tmp_dir or tempfile.gettempdir()
         self._max = max_bytes
         self._check_session = check_session
         self._run = run
-        self._high = high_water_bytes
-        self._low = low_water_bytes
+        self._marks = marks
 
     def __call__(self, request: LimitedRequest, length: int | None) -> MultipartUpload | None:
         """The upload of `request` (None for other requests)."""
@@ -306,12 +298,9 @@ class UploadOpener:
             return None
         if length is not None and length > self._max + MAX_FIELDS_BYTES + FRAMING_BYTES:
             raise PayloadTooLarge("upload larger than {} bytes".format(self._max))
-        transport = request.transport
-        flow = Backpressure(transport.pauseProducing, transport.resumeProducing,
-                            high_water_bytes=self._high, low_water_bytes=self._low)
         ctype = request.getHeader(b"content-type") or b""
         upload = MultipartUpload(ctype.decode("latin-1"), self._tmp_dir, self._max,
-                                 run=self._run, flow=flow)
+                                 run=self._run, flow=Backpressure(request.transport, self._marks))
         # Whatever happens to the request (answered, refused, cut), its temp files go.
         request.notifyFinish().addBoth(lambda _: upload.cleanup())
         self._check_session(session_token(request)).addErrback(

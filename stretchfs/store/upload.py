@@ -23,13 +23,7 @@ from twisted.logger import Logger
 from stretchfs.errors import InsufficientStorage, PayloadTooLarge
 from stretchfs.store.layout import ContentStore, parse_name
 from stretchfs.web.auth import check_cluster_key
-from stretchfs.web.intake import (
-    HIGH_WATER_BYTES,
-    LOW_WATER_BYTES,
-    Backpressure,
-    Executor,
-    FileIntake,
-)
+from stretchfs.web.intake import Backpressure, Executor, FileIntake, Watermarks
 from stretchfs.web.limits import LimitedRequest
 
 log = Logger()
@@ -79,22 +73,19 @@ class PutReceiver:
     """Decides whether a PUT may start and opens its `PutUpload`.
 
     Uploads hash and write on `run` (the reactor's thread pool in
-    production) and pause their connection while more than
-    `high_water_bytes` wait.
+    production) and pause their connection past the `marks`.
     """
 
     def __init__(self, store: ContentStore, *, cluster_key: str, max_put: int,
                  min_free: int, run: Executor, on_full: Callable[[], Any] | None = None,
-                 high_water_bytes: int = HIGH_WATER_BYTES,
-                 low_water_bytes: int = LOW_WATER_BYTES) -> None:
+                 marks: Watermarks = Watermarks()) -> None:
         self.store = store
         self.cluster_key = cluster_key
         self.max_put = max_put
         self.min_free = min_free
         self._run = run
         self._on_full = on_full
-        self._high = high_water_bytes
-        self._low = low_water_bytes
+        self._marks = marks
 
     def check_space(self, incoming: int) -> None:
         """InsufficientStorage when `incoming` more bytes would leave less than min_free."""
@@ -127,11 +118,9 @@ class PutReceiver:
         """`check_size`, then open an upload of `sha1`.`ext` (already validated) that
         pauses `producer` (the connection feeding it) while the disk falls behind."""
         self.check_size(length)
-        flow = Backpressure(producer.pauseProducing, producer.resumeProducing,
-                            high_water_bytes=self._high, low_water_bytes=self._low)
         try:
             return PutUpload(self.store, sha1, ext, self.max_put, self.check_space,
-                             self._run, flow)
+                             self._run, Backpressure(producer, self._marks))
         except OSError as exc:
             log.error("cannot open a temp file for {sha1}: {error}", sha1=sha1,
                       error=str(exc))

@@ -7,7 +7,7 @@ it and once to write it.  Each of the two chains keeps its blocks in order and
 the chains run beside each other, so receiving, hashing and writing overlap
 (hashlib and file writes release the GIL).  `Backpressure`, shared by every
 file fed from one connection, pauses the connection while more than
-`high_water_bytes` wait and resumes it below `low_water_bytes`.  With
+`Watermarks.high_bytes` wait and resumes it below `Watermarks.low_bytes`.  With
 `writeback` (the store), the kernel's writeback starts every
 `WRITEBACK_EVERY_BYTES` (Linux `sync_file_range`), so the final fsync is short.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
@@ -50,8 +51,6 @@ class Intake(TypingProtocol):
 IntakeT = TypeVar("IntakeT", bound=Intake)
 
 BLOCK_BYTES = 1024 * 1024
-HIGH_WATER_BYTES = 16 * 1024 * 1024
-LOW_WATER_BYTES = 4 * 1024 * 1024
 WRITEBACK_EVERY_BYTES = 16 * 1024 * 1024
 
 
@@ -73,44 +72,49 @@ def _load_sync_file_range() -> Callable[[int], None] | None:
 _START_WRITEBACK = _load_sync_file_range()
 
 
+@dataclass(frozen=True)
+class Watermarks:
+    """A connection feeding files is paused while more than `high_bytes` wait to be
+    hashed or written, and resumed once fewer than `low_bytes` do."""
+
+    high_bytes: int = 16 * 1024 * 1024
+    low_bytes: int = 4 * 1024 * 1024
+
+
 class Backpressure:
     """Bytes waiting to be hashed or written, across every file fed by one connection.
 
-    Past `high_water_bytes` the connection is paused; once below
-    `low_water_bytes`, resumed.  One per request, so a body of many parts
-    cannot queue `high_water_bytes` per part.
+    Pauses `producer` (the connection: an IPushProducer) past the high
+    watermark, resumes it below the low one.  One per request, so a body of
+    many parts cannot queue a high watermark per part.
     """
 
-    def __init__(self, pause: Callable[[], None], resume: Callable[[], None], *,
-                 high_water_bytes: int = HIGH_WATER_BYTES,
-                 low_water_bytes: int = LOW_WATER_BYTES) -> None:
-        self._pause = pause
-        self._resume = resume
-        self._high = high_water_bytes
-        self._low = low_water_bytes
+    def __init__(self, producer: Any, marks: Watermarks) -> None:
+        self._producer = producer
+        self._marks = marks
         self.queued = 0
         self.paused = False
 
     def queue(self, size: int) -> None:
         """`size` more bytes wait."""
         self.queued += size
-        if self.queued > self._high:
+        if self.queued > self._marks.high_bytes:
             # Every time: the HTTP channel may have resumed the transport meanwhile.
             self.paused = True
-            self._pause()
+            self._producer.pauseProducing()
 
     def written(self, size: int) -> None:
         """`size` bytes are hashed and written."""
         self.queued -= size
-        if self.paused and self.queued < self._low:
+        if self.paused and self.queued < self._marks.low_bytes:
             self.paused = False
-            self._resume()
+            self._producer.resumeProducing()
 
     def release(self) -> None:
         """Nothing more will be written: never leave the connection paused."""
         if self.paused:
             self.paused = False
-            self._resume()
+            self._producer.resumeProducing()
 
 
 class HashingFile:

@@ -308,7 +308,7 @@ async def test_fetch_over_real_http_writes_in_threads_with_back_pressure(
             request.setHeader(b"Content-Type", b"video/mp4")
             return body
 
-    from stretchfs.web.intake import Backpressure
+    from stretchfs.web.intake import Backpressure, Watermarks
 
     pauses = []
     original_queue = Backpressure.queue
@@ -323,8 +323,7 @@ async def test_fetch_over_real_http_writes_in_threads_with_back_pressure(
     pool = HTTPConnectionPool(reactor, persistent=False)
     retriever = Retriever(agent=Agent(reactor, pool=pool), clock=reactor,
                           max_bytes=10**9, timeout=30, tmp_dir=str(tmp_path),
-                          run=thread_runner(reactor), high_water_bytes=512 * 1024,
-                          low_water_bytes=256 * 1024)
+                          run=thread_runner(reactor), marks=Watermarks(512 * 1024, 256 * 1024))
     try:
         fetched = await retriever.fetch("http://127.0.0.1:{}/v.mp4".format(port.getHost().port))
     finally:

@@ -9,17 +9,18 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
 from stretchfs.errors import Unauthorized
 from stretchfs.prism.upload import MultipartUpload, UploadOpener
-from stretchfs.web.intake import Backpressure
+from stretchfs.web.intake import Backpressure, Watermarks
 from stretchfs.web.limits import limited_request
 from tests.helpers import result_of
 from tests.prism.harness import make_prism, multipart, sha1_of
+from tests.test_intake import HeldExecutor, Producer
 
 
 def _upload(ctype: str, tmp_path, max_bytes: int, run=maybeDeferred,
             flow: Backpressure | None = None) -> MultipartUpload:
     """A MultipartUpload hashing and writing on `run` (inline by default)."""
     return MultipartUpload(ctype, str(tmp_path), max_bytes, run=run,
-                           flow=flow or Backpressure(lambda: None, lambda: None))
+                           flow=flow or Backpressure(Producer(), Watermarks()))
 
 
 def test_streaming_request_hands_finished_parts_to_the_handler(tmp_path) -> None:
@@ -203,22 +204,11 @@ def test_parts_are_hashed_and_written_in_order_with_back_pressure(tmp_path) -> N
     """Blocks are hashed and written in order off the reactor; too much queued pauses reading."""
     from twisted.internet.defer import Deferred
 
-    jobs: list[tuple[Deferred, object, tuple]] = []
-    events: list[str] = []
-
-    def run(work, *args):
-        d: Deferred = Deferred()
-        jobs.append((d, work, args))
-        return d
-
-    def drain() -> None:
-        while jobs:
-            d, work, args = jobs.pop(0)
-            d.callback(work(*args))
-
+    run = HeldExecutor()
+    producer = Producer()
+    events = producer.events
     upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**9, run,
-                     Backpressure(lambda: events.append("pause"),
-                                  lambda: events.append("resume")))
+                     Backpressure(producer, Watermarks()))
     data = os.urandom(40 * 1024 * 1024)
     body, _ = multipart({}, {"file": ("big.bin", "", data)})
     for start in range(0, len(body), 65536):
@@ -227,7 +217,7 @@ def test_parts_are_hashed_and_written_in_order_with_back_pressure(tmp_path) -> N
     events.clear()
     d = Deferred.fromCoroutine(upload.complete())
     assert not d.called
-    drain()
+    run.drain()
     result_of(d)
     assert events == ["resume"]
     [part] = upload.files
@@ -240,22 +230,12 @@ def test_parts_are_hashed_and_written_in_order_with_back_pressure(tmp_path) -> N
 
 def test_a_failed_upload_drops_its_file_once_queued_blocks_finish(tmp_path) -> None:
     """A failed upload with blocks still queued leaves no temp file once they finish."""
-    from twisted.internet.defer import Deferred
-
-    jobs: list[tuple[Deferred, object, tuple]] = []
-
-    def run(work, *args):
-        d: Deferred = Deferred()
-        jobs.append((d, work, args))
-        return d
-
+    run = HeldExecutor()
     upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**9, run)
     body, _ = multipart({}, {"file": ("big.bin", "", os.urandom(3 * 1024 * 1024))})
     upload.write(body[: len(body) // 2])
     upload.fail(Unauthorized("invalid session"))
-    while jobs:
-        d, work, args = jobs.pop(0)
-        d.callback(work(*args))
+    run.drain()
     upload.cleanup()
     assert os.listdir(tmp_path) == []
 

@@ -26,7 +26,7 @@ from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
 from stretchfs.store.upload import PutReceiver
 from stretchfs.threads import thread_runner
-from stretchfs.web.intake import Backpressure
+from stretchfs.web.intake import Backpressure, Watermarks
 from stretchfs.wire.store import StoreClient
 from tests.helpers import CLUSTER_KEY
 from tests.store.harness import FakeMaster, direct
@@ -82,8 +82,7 @@ async def _fetch_from(tmp_path: Any, mode: str, *, idle_timeout: float = 30.0) -
                                    run_blocking=direct)
     publisher.startService()
     receiver = PutReceiver(store, cluster_key=CLUSTER_KEY, max_put=1 << 30, min_free=0,
-                           run=thread_runner(reactor), high_water_bytes=64 * 1024,
-                           low_water_bytes=16 * 1024)
+                           run=thread_runner(reactor), marks=Watermarks(64 * 1024, 16 * 1024))
     peers = Peers(self_name="store2")
     peers.set_registry([PeerRecord(name="store1", role="store", host="127.0.0.1",
                                    port=port.getHost().port, ping_port=0,

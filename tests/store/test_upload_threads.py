@@ -13,22 +13,9 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from stretchfs.errors import InsufficientStorage, PayloadTooLarge
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.upload import PutReceiver
-from stretchfs.web.intake import BLOCK_BYTES
+from stretchfs.web.intake import BLOCK_BYTES, Watermarks
 from tests.helpers import CLUSTER_KEY
-from tests.test_intake import HeldExecutor
-
-
-class Producer:
-    """Records pause/resume of the connection feeding an upload."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    def pauseProducing(self) -> None:  # noqa: N802
-        self.events.append("pause")
-
-    def resumeProducing(self) -> None:  # noqa: N802
-        self.events.append("resume")
+from tests.test_intake import HeldExecutor, Producer
 
 
 @pytest.fixture
@@ -38,9 +25,10 @@ def store(tmp_path) -> ContentStore:
     return content
 
 
-def _receiver(store: ContentStore, run: Any, **limits: int) -> PutReceiver:
-    return PutReceiver(store, cluster_key=CLUSTER_KEY, max_put=limits.pop("max_put", 10**9),
-                       min_free=0, run=run, **limits)
+def _receiver(store: ContentStore, run: Any, max_put: int = 10**9,
+              marks: Watermarks = Watermarks()) -> PutReceiver:
+    return PutReceiver(store, cluster_key=CLUSTER_KEY, max_put=max_put, min_free=0, run=run,
+                       marks=marks)
 
 
 def test_upload_pauses_the_connection_and_resumes_it(store) -> None:
@@ -48,8 +36,7 @@ def test_upload_pauses_the_connection_and_resumes_it(store) -> None:
     and the file holds every byte with the right digest."""
     run = HeldExecutor()
     producer = Producer()
-    receiver = _receiver(store, run, high_water_bytes=2 * BLOCK_BYTES,
-                         low_water_bytes=BLOCK_BYTES)
+    receiver = _receiver(store, run, marks=Watermarks(2 * BLOCK_BYTES, BLOCK_BYTES))
     data = os.urandom(5 * BLOCK_BYTES)
     upload = receiver.open(hashlib.sha1(data).hexdigest(), "bin", len(data), producer)
     for start in range(0, len(data), 65536):
