@@ -8,7 +8,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.web.server import Site
 
-from stretchfs.web.limits import LimitedChannel, LimitedRequest
+from stretchfs.web.limits import LINGER_SECONDS, LimitedRequest, limited_channel
 from stretchfs.web.listen import ListeningService
 
 
@@ -32,23 +32,25 @@ class QuietSite(Site):
 
 
 def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_body: int,
-                 request_factory: type[LimitedRequest] = LimitedRequest) -> ListeningService:
+                 request_factory: type[LimitedRequest] = LimitedRequest,
+                 linger_seconds: float = LINGER_SECONDS) -> ListeningService:
     """A listening service for `resource` on the endpoint string `listen`."""
     return http_services(reactor, (listen,), resource, role, max_body=max_body,
-                         request_factory=request_factory)[0]
+                         request_factory=request_factory, linger_seconds=linger_seconds)[0]
 
 
 def http_services(reactor: Any, listen: Sequence[str], resource: Any, role: str, *,
-                  max_body: int, request_factory: type[LimitedRequest] = LimitedRequest
-                  ) -> list[ListeningService]:
+                  max_body: int, request_factory: type[LimitedRequest] = LimitedRequest,
+                  linger_seconds: float = LINGER_SECONDS) -> list[ListeningService]:
     """One listening service per endpoint string of `listen`, all serving `resource`.
 
     Bodies over `max_body` are never stored (answered 413 at once, see
     `LimitedRequest`); `request_factory`, a `LimitedRequest`, may stream some routes'
-    bodies itself (store PUTs, prism uploads).
+    bodies itself (store PUTs, prism uploads); an oversized request head is
+    answered, then the connection closes after `linger_seconds`.
     """
     site = QuietSite(resource, reactor=reactor)
-    site.protocol = LimitedChannel
+    site.protocol = limited_channel(linger_seconds)
     site.requestFactory = request_factory
     site.max_body = max_body
     site.displayTracebacks = False

@@ -21,18 +21,19 @@ async def _echo_server(max_body: int = 1000) -> tuple[Any, int]:
     from stretchfs.roles import http_service
 
     service = http_service(reactor, "tcp:0:interface=127.0.0.1", _Echo().app.resource(),
-                           "test", max_body=max_body)
+                           "test", max_body=max_body,
+                           request_factory=limits.limited_request(linger_seconds=0.3),
+                           linger_seconds=0.3)
     service.startService()
     address = await service.ready
     return service, address.port
 
 
 @pytest_twisted.ensureDeferred
-async def test_declared_length_over_the_limit_is_answered_before_the_body(monkeypatch) -> None:
+async def test_declared_length_over_the_limit_is_answered_before_the_body() -> None:
     """A Content-Length over max_body gets 413 at once (no 100 Continue), then the close."""
     from twisted.internet.threads import deferToThread
 
-    monkeypatch.setattr(limits, "LINGER_SECONDS", 0.3)
     service, port = await _echo_server()
     try:
         head = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
@@ -47,11 +48,10 @@ async def test_declared_length_over_the_limit_is_answered_before_the_body(monkey
 
 
 @pytest_twisted.ensureDeferred
-async def test_chunked_body_is_refused_once_past_the_limit(monkeypatch) -> None:
+async def test_chunked_body_is_refused_once_past_the_limit() -> None:
     """Without a Content-Length, a body is answered 413 as soon as it passes max_body."""
     from twisted.internet.threads import deferToThread
 
-    monkeypatch.setattr(limits, "LINGER_SECONDS", 0.3)
     service, port = await _echo_server()
     try:
         head = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -157,11 +157,10 @@ async def test_client_stops_reading_a_reply_past_its_cap() -> None:
 ])
 @pytest_twisted.ensureDeferred
 async def test_an_oversized_request_head_is_answered_before_the_close(
-        monkeypatch, head: bytes, status: bytes) -> None:
+        head: bytes, status: bytes) -> None:
     """A 100 KB URL gets 414, too large headers 431, each with a JSON body, then the close."""
     from twisted.internet.threads import deferToThread
 
-    monkeypatch.setattr(limits, "LINGER_SECONDS", 0.3)
     service, port = await _echo_server()
     try:
         seen = await deferToThread(raw_http, port, head)

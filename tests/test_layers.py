@@ -1,4 +1,4 @@
-"""The package layout of docs/architecture.md: no role imports another role, nothing imports upward."""
+"""The layout of docs/architecture.md: no role imports another role, nothing imports upward."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def is_module(name: str) -> bool:
 
 
 def stretchfs_imports() -> dict[str, set[str]]:
-    """Every module of stretchfs/ and the stretchfs modules it imports (names without the prefix)."""
+    """Every module of stretchfs/ and the stretchfs modules it imports (without the prefix)."""
     found: dict[str, set[str]] = {}
     for directory, _dirs, files in os.walk(PACKAGE_ROOT):
         for name in files:

@@ -24,11 +24,12 @@ from stretchfs.prism.delivery import Delivery, PrismRoot
 from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.retrieve import parse_spec
 from stretchfs.prism.sessions import SessionCache, session_required
-from stretchfs.prism.upload import extension_for, parse_buffered
+from stretchfs.prism.upload import MultipartUpload, extension_for
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
 from stretchfs.web.jsonio import read_json_object, write_json
+from stretchfs.web.limits import intake_of
 from stretchfs.wire.identifiers import is_extension, is_purchase_token, public_sha1
 
 log = Logger()
@@ -280,13 +281,7 @@ class PrismAPI:
     @session_required
     async def post_upload(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Store every file part of a multipart upload; the SDK's answer."""
-        upload = getattr(request, "stretchfs_upload", None)
-        if upload is None:
-            ctype = (request.getHeader(b"content-type") or b"").decode("latin-1")
-            if not ctype.lower().startswith("multipart/form-data"):
-                raise errors.InvalidInput("expected a multipart/form-data body")
-            upload = parse_buffered(request.content, ctype, self.config.prism.tmp_dir,
-                                    self.config.prism.max_upload)
+        upload = intake_of(request, MultipartUpload)
         try:
             await upload.complete()
             if not upload.files:

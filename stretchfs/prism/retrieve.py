@@ -6,8 +6,8 @@ link-local, multicast, reserved and unspecified addresses are refused unless
 `[retrieve] allow_private`), and the connection is made to the checked
 address itself, so a DNS answer cannot change between check and connect.
 Redirects are followed here, hop by hop (at most `MAX_REDIRECTS`), so each
-hop is checked the same way.  The body streams into a temp file while hashed,
-with a size cap and an overall timeout.
+hop is checked the same way.  The body streams into a temp file while hashed
+(`web/intake.py`), with a size cap and an overall timeout.
 """
 
 from __future__ import annotations
@@ -19,22 +19,20 @@ import socket
 import tempfile
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Awaitable, BinaryIO, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import idna
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.protocol import Protocol
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
-from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from stretchfs.errors import Forbidden, InvalidInput, PayloadTooLarge, PeerUnavailable
-from stretchfs.prism.sinks import Backpressure, InlineSink, ThreadedSink
+from stretchfs.web.intake import Backpressure, BodyReceiver, Executor, FileIntake, Watermarks
 from stretchfs.wire.http import discard_body
 
 log = Logger()
@@ -236,71 +234,15 @@ class Fetched:
     url: str
 
 
-class _ToFile(Protocol):
-    """Feeds a response body into a hashing sink, up to `max_bytes`.
-
-    With `offload` (a thread-pool runner) hashing and writing run in the
-    pool and the connection is paused while they fall behind.
-    """
-
-    def __init__(self, handle: BinaryIO, max_bytes: int, done: Deferred[int],
-                 offload: Callable[..., Deferred[Any]] | None) -> None:
-        self._handle = handle
-        self._max = max_bytes
-        self._done = done
-        self._offload = offload
-        self.sink: InlineSink | ThreadedSink | None = None
-        self.size = 0
-
-    def connectionMade(self) -> None:
-        if self._offload is None:
-            self.sink = InlineSink(self._handle)
-        else:
-            flow = Backpressure(self.transport.pauseProducing, self.transport.resumeProducing)
-            self.sink = ThreadedSink(self._handle, self._offload, flow)
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._done.called or self.sink is None:
-            return
-        self.size += len(data)
-        if self.size > self._max:
-            self.transport.stopProducing()
-            self._done.errback(PayloadTooLarge("remote file larger than {} bytes".format(
-                self._max)))
-            return
-        self.sink.write(data)
-
-    def connectionLost(self, reason: Any) -> None:
-        if self._done.called:
-            return
-        if reason.check(ResponseDone):
-            self._done.callback(self.size)
-        else:
-            self._done.errback(PeerUnavailable("remote connection lost: {}".format(
-                reason.getErrorMessage())))
-
-    def cancel(self) -> None:
-        """Stop writing and close the file (once a running block is done)."""
-        if self.sink is None:
-            self._handle.close()
-        else:
-            self.sink.cancel()
-
-
-def _drop(sink: Any) -> None:
-    transport = getattr(sink, "transport", None)
-    if transport is not None:
-        transport.stopProducing()
-
-
 class Retriever:
     """Fetches remote URLs into temp files through a checked Agent."""
 
     def __init__(self, *, agent: Any, clock: Any, max_bytes: int, timeout: float,
-                 tmp_dir: str, offload: Callable[..., Deferred[Any]] | None = None) -> None:
-        """`offload(function, *args)` runs hashing and writing off the reactor thread
-        (the reactor's thread pool in production); None keeps them inline."""
-        self._offload = offload
+                 tmp_dir: str, run: Executor, marks: Watermarks = Watermarks()) -> None:
+        """`run(function, *args)` hashes and writes bodies (the reactor's thread pool
+        in production); the remote connection is paused past the `marks`."""
+        self._run = run
+        self._marks = marks
         self._agent = agent
         self._clock = clock
         self._max = max_bytes
@@ -361,21 +303,21 @@ class Retriever:
 
     async def _save(self, response: Any, url: str) -> Fetched:
         fd, path = tempfile.mkstemp(prefix="stretchfs-retrieve-", dir=self._tmp_dir)
-        # Cancelling (the fetch timeout) must also drop the remote
-        # connection, or a slow remote keeps streaming into nowhere.
-        done: Deferred[int] = Deferred(lambda _: _drop(receiver))
-        receiver = _ToFile(os.fdopen(fd, "wb"), self._max, done, self._offload)
+        # Cancelling (the fetch timeout) also drops the remote connection, or a
+        # slow remote would keep streaming into nowhere.
+        receiver = BodyReceiver(lambda _producer: intake, clock=self._clock, idle_timeout=None)
+        intake = FileIntake(path, os.fdopen(fd, "wb"), self._run,
+                            Backpressure(receiver, self._marks), max_bytes=self._max,
+                            what="remote file")
         try:
             response.deliverBody(receiver)
-            size = await done
-            assert receiver.sink is not None
-            sha1 = await receiver.sink.close()
+            await receiver.done
+            sha1 = await intake.finish()
         except BaseException:
-            receiver.cancel()
-            os.unlink(path)
+            intake.abandon()
             raise
         ctype = response.headers.getRawHeaders(b"content-type", [b""])[0].decode("latin-1")
-        return Fetched(path=path, sha1=sha1, size=size, content_type=ctype, url=url)
+        return Fetched(path=path, sha1=sha1, size=intake.size, content_type=ctype, url=url)
 
 
 def _header_text(value: bytes) -> str:

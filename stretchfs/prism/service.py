@@ -16,10 +16,11 @@ from stretchfs.prism.mirror import InventoryMirror, PurchaseMirror
 from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.retrieve import Retriever, SafeEndpointFactory, system_resolver
 from stretchfs.prism.sync import MirrorSync
-from stretchfs.prism.upload import upload_request_factory
+from stretchfs.prism.upload import UploadOpener
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
-from stretchfs.threads import thread_runner
+from stretchfs.threads import RunBlocking
+from stretchfs.web.limits import LimitedRequest, limited_request
 from stretchfs.web.listen import ListeningService
 from stretchfs.wire.master import MasterClient
 from stretchfs.wire.store import StoreClient
@@ -29,24 +30,28 @@ class PrismService(MultiService):
     """The prism process's services, with handles on its parts (tests, tools)."""
 
     def __init__(self, *, api: PrismAPI, peers: Peers, inventory_sync: MirrorSync,
-                 purchase_sync: MirrorSync) -> None:
+                 purchase_sync: MirrorSync, request_factory: type[LimitedRequest]) -> None:
         super().__init__()
         self.api = api
         self.peers = peers
         self.inventory_sync = inventory_sync
         self.purchase_sync = purchase_sync
+        self.request_factory = request_factory
 
 
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
-                        http: Any, udp: bool, peers: Peers | None = None, master: Any = None,
+                        http: Any, udp: bool, run_blocking: RunBlocking,
+                        peers: Peers | None = None, master: Any = None,
                         retrieve_agent: Any = None, resolver: Any = None,
                         feed_wait: float = 5.0, metrics_registry: Any = None) -> PrismService:
     """The prism: mirrors of the master's databases, the public API, delivery.
 
     `master` defaults to a `MasterClient` over `http`; `retrieve_agent` to an
     Agent whose connections go through `SafeEndpointFactory` (with `resolver`,
-    default getaddrinfo in a thread).  Without `udp` (a reactor that cannot
-    listen on UDP) the ping net is not built.
+    default getaddrinfo in a thread).  Uploads and retrieves are hashed and
+    written on `run_blocking` (the reactor's thread pool; unit tests pass an
+    inline executor).  Without `udp` (a reactor that cannot listen on UDP)
+    the ping net is not built.
     """
     readiness = Readiness()
     registry = metrics_registry if metrics_registry is not None else new_registry()
@@ -84,17 +89,18 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
             reactor, factory, pool=HTTPConnectionPool(reactor, persistent=False))
     retriever = Retriever(agent=retrieve_agent, clock=reactor,
                           max_bytes=config.retrieve.max_size, timeout=config.retrieve.timeout,
-                          tmp_dir=config.prism.tmp_dir, offload=thread_runner(reactor))
+                          tmp_dir=config.prism.tmp_dir, run=run_blocking)
     api = PrismAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
                    master=master, peers=peers, inventory=lambda: inventory.mirror,
                    purchases=lambda: purchases.mirror, replicator=replicator,
                    retriever=retriever, syncs=[inventory, purchases],
                    store_client=store_client, pingnet=net)
-    top = PrismService(api=api, peers=peers, inventory_sync=inventory, purchase_sync=purchases)
+    factory = limited_request(UploadOpener(config.prism.tmp_dir, config.prism.max_upload,
+                                           api.check_session, run=run_blocking))
+    top = PrismService(api=api, peers=peers, inventory_sync=inventory, purchase_sync=purchases,
+                       request_factory=factory)
     inventory.setServiceParent(top)
     purchases.setServiceParent(top)
-    factory = upload_request_factory(config.prism.tmp_dir, config.prism.max_upload,
-                                     api.check_session, reactor)
     listeners += http_services(reactor, config.http.listen, api.resource(), "prism",
                                max_body=config.http.max_body, request_factory=factory)
     for listener in listeners:

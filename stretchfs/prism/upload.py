@@ -1,13 +1,13 @@
 """Streaming multipart intake: each file part goes to a temp file while hashed.
 
 twisted.web buffers a whole request body before a handler runs.  For
-`POST /content/upload` the prism's Site uses `UploadRequest` instead: once
-the headers are in, it checks the session (asynchronously) and feeds every
-body chunk straight into a streaming multipart parser (streaming-form-data)
-whose targets write file parts to temp files, computing SHA1 as they go.
-The Klein handler then finds the finished parts on `request.stretchfs_upload`.
-Nothing is ever held whole in memory; temp files are removed by the handler,
-or when the connection is lost.
+`POST /content/upload` the prism's Site uses `limited_request(UploadOpener(...))`
+instead: once the headers are in, the opener checks the session
+(asynchronously) and every body chunk goes straight into a streaming multipart
+parser (streaming-form-data) whose targets write file parts to temp files
+(`FileIntake`), computing SHA1 as they go.  The Klein handler then gets the
+`MultipartUpload` with `intake_of`.  Nothing is ever held whole in memory;
+temp files are removed by the handler, or when the request ends.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import mimetypes
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable
+from typing import Any, Callable
 
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException
@@ -25,8 +25,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
-from stretchfs.prism.sinks import Backpressure, InlineSink, ThreadedSink
-from stretchfs.threads import thread_runner
+from stretchfs.web.auth import session_token
+from stretchfs.web.intake import Backpressure, Executor, FileIntake, Watermarks
 from stretchfs.web.limits import LimitedRequest
 from stretchfs.wire.identifiers import EXT_RE
 
@@ -37,7 +37,7 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS_BYTES = 1024 * 1024
 MAX_PARTS = 1000
 MAX_QUIET_BYTES = 64 * 1024
-BUFFERED_READ_BYTES = 256 * 1024
+FRAMING_BYTES = 64 * 1024
 
 
 @dataclass
@@ -94,18 +94,19 @@ class _PartTarget(BaseTarget):
 
 
 class MultipartUpload:
-    """Parses a multipart body fed in chunks; file parts land in `tmp_dir`."""
+    """Parses a multipart body fed in chunks; file parts land in `tmp_dir`, hashed and
+    written on `run`, the connection paused through `flow` while that falls behind.
 
-    def __init__(self, content_type: str, tmp_dir: str, max_bytes: int,
-                 prefix: str = "stretchfs-upload-",
-                 offload: tuple[Callable[..., Deferred[Any]], Callable[[], None],
-                                Callable[[], None]] | None = None) -> None:
+    An error of the body (malformed, a field too large) is kept in `error` and
+    the rest of the body dropped; only a body past `max_bytes` plus its form
+    fields is refused while it comes (`write` raises).
+    """
+
+    def __init__(self, content_type: str, tmp_dir: str, max_bytes: int, *, run: Executor,
+                 flow: Backpressure, prefix: str = "stretchfs-upload-") -> None:
         self.fields: dict[str, str] = {}
-        self._run: Callable[..., Deferred[Any]] | None = None
-        self._flow: Backpressure | None = None
-        if offload is not None:
-            self._run = offload[0]
-            self._flow = Backpressure(offload[1], offload[2])
+        self._run = run
+        self._flow = flow
         self._closing: list[Deferred[Any]] = []
         self.files: list[UploadedFile] = []
         self.error: StretchFSError | None = None
@@ -117,15 +118,16 @@ class MultipartUpload:
         self._name = ""
         self._filename: str | None = None
         self._content_type = ""
-        self._sink: Any = None
-        self._path = ""
-        self._size = 0
+        self._sink: FileIntake | None = None
         self._value: list[bytes] = []
         self._parts = 0
-        self._closed = False
         self._quiet_bytes = 0  # fed since the parser last reported anything
         self._in_part = False
         self._heard = False
+        if not content_type.lower().startswith("multipart/form-data"):
+            self._parser = None
+            self.error = InvalidInput("expected a multipart/form-data body")
+            return
         try:
             self._parser = StreamingFormDataParser({"Content-Type": content_type})
         except ParseFailedException as exc:
@@ -151,13 +153,9 @@ class MultipartUpload:
         if not self._filename:  # no file chosen in a browser form: filename=""
             self._value = []
             return
-        fd, self._path = tempfile.mkstemp(prefix=self._prefix, dir=self._tmp_dir)
-        handle = os.fdopen(fd, "wb")
-        if self._run is None or self._flow is None:
-            self._sink = InlineSink(handle)
-        else:
-            self._sink = ThreadedSink(handle, self._run, self._flow)
-        self._size = 0
+        fd, path = tempfile.mkstemp(prefix=self._prefix, dir=self._tmp_dir)
+        self._sink = FileIntake(path, os.fdopen(fd, "wb"), self._run, self._flow,
+                                max_bytes=self._max, what="upload")
 
     def _part_data(self, chunk: bytes) -> None:
         self._heard = True
@@ -170,9 +168,6 @@ class MultipartUpload:
             if self._field_bytes > MAX_FIELDS_BYTES:
                 raise PayloadTooLarge("form fields larger than {} bytes".format(MAX_FIELDS_BYTES))
             return
-        self._size += len(chunk)
-        if self._size > self._max:
-            raise PayloadTooLarge("upload larger than {} bytes".format(self._max))
         self._sink.write(chunk)
 
     def _finish_part(self) -> None:
@@ -182,14 +177,13 @@ class MultipartUpload:
             self.fields[self._name] = b"".join(self._value).decode("utf-8", "replace")
             self._value = []
             return
+        sink, self._sink = self._sink, None
         part = UploadedFile(
             field=self._name, filename=self._filename or "",
-            mimetype=self._content_type or "application/octet-stream", path=self._path,
-            sha1="", size=self._size)
+            mimetype=self._content_type or "application/octet-stream", path=sink.path,
+            sha1="", size=sink.size)
         self.files.append(part)
-        d = self._sink.close()
-        self._sink = None
-        self._path = ""
+        d = sink.finish()
 
         def hashed(sha1: str) -> None:
             part.sha1 = sha1
@@ -197,9 +191,15 @@ class MultipartUpload:
         self._closing.append(d.addCallback(hashed))
 
     # -- feeding ---------------------------------------------------------------
-    def feed(self, data: bytes) -> None:
-        """Consume a chunk of the body; after an error the rest is dropped."""
+    def write(self, data: bytes) -> None:
+        """Consume a chunk of the body; after an error the rest is dropped.  PayloadTooLarge
+        once the body passes one file at the limit plus form fields and framing."""
         self.received += len(data)
+        limit = self._max + MAX_FIELDS_BYTES + FRAMING_BYTES
+        if self.received > limit:
+            error = PayloadTooLarge("upload larger than {} bytes".format(self._max))
+            self.fail(error)
+            raise error
         if self.error is not None or self._parser is None:
             return
         try:
@@ -225,6 +225,11 @@ class MultipartUpload:
         for part in self.files:
             _unlink(part.path)
 
+    def abandon(self) -> None:
+        """The client went away mid-body: remove every temp file."""
+        self.fail(InvalidInput("connection lost"))
+        self.cleanup()
+
     def _fail(self, error: StretchFSError) -> None:
         if self.error is None:
             self.error = error
@@ -249,16 +254,12 @@ class MultipartUpload:
             raise self.error
 
     def _drop_open_part(self) -> None:
-        if self._sink is not None:
-            self._sink.cancel()
-            self._sink = None
-        if self._path:
-            _unlink(self._path)
-            self._path = ""
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.abandon()
 
     def cleanup(self) -> None:
         """Remove every temp file (idempotent)."""
-        self._closed = True
         self._drop_open_part()
         for part in self.files:
             _unlink(part.path)
@@ -273,116 +274,46 @@ def _unlink(path: str) -> None:
         log.warn("cannot remove temp file {path}: {error}", path=path, error=str(exc))
 
 
-def parse_buffered(content: BinaryIO | None, content_type: str, tmp_dir: str,
-                   max_bytes: int) -> MultipartUpload:
-    """Parse a body twisted.web already buffered (requests without UploadRequest)."""
-    upload = MultipartUpload(content_type, tmp_dir, max_bytes)
-    if content is not None:
-        content.seek(0)
-        for _ in range(1 << 40):
-            data = content.read(BUFFERED_READ_BYTES)
-            if not data:
-                break
-            upload.feed(data)
-    return upload
+class UploadOpener:
+    """Opens the `MultipartUpload` of a `POST /content/upload` (see `limited_request`).
 
-
-class UploadRequest(LimitedRequest):
-    """A Request that streams `POST /content/upload` bodies into a MultipartUpload.
-
-    Class attributes are set by `upload_request_factory`.
+    A declared length over the limit is refused at once; the session is
+    checked with `check_session` while the body comes, and a bad one refuses
+    the request if the body is still coming.  Parts are hashed and written on
+    `run`, the connection paused past the `marks`.
     """
 
-    tmp_dir: str = ""
-    max_bytes: int = 0
-    check_session: Callable[[str | None], Deferred[Any]] | None = None
-    reactor: Any = None
-    _parsePOSTFormSubmission = False
-    stretchfs_upload: MultipartUpload | None = None
+    def __init__(self, tmp_dir: str, max_bytes: int,
+                 check_session: Callable[[str | None], Deferred[Any]], *, run: Executor,
+                 marks: Watermarks = Watermarks()) -> None:
+        self._tmp_dir = tmp_dir or tempfile.gettempdir()
+        self._max = max_bytes
+        self._check_session = check_session
+        self._run = run
+        self._marks = marks
 
-    def gotLength(self, length: int | None) -> None:
-        """Headers are in: decide whether to stream this body."""
-        channel = self.channel
-        command = getattr(channel, "_command", b"")
-        path = getattr(channel, "_path", b"").split(b"?", 1)[0]
-        ctype = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
-        if command.upper() != b"POST" or path != UPLOAD_PATH or \
-                not ctype.lower().startswith(b"multipart/form-data"):
-            super().gotLength(length)
-            return
-        import io
-
-        self.content = io.BytesIO()
-        upload = MultipartUpload(ctype.decode("latin-1"), self.tmp_dir or tempfile.gettempdir(),
-                                 self.max_bytes, offload=self._offload())
-        self.stretchfs_upload = upload
-        # Whatever happens to the request (answered, refused, cut), its temp files go.
-        self.notifyFinish().addBoth(lambda _: upload.cleanup())
-        if length is not None and length > self._max_body():
-            message = "upload larger than {} bytes".format(self.max_bytes)
-            upload.fail(PayloadTooLarge(message))
-            self.refuse_now(PayloadTooLarge(message))
-            return
-        if self.check_session is not None:
-            from stretchfs.web.auth import session_token
-
-            d = self.check_session(session_token(self))
-            d.addErrback(self._session_refused, upload)
-
-    def _max_body(self) -> int:
-        """The largest whole body: one file at the limit plus form fields and framing."""
-        return self.max_bytes + MAX_FIELDS_BYTES + 64 * 1024
-
-    def _offload(self) -> Any:
-        """(run in thread, pause reading, resume reading), or None without a thread pool."""
-        run = thread_runner(self.reactor) if self.reactor is not None else None
-        if run is None:
+    def __call__(self, request: LimitedRequest, length: int | None) -> MultipartUpload | None:
+        """The upload of `request` (None for other requests)."""
+        if request.head() != (b"POST", UPLOAD_PATH):
             return None
-        transport = self.channel.transport
-        return run, transport.pauseProducing, transport.resumeProducing
+        if length is not None and length > self._max + MAX_FIELDS_BYTES + FRAMING_BYTES:
+            raise PayloadTooLarge("upload larger than {} bytes".format(self._max))
+        ctype = request.getHeader(b"content-type") or b""
+        upload = MultipartUpload(ctype.decode("latin-1"), self._tmp_dir, self._max,
+                                 run=self._run, flow=Backpressure(request.transport, self._marks))
+        # Whatever happens to the request (answered, refused, cut), its temp files go.
+        request.notifyFinish().addBoth(lambda _: upload.cleanup())
+        self._check_session(session_token(request)).addErrback(
+            self._session_refused, request, upload)
+        return upload
 
-    def _session_refused(self, failure: Any, upload: MultipartUpload) -> None:
+    @staticmethod
+    def _session_refused(failure: Any, request: LimitedRequest,
+                         upload: MultipartUpload) -> None:
         """No valid session: stop writing, and answer now if the body is still coming."""
         error = failure.value
         if not isinstance(error, StretchFSError):
             error = Unauthorized("invalid session")
         upload.fail(error)
-        if not self.body_received:
-            self.refuse_now(error)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        """Feed the parser (streaming) or buffer as usual."""
-        upload = self.stretchfs_upload
-        if upload is None:
-            super().handleContentChunk(data)
-        elif not self.refused:
-            upload.feed(data)
-            if upload.received > self._max_body():
-                message = "upload larger than {} bytes".format(self.max_bytes)
-                upload.fail(PayloadTooLarge(message))
-                self.refuse_now(PayloadTooLarge(message))
-
-    def connectionLost(self, reason: Any) -> None:
-        """The client went away mid-body: remove the upload's temp files.
-
-        Once the whole body is in, the handler owns them (it is cancelled and
-        cleans up in its `finally`): removing them here would make the
-        replication it is running fail store after store.
-        """
-        upload = self.stretchfs_upload
-        if upload is not None and not self.finished and not self.body_received:
-            upload.fail(InvalidInput("connection lost"))
-            upload.cleanup()
-        super().connectionLost(reason)
-
-
-def upload_request_factory(tmp_dir: str, max_bytes: int,
-                           check_session: Callable[[str | None], Deferred[Any]] | None,
-                           reactor: Any = None) -> type[UploadRequest]:
-    """A Site `requestFactory` streaming uploads into `tmp_dir`.
-
-    With a `reactor` that has a thread pool, hashing and writing run in it.
-    """
-    return type("PrismUploadRequest", (UploadRequest,), {
-        "tmp_dir": tmp_dir, "max_bytes": max_bytes, "reactor": reactor,
-        "check_session": staticmethod(check_session) if check_session else None})
+        if not request.body_received:
+            request.refuse_now(error)

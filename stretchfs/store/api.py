@@ -13,13 +13,15 @@ from stretchfs.config import StoreConfig
 from stretchfs.errors import InvalidInput, NotFound, NotReady
 from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
-from stretchfs.store.content import EXT_HEADER, ContentService
+from stretchfs.store.content import ContentService
 from stretchfs.store.delivery import FileStreamer, content_type
-from stretchfs.store.layout import parse_name
+from stretchfs.store.upload import PutUpload
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
 from stretchfs.web.jsonio import read_json_object, write_json
+from stretchfs.web.limits import intake_of
+from stretchfs.wire.store import EXT_HEADER
 
 MAX_EXISTS_HASHES = 10_000
 
@@ -72,14 +74,9 @@ class StoreAPI:
     @app.route("/content/put/<path:name>", methods=["PUT"])
     @cluster_key_required
     async def put_content(self, request: Any, name: str) -> bytes:
-        """Store a body under `<sha1>.<ext>` after checking its SHA1."""
-        parse_name(name)
-        if getattr(request, "streamed", False):
-            upload = request.claim_upload()
-        else:
-            upload = self.content.begin_buffered(request, name)
-        if upload is None:
-            raise InvalidInput("upload was not received")
+        """Store a body under `<sha1>.<ext>` after checking its SHA1 (the body was
+        streamed into a `PutUpload` by `PutReceiver.open_request`)."""
+        upload = intake_of(request, PutUpload)
         stored, created = await self.content.commit(upload)
         return write_json(request, {"hash": stored.sha1, "sha1": stored.sha1, "ext": stored.ext,
                                     "size": stored.size, "existed": not created}, 201)

@@ -19,23 +19,22 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from stretchfs.errors import (
+    InsufficientStorage,
     InvalidInput,
     NotFound,
     PeerUnavailable,
-    StretchFSError,
     UpstreamError,
 )
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
-from stretchfs.store.upload import PutReceiver, PutUpload, ResponseSink
-from stretchfs.wire.http import Deadline, discard_body
+from stretchfs.store.upload import PutReceiver, PutUpload
+from stretchfs.wire.store import StoreClient
 
 log = Logger()
 
 DISK_CHECK_SECONDS = 10.0
-EXT_HEADER = b"X-StretchFS-Ext"
 
 
 class DiskMonitor(Service):
@@ -114,8 +113,8 @@ class ContentService:
 
     def __init__(self, store: ContentStore, receiver: PutReceiver,
                  publisher: InventoryPublisher, *, stats: StoreStats, guard: SyncGuard,
-                 disk: DiskMonitor, run_blocking: Callable[..., Deferred], http: Any,
-                 peers: Any, cluster_key: str, timeout: float, clock: Any) -> None:
+                 disk: DiskMonitor, run_blocking: Callable[..., Deferred],
+                 store_client: Callable[[Any], StoreClient], peers: Any) -> None:
         self.store = store
         self.receiver = receiver
         self.publisher = publisher
@@ -123,11 +122,8 @@ class ContentService:
         self.guard = guard
         self.disk = disk
         self._run_blocking = run_blocking
-        self._http = http
+        self._store_client = store_client
         self._peers = peers
-        self._auth = {b"Authorization": [b"Bearer " + cluster_key.encode("utf-8")]}
-        self._timeout = timeout
-        self._clock = clock
         self._hash_locks: dict[str, DeferredLock] = {}
 
     @contextlib.asynccontextmanager
@@ -152,13 +148,16 @@ class ContentService:
         disk is always journaled.
         """
         try:
-            await _shielded(Deferred.fromCoroutine(upload.finish()))
+            digest = await _shielded(upload.finish())
+        except OSError as exc:
+            upload.abandon()
+            log.error("write of {sha1} failed: {error}", sha1=upload.sha1, error=str(exc))
+            raise InsufficientStorage("cannot write to this store") from None
         except BaseException:
-            upload.abort()
+            upload.abandon()
             raise
-        digest = upload.hexdigest()
         if digest != upload.sha1:
-            upload.abort()
+            upload.abandon()
             log.warn("PUT of {sha1} refused: body hashes to {digest}", sha1=upload.sha1,
                      digest=digest)
             raise InvalidInput("SHA1 mismatch: the body hashes to {}".format(digest))
@@ -174,30 +173,10 @@ class ContentService:
     async def _link_and_record(self, upload: PutUpload) -> tuple[StoredFile, bool]:
         with self.guard.changing(upload.sha1):
             async with self._exclusive(upload.sha1):
-                stored, created = await self._run_blocking(self.store.commit, upload.temp_path,
+                stored, created = await self._run_blocking(self.store.commit, upload.path,
                                                            upload.sha1, upload.ext)
                 await self.publisher.record([_add_change(stored)])
         return stored, created
-
-    def begin_buffered(self, request: Any, name: str) -> PutUpload:
-        """An upload fed from a body twisted.web already buffered (no streaming Request)."""
-        content = request.content
-        length = None
-        if content is not None:
-            content.seek(0, 2)
-            length = content.tell()
-            content.seek(0)
-        upload = self.receiver.begin(request, name, length)
-        try:
-            while content is not None:
-                chunk = content.read(256 * 1024)
-                if not chunk:
-                    break
-                upload.write(chunk)
-        except BaseException:
-            upload.abort()
-            raise
-        return upload
 
     # -- removals --------------------------------------------------------------
     async def remove(self, sha1: str) -> int:
@@ -253,33 +232,21 @@ class ContentService:
             raise NotFound("unknown store {}".format(source))
         if not self._peers.is_available(source):
             raise PeerUnavailable("store {} is unavailable".format(source))
-        with Deadline(self._clock, self._timeout, record.url) as deadline:
-            response = await deadline.response(self._http.post(
-                record.url + "/content/download", json={"hash": sha1}, headers=self._auth))
-            if response.code == 404:
-                await deadline.read(response, 64 * 1024)
-                raise NotFound("store {} does not hold {}".format(source, sha1))
-            if response.code != 200:
-                body = await deadline.read(response, 64 * 1024)
-                raise UpstreamError(response.code, body, record.url)
-        if ext is None:
-            header = response.headers.getRawHeaders(EXT_HEADER, [b""])[0].decode("latin-1")
-            ext = check_ext(header)
-        length = response.length if isinstance(response.length, int) else None
+
+        def open_upload(sent_ext: str, length: int | None, producer: Any) -> PutUpload:
+            return self.receiver.open(sha1, ext or check_ext(sent_ext), length, producer)
+
         try:
-            self.receiver.check_size(length)
-        except StretchFSError:
-            discard_body(response)
+            upload = await self._store_client(record).download(sha1, open_upload)
+        except UpstreamError as exc:
+            if exc.code == 404:
+                raise NotFound("store {} does not hold {}".format(source, sha1)) from None
             raise
-        name_ext: str = ext
-        sink = ResponseSink(
-            lambda transport: self.receiver.open(sha1, name_ext, length, transport),
-            clock=self._clock, idle_timeout=self._timeout)
-        response.deliverBody(sink)
-        try:
-            upload = await sink.done
         except PeerUnavailable as exc:
             raise PeerUnavailable("download from {} failed: {}".format(source, exc)) from None
+        except OSError as exc:
+            log.error("write of a fetched content failed: {error}", error=str(exc))
+            raise InsufficientStorage("cannot write to this store") from None
         stored, created = await self.commit(upload)
         log.info("fetched {sha1} from {source}", sha1=sha1, source=source)
         return stored, created

@@ -6,7 +6,6 @@ import os
 from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stretchfs.config import StoreConfig
@@ -24,11 +23,13 @@ from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats, StoreStatsCollector
-from stretchfs.store.upload import PutReceiver, request_factory
-from stretchfs.threads import thread_runner
+from stretchfs.store.upload import PutReceiver
+from stretchfs.threads import RunBlocking
+from stretchfs.web.limits import LimitedRequest, limited_request
 from stretchfs.web.listen import ListeningService
 from stretchfs.wire.master import MasterClient
 from stretchfs.wire.signing import delivery_secret
+from stretchfs.wire.store import StoreClient
 
 log = Logger()
 ROOT_REASON = "root"
@@ -114,7 +115,7 @@ class StoreService(MultiService):
 
     def __init__(self, *, api: StoreAPI, root_resource: StoreRoot, content: ContentService,
                  publisher: InventoryPublisher, sync: InventorySyncService, disk: DiskMonitor,
-                 peers: Peers) -> None:
+                 peers: Peers, request_factory: type[LimitedRequest]) -> None:
         super().__init__()
         self.api = api
         self.root_resource = root_resource
@@ -123,19 +124,21 @@ class StoreService(MultiService):
         self.sync = sync
         self.disk = disk
         self.peers = peers
+        self.request_factory = request_factory
 
 
 def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore, http: Any,
-                        udp: bool, peers: Peers | None = None, master: Any = None,
-                        run_blocking: Callable[..., Deferred] | None = None) -> StoreService:
+                        udp: bool, run_blocking: RunBlocking, peers: Peers | None = None,
+                        master: Any = None,
+                        call_from_thread: Callable[..., Any] | None = None) -> StoreService:
     """The store: content on one disk, served over HTTP, inventory published to the master.
 
-    `master` defaults to a `MasterClient` on `http`; `run_blocking` (how
-    fsync, renames and scans leave the reactor thread) defaults to the
-    reactor's threadpool, and then PUT bodies are also hashed and written
-    in a thread per upload (given a `run_blocking`, as unit tests do,
-    everything stays on the calling thread).  Without `udp` (a reactor that
-    cannot listen on UDP) the ping net is not built.
+    `master` defaults to a `MasterClient` on `http`.  `run_blocking` is how
+    fsync, renames, scans and the hashing and writing of bodies leave the
+    reactor thread (the reactor's thread pool; unit tests pass an inline
+    executor), and `call_from_thread` how that work reports back (default:
+    a direct call).  Without `udp` (a reactor that cannot listen on UDP) the
+    ping net is not built.
     """
     readiness = Readiness()
     registry = new_registry()
@@ -143,9 +146,6 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     if master is None:
         master = MasterClient(http, config.cluster.master_url, config.cluster.key,
                               config.cluster.request_timeout, reactor)
-    threaded_writes = run_blocking is None
-    run_blocking = run_blocking or thread_runner(reactor)
-    assert run_blocking is not None, "the store needs a reactor with a thread pool"
     store = ContentStore(config.store.root)
     journal = Journal(store.journal_dir)
     stats = StoreStats()
@@ -153,19 +153,19 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     disk = DiskMonitor(store, config.store.min_free, reactor)
     receiver = PutReceiver(store, cluster_key=config.cluster.key,
                            max_put=config.store.max_put, min_free=config.store.min_free,
-                           reactor=reactor if threaded_writes else None, on_full=disk.check)
+                           run=run_blocking, on_full=disk.check)
     publisher = InventoryPublisher(journal, master, config.node.name, clock=reactor,
                                    batch_size=config.inventory.batch_size,
                                    run_blocking=run_blocking)
     content = ContentService(store, receiver, publisher, stats=stats, guard=guard, disk=disk,
-                             run_blocking=run_blocking, http=http, peers=peers,
-                             cluster_key=config.cluster.key,
-                             timeout=config.cluster.request_timeout, clock=reactor)
+                             run_blocking=run_blocking, peers=peers,
+                             store_client=lambda record: StoreClient(
+                                 http, record.url, config.cluster.key,
+                                 config.cluster.request_timeout, reactor))
     sync = InventorySyncService(store, journal, master, config.node.name, clock=reactor,
                                 interval=config.inventory.interval, run_blocking=run_blocking,
                                 stats=stats, guard=guard, on_synced=publisher.kick,
-                                call_from_thread=(reactor.callFromThread if threaded_writes
-                                                  else None))
+                                call_from_thread=call_from_thread)
     registry.register(StoreStatsCollector(stats, lambda: journal.pending))
     listeners: list[ListeningService] = []  # filled below, read by the registration
     net, registration = build_ping_net(config, reactor=reactor, redis=redis, master=master,
@@ -176,8 +176,9 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
                    content=content, pingnet=net)
     delivery = DeliveryResource(store.root, delivery_secret(config.cluster.key), reactor, stats)
     root = StoreRoot(delivery, api.app.resource())
+    factory = limited_request(receiver.open_request)
     top = StoreService(api=api, root_resource=root, content=content, publisher=publisher,
-                       sync=sync, disk=disk, peers=peers)
+                       sync=sync, disk=disk, peers=peers, request_factory=factory)
 
     PrepareRoot(store, journal, readiness, reactor,
                 config.store.mount_check).setServiceParent(top)
@@ -185,8 +186,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
     listeners += http_services(reactor, config.http.listen, root, "store",
-                               max_body=config.http.max_body,
-                               request_factory=request_factory(receiver))
+                               max_body=config.http.max_body, request_factory=factory)
     for listener in listeners:
         listener.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)

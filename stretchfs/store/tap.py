@@ -19,6 +19,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from stretchfs.redisstore import connect_cluster_redis
+    from stretchfs.threads import thread_runner
     from stretchfs.wire.http import make_http_client
 
     config = options.settings
@@ -27,4 +28,6 @@ def makeService(options: Options) -> IService:
 
     return build_store_service(config, reactor=reactor, redis=redis, udp=True,
                                http=make_http_client(reactor, ca_file=config.tls.ca_file),
-                               peers=Peers(self_name=config.node.name))
+                               peers=Peers(self_name=config.node.name),
+                               run_blocking=thread_runner(reactor),
+                               call_from_thread=reactor.callFromThread)

@@ -7,8 +7,12 @@ client could fill the disk with one request, and a refused upload would
 still cost its whole transfer.  `LimitedRequest` refuses a body whose
 declared length passes the site's `max_body` as soon as the headers are in,
 and a body without a declared length (chunked) once it grows past it.
-Streaming subclasses (store PUTs, prism uploads) refuse the same way
-through `refuse_now`.
+
+Bodies a role streams (store PUTs, prism uploads) bypass that buffer: the
+request class made by `limited_request(opener)` asks `opener(request, length)`,
+as soon as the headers are in, for an `Intake` that takes each chunk as it
+arrives; an opener or intake raising a StretchFSError refuses the request at
+once (`refuse_now`).  The handler gets the intake with `intake_of`.
 
 twisted.web's `HTTPChannel` drops the connection without a word when the
 request line or a header line passes `MAX_LENGTH` (16 KiB), and answers a
@@ -29,7 +33,7 @@ plain HTTP there are refused by OpenSSL at once.
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -37,13 +41,14 @@ from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from stretchfs.errors import PayloadTooLarge, StretchFSError
+from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError
 from stretchfs.web.errormap import status_for
+from stretchfs.web.intake import Intake
 from stretchfs.web.jsonio import encode_json
 
-# How long a refused request's remaining body is still read (and dropped)
-# before the connection closes: a client that sends its whole body before
-# reading sees the answer instead of a connection reset (nginx's
+# The default of how long a refused request's remaining body is still read
+# (and dropped) before the connection closes: a client that sends its whole
+# body before reading sees the answer instead of a connection reset (nginx's
 # "lingering close").
 LINGER_SECONDS = 10.0
 # How long a client on a TLS listener may take to complete its handshake.
@@ -53,18 +58,46 @@ _TLS_HANDSHAKE_BYTE = b"\x16"
 # Reason phrases twisted.web lacks or words the old way (RFC 9110, RFC 6585).
 _REASONS = {414: "URI Too Long", 431: "Request Header Fields Too Large"}
 
+T = TypeVar("T")
+IntakeOpener = Callable[["LimitedRequest", "int | None"], "Intake | None"]
+
 
 class LimitedRequest(Request):
-    """Keeps at most `channel.site.max_body` bytes of a request body."""
+    """Keeps at most `channel.site.max_body` bytes of a request body, or streams it
+    into the `Intake` its opener gives (see `limited_request`)."""
 
+    opener: IntakeOpener | None = None
+    linger_seconds = LINGER_SECONDS
     refused = False
     body_received = False
+    _intake: Intake | None = None
     _body_limit: int | None = None
     _body_seen = 0
     _timer: Any = None  # linger, then abort, of a refused request
 
+    def head(self) -> tuple[bytes, bytes]:
+        """The method (upper case) and path (query dropped) of the request line.
+
+        twisted.web sets `method` and `path` only once the whole body is in
+        (`requestReceived`); until then its `HTTPChannel` keeps them in
+        `_command` and `_path`.  This is the one place that reads them.
+        """
+        command = getattr(self.channel, "_command", None) or b""
+        path = getattr(self.channel, "_path", None) or b""
+        return command.upper(), path.split(b"?", 1)[0]
+
     def gotLength(self, length: int | None) -> None:
-        """Refuse at once a declared length over the limit; otherwise buffer as usual."""
+        """Open the body's intake, or refuse at once a declared length over the limit,
+        or buffer as usual."""
+        if self.opener is not None:
+            self.content = io.BytesIO()  # what twisted.web reads once the body is in
+            try:
+                self._intake = self.opener(self, length)
+            except StretchFSError as exc:
+                self.refuse_now(exc)
+                return
+            if self._intake is not None:
+                return
         site = getattr(self.channel, "site", None)
         self._body_limit = getattr(site, "max_body", None)
         self._body_seen = 0
@@ -74,8 +107,18 @@ class LimitedRequest(Request):
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
-        """Store a chunk unless the request was refused or the body passed the limit."""
+        """Stream a chunk into the intake, or store it unless the request was refused
+        or the body passed the limit."""
         if self.refused:
+            return
+        intake = self._intake
+        if intake is not None:
+            try:
+                intake.write(data)
+            except StretchFSError as exc:
+                self._intake = None
+                intake.abandon()
+                self.refuse_now(exc)
             return
         self._body_seen += len(data)
         if self._body_limit is not None and self._body_seen > self._body_limit:
@@ -91,9 +134,9 @@ class LimitedRequest(Request):
         """Answer `error` at once, before the rest of the body, and close.
 
         No `100 Continue` is sent.  What the client still sends is read and
-        dropped until the body ends or `LINGER_SECONDS` pass; then the
+        dropped until the body ends or `linger_seconds` pass; then the
         connection closes (aborted if the client does not take the answer
-        within another `LINGER_SECONDS`).  The route handler never runs.
+        within another `linger_seconds`).  The route handler never runs.
         """
         channel = self.channel
         if self.refused or channel is None or self._disconnected:
@@ -106,7 +149,7 @@ class LimitedRequest(Request):
             previous.close()
         code = status_for(error) or 500
         channel.transport.write(_closing_answer(code, str(error) or error.__class__.__name__))
-        self._timer = channel.callLater(LINGER_SECONDS, self._close_refused)
+        self._timer = channel.callLater(self.linger_seconds, self._close_refused)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         """The whole body is in: close a refused request, else process it as usual."""
@@ -119,7 +162,7 @@ class LimitedRequest(Request):
     def _close_refused(self) -> None:
         self._cancel_timer()
         if self.channel is not None:
-            self._timer = _close_lingering(self.channel)
+            self._timer = _close_lingering(self.channel, self.linger_seconds)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -127,9 +170,28 @@ class LimitedRequest(Request):
         self._timer = None
 
     def connectionLost(self, reason: Any) -> None:
-        """Forget the timer of a refused request."""
+        """Forget the timer of a refused request; abandon an incomplete body's intake."""
         self._cancel_timer()
+        intake, self._intake = self._intake, None
+        if intake is not None and not self.body_received:
+            intake.abandon()
         super().connectionLost(reason)
+
+
+def limited_request(opener: IntakeOpener | None = None, *,
+                    linger_seconds: float = LINGER_SECONDS) -> type[LimitedRequest]:
+    """A Site `requestFactory`: `LimitedRequest`s streaming the bodies `opener` takes."""
+    return type("BoundLimitedRequest", (LimitedRequest,), {
+        "opener": staticmethod(opener) if opener is not None else None,
+        "linger_seconds": linger_seconds})
+
+
+def intake_of(request: Any, kind: type[T]) -> T:
+    """The `kind` intake that took `request`'s body; InvalidInput when it had none."""
+    intake = getattr(request, "_intake", None) if isinstance(request, LimitedRequest) else None
+    if not isinstance(intake, kind):
+        raise InvalidInput("the request body was not received")
+    return intake
 
 
 @implementer(IHandshakeListener)
@@ -138,6 +200,7 @@ class LimitedChannel(HTTPChannel):
     a TLS handshake on a plain listener gets a 400, a stalled one on a TLS listener
     is dropped."""
 
+    linger_seconds = LINGER_SECONDS
     _refused_timer: Any = None
     _handshake_timer: Any = None
     _first_data = True
@@ -193,10 +256,10 @@ class LimitedChannel(HTTPChannel):
         self.clearLineBuffer()
         self.dataReceived = lambda data: None  # type: ignore[method-assign]
         self.setTimeout(None)
-        self._refused_timer = self.callLater(LINGER_SECONDS, self._close_refused)
+        self._refused_timer = self.callLater(self.linger_seconds, self._close_refused)
 
     def _close_refused(self) -> None:
-        self._refused_timer = _close_lingering(self)
+        self._refused_timer = _close_lingering(self, self.linger_seconds)
 
     def _cancel_handshake_timer(self) -> None:
         if self._handshake_timer is not None and self._handshake_timer.active():
@@ -223,10 +286,15 @@ def _closing_answer(code: int, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
-def _close_lingering(channel: HTTPChannel) -> Any:
+def limited_channel(linger_seconds: float = LINGER_SECONDS) -> type[LimitedChannel]:
+    """A Site `protocol`: `LimitedChannel`s lingering `linger_seconds` after a refusal."""
+    return type("BoundLimitedChannel", (LimitedChannel,), {"linger_seconds": linger_seconds})
+
+
+def _close_lingering(channel: HTTPChannel, linger_seconds: float) -> Any:
     """Close `channel`; abort it if the client has not taken the answer within
-    `LINGER_SECONDS`.  Returns the abort timer."""
+    `linger_seconds`.  Returns the abort timer."""
     # The channel's own loseConnection also unregisters it as the
     # transport's producer, or a paused channel could keep it open.
     channel.loseConnection()
-    return channel.callLater(LINGER_SECONDS, channel.transport.abortConnection)
+    return channel.callLater(linger_seconds, channel.transport.abortConnection)

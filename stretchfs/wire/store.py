@@ -1,16 +1,18 @@
-"""`StoreClient`: the store routes other roles call (put, exists, remove).
+"""`StoreClient`: the store routes other roles call (put, download, exists, remove).
 
 A PUT streams the file from disk in chunks through a push producer, so a
 100 GiB upload never sits in memory.  Every call has an idle `Deadline`: it
 fails when no byte was sent or received for `timeout` seconds (a store that
 stopped taking the body, or takes longer than `timeout` to answer after the
-last byte), and the connection is dropped.  Failures surface as
+last byte), and the connection is dropped.  A download streams the body into
+an intake (`web/intake.py`) the caller opens, with the same idle limit.
+Failures surface as
 `PeerUnavailable` (unreachable, stalled) or `UpstreamError` (non-2xx).
 """
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
@@ -19,10 +21,13 @@ from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
+from stretchfs.web.intake import BodyReceiver, IntakeT
 from stretchfs.web.jsonio import decode_json
 from stretchfs.wire.http import JsonClient
 
 PUT_CHUNK_BYTES = 256 * 1024
+# The store's own name of the extension of a content it sends (`/content/download`).
+EXT_HEADER = b"X-StretchFS-Ext"
 
 
 @implementer(IBodyProducer)
@@ -126,6 +131,23 @@ class StoreClient:
             return decode_json(body) if body else {}
         except ValueError:
             raise UpstreamError(response.code, body[:200], url) from None
+
+    async def download(self, sha1: str,
+                       opener: Callable[[str, int | None, Any], IntakeT]) -> IntakeT:
+        """Stream the store's copy of `sha1` into the intake `opener(ext, length,
+        producer)` opens (`ext` as the store names it, `length` when announced);
+        the intake, once the whole body is in.  UpstreamError for a non-2xx (404:
+        not held there); PeerUnavailable when unreachable, cut short or silent for
+        `timeout` seconds; what the opener or the intake raised."""
+        with self._json.deadline() as deadline:
+            response = await self._json.request(deadline, "POST", "/content/download",
+                                                {"hash": sha1})
+        ext = response.headers.getRawHeaders(EXT_HEADER, [b""])[0].decode("latin-1")
+        length = response.length if isinstance(response.length, int) else None
+        receiver = BodyReceiver(lambda producer: opener(ext, length, producer),
+                                clock=self._json.clock, idle_timeout=self.timeout)
+        response.deliverBody(receiver)
+        return await receiver.done
 
     async def exists(self, hashes: list[str], timeout: float | None = None) -> dict[str, Any]:
         """`{hash: {"exists", "ext", "size"}}` for each of `hashes`."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from treq.testing import StubTreq
+from twisted.internet.defer import maybeDeferred
 
 from stretchfs.wire.master import MasterClient
 from tests.fakes import FakeRedisStore
@@ -109,12 +110,14 @@ def make_prism(tmp_path: Any, *, start: bool = True, extra: str = "", stores: An
     master_client = MasterClient(network, "http://master", CLUSTER_KEY, 10.0, clock)
     service = build_prism_service(config, reactor=clock, redis=FakeRedisStore(clock), udp=False,
                                   http=network, peers=peers, master=master_client,
-                                  retrieve_agent=retrieve_agent or object(), feed_wait=5.0)
+                                  retrieve_agent=retrieve_agent or object(), feed_wait=5.0,
+                                  run_blocking=maybeDeferred)
     # The registry comes from the test, not from the fake master's /peers.
     master.peers = [{"name": n, "role": "store", "host": h, "port": 80, "ping_port": 0,
                      "zone": z, "url": "http://" + h} for n, h, z in specs]
-    prism = Prism(clock, network, master, fakes, service,
-                  StubTreq(service.api.resource()))
+    client = StubTreq(service.api.resource())
+    client._agent._serverFactory.requestFactory = service.request_factory
+    prism = Prism(clock, network, master, fakes, service, client)
     if start:
         service.startService()
         prism.pump()

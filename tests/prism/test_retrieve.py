@@ -6,7 +6,7 @@ import pytest
 import pytest_twisted
 from klein import Klein
 from treq.testing import RequestTraversalAgent
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web.client import URI
 
@@ -111,7 +111,7 @@ def test_endpoint_connects_only_to_the_checked_address() -> None:
 def _retriever(tmp_path, max_bytes=10**6):
     agent = RequestTraversalAgent(_Remote().app.resource())
     return Retriever(agent=agent, clock=MemoryReactorClock(), max_bytes=max_bytes, timeout=30,
-                     tmp_dir=str(tmp_path)), agent
+                     tmp_dir=str(tmp_path), run=maybeDeferred), agent
 
 
 def test_fetch_follows_redirects_and_hashes(tmp_path) -> None:
@@ -272,7 +272,7 @@ def test_fetch_timeout_drops_the_remote_connection(tmp_path) -> None:
             protocol.dataReceived(b"x" * 1000)
 
     retriever = Retriever(agent=None, clock=MemoryReactorClock(), max_bytes=10**7, timeout=30,
-                          tmp_dir=str(tmp_path))
+                          tmp_dir=str(tmp_path), run=maybeDeferred)
     response = _Stalling()
     d = ensureDeferred(retriever._save(response, "http://remote/slow"))
     assert not d.called
@@ -297,7 +297,6 @@ async def test_fetch_over_real_http_writes_in_threads_with_back_pressure(
     from twisted.web.resource import Resource
     from twisted.web.server import Site
 
-    from stretchfs.prism import sinks
     from stretchfs.threads import thread_runner
 
     body = os.urandom(6 * 1024 * 1024 + 5)
@@ -309,22 +308,22 @@ async def test_fetch_over_real_http_writes_in_threads_with_back_pressure(
             request.setHeader(b"Content-Type", b"video/mp4")
             return body
 
-    monkeypatch.setattr(sinks.Backpressure, "HIGH_WATER_BYTES", 512 * 1024)
-    monkeypatch.setattr(sinks.Backpressure, "LOW_WATER_BYTES", 256 * 1024)
+    from stretchfs.web.intake import Backpressure, Watermarks
+
     pauses = []
-    original_queue = sinks.Backpressure.queue
+    original_queue = Backpressure.queue
 
     def counting_queue(flow, size):
         original_queue(flow, size)
         if flow.paused:
             pauses.append(True)
 
-    monkeypatch.setattr(sinks.Backpressure, "queue", counting_queue)
+    monkeypatch.setattr(Backpressure, "queue", counting_queue)
     port = reactor.listenTCP(0, Site(_Big()), interface="127.0.0.1")
     pool = HTTPConnectionPool(reactor, persistent=False)
     retriever = Retriever(agent=Agent(reactor, pool=pool), clock=reactor,
                           max_bytes=10**9, timeout=30, tmp_dir=str(tmp_path),
-                          offload=thread_runner(reactor))
+                          run=thread_runner(reactor), marks=Watermarks(512 * 1024, 256 * 1024))
     try:
         fetched = await retriever.fetch("http://127.0.0.1:{}/v.mp4".format(port.getHost().port))
     finally:

@@ -5,17 +5,27 @@ from __future__ import annotations
 import hashlib
 import os
 
-from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 
 from stretchfs.errors import Unauthorized
-from stretchfs.prism.upload import MultipartUpload, upload_request_factory
+from stretchfs.prism.upload import MultipartUpload, UploadOpener
+from stretchfs.web.intake import Backpressure, Watermarks
+from stretchfs.web.limits import limited_request
 from tests.helpers import result_of
 from tests.prism.harness import make_prism, multipart, sha1_of
+from tests.test_intake import HeldExecutor, Producer
+
+
+def _upload(ctype: str, tmp_path, max_bytes: int, run=maybeDeferred,
+            flow: Backpressure | None = None) -> MultipartUpload:
+    """A MultipartUpload hashing and writing on `run` (inline by default)."""
+    return MultipartUpload(ctype, str(tmp_path), max_bytes, run=run,
+                           flow=flow or Backpressure(Producer(), Watermarks()))
 
 
 def test_streaming_request_hands_finished_parts_to_the_handler(tmp_path) -> None:
-    """Through UploadRequest the handler gets parsed parts and the body is never buffered."""
+    """Through the streaming request the handler gets parsed parts and the body is never
+    buffered."""
     prism = make_prism(tmp_path)
     seen = []
     api = prism.service.api
@@ -27,9 +37,7 @@ def test_streaming_request_hands_finished_parts_to_the_handler(tmp_path) -> None
         return await original(sha1, ext, path, size)
 
     api.replicator.store = spy
-    client = StubTreq(api.resource())
-    factory = upload_request_factory(api.config.prism.tmp_dir, 10**9, api.check_session)
-    client._agent._serverFactory.requestFactory = factory
+    client = prism.client
     data = os.urandom(300_000)
     body, ctype = multipart({"f": "v"}, {"file": ("a.bin", "", data)})
     d = client.request("POST", "http://prism/content/upload", data=body,
@@ -46,10 +54,10 @@ def test_streaming_request_hands_finished_parts_to_the_handler(tmp_path) -> None
 
 def test_streaming_upload_with_bad_session_writes_nothing(tmp_path) -> None:
     """A refused session at header time makes the parser drop the body (no temp file)."""
-    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**6)
+    upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**6)
     upload.fail(Unauthorized("invalid session"))
     body, _ = multipart({}, {"file": ("a.bin", "", b"x" * 1000)})
-    upload.feed(body)
+    upload.write(body)
     assert os.listdir(tmp_path) == []
     try:
         upload.finish()
@@ -63,9 +71,9 @@ def test_parser_writes_parts_in_small_chunks(tmp_path) -> None:
     """Feeding a body byte-chunk by chunk gives the same parts and hashes."""
     data = os.urandom(100_000)
     body, ctype = multipart({"a": "1"}, {"file": ("x.mp4", "video/mp4", data)})
-    upload = MultipartUpload(ctype, str(tmp_path), 10**6)
+    upload = _upload(ctype, tmp_path, 10**6)
     for start in range(0, len(body), 997):
-        upload.feed(body[start:start + 997])
+        upload.write(body[start:start + 997])
     upload.finish()
     assert upload.fields == {"a": "1"}
     [part] = upload.files
@@ -86,7 +94,8 @@ def _upload_channel(tmp_path, check_session, max_bytes: int = 10**9, clock=None)
     from twisted.web.server import Site
 
     site = Site(Resource(), reactor=clock or Clock())
-    site.requestFactory = upload_request_factory(str(tmp_path), max_bytes, check_session)
+    site.requestFactory = limited_request(UploadOpener(str(tmp_path), max_bytes, check_session,
+                                                       run=maybeDeferred), linger_seconds=10)
     channel = site.buildProtocol(None)
     transport = StringTransport()
     channel.makeConnection(transport)
@@ -162,9 +171,7 @@ def test_refused_session_after_the_body_leaves_no_temp_file(tmp_path) -> None:
     """An upload whose session the master refuses is answered 401 and its temp files go."""
     prism = make_prism(tmp_path)
     api = prism.service.api
-    client = StubTreq(api.resource())
-    client._agent._serverFactory.requestFactory = upload_request_factory(
-        api.config.prism.tmp_dir, 10**9, api.check_session)
+    client = prism.client
     body, ctype = multipart({}, {"file": ("a.bin", "", b"z" * 100_000)})
     d = client.request("POST", "http://prism/content/upload", data=body,
                        headers={"Content-Type": [ctype], "X-STRETCHFS-Token": ["u" * 64]})
@@ -181,8 +188,6 @@ def test_declared_oversize_upload_is_refused_before_the_body(tmp_path) -> None:
     the linger time (the body that still comes is dropped)."""
     from twisted.internet.task import Clock
 
-    from stretchfs.web.limits import LINGER_SECONDS
-
     clock = Clock()
     channel, transport = _upload_channel(tmp_path, lambda token: succeed({}), 1000, clock)
     channel.dataReceived(_upload_head("multipart/form-data; boundary=x", 10**9))
@@ -190,40 +195,29 @@ def test_declared_oversize_upload_is_refused_before_the_body(tmp_path) -> None:
     assert b"larger than 1000 bytes" in transport.value()
     channel.dataReceived(b"--x\r\n" + b"z" * 100_000)
     assert not transport.disconnecting
-    clock.advance(LINGER_SECONDS)
+    clock.advance(10)
     assert transport.disconnecting
     assert os.listdir(tmp_path) == []
 
 
-def test_threaded_sink_keeps_order_and_applies_back_pressure(tmp_path) -> None:
+def test_parts_are_hashed_and_written_in_order_with_back_pressure(tmp_path) -> None:
     """Blocks are hashed and written in order off the reactor; too much queued pauses reading."""
     from twisted.internet.defer import Deferred
 
-    jobs: list[tuple[Deferred, object, tuple]] = []
-    events: list[str] = []
-
-    def run(work, *args):
-        d: Deferred = Deferred()
-        jobs.append((d, work, args))
-        return d
-
-    def drain() -> None:
-        while jobs:
-            d, work, args = jobs.pop(0)
-            d.callback(work(*args))
-
-    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**9,
-                             offload=(run, lambda: events.append("pause"),
-                                      lambda: events.append("resume")))
+    run = HeldExecutor()
+    producer = Producer()
+    events = producer.events
+    upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**9, run,
+                     Backpressure(producer, Watermarks()))
     data = os.urandom(40 * 1024 * 1024)
     body, _ = multipart({}, {"file": ("big.bin", "", data)})
     for start in range(0, len(body), 65536):
-        upload.feed(body[start:start + 65536])
+        upload.write(body[start:start + 65536])
     assert set(events) == {"pause"}
     events.clear()
     d = Deferred.fromCoroutine(upload.complete())
     assert not d.called
-    drain()
+    run.drain()
     result_of(d)
     assert events == ["resume"]
     [part] = upload.files
@@ -234,25 +228,14 @@ def test_threaded_sink_keeps_order_and_applies_back_pressure(tmp_path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_threaded_sink_cancel_drops_the_file(tmp_path) -> None:
+def test_a_failed_upload_drops_its_file_once_queued_blocks_finish(tmp_path) -> None:
     """A failed upload with blocks still queued leaves no temp file once they finish."""
-    from twisted.internet.defer import Deferred
-
-    jobs: list[tuple[Deferred, object, tuple]] = []
-
-    def run(work, *args):
-        d: Deferred = Deferred()
-        jobs.append((d, work, args))
-        return d
-
-    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**9,
-                             offload=(run, lambda: None, lambda: None))
+    run = HeldExecutor()
+    upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**9, run)
     body, _ = multipart({}, {"file": ("big.bin", "", os.urandom(3 * 1024 * 1024))})
-    upload.feed(body[: len(body) // 2])
+    upload.write(body[: len(body) // 2])
     upload.fail(Unauthorized("invalid session"))
-    while jobs:
-        d, work, args = jobs.pop(0)
-        d.callback(work(*args))
+    run.drain()
     upload.cleanup()
     assert os.listdir(tmp_path) == []
 
@@ -263,13 +246,13 @@ def test_endless_part_header_is_refused_not_buffered(tmp_path) -> None:
     from stretchfs.errors import InvalidInput
     from stretchfs.prism.upload import MAX_QUIET_BYTES
 
-    upload = MultipartUpload("multipart/form-data; boundary=XyZzY0123", str(tmp_path), 10**9)
-    upload.feed(b"--XyZzY0123\r\nContent-Disposition: form-data; name=\"file\"; filename=\"")
+    upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**9)
+    upload.write(b"--XyZzY0123\r\nContent-Disposition: form-data; name=\"file\"; filename=\"")
     fed = 0
     for _ in range(1000):
         if upload.error is not None:
             break
-        upload.feed(b"a" * 16384)
+        upload.write(b"a" * 16384)
         fed += 16384
     assert isinstance(upload.error, InvalidInput)
     assert fed <= MAX_QUIET_BYTES + 16384
@@ -295,9 +278,9 @@ def test_chunked_upload_past_the_total_limit_is_refused_mid_body(tmp_path) -> No
 
 
 def _parsed(tmp_path, body: bytes, ctype: str, chunk: int = 65536) -> MultipartUpload:
-    upload = MultipartUpload(ctype, str(tmp_path), 10**9)
+    upload = _upload(ctype, tmp_path, 10**9)
     for offset in range(0, len(body), chunk):
-        upload.feed(body[offset:offset + chunk])
+        upload.write(body[offset:offset + chunk])
     return upload
 
 

@@ -107,10 +107,8 @@ def stub_for(service: Any) -> Any:
     """StubTreq on the store's root whose Site uses the streaming request class."""
     from treq.testing import StubTreq
 
-    from stretchfs.store.upload import request_factory
-
     stub = StubTreq(service.root_resource)
-    stub._agent._serverFactory.requestFactory = request_factory(service.content.receiver)
+    stub._agent._serverFactory.requestFactory = service.request_factory
     return stub
 
 
@@ -136,10 +134,8 @@ def raw_channel(service: Any, clock: Any = None) -> tuple[Any, StringTransport]:
 
     Its timers (linger after a refusal) run on `clock` when given.
     """
-    from stretchfs.store.upload import request_factory
-
     site = Site(service.root_resource, reactor=clock)
-    site.requestFactory = request_factory(service.content.receiver)
+    site.requestFactory = service.request_factory
     channel = site.buildProtocol(None)
     transport = StringTransport()
     channel.makeConnection(transport)

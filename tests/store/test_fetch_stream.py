@@ -1,5 +1,5 @@
 """Repair fetches over real loopback HTTP: the body is hashed and written in the
-upload's threads, the connection is paused when the disk falls behind, and a
+reactor's thread pool, the connection is paused when the disk falls behind, and a
 cut-short or stalled source leaves nothing behind."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from stretchfs.errors import PeerUnavailable
 from stretchfs.pingnet.peers import PeerRecord, Peers
-from stretchfs.store import upload as upload_module
 from stretchfs.store.content import ContentService, DiskMonitor
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.journal import Journal
@@ -26,6 +25,9 @@ from stretchfs.store.layout import ContentStore
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
 from stretchfs.store.upload import PutReceiver
+from stretchfs.threads import thread_runner
+from stretchfs.web.intake import Backpressure, Watermarks
+from stretchfs.wire.store import StoreClient
 from tests.helpers import CLUSTER_KEY
 from tests.store.harness import FakeMaster, direct
 
@@ -80,15 +82,15 @@ async def _fetch_from(tmp_path: Any, mode: str, *, idle_timeout: float = 30.0) -
                                    run_blocking=direct)
     publisher.startService()
     receiver = PutReceiver(store, cluster_key=CLUSTER_KEY, max_put=1 << 30, min_free=0,
-                           reactor=reactor)
+                           run=thread_runner(reactor), marks=Watermarks(64 * 1024, 16 * 1024))
     peers = Peers(self_name="store2")
     peers.set_registry([PeerRecord(name="store1", role="store", host="127.0.0.1",
                                    port=port.getHost().port, ping_port=0,
                                    url="http://127.0.0.1:{}".format(port.getHost().port))])
     content = ContentService(store, receiver, publisher, stats=StoreStats(), guard=SyncGuard(),
                              disk=DiskMonitor(store, 0, reactor), run_blocking=direct,
-                             http=treq, peers=peers, cluster_key=CLUSTER_KEY,
-                             timeout=idle_timeout, clock=reactor)
+                             peers=peers, store_client=lambda record: StoreClient(
+                                 treq, record.url, CLUSTER_KEY, idle_timeout, reactor))
     try:
         # bounded: a fetch that ignores its own deadline fails the test instead of hanging it
         outcome: Any = await Deferred.fromCoroutine(content.fetch(SHA1, None, "store1")
@@ -110,21 +112,18 @@ def _leftovers(content: ContentService) -> list[str]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_fetch_streams_through_the_upload_threads_with_back_pressure(
+async def test_fetch_streams_through_the_thread_pool_with_back_pressure(
         tmp_path, monkeypatch) -> None:
     """A fetch far above the pause threshold pauses the source and stores a verified copy."""
-    monkeypatch.setattr(upload_module, "HIGH_WATER_BYTES", 64 * 1024)
-    monkeypatch.setattr(upload_module, "LOW_WATER_BYTES", 16 * 1024)
     pauses: list[bool] = []
-    original = upload_module._WriterThread.put
+    original_queue = Backpressure.queue
 
-    def counting_put(writer: Any, data: bytes) -> None:
-        was_paused = writer._paused
-        original(writer, data)
-        if writer._paused and not was_paused:
+    def counting_queue(flow: Backpressure, size: int) -> None:
+        original_queue(flow, size)
+        if flow.paused:
             pauses.append(True)
 
-    monkeypatch.setattr(upload_module._WriterThread, "put", counting_put)
+    monkeypatch.setattr(Backpressure, "queue", counting_queue)
     content, master, outcome = await _fetch_from(tmp_path, "whole")
     stored, created = outcome
     assert created and stored.size == len(DATA)

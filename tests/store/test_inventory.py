@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest_twisted
+from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
 
 from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
@@ -134,7 +135,7 @@ def test_sync_leaves_alone_a_change_in_flight_when_it_starts(tmp_path, clock) ->
         return waiting
 
     content.publisher.record = hold_record
-    upload = content.receiver.open(sha1, "bin", len(data))
+    upload = content.receiver.open(sha1, "bin", len(data), StringTransport())
     upload.write(data)
     commit = Deferred.fromCoroutine(content.commit(upload))
     assert len(held) == 1 and content.store.find(sha1) is not None  # linked, not journaled

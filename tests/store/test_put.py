@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
 from tests.helpers import CLUSTER_KEY
@@ -248,18 +249,6 @@ def test_put_of_a_hash_held_under_another_ext_is_a_no_op(tmp_path, clock) -> Non
     assert json.loads(body)["ext"] == "txt" and json.loads(body)["existed"] is True
 
 
-def test_put_works_with_a_buffered_request_too(tmp_path, clock) -> None:
-    """Without the streaming Request class (plain twisted.web buffering) a PUT still works."""
-    from treq.testing import StubTreq
-
-    service = build(tmp_path, clock)
-    stub = StubTreq(service.root_resource)
-    code, _, body = request(stub, "PUT", "/content/put/{}.txt".format(SHA1), data=DATA,
-                            headers=AUTH)
-    assert code == 201
-    assert service.content.store.find(SHA1) is not None
-
-
 def test_empty_body_is_stored(tmp_path, clock) -> None:
     """The empty content (SHA1 da39...) can be stored."""
     service = build(tmp_path, clock)
@@ -290,7 +279,7 @@ def test_put_whose_caller_goes_away_after_verification_is_still_journaled(tmp_pa
         return direct(function, *args, **kwargs)
 
     content._run_blocking = hold_links
-    upload = content.receiver.open(SHA1, "txt", len(DATA))
+    upload = content.receiver.open(SHA1, "txt", len(DATA), StringTransport())
     upload.write(DATA)
     commit = Deferred.fromCoroutine(content.commit(upload))
     assert len(held) == 1

@@ -12,7 +12,6 @@ from twisted.internet import reactor
 from twisted.web.server import Site
 
 from stretchfs.errors import UpstreamError
-from stretchfs.store.upload import request_factory
 from stretchfs.wire import store as client_module
 from stretchfs.wire.http import make_http_client
 from stretchfs.wire.store import StoreClient
@@ -31,7 +30,7 @@ async def test_refused_put_reaches_the_sending_client(tmp_path, clock, monkeypat
     """The store answers while the body is still being sent; the client reads that answer."""
     service = build(tmp_path, clock, store=limits)
     site = Site(service.root_resource, reactor=reactor)
-    site.requestFactory = request_factory(service.content.receiver)
+    site.requestFactory = service.request_factory
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     source = tmp_path / "body.bin"
     source.write_bytes(BODY)

@@ -1,56 +1,21 @@
-"""The threaded upload pipeline: back-pressure, digest, abort (threads joined, no sleeps)."""
+"""A store upload's hashing and writing on its executor: back-pressure, digest, abort,
+failures (jobs held and run by the test, no threads, no sleeps)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred, maybeDeferred
 
-from stretchfs.store import upload as upload_module
+from stretchfs.errors import InsufficientStorage, PayloadTooLarge
 from stretchfs.store.layout import ContentStore
-from stretchfs.store.upload import PutUpload
-
-
-class CollectingReactor:
-    """Collects callFromThread calls; the test runs them on its own thread."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, tuple[Any, ...]]] = []
-        self._lock = threading.Lock()
-
-    def callFromThread(self, function: Any, *args: Any) -> None:  # noqa: N802
-        with self._lock:
-            self.calls.append((function, args))
-
-    def run_calls(self) -> None:
-        with self._lock:
-            calls, self.calls = self.calls, []
-        for function, args in calls:
-            function(*args)
-
-
-class GatedDigest:
-    """A SHA1 whose updates wait for `gate` (so chunks pile up deterministically)."""
-
-    def __init__(self, gate: threading.Event) -> None:
-        self._gate = gate
-        self._digest = hashlib.sha1()
-
-    def update(self, data: bytes) -> None:
-        assert self._gate.wait(10)
-        self._digest.update(data)
-
-    def hexdigest(self) -> str:
-        return self._digest.hexdigest()
-
-
-def _join_stages(upload: PutUpload) -> None:
-    for stage in upload._writer._stages:  # type: ignore[union-attr]
-        stage.thread.join(10)
-        assert not stage.thread.is_alive()
+from stretchfs.store.upload import PutReceiver
+from stretchfs.web.intake import BLOCK_BYTES, Watermarks
+from tests.helpers import CLUSTER_KEY
+from tests.test_intake import HeldExecutor, Producer
 
 
 @pytest.fixture
@@ -60,77 +25,67 @@ def store(tmp_path) -> ContentStore:
     return content
 
 
-def test_pipeline_pauses_the_socket_and_resumes_it(store, monkeypatch) -> None:
-    """Past the high-water mark the transport is paused; once drained it is resumed."""
-    monkeypatch.setattr(upload_module, "HIGH_WATER_BYTES", 1000)
-    monkeypatch.setattr(upload_module, "LOW_WATER_BYTES", 500)
-    gate = threading.Event()
-    reactor = CollectingReactor()
-    events: list[str] = []
-    data = os.urandom(3000)
-    upload = PutUpload(store, hashlib.sha1(data).hexdigest(), "bin", 10**9, lambda n: None,
-                       reactor=reactor, pause=lambda: events.append("pause"),
-                       resume=lambda: events.append("resume"), digest=GatedDigest(gate))
-    for start in range(0, 3000, 600):
-        upload.write(data[start:start + 600])
-    assert events == ["pause"]
-    gate.set()
-    done = upload._writer.finish()  # type: ignore[union-attr]
-    _join_stages(upload)
-    reactor.run_calls()
-    assert events == ["pause", "resume"]
-    assert done.called
-    assert upload.hexdigest() == hashlib.sha1(data).hexdigest()
-    with open(upload.temp_path, "rb") as handle:
+def _receiver(store: ContentStore, run: Any, max_put: int = 10**9,
+              marks: Watermarks = Watermarks()) -> PutReceiver:
+    return PutReceiver(store, cluster_key=CLUSTER_KEY, max_put=max_put, min_free=0, run=run,
+                       marks=marks)
+
+
+def test_upload_pauses_the_connection_and_resumes_it(store) -> None:
+    """Past the high-water mark the connection is paused; once drained it is resumed,
+    and the file holds every byte with the right digest."""
+    run = HeldExecutor()
+    producer = Producer()
+    receiver = _receiver(store, run, marks=Watermarks(2 * BLOCK_BYTES, BLOCK_BYTES))
+    data = os.urandom(5 * BLOCK_BYTES)
+    upload = receiver.open(hashlib.sha1(data).hexdigest(), "bin", len(data), producer)
+    for start in range(0, len(data), 65536):
+        upload.write(data[start:start + 65536])
+    assert set(producer.events) == {"pause"}
+    digest: list[Any] = []
+    upload.finish().addBoth(digest.append)
+    run.drain()
+    assert producer.events[-1] == "resume"
+    assert digest == [hashlib.sha1(data).hexdigest()]
+    with open(upload.path, "rb") as handle:
         assert handle.read() == data
 
 
-def test_pipeline_abort_deletes_the_temp_file(store) -> None:
-    """Aborting a threaded upload removes its temp file and ends its threads."""
-    reactor = CollectingReactor()
-    upload = PutUpload(store, "0" * 40, "bin", 10**9, lambda n: None, reactor=reactor)
-    upload.write(b"x" * 100_000)
-    upload.abort()
-    _join_stages(upload)
-    reactor.run_calls()
-    assert not os.path.exists(upload.temp_path)
+def test_abandon_deletes_the_temp_file_once_queued_blocks_finish(store) -> None:
+    """Abandoning an upload with blocks in flight removes its temp file."""
+    run = HeldExecutor()
+    upload = _receiver(store, run).open("0" * 40, "bin", None, Producer())
+    upload.write(b"x" * (2 * BLOCK_BYTES))
+    upload.abandon()
+    run.drain()
+    assert not os.path.exists(upload.path)
     assert os.listdir(store.tmp_dir) == []
 
 
-def test_pipeline_refuses_bytes_past_the_limit(store) -> None:
-    """A threaded upload still stops at max bytes with PayloadTooLarge."""
-    from stretchfs.errors import PayloadTooLarge
-
-    reactor = CollectingReactor()
-    upload = PutUpload(store, "0" * 40, "bin", 10, lambda n: None, reactor=reactor)
+def test_upload_refuses_bytes_past_the_limit(store) -> None:
+    """An upload stops at max_put with PayloadTooLarge."""
+    upload = _receiver(store, maybeDeferred, max_put=10).open("0" * 40, "bin", None, Producer())
     with pytest.raises(PayloadTooLarge):
         upload.write(b"x" * 11)
-    upload.abort()
-    _join_stages(upload)
+    upload.abandon()
+    assert os.listdir(store.tmp_dir) == []
 
 
-class BrokenDigest:
-    """A digest whose update fails with something other than a disk error."""
+def test_a_failing_executor_is_reported_instead_of_hanging(store) -> None:
+    """Work that fails in the executor (not a disk error) fails the upload: later chunks
+    are refused as a storage error and finish() reports it."""
+    def broken(work: Any, *args: Any) -> Deferred:
+        return maybeDeferred(_raise)
 
-    def update(self, data: bytes) -> None:
-        raise ValueError("hash engine broke")
+    def _raise() -> None:
+        raise ValueError("pool broke")
 
-    def hexdigest(self) -> str:
-        return "0" * 40
-
-
-def test_pipeline_reports_any_stage_failure_instead_of_hanging(store) -> None:
-    """A stage failing with a non-OSError still ends both threads; finish reports it."""
-    reactor = CollectingReactor()
-    events: list[str] = []
-    upload = PutUpload(store, "0" * 40, "bin", 10**9, lambda n: None, reactor=reactor,
-                       pause=lambda: events.append("pause"),
-                       resume=lambda: events.append("resume"), digest=BrokenDigest())
-    upload.write(b"x" * 1000)
-    done = upload._writer.finish()  # type: ignore[union-attr]
-    _join_stages(upload)
-    reactor.run_calls()
-    assert done.called
-    assert isinstance(upload._writer.error, OSError)  # type: ignore[union-attr]
-    upload.abort()
+    upload = _receiver(store, broken).open("0" * 40, "bin", None, Producer())
+    upload.write(b"x" * BLOCK_BYTES)
+    with pytest.raises(InsufficientStorage):
+        upload.write(b"x")
+    failures: list[Any] = []
+    upload.finish().addErrback(failures.append)
+    assert failures and failures[0].check(OSError)
+    upload.abandon()
     assert os.listdir(store.tmp_dir) == []
