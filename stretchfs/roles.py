@@ -27,19 +27,22 @@ class CallOnStop(Service):
 class QuietSite(Site):
     """A Site without per-request access log lines (metrics count requests)."""
 
+    max_body: int  # read by LimitedRequest
+
     def log(self, request: Any) -> None:
         """Write no access log line."""
 
 
 def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_body: int,
-                 request_factory: type[LimitedRequest] = LimitedRequest) -> ListeningService:
+                 request_factory: Callable[..., LimitedRequest] = LimitedRequest
+                 ) -> ListeningService:
     """A listening service for `resource` on the endpoint string `listen`."""
     return http_services(reactor, (listen,), resource, role, max_body=max_body,
                          request_factory=request_factory)[0]
 
 
 def http_services(reactor: Any, listen: Sequence[str], resource: Any, role: str, *,
-                  max_body: int, request_factory: type[LimitedRequest] = LimitedRequest
+                  max_body: int, request_factory: Callable[..., LimitedRequest] = LimitedRequest
                   ) -> list[ListeningService]:
     """One listening service per endpoint string of `listen`, all serving `resource`.
 
@@ -48,8 +51,8 @@ def http_services(reactor: Any, listen: Sequence[str], resource: Any, role: str,
     bodies itself (store PUTs, prism uploads).
     """
     site = QuietSite(resource, reactor=reactor)
-    site.protocol = LimitedChannel
-    site.requestFactory = request_factory
+    site.protocol = LimitedChannel  # type: ignore[assignment]
+    site.requestFactory = request_factory  # type: ignore[assignment]  # any callable will do
     site.max_body = max_body
     site.displayTracebacks = False
     site.noisy = False

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 
-RunBlocking = Callable[..., Deferred]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class RunBlocking(Protocol):
+    """Runs `function(*args, **kwargs)` off the reactor thread; fires with its result."""
+
+    def __call__(self, function: Callable[P, T], /, *args: P.args,
+                 **kwargs: P.kwargs) -> Deferred[T]: ...
 
 
 def thread_runner(reactor: Any) -> RunBlocking | None:
@@ -16,7 +24,7 @@ def thread_runner(reactor: Any) -> RunBlocking | None:
         return None
     from twisted.internet.threads import deferToThreadPool
 
-    def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def run(function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
 
     return run

@@ -43,7 +43,7 @@ def request(method: str, url: str, body: bytes | None = None,
     parts = urllib.parse.urlsplit(url)
     connection_class = (http.client.HTTPSConnection if parts.scheme == "https"
                         else http.client.HTTPConnection)
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    connection = connection_class(parts.hostname or "", parts.port, timeout=timeout)
     target = parts.path or "/"
     if parts.query:
         target += "?" + parts.query

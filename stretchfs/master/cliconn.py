@@ -150,6 +150,6 @@ def run_against_master(command: Command, args: argparse.Namespace,
 
     d = ensureDeferred(run_command(client, command, args, sys.stdout, sys.stderr))
     d.addCallbacks(finish, failed)
-    d.addBoth(lambda _: reactor.callLater(0, reactor.stop))  # type: ignore[attr-defined]
-    reactor.run(installSignalHandlers=False)  # type: ignore[attr-defined]
+    d.addBoth(lambda _: reactor.callLater(0, reactor.stop))
+    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
     return outcome["code"]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from stretchfs.errors import Gone
 from stretchfs.master.lua import LuaScript, text
@@ -120,7 +120,7 @@ async def read_feed(redis: RedisStore, stream: str, after: str, limit: int) -> F
 class FeedWaiters:
     """Readers waiting for a feed to move; woken by the writer or by their timeout."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._waiting: dict[str, list[Deferred[bool]]] = {}
         self._generation: dict[str, int] = {}
@@ -192,7 +192,7 @@ class _Follower:
 class FeedFollowers:
     """Named readers of each feed: the cursor each last read from, and whether a read is open."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._followers: dict[tuple[str, str], _Follower] = {}
 

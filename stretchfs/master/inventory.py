@@ -193,7 +193,7 @@ def parse_changes(raw: Any) -> "PackedBatch":
         raise InvalidInput("at most {} changes per batch".format(MAX_PUBLISH_CHANGES))
     sha_ok = SHA1_RE.match
     ext_ok = EXT_RE.match
-    lines = []
+    lines: list[str] = []
     append = lines.append
     for index, item in enumerate(raw):
         if type(item) is dict:

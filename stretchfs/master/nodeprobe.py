@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from stretchfs.errors import StretchFSError
@@ -47,7 +48,7 @@ def lag_seconds(master_cursor: str, mirror_cursor: Any) -> float | None:
 class NodeProbe(PeriodicService):
     """Keeps the latest `/stat` of each store and `/mirror/status` of each prism."""
 
-    def __init__(self, http: Any, cluster_key: str, clock: Any,
+    def __init__(self, http: Any, cluster_key: str, clock: IReactorTime,
                  list_peers: Callable[[], Awaitable[list[dict[str, Any]]]],
                  cursors: Callable[[], Awaitable[dict[str, str]]]) -> None:
         super().__init__(clock, PROBE_SECONDS)

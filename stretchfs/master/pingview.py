@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable
 
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -77,7 +78,8 @@ class ClusterVerdicts(PeriodicService):
     """A cached cluster view of the ping net, for the dashboard."""
 
     def __init__(self, redis: RedisStore, prefix: str,
-                 list_peers: Callable[[], Awaitable[list[dict[str, Any]]]], clock: Any) -> None:
+                 list_peers: Callable[[], Awaitable[list[dict[str, Any]]]],
+                 clock: IReactorTime) -> None:
         super().__init__(clock, REFRESH_SECONDS)
         self._redis = redis
         self._prefix = prefix

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import bcrypt
 from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IReactorTime
 
 from stretchfs.errors import Conflict, InvalidInput, NotFound, NotReady, Unauthorized
 from stretchfs.master import validate
@@ -79,7 +80,7 @@ def _password(value: Any) -> str:
 class Users:
     """Users and their sessions on the cluster Redis."""
 
-    def __init__(self, redis: RedisStore, keys: Keys, clock: Any, *, session_ttl: float,
+    def __init__(self, redis: RedisStore, keys: Keys, clock: IReactorTime, *, session_ttl: float,
                  bcrypt_rounds: int, run_blocking: RunBlocking,
                  on_login_failure: Callable[[str], None] = lambda reason: None) -> None:
         self.redis = redis
@@ -114,7 +115,7 @@ class Users:
         return bool(await self._bcrypt(check))
 
     # -- users -------------------------------------------------------------
-    async def create(self, body: dict[str, Any]) -> dict[str, str]:
+    async def create(self, body: dict[str, Any]) -> dict[str, str | bool]:
         """Create a user; the password is generated when not given."""
         username = validate.username(body.get("username"))
         operator = _flag(body.get("operator", False), "operator")

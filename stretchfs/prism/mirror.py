@@ -139,7 +139,7 @@ class _Interner:
         return self._values[ident]
 
 
-class InventoryRecord(tuple):
+class InventoryRecord(tuple[str, int, tuple[str, ...]]):
     """(ext, size, stores): what the mirror knows of one content."""
 
     __slots__ = ()
@@ -265,7 +265,7 @@ class InventoryMirror:
         self._store(key, row.get("ext") or "bin", int(row.get("size") or 0), names)
 
 
-class PurchaseRecord(tuple):
+class PurchaseRecord(tuple[str, str, int, tuple[str, ...]]):
     """(sha1, ext, expires, referrer): what delivery needs of a purchase."""
 
     __slots__ = ()

@@ -11,6 +11,7 @@ import functools
 from collections import OrderedDict
 from typing import Any, Callable
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -26,7 +27,7 @@ MAX_CACHED_SESSIONS = 100_000
 class SessionCache:
     """token -> session, validated by the master, kept `ttl` seconds."""
 
-    def __init__(self, master: Any, clock: Any, ttl: float,
+    def __init__(self, master: Any, clock: IReactorTime, ttl: float,
                  max_entries: int = MAX_CACHED_SESSIONS) -> None:
         self._master = master
         self._clock = clock

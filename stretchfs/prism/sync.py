@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -35,7 +36,7 @@ class MirrorSync(Service):
     """Loads and follows one of the master's databases into `self.mirror`."""
 
     def __init__(self, kind: str, *, load_snapshot: LoadSnapshot, read_feed: ReadFeed,
-                 new_mirror: Callable[[], Any], readiness: Readiness, clock: Any,
+                 new_mirror: Callable[[], Any], readiness: Readiness, clock: IReactorTime,
                  wait: float = FEED_WAIT_SECONDS, retry: float = RETRY_SECONDS) -> None:
         self.kind = kind
         self._load_snapshot = load_snapshot

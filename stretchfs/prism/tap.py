@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.application.service import IService
 
+from stretchfs.config import PrismConfig
 from stretchfs.prism.service import build_prism_service
 from stretchfs.tapbase import RoleOptions
 
@@ -23,6 +24,7 @@ def makeService(options: Options) -> IService:
     from stretchfs.wire.http import make_http_client
 
     config = options.settings
+    assert isinstance(config, PrismConfig)
     redis = connect_cluster_redis(config.redis, reactor)
     return build_prism_service(config, reactor=reactor, redis=redis,
                                http=make_http_client(reactor, max_per_host=64,

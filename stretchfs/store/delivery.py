@@ -16,7 +16,7 @@ import os
 import re
 from typing import Any
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
@@ -178,7 +178,7 @@ def not_modified(request: Any, etag: bytes, mtime: int) -> bool:
 class DeliveryResource:
     """Serves signed content paths from a store root."""
 
-    def __init__(self, root: str, secret: str, clock: Any, stats: StoreStats) -> None:
+    def __init__(self, root: str, secret: str, clock: IReactorTime, stats: StoreStats) -> None:
         self._root = os.path.abspath(root)
         self._secret = secret
         self._clock = clock

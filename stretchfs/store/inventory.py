@@ -24,6 +24,7 @@ from typing import Any, Callable, Collection, Iterator
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -31,6 +32,7 @@ from stretchfs.errors import NotReady
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.stats import StoreStats
+from stretchfs.threads import RunBlocking
 from stretchfs.wire.identifiers import EXT_RE, SHA1_RE
 
 log = Logger()
@@ -244,7 +246,7 @@ class InventorySyncService(Service):
     """Runs a sync at start-up and every `interval` seconds (retries sooner on failure)."""
 
     def __init__(self, store: ContentStore, journal: Journal, master: Any, store_name: str, *,
-                 clock: Any, interval: float, run_blocking: Callable[..., Deferred],
+                 clock: IReactorTime, interval: float, run_blocking: RunBlocking,
                  stats: StoreStats, guard: SyncGuard, on_synced: Callable[[], None],
                  call_from_thread: Callable[..., Any] | None = None) -> None:
         self._store = store

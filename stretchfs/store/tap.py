@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.application.service import IService
 
+from stretchfs.config import StoreConfig
 from stretchfs.store.service import build_store_service
 from stretchfs.tapbase import RoleOptions
 
@@ -22,6 +23,7 @@ def makeService(options: Options) -> IService:
     from stretchfs.wire.http import make_http_client
 
     config = options.settings
+    assert isinstance(config, StoreConfig)
     redis = connect_cluster_redis(config.redis, reactor)
     from stretchfs.pingnet.peers import Peers
 
