@@ -25,7 +25,7 @@ that to let every follower fetch the changes it acknowledged before it goes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Awaitable, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -144,7 +144,7 @@ class FeedWaiters:
         """Fires True when `feed` is notified, False after `seconds`."""
         timer: list[IDelayedCall] = []
 
-        def forget(_: Any = None) -> None:
+        def forget(_: object = None) -> None:
             waiting = self._waiting.get(feed, [])
             if d in waiting:
                 waiting.remove(d)
@@ -158,7 +158,7 @@ class FeedWaiters:
         self._waiting.setdefault(feed, []).append(d)
         timer.append(self._clock.callLater(seconds, self._expire, d))
 
-        def done(result: Any) -> Any:
+        def done(result: object) -> object:
             forget()
             return result
 
@@ -229,7 +229,7 @@ class FeedFollowers:
 
 
 async def long_poll(waiters: FeedWaiters, feed: str, wait: float,
-                    read: Callable[[], Any]) -> FeedPage:
+                    read: Callable[[], Awaitable[FeedPage]]) -> FeedPage:
     """Read the feed; when it has nothing new, wait up to `wait` seconds once and re-read."""
     generation = waiters.generation(feed)
     page: FeedPage = await read()

@@ -15,6 +15,7 @@ from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from stretchfs.periodic import PeriodicService
@@ -98,7 +99,7 @@ class ClusterVerdicts(PeriodicService):
                 self._failing = False
                 log.info("ping-net dashboard view refreshed again")
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if not self._failing:
                 self._failing = True
                 log.warn("ping-net dashboard view not refreshed: {error}",

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -282,7 +282,7 @@ class PurchasePruner(Service):
         self._loop.clock = clock
         self._interval = interval
         self._on_pruned = on_pruned
-        self._retry: Any = None
+        self._retry: IDelayedCall | None = None
 
     def startService(self) -> None:
         """Prune now, then every interval."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, cast
+from typing import Callable, Iterable, cast
 
 from twisted.internet.defer import CancelledError, DeferredList, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -26,6 +26,8 @@ from twisted.python.failure import Failure
 
 from stretchfs.errors import InsufficientStorage, PeerUnavailable, StretchFSError, UpstreamError
 from stretchfs.pingnet.peers import PeerRecord, Peers
+from stretchfs.prism.mirror import InventoryMirror
+from stretchfs.wire.protocols import ContentTarget
 
 log = Logger()
 
@@ -90,10 +92,10 @@ class StoredCopies:
 class Replicator:
     """Writes a content to `replicas` stores, deduplicating against the inventory."""
 
-    def __init__(self, *, peers: Peers, inventory: Callable[[], Any],
-                 store_client: Callable[[PeerRecord], Any], replicas: int,
+    def __init__(self, *, peers: Peers, inventory: Callable[[], InventoryMirror],
+                 store_client: Callable[[PeerRecord], ContentTarget], replicas: int,
                  min_copies: int, site: str, clock: IReactorTime | None = None,
-                 refresh_registry: Callable[[], Any] | None = None) -> None:
+                 refresh_registry: Callable[[], object] | None = None) -> None:
         self._peers = peers
         self._inventory = inventory
         self._store_client = store_client
