@@ -6,6 +6,8 @@ from typing import Any, Callable, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.web.http import Request
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from stretchfs.web.limits import LimitedChannel, LimitedRequest
@@ -15,10 +17,10 @@ from stretchfs.web.listen import ListeningService
 class CallOnStop(Service):
     """Runs `on_stop()` when the service stops (closing pools and clients)."""
 
-    def __init__(self, on_stop: Callable[[], Any]) -> None:
+    def __init__(self, on_stop: Callable[[], object]) -> None:
         self._on_stop = on_stop
 
-    def stopService(self) -> Deferred[Any]:
+    def stopService(self) -> Deferred[object]:
         """Run the callback; fires once it is done."""
         super().stopService()
         return maybeDeferred(self._on_stop)
@@ -29,11 +31,11 @@ class QuietSite(Site):
 
     max_body: int  # read by LimitedRequest
 
-    def log(self, request: Any) -> None:
+    def log(self, request: Request) -> None:
         """Write no access log line."""
 
 
-def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_body: int,
+def http_service(reactor: Any, listen: str, resource: IResource, role: str, *, max_body: int,
                  request_factory: Callable[..., LimitedRequest] = LimitedRequest
                  ) -> ListeningService:
     """A listening service for `resource` on the endpoint string `listen`."""
@@ -41,7 +43,7 @@ def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_bod
                          request_factory=request_factory)[0]
 
 
-def http_services(reactor: Any, listen: Sequence[str], resource: Any, role: str, *,
+def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role: str, *,
                   max_body: int, request_factory: Callable[..., LimitedRequest] = LimitedRequest
                   ) -> list[ListeningService]:
     """One listening service per endpoint string of `listen`, all serving `resource`.

@@ -21,7 +21,12 @@ from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.error import TimeoutError as NetTimeout
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import (
     Certificate,
@@ -69,7 +74,7 @@ def make_http_client(reactor: Any, persistent: bool = True, max_per_host: int = 
     pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = 60
     if not verify:
-        policy: Any = _OwnListenerPolicy()
+        policy: IPolicyForHTTPS = _OwnListenerPolicy()
     else:
         policy = BrowserLikePolicyForHTTPS(
             trustRootFromCertificates(load_ca_bundle(ca_file)) if ca_file else platformTrust())
@@ -166,7 +171,7 @@ class Deadline:
         self.timeout = timeout
         self._peer = peer
         self._last = 0.0
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
         self._abort: Callable[[], None] | None = None
         self.expired = False
 
@@ -238,7 +243,7 @@ class Deadline:
         reader.done.addBoth(self._read_done)
         return reader.done
 
-    def _read_done(self, result: Any) -> Any:
+    def _read_done(self, result: object) -> object:
         self.on_expiry(None)
         return result
 
@@ -291,7 +296,7 @@ class _BodyReader(Protocol):
             self.done.errback(PeerUnavailable("answer cut short: {}".format(
                 reason.getErrorMessage())))
 
-    def _fail(self, error: Any) -> None:
+    def _fail(self, error: BaseException | Failure) -> None:
         if not self.done.called:
             self._drop()
             self.done.errback(error)
@@ -309,13 +314,13 @@ def discard_body(response: IResponse) -> None:
 class _Discard:
     """A protocol that stops its transport at once."""
 
-    def makeConnection(self, transport: Any) -> None:
+    def makeConnection(self, transport: IPushProducer) -> None:
         transport.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         pass
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         pass
 
 
