@@ -1,5 +1,5 @@
 # StretchFS developer targets; each one sets up .venv first (scripts/bootstrap.sh).
-.PHONY: run test unit e2e lint setup clean
+.PHONY: run test unit e2e lint typecheck setup clean
 
 run:            ## start a local cluster (Ctrl-C stops it)
 	sh scripts/bootstrap.sh run
@@ -15,6 +15,9 @@ e2e:            ## end-to-end tests only (real processes)
 
 lint:
 	sh scripts/bootstrap.sh setup && .venv/bin/ruff check stretchfs tests bench twisted
+
+typecheck:      ## mypy on stretchfs/, with the count of Any in role code
+	sh scripts/bootstrap.sh setup && PYTHON=.venv/bin/python sh scripts/typecheck.sh
 
 setup:
 	sh scripts/bootstrap.sh setup

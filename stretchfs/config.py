@@ -13,13 +13,17 @@ import re
 import tomllib
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
-from typing import Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 from stretchfs.errors import ConfigError
 from stretchfs.wire.identifiers import is_extension, is_node_name
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 T = TypeVar("T")
+D = TypeVar("D", bound="DataclassInstance")
 
 CLUSTER_KEY_ENV = "STRETCHFS_CLUSTER_KEY"
 EXAMPLE_CLUSTER_KEY = "change-me-to-a-long-random-secret"
@@ -331,7 +335,7 @@ class PrismConfig:
     log: LogSettings = section(LogSettings, "logging")
 
 
-ROLE_CONFIGS: dict[str, type] = {
+ROLE_CONFIGS: dict[str, type[RoleConfig]] = {
     "master": MasterConfig,
     "prism": PrismConfig,
     "store": StoreConfig,
@@ -377,7 +381,7 @@ def _convert(hint: Any, raw: object, meta: Mapping[str, Any]) -> Any:
     raise ValueError("expected {}, got {}".format(_TYPE_NAMES.get(hint, hint), _describe(raw)))
 
 
-def _build(cls: type[T], table: Mapping[str, Any], where: str, origin: str) -> T:
+def _build(cls: type[D], table: Mapping[str, Any], where: str, origin: str) -> D:
     """Build dataclass `cls` from a TOML table, checking every key."""
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
@@ -390,7 +394,7 @@ def _build(cls: type[T], table: Mapping[str, Any], where: str, origin: str) -> T
                 origin, label, expected))
         spec = known[key]
         hint = hints[key]
-        if is_dataclass(hint):
+        if isinstance(hint, type) and is_dataclass(hint):
             if not isinstance(raw, dict):
                 raise ConfigError("{}: [{}]: expected a table, got {}".format(
                     origin, label, _describe(raw)))
@@ -495,12 +499,11 @@ def _check_ca_file(config: RoleConfig, origin: str) -> None:
             origin, ca_file))
 
 
-def describe_keys(cls: type) -> list[tuple[str, str, Any, str]]:
+def describe_keys(cls: type[DataclassInstance]) -> list[tuple[str, str, Any, str]]:
     """List (section, key, default, doc) of a role config, for docs and tests."""
     rows = []
     for sec in fields(cls):
-        sec_cls = sec.default_factory  # type: ignore[misc]
-        for item in fields(sec_cls):
+        for item in fields(sec.default_factory):  # type: ignore[arg-type]
             default = item.default if item.default is not MISSING else None
             rows.append((sec.name, item.name, default, item.metadata.get("doc", "")))
     return rows

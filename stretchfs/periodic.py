@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 
 
@@ -16,7 +17,7 @@ class PeriodicService(Service):
     loop without waiting for a run in flight.
     """
 
-    def __init__(self, clock: Any, interval: float, *, now: bool = True) -> None:
+    def __init__(self, clock: IReactorTime, interval: float, *, now: bool = True) -> None:
         self._clock = clock
         self._interval = interval
         self._now = now

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -19,7 +18,7 @@ REDIS_REASON = "redis"
 class RedisWatch(Service):
     """PINGs Redis every `interval` seconds; blocks readiness while it is away."""
 
-    def __init__(self, redis: RedisStore, clock: Any, readiness: Readiness,
+    def __init__(self, redis: RedisStore, clock: IReactorTime, readiness: Readiness,
                  interval: float) -> None:
         self._redis = redis
         self._readiness = readiness

@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from stretchfs.errors import ConfigError, NotReady
 
@@ -133,7 +134,7 @@ class TxRedisStore:
     def _guard(self, d: Deferred[Any]) -> Deferred[Any]:
         import txredisapi
 
-        def translate(failure: Any) -> Any:
+        def translate(failure: Failure) -> Failure:
             if failure.check(txredisapi.ResponseError):
                 message = str(failure.value)
                 if message.split(" ", 1)[0].upper() in UNAVAILABLE_REPLIES:
@@ -206,7 +207,7 @@ def connect_redis(address: RedisAddress, clock: IReactorTime, timeout: float,
     return TxRedisStore(handler, clock, timeout, address)
 
 
-def _setup_refused(failure: Any) -> None:
+def _setup_refused(failure: Failure) -> None:
     log.error("cluster Redis refused the connection setup: {why}",
               why=failure.getErrorMessage()[:200], event="redis_refused")
 

@@ -6,6 +6,8 @@ from typing import Any, Callable, Sequence
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.web.http import Request
+from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from stretchfs.web.limits import LINGER_SECONDS, LimitedRequest, limited_channel
@@ -15,10 +17,10 @@ from stretchfs.web.listen import ListeningService
 class CallOnStop(Service):
     """Runs `on_stop()` when the service stops (closing pools and clients)."""
 
-    def __init__(self, on_stop: Callable[[], Any]) -> None:
+    def __init__(self, on_stop: Callable[[], object]) -> None:
         self._on_stop = on_stop
 
-    def stopService(self) -> Deferred[Any]:
+    def stopService(self) -> Deferred[object]:
         """Run the callback; fires once it is done."""
         super().stopService()
         return maybeDeferred(self._on_stop)
@@ -27,20 +29,22 @@ class CallOnStop(Service):
 class QuietSite(Site):
     """A Site without per-request access log lines (metrics count requests)."""
 
-    def log(self, request: Any) -> None:
+    max_body: int  # read by LimitedRequest
+
+    def log(self, request: Request) -> None:
         """Write no access log line."""
 
 
-def http_service(reactor: Any, listen: str, resource: Any, role: str, *, max_body: int,
-                 request_factory: type[LimitedRequest] = LimitedRequest,
+def http_service(reactor: Any, listen: str, resource: IResource, role: str, *, max_body: int,
+                 request_factory: Callable[..., LimitedRequest] = LimitedRequest,
                  linger_seconds: float = LINGER_SECONDS) -> ListeningService:
     """A listening service for `resource` on the endpoint string `listen`."""
     return http_services(reactor, (listen,), resource, role, max_body=max_body,
                          request_factory=request_factory, linger_seconds=linger_seconds)[0]
 
 
-def http_services(reactor: Any, listen: Sequence[str], resource: Any, role: str, *,
-                  max_body: int, request_factory: type[LimitedRequest] = LimitedRequest,
+def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role: str, *,
+                  max_body: int, request_factory: Callable[..., LimitedRequest] = LimitedRequest,
                   linger_seconds: float = LINGER_SECONDS) -> list[ListeningService]:
     """One listening service per endpoint string of `listen`, all serving `resource`.
 
@@ -50,8 +54,8 @@ def http_services(reactor: Any, listen: Sequence[str], resource: Any, role: str,
     answered, then the connection closes after `linger_seconds`.
     """
     site = QuietSite(resource, reactor=reactor)
-    site.protocol = limited_channel(linger_seconds)
-    site.requestFactory = request_factory
+    site.protocol = limited_channel(linger_seconds)  # type: ignore[assignment]
+    site.requestFactory = request_factory  # type: ignore[assignment]  # any callable will do
     site.max_body = max_body
     site.displayTracebacks = False
     site.noisy = False

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable, ParamSpec, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
 
-RunBlocking = Callable[..., Deferred]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
-def thread_runner(reactor: Any) -> RunBlocking | None:
-    """`run(function, *args)` in the reactor's thread pool; None for a reactor
-    without one (a test clock), where callers work inline."""
-    if not hasattr(reactor, "getThreadPool"):
-        return None
-    from twisted.internet.threads import deferToThreadPool
+class RunBlocking(Protocol):
+    """Runs `function(*args, **kwargs)` off the reactor thread; fires with its result."""
 
-    def run(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred:
+    def __call__(self, function: Callable[P, T], /, *args: P.args,
+                 **kwargs: P.kwargs) -> Deferred[T]: ...
+
+
+def thread_runner(reactor: IReactorThreads) -> RunBlocking:
+    """`run(function, *args)` in the reactor's thread pool."""
+
+    def run(function: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), function, *args, **kwargs)
 
     return run

@@ -18,12 +18,14 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Callable
 
 from stretchfs.chaos.client import CallFailed, PrismUser, probe
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load
 from stretchfs.chaos.watch import VerdictWatch, wait_until
+from stretchfs.client import Content
 from stretchfs.config import load_config
 from stretchfs.devcluster.process import decode_json, http_call, http_get_json
 
@@ -219,7 +221,7 @@ class _FreezeUploads:
         self.frozen_at: float | None = None
         self.seen_receiving = False
         # (started, answered, record or None, failure kind)
-        self.outcomes: list[tuple[float, float, dict[str, Any] | None, str]] = []
+        self.outcomes: list[tuple[float, float, Content | None, str]] = []
 
     def start(self) -> None:
         """Upload from a few threads until the victim is receiving one, then return."""
@@ -289,7 +291,7 @@ def prism_restart(handle: ClusterHandle, options: Options) -> Report:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and handle.health(victim["name"])[0] != 200:
             item = seeded[len(answers) % len(seeded)]
-            reply = _try(lambda item=item: probe("{}/{}/x.{}".format(
+            reply = _try(partial(probe, "{}/{}/x.{}".format(
                 victim["url"], item.token, item.ext), timeout=5))
             answers[str(reply.status) if reply else "connection"] += 1
             time.sleep(0.02)
@@ -347,8 +349,8 @@ def master_down(handle: ClusterHandle, options: Options) -> Report:
         if not load.items:
             report.fail("nothing to purchase")
         else:
-            _try(lambda: user.purchase(load.items[0].sha1, load.items[0].ext)) or report.fail(
-                "purchases do not work again after the master returned")
+            if not _try(partial(user.purchase, load.items[0].sha1, load.items[0].ext)):
+                report.fail("purchases do not work again after the master returned")
         after = load.failures(time.monotonic() - options.settle_seconds / 2)
         if after:
             report.fail("failures after the master returned: {}".format(dict(after)))
@@ -370,12 +372,12 @@ def _static_checks(handle: ClusterHandle, items: list[Item], seconds: float) -> 
         item = items[index % len(items)]
         prism = prisms[index % len(prisms)]
         index += 1
-        reply = _try(lambda prism=prism, item=item: probe(
-            "{}/static/{}/f.{}".format(prism["url"], item.sha1, item.ext), timeout=5))
+        reply = _try(partial(probe, "{}/static/{}/f.{}".format(
+            prism["url"], item.sha1, item.ext), timeout=5))
         if reply is None or reply.status != 302:
             answers["static-{}".format(reply.status if reply else "connection")] += 1
         else:
-            body = _try(lambda reply=reply: probe(reply.headers["location"], timeout=5))
+            body = _try(partial(probe, reply.headers["location"], timeout=5))
             good = body is not None and hashlib.sha1(body.body).hexdigest() == item.sha1
             answers["ok" if good else "store-failed"] += 1
         time.sleep(0.05)
@@ -514,7 +516,7 @@ def _stores_holding(handle: ClusterHandle, sha1: str) -> list[str]:
         for path in names:
             digest = hashlib.sha1()
             with open(path, "rb") as handle_file:
-                for chunk in iter(lambda handle_file=handle_file: handle_file.read(1 << 20), b""):
+                for chunk in iter(partial(handle_file.read, 1 << 20), b""):
                     digest.update(chunk)
             if digest.hexdigest() == sha1:
                 holders.append(str(node["name"]))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from stretchfs.master.cliconn import add_master_arguments, run_against_master
+
+if TYPE_CHECKING:
+    from stretchfs.wire.master import MasterClient
 
 
 def add_parser(subparsers: Any) -> None:
@@ -45,7 +48,7 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-async def list_peers(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def list_peers(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Print one line per peer."""
     peers = await client.list_peers()
     line = "{:<16} {:<6} {:<32} {:<10} {:<8} {:<7} {}\n"
@@ -56,7 +59,7 @@ async def list_peers(client: Any, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def update_peer(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def update_peer(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Set the flags given on the command line."""
     flags = {name: value for name, value in (("active", args.active),
                                              ("writable", args.writable)) if value is not None}
@@ -66,7 +69,7 @@ async def update_peer(client: Any, args: argparse.Namespace, out: TextIO) -> int
     return 0
 
 
-async def remove_peer(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def remove_peer(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Remove the peer."""
     await client.remove_peer(args.name)
     out.write("peer {} removed\n".format(args.name))

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from stretchfs.master.cliconn import run_against_master
+
+if TYPE_CHECKING:
+    from stretchfs.wire.master import MasterClient
 
 
 def run_prune(args: argparse.Namespace) -> int:
@@ -13,7 +16,7 @@ def run_prune(args: argparse.Namespace) -> int:
     return run_against_master(prune_purchases, args)
 
 
-async def prune_purchases(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def prune_purchases(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Ask the master to prune; print how many purchases went."""
     answer = await client.prune_purchases()
     out.write("pruned {} expired purchase(s)\n".format(answer["pruned"]))

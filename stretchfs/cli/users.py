@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from stretchfs.master.cliconn import add_master_arguments, run_against_master
+
+if TYPE_CHECKING:
+    from stretchfs.wire.master import MasterClient
 
 
 def add_parser(subparsers: Any) -> None:
@@ -34,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
     operator.set_defaults(func=lambda args: run_against_master(set_operator, args))
 
 
-async def create_user(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def create_user(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Create the user and print its generated password (shown only this once)."""
     created = await client.create_user(args.name, operator=args.operator)
     out.write("{} {} created\n".format("operator" if args.operator else "user",
@@ -44,7 +47,7 @@ async def create_user(client: Any, args: argparse.Namespace, out: TextIO) -> int
     return 0
 
 
-async def set_operator(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def set_operator(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Grant or revoke the operator flag."""
     await client.set_operator(args.name, not args.revoke)
     out.write("user {} {} an operator\n".format(args.name, "is no longer" if args.revoke
@@ -52,7 +55,7 @@ async def set_operator(client: Any, args: argparse.Namespace, out: TextIO) -> in
     return 0
 
 
-async def list_users(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def list_users(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Print one line per user."""
     users = await client.list_users()
     out.write("{:<24} {:<8} {:<9} {:<20} {}\n".format("USERNAME", "ACTIVE", "OPERATOR",
@@ -65,7 +68,7 @@ async def list_users(client: Any, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def deactivate_user(client: Any, args: argparse.Namespace, out: TextIO) -> int:
+async def deactivate_user(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Deactivate the user."""
     await client.deactivate_user(args.name)
     out.write("user {} deactivated; its sessions ended\n".format(args.name))

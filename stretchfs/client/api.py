@@ -194,7 +194,7 @@ class Client:
                 reader.seek(0)
             return self._http.post(self.url + "/content/upload", headers=self._headers(),
                                    data=fields or {},
-                                   files={"file": (filename, reader,
+                                   files={"file": (filename, reader,  # type: ignore[dict-item]
                                                    "application/octet-stream")})
 
         try:
@@ -283,7 +283,7 @@ class Client:
         headers = {"Range": "bytes={}-".format(have)} if have else {}
         with self._http.stream("GET", url, headers=headers, follow_redirects=True) as response:
             if response.status_code == 416 and have:
-                total = have  # already complete
+                total: int | None = have  # already complete
                 etag = ""
             else:
                 if response.status_code not in (200, 206):

@@ -26,7 +26,7 @@ NODE_USER = "stretchfs-node"
 
 # Every command the master sends, directly or from its Lua scripts (which
 # Redis checks against the same rules), plus PING (health) and SELECT (db N).
-MASTER_COMMANDS = (
+MASTER_COMMANDS: tuple[str, ...] = (
     "ping", "select", "eval", "evalsha",
     "exists", "get", "set", "del", "expire",
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hscan",

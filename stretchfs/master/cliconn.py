@@ -15,15 +15,18 @@ import json
 import os
 import sys
 import tomllib
-from typing import Any, Awaitable, Callable, Mapping, TextIO
+from typing import TYPE_CHECKING, Awaitable, Callable, Mapping, TextIO
 
 from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, cluster_key_problem, load_config
 from stretchfs.errors import ConfigError, PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.exitcodes import EX_CONFIG
 
+if TYPE_CHECKING:
+    from stretchfs.wire.master import MasterClient
+
 CLI_TIMEOUT_SECONDS = 30.0
 
-Command = Callable[[Any, argparse.Namespace, TextIO], Awaitable[int]]
+Command = Callable[["MasterClient", argparse.Namespace, TextIO], Awaitable[int]]
 
 
 def add_master_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,7 +108,7 @@ def upstream_message(exc: UpstreamError) -> str:
     return "master answered {}".format(exc.code)
 
 
-async def run_command(client: Any, command: Command, args: argparse.Namespace,
+async def run_command(client: MasterClient, command: Command, args: argparse.Namespace,
                       out: TextIO, err: TextIO) -> int:
     """Run one command against `client`; errors become a line on `err` and exit 1."""
     try:
@@ -129,6 +132,7 @@ def run_against_master(command: Command, args: argparse.Namespace,
         return EX_CONFIG
     from twisted.internet import reactor
     from twisted.internet.defer import ensureDeferred
+    from twisted.python.failure import Failure
 
     from stretchfs.wire.http import make_http_client
     from stretchfs.wire.master import MasterClient
@@ -142,14 +146,14 @@ def run_against_master(command: Command, args: argparse.Namespace,
                           CLI_TIMEOUT_SECONDS, reactor)
     outcome: dict[str, int] = {"code": 1}
 
-    def finish(code: Any) -> None:
+    def finish(code: int) -> None:
         outcome["code"] = int(code)
 
-    def failed(failure: Any) -> None:
+    def failed(failure: Failure) -> None:
         sys.stderr.write("stretchfs: {}\n".format(failure.getErrorMessage()))
 
     d = ensureDeferred(run_command(client, command, args, sys.stdout, sys.stderr))
     d.addCallbacks(finish, failed)
-    d.addBoth(lambda _: reactor.callLater(0, reactor.stop))  # type: ignore[attr-defined]
-    reactor.run(installSignalHandlers=False)  # type: ignore[attr-defined]
+    d.addBoth(lambda _: reactor.callLater(0, reactor.stop))
+    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
     return outcome["code"]

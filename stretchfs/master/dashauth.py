@@ -19,6 +19,7 @@ import hmac
 import json
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IRequest
 
 from stretchfs.errors import Forbidden, Unauthorized
@@ -46,13 +47,14 @@ def form_field(request: IRequest, name: str) -> str:
 
 def _cookie(request: IRequest, name: bytes, value: str, max_age: int) -> None:
     request.addCookie(name, value.encode("ascii"), path=b"/", max_age=str(max_age).encode(),
-                      httpOnly=True, secure=bool(request.isSecure()), sameSite="strict")
+                      httpOnly=True, secure=bool(request.isSecure()),  # type: ignore[call-arg]
+                      sameSite="strict")
 
 
 class DashboardSessions:
     """Dashboard sessions on the cluster Redis."""
 
-    def __init__(self, redis: RedisStore, keys: Keys, clock: Any, users: Users,
+    def __init__(self, redis: RedisStore, keys: Keys, clock: IReactorTime, users: Users,
                  cluster_key: str) -> None:
         self._redis = redis
         self._keys = keys

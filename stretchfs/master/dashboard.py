@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from html import escape
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stretchfs import __version__
+
+if TYPE_CHECKING:
+    from stretchfs.master.api import MasterAPI
 
 STATIC_TYPES = {"dashboard.css": b"text/css; charset=utf-8",
                 "dashboard.js": b"text/javascript; charset=utf-8"}
@@ -34,8 +37,8 @@ def page(name: str, **values: str) -> bytes:
     return text.encode("utf-8")
 
 
-async def dashboard_state(api: Any) -> dict[str, Any]:
-    """Everything the dashboard shows, read from `api` (a `MasterAPI`) now."""
+async def dashboard_state(api: MasterAPI) -> dict[str, Any]:
+    """Everything the dashboard shows, read from `api` now."""
     peers = await api.peers.list()
     rows = await api.inventory.store_rows([p["name"] for p in peers if p["role"] == "store"])
     verdicts, probe = api.verdicts, api.probe

@@ -25,10 +25,10 @@ that to let every follower fetch the changes it acknowledged before it goes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Awaitable, Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
 from stretchfs.errors import Gone
 from stretchfs.master.lua import LuaScript, text
@@ -120,7 +120,7 @@ async def read_feed(redis: RedisStore, stream: str, after: str, limit: int) -> F
 class FeedWaiters:
     """Readers waiting for a feed to move; woken by the writer or by their timeout."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._waiting: dict[str, list[Deferred[bool]]] = {}
         self._generation: dict[str, int] = {}
@@ -144,7 +144,7 @@ class FeedWaiters:
         """Fires True when `feed` is notified, False after `seconds`."""
         timer: list[IDelayedCall] = []
 
-        def forget(_: Any = None) -> None:
+        def forget(_: object = None) -> None:
             waiting = self._waiting.get(feed, [])
             if d in waiting:
                 waiting.remove(d)
@@ -158,7 +158,7 @@ class FeedWaiters:
         self._waiting.setdefault(feed, []).append(d)
         timer.append(self._clock.callLater(seconds, self._expire, d))
 
-        def done(result: Any) -> Any:
+        def done(result: object) -> object:
             forget()
             return result
 
@@ -192,7 +192,7 @@ class _Follower:
 class FeedFollowers:
     """Named readers of each feed: the cursor each last read from, and whether a read is open."""
 
-    def __init__(self, clock: Any) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
         self._clock = clock
         self._followers: dict[tuple[str, str], _Follower] = {}
 
@@ -229,7 +229,7 @@ class FeedFollowers:
 
 
 async def long_poll(waiters: FeedWaiters, feed: str, wait: float,
-                    read: Callable[[], Any]) -> FeedPage:
+                    read: Callable[[], Awaitable[FeedPage]]) -> FeedPage:
     """Read the feed; when it has nothing new, wait up to `wait` seconds once and re-read."""
     generation = waiters.generation(feed)
     page: FeedPage = await read()

@@ -24,7 +24,7 @@ from stretchfs.master import validate
 from stretchfs.master.feeds import FeedPage, last_cursor, read_feed
 from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript, text
-from stretchfs.redisstore import RedisStore
+from stretchfs.redisstore import Arg, RedisStore
 from stretchfs.wire.identifiers import EXT_RE, SHA1_RE
 
 MAX_PUBLISH_CHANGES = 10_000
@@ -164,7 +164,7 @@ class Change:
     size: int = 0
 
 
-def _check_change(index: int, item: Any) -> Change:
+def _check_change(index: int, item: object) -> Change:
     """Validate one change (the slow path, with a precise message)."""
     try:
         if not isinstance(item, dict):
@@ -181,7 +181,7 @@ def _check_change(index: int, item: Any) -> Change:
         raise InvalidInput("changes[{}]: {}".format(index, exc)) from None
 
 
-def parse_changes(raw: Any) -> "PackedBatch":
+def parse_changes(raw: object) -> "PackedBatch":
     """Validate a publish batch's `changes` list (400 naming the first bad entry).
 
     The common case (well-formed rows) takes a fast path that checks each row
@@ -193,7 +193,7 @@ def parse_changes(raw: Any) -> "PackedBatch":
         raise InvalidInput("at most {} changes per batch".format(MAX_PUBLISH_CHANGES))
     sha_ok = SHA1_RE.match
     ext_ok = EXT_RE.match
-    lines = []
+    lines: list[str] = []
     append = lines.append
     for index, item in enumerate(raw):
         if type(item) is dict:
@@ -347,8 +347,8 @@ class Inventory:
 class ScanChunks:
     """Iterates a SCAN-style Lua chunk script until its cursor comes back to 0."""
 
-    def __init__(self, script: LuaScript, redis: RedisStore, keys: list[Any],
-                 args: list[Any]) -> None:
+    def __init__(self, script: LuaScript, redis: RedisStore, keys: list[Arg],
+                 args: list[Arg]) -> None:
         self._script = script
         self._redis = redis
         self._keys = keys

@@ -25,7 +25,7 @@ class LuaScript:
         return await redis.execute("EVAL", self.source, len(keys), *keys, *args)
 
 
-def text(value: Any) -> str:
+def text(value: object) -> str:
     """A Redis reply as text."""
     if isinstance(value, bytes):
         return value.decode("utf-8")

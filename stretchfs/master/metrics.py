@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Callable, Concatenate, ParamSpec, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from twisted.web.server import Request
 
 
 class MasterMetrics:
@@ -35,15 +36,27 @@ class MasterMetrics:
                                      registry=registry)
 
 
-def counted(route: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+class _Measured(Protocol):
+    """An API object whose `metrics` count its requests."""
+
+    metrics: MasterMetrics
+
+
+S = TypeVar("S", bound=_Measured)
+P = ParamSpec("P")
+R = TypeVar("R")
+Handler = Callable[Concatenate[S, Request, P], R]
+
+
+def counted(route: str) -> Callable[[Handler[S, P, R]], Handler[S, P, R]]:
     """Count each request of the decorated handler by `route` and final status code."""
 
-    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(handler: Handler[S, P, R]) -> Handler[S, P, R]:
         @functools.wraps(handler)
-        def wrapper(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
-            metrics: MasterMetrics = self.metrics
+        def wrapper(self: S, request: Request, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            metrics = self.metrics
 
-            def done(_: Any) -> None:
+            def done(_: object) -> None:
                 metrics.requests.labels(route=route, code=str(request.code)).inc()
 
             request.notifyFinish().addBoth(done)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
+from treq.client import HTTPClient
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from stretchfs.errors import StretchFSError
@@ -26,7 +28,7 @@ PROBE_SECONDS = 2.0
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
-def _stream_id(cursor: Any) -> tuple[int, int] | None:
+def _stream_id(cursor: object) -> tuple[int, int] | None:
     try:
         ms, _, seq = str(cursor).partition("-")
         return int(ms), int(seq or 0)
@@ -34,7 +36,7 @@ def _stream_id(cursor: Any) -> tuple[int, int] | None:
         return None
 
 
-def lag_seconds(master_cursor: str, mirror_cursor: Any) -> float | None:
+def lag_seconds(master_cursor: str, mirror_cursor: object) -> float | None:
     """How far `mirror_cursor` is behind `master_cursor`, None when unknown."""
     ahead, behind = _stream_id(master_cursor), _stream_id(mirror_cursor)
     if ahead is None or behind is None:
@@ -47,7 +49,7 @@ def lag_seconds(master_cursor: str, mirror_cursor: Any) -> float | None:
 class NodeProbe(PeriodicService):
     """Keeps the latest `/stat` of each store and `/mirror/status` of each prism."""
 
-    def __init__(self, http: Any, cluster_key: str, clock: Any,
+    def __init__(self, http: HTTPClient, cluster_key: str, clock: IReactorTime,
                  list_peers: Callable[[], Awaitable[list[dict[str, Any]]]],
                  cursors: Callable[[], Awaitable[dict[str, str]]]) -> None:
         super().__init__(clock, PROBE_SECONDS)

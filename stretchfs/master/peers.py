@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
+
 from stretchfs.errors import InvalidInput, NotFound
 from stretchfs.master import validate
 from stretchfs.master.keys import Keys
@@ -101,7 +103,7 @@ def parse_flags(body: dict[str, Any]) -> dict[str, bool]:
 class PeerRegistry:
     """Registered prisms and stores on the cluster Redis."""
 
-    def __init__(self, redis: RedisStore, keys: Keys, clock: Any) -> None:
+    def __init__(self, redis: RedisStore, keys: Keys, clock: IReactorTime) -> None:
         self.redis = redis
         self.keys = keys
         self.clock = clock

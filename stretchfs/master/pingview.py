@@ -13,7 +13,9 @@ from typing import Any, Awaitable, Callable
 
 from klein import Klein
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from stretchfs.periodic import PeriodicService
@@ -77,7 +79,8 @@ class ClusterVerdicts(PeriodicService):
     """A cached cluster view of the ping net, for the dashboard."""
 
     def __init__(self, redis: RedisStore, prefix: str,
-                 list_peers: Callable[[], Awaitable[list[dict[str, Any]]]], clock: Any) -> None:
+                 list_peers: Callable[[], Awaitable[list[dict[str, Any]]]],
+                 clock: IReactorTime) -> None:
         super().__init__(clock, REFRESH_SECONDS)
         self._redis = redis
         self._prefix = prefix
@@ -96,7 +99,7 @@ class ClusterVerdicts(PeriodicService):
                 self._failing = False
                 log.info("ping-net dashboard view refreshed again")
 
-        def failed(failure: Any) -> None:
+        def failed(failure: Failure) -> None:
             if not self._failing:
                 self._failing = True
                 log.warn("ping-net dashboard view not refreshed: {error}",

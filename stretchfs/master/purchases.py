@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -172,7 +173,7 @@ class PurchaseSnapshot:
 class Purchases:
     """The purchase database on the cluster Redis."""
 
-    def __init__(self, redis: RedisStore, keys: Keys, clock: Any, feed_max_len: int,
+    def __init__(self, redis: RedisStore, keys: Keys, clock: IReactorTime, feed_max_len: int,
                  prune_interval: float, on_change: Callable[[], None] = lambda: None) -> None:
         self.on_change = on_change
         self.redis = redis
@@ -239,7 +240,7 @@ class Purchases:
                 break
             total += int(await REMOVE.run(
                 self.redis, [self.keys.purchase_expiry, self.keys.purchase_feed],
-                [self.keys.purchase(""), self.feed_max_len] + list(tokens)))
+                [self.keys.purchase(""), self.feed_max_len, *tokens]))
             if len(tokens) < PRUNE_BATCH:
                 break
         if total:
@@ -273,7 +274,7 @@ class PurchasePruner(Service):
     `min(interval, PRUNE_RETRY_SECONDS)` instead of waiting a whole interval.
     """
 
-    def __init__(self, purchases: Purchases, clock: Any, interval: float,
+    def __init__(self, purchases: Purchases, clock: IReactorTime, interval: float,
                  on_pruned: Callable[[int], None] | None = None) -> None:
         self._purchases = purchases
         self._clock = clock
@@ -281,7 +282,7 @@ class PurchasePruner(Service):
         self._loop.clock = clock
         self._interval = interval
         self._on_pruned = on_pruned
-        self._retry: Any = None
+        self._retry: IDelayedCall | None = None
 
     def startService(self) -> None:
         """Prune now, then every interval."""

@@ -9,10 +9,10 @@ of Redis until it resumes, so the master holds at most one chunk per stream.
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine, cast
 
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
@@ -21,7 +21,7 @@ NDJSON_CONTENT_TYPE = b"application/x-ndjson"
 
 log = Logger()
 
-NextChunk = Callable[[], Awaitable[tuple[bytes, bool]]]
+NextChunk = Callable[[], Coroutine[Any, Any, tuple[bytes, bool]]]
 
 
 @implementer(IPushProducer)
@@ -72,7 +72,8 @@ async def stream_ndjson(request: IRequest, first: bytes, next_chunk: NextChunk,
     request.setHeader(b"Content-Type", NDJSON_CONTENT_TYPE)
     request.setHeader(b"Cache-Control", b"no-store")
     flow = _Flow()
-    request.registerProducer(flow, True)
+    consumer = cast(IConsumer, request)  # twisted.web's Request is one
+    consumer.registerProducer(flow, True)
     pending: Deferred[tuple[bytes, bool]] | None = None
     try:
         # the next chunk is asked of Redis as soon as the previous one is written
@@ -102,11 +103,11 @@ async def stream_ndjson(request: IRequest, first: bytes, next_chunk: NextChunk,
                 break
             pending = ensureDeferred(next_chunk())
     except CancelledError:
-        request.unregisterProducer()
+        consumer.unregisterProducer()
         raise
     except Exception:
         log.failure("while streaming {path}", path=request.path)
-        request.unregisterProducer()
+        consumer.unregisterProducer()
         transport = getattr(getattr(request, "channel", None), "transport", None)
         if transport is not None:
             transport.abortConnection()
@@ -115,5 +116,5 @@ async def stream_ndjson(request: IRequest, first: bytes, next_chunk: NextChunk,
     finally:
         if pending is not None and not pending.called:
             pending.addErrback(lambda _: None)
-    request.unregisterProducer()
+    consumer.unregisterProducer()
     return b""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.application.service import IService
 
+from stretchfs.config import MasterConfig
 from stretchfs.master.service import build_master_service
 from stretchfs.tapbase import RoleOptions
 
@@ -22,6 +23,7 @@ def makeService(options: Options) -> IService:
     from stretchfs.wire.http import make_http_client
 
     config = options.settings
+    assert isinstance(config, MasterConfig)
     redis = connect_cluster_redis(config.redis, reactor)
     return build_master_service(config, reactor=reactor, redis=redis,
                                  http=make_http_client(reactor, ca_file=config.tls.ca_file))

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 import bcrypt
 from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.interfaces import IReactorTime
 
 from stretchfs.errors import Conflict, InvalidInput, NotFound, NotReady, Unauthorized
 from stretchfs.master import validate
@@ -63,13 +64,13 @@ def random_text(length: int) -> str:
     return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(length))
 
 
-def _flag(value: Any, name: str) -> bool:
+def _flag(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput("'{}' must be true or false".format(name))
     return value
 
 
-def _password(value: Any) -> str:
+def _password(value: object) -> str:
     if not isinstance(value, str) or not value or len(value.encode("utf-8")) > MAX_PASSWORD_BYTES:
         raise InvalidInput("'password' must be a string of 1-{} bytes".format(
             MAX_PASSWORD_BYTES))
@@ -79,7 +80,7 @@ def _password(value: Any) -> str:
 class Users:
     """Users and their sessions on the cluster Redis."""
 
-    def __init__(self, redis: RedisStore, keys: Keys, clock: Any, *, session_ttl: float,
+    def __init__(self, redis: RedisStore, keys: Keys, clock: IReactorTime, *, session_ttl: float,
                  bcrypt_rounds: int, run_blocking: RunBlocking,
                  on_login_failure: Callable[[str], None] = lambda reason: None) -> None:
         self.redis = redis
@@ -114,7 +115,7 @@ class Users:
         return bool(await self._bcrypt(check))
 
     # -- users -------------------------------------------------------------
-    async def create(self, body: dict[str, Any]) -> dict[str, str]:
+    async def create(self, body: dict[str, Any]) -> dict[str, str | bool]:
         """Create a user; the password is generated when not given."""
         username = validate.username(body.get("username"))
         operator = _flag(body.get("operator", False), "operator")
@@ -130,7 +131,7 @@ class Users:
             raise Conflict("user {} already exists".format(username))
         return {"username": username, "password": password, "operator": operator}
 
-    async def set_operator(self, username: str, operator: Any) -> dict[str, Any]:
+    async def set_operator(self, username: str, operator: object) -> dict[str, Any]:
         """Grant or revoke the operator flag (a revoked operator's dashboard sessions end
         at their next request)."""
         validate.username(username)
@@ -241,7 +242,7 @@ class Users:
             ("EXPIRE", self.keys.user_sessions(session["username"]), ttl)])
         return saved is not None
 
-    async def session(self, token: Any) -> dict[str, Any]:
+    async def session(self, token: object) -> dict[str, Any]:
         """The live session of `token` (Unauthorized when unknown, expired or logged out)."""
         if not isinstance(token, str):
             raise InvalidInput("expected 'token': the session token string")
@@ -256,7 +257,7 @@ class Users:
             raise Unauthorized(BAD_SESSION)
         return session
 
-    async def validate(self, token: Any) -> dict[str, Any]:
+    async def validate(self, token: object) -> dict[str, Any]:
         """The session, with its inactivity deadline pushed forward."""
         session = await self.session(token)
         active = await self.redis.execute("HGET", self.keys.user(session["username"]), "active")
@@ -267,7 +268,7 @@ class Users:
             raise Unauthorized(BAD_SESSION)
         return session
 
-    async def update(self, token: Any, data: Any) -> dict[str, Any]:
+    async def update(self, token: object, data: object) -> dict[str, Any]:
         """Replace the session's `data` object."""
         if not isinstance(data, dict):
             raise InvalidInput("'data' must be an object")
@@ -279,7 +280,7 @@ class Users:
             raise Unauthorized(BAD_SESSION)
         return session
 
-    async def logout(self, token: Any) -> None:
+    async def logout(self, token: object) -> None:
         """End a session (idempotent)."""
         if not is_session_token(token):
             raise InvalidInput("'token' must be 64 letters or digits")
@@ -290,7 +291,7 @@ class Users:
             commands.append(("SREM", self.keys.user_sessions(username), token))
         await self.redis.pipeline(commands)
 
-    async def reset_password(self, token: Any) -> str:
+    async def reset_password(self, token: object) -> str:
         """Give the session's user a new generated password; returns it."""
         session = await self.validate(token)
         password = random_text(PASSWORD_LENGTH)

@@ -329,7 +329,7 @@ class Prober(DatagramProtocol):
     def _send(self, addr: Any, receiver: bytes, kind: int, seq: int,
               target: bytes = NO_TARGET, echo: int = 0) -> None:
         """Sign and send one packet for node id `receiver` to UDP address `addr`."""
-        if not self.running or self.silent:
+        if not self.running or self.silent or self.transport is None:
             return
         packet = Packet(kind=kind, sender=self._self_id, receiver=receiver, target=target,
                         seq=seq, echo=echo, stamp=self._clock.seconds())

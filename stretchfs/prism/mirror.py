@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from typing import Any, Iterable, Iterator
+from typing import Any, Generic, Iterable, Iterator, TypeVar
+
+V = TypeVar("V")
 
 _PURCHASE = struct.Struct(">20sIBH8s")
 TOKEN_DIGEST_BYTES = 12
@@ -115,15 +117,15 @@ class PackedTable:
                 yield blob[pos:pos + klen], blob[pos + klen:pos + size]
 
 
-class _Interner:
+class _Interner(Generic[V]):
     """Two-way table of small ids for repeated values (exts, store sets)."""
 
     def __init__(self, limit: int) -> None:
-        self._ids: dict[Any, int] = {}
-        self._values: list[Any] = []
+        self._ids: dict[V, int] = {}
+        self._values: list[V] = []
         self._limit = limit
 
-    def id_for(self, value: Any) -> int | None:
+    def id_for(self, value: V) -> int | None:
         """The id of `value`, allocating one; None when the table is full."""
         found = self._ids.get(value)
         if found is not None:
@@ -134,12 +136,12 @@ class _Interner:
         self._values.append(value)
         return len(self._values) - 1
 
-    def value(self, ident: int) -> Any:
+    def value(self, ident: int) -> V:
         """The value of id `ident`."""
         return self._values[ident]
 
 
-class InventoryRecord(tuple):
+class InventoryRecord(tuple[str, int, tuple[str, ...]]):
     """(ext, size, stores): what the mirror knows of one content."""
 
     __slots__ = ()
@@ -169,8 +171,8 @@ class InventoryMirror:
     def __init__(self) -> None:
         self._rows = PackedTable(20, 8)
         self._overflow: dict[bytes, tuple[str, int, tuple[str, ...]]] = {}
-        self._exts = _Interner(255)
-        self._sets = _Interner(65535)
+        self._exts: _Interner[str] = _Interner(255)
+        self._sets: _Interner[tuple[str, ...]] = _Interner(65535)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -265,7 +267,7 @@ class InventoryMirror:
         self._store(key, row.get("ext") or "bin", int(row.get("size") or 0), names)
 
 
-class PurchaseRecord(tuple):
+class PurchaseRecord(tuple[str, str, int, tuple[str, ...]]):
     """(sha1, ext, expires, referrer): what delivery needs of a purchase."""
 
     __slots__ = ()
@@ -302,8 +304,8 @@ class PurchaseMirror:
         self._rows = PackedTable(TOKEN_DIGEST_BYTES, _PURCHASE.size)
         self._overflow: dict[bytes, tuple[str, str, int, tuple[str, ...], bytes]] = {}
         self._key = digest_key if digest_key is not None else os.urandom(16)
-        self._exts = _Interner(255)
-        self._refs = _Interner(65535)
+        self._exts: _Interner[str] = _Interner(255)
+        self._refs: _Interner[tuple[str, ...]] = _Interner(65535)
 
     def __len__(self) -> int:
         return len(self._rows)

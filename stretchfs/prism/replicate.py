@@ -16,14 +16,18 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable, cast
 
 from twisted.internet.defer import CancelledError, DeferredList, ensureDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from stretchfs.errors import InsufficientStorage, PeerUnavailable, StretchFSError, UpstreamError
 from stretchfs.pingnet.peers import PeerRecord, Peers
+from stretchfs.prism.mirror import InventoryMirror
+from stretchfs.wire.protocols import ContentTarget
 
 log = Logger()
 
@@ -88,10 +92,10 @@ class StoredCopies:
 class Replicator:
     """Writes a content to `replicas` stores, deduplicating against the inventory."""
 
-    def __init__(self, *, peers: Peers, inventory: Callable[[], Any],
-                 store_client: Callable[[PeerRecord], Any], replicas: int,
-                 min_copies: int, site: str, clock: Any = None,
-                 refresh_registry: Callable[[], Any] | None = None) -> None:
+    def __init__(self, *, peers: Peers, inventory: Callable[[], InventoryMirror],
+                 store_client: Callable[[PeerRecord], ContentTarget], replicas: int,
+                 min_copies: int, site: str, clock: IReactorTime | None = None,
+                 refresh_registry: Callable[[], object] | None = None) -> None:
         self._peers = peers
         self._inventory = inventory
         self._store_client = store_client
@@ -179,12 +183,12 @@ class Replicator:
 
         results = await DeferredList([ensureDeferred(slot(t)) for t in first],
                                      consumeErrors=True)
-        if any(not ok and result.check(CancelledError) for ok, result in results):
+        failed = [cast(Failure, result) for ok, result in results if not ok]
+        if any(failure.check(CancelledError) for failure in failed):
             raise CancelledError()  # the upload's client went away
-        for ok, result in results:
-            if not ok:
-                log.failure("PUT of {sha1} failed unexpectedly", result, sha1=sha1)
-        written = [r[1] for r in results if r[0] and r[1] is not None]
+        for failure in failed:
+            log.failure("PUT of {sha1} failed unexpectedly", failure, sha1=sha1)
+        written = [result for ok, result in results if ok and result is not None]
         for peer in written:
             self._inventory().add(sha1, peer.name, ext, size)
         copies = len(holders) + len(written)

@@ -11,12 +11,14 @@ import functools
 from collections import OrderedDict
 from typing import Any, Callable
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from stretchfs.errors import NotReady, PeerUnavailable, Unauthorized, UpstreamError
 from stretchfs.web.auth import session_token
 from stretchfs.wire.identifiers import is_session_token
+from stretchfs.wire.protocols import SessionSource
 
 log = Logger()
 
@@ -26,7 +28,7 @@ MAX_CACHED_SESSIONS = 100_000
 class SessionCache:
     """token -> session, validated by the master, kept `ttl` seconds."""
 
-    def __init__(self, master: Any, clock: Any, ttl: float,
+    def __init__(self, master: SessionSource, clock: IReactorTime, ttl: float,
                  max_entries: int = MAX_CACHED_SESSIONS) -> None:
         self._master = master
         self._clock = clock

@@ -10,10 +10,11 @@ half-loaded mirror.  The master being unreachable for longer than
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Generic, Protocol, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -31,11 +32,27 @@ LoadSnapshot = Callable[[Callable[[Any], None]], Awaitable[str]]
 ReadFeed = Callable[[str, float], Awaitable[dict[str, Any]]]
 
 
-class MirrorSync(Service):
+class Mirror(Protocol):
+    """What a sync needs of the mirror it fills (`InventoryMirror`, `PurchaseMirror`)."""
+
+    def load_row(self, row: dict[str, Any]) -> None:
+        """Take one row of the snapshot."""
+
+    def apply(self, change: dict[str, Any]) -> None:
+        """Apply one change of the feed."""
+
+    def __len__(self) -> int:
+        """The number of rows."""
+
+
+M = TypeVar("M", bound=Mirror)
+
+
+class MirrorSync(Service, Generic[M]):
     """Loads and follows one of the master's databases into `self.mirror`."""
 
     def __init__(self, kind: str, *, load_snapshot: LoadSnapshot, read_feed: ReadFeed,
-                 new_mirror: Callable[[], Any], readiness: Readiness, clock: Any,
+                 new_mirror: Callable[[], M], readiness: Readiness, clock: IReactorTime,
                  wait: float = FEED_WAIT_SECONDS, retry: float = RETRY_SECONDS) -> None:
         self.kind = kind
         self._load_snapshot = load_snapshot

@@ -14,12 +14,12 @@ import functools
 import mimetypes
 import os
 import re
-from typing import Any
+from typing import BinaryIO
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.web import http
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from stretchfs.errors import RangeNotSatisfiable
@@ -45,7 +45,7 @@ class FileStreamer:
     client never makes it read ahead.  The file is closed in every case.
     """
 
-    def __init__(self, request: Any, handle: Any, offset: int, length: int) -> None:
+    def __init__(self, request: Request, handle: BinaryIO, offset: int, length: int) -> None:
         self._request = request
         self._handle = handle
         self._remaining = length
@@ -156,7 +156,7 @@ def parse_range(header: bytes, size: int) -> tuple[int, int] | None:
     return first, min(last, size - 1)
 
 
-def not_modified(request: Any, etag: bytes, mtime: int) -> bool:
+def not_modified(request: Request, etag: bytes, mtime: int) -> bool:
     """Whether the client's cached copy is current (RFC 9110 13.1.2-13.1.3).
 
     `If-None-Match` (a comma-separated list, weak tags match) wins over
@@ -178,20 +178,20 @@ def not_modified(request: Any, etag: bytes, mtime: int) -> bool:
 class DeliveryResource:
     """Serves signed content paths from a store root."""
 
-    def __init__(self, root: str, secret: str, clock: Any, stats: StoreStats) -> None:
+    def __init__(self, root: str, secret: str, clock: IReactorTime, stats: StoreStats) -> None:
         self._root = os.path.abspath(root)
         self._secret = secret
         self._clock = clock
         self._stats = stats
 
     @staticmethod
-    def match(request: Any) -> Any:
+    def match(request: Request) -> re.Match[bytes] | None:
         """The path match when `request` is a GET/HEAD of a content path, else None."""
         if request.method not in (b"GET", b"HEAD"):
             return None
         return CONTENT_PATH_RE.match(request.path)
 
-    def render(self, request: Any, match: Any) -> Any:
+    def render(self, request: Request, match: re.Match[bytes]) -> bytes | int:
         """Answer one delivery request whose path matched `CONTENT_PATH_RE`."""
         first, second, name, sha1, ext = match.groups()
         if first + second != sha1[:4]:
@@ -204,6 +204,7 @@ class DeliveryResource:
                       signature.decode("latin-1"), self._clock.seconds()):
             self._stats.denied += 1
             return write_json(request, {"error": "invalid or expired signature"}, 403)
+        handle: BinaryIO | None
         try:
             handle = open(self._root + path, "rb")
         except (FileNotFoundError, NotADirectoryError):
@@ -216,7 +217,7 @@ class DeliveryResource:
             handle.close()
             raise
 
-    def _open_any_extension(self, path: str, sha1: bytes) -> Any:
+    def _open_any_extension(self, path: str, sha1: bytes) -> BinaryIO | None:
         """The same content stored under another extension (the bytes are the same:
         stores of one hash may differ in extension), None when there is none."""
         folder = self._root + path.rsplit("/", 1)[0]
@@ -233,7 +234,7 @@ class DeliveryResource:
                 continue
         return None
 
-    def _send(self, request: Any, handle: Any, sha1: bytes, ext: bytes) -> Any:
+    def _send(self, request: Request, handle: BinaryIO, sha1: bytes, ext: bytes) -> bytes | int:
         info = os.fstat(handle.fileno())
         size = info.st_size
         request.setHeader(b"Accept-Ranges", b"bytes")
@@ -272,7 +273,7 @@ class DeliveryResource:
         return NOT_DONE_YET
 
     @staticmethod
-    def _range_applies(request: Any, etag: bytes) -> bool:
+    def _range_applies(request: Request, etag: bytes) -> bool:
         condition = request.getHeader(b"if-range")
         return condition is None or condition.strip() == etag
 
@@ -282,12 +283,12 @@ class StoreRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, delivery: DeliveryResource, api_resource: Any) -> None:
+    def __init__(self, delivery: DeliveryResource, api_resource: IResource) -> None:
         super().__init__()
         self._delivery = delivery
         self._api = api_resource
 
-    def render(self, request: Any) -> Any:
+    def render(self, request: Request) -> bytes | int:
         """Dispatch one request."""
         match = DeliveryResource.match(request)
         if match is not None:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Collection, Iterator
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -31,7 +32,9 @@ from stretchfs.errors import NotReady
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.stats import StoreStats
+from stretchfs.threads import RunBlocking
 from stretchfs.wire.identifiers import EXT_RE, SHA1_RE
+from stretchfs.wire.protocols import InventorySink
 
 log = Logger()
 
@@ -152,7 +155,7 @@ class SpoolSink:
         """Flush and close."""
         self._file.close()
 
-    def batches(self, size: int) -> Any:
+    def batches(self, size: int) -> Iterator[list[dict[str, Any]]]:
         """Read the spool back in lists of at most `size` changes."""
         batch: list[dict[str, Any]] = []
         with open(self.path, "rb") as handle:
@@ -165,7 +168,7 @@ class SpoolSink:
             yield batch
 
 
-def diff_inventory(store: ContentStore, known: KnownInventory, sink: Any,
+def diff_inventory(store: ContentStore, known: KnownInventory, sink: JournalSink | SpoolSink,
                    progress: Callable[[SyncReport], None] | None = None,
                    every: int = PROGRESS_EVERY_FILES) -> SyncReport:
     """Walk the disk against `known`, feeding differences to `sink` (blocking).
@@ -199,7 +202,7 @@ def diff_inventory(store: ContentStore, known: KnownInventory, sink: Any,
     return report
 
 
-async def fetch_known(master: Any, store_name: str) -> KnownInventory:
+async def fetch_known(master: InventorySink, store_name: str) -> KnownInventory:
     """Stream the master's view of `store_name` into a `KnownInventory`."""
     known = KnownInventory()
     await master.store_inventory(store_name, known.add_row)
@@ -243,10 +246,11 @@ class SyncGuard:
 class InventorySyncService(Service):
     """Runs a sync at start-up and every `interval` seconds (retries sooner on failure)."""
 
-    def __init__(self, store: ContentStore, journal: Journal, master: Any, store_name: str, *,
-                 clock: Any, interval: float, run_blocking: Callable[..., Deferred],
+    def __init__(self, store: ContentStore, journal: Journal, master: InventorySink,
+                 store_name: str, *,
+                 clock: IReactorTime, interval: float, run_blocking: RunBlocking,
                  stats: StoreStats, guard: SyncGuard, on_synced: Callable[[], None],
-                 call_from_thread: Callable[..., Any] | None = None) -> None:
+                 call_from_thread: Callable[..., object] | None = None) -> None:
         self._store = store
         self._journal = journal
         self._master = master
@@ -260,9 +264,9 @@ class InventorySyncService(Service):
         self._call_from_thread = call_from_thread or _call_now
         self._loop = LoopingCall(self._tick)
         self._loop.clock = clock
-        self._retry_call: Any = None
+        self._retry_call: IDelayedCall | None = None
         self._backlog_waits = 0
-        self._running_sync: Deferred[Any] | None = None
+        self._running_sync: Deferred[SyncReport | None] | None = None
         self.last_report: SyncReport | None = None
 
     def startService(self) -> None:
@@ -283,7 +287,7 @@ class InventorySyncService(Service):
     def _tick(self) -> None:
         self.sync_now()
 
-    def sync_now(self) -> Deferred[Any]:
+    def sync_now(self) -> Deferred[SyncReport | None]:
         """Start a sync unless one runs; fires with its report (None on failure)."""
         if self._running_sync is not None:
             return self._running_sync
@@ -292,7 +296,7 @@ class InventorySyncService(Service):
         self._retry_call = None
         d = ensureDeferred(self._sync())
 
-        def done(result: Any) -> Any:
+        def done(result: object) -> object:
             self._running_sync = None
             return result
 
@@ -344,7 +348,7 @@ class InventorySyncService(Service):
         self._call_from_thread(_log_progress, report.files, report.added)
 
 
-def _call_now(function: Callable[..., Any], *args: Any) -> None:
+def _call_now(function: Callable[..., object], *args: object) -> None:
     function(*args)
 
 

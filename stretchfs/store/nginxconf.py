@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the rendered server block for a store config."""
-    from stretchfs.config import load_config
+    from stretchfs.config import StoreConfig, load_config
     from stretchfs.errors import ConfigError
 
     args = build_parser().parse_args(argv)
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write("{}\n".format(exc))
         return EX_CONFIG
+    assert isinstance(config, StoreConfig)
     sys.stdout.write(render_store_server(read_template(), listen=args.listen,
                                          root=config.store.root,
                                          secret=delivery_secret(config.cluster.key),

@@ -8,28 +8,28 @@ unreachable the batch is retried with a growing delay (1 s up to
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
 from stretchfs.store.journal import Journal
+from stretchfs.threads import RunBlocking
+from stretchfs.wire.protocols import InventorySink
 
 log = Logger()
 
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 2.0  # a returning master must hear the queued changes at once
 
-RunBlocking = Callable[..., Deferred]
-
-
 class InventoryPublisher(Service):
     """Drains the journal into `master.publish(store_name, changes)`."""
 
-    def __init__(self, journal: Journal, master: Any, store_name: str, *, clock: Any,
-                 batch_size: int, run_blocking: RunBlocking) -> None:
+    def __init__(self, journal: Journal, master: InventorySink, store_name: str, *,
+                 clock: IReactorTime, batch_size: int, run_blocking: RunBlocking) -> None:
         self._journal = journal
         self._master = master
         self._store_name = store_name
@@ -37,7 +37,7 @@ class InventoryPublisher(Service):
         self._batch_size = min(batch_size, 10_000)
         self._run_blocking = run_blocking
         self._busy = False
-        self._retry_call: Any = None
+        self._retry_call: IDelayedCall | None = None
         self._delay = FIRST_RETRY_SECONDS
         self.published = 0
         self.failures = 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 @dataclass
@@ -25,11 +25,11 @@ class StoreStats:
 class StoreStatsCollector:
     """Exports a `StoreStats` (and the publish backlog) as Prometheus metrics."""
 
-    def __init__(self, stats: StoreStats, backlog: Any) -> None:
+    def __init__(self, stats: StoreStats, backlog: Callable[[], int]) -> None:
         self._stats = stats
         self._backlog = backlog
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         """Yield the metric families."""
         stats = self._stats
         for name, doc, value in (

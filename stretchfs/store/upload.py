@@ -110,7 +110,7 @@ class PutReceiver:
         check_cluster_key(request, self.cluster_key)
         sha1, ext = parse_name(path[len(PUT_PREFIX):].decode("latin-1"))
         transport = request.transport
-        if hasattr(transport, "bufferSize"):
+        if transport is not None and hasattr(transport, "bufferSize"):
             transport.bufferSize = PUT_READ_BYTES
         return self.open(sha1, ext, length, transport)
 

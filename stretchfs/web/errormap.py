@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from stretchfs import errors
 from stretchfs.web.jsonio import write_json
@@ -41,15 +41,15 @@ def status_for(exc: BaseException) -> int | None:
 
 def render_failure(request: IRequest, failure: Failure) -> bytes:
     """Answer a failed request: domain errors by the table, others as 500."""
-    if isinstance(failure.value, HTTPException):
-        code = failure.value.code or 500
-        if code == 405 and failure.value.valid_methods:
-            request.setHeader(b"Allow", ", ".join(failure.value.valid_methods).encode())
-        return write_json(request, {"error": (failure.value.name or "error").lower()}, code)
-    if status_for(failure.value) is None:
+    exc = cast(BaseException, failure.value)  # a Failure always holds one
+    if isinstance(exc, HTTPException):
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            request.setHeader(b"Allow", ", ".join(exc.valid_methods).encode())
+        return write_json(request, {"error": (exc.name or "error").lower()}, exc.code or 500)
+    if status_for(exc) is None:
         log.failure("unhandled error on {method} {path}", failure,
                     method=request.method, path=request.path)
-    return render_error(request, failure.value)
+    return render_error(request, exc)
 
 
 def render_error(request: IRequest, exc: BaseException) -> bytes:
@@ -69,5 +69,5 @@ def install_error_handlers(app: Klein) -> None:
     """Route every exception raised by `app`'s handlers through `render_failure`."""
 
     @app.handle_errors(Exception)
-    def _on_error(instance: Any, request: IRequest, failure: Failure) -> bytes:
+    def _on_error(self: Any, request: IRequest, failure: Failure) -> bytes:
         return render_failure(request, failure)

@@ -23,10 +23,11 @@ import ctypes
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Generic, TypeVar
+from typing import Any, BinaryIO, Callable, Generic, TypeVar, cast
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.client import ResponseDone
@@ -304,19 +305,19 @@ class BodyReceiver(Protocol, Generic[IntakeT]):
         """Stop reading the connection; the idle timer waits too."""
         self._disarm_idle()
         if self.transport is not None:
-            self.transport.pauseProducing()
+            cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeProducing(self) -> None:
         """Read the connection again."""
         if self.intake is not None:
             self._arm_idle()
         if self.transport is not None:
-            self.transport.resumeProducing()
+            cast(IPushProducer, self.transport).resumeProducing()
 
     def stopProducing(self) -> None:
         """Drop the connection."""
         if self.transport is not None:
-            self.transport.stopProducing()
+            cast(IPushProducer, self.transport).stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         """Write a chunk into the intake."""

@@ -12,8 +12,10 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from stretchfs.exitcodes import EX_LISTEN
@@ -30,10 +32,10 @@ class ListeningService(Service):
         self._endpoint = endpoint
         self._site = site
         self._role = role
-        self._port: Any = None
+        self._port: IListeningPort | None = None
         self._cert_check: LoopingCall | None = None
         self._failed_to_listen = False
-        self.address: Any = None
+        self.address: Any = None  # an IPv4Address or IPv6Address: .host, .port
         self.ready: Deferred[Any] = Deferred()
 
     @property
@@ -55,7 +57,7 @@ class ListeningService(Service):
         if self._failed_to_listen and not getattr(self._reactor, "running", False):
             raise SystemExit(EX_LISTEN)
 
-    def _listen(self) -> Deferred[Any]:
+    def _listen(self) -> Deferred[IListeningPort]:
         if self.scheme == "http":
             return serverFromString(self._reactor, self._endpoint).listen(self._site)
         try:
@@ -69,7 +71,7 @@ class ListeningService(Service):
         return SSL4ServerEndpoint(self._reactor, tls.port, context, tls.backlog,
                                   tls.interface).listen(self._site)
 
-    def _listening(self, port: Any) -> None:
+    def _listening(self, port: IListeningPort) -> None:
         self._port = port
         self.address = port.getHost()
         host = getattr(self.address, "host", getattr(self.address, "name", ""))
@@ -78,7 +80,7 @@ class ListeningService(Service):
                  port=port_number, scheme=self.scheme, event="listening")
         self.ready.callback(self.address)
 
-    def _failed(self, failure: Any) -> None:
+    def _failed(self, failure: Failure) -> None:
         self._failed_to_listen = True
         log.critical("{role} cannot listen on {endpoint}: {error}; exiting with {exit_code}",
                      role=self._role, endpoint=self._endpoint, error=str(failure.value),
@@ -96,4 +98,4 @@ class ListeningService(Service):
         if self._port is None:
             return succeed(None)
         port, self._port = self._port, None
-        return maybeDeferred(port.stopListening)
+        return maybeDeferred(port.stopListening)  # type: ignore[call-overload]  # Deferred | None

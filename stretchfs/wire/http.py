@@ -14,14 +14,19 @@ per peer until a handshake with that peer succeeds again.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from OpenSSL import SSL
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.internet.error import TimeoutError as NetTimeout
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IOpenSSLClientConnectionCreator,
+    IPushProducer,
+    IReactorTime,
+)
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.ssl import (
     Certificate,
@@ -41,13 +46,16 @@ from twisted.web.client import (
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.iweb import IPolicyForHTTPS, IResponse
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.web.jsonio import decode_json, encode_json
 
 log = Logger()
+
+R = TypeVar("R", bound=IResponse)
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 _CONNECTION_ERRORS = (ConnectError, ConnectionLost, NetTimeout, CancelledError,
@@ -66,7 +74,7 @@ def make_http_client(reactor: Any, persistent: bool = True, max_per_host: int = 
     pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = 60
     if not verify:
-        policy: Any = _OwnListenerPolicy()
+        policy: IPolicyForHTTPS = _OwnListenerPolicy()
     else:
         policy = BrowserLikePolicyForHTTPS(
             trustRootFromCertificates(load_ca_bundle(ca_file)) if ca_file else platformTrust())
@@ -97,7 +105,7 @@ def load_ca_bundle(path: str) -> list[Certificate]:
     return [Certificate.loadPEM(block) for block in blocks]
 
 
-def tls_failure_reason(error: BaseException) -> str | None:
+def tls_failure_reason(error: BaseException | None) -> str | None:
     """OpenSSL's (or the name check's) reason when `error` is a failed TLS handshake."""
     reasons = getattr(error, "reasons", None) or []
     for item in [error] + [getattr(r, "value", r) for r in reasons]:
@@ -110,15 +118,16 @@ def tls_failure_reason(error: BaseException) -> str | None:
     return None
 
 
+@implementer(IAgent)
 class TlsReportingAgent:
     """An Agent that logs a failed TLS handshake once per peer (and its recovery)."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: IAgent) -> None:
         self._agent = agent
         self._failing: set[bytes] = set()
 
-    def request(self, method: bytes, uri: bytes, headers: Any = None,
-                bodyProducer: Any = None) -> Deferred[IResponse]:
+    def request(self, method: bytes, uri: bytes, headers: Headers | None = None,
+                bodyProducer: IBodyProducer | None = None) -> Deferred[IResponse]:
         """Send the request through the wrapped agent, noting TLS outcomes per peer."""
         d = self._agent.request(method, uri, headers, bodyProducer)
         if uri.startswith(b"https://"):
@@ -157,12 +166,12 @@ class Deadline:
     runs from `with` to the end of the block.
     """
 
-    def __init__(self, clock: Any, timeout: float, peer: str) -> None:
+    def __init__(self, clock: IReactorTime, timeout: float, peer: str) -> None:
         self._clock = clock
         self.timeout = timeout
         self._peer = peer
         self._last = 0.0
-        self._call: Any = None
+        self._call: IDelayedCall | None = None
         self._abort: Callable[[], None] | None = None
         self.expired = False
 
@@ -203,7 +212,7 @@ class Deadline:
         return PeerUnavailable("{} stalled {}: no progress for {}s".format(
             self._peer, what, self.timeout))
 
-    async def response(self, request: Deferred[IResponse]) -> IResponse:
+    async def response(self, request: Deferred[R]) -> R:
         """The answer of `request` (its headers); PeerUnavailable when unreachable or
         stalled.  Cancelling the caller still raises CancelledError."""
         self.on_expiry(request.cancel)
@@ -234,7 +243,7 @@ class Deadline:
         reader.done.addBoth(self._read_done)
         return reader.done
 
-    def _read_done(self, result: Any) -> Any:
+    def _read_done(self, result: object) -> object:
         self.on_expiry(None)
         return result
 
@@ -287,14 +296,14 @@ class _BodyReader(Protocol):
             self.done.errback(PeerUnavailable("answer cut short: {}".format(
                 reason.getErrorMessage())))
 
-    def _fail(self, error: Any) -> None:
+    def _fail(self, error: BaseException | Failure) -> None:
         if not self.done.called:
             self._drop()
             self.done.errback(error)
 
     def _drop(self) -> None:
         if self.transport is not None:
-            self.transport.stopProducing()
+            self.transport.stopProducing()  # type: ignore[attr-defined]  # a body's producer
 
 
 def discard_body(response: IResponse) -> None:
@@ -305,13 +314,13 @@ def discard_body(response: IResponse) -> None:
 class _Discard:
     """A protocol that stops its transport at once."""
 
-    def makeConnection(self, transport: Any) -> None:
+    def makeConnection(self, transport: IPushProducer) -> None:
         transport.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         pass
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure) -> None:
         pass
 
 
@@ -319,10 +328,11 @@ class JsonClient:
     """JSON requests to one peer's base URL with the cluster key."""
 
     def __init__(self, http: HTTPClient, base_url: str, cluster_key: str,
-                 timeout: float, clock: Any) -> None:
+                 timeout: float, clock: IReactorTime) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
-        self._headers = {b"Authorization": [b"Bearer " + cluster_key.encode("utf-8")]}
+        self._headers: dict[bytes | str, list[bytes | str]] = {
+            b"Authorization": [b"Bearer " + cluster_key.encode("utf-8")]}
         self.timeout = timeout
         self.clock = clock
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
-from typing import Any
+from typing import TypeGuard
 
 SHA1_PATTERN = "[0-9a-f]{40}"
 EXT_PATTERN = "[a-z0-9]{1,10}"
@@ -35,16 +35,16 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 TOKEN_RE = re.compile(r"^[A-Za-z0-9]{%d}\Z" % TOKEN_LENGTH)
 
 
-def _matches(pattern: re.Pattern[str], value: Any) -> bool:
+def _matches(pattern: re.Pattern[str], value: object) -> TypeGuard[str]:
     return isinstance(value, str) and pattern.match(value) is not None
 
 
-def is_sha1(value: Any) -> bool:
+def is_sha1(value: object) -> TypeGuard[str]:
     """True for a content hash in its canonical form (40 lowercase hex)."""
     return _matches(SHA1_RE, value)
 
 
-def public_sha1(value: Any) -> str | None:
+def public_sha1(value: object) -> str | None:
     """A hash as a client may send it (any case, blanks around) in canonical form, or None."""
     if not isinstance(value, str):
         return None
@@ -52,27 +52,27 @@ def public_sha1(value: Any) -> str | None:
     return canonical if SHA1_RE.match(canonical) else None
 
 
-def is_extension(value: Any) -> bool:
+def is_extension(value: object) -> TypeGuard[str]:
     """True for a file extension: 1-10 lowercase letters or digits."""
     return _matches(EXT_RE, value)
 
 
-def is_node_name(value: Any) -> bool:
+def is_node_name(value: object) -> TypeGuard[str]:
     """True for a node (peer) name."""
     return _matches(NODE_NAME_RE, value)
 
 
-def is_username(value: Any) -> bool:
+def is_username(value: object) -> TypeGuard[str]:
     """True for a user name."""
     return _matches(USERNAME_RE, value)
 
 
-def is_purchase_token(value: Any) -> bool:
+def is_purchase_token(value: object) -> TypeGuard[str]:
     """True for a purchase token as the master draws them."""
     return _matches(TOKEN_RE, value)
 
 
-def is_session_token(value: Any) -> bool:
+def is_session_token(value: object) -> TypeGuard[str]:
     """True for a session token as the master draws them."""
     return _matches(TOKEN_RE, value)
 

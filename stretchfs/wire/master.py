@@ -14,6 +14,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from treq.client import HTTPClient
+from twisted.internet.interfaces import IReactorTime
 
 from stretchfs.errors import UpstreamError
 from stretchfs.web.jsonio import decode_json
@@ -58,7 +59,7 @@ class MasterClient:
     """
 
     def __init__(self, http: HTTPClient, base_url: str, cluster_key: str,
-                 timeout: float, clock: Any, reader: str = "") -> None:
+                 timeout: float, clock: IReactorTime, reader: str = "") -> None:
         self._json = JsonClient(http, base_url, cluster_key, timeout, clock)
         self._reader = {"reader": reader} if reader else {}
 
