@@ -78,7 +78,7 @@ class BallotBox:
         self._maybe: set[str] = set()          # targets we may hold a vote on in Redis
         self._busy = False
         self._again = False
-        self._drained: list[Deferred[None]] = []  # waiting until no write is in flight
+        self._drained: list[Deferred[Any]] = []  # waiting until no write is in flight
         self._on_cast = on_cast
         self._on_error = on_error
         self._on_ok = on_ok
@@ -91,7 +91,7 @@ class BallotBox:
         self.wanted = targets
         return self.sync()
 
-    def sync(self) -> Deferred[None] | None:
+    def sync(self) -> Deferred[Any] | None:
         """Write whatever differs (and refresh ageing votes); one write at a time."""
         if self._busy:
             self._again = True
@@ -143,7 +143,7 @@ class BallotBox:
         d.addBoth(finish)
         return d
 
-    def withdraw_all(self) -> Deferred[None] | None:
+    def withdraw_all(self) -> Deferred[Any] | None:
         """Remove every vote of this node (on shutdown); the Deferred fires once the
         removal is written, also when another write was in flight (None: nothing to do)."""
         self.wanted = set()
@@ -151,7 +151,7 @@ class BallotBox:
         written = self.sync()
         if written is not None or not self._busy:
             return written
-        waiter: Deferred[None] = Deferred()
+        waiter: Deferred[Any] = Deferred()
         self._drained.append(waiter)
         return waiter
 

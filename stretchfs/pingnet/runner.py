@@ -13,10 +13,11 @@ import argparse
 import json
 import random
 import sys
-from typing import Any
+from typing import Any, cast
 
 from twisted.logger import (
     FilteringLogObserver,
+    ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     globalLogBeginner,
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(event_as_json(event) + "\n")
         sys.stdout.flush()
 
-    observer = FilteringLogObserver(write, [LogLevelFilterPredicate(LogLevel.info)])
+    observer = FilteringLogObserver(cast(ILogObserver, write),
+                                    [LogLevelFilterPredicate(LogLevel.info)])
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     with open(args.registry, encoding="utf-8") as handle:
         records = [PeerRecord.from_json(row) for row in json.load(handle)]

@@ -69,7 +69,7 @@ def system_resolver(reactor: Any) -> Resolver:
 
     def lookup(host: str) -> list[str]:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        return list(dict.fromkeys(info[4][0] for info in infos))
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
     async def resolve(host: str) -> list[str]:
         return await deferToThreadPool(reactor, reactor.getThreadPool(), lookup, host)

@@ -30,6 +30,7 @@ from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_ha
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
 from stretchfs.store.upload import PutReceiver, PutUpload
+from stretchfs.threads import RunBlocking
 from stretchfs.wire.store import StoreClient
 
 log = Logger()
@@ -113,7 +114,7 @@ class ContentService:
 
     def __init__(self, store: ContentStore, receiver: PutReceiver,
                  publisher: InventoryPublisher, *, stats: StoreStats, guard: SyncGuard,
-                 disk: DiskMonitor, run_blocking: Callable[..., Deferred],
+                 disk: DiskMonitor, run_blocking: RunBlocking,
                  store_client: Callable[[Any], StoreClient], peers: Any) -> None:
         self.store = store
         self.receiver = receiver
@@ -217,7 +218,7 @@ class ContentService:
         return found
 
     # -- repair ----------------------------------------------------------------
-    async def fetch(self, sha1: str, ext: str | None, source: str) -> tuple[StoredFile, bool]:
+    async def fetch(self, sha1: str, ext: str | None, source: object) -> tuple[StoredFile, bool]:
         """Copy `sha1` from the store `source` (through its /content/download)."""
         check_hash(sha1)
         if ext is not None:

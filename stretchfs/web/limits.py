@@ -33,10 +33,12 @@ plain HTTP there are refused by OpenSSL at once.
 from __future__ import annotations
 
 import io
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, ITCPTransport, ITransport
+from twisted.internet.protocol import connectionDone
 from twisted.protocols.tls import TLSMemoryBIOProtocol
+from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES, HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer
@@ -148,7 +150,7 @@ class LimitedRequest(Request):
         if previous is not None:
             previous.close()
         code = status_for(error) or 500
-        channel.transport.write(_closing_answer(code, str(error) or error.__class__.__name__))
+        _transport_of(channel).write(_closing_answer(code, str(error) or error.__class__.__name__))
         self._timer = channel.callLater(self.linger_seconds, self._close_refused)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -223,11 +225,11 @@ class LimitedChannel(HTTPChannel):
             self._first_data = False
             if data[:1] == _TLS_HANDSHAKE_BYTE and \
                     not isinstance(self.transport, TLSMemoryBIOProtocol):
-                self.transport.write(_closing_answer(
+                _transport_of(self).write(_closing_answer(
                     400, "TLS handshake on a plain HTTP port: use http:// here, or the "
                     "node's https:// listener"))
                 self.setTimeout(None)
-                self.transport.loseConnection()
+                _transport_of(self).loseConnection()
                 return
         super().dataReceived(data)
 
@@ -250,7 +252,7 @@ class LimitedChannel(HTTPChannel):
         else:
             answer = _closing_answer(431, "request headers larger than {} bytes".format(
                 self.totalHeadersSize))
-        self.transport.write(answer)
+        _transport_of(self).write(answer)
         # The rest of the head, and whatever the client still sends, is
         # dropped until the lingering close.
         self.clearLineBuffer()
@@ -266,7 +268,7 @@ class LimitedChannel(HTTPChannel):
             self._handshake_timer.cancel()
         self._handshake_timer = None
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Forget the lingering-close and handshake timers."""
         if self._refused_timer is not None and self._refused_timer.active():
             self._refused_timer.cancel()
@@ -291,10 +293,16 @@ def limited_channel(linger_seconds: float = LINGER_SECONDS) -> type[LimitedChann
     return type("BoundLimitedChannel", (LimitedChannel,), {"linger_seconds": linger_seconds})
 
 
+def _transport_of(channel: HTTPChannel) -> ITransport:
+    """The channel's transport (set from connectionMade until the connection is lost)."""
+    assert channel.transport is not None
+    return channel.transport
+
+
 def _close_lingering(channel: HTTPChannel, linger_seconds: float) -> Any:
     """Close `channel`; abort it if the client has not taken the answer within
     `linger_seconds`.  Returns the abort timer."""
     # The channel's own loseConnection also unregisters it as the
     # transport's producer, or a paused channel could keep it open.
     channel.loseConnection()
-    return channel.callLater(linger_seconds, channel.transport.abortConnection)
+    return channel.callLater(linger_seconds, cast(ITCPTransport, channel.transport).abortConnection)

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Callable
 from treq.client import HTTPClient
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
@@ -113,8 +114,8 @@ class StoreClient:
     async def put(self, sha1: str, ext: str, path: str, size: int) -> dict[str, Any]:
         """PUT the file at `path` as `<sha1>.<ext>`; the store's `{"hash","ext","size"}`."""
         url = self._json.url("/content/put/{}.{}".format(sha1, ext))
-        headers = {b"Authorization": [b"Bearer " + self._key.encode("utf-8")],
-                   b"Content-Type": [b"application/octet-stream"]}
+        headers = Headers({b"Authorization": [b"Bearer " + self._key.encode("utf-8")],
+                           b"Content-Type": [b"application/octet-stream"]})
         with self._json.deadline() as deadline:
             with open(path, "rb") as handle:
                 producer = FileProducer(handle, size, on_progress=deadline.touch)
