@@ -99,14 +99,12 @@ def redirect_query(signed: str, query: str, ext: str, video_types: tuple[str, ..
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """What delivery needs of a request, read by `PrismRoot`: plain values."""
+    """What delivery needs of a request, read by `PrismRoot`: the scheme asked for by
+    X-Forwarded-Proto (None: the store's own), the raw query string, the Referer."""
 
     scheme: str | None
-    """'http' or 'https' (X-Forwarded-Proto); None: the store's own."""
     query: str
-    """The client's raw query string."""
     referer: str | None
-    """The Referer header."""
 
 
 class Delivery:

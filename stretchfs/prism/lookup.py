@@ -1,21 +1,13 @@
 """Where content is, never a false "not found": the mirror, else the master, else the stores.
 
-One chain for every caller (detail, exists, purchase, delivery, static):
-
-1. the inventory mirror;
-2. the master, for what the mirror lacks (`lookup_many`, in batches): the
-   feed may not have brought it yet.  A master that cannot be asked makes a
-   miss a 503, never a 404;
-3. every available store, for what the master does not know either
-   (`StoreProbe`): right after a master outage the stores are still
-   publishing what they received meanwhile.  A store that does not answer
-   while some content was found nowhere makes that a 503 too.
-
-A caller may ask for more than "some store holds it" (`usable`: delivery needs
-an available store): a record that is not usable goes on to the next step, and
-the last record seen is answered when no step finds a usable one.  Limited
-callers (unauthenticated `/static`) probe the stores at most
-`PROBE_PER_SECOND` times a second; past that a miss is a 503 ("retry shortly").
+One chain for detail, exists, purchase and delivery (docs/prism.md, "No false
+not found"): what the mirror lacks is asked of the master (`lookup_many`, in
+batches), what the master lacks of every available store (`StoreProbe`).  A
+miss the master or a silent store cannot confirm is a 503, never a 404.  A
+caller may need more than some store (`usable`: delivery needs an available
+one): an unusable record goes on to the next step, and the last record seen is
+the answer when no step finds a usable one.  Limited callers (`/static`, no
+session) probe at most `PROBE_PER_SECOND` times a second, then a miss is a 503.
 """
 
 from __future__ import annotations
@@ -73,11 +65,10 @@ class StoreProbe:
             for sha1 in hashes:
                 row = answer.get(sha1)
                 if isinstance(row, dict) and row.get("exists"):
-                    known = found.get(sha1)
-                    found[sha1] = InventoryRecord(str(row.get("ext") or "bin"),
-                                                  int(row.get("size") or 0), (peer.name,)) \
-                        if known is None else InventoryRecord(known.ext, known.size,
-                                                              known.stores + (peer.name,))
+                    known = found.get(sha1) or InventoryRecord(
+                        str(row.get("ext") or "bin"), int(row.get("size") or 0), ())
+                    found[sha1] = InventoryRecord(known.ext, known.size,
+                                                  known.stores + (peer.name,))
         if found:
             log.info("{count} content(s) unknown to the master found on stores",
                      count=len(found), event="store_probe_hit")

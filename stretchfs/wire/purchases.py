@@ -1,19 +1,12 @@
-"""What a purchase request is: the prism that takes it and the master that keeps it
-check it with this one parser, so they cannot disagree.
+"""What a purchase request is: one parser for the prism that takes it and the master
+that keeps it, so they cannot disagree.
 
-* `hash` (or `sha1`): a content hash (`wire.identifiers`).
-* `ext`: an extension, or absent (the prism then uses the stored one; the
-  master requires it).
-* `life`: seconds, a number from 1 to ten years; absent: the caller's default.
-* `referrer`: host patterns, a list of at most 100 non-empty strings of at
-  most 255 characters and 16 KiB of JSON (every purchase travels in feed pages
-  and snapshots to every prism); one string is a list of one, null or "" none.
-* `ip`: the buyer's address, a string of at most 64 characters; absent: the
-  caller's default.
-
-Public routes (`public=True`, the prism) also take a hash in any case with
-blanks around, an extension in any case, and `life` as a string of digits
-(as form values arrive), and pass them on in canonical form.
+`hash` (or `sha1`); `ext` (absent: the prism uses the stored one, the master
+refuses); `life` seconds, 1 to ten years; `referrer` host patterns, at most 100
+of 1-255 characters and 16 KiB of JSON (every purchase goes to every prism),
+one string a list of one, null or "" none; `ip` at most 64 characters.  Public
+requests (`public=True`, the prism) also take hash and ext in any case and
+`life` as digits, and pass them on in canonical form.
 """
 
 from __future__ import annotations
