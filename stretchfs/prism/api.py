@@ -201,33 +201,30 @@ class PrismAPI:
                                     "password": answer.get("password")})
 
     # -- content -----------------------------------------------------------
-    async def _records(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
-        """The SDK records of `hashes`, through the lookup chain."""
+    async def _records(self, request: IRequest) -> tuple[dict[str, Any], str | None]:
+        """The SDK records of the body's hash(es) through the lookup chain, and the one
+        hash asked when not a list."""
+        hashes, bulk = parse_hashes(read_json_object(request, self.max_body),
+                                    self.config.prism.bulk_max)
         found = await self.lookup.find(hashes)
-        return {sha1: content_record(sha1, record) for sha1, record in found.items()}
+        return ({sha1: content_record(sha1, record) for sha1, record in found.items()},
+                None if bulk else hashes[0])
 
     @app.route("/content/detail", methods=["POST"])
     @session_required
     async def post_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Record(s) of the hash(es); 404 for one unknown hash (after asking the master)."""
-        body = read_json_object(request, self.max_body)
-        hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
-        records = await self._records(hashes)
-        if bulk:
-            return write_json(request, records)
-        record = records[hashes[0]]
-        if not record["exists"]:
+        records, single = await self._records(request)
+        if single is not None and not records[single]["exists"]:
             raise errors.NotFound("content not found")
-        return write_json(request, record)
+        return write_json(request, records if single is None else records[single])
 
     @app.route("/content/exists", methods=["POST"])
     @session_required
     async def post_exists(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Record(s) of the hash(es), `exists: false` for unknown ones."""
-        body = read_json_object(request, self.max_body)
-        hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
-        records = await self._records(hashes)
-        return write_json(request, records if bulk else records[hashes[0]])
+        records, single = await self._records(request)
+        return write_json(request, records if single is None else records[single])
 
     @app.route("/content/upload", methods=["POST"])
     @session_required

@@ -214,20 +214,6 @@ class Delivery:
         return self.location(caller, canonical, record)
 
 
-def _answer_error(request: Any, exc: BaseException) -> bytes:
-    if status_for(exc) is None:
-        log.error("delivery failed: {error!r}", error=exc)
-    return render_error(request, exc)
-
-
-def _answer_redirect(request: Any, location: str) -> bytes:
-    request.setResponseCode(302)
-    request.setHeader(b"Location", location.encode("utf-8"))
-    request.setHeader(b"Cache-Control", b"no-store")
-    request.setHeader(b"Content-Length", b"0")
-    return b""
-
-
 def caller_of(request: IRequest) -> Caller:
     """The plain values delivery reads from a twisted.web request."""
     proto = (request.getHeader(b"x-forwarded-proto")
@@ -262,10 +248,16 @@ class PrismRoot(Resource):
 
     def _redirect(self, request: Any, location: str) -> bytes:
         self._count(302)
-        return _answer_redirect(request, location)
+        request.setResponseCode(302)
+        request.setHeader(b"Location", location.encode("utf-8"))
+        request.setHeader(b"Cache-Control", b"no-store")
+        request.setHeader(b"Content-Length", b"0")
+        return b""
 
     def _error(self, request: Any, exc: BaseException) -> bytes:
-        body = _answer_error(request, exc)
+        if status_for(exc) is None:
+            log.error("delivery failed: {error!r}", error=exc)
+        body = render_error(request, exc)
         self._count(request.code)
         return body
 
