@@ -11,7 +11,6 @@ the reactor and returns an exit code.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tomllib
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Mapping, TextIO
 from stretchfs.config import CLUSTER_KEY_ENV, MasterConfig, cluster_key_problem, load_config
 from stretchfs.errors import ConfigError, PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.exitcodes import EX_CONFIG
+from stretchfs.wire.upstream import error_text
 
 if TYPE_CHECKING:
     from stretchfs.wire.master import MasterClient
@@ -99,13 +99,9 @@ def resolve_master(args: argparse.Namespace, environ: Mapping[str, str]
 
 def upstream_message(exc: UpstreamError) -> str:
     """The master's error text of a non-2xx answer."""
-    try:
-        body = json.loads(exc.body)
-        if isinstance(body, dict) and body.get("error"):
-            return "master answered {}: {}".format(exc.code, body["error"])
-    except ValueError:
-        pass
-    return "master answered {}".format(exc.code)
+    text = error_text(exc.body)
+    return "master answered {}: {}".format(exc.code, text) if text else \
+        "master answered {}".format(exc.code)
 
 
 async def run_command(client: MasterClient, command: Command, args: argparse.Namespace,

@@ -26,7 +26,6 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from stretchfs.errors import InvalidInput
 from stretchfs.master import validate
 from stretchfs.master.feeds import last_cursor, read_feed
 from stretchfs.master.inventory import ScanChunks
@@ -34,14 +33,11 @@ from stretchfs.master.keys import Keys
 from stretchfs.master.lua import LuaScript
 from stretchfs.redisstore import RedisStore, RedisUnavailable
 from stretchfs.wire.identifiers import new_token
+from stretchfs.wire.purchases import parse_purchase_request
 
 log = Logger()
 
 DEFAULT_LIFE_SECONDS = 7200.0
-MAX_LIFE_SECONDS = 10 * 365 * 86400.0
-MAX_REFERRERS = 100
-MAX_REFERRER_LENGTH = 2048
-MAX_REFERRER_BYTES = 16 * 1024
 PRUNE_BATCH = 1000
 PRUNE_MAX_BATCHES = 100_000
 PRUNE_RETRY_SECONDS = 60.0
@@ -107,32 +103,15 @@ return {r[1], table.concat(out), #out}
 
 
 def parse_purchase(body: dict[str, Any], now: float) -> dict[str, Any]:
-    """Validate a create body; the purchase without its token."""
-    sha1 = validate.content_hash(body)
-    ext = validate.extension(body.get("ext"))
-    raw_life = body.get("life")
-    life = DEFAULT_LIFE_SECONDS if raw_life is None else validate.number(
-        raw_life, "life", 1, MAX_LIFE_SECONDS)
-    referrer = body.get("referrer")
-    if referrer is None:
-        referrer = []
-    elif isinstance(referrer, str):
-        referrer = [referrer]
-    if not isinstance(referrer, list) or len(referrer) > MAX_REFERRERS or not all(
-            isinstance(r, str) and len(r) <= MAX_REFERRER_LENGTH for r in referrer):
-        raise InvalidInput("'referrer' must be a list of at most {} strings".format(
-            MAX_REFERRERS))
-    if len(json.dumps(referrer)) > MAX_REFERRER_BYTES:
-        # Every purchase travels in feed pages and snapshots to every prism.
-        raise InvalidInput("'referrer' larger than {} bytes of JSON".format(
-            MAX_REFERRER_BYTES))
-    ip = validate.text(body.get("ip") or "", "ip", 64)
+    """Validate a create body (`wire.purchases`, `ext` required); the purchase without its
+    token."""
+    request = parse_purchase_request(body, default_life=DEFAULT_LIFE_SECONDS)
     owner = body.get("owner")
     if owner is not None:
         validate.username(owner)
-    life_out: float | int = int(life) if life == int(life) else life
-    return {"hash": sha1, "ext": ext, "life": life_out, "expires": now + life,
-            "referrer": referrer, "ip": ip, "owner": owner, "created": now}
+    return {"hash": request.sha1, "ext": validate.extension(request.ext),
+            "life": request.life, "expires": now + request.life,
+            "referrer": request.referrer, "ip": request.ip, "owner": owner, "created": now}
 
 
 def without_session(record: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ Delivery (`/<token>/<file>`, `/static/<hash>/<file>`) is answered by
 from __future__ import annotations
 
 import mimetypes
-from typing import Any, Awaitable, TypeVar
+from typing import Any
 
 from klein import Klein
 from prometheus_client import CollectorRegistry, Counter
@@ -21,6 +21,8 @@ from stretchfs.config import PrismConfig
 from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.prism.delivery import Delivery, PrismRoot
+from stretchfs.prism.lookup import ContentLookup, StoreProbe
+from stretchfs.prism.mirror import InventoryRecord
 from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.retrieve import parse_spec
 from stretchfs.prism.sessions import SessionCache, session_required
@@ -31,41 +33,12 @@ from stretchfs.web.errormap import install_error_handlers
 from stretchfs.web.jsonio import read_json_object, write_json
 from stretchfs.web.limits import intake_of
 from stretchfs.wire.identifiers import is_extension, is_purchase_token, public_sha1
+from stretchfs.wire.purchases import parse_purchase_request
+from stretchfs.wire.upstream import relay, translate
 
 log = Logger()
-T = TypeVar("T")
 
-MASTER_LOOKUP_BATCH = 1000
-MAX_REFERRERS = 100
-MAX_REFERRER_CHARS = 255
-MAX_LIFE_SECONDS = 10 * 365 * 86400
 MAX_CREDENTIAL_CHARS = 1024
-
-
-async def from_master(call: Awaitable[T], what: str) -> T:
-    """Await a master call, turning its failures into client-facing errors."""
-    try:
-        return await call
-    except errors.PeerUnavailable:
-        raise errors.NotReady("master unreachable: cannot {}".format(what)) from None
-    except errors.UpstreamError as exc:
-        message = _upstream_message(exc.body) or what
-        by_code = {400: errors.InvalidInput, 401: errors.Unauthorized, 403: errors.Forbidden,
-                   404: errors.NotFound, 409: errors.Conflict, 413: errors.PayloadTooLarge}
-        kind = by_code.get(exc.code)
-        if kind is None:
-            raise errors.NotReady("master answered {} to {}".format(exc.code, what)) from None
-        raise kind(message) from None
-
-
-def _upstream_message(body: bytes) -> str:
-    import json
-
-    try:
-        value = json.loads(body)
-    except (ValueError, TypeError):
-        return ""
-    return str(value.get("error", "")) if isinstance(value, dict) else ""
 
 
 def parse_hashes(body: dict[str, Any], limit: int) -> tuple[list[str], bool]:
@@ -93,11 +66,14 @@ def mime_type(ext: str) -> str:
     return mimetypes.types_map.get("." + ext, "application/octet-stream")
 
 
-def content_record(sha1: str, ext: str | None, size: int, stores: list[str]) -> dict[str, Any]:
-    """The SDK's existence/detail record."""
-    return {"hash": sha1, "sha1": sha1, "ext": ext or "", "mimeType": mime_type(ext) if ext
-            else "", "size": size, "exists": bool(stores), "count": len(stores),
-            "map": list(stores)}
+def content_record(sha1: str, record: InventoryRecord | None) -> dict[str, Any]:
+    """The SDK's existence/detail record (`exists: false` for None)."""
+    if record is None:
+        return {"hash": sha1, "sha1": sha1, "ext": "", "mimeType": "", "size": 0,
+                "exists": False, "count": 0, "map": []}
+    return {"hash": sha1, "sha1": sha1, "ext": record.ext, "mimeType": mime_type(record.ext),
+            "size": record.size, "exists": True, "count": len(record.stores),
+            "map": list(record.stores)}
 
 
 def _clean_extension(value: Any) -> str | None:
@@ -150,9 +126,10 @@ class PrismAPI:
         self.syncs = list(syncs)
         self.sessions = SessionCache(master, clock, config.prism.session_cache_ttl)
         self.max_body = config.http.max_body
+        self.lookup = ContentLookup(inventory=inventory, master=master,
+                                    probe=StoreProbe(peers, store_client), clock=clock)
         self.delivery = Delivery(config=config, peers=peers, purchases=purchases,
-                                 inventory=inventory, master=master, clock=clock,
-                                 store_client=store_client)
+                                 lookup=self.lookup, master=master, clock=clock)
         self.uploads = Counter("stretchfs_prism_uploads", "Files received by upload/retrieve",
                                ["result"], registry=metrics_registry)
         self.deliveries = Counter("stretchfs_prism_deliveries",
@@ -177,8 +154,8 @@ class PrismAPI:
         username = _string(body, "username")
         password = _string(body, "password")
         ip = request.getClientAddress()
-        answer = await from_master(self.master.login(
-            username, password, getattr(ip, "host", "")), "log in")
+        answer = await relay(self.master.login(
+            username, password, getattr(ip, "host", "")), "master", "log in")
         session = answer.get("session") or {}
         if session.get("token"):
             self.sessions.remember(session["token"], session)
@@ -190,7 +167,7 @@ class PrismAPI:
         """End the session on the master (and in this prism's cache at once)."""
         token = session["token"]
         self.sessions.forget(token)
-        await from_master(self.master.logout(token), "log out")
+        await relay(self.master.logout(token), "master", "log out")
         self.sessions.forget(token)
         return write_json(request, {"success": "User logged out"})
 
@@ -208,8 +185,8 @@ class PrismAPI:
         data = body.get("data", {})
         if not isinstance(data, dict):
             raise errors.InvalidInput("expected 'data': an object")
-        answer = await from_master(self.master.update_session(session["token"], data),
-                                   "update the session")
+        answer = await relay(self.master.update_session(session["token"], data),
+                             "master", "update the session")
         updated = answer.get("session") or {}
         if updated:
             self.sessions.remember(session["token"], updated)
@@ -219,63 +196,36 @@ class PrismAPI:
     @session_required
     async def post_password_reset(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Give the session's user a new password (from the master)."""
-        answer = await from_master(self.master.reset_password(session["token"]),
-                                   "reset the password")
+        answer = await relay(self.master.reset_password(session["token"]),
+                             "master", "reset the password")
         return write_json(request, {"success": "User password reset",
                                     "password": answer.get("password")})
 
     # -- content -----------------------------------------------------------
-    async def _records(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
-        """Records of `hashes`: mirror first, misses asked of the master, then of the stores."""
-        found: dict[str, dict[str, Any]] = {}
-        misses: list[str] = []
-        unknown: list[str] = []
-        mirror = self.inventory()
-        for sha1 in hashes:
-            record = mirror.get(sha1)
-            if record is None:
-                misses.append(sha1)
-            else:
-                found[sha1] = content_record(sha1, record.ext, record.size, list(record.stores))
-        for start in range(0, len(misses), MASTER_LOOKUP_BATCH):
-            batch = misses[start:start + MASTER_LOOKUP_BATCH]
-            rows = await from_master(self.master.lookup_many(batch), "look the content up")
-            for sha1 in batch:
-                row = (rows or {}).get(sha1)
-                if row and row.get("stores"):
-                    found[sha1] = content_record(sha1, row.get("ext"), int(row.get("size") or 0),
-                                                 list(row["stores"]))
-                else:
-                    unknown.append(sha1)
-        if unknown:
-            probed = await self.delivery.probe_stores(unknown)
-            for sha1 in unknown:
-                ext, size, stores = probed.get(sha1, (None, 0, []))
-                found[sha1] = content_record(sha1, ext, size, stores)
-        return {sha1: found[sha1] for sha1 in hashes}
+    async def _records(self, request: IRequest) -> tuple[dict[str, Any], str | None]:
+        """The SDK records of the body's hash(es) through the lookup chain, and the one
+        hash asked when not a list."""
+        hashes, bulk = parse_hashes(read_json_object(request, self.max_body),
+                                    self.config.prism.bulk_max)
+        found = await self.lookup.find(hashes)
+        return ({sha1: content_record(sha1, record) for sha1, record in found.items()},
+                None if bulk else hashes[0])
 
     @app.route("/content/detail", methods=["POST"])
     @session_required
     async def post_detail(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Record(s) of the hash(es); 404 for one unknown hash (after asking the master)."""
-        body = read_json_object(request, self.max_body)
-        hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
-        records = await self._records(hashes)
-        if bulk:
-            return write_json(request, records)
-        record = records[hashes[0]]
-        if not record["exists"]:
+        records, single = await self._records(request)
+        if single is not None and not records[single]["exists"]:
             raise errors.NotFound("content not found")
-        return write_json(request, record)
+        return write_json(request, records if single is None else records[single])
 
     @app.route("/content/exists", methods=["POST"])
     @session_required
     async def post_exists(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Record(s) of the hash(es), `exists: false` for unknown ones."""
-        body = read_json_object(request, self.max_body)
-        hashes, bulk = parse_hashes(body, self.config.prism.bulk_max)
-        records = await self._records(hashes)
-        return write_json(request, records if bulk else records[hashes[0]])
+        records, single = await self._records(request)
+        return write_json(request, records if single is None else records[single])
 
     @app.route("/content/upload", methods=["POST"])
     @session_required
@@ -340,38 +290,14 @@ class PrismAPI:
     async def post_purchase(self, request: IRequest, session: dict[str, Any]) -> bytes:
         """Create a purchase of existing content through the master."""
         body = read_json_object(request, self.max_body)
-        hashes, bulk = parse_hashes(body, 1)
-        if bulk:
-            raise errors.InvalidInput("expected one 'hash'")
-        sha1 = hashes[0]
-        ext = body.get("ext")
-        if ext is not None and (not isinstance(ext, str) or not is_extension(ext.lower())):
-            raise errors.InvalidInput("invalid 'ext'")
-        referrer = body.get("referrer", [])
-        if isinstance(referrer, str):
-            referrer = [referrer] if referrer else []
-        if referrer is None:
-            referrer = []
-        if not isinstance(referrer, list) or len(referrer) > MAX_REFERRERS or not all(
-                isinstance(r, str) and 0 < len(r) <= MAX_REFERRER_CHARS for r in referrer):
-            raise errors.InvalidInput("expected 'referrer': a list of host patterns")
-        life = body.get("life", self.config.prism.purchase_life)
-        if isinstance(life, str) and life.strip().isdigit():
-            life = int(life.strip())
-        if isinstance(life, bool) or not isinstance(life, (int, float)) or \
-                not 0 < life <= MAX_LIFE_SECONDS:
-            raise errors.InvalidInput("expected 'life': seconds, 1 to {}".format(
-                MAX_LIFE_SECONDS))
-        ip = body.get("ip")
-        if ip is None:
-            ip = getattr(request.getClientAddress(), "host", "")
-        if not isinstance(ip, str) or len(ip) > 64:
-            raise errors.InvalidInput("expected 'ip': an address")
-        known_ext, _stores = await self.delivery.stores_of(sha1)
-        row = await from_master(self.master.create_purchase({
-            "hash": sha1, "ext": (ext or known_ext).lower(), "life": life,
-            "referrer": referrer, "ip": ip, "owner": session.get("username")}),
-            "create the purchase")
+        wanted = parse_purchase_request(
+            body, default_life=self.config.prism.purchase_life, public=True,
+            default_ip=getattr(request.getClientAddress(), "host", ""))
+        stored = await self.lookup.find_one(wanted.sha1)  # 404 for content that is nowhere
+        row = await relay(self.master.create_purchase({
+            "hash": wanted.sha1, "ext": wanted.ext or stored.ext, "life": wanted.life,
+            "referrer": wanted.referrer, "ip": wanted.ip, "owner": session.get("username")}),
+            "master", "create the purchase")
         self.purchases().load_row(row)
         return write_json(request, self._purchase_answer(row, session))
 
@@ -392,11 +318,10 @@ class PrismAPI:
             raise errors.NotFound("purchase not found")
         try:
             row = await self.master.get_purchase(token, owner)
-        except (errors.PeerUnavailable, errors.UpstreamError):
+        except (errors.PeerUnavailable, errors.UpstreamError) as exc:
             local = self.purchases().get(token, self.clock.seconds(), owner)
             if local is None:
-                raise errors.NotReady("master unreachable: cannot look the purchase up") \
-                    from None
+                raise translate(exc, "master", "look the purchase up") from None
             row = {"token": token, "hash": local.sha1, "ext": local.ext, "owner": owner,
                    "expires": local.expires, "referrer": list(local.referrer)}
         if row is None or row.get("owner") != owner or \
@@ -413,8 +338,8 @@ class PrismAPI:
         owner = session.get("username")
         count = 0
         if token is not None and owner is not None:
-            answer = await from_master(self.master.remove_purchase(token, owner),
-                                       "remove the purchase")
+            answer = await relay(self.master.remove_purchase(token, owner),
+                                 "master", "remove the purchase")
             count = int(answer.get("count", 0))
             if count:
                 self.purchases().remove(token)

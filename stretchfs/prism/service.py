@@ -29,8 +29,10 @@ from stretchfs.wire.store import StoreClient
 class PrismService(MultiService):
     """The prism process's services, with handles on its parts (tests, tools)."""
 
-    def __init__(self, *, api: PrismAPI, peers: Peers, inventory_sync: MirrorSync,
-                 purchase_sync: MirrorSync, request_factory: type[LimitedRequest]) -> None:
+    def __init__(self, *, api: PrismAPI, peers: Peers,
+                 inventory_sync: MirrorSync[InventoryMirror],
+                 purchase_sync: MirrorSync[PurchaseMirror],
+                 request_factory: type[LimitedRequest]) -> None:
         super().__init__()
         self.api = api
         self.peers = peers
@@ -83,10 +85,10 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     if retrieve_agent is None:
         from twisted.web.client import Agent, HTTPConnectionPool
 
-        factory = SafeEndpointFactory(reactor, resolver or system_resolver(reactor),
-                                      config.retrieve.allow_private)
+        endpoints = SafeEndpointFactory(reactor, resolver or system_resolver(reactor),
+                                        config.retrieve.allow_private)
         retrieve_agent = Agent.usingEndpointFactory(
-            reactor, factory, pool=HTTPConnectionPool(reactor, persistent=False))
+            reactor, endpoints, pool=HTTPConnectionPool(reactor, persistent=False))
     retriever = Retriever(agent=retrieve_agent, clock=reactor,
                           max_bytes=config.retrieve.max_size, timeout=config.retrieve.timeout,
                           tmp_dir=config.prism.tmp_dir, run=run_blocking)

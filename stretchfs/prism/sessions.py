@@ -19,6 +19,7 @@ from stretchfs.errors import NotReady, PeerUnavailable, Unauthorized, UpstreamEr
 from stretchfs.web.auth import session_token
 from stretchfs.wire.identifiers import is_session_token
 from stretchfs.wire.protocols import SessionSource
+from stretchfs.wire.upstream import translate
 
 log = Logger()
 
@@ -48,13 +49,12 @@ class SessionCache:
             return hit[1]
         try:
             session = await self._master.validate_session(token)
-        except UpstreamError as exc:
-            if exc.code in (400, 401, 403, 404):
-                self._cache.pop(token, None)
-                raise Unauthorized("invalid session") from None
-            return self._stale(token, hit, now, "master answered {}".format(exc.code))
-        except PeerUnavailable:
-            return self._stale(token, hit, now, "master unreachable")
+        except (UpstreamError, PeerUnavailable) as exc:
+            answer = translate(exc, "master", "validate the session")
+            if isinstance(answer, NotReady):
+                return self._stale(hit, now, answer)
+            self._cache.pop(token, None)
+            raise Unauthorized("invalid session") from None
         if not isinstance(session, dict):
             raise Unauthorized("invalid session")
         self._cache[token] = (now, session)
@@ -63,14 +63,14 @@ class SessionCache:
             self._cache.popitem(last=False)
         return session
 
-    def _stale(self, token: str, hit: tuple[float, dict[str, Any]] | None, now: float,
-               why: str) -> dict[str, Any]:
+    def _stale(self, hit: tuple[float, dict[str, Any]] | None, now: float,
+               why: NotReady) -> dict[str, Any]:
         """While the master is away, a session it validated before stays good until its
-        own expiry (uploads go on during a master outage); an unknown one is a 503."""
+        own expiry (uploads go on during a master outage); an unknown one is `why`, a 503."""
         if hit is not None and _expires(hit[1]) > now:
-            log.debug("session served from cache: {why}", why=why)
+            log.debug("session served from cache: {why}", why=str(why))
             return hit[1]
-        raise NotReady("cannot validate the session: {}".format(why))
+        raise why
 
     def forget(self, token: str) -> None:
         """Drop `token` from the cache (logout through this prism)."""

@@ -196,13 +196,14 @@ def test_static_store_probes_are_rationed(tmp_path) -> None:
     """Unauthenticated static misses probe the stores at most ~20 times a second."""
     prism = make_prism(tmp_path)
     calls = []
-    original = prism.service.api.delivery.probe_stores
+    send = prism.network.request
 
-    async def counting(hashes):
-        calls.append(hashes)
-        return await original(hashes)
+    def counting(method, url, **kwargs):
+        if url == "http://10.0.0.1/content/exists":  # one per probe of the three stores
+            calls.append(url)
+        return send(method, url, **kwargs)
 
-    prism.service.api.delivery.probe_stores = counting
+    prism.network.request = counting
     codes = [prism.call("GET", "/static/{:040x}/x.jpg".format(index), token=None)[0]
              for index in range(30)]
     assert len(calls) == 20

@@ -202,14 +202,14 @@ def test_referrer_check(tmp_path) -> None:
 
 def test_referrer_patterns_are_not_regexes() -> None:
     """Patterns match hosts literally (with subdomains), never as regular expressions."""
-    assert referrer_allowed(("example.com",), b"http://example.com/x")
-    assert referrer_allowed(("*.example.com",), b"http://a.example.com/")
-    assert not referrer_allowed(("*.example.com",), b"http://example.com/")
-    assert not referrer_allowed(("ex.mple.com",), b"http://exemple.com/")
-    assert not referrer_allowed(("(a+)+$",), b"http://aaaaaaaaaaaaaaaaaaaaaaaaaaa!/")
-    assert referrer_allowed(("http://Example.com/path",), b"http://example.com/")
+    assert referrer_allowed(("example.com",), "http://example.com/x")
+    assert referrer_allowed(("*.example.com",), "http://a.example.com/")
+    assert not referrer_allowed(("*.example.com",), "http://example.com/")
+    assert not referrer_allowed(("ex.mple.com",), "http://exemple.com/")
+    assert not referrer_allowed(("(a+)+$",), "http://aaaaaaaaaaaaaaaaaaaaaaaaaaa!/")
+    assert referrer_allowed(("http://Example.com/path",), "http://example.com/")
     assert referrer_allowed((), None)
-    assert not referrer_allowed(("example.com",), b"not a url")
+    assert not referrer_allowed(("example.com",), "not a url")
 
 
 def test_redirect_query_helper() -> None:
@@ -301,4 +301,21 @@ def test_copies_the_mirror_does_not_know_yet_are_found_before_a_503(tmp_path) ->
     code, _, headers = prism.call("GET", "/{}/v.mp4".format(token), token=None)
     assert code == 302
     assert urlsplit(headers.getRawHeaders(b"location")[0].decode()).hostname == "10.0.0.3"
+    prism.stop()
+
+
+def test_a_local_miss_asks_the_master_once(tmp_path) -> None:
+    """Content the mirror lacks, whose copies the master names are all down, is asked of
+    the master once and then found on the stores."""
+    prism = make_prism(tmp_path, prefill=_setup)
+    h3 = "e" * 40
+    token = _purchase(prism, h3, "jpg")
+    prism.master.inventory[h3] = {"hash": h3, "ext": "jpg", "size": 3, "stores": ["store1"]}
+    prism.service.peers.set_available("store1", False)
+    prism.stores["store3"].files[h3] = b"abc"
+    prism.stores["store3"].exts[h3] = "jpg"
+    asked = len(prism.master.calls)
+    code, _, headers = prism.call("GET", "/{}/p.jpg".format(token), token=None)
+    assert code == 302 and b"10.0.0.3" in headers.getRawHeaders(b"location")[0]
+    assert len([call for call in prism.master.calls[asked:] if "lookup" in call]) == 1
     prism.stop()
