@@ -18,10 +18,12 @@ def _api(role: str, readiness: Readiness, tmp_path) -> object:
     config = load_test_config(role, root=str(tmp_path / "root"))
     registry = new_registry(process_metrics=False)
     if role == "master":
+        from twisted.internet.defer import maybeDeferred
+
         from stretchfs.master.api import MasterAPI
 
         return MasterAPI(config, readiness=readiness, metrics_registry=registry,
-                         redis=None, clock=Clock())
+                         redis=None, clock=Clock(), run_blocking=maybeDeferred)
     if role == "prism":
         from stretchfs.prism.api import PrismAPI
 

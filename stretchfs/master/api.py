@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from klein import Klein
 from prometheus_client import CollectorRegistry
-from twisted.internet.defer import CancelledError, Deferred, maybeDeferred
+from treq.client import HTTPClient
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
@@ -37,7 +38,7 @@ from stretchfs.health import Readiness
 from stretchfs.master import validate
 from stretchfs.master.dashauth import DashboardSessions
 from stretchfs.master.dashboard import STATIC_TYPES, dashboard_state, page, static_file
-from stretchfs.master.feeds import FeedFollowers, FeedWaiters, long_poll
+from stretchfs.master.feeds import FEED_PAGE_MAX_BYTES, FeedFollowers, FeedWaiters, long_poll
 from stretchfs.master.inventory import MAX_LOOKUP_HASHES, Inventory, parse_changes
 from stretchfs.master.keys import Keys
 from stretchfs.master.metrics import MasterMetrics, counted
@@ -48,6 +49,7 @@ from stretchfs.master.purchases import Purchases
 from stretchfs.master.streaming import stream_ndjson
 from stretchfs.master.users import Users
 from stretchfs.redisstore import RedisStore
+from stretchfs.threads import RunBlocking
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
@@ -63,11 +65,6 @@ PURCHASE_FEED = "purchases"
 # looking every DRAIN_CHECK_SECONDS.
 DRAIN_MAX_SECONDS = 3.0
 DRAIN_CHECK_SECONDS = 0.02
-
-
-def _inline(function: Callable[..., Any], *args: Any) -> Deferred[Any]:
-    """Run `function` on the calling thread (tests only; the service passes a thread pool)."""
-    return maybeDeferred(function, *args)
 
 
 def feed_write(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,7 +84,11 @@ def feed_write(handler: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class MasterAPI:
-    """Routes of the master: cluster state for the other roles and operators."""
+    """Routes of the master: cluster state for the other roles and operators.
+
+    `run_blocking` runs password hashing off the reactor (the service passes the
+    reactor's thread pool); `feed_page_max_bytes` caps the payload of a feed page.
+    """
 
     app = Klein()
     install_error_handlers(app)
@@ -96,7 +97,8 @@ class MasterAPI:
 
     def __init__(self, config: MasterConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, redis: RedisStore, clock: Any,
-                 run_blocking: Callable[..., Deferred[Any]] | None = None) -> None:
+                 run_blocking: RunBlocking, http: HTTPClient | None = None,
+                 feed_page_max_bytes: int = FEED_PAGE_MAX_BYTES) -> None:
         self.config = config
         self.node_name = config.node.name
         self.cluster_key = config.cluster.key
@@ -115,18 +117,22 @@ class MasterAPI:
         self.peers = PeerRegistry(redis, self.keys, clock)
         self.users = Users(redis, self.keys, clock, session_ttl=settings.session_ttl,
                            bcrypt_rounds=settings.bcrypt_rounds,
-                           run_blocking=run_blocking or _inline,
+                           run_blocking=run_blocking,
                            on_login_failure=self._login_failed)
         self.inventory = Inventory(redis, self.keys, settings.feed_max_len,
+                                   feed_page_max_bytes=feed_page_max_bytes,
                                    on_change=lambda: self.waiters.notify(INVENTORY_FEED))
         self.purchases = Purchases(redis, self.keys, clock, settings.feed_max_len,
                                    settings.prune_interval,
+                                   feed_page_max_bytes=feed_page_max_bytes,
                                    on_change=lambda: self.waiters.notify(PURCHASE_FEED))
         self.dashboard_sessions = DashboardSessions(redis, self.keys, clock, self.users,
                                                     self.cluster_key)
-        # what the dashboard shows of the nodes (set by build_master_service)
-        self.verdicts: ClusterVerdicts | None = None
-        self.probe: NodeProbe | None = None
+        # what the dashboard shows of the nodes: the ping net's verdicts, and
+        # (given an HTTP client) each node's own health
+        self.verdicts = ClusterVerdicts(redis, config.redis.prefix, self.peers.list, clock)
+        self.probe = (NodeProbe(http, self.cluster_key, clock, self.peers.list,
+                                self.feed_cursors) if http is not None else None)
 
     def _login_failed(self, reason: str) -> None:
         self.metrics.login_failures.labels(reason=reason).inc()

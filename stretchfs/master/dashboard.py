@@ -50,7 +50,7 @@ async def dashboard_state(api: MasterAPI) -> dict[str, Any]:
                                                "writable", "updated")}
         node["health"] = "unknown" if result is None else "ok" if result["ok"] else "down"
         node["probe"] = result
-        node["pingnet"] = verdicts.summary(name) if verdicts is not None else None
+        node["pingnet"] = verdicts.summary(name)
         if name in rows:
             node["rows"] = rows[name]
         nodes.append(node)

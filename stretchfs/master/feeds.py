@@ -35,8 +35,8 @@ from stretchfs.master.lua import LuaScript, text
 from stretchfs.redisstore import RedisStore
 
 EMPTY_CURSOR = "0-0"
-# Payload bytes per feed page: readers refuse replies past 16 MiB
-# (httpclient.MAX_REPLY_BYTES), and JSON re-encoding may grow a payload.
+# Payload bytes per feed page by default: readers refuse replies past 16 MiB
+# (wire.http.MAX_REPLY_BYTES), and JSON re-encoding may grow a payload.
 FEED_PAGE_MAX_BYTES = 4 * 1024 * 1024
 
 _ID_HELPERS = """
@@ -95,9 +95,10 @@ async def last_cursor(redis: RedisStore, stream: str) -> str:
     return text(reply[1])
 
 
-async def read_feed(redis: RedisStore, stream: str, after: str, limit: int) -> FeedPage:
+async def read_feed(redis: RedisStore, stream: str, after: str, limit: int,
+                    max_bytes: int) -> FeedPage:
     """Entry payloads after `after` (at most `limit` entries and, past the first,
-    `FEED_PAGE_MAX_BYTES` of payload, so a page of large entries stays well under what a
+    `max_bytes` of payload, so a page of large entries stays well under what a
     reader accepts); Gone when `after` was trimmed."""
     reply = await FEED_READ.run(redis, [stream], [after, limit])
     if text(reply[0]) == "gone":
@@ -109,7 +110,7 @@ async def read_feed(redis: RedisStore, stream: str, after: str, limit: int) -> F
     for entry_id, values in entries:
         # values is the flat field/value list: ["c", payload]
         payload = values[1]
-        if payloads and size + len(payload) > FEED_PAGE_MAX_BYTES:
+        if payloads and size + len(payload) > max_bytes:
             break
         cursor = text(entry_id)
         payloads.append(payload)

@@ -265,12 +265,13 @@ def _row(sha1: str, line: Any) -> dict[str, Any] | None:
 class Inventory:
     """Reads and writes of the inventory database and its feed."""
 
-    def __init__(self, redis: RedisStore, keys: Keys, feed_max_len: int,
-                 on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, redis: RedisStore, keys: Keys, feed_max_len: int, *,
+                 feed_page_max_bytes: int, on_change: Callable[[], None] = lambda: None) -> None:
         self.on_change = on_change
         self.redis = redis
         self.keys = keys
         self.feed_max_len = feed_max_len
+        self.feed_page_max_bytes = feed_page_max_bytes
 
     async def lookup(self, sha1: str) -> dict[str, Any] | None:
         """The row of `sha1` (`hash`, `ext`, `size`, `stores`), None when no store holds it."""
@@ -302,7 +303,8 @@ class Inventory:
 
     async def feed(self, after: str, limit: int) -> tuple[str, list[dict[str, Any]]]:
         """Changes after `after` (Gone when trimmed)."""
-        page: FeedPage = await read_feed(self.redis, self.keys.inventory_feed, after, limit)
+        page: FeedPage = await read_feed(self.redis, self.keys.inventory_feed, after, limit,
+                                         self.feed_page_max_bytes)
         return page.cursor, [decode_change(p) for p in page.entries]
 
     def snapshot_chunks(self) -> "ScanChunks":

@@ -153,12 +153,14 @@ class Purchases:
     """The purchase database on the cluster Redis."""
 
     def __init__(self, redis: RedisStore, keys: Keys, clock: IReactorTime, feed_max_len: int,
-                 prune_interval: float, on_change: Callable[[], None] = lambda: None) -> None:
+                 prune_interval: float, *, feed_page_max_bytes: int,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         self.on_change = on_change
         self.redis = redis
         self.keys = keys
         self.clock = clock
         self.feed_max_len = feed_max_len
+        self.feed_page_max_bytes = feed_page_max_bytes
         self.prune_interval = prune_interval
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +234,8 @@ class Purchases:
 
     async def feed(self, after: str, limit: int) -> tuple[str, list[dict[str, Any]]]:
         """Changes after `after` (Gone when trimmed)."""
-        page = await read_feed(self.redis, self.keys.purchase_feed, after, limit)
+        page = await read_feed(self.redis, self.keys.purchase_feed, after, limit,
+                               self.feed_page_max_bytes)
         return page.cursor, [decode_change(p) for p in page.entries]
 
     def snapshot_chunks(self) -> PurchaseSnapshot:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.application.service import IService
 
 from stretchfs.config import MasterConfig
@@ -18,12 +20,15 @@ class Options(RoleOptions):
 def makeService(options: Options) -> IService:
     """Build the master with the real reactor, Redis pool and HTTP client."""
     from twisted.internet import reactor
+    from twisted.internet.interfaces import IReactorThreads
 
     from stretchfs.redisstore import connect_cluster_redis
+    from stretchfs.threads import thread_runner
     from stretchfs.wire.http import make_http_client
 
     config = options.settings
     assert isinstance(config, MasterConfig)
     redis = connect_cluster_redis(config.redis, reactor)
     return build_master_service(config, reactor=reactor, redis=redis,
-                                 http=make_http_client(reactor, ca_file=config.tls.ca_file))
+                                run_blocking=thread_runner(cast(IReactorThreads, reactor)),
+                                http=make_http_client(reactor, ca_file=config.tls.ca_file))

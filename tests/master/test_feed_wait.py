@@ -7,28 +7,17 @@ import hashlib
 import pytest_twisted
 from twisted.internet.defer import ensureDeferred
 
-from tests.helpers import CLUSTER_KEY
-
 
 def sha(n: int) -> str:
     """A deterministic content id."""
     return hashlib.sha1(str(n).encode()).hexdigest()
 
 
-async def _settle(rounds: int = 20) -> None:
-    """Let the real reactor run pending I/O for a moment."""
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    for _ in range(rounds):
-        await deferLater(reactor, 0.005, lambda: None)
-
-
 @pytest_twisted.ensureDeferred
 async def test_long_poll_is_woken_by_a_publish(master) -> None:
     """A waiting inventory feed read answers as soon as a change is published."""
     waiting = ensureDeferred(master.call("GET", "/inventory/feed?after=0-0&wait=5"))
-    await _settle()
+    await master.settled()
     assert not waiting.called
     assert master.api.waiters.waiting("inventory") == 1
     await master.call("POST", "/inventory/publish", {"store": "s1", "changes": [
@@ -43,9 +32,9 @@ async def test_long_poll_is_woken_by_a_publish(master) -> None:
 async def test_long_poll_times_out_on_the_clock(master) -> None:
     """With nothing new, a feed read answers no changes once `wait` has passed on the clock."""
     waiting = ensureDeferred(master.call("GET", "/purchases/feed?after=0-0&wait=3"))
-    await _settle()
+    await master.settled()
     master.clock.advance(2.9)
-    await _settle()
+    await master.settled()
     assert not waiting.called
     master.clock.advance(0.2)
     reply = await waiting
@@ -56,9 +45,9 @@ async def test_long_poll_times_out_on_the_clock(master) -> None:
 @pytest_twisted.ensureDeferred
 async def test_long_poll_is_capped_by_feed_poll_timeout(master_factory) -> None:
     """A `wait` above `[master] feed_poll_timeout` waits only that long."""
-    master = await master_factory("feed_poll_timeout = 1.0\n")
+    master = master_factory("feed_poll_timeout = 1.0\n")
     waiting = ensureDeferred(master.call("GET", "/inventory/feed?after=0-0&wait=60"))
-    await _settle()
+    await master.settled()
     master.clock.advance(1.0)
     reply = await waiting
     assert reply.json["changes"] == []
@@ -68,7 +57,7 @@ async def test_long_poll_is_capped_by_feed_poll_timeout(master_factory) -> None:
 async def test_purchase_long_poll_is_woken_by_a_purchase(master) -> None:
     """A waiting purchase feed read answers as soon as a purchase is created."""
     waiting = ensureDeferred(master.call("GET", "/purchases/feed?after=0-0&wait=5"))
-    await _settle()
+    await master.settled()
     created = (await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4"})).json
     reply = await waiting
     assert reply.json["changes"] == [{"op": "add", "purchase": created}]
@@ -77,19 +66,12 @@ async def test_purchase_long_poll_is_woken_by_a_purchase(master) -> None:
 @pytest_twisted.ensureDeferred
 async def test_client_gone_while_waiting_frees_the_waiter(master) -> None:
     """A long-poll whose client disconnects leaves no waiter and no timer behind."""
-    import treq
-    from twisted.internet import reactor
-    from twisted.web.client import Agent, HTTPConnectionPool
-
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    http = treq.client.HTTPClient(Agent(reactor, pool=pool))
-    d = http.get(master.base + "/inventory/feed?after=0-0&wait=5",
-                 headers={b"Authorization": [b"Bearer " + CLUSTER_KEY.encode()]})
-    await _settle()
+    d = ensureDeferred(master.call("GET", "/inventory/feed?after=0-0&wait=5"))
+    await master.settled()
     assert master.api.waiters.waiting("inventory") == 1
     d.cancel()
     d.addErrback(lambda _: None)
-    await _settle()
+    await master.settled()
     assert master.api.waiters.waiting("inventory") == 0
     assert master.clock.getDelayedCalls() == []
 
@@ -108,7 +90,7 @@ async def test_stopping_waits_until_a_follower_has_fetched_the_last_purchase(mas
     created = (await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4"})).json
     drained = ensureDeferred(master.api.drain())
     for _ in range(3):
-        await _settle()
+        await master.settled()
         master.clock.advance(DRAIN_CHECK_SECONDS)
     assert not drained.called
     refused = await master.call("POST", "/purchases", {"hash": sha(2), "ext": "mp4"})
@@ -116,7 +98,7 @@ async def test_stopping_waits_until_a_follower_has_fetched_the_last_purchase(mas
     page = (await master.call("GET", _following(first["cursor"]))).json
     assert page["changes"] == [{"op": "add", "purchase": created}]
     waiting = ensureDeferred(master.call("GET", _following(page["cursor"], wait=5)))
-    await _settle()
+    await master.settled()
     master.clock.advance(DRAIN_CHECK_SECONDS)
     await drained
     master.clock.advance(5)
@@ -127,20 +109,16 @@ async def test_stopping_waits_until_a_follower_has_fetched_the_last_purchase(mas
 @pytest_twisted.ensureDeferred
 async def test_stopping_does_not_wait_for_a_follower_that_hung_up(master) -> None:
     """A prism whose feed read was cut (it stopped) is not waited for when the master stops."""
-    import treq
-    from twisted.internet import reactor
-    from twisted.web.client import Agent, HTTPConnectionPool
-
-    http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor,
-                                                                           persistent=False)))
-    read = http.get(master.base + _following("0-0", wait=5),
-                    headers={b"Authorization": [b"Bearer test-cluster-key-0123456789"]})
-    await _settle()
-    await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4"})
+    read = ensureDeferred(master.call("GET", _following("0-0", wait=5)))
+    await master.settled()
+    assert master.api.followers.behind("purchases", "99-0") == ["prism2"]
     read.cancel()
     read.addErrback(lambda _: None)
-    await _settle()
-    await master.api.drain()
+    await master.settled()
+    await master.call("POST", "/purchases", {"hash": sha(1), "ext": "mp4"})
+    drained = ensureDeferred(master.api.drain())
+    await master.settled()
+    assert drained.called
     assert master.clock.getDelayedCalls() == []
 
 
@@ -154,7 +132,7 @@ async def test_stopping_gives_up_on_a_silent_follower(master) -> None:
     drained = ensureDeferred(master.api.drain())
     waited = 0.0
     while not drained.called and waited <= DRAIN_MAX_SECONDS + 1:
-        await _settle(2)
+        await master.settled()
         master.clock.advance(DRAIN_CHECK_SECONDS)
         waited += DRAIN_CHECK_SECONDS
     assert drained.called and waited >= DRAIN_MAX_SECONDS - DRAIN_CHECK_SECONDS
@@ -164,11 +142,7 @@ async def test_stopping_gives_up_on_a_silent_follower(master) -> None:
 @pytest_twisted.ensureDeferred
 async def test_a_prism_client_names_itself_as_a_follower(master) -> None:
     """Feed reads of a MasterClient built with a reader name make that reader a follower."""
-    from stretchfs.wire.master import MasterClient
-    from tests.helpers import CLUSTER_KEY
-
-    client = MasterClient(master.http, master.base, CLUSTER_KEY, 10.0, master.clock,
-                          reader="prism1")
+    client = master.client(reader="prism1")
     await client.purchase_feed("0-0", 0)
     await client.inventory_feed("0-0", 0)
     assert master.api.followers.behind("purchases", "99-0") == ["prism1"]

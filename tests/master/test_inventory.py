@@ -257,7 +257,7 @@ async def test_snapshot_plus_feed_equals_final_state_under_concurrent_writes(mas
 @pytest_twisted.ensureDeferred
 async def test_trimmed_cursor_answers_410(master_factory) -> None:
     """A cursor older than the retained feed answers 410 Gone; a recent one still works."""
-    master = await master_factory("feed_max_len = 10\n")
+    master = master_factory("feed_max_len = 10\n")
     client = master.client()
     first = await client.publish("s1", [add(0)])
     for batch in range(6):

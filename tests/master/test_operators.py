@@ -38,20 +38,26 @@ async def test_metrics_count_requests_by_route_and_publish_rows(master) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_unreachable_redis_answers_503(master_factory) -> None:
-    """With the cluster Redis unreachable, writes, reads and the dashboard state answer 503."""
+async def test_unreachable_redis_answers_503(master_factory, clock) -> None:
+    """With the cluster Redis unreachable, writes, reads and the dashboard state answer 503
+    once the Redis deadline has passed on the clock."""
+    from twisted.internet.defer import ensureDeferred
+
     from stretchfs.devcluster.ports import free_port
 
-    master = await master_factory(url="redis://127.0.0.1:{}/0".format(free_port()),
-                                  redis_timeout=0.5)
+    master = master_factory(url="redis://127.0.0.1:{}/0".format(free_port()),
+                            redis_clock=clock, redis_timeout=0.5)
     for method, path, body in (
             ("POST", "/users", {"username": "x"}),
             ("POST", "/inventory/publish", {"store": "s1", "changes": []}),
             ("POST", "/purchases", {"hash": "c" * 40, "ext": "mp4"}),
             ("GET", "/inventory/snapshot", None),
-            ("GET", "/inventory/feed?after=0-0", None)):
-        reply = await master.call(method, path, body)
+            ("GET", "/inventory/feed?after=0-0", None),
+            ("GET", "/dashboard/state", None)):
+        answer = ensureDeferred(master.call(method, path, body))
+        clock.advance(0.4)
+        assert not answer.called, path
+        clock.advance(0.1)
+        reply = await answer
         assert reply.code == 503, path
         assert "Redis" in reply.json["error"]
-    state = await master.call("GET", "/dashboard/state")
-    assert state.code == 503 and "Redis" in state.json["error"]

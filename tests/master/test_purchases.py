@@ -84,31 +84,20 @@ async def test_prune_route_removes_only_expired_and_feeds_them(master) -> None:
     assert await master.client().prune_purchases() == {"pruned": 0}
 
 
-async def _until(predicate, rounds: int = 200) -> None:
-    """Let the real reactor run (Redis I/O) until `predicate()` holds, bounded."""
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    for _ in range(rounds):
-        if predicate():
-            return
-        await deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError("condition not reached")
-
-
 @pytest_twisted.ensureDeferred
 async def test_pruner_runs_on_the_clock(master) -> None:
     """The pruning job runs at start and then every interval of the injected clock."""
     counts: list = []
     pruner = PurchasePruner(master.api.purchases, master.clock, 3600.0, on_pruned=counts.append)
     pruner.startService()
-    await _until(lambda: len(counts) == 1)
+    await master.settled()
+    assert counts == [0]
     await buy(master, 1, life=10)
     await buy(master, 2, life=7200)
     master.clock.advance(3599)
     assert len(counts) == 1
     master.clock.advance(1)
-    await _until(lambda: len(counts) == 2)
+    await master.settled()
     assert counts == [0, 1]
     assert len(ndjson((await master.call("GET", "/purchases/snapshot")).body)) == 2
     pruner.stopService()
@@ -177,7 +166,7 @@ def test_pruner_retries_soon_after_redis_fails(clock) -> None:
     redis = FakeRedisStore(clock)
     redis.down = True
     counts: list = []
-    purchases = Purchases(redis, Keys("t:"), clock, 100, 86400.0)
+    purchases = Purchases(redis, Keys("t:"), clock, 100, 86400.0, feed_page_max_bytes=1000)
     pruner = PurchasePruner(purchases, clock, 86400.0, on_pruned=counts.append)
     pruner.startService()
     assert counts == []
@@ -224,12 +213,10 @@ async def test_purchase_snapshot_plus_feed_equals_final_state_under_concurrent_w
 
 
 @pytest_twisted.ensureDeferred
-async def test_feed_pages_of_large_purchases_stay_readable(master, monkeypatch) -> None:
+async def test_feed_pages_of_large_purchases_stay_readable(master_factory) -> None:
     """Many large purchases (long referrer lists) come in pages capped by bytes, each
     continuing where the last stopped, so a reader's reply cap is never hit."""
-    from stretchfs.master import feeds
-
-    monkeypatch.setattr(feeds, "FEED_PAGE_MAX_BYTES", 20_000)
+    master = master_factory(feed_page_max_bytes=20_000)
     referrers = ["r{}.example.com/{}".format(n, "p" * 200) for n in range(20)]
     tokens = [(await buy(master, n, referrer=referrers))["token"] for n in range(12)]
     cursor, seen, pages = "0-0", [], 0

@@ -18,7 +18,7 @@ def test_service_starts_listens_and_stops_without_timers() -> None:
     redis.down = True  # the first prune fails and is retried later
     config = load_test_config("master")
     service = build_master_service(config, reactor=reactor, redis=redis,
-                                   run_blocking=lambda f, *a: maybeDeferred(f, *a))
+                                   run_blocking=maybeDeferred)
     service.startService()
     assert len(reactor.tcpServers) == 1
     assert reactor.getDelayedCalls()
@@ -33,20 +33,16 @@ async def test_stop_waits_for_feed_followers_to_catch_up(redis_url) -> None:
     """Stopping the master holds the process (and its Redis) until a following prism has
     asked past the purchase acknowledged before the stop."""
     from twisted.internet import reactor as real_reactor
-    from twisted.internet.task import deferLater
 
     from stretchfs.master.api import DRAIN_CHECK_SECONDS, PURCHASE_FEED
     from stretchfs.redisstore import connect_redis, parse_redis_url
-
-    async def settle() -> None:
-        for _ in range(10):
-            await deferLater(real_reactor, 0.005, lambda: None)
+    from tests.master.harness import TrackedRedis
 
     reactor = MemoryReactorClock()
-    redis = connect_redis(parse_redis_url(redis_url), real_reactor, timeout=5.0)
+    redis = TrackedRedis(connect_redis(parse_redis_url(redis_url), real_reactor, timeout=5.0))
     service = build_master_service(load_test_config("master", redis_url=redis_url),
                                    reactor=reactor, redis=redis,
-                                   run_blocking=lambda f, *a: maybeDeferred(f, *a))
+                                   run_blocking=maybeDeferred)
     service.startService()
     api = service.api
     api.followers.reading(PURCHASE_FEED, "prism2", "0-0")
@@ -54,13 +50,13 @@ async def test_stop_waits_for_feed_followers_to_catch_up(redis_url) -> None:
     await api.purchases.create({"hash": "a" * 40, "ext": "mp4"})
     stopped = service.stopService()
     for _ in range(3):
-        await settle()
+        await redis.idle()
         reactor.advance(DRAIN_CHECK_SECONDS)
     assert not stopped.called and len(reactor.tcpServers) == 1
     assert not api.readiness.ready
     api.followers.reading(PURCHASE_FEED, "prism2", await api.purchases.cursor())
-    await settle()
+    await redis.idle()
     reactor.advance(DRAIN_CHECK_SECONDS)
-    await settle()
+    await redis.idle()
     assert stopped.called
     assert reactor.getDelayedCalls() == []

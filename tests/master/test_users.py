@@ -60,7 +60,7 @@ async def test_bad_credentials_share_one_401_and_are_counted(master) -> None:
 @pytest_twisted.ensureDeferred
 async def test_session_expires_after_inactivity_and_validate_refreshes(master_factory) -> None:
     """A session dies after session_ttl of inactivity; each validate pushes the deadline."""
-    master = await master_factory("session_ttl = 100.0\n")
+    master = master_factory("session_ttl = 100.0\n")
     await master.call("POST", "/users", {"username": "dave", "password": "pw-pw-pw"})
     token = (await login(master, "dave", "pw-pw-pw")).json["session"]["token"]
     master.clock.advance(90)

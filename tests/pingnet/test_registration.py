@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stretchfs.errors import PeerUnavailable
+from stretchfs.errors import PeerUnavailable, UpstreamError
 from stretchfs.pingnet.peers import Peers
 from stretchfs.pingnet.registration import Registration, backoff
 
@@ -32,18 +32,33 @@ class FakeMaster:
             raise PeerUnavailable("master unreachable")
 
     async def register_peer(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Add or refresh the peer's row (keeping its flags) and answer it, as the master."""
         self._check()
         self.registered.append(record)
-        return record
+        row = self._row(record["name"])
+        if row is None:
+            row = {"active": True, "writable": True}
+            self.rows.append(row)
+        row.update(record)
+        row.setdefault("url", "http://{}:{}".format(row.get("host"), row.get("port")))
+        return dict(row)
 
     async def list_peers(self) -> list[dict[str, Any]]:
         self._check()
         return [dict(r) for r in self.rows]
 
     async def update_peer(self, name: str, **flags: bool) -> dict[str, Any]:
+        """Set the flags of a known peer and answer its row (404 when unknown)."""
         self._check()
         self.updates.append((name, flags))
-        return {}
+        row = self._row(name)
+        if row is None:
+            raise UpstreamError(404, b'{"error":"no such peer"}')
+        row.update(flags)
+        return dict(row)
+
+    def _row(self, name: str) -> dict[str, Any] | None:
+        return next((r for r in self.rows if r["name"] == name), None)
 
 
 def _registration(clock, master, peers, refresh=60.0) -> Registration:

@@ -72,23 +72,29 @@ class FakeMaster:
             self._apply_inventory({"op": "add", "hash": sha1, "store": store, "ext": ext,
                                    "size": size})
 
-    def _apply_inventory(self, change: dict[str, Any]) -> None:
+    def _apply_inventory(self, change: dict[str, Any]) -> bool:
+        """Apply one store's change; whether it changed anything (as the master counts)."""
         sha1 = change["hash"]
         if change["op"] == "add":
             row = self.inventory.setdefault(sha1, {"hash": sha1, "ext": change["ext"],
                                                    "size": change["size"], "stores": []})
             if change["store"] in row["stores"]:
-                return
+                return False
             row["stores"].append(change["store"])
         else:
             row = self.inventory.get(sha1)
             if not row or change["store"] not in row["stores"]:
-                return
+                return False
             row["stores"].remove(change["store"])
             if not row["stores"]:
                 del self.inventory[sha1]
         self.inv_feed.append(change)
         self._wake("inventory")
+        return True
+
+    def _lookup_row(self, sha1: str) -> dict[str, Any] | None:
+        row = self.inventory.get(sha1)
+        return None if row is None else dict(row, sha1=sha1, stores=sorted(row["stores"]))
 
     def add_purchase(self, sha1: str, ext: str, life: float = 3600,
                      referrer: list[str] | None = None, owner: str | None = "admin"
@@ -165,7 +171,7 @@ class FakeMaster:
     @app.route("/inventory/<sha1>", methods=["GET"])
     def lookup(self, request: Any, sha1: str) -> bytes:
         self.calls.append("lookup")
-        row = self.inventory.get(sha1)
+        row = self._lookup_row(sha1)
         if row is None:
             return _json(request, {"error": "not found"}, 404)
         return _json(request, row)
@@ -173,16 +179,15 @@ class FakeMaster:
     @app.route("/inventory/lookup", methods=["POST"])
     def lookup_many(self, request: Any) -> bytes:
         self.calls.append("lookup_many")
-        return _json(request, {h: self.inventory.get(h) for h in _body(request)["hashes"]})
+        return _json(request, {h: self._lookup_row(h) for h in _body(request)["hashes"]})
 
     @app.route("/inventory/publish", methods=["POST"])
     def publish(self, request: Any) -> bytes:
         body = _body(request)
         self.published.append((body["store"], body["changes"]))
-        for change in body["changes"]:
-            self._apply_inventory(dict(change, store=body["store"]))
-        return _json(request, {"applied": len(body["changes"]),
-                               "cursor": str(len(self.inv_feed))})
+        applied = sum(self._apply_inventory(dict(change, store=body["store"]))
+                      for change in body["changes"])
+        return _json(request, {"applied": applied, "cursor": str(len(self.inv_feed))})
 
     def _snapshot(self, request: Any, rows: list[Any], feed: list[Any]) -> Any:
         self.calls.append("snapshot")

@@ -34,6 +34,7 @@ class FakeMaster:
         self.batches: list[tuple[str, list[dict[str, Any]]]] = []
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
         self.listed = 0
+        self.applied = 0  # effective changes so far: the feed cursor
 
     async def publish(self, store: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
         """Apply a batch (PeerUnavailable while `down`)."""
@@ -41,13 +42,16 @@ class FakeMaster:
             raise PeerUnavailable("master unreachable")
         self.batches.append((store, [dict(c) for c in changes]))
         held = self.rows.setdefault(store, {})
+        applied = 0
         for change in changes:
             if change["op"] == "add":
-                held[change["hash"]] = {"hash": change["hash"], "ext": change["ext"],
-                                        "size": change["size"]}
+                row = {"hash": change["hash"], "ext": change["ext"], "size": change["size"]}
+                applied += held.get(change["hash"]) != row
+                held[change["hash"]] = row
             else:
-                held.pop(change["hash"], None)
-        return {"applied": len(changes), "cursor": str(len(self.batches))}
+                applied += held.pop(change["hash"], None) is not None
+        self.applied += applied
+        return {"applied": applied, "cursor": str(self.applied)}
 
     async def store_inventory(self, store: str, on_row: Callable[[Any], None]) -> int:
         """Stream what this fake believes `store` holds."""

@@ -33,6 +33,7 @@ class StandinMaster(Resource):
         self.rows: dict[str, dict[str, tuple[str, int]]] = {}
         self.batches: list[dict[str, Any]] = []
         self.listed = 0
+        self.applied = 0  # effective changes so far: the feed cursor
 
     def load(self, store: str, path: str) -> int:
         """Load `{"hash","ext","size"}` rows of `store` from an NDJSON file."""
@@ -69,14 +70,17 @@ class StandinMaster(Resource):
         body = json.loads(request.content.read())
         store, changes = body["store"], body["changes"]
         held = self.rows.setdefault(store, {})
+        applied = 0
         for change in changes:
             if change["op"] == "add":
+                applied += held.get(change["hash"]) != (change["ext"], change["size"])
                 held[change["hash"]] = (change["ext"], change["size"])
             else:
-                held.pop(change["hash"], None)
+                applied += held.pop(change["hash"], None) is not None
+        self.applied += applied
         self.batches.append({"store": store, "count": len(changes), "listed": self.listed,
                              "changes": changes[:50]})
-        return self._json(request, {"applied": len(changes), "cursor": str(len(self.batches))})
+        return self._json(request, {"applied": applied, "cursor": str(self.applied)})
 
     def _stream(self, request: Any, store: str) -> Any:
         self.listed += 1
