@@ -10,7 +10,12 @@ from twisted.web.http import Request
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from stretchfs.web.limits import LINGER_SECONDS, LimitedRequest, limited_channel
+from stretchfs.web.limits import (
+    HANDSHAKE_TIMEOUT_SECONDS,
+    LINGER_SECONDS,
+    LimitedRequest,
+    limited_channel,
+)
 from stretchfs.web.listen import ListeningService
 
 
@@ -37,15 +42,18 @@ class QuietSite(Site):
 
 def http_service(reactor: Any, listen: str, resource: IResource, role: str, *, max_body: int,
                  request_factory: Callable[..., LimitedRequest] = LimitedRequest,
-                 linger_seconds: float = LINGER_SECONDS) -> ListeningService:
+                 linger_seconds: float = LINGER_SECONDS,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT_SECONDS) -> ListeningService:
     """A listening service for `resource` on the endpoint string `listen`."""
     return http_services(reactor, (listen,), resource, role, max_body=max_body,
-                         request_factory=request_factory, linger_seconds=linger_seconds)[0]
+                         request_factory=request_factory, linger_seconds=linger_seconds,
+                         handshake_timeout=handshake_timeout)[0]
 
 
 def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role: str, *,
                   max_body: int, request_factory: Callable[..., LimitedRequest] = LimitedRequest,
-                  linger_seconds: float = LINGER_SECONDS) -> list[ListeningService]:
+                  linger_seconds: float = LINGER_SECONDS,
+                  handshake_timeout: float = HANDSHAKE_TIMEOUT_SECONDS) -> list[ListeningService]:
     """One listening service per endpoint string of `listen`, all serving `resource`.
 
     Bodies over `max_body` are never stored (answered 413 at once, see
@@ -54,7 +62,7 @@ def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role
     answered, then the connection closes after `linger_seconds`.
     """
     site = QuietSite(resource, reactor=reactor)
-    site.protocol = limited_channel(linger_seconds)  # type: ignore[assignment]
+    site.protocol = limited_channel(linger_seconds, handshake_timeout)  # type: ignore[assignment]
     site.requestFactory = request_factory  # type: ignore[assignment]  # any callable will do
     site.max_body = max_body
     site.displayTracebacks = False

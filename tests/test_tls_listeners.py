@@ -15,7 +15,6 @@ from twisted.logger import capturedLogs
 
 from stretchfs.devcluster.tls import make_dev_ca, ssl_endpoint
 from stretchfs.errors import TlsRejected
-from stretchfs.web import limits
 from stretchfs.web.jsonio import write_json
 from tests.helpers import CLUSTER_KEY, raw_http
 
@@ -52,7 +51,8 @@ def _client_hello(ca_file: str) -> bytes:
     return outgoing.read()
 
 
-async def _plain_and_tls(tmp_path: Any) -> tuple[list[Any], int, int, str]:
+async def _plain_and_tls(tmp_path: Any, handshake_timeout: float = 10.0
+                         ) -> tuple[list[Any], int, int, str]:
     """A plain and a TLS listener of one site; (services, plain port, TLS port, CA file)."""
     from twisted.internet import reactor
 
@@ -64,7 +64,7 @@ async def _plain_and_tls(tmp_path: Any) -> tuple[list[Any], int, int, str]:
     services = http_services(
         reactor, ["tcp:0:interface=127.0.0.1",
                   ssl_endpoint(0, "127.0.0.1", cert.cert_file, cert.key_file)],
-        _Hello().app.resource(), "test", max_body=1000)
+        _Hello().app.resource(), "test", max_body=1000, handshake_timeout=handshake_timeout)
     ports = []
     for service in services:
         service.startService()
@@ -105,13 +105,12 @@ async def test_tls_client_on_the_plain_port_is_answered_at_once(tmp_path) -> Non
 @pytest.mark.parametrize("sent", ["garbage", "truncated ClientHello", "plain HTTP request"])
 @pytest_twisted.ensureDeferred
 async def test_broken_clients_on_the_tls_port_are_closed_and_others_served(
-        tmp_path, monkeypatch, sent: str) -> None:
+        tmp_path, sent: str) -> None:
     """Garbage, half a ClientHello or plain HTTP on the TLS port is closed within seconds,
     and a good client is served meanwhile."""
     from twisted.internet.threads import deferToThread
 
-    monkeypatch.setattr(limits, "HANDSHAKE_TIMEOUT_SECONDS", 1.0)
-    services, _plain, tls, ca_file = await _plain_and_tls(tmp_path)
+    services, _plain, tls, ca_file = await _plain_and_tls(tmp_path, handshake_timeout=1.0)
     try:
         payload = {"garbage": b"\x00\xff" * 40 + b"\r\n\r\n",
                    "truncated ClientHello": _client_hello(ca_file)[:60],

@@ -26,8 +26,9 @@ for `HTTPChannel` to wait for: `LimitedChannel` answers its first byte (a TLS
 handshake record, 0x16) with a 400 and closes at once, so the client fails
 fast ("wrong version number") instead of after the 60 s request timeout.  On
 a TLS listener a client that does not finish its handshake within
-`HANDSHAKE_TIMEOUT_SECONDS` (a truncated ClientHello) is dropped; garbage and
-plain HTTP there are refused by OpenSSL at once.
+`handshake_timeout` (default `HANDSHAKE_TIMEOUT_SECONDS`; a truncated
+ClientHello) is dropped; garbage and plain HTTP there are refused by OpenSSL
+at once.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class LimitedRequest(Request):
 
     opener: IntakeOpener | None = None
     linger_seconds = LINGER_SECONDS
+    handshake_timeout = HANDSHAKE_TIMEOUT_SECONDS
     refused = False
     body_received = False
     _intake: Intake | None = None
@@ -203,16 +205,17 @@ class LimitedChannel(HTTPChannel):
     is dropped."""
 
     linger_seconds = LINGER_SECONDS
+    handshake_timeout = HANDSHAKE_TIMEOUT_SECONDS
     _refused_timer: Any = None
     _handshake_timer: Any = None
     _first_data = True
 
     def connectionMade(self) -> None:
-        """On a TLS listener, give the client `HANDSHAKE_TIMEOUT_SECONDS` to finish its
+        """On a TLS listener, give the client `handshake_timeout` seconds to finish its
         handshake."""
         super().connectionMade()
         if isinstance(self.transport, TLSMemoryBIOProtocol):
-            self._handshake_timer = self.callLater(HANDSHAKE_TIMEOUT_SECONDS,
+            self._handshake_timer = self.callLater(self.handshake_timeout,
                                                    self.transport.abortConnection)
 
     def handshakeCompleted(self) -> None:
@@ -288,9 +291,12 @@ def _closing_answer(code: int, message: str) -> bytes:
     return head.encode("ascii") + body
 
 
-def limited_channel(linger_seconds: float = LINGER_SECONDS) -> type[LimitedChannel]:
-    """A Site `protocol`: `LimitedChannel`s lingering `linger_seconds` after a refusal."""
-    return type("BoundLimitedChannel", (LimitedChannel,), {"linger_seconds": linger_seconds})
+def limited_channel(linger_seconds: float = LINGER_SECONDS,
+                    handshake_timeout: float = HANDSHAKE_TIMEOUT_SECONDS) -> type[LimitedChannel]:
+    """A Site `protocol`: `LimitedChannel`s lingering `linger_seconds` after a refusal,
+    and giving a TLS client `handshake_timeout` seconds to finish its handshake."""
+    return type("BoundLimitedChannel", (LimitedChannel,),
+                {"linger_seconds": linger_seconds, "handshake_timeout": handshake_timeout})
 
 
 def _transport_of(channel: HTTPChannel) -> ITransport:
