@@ -58,9 +58,6 @@ class RedisStore(Protocol):
     def pipeline(self, commands: Sequence[Command]) -> Deferred[list[Any]]:
         """Send several commands in one round trip; fires with their replies."""
 
-    def dedicated(self, timeout: float) -> "RedisStore":
-        """A separate single connection with its own deadline, for blocking commands."""
-
     def close(self) -> Deferred[None]:
         """Disconnect; fires once the connections are closed."""
 
@@ -124,12 +121,10 @@ def _encode(arg: Arg) -> bytes:
 class TxRedisStore:
     """`RedisStore` over a txredisapi lazy pool, with per-call deadlines."""
 
-    def __init__(self, handler: Any, clock: IReactorTime, timeout: float,
-                 address: RedisAddress) -> None:
+    def __init__(self, handler: Any, clock: IReactorTime, timeout: float) -> None:
         self._handler = handler
         self._clock = clock
         self._timeout = timeout
-        self._address = address
 
     def _guard(self, d: Deferred[Any]) -> Deferred[Any]:
         import txredisapi
@@ -166,10 +161,6 @@ class TxRedisStore:
         d.addCallback(send)
         return self._guard(d)
 
-    def dedicated(self, timeout: float) -> "TxRedisStore":
-        """A separate single connection with its own deadline, for blocking commands."""
-        return connect_redis(self._address, self._clock, timeout, pool_size=1)
-
     def close(self) -> Deferred[None]:
         """Disconnect the pool."""
         return self._handler.disconnect()
@@ -204,7 +195,7 @@ def connect_redis(address: RedisAddress, clock: IReactorTime, timeout: float,
     # A refused login (wrong ACL user or password) or SELECT fails the pool's
     # first-ready Deferred, which nothing else waits on: say why, once.
     factory.deferred.addErrback(_setup_refused)
-    return TxRedisStore(handler, clock, timeout, address)
+    return TxRedisStore(handler, clock, timeout)
 
 
 def _setup_refused(failure: Failure) -> None:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from prometheus_client import CollectorRegistry
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.http import Request
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from stretchfs.config import RoleConfig
+from stretchfs.health import Readiness
 from stretchfs.web.limits import (
     HANDSHAKE_TIMEOUT_SECONDS,
     LINGER_SECONDS,
@@ -68,3 +72,17 @@ def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role
     site.displayTracebacks = False
     site.noisy = False
     return [ListeningService(reactor, endpoint, site, role) for endpoint in listen]
+
+
+class NodeAPI:
+    """The part of a master, prism or store API every route may read (the common
+    routes of `web/common.py`, `cluster_key_required`)."""
+
+    def __init__(self, config: RoleConfig, *, readiness: Readiness,
+                 metrics_registry: CollectorRegistry, clock: IReactorTime) -> None:
+        self.node_name = config.node.name
+        self.cluster_key = config.cluster.key
+        self.readiness = readiness
+        self.metrics_registry = metrics_registry
+        self.clock = clock
+        self.max_body = config.http.max_body

@@ -1,4 +1,4 @@
-"""Command-line options shared by the three twistd plugins.
+"""Command-line options shared by the three twistd plugins, and their makeService.
 
 A bad config is not a usage mistake: it prints one line on stderr
 (``stretchfs-store: etc/store.toml: [ping] interval: expected ...``) and
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, Callable, cast
 
+from twisted.application.service import IService
 from twisted.python import usage
 
 from stretchfs.config import RoleConfig, load_config
@@ -44,3 +45,22 @@ class RoleOptions(usage.Options):
         if parent is not None and not parent.get("logger") and self.settings.log.format == "json":
             # twistd's own postOptions runs after ours and imports this dotted name.
             parent["logger"] = JSON_LOGGER
+
+
+def real_service(options: RoleOptions, build: Callable[..., IService], *,
+                 max_per_host: int = 16, **extra: Any) -> IService:
+    """`build(config, reactor=, redis=, http=, run_blocking=, **extra)` with the real
+    reactor, the cluster Redis pool, an HTTP client (`max_per_host` connections per
+    peer) and the reactor's thread pool: the only place a role meets the real reactor."""
+    from twisted.internet import reactor
+    from twisted.internet.interfaces import IReactorThreads
+
+    from stretchfs.redisstore import connect_cluster_redis
+    from stretchfs.threads import thread_runner
+    from stretchfs.wire.http import make_http_client
+
+    config = options.settings
+    return build(config, reactor=reactor, redis=connect_cluster_redis(config.redis, reactor),
+                 http=make_http_client(reactor, max_per_host=max_per_host,
+                                       ca_file=config.tls.ca_file),
+                 run_blocking=thread_runner(cast(IReactorThreads, reactor)), **extra)

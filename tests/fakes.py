@@ -64,10 +64,6 @@ class FakeRedisStore:
         except RedisReplyError as exc:
             return fail(exc)
 
-    def dedicated(self, timeout: float) -> "FakeRedisStore":
-        """The same fake (it never blocks)."""
-        return self
-
     def close(self) -> Deferred[None]:
         """Nothing to close."""
         return succeed(None)

@@ -13,9 +13,9 @@ import pytest
 LAYERS: list[set[str]] = [
     {"errors", "exitcodes", "health", "logs", "metrics", "periodic", "threads",
      "wire.identifiers", "client"},
-    {"config", "redisstore", "redishealth", "web", "roles", "tapbase"},
+    {"config", "redisstore", "redishealth", "web", "roles"},
     {"wire"},
-    {"pingnet"},
+    {"pingnet", "tapbase"},
     {"master", "prism", "store"},
     {"devcluster"},
     {"chaos"},

@@ -15,7 +15,6 @@ from typing import Any
 
 from stretchfs.devcluster.cluster import CLUSTER_FILE, _alive, load_state, write_private
 from stretchfs.devcluster.process import NodeProcess, http_get_json
-from stretchfs.devcluster.redis_server import redis_ping
 
 
 class ClusterHandle:
@@ -98,11 +97,6 @@ class ClusterHandle:
         return http_get_json(self.node(name)["url"] + "/health")
 
     # -- redis ---------------------------------------------------------------
-    def redis_running(self) -> bool:
-        """True when the cluster's Redis answers PING."""
-        redis = self.state["redis"]
-        return redis_ping("127.0.0.1", int(redis.get("port") or 0))
-
     def redis_signal(self, signum: int) -> None:
         """Signal the cluster Redis (only one this cluster started)."""
         redis = self.state["redis"]

@@ -49,6 +49,7 @@ from stretchfs.master.purchases import Purchases
 from stretchfs.master.streaming import stream_ndjson
 from stretchfs.master.users import Users
 from stretchfs.redisstore import RedisStore
+from stretchfs.roles import NodeAPI
 from stretchfs.threads import RunBlocking
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
@@ -83,7 +84,7 @@ def feed_write(handler: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class MasterAPI:
+class MasterAPI(NodeAPI):
     """Routes of the master: cluster state for the other roles and operators.
 
     `run_blocking` runs password hashing off the reactor (the service passes the
@@ -99,14 +100,10 @@ class MasterAPI:
                  metrics_registry: CollectorRegistry, redis: RedisStore, clock: Any,
                  run_blocking: RunBlocking, http: HTTPClient | None = None,
                  feed_page_max_bytes: int = FEED_PAGE_MAX_BYTES) -> None:
+        super().__init__(config, readiness=readiness, metrics_registry=metrics_registry,
+                         clock=clock)
         self.config = config
-        self.node_name = config.node.name
-        self.cluster_key = config.cluster.key
-        self.readiness = readiness
-        self.metrics_registry = metrics_registry
         self.redis = redis
-        self.clock = clock
-        self.max_body = config.http.max_body
         self.metrics = MasterMetrics(metrics_registry)
         self.keys = Keys(config.redis.prefix)
         self.waiters = FeedWaiters(clock)

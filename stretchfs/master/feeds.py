@@ -34,7 +34,6 @@ from stretchfs.errors import Gone
 from stretchfs.master.lua import LuaScript, text
 from stretchfs.redisstore import RedisStore
 
-EMPTY_CURSOR = "0-0"
 # Payload bytes per feed page by default: readers refuse replies past 16 MiB
 # (wire.http.MAX_REPLY_BYTES), and JSON re-encoding may grow a payload.
 FEED_PAGE_MAX_BYTES = 4 * 1024 * 1024

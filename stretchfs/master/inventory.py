@@ -233,13 +233,6 @@ class PackedBatch:
         return self.count
 
 
-def pack_changes(changes: list[Change]) -> PackedBatch:
-    """Pack validated `Change`s for the publish script."""
-    return PackedBatch("\n".join(
-        "a{}{}:{}".format(c.hash, c.ext, c.size) if c.op == "a" else "r" + c.hash
-        for c in changes), len(changes))
-
-
 def decode_change(payload: bytes) -> dict[str, Any]:
     """A feed entry payload as the change object of the API."""
     parts = payload.decode("utf-8").split("|")

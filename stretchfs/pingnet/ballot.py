@@ -155,11 +155,6 @@ class BallotBox:
         self._drained.append(waiter)
         return waiter
 
-    @property
-    def busy(self) -> bool:
-        """True while a write is in flight."""
-        return self._busy
-
     def record_verdict(self, target: str, available: bool, since: float) -> Deferred[Any]:
         """Note a verdict change for the master's cluster view."""
         value = json.dumps({"available": available, "since": since, "by": self._self})

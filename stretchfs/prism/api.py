@@ -27,6 +27,7 @@ from stretchfs.prism.replicate import Replicator
 from stretchfs.prism.retrieve import parse_spec
 from stretchfs.prism.sessions import SessionCache, session_required
 from stretchfs.prism.upload import MultipartUpload, extension_for
+from stretchfs.roles import NodeAPI
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
@@ -97,7 +98,7 @@ def _string(body: dict[str, Any], name: str, limit: int = MAX_CREDENTIAL_CHARS) 
     return value
 
 
-class PrismAPI:
+class PrismAPI(NodeAPI):
     """Public routes of a prism (SDK-compatible)."""
 
     app = Klein()
@@ -110,13 +111,10 @@ class PrismAPI:
                  peers: Any = None, inventory: Any = None, purchases: Any = None,
                  replicator: Replicator | None = None, retriever: Any = None,
                  syncs: Any = (), store_client: Any = None, pingnet: Any = None) -> None:
+        super().__init__(config, readiness=readiness, metrics_registry=metrics_registry,
+                         clock=clock)
         self.config = config
         self.pingnet = pingnet
-        self.node_name = config.node.name
-        self.cluster_key = config.cluster.key
-        self.readiness = readiness
-        self.metrics_registry = metrics_registry
-        self.clock = clock
         self.master = master
         self.peers = peers
         self.inventory = inventory
@@ -125,7 +123,6 @@ class PrismAPI:
         self.retriever = retriever
         self.syncs = list(syncs)
         self.sessions = SessionCache(master, clock, config.prism.session_cache_ttl)
-        self.max_body = config.http.max_body
         self.lookup = ContentLookup(inventory=inventory, master=master,
                                     probe=StoreProbe(peers, store_client), clock=clock)
         self.delivery = Delivery(config=config, peers=peers, purchases=purchases,

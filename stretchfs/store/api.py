@@ -13,6 +13,7 @@ from stretchfs.config import StoreConfig
 from stretchfs.errors import InvalidInput, NotFound, NotReady
 from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
+from stretchfs.roles import NodeAPI
 from stretchfs.store.content import ContentService
 from stretchfs.store.delivery import FileStreamer, content_type
 from stretchfs.store.upload import PutUpload
@@ -36,7 +37,7 @@ def hash_field(body: dict[str, Any]) -> Any:
 
 log = Logger()
 
-class StoreAPI:
+class StoreAPI(NodeAPI):
     """Routes of a store: content in, content out, inventory."""
 
     app = Klein()
@@ -48,15 +49,11 @@ class StoreAPI:
     def __init__(self, config: StoreConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any,
                  content: ContentService | None = None, pingnet: Any = None) -> None:
+        super().__init__(config, readiness=readiness, metrics_registry=metrics_registry,
+                         clock=clock)
         self.config = config
         self.pingnet = pingnet
-        self.node_name = config.node.name
-        self.cluster_key = config.cluster.key
-        self.readiness = readiness
-        self.metrics_registry = metrics_registry
-        self.clock = clock
         self._content = content
-        self.max_body = config.http.max_body
 
     @property
     def content(self) -> ContentService:

@@ -1,7 +1,7 @@
 """Routes every role answers: welcome, ping, health and metrics.
 
-The API class that calls `add_common_routes` provides `readiness`
-(a `Readiness`), `metrics_registry` and `node_name`.
+They read the API's `readiness`, `metrics_registry` and `node_name` (see
+`roles.NodeAPI`).
 """
 
 from __future__ import annotations
