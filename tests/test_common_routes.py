@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from treq.testing import StubTreq
@@ -12,25 +13,25 @@ from stretchfs.metrics import new_registry
 from tests.helpers import load_test_config, result_of
 
 
-def _api(role: str, readiness: Readiness, tmp_path) -> object:
+def _api(role: str, tmp_path) -> Any:
+    """The role's API as its service builds it (the master's on no Redis: these routes
+    never reach it)."""
+    from twisted.internet.defer import maybeDeferred
     from twisted.internet.task import Clock
 
-    config = load_test_config(role, root=str(tmp_path / "root"))
-    registry = new_registry(process_metrics=False)
     if role == "master":
-        from twisted.internet.defer import maybeDeferred
-
         from stretchfs.master.api import MasterAPI
 
-        return MasterAPI(config, readiness=readiness, metrics_registry=registry,
-                         redis=None, clock=Clock(), run_blocking=maybeDeferred)
+        return MasterAPI(load_test_config("master"), readiness=Readiness(),
+                         metrics_registry=new_registry(process_metrics=False), redis=None,
+                         clock=Clock(), run_blocking=maybeDeferred)
     if role == "prism":
-        from stretchfs.prism.api import PrismAPI
+        from tests.prism.harness import make_prism
 
-        return PrismAPI(config, readiness=readiness, metrics_registry=registry, clock=Clock())
-    from stretchfs.store.api import StoreAPI
+        return make_prism(tmp_path).api
+    from tests.store.harness import build
 
-    return StoreAPI(config, readiness=readiness, metrics_registry=registry, clock=Clock())
+    return build(tmp_path, Clock()).api
 
 
 def _get(api: object, path: str, method: str = "GET") -> tuple[int, bytes, object]:
@@ -45,7 +46,7 @@ ROLES = ["master", "prism", "store"]
 @pytest.mark.parametrize("role", ["prism", "store"])
 def test_welcome_names_the_version(role: str, tmp_path) -> None:
     """GET and POST / answer the welcome message with the version."""
-    api = _api(role, Readiness(), tmp_path)
+    api = _api(role, tmp_path)
     for method in ("GET", "POST"):
         code, body, _ = _get(api, "/", method)
         assert code == 200
@@ -55,7 +56,7 @@ def test_welcome_names_the_version(role: str, tmp_path) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_ping_answers_pong(role: str, tmp_path) -> None:
     """GET /ping answers {"pong": "pong"} as JSON."""
-    code, body, headers = _get(_api(role, Readiness(), tmp_path), "/ping")
+    code, body, headers = _get(_api(role, tmp_path), "/ping")
     assert code == 200
     assert json.loads(body) == {"pong": "pong"}
     assert headers.getRawHeaders(b"content-type")[0].startswith(b"application/json")
@@ -64,9 +65,9 @@ def test_ping_answers_pong(role: str, tmp_path) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_health_is_503_with_reason_until_ready(role: str, tmp_path) -> None:
     """/health answers 503 naming what blocks it, then 200 once nothing does."""
-    readiness = Readiness()
+    api = _api(role, tmp_path)
+    readiness = api.readiness
     readiness.block("state", "downloading the inventory")
-    api = _api(role, readiness, tmp_path)
     code, body, _ = _get(api, "/health")
     assert code == 503
     answer = json.loads(body)
@@ -82,7 +83,7 @@ def test_health_is_503_with_reason_until_ready(role: str, tmp_path) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_metrics_are_prometheus_text(role: str, tmp_path) -> None:
     """/metrics answers the Prometheus text format."""
-    api = _api(role, Readiness(), tmp_path)
+    api = _api(role, tmp_path)
     from prometheus_client import Counter
 
     Counter("stretchfs_test_things", "things", registry=api.metrics_registry).inc(3)
@@ -95,7 +96,7 @@ def test_metrics_are_prometheus_text(role: str, tmp_path) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_unknown_path_is_json_404(role: str, tmp_path) -> None:
     """An unknown path answers 404 with a JSON error body."""
-    code, body, _ = _get(_api(role, Readiness(), tmp_path), "/no/such/thing")
+    code, body, _ = _get(_api(role, tmp_path), "/no/such/thing")
     assert code == 404
     assert json.loads(body) == {"error": "not found"}
 
@@ -103,6 +104,6 @@ def test_unknown_path_is_json_404(role: str, tmp_path) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_wrong_method_is_json_405(role: str, tmp_path) -> None:
     """A known path with the wrong method answers 405 with a JSON error body."""
-    code, body, headers = _get(_api(role, Readiness(), tmp_path), "/metrics", "DELETE")
+    code, body, headers = _get(_api(role, tmp_path), "/metrics", "DELETE")
     assert code == 405
     assert "error" in json.loads(body)

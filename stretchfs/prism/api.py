@@ -107,10 +107,9 @@ class PrismAPI(NodeAPI):
     add_pingnet_routes(app)
 
     def __init__(self, config: PrismConfig, *, readiness: Readiness,
-                 metrics_registry: CollectorRegistry, clock: Any, master: Any = None,
-                 peers: Any = None, inventory: Any = None, purchases: Any = None,
-                 replicator: Replicator | None = None, retriever: Any = None,
-                 syncs: Any = (), store_client: Any = None, pingnet: Any = None) -> None:
+                 metrics_registry: CollectorRegistry, clock: Any, master: Any, peers: Any,
+                 inventory: Any, purchases: Any, replicator: Replicator, retriever: Any,
+                 syncs: list[Any], store_client: Any, pingnet: Any) -> None:
         super().__init__(config, readiness=readiness, metrics_registry=metrics_registry,
                          clock=clock)
         self.config = config
@@ -121,7 +120,7 @@ class PrismAPI(NodeAPI):
         self.purchases = purchases
         self.replicator = replicator
         self.retriever = retriever
-        self.syncs = list(syncs)
+        self.syncs = syncs
         self.sessions = SessionCache(master, clock, config.prism.session_cache_ttl)
         self.lookup = ContentLookup(inventory=inventory, master=master,
                                     probe=StoreProbe(peers, store_client), clock=clock)

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from twisted.logger import Logger
 
 from stretchfs.config import StoreConfig
-from stretchfs.errors import InvalidInput, NotFound, NotReady
+from stretchfs.errors import InvalidInput, NotFound
 from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.roles import NodeAPI
@@ -48,25 +48,16 @@ class StoreAPI(NodeAPI):
 
     def __init__(self, config: StoreConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any,
-                 content: ContentService | None = None, pingnet: Any = None) -> None:
+                 content: ContentService, pingnet: Any) -> None:
         super().__init__(config, readiness=readiness, metrics_registry=metrics_registry,
                          clock=clock)
         self.config = config
         self.pingnet = pingnet
-        self._content = content
-
-    @property
-    def content(self) -> ContentService:
-        """The content operations (503 when built without them, as bare route tests do)."""
-        if self._content is None:
-            raise NotReady("store content is not set up")
-        return self._content
+        self.content = content
 
     def health_details(self) -> dict[str, Any]:
         """Extra /health fields: whether this store accepts new content."""
-        if self._content is None:
-            return {}
-        return {"writable": self._content.disk.writable}
+        return {"writable": self.content.disk.writable}
 
     @app.route("/content/put/<path:name>", methods=["PUT"])
     @cluster_key_required
