@@ -293,46 +293,42 @@ class LogSettings:
 # -- role configs -----------------------------------------------------------
 
 @dataclass(frozen=True)
-class MasterConfig:
-    """Settings of a master process."""
+class NodeConfig:
+    """The sections every role has (each role's own come after them)."""
 
     node: NodeSettings = section(NodeSettings, "identity of this node")
     http: HttpSettings = section(HttpSettings, "HTTP listener")
     cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
     tls: TlsSettings = section(TlsSettings, "trust for outgoing https:// calls")
-    redis: RedisSettings = section(RedisSettings, "cluster Redis")
-    master: MasterSettings = section(MasterSettings, "master behaviour")
     log: LogSettings = section(LogSettings, "logging")
 
 
 @dataclass(frozen=True)
-class StoreConfig:
+class MasterConfig(NodeConfig):
+    """Settings of a master process."""
+
+    redis: RedisSettings = section(RedisSettings, "cluster Redis")
+    master: MasterSettings = section(MasterSettings, "master behaviour")
+
+
+@dataclass(frozen=True)
+class StoreConfig(NodeConfig):
     """Settings of a store process."""
 
-    node: NodeSettings = section(NodeSettings, "identity of this node")
-    http: HttpSettings = section(HttpSettings, "HTTP listener")
-    cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
-    tls: TlsSettings = section(TlsSettings, "trust for outgoing https:// calls")
     redis: RedisSettings = section(RedisSettings, "cluster Redis (ping-net votes)")
     ping: PingSettings = section(PingSettings, "ping net")
     store: StoreSettings = section(StoreSettings, "content storage")
     inventory: InventorySettings = section(InventorySettings, "inventory sync")
-    log: LogSettings = section(LogSettings, "logging")
 
 
 @dataclass(frozen=True)
-class PrismConfig:
+class PrismConfig(NodeConfig):
     """Settings of a prism process."""
 
-    node: NodeSettings = section(NodeSettings, "identity of this node")
-    http: HttpSettings = section(HttpSettings, "HTTP listener")
-    cluster: ClusterSettings = section(ClusterSettings, "cluster membership")
-    tls: TlsSettings = section(TlsSettings, "trust for outgoing https:// calls")
     redis: RedisSettings = section(RedisSettings, "cluster Redis (ping-net votes)")
     ping: PingSettings = section(PingSettings, "ping net")
     prism: PrismSettings = section(PrismSettings, "public API behaviour")
     retrieve: RetrieveSettings = section(RetrieveSettings, "remote URL fetches")
-    log: LogSettings = section(LogSettings, "logging")
 
 
 ROLE_CONFIGS: dict[str, type[RoleConfig]] = {

@@ -44,16 +44,6 @@ class QuietSite(Site):
         """Write no access log line."""
 
 
-def http_service(reactor: Any, listen: str, resource: IResource, role: str, *, max_body: int,
-                 request_factory: Callable[..., LimitedRequest] = LimitedRequest,
-                 linger_seconds: float = LINGER_SECONDS,
-                 handshake_timeout: float = HANDSHAKE_TIMEOUT_SECONDS) -> ListeningService:
-    """A listening service for `resource` on the endpoint string `listen`."""
-    return http_services(reactor, (listen,), resource, role, max_body=max_body,
-                         request_factory=request_factory, linger_seconds=linger_seconds,
-                         handshake_timeout=handshake_timeout)[0]
-
-
 def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role: str, *,
                   max_body: int, request_factory: Callable[..., LimitedRequest] = LimitedRequest,
                   linger_seconds: float = LINGER_SECONDS,

@@ -18,12 +18,12 @@ from tests.helpers import raw_http
 async def _echo_server(max_body: int = 1000) -> tuple[Any, int]:
     from twisted.internet import reactor
 
-    from stretchfs.roles import http_service
+    from stretchfs.roles import http_services
 
-    service = http_service(reactor, "tcp:0:interface=127.0.0.1", _Echo().app.resource(),
-                           "test", max_body=max_body,
-                           request_factory=limits.limited_request(linger_seconds=0.3),
-                           linger_seconds=0.3)
+    [service] = http_services(reactor, ["tcp:0:interface=127.0.0.1"], _Echo().app.resource(),
+                              "test", max_body=max_body,
+                              request_factory=limits.limited_request(linger_seconds=0.3),
+                              linger_seconds=0.3)
     service.startService()
     address = await service.ready
     return service, address.port
@@ -120,7 +120,7 @@ async def test_client_stops_reading_a_reply_past_its_cap() -> None:
     from twisted.internet import reactor
 
     from stretchfs.errors import UpstreamError
-    from stretchfs.roles import http_service
+    from stretchfs.roles import http_services
     from stretchfs.wire.http import Deadline, make_http_client
 
     class _Big:
@@ -132,8 +132,8 @@ async def test_client_stops_reading_a_reply_past_its_cap() -> None:
                 request.write(b"b" * 10_000)  # no Content-Length: chunked
             request.finish()
 
-    service = http_service(reactor, "tcp:0:interface=127.0.0.1", _Big().app.resource(),
-                           "test", max_body=1000)
+    [service] = http_services(reactor, ["tcp:0:interface=127.0.0.1"], _Big().app.resource(),
+                              "test", max_body=1000)
     service.startService()
     address = await service.ready
     http = make_http_client(reactor, persistent=False)

@@ -200,11 +200,6 @@ class MasterClient:
         """Remove expired purchases now: `{"pruned": n}`."""
         return await self._json.json("POST", "/purchases/prune")
 
-    # -- ping net ----------------------------------------------------------
-    async def pingnet_status(self) -> dict[str, Any]:
-        """The master's cluster view of the ping net."""
-        return await self._json.json("GET", "/pingnet/status")
-
     # -- streaming ---------------------------------------------------------
     async def stream_ndjson(self, path: str, on_row: Callable[[Any], None]) -> int:
         """GET an NDJSON route, calling `on_row` per line; returns the row count.
