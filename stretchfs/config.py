@@ -232,6 +232,25 @@ class MasterSettings:
 
 
 @dataclass(frozen=True)
+class RepairSettings:
+    """Re-replication of content whose copies were lost (docs/repair.md)."""
+
+    replicas: int = setting(2, "counted copies every content should have (as [prism] replicas)",
+                            _replicas)
+    lost_after: float = setting(900.0, "seconds a store must stay voted down before it is "
+                                "lost and its copies are made again elsewhere", _positive)
+    interval: float = setting(2.0, "seconds between two rounds of the repair planner", _positive)
+    per_store: int = setting(2, "copies a store takes part in at once (as source or target)",
+                             _positive)
+    rescan: float = setting(300.0, "seconds between full scans of the inventory when no store "
+                            "changed state", _positive)
+    lease_ttl: float = setting(15.0, "seconds the planner's lease lasts without renewal (one "
+                               "master plans at a time)", _positive)
+    copy_timeout: float = setting(600.0, "seconds a target store may take to copy one content",
+                                  _positive)
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     """Store-only behaviour: where the bytes live and how they are served."""
 
@@ -309,6 +328,7 @@ class MasterConfig(NodeConfig):
 
     redis: RedisSettings = section(RedisSettings, "cluster Redis")
     master: MasterSettings = section(MasterSettings, "master behaviour")
+    repair: RepairSettings = section(RepairSettings, "re-replication after a store is lost")
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ from stretchfs import __version__
 
 # command -> the stretchfs.cli module registering it (content registers several).
 COMMANDS = {"dev": "dev", "user": "users", "peer": "peers", "inventory": "inventory",
-            "chaos": "chaos", "login": "content", "logout": "content", "upload": "content",
-            "download": "content", "purchase": "content", "detail": "content"}
+            "repair": "repair", "chaos": "chaos", "login": "content", "logout": "content",
+            "upload": "content", "download": "content", "purchase": "content",
+            "detail": "content"}
 
 
 def _register_content(subparsers: Any) -> None:

@@ -46,6 +46,7 @@ from stretchfs.master.nodeprobe import NodeProbe
 from stretchfs.master.peers import PeerRegistry, parse_flags, parse_registration
 from stretchfs.master.pingview import ClusterVerdicts, add_cluster_pingnet_routes
 from stretchfs.master.purchases import Purchases
+from stretchfs.master.repairstatus import add_repair_routes
 from stretchfs.master.streaming import stream_ndjson
 from stretchfs.master.users import Users
 from stretchfs.redisstore import RedisStore
@@ -95,6 +96,7 @@ class MasterAPI(NodeAPI):
     install_error_handlers(app)
     add_common_routes(app, "master", welcome=False)
     add_cluster_pingnet_routes(app)
+    add_repair_routes(app)
 
     def __init__(self, config: MasterConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, redis: RedisStore, clock: Any,

@@ -84,3 +84,24 @@ class Keys:
     def purchase_feed(self) -> str:
         """STREAM of purchase changes."""
         return self.prefix + "pur:feed"
+
+    # -- repair (docs/repair.md) ------------------------------------------------
+    @property
+    def repair_lease(self) -> str:
+        """HASH of the planner's lease: owner, token (the fencing token), expires, fence."""
+        return self.prefix + "repair:lease"
+
+    @property
+    def repair_queue(self) -> str:
+        """ZSET sha1 -> counted copies: content waiting for a new copy, fewest first."""
+        return self.prefix + "repair:queue"
+
+    @property
+    def repair_stores(self) -> str:
+        """HASH store -> JSON {state: down|lost, since}: stores whose copies may not count."""
+        return self.prefix + "repair:stores"
+
+    @property
+    def repair_status(self) -> str:
+        """HASH of the planner's progress and its last scan (copies by count, totals)."""
+        return self.prefix + "repair:status"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Callable, Concatenate, ParamSpec, Protocol, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from twisted.web.server import Request
 
 
@@ -65,3 +65,22 @@ def counted(route: str) -> Callable[[Handler[S, P, R]], Handler[S, P, R]]:
         return wrapper
 
     return decorate
+
+
+class RepairMetrics:
+    """The repair planner's view: content by counted copies, queue, copies made."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hashes = Gauge("stretchfs_repair_hashes",
+                            "content by counted copies at the last scan (label: 0, 1, ... "
+                            "'<replicas>+')", ["copies"], registry=registry)
+        self.queue = Gauge("stretchfs_repair_queue", "content waiting for a new copy",
+                           registry=registry)
+        self.copies = Counter("stretchfs_repair_copies", "copies made by repair",
+                              registry=registry)
+        self.bytes = Counter("stretchfs_repair_bytes", "bytes copied by repair",
+                             registry=registry)
+        self.failures = Counter("stretchfs_repair_failures", "repair copies that failed",
+                                registry=registry)
+        self.leader = Gauge("stretchfs_repair_leader", "1 while this master runs the planner",
+                            registry=registry)

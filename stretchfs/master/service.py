@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from stretchfs.config import MasterConfig
 from stretchfs.health import Readiness
 from stretchfs.master.api import PUBLISH_MAX_BYTES, MasterAPI
+from stretchfs.master.planner import repair_planner
 from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
 from stretchfs.redishealth import RedisWatch
@@ -56,5 +57,7 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
     api.verdicts.setServiceParent(top)
     if api.probe is not None:
         api.probe.setServiceParent(top)
+    if http is not None:
+        repair_planner(config, redis, reactor, http, api).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     return top

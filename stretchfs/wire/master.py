@@ -85,6 +85,10 @@ class MasterClient:
         """Remove a peer from the registry."""
         return await self._json.json("POST", "/peers/{}/remove".format(quote(name)))
 
+    async def repair_status(self) -> dict[str, Any]:
+        """The repair planner's state (`GET /repair/status`, docs/repair.md)."""
+        return await self._json.json("GET", "/repair/status")
+
     # -- users and sessions ------------------------------------------------------
     async def create_user(self, username: str, password: str | None = None,
                           operator: bool = False) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`StoreClient`: the store routes other roles call (put, download, exists, remove).
+"""`StoreClient`: the store routes other roles call (put, download, exists, fetch, remove).
 
 A PUT streams the file from disk in chunks through a push producer, so a
 100 GiB upload never sits in memory.  Every call has an idle `Deadline`: it
@@ -154,6 +154,12 @@ class StoreClient:
         """`{hash: {"exists", "ext", "size"}}` for each of `hashes`."""
         return await self._json.json("POST", "/content/exists", {"hash": list(hashes)},
                                      timeout=timeout)
+
+    async def fetch(self, sha1: str, ext: str | None, source: str,
+                    timeout: float | None = None) -> dict[str, Any]:
+        """Have the store copy a content from store `source` (`POST /content/fetch`)."""
+        return await self._json.json("POST", "/content/fetch",
+                                     {"hash": sha1, "ext": ext, "from": source}, timeout=timeout)
 
     async def remove(self, sha1: str) -> dict[str, Any]:
         """Remove a content from the store."""

@@ -1,0 +1,325 @@
+"""The repair planner: brings content back to `[repair] replicas` counted copies.
+
+Every `[repair] interval` seconds, on the master that holds the lease
+(`master/lease.py`; the others only renew their bid):
+
+1. it reads the ping net's votes (`pingview.cluster_view`) and moves each
+   store between up, down and lost (`repair.next_state`), logging each change;
+2. when the set of stores whose copies count (or that can serve) changed, or
+   every `[repair] rescan` seconds, it scans every inventory row and queues
+   the content with fewer counted copies than `replicas` in a Redis ZSET
+   scored by counted copies, so the fewest go first, and records the counts;
+3. it takes the head of the queue, re-reads each row and, for content still
+   short, picks a source among the live holders and a target by the upload
+   rules (`repair.pick_source`, `repair.pick_target`), and asks the target
+   store to copy it (`POST /content/fetch`, which verifies the SHA1 and
+   publishes the copy).  At most `[repair] per_store` copies involve one
+   store at a time.
+
+Queue, store states and progress live in Redis, written only through the
+lease's fenced script, so a restarted or newly elected planner carries on.
+A copy that already exists is a no-op on the store.  A target that just
+answered is taken as a holder for `RECENT_SECONDS` while its publish reaches
+the inventory, so the content is not copied twice.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import Counter
+from typing import Any, Awaitable, Callable, Mapping
+
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.logger import Logger
+
+from stretchfs.config import MasterConfig, RepairSettings
+from stretchfs.errors import StretchFSError
+from stretchfs.master.keys import Keys
+from stretchfs.master.lease import Lease
+from stretchfs.master.lua import text
+from stretchfs.master.metrics import RepairMetrics
+from stretchfs.master.pingview import cluster_view
+from stretchfs.master.repair import (
+    DOWN,
+    LOST,
+    StoreState,
+    copies_label,
+    counted_holders,
+    next_state,
+    pick_source,
+    pick_target,
+    store_states,
+)
+from stretchfs.periodic import PeriodicService
+from stretchfs.redisstore import RedisStore
+from stretchfs.wire.store import StoreClient
+
+log = Logger()
+
+SCAN_CHUNK = 1000
+RECENT_SECONDS = 60.0
+RETRY_SECONDS = 10.0
+
+Peers = list[dict[str, Any]]
+
+
+class RepairPlanner(PeriodicService):
+    """Runs the repair rounds while this master holds the lease."""
+
+    def __init__(self, *, redis: RedisStore, keys: Keys, settings: RepairSettings, clock: Any,
+                 owner: str, list_peers: Callable[[], Awaitable[Peers]],
+                 disks: Callable[[], Mapping[str, Mapping[str, Any]]],
+                 store_client: Callable[[str], Any], metrics: RepairMetrics) -> None:
+        super().__init__(clock, settings.interval)
+        self._redis = redis
+        self._keys = keys
+        self._settings = settings
+        self._list_peers = list_peers
+        self._disks = disks
+        self._store_client = store_client
+        self.metrics = metrics
+        self.lease = Lease(redis, keys.repair_lease, owner, settings.lease_ttl, clock)
+        self._leading = 0                          # the token we lead with, 0: standing by
+        self._known: set[str] | None = None       # registered stores at the last round
+        self._signature: Any = None                # counting and serving stores at the last scan
+        self._scanned = 0.0
+        self._busy: Counter[str] = Counter()       # copies in flight per store
+        self._copying: dict[str, Deferred[None]] = {}
+        self._recent: dict[str, tuple[str, float]] = {}  # sha1 -> (target, until)
+        self._avoid: dict[str, set[str]] = {}      # sha1 -> stores that failed it
+        self._retry: dict[str, float] = {}         # sha1 -> not before
+        self._offset = 0
+        self._working = False
+
+    def run_once(self) -> Deferred[None]:
+        """One round; failures are logged and the next round runs as usual."""
+        d = Deferred.fromCoroutine(self.run_round())
+        return d.addErrback(lambda failure: log.failure("during a repair round", failure))
+
+    def stopService(self) -> None:
+        """Stop the rounds and abandon the copies in flight (the next holder redoes them)."""
+        super().stopService()
+        for copy in list(self._copying.values()):
+            copy.cancel()
+
+    def copies_done(self) -> Deferred[Any]:
+        """Fires once every copy in flight now has finished (tools and tests)."""
+        return DeferredList(list(self._copying.values()), consumeErrors=True)
+
+    async def run_round(self) -> None:
+        """Hold the lease, then update store states, scan when due, and start copies."""
+        token = await self.lease.hold()
+        if token != self._leading:
+            log.info("repair planner {state} (fencing token {token})",
+                     state="leading" if token else "standing by", token=token,
+                     event="repair_lease")
+            self._leading = token
+        self.metrics.leader.set(1 if token else 0)
+        if not token:
+            return
+        now = self._clock.seconds()
+        peers = await self._list_peers()
+        stores = await self._update_states(peers, now)
+        if stores is None:
+            return
+        signature = (frozenset(n for n, s in stores.items() if s.counts),
+                     frozenset(n for n, s in stores.items() if s.serves))
+        if signature != self._signature or now - self._scanned >= self._settings.rescan:
+            if not await self._scan(stores, now):
+                return
+            self._signature, self._scanned = signature, now
+        await self._dispatch(stores, now)
+
+    async def _update_states(self, peers: Peers, now: float) -> dict[str, StoreState] | None:
+        async def known() -> Peers:
+            return peers
+
+        view = await cluster_view(self._redis, self._keys.prefix, known, now)
+        voted_down = {row["name"] for row in view["peers"]
+                      if row["role"] == "store" and row["active"] and not row["available"]}
+        flat = await self._redis.execute("HGETALL", self._keys.repair_stores)
+        old = {text(k): json.loads(v) for k, v in zip(flat[0::2], flat[1::2])}
+        names = {str(p["name"]) for p in peers if p.get("role") == "store"}
+        new = {}
+        for name in sorted(names):
+            record = next_state(old.get(name), name in voted_down, now,
+                                self._settings.lost_after)
+            if record is not None:
+                new[name] = record
+        commands: list[list[Any]] = []
+        for name in sorted(set(old) | set(new)):
+            before, after = old.get(name), new.get(name)
+            if before == after:
+                continue
+            self._log_change(name, before, after, name in names, now)
+            if after is None:
+                commands.append(["HDEL", self._keys.repair_stores, name])
+            else:
+                commands.append(["HSET", self._keys.repair_stores, name, json.dumps(after)])
+        for name in sorted((self._known or set()) - names - set(old)):
+            log.info("store {store} removed: its copies no longer count", store=name,
+                     event="repair_store", state="removed")
+        self._known = names
+        if commands and not await self.lease.fenced(commands):
+            return None
+        return store_states(peers, new, self._disks())
+
+    def _log_change(self, name: str, before: Mapping[str, Any] | None,
+                    after: Mapping[str, Any] | None, registered: bool, now: float) -> None:
+        if after is None:
+            state = "back" if registered else "removed"
+            log.info("store {store} {state} (was {previous})", store=name, state=state,
+                     previous=before["state"] if before else "up", event="repair_store")
+        elif before is None or before["state"] != after["state"]:
+            if after["state"] == DOWN:
+                log.info("store {store} down: its copies still count until it is lost in "
+                         "{seconds} s", store=name, seconds=self._settings.lost_after,
+                         state=DOWN, event="repair_store")
+            else:
+                log.info("store {store} lost after {seconds:.0f} s down: its copies no longer "
+                         "count", store=name, seconds=now - float(after["since"]), state=LOST,
+                         event="repair_store")
+
+    async def _scan(self, stores: Mapping[str, StoreState], now: float) -> bool:
+        """Queue every content short of copies; record the counts.  False when fenced off."""
+        replicas = self._settings.replicas
+        counts: Counter[str] = Counter()
+        cursor: Any = "0"
+        while True:
+            if not self.lease.valid():
+                return False
+            cursor, flat = await self._redis.execute("HSCAN", self._keys.inventory_rows, cursor,
+                                                     "COUNT", SCAN_CHUNK)
+            short: list[Any] = []
+            for sha1, row in zip(flat[0::2], flat[1::2]):
+                have = len(counted_holders(json.loads(row)["stores"], stores))
+                counts[copies_label(have, replicas)] += 1
+                if 0 < have < replicas:
+                    short += [have, text(sha1)]
+            if short and not await self.lease.fenced(
+                    [["ZADD", self._keys.repair_queue] + short]):
+                return False
+            if text(cursor) == "0":
+                break
+        labels = [copies_label(n, replicas) for n in range(replicas + 1)]
+        summary = {label: counts.get(label, 0) for label in labels}
+        for label, value in summary.items():
+            self.metrics.hashes.labels(copies=label).set(value)
+        return await self.lease.fenced([["HSET", self._keys.repair_status, "scanned", repr(now),
+                                         "hashes", sum(counts.values()),
+                                         "counts", json.dumps(summary)]])
+
+    async def _dispatch(self, stores: Mapping[str, StoreState], now: float) -> None:
+        """Start copies for the head of the queue, within the per-store limits."""
+        self._recent = {h: r for h, r in self._recent.items() if r[1] > now}
+        self._retry = {h: t for h, t in self._retry.items() if t > now}
+        limit = self._settings.per_store
+        window = max(100, 4 * limit * len(stores))
+        size, head = await self._redis.pipeline([
+            ["ZCARD", self._keys.repair_queue],
+            ["ZRANGEBYSCORE", self._keys.repair_queue, "-inf", "+inf", "LIMIT", self._offset,
+             window]])
+        self.metrics.queue.set(int(size))
+        if not head:
+            self._offset = 0
+            if self._working and not self._copying:
+                self._working = False
+                log.info("repair queue empty", event="repair_batch", queued=0)
+            return
+        hashes = [text(h) for h in head]
+        rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *hashes)
+        done: list[str] = []
+        started, started_bytes = 0, 0
+        for sha1, row in zip(hashes, rows):
+            if sha1 in self._copying or sha1 in self._retry:
+                continue
+            if row is None:
+                done.append(sha1)
+                continue
+            data = json.loads(row)
+            holders = set(data["stores"])
+            recent = self._recent.get(sha1)
+            if recent is not None:
+                holders.add(recent[0])
+            if len(counted_holders(holders, stores)) >= self._settings.replicas:
+                done.append(sha1)
+                continue
+            avoid = self._avoid.get(sha1, set())
+            source = pick_source(holders, stores, self._busy, limit, avoid)
+            target = pick_target(holders, stores, int(data["size"]), self._busy, limit, avoid)
+            if source is None or target is None:
+                continue
+            if not self.lease.valid():
+                break
+            self._start(sha1, str(data["ext"]), int(data["size"]), source, stores[target])
+            started += 1
+            started_bytes += int(data["size"])
+        if done:
+            for sha1 in done:
+                self._avoid.pop(sha1, None)
+            await self.lease.fenced([["ZREM", self._keys.repair_queue] + done])
+        # Everything in this window is waiting on a store: look further down next round.
+        self._offset = self._offset + window if not started and len(head) == window else 0
+        if started:
+            self._working = True
+            log.info("repair batch: {copies} copies ({bytes} bytes) started, {queued} content "
+                     "queued", copies=started, bytes=started_bytes, queued=int(size),
+                     event="repair_batch")
+
+    def _start(self, sha1: str, ext: str, size: int, source: str, target: StoreState) -> None:
+        self._busy[source] += 1
+        self._busy[target.name] += 1
+        copy = Deferred.fromCoroutine(self._copy(sha1, ext, size, source, target))
+        self._copying[sha1] = copy
+
+        def finished(result: Any) -> Any:
+            self._copying.pop(sha1, None)
+            for name in (source, target.name):
+                self._busy[name] -= 1
+                if self._busy[name] <= 0:
+                    del self._busy[name]
+            return result
+
+        copy.addBoth(finished)
+        copy.addErrback(lambda failure: None if failure.check(CancelledError)
+                        else log.failure("during a repair copy", failure))
+
+    async def _copy(self, sha1: str, ext: str, size: int, source: str,
+                    target: StoreState) -> None:
+        client = self._store_client(target.url)
+        try:
+            answer = await client.fetch(sha1, ext, source, timeout=self._settings.copy_timeout)
+        except StretchFSError as exc:
+            self._avoid.setdefault(sha1, set()).update((source, target.name))
+            self._retry[sha1] = self._clock.seconds() + RETRY_SECONDS
+            self.metrics.failures.inc()
+            log.debug("repair copy of {sha1} from {source} to {target} failed: {error}",
+                      sha1=sha1, source=source, target=target.name, error=str(exc))
+            await self.lease.fenced([["HINCRBY", self._keys.repair_status, "failures", 1]])
+            return
+        self._recent[sha1] = (target.name, self._clock.seconds() + RECENT_SECONDS)
+        copied = 0 if answer.get("existed") else size
+        self.metrics.copies.inc()
+        self.metrics.bytes.inc(copied)
+        await self.lease.fenced([["HINCRBY", self._keys.repair_status, "copies", 1],
+                                 ["HINCRBY", self._keys.repair_status, "bytes", copied]])
+
+
+def repair_planner(config: MasterConfig, redis: RedisStore, clock: Any, http: Any,
+                   api: Any) -> RepairPlanner:
+    """The planner of a master process: peers from its registry, free space from its node
+    probe, a store client per target, metrics on its registry."""
+    probe = api.probe
+
+    def disks() -> dict[str, Any]:
+        return {name: result["disk"] for name, result in probe.results.items()
+                if result.get("disk")}
+
+    def store_client(url: str) -> StoreClient:
+        return StoreClient(http, url, config.cluster.key, config.cluster.request_timeout, clock)
+
+    return RepairPlanner(redis=redis, keys=api.keys, settings=config.repair, clock=clock,
+                         owner="{}#{}".format(config.node.name, secrets.token_hex(4)),
+                         list_peers=api.peers.list, disks=disks, store_client=store_client,
+                         metrics=RepairMetrics(api.metrics_registry))

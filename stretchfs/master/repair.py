@@ -1,0 +1,113 @@
+"""Pure repair rules: which copies count, which stores are lost, where a new copy goes.
+
+No I/O and no clock here; the planner (`master/planner.py`) passes `now`.
+A copy *counts* when its store is registered, active and not lost.  A store
+is *down* while the ping net's majority votes it down, and *lost* once it
+has been down for `lost_after` seconds; while only down its copies still
+count (they are expected back) but it cannot serve as a source or target.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+UP, DOWN, LOST = "up", "down", "lost"
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """What the planner knows of one registered store."""
+
+    name: str
+    host: str
+    url: str
+    zone: tuple[str, str]
+    active: bool
+    writable: bool
+    state: str
+    free: int | None = None  # bytes above min_free, when the probe knows
+
+    @property
+    def counts(self) -> bool:
+        """Its copies count toward `replicas`."""
+        return self.active and self.state != LOST
+
+    @property
+    def serves(self) -> bool:
+        """It can be a source of a copy now."""
+        return self.active and self.state == UP
+
+
+def next_state(previous: Mapping[str, Any] | None, voted_down: bool, now: float,
+               lost_after: float) -> dict[str, Any] | None:
+    """A store's repair record after one look at the votes (None: up).
+
+    `previous` is `{"state": down|lost, "since"}` or None; a store returns to
+    up (None) as soon as the votes clear, also from lost.
+    """
+    if not voted_down:
+        return None
+    since = float(previous["since"]) if previous else now
+    return {"state": LOST if now - since >= lost_after else DOWN, "since": since}
+
+
+def store_states(peers: Iterable[Mapping[str, Any]], records: Mapping[str, Mapping[str, Any]],
+                 disks: Mapping[str, Mapping[str, Any]]) -> dict[str, StoreState]:
+    """Every registered store with its state (`records`: down/lost records by name) and its
+    free space above `min_free` (`disks`: the node probe's latest `/stat` disks)."""
+    states = {}
+    for peer in peers:
+        if peer.get("role") != "store":
+            continue
+        name = str(peer["name"])
+        disk = disks.get(name)
+        free = int(disk["free"]) - int(disk["min_free"]) if disk else None
+        record = records.get(name)
+        states[name] = StoreState(name=name, host=str(peer.get("host", "")),
+                                  url=str(peer.get("url", "")),
+                                  zone=(str(peer.get("site", "")), str(peer.get("zone", ""))),
+                                  active=bool(peer.get("active", True)),
+                                  writable=bool(peer.get("writable", True)),
+                                  state=str(record["state"]) if record else UP, free=free)
+    return states
+
+
+def counted_holders(holders: Iterable[str], stores: Mapping[str, StoreState]) -> list[str]:
+    """The holders whose copies count."""
+    return [h for h in holders if h in stores and stores[h].counts]
+
+
+def copies_label(count: int, replicas: int) -> str:
+    """The metrics/status bucket of a content with `count` counted copies."""
+    return str(count) if count < replicas else "{}+".format(replicas)
+
+
+def pick_source(holders: Iterable[str], stores: Mapping[str, StoreState],
+                busy: Mapping[str, int], limit: int, avoid: Iterable[str] = ()) -> str | None:
+    """A counted holder that is up and has a free slot: not one of `avoid` (it failed
+    before) if possible, then the least busy."""
+    avoid = set(avoid)
+    ready = [h for h in counted_holders(holders, stores)
+             if stores[h].serves and busy.get(h, 0) < limit]
+    return min(ready, key=lambda h: (h in avoid, busy.get(h, 0), h)) if ready else None
+
+
+def pick_target(holders: Iterable[str], stores: Mapping[str, StoreState], size: int,
+                busy: Mapping[str, int], limit: int, avoid: Iterable[str] = ()) -> str | None:
+    """Where a new copy goes, by the upload rules: an up, active, writable store with room
+    and a free slot that holds no copy and is not one of `avoid`, never on a host that
+    holds a counted copy, a new zone first, then the most free space."""
+    holding = set(holders)
+    avoid = set(avoid)
+    kept = [stores[h] for h in counted_holders(holding, stores)]
+    hosts = {s.host for s in kept}
+    zones = Counter(s.zone for s in kept)
+    pool = [s for s in stores.values()
+            if s.name not in holding | avoid and s.serves and s.writable and s.host not in hosts
+            and busy.get(s.name, 0) < limit and (s.free is None or s.free >= size)]
+    if not pool:
+        return None
+    best = min(pool, key=lambda s: (zones[s.zone], -(s.free or 0), busy.get(s.name, 0), s.name))
+    return best.name

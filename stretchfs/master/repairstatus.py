@@ -1,0 +1,51 @@
+"""`GET /repair/status`: the repair planner's state as stored in Redis (any master answers)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+
+from stretchfs.config import RepairSettings
+from stretchfs.master.keys import Keys
+from stretchfs.master.lease import lease_holder
+from stretchfs.master.lua import text
+from stretchfs.redisstore import RedisStore
+from stretchfs.web.auth import cluster_key_required
+from stretchfs.web.jsonio import write_json
+
+
+async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
+                        now: float) -> dict[str, Any]:
+    """The planner (lease holder), queue length, the last scan's counts, totals, and the
+    stores that are down or lost."""
+    holder = await lease_holder(redis, keys.repair_lease)
+    queued, flat_status, flat_stores = await redis.pipeline([
+        ["ZCARD", keys.repair_queue], ["HGETALL", keys.repair_status],
+        ["HGETALL", keys.repair_stores]])
+    status = {text(k): text(v) for k, v in zip(flat_status[0::2], flat_status[1::2])}
+    stores = {text(k): json.loads(v) for k, v in zip(flat_stores[0::2], flat_stores[1::2])}
+    return {
+        "replicas": settings.replicas, "lost_after": settings.lost_after,
+        "planner": {"owner": holder["owner"], "token": holder["token"],
+                    "live": holder["expires"] is not None and holder["expires"] > now},
+        "queue": int(queued),
+        "scanned": float(status["scanned"]) if "scanned" in status else None,
+        "hashes": int(status.get("hashes", 0)),
+        "copies": json.loads(status["counts"]) if "counts" in status else {},
+        "repaired": {name: int(status.get(name, 0)) for name in ("copies", "bytes", "failures")},
+        "stores": stores,
+    }
+
+
+def add_repair_routes(app: Klein) -> None:
+    """Register `GET /repair/status` (cluster key) on the master's app."""
+
+    @app.route("/repair/status", methods=["GET"])
+    @cluster_key_required
+    async def get_repair_status(self: Any, request: IRequest) -> bytes:
+        status = await repair_status(self.redis, self.keys, self.config.repair,
+                                     self.clock.seconds())
+        return write_json(request, status)

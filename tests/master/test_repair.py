@@ -1,0 +1,310 @@
+"""Re-replication: copies that count, the planner's lease, queue and copies (docs/repair.md).
+
+The planner runs over the real Redis the master suite uses, on a `task.Clock`,
+with stand-in stores whose fetch publishes the new copy as a store would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+from typing import Any
+
+import pytest_twisted
+from twisted.internet.defer import Deferred
+from twisted.logger import capturedLogs
+
+from stretchfs.cli.repair import show_status
+from stretchfs.config import RepairSettings
+from stretchfs.errors import UpstreamError
+from stretchfs.master.cliconn import run_command
+from stretchfs.master.inventory import parse_changes
+from stretchfs.master.lease import Lease
+from stretchfs.master.metrics import RepairMetrics
+from stretchfs.master.planner import RepairPlanner
+from stretchfs.master.repair import (
+    DOWN,
+    LOST,
+    StoreState,
+    next_state,
+    pick_source,
+    pick_target,
+)
+from stretchfs.metrics import new_registry
+from stretchfs.pingnet.keys import votes_key
+
+LOST_AFTER = 30.0
+# store1..store4 on their own hosts; zones a, b, c, a (as `stretchfs dev up`)
+ZONES = {"store1": "a", "store2": "b", "store3": "c", "store4": "a"}
+
+
+def state(name: str, host: str = "", zone: str = "a", state: str = "up", *,
+          active: bool = True, writable: bool = True, free: int | None = None) -> StoreState:
+    """A StoreState for the pure rules."""
+    return StoreState(name=name, host=host or name, url="http://" + name, zone=("s", zone),
+                      active=active, writable=writable, state=state, free=free)
+
+
+def test_a_store_is_down_then_lost_after_lost_after_and_up_when_votes_clear() -> None:
+    """Down at the first vote, lost `lost_after` seconds later, up again once votes clear."""
+    first = next_state(None, True, 100.0, LOST_AFTER)
+    assert first == {"state": DOWN, "since": 100.0}
+    assert next_state(first, True, 129.0, LOST_AFTER) == {"state": DOWN, "since": 100.0}
+    lost = next_state(first, True, 130.0, LOST_AFTER)
+    assert lost == {"state": LOST, "since": 100.0}
+    assert next_state(lost, False, 131.0, LOST_AFTER) is None
+
+
+def test_copies_on_down_stores_count_but_do_not_serve() -> None:
+    """A down store's copy counts (expected back) but cannot be a source; a lost or
+    inactive one neither counts nor serves."""
+    down, lost = state("d", state=DOWN), state("l", state=LOST)
+    inactive = state("i", active=False)
+    assert down.counts and not down.serves
+    assert not lost.counts and not lost.serves
+    assert not inactive.counts and not inactive.serves
+    stores = {s.name: s for s in (down, lost, inactive, state("u"))}
+    assert pick_source(["d", "l", "i"], stores, {}, 2) is None
+    assert pick_source(["d", "l", "u"], stores, {}, 2) == "u"
+
+
+def test_target_follows_the_upload_placement_rules() -> None:
+    """A target is never on a host with a counted copy, prefers a new zone, then free
+    space, and must be up, writable, have room and a free slot."""
+    stores = {s.name: s for s in (
+        state("h1", host="hostA", zone="a"),
+        state("same-host", host="hostA", zone="b"),
+        state("same-zone", host="hostC", zone="a", free=10**9),
+        state("new-zone-small", host="hostD", zone="b", free=10**6),
+        state("new-zone-big", host="hostE", zone="c", free=10**8),
+        state("full", host="hostF", zone="d", free=10),
+        state("read-only", host="hostG", zone="e", writable=False),
+        state("down", host="hostH", zone="f", state=DOWN),
+    )}
+    assert pick_target(["h1"], stores, 1000, {}, 2) == "new-zone-big"
+    assert pick_target(["h1"], stores, 1000, {"new-zone-big": 2}, 2) == "new-zone-small"
+    assert pick_target(["h1"], stores, 1000, {}, 2, avoid={"new-zone-big"}) == "new-zone-small"
+    busy = {"new-zone-big": 2, "new-zone-small": 2}
+    assert pick_target(["h1"], stores, 1000, busy, 2) == "same-zone"
+    busy["same-zone"] = 2
+    assert pick_target(["h1"], stores, 1000, busy, 2) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_lease_holder_at_a_time_and_a_stale_holder_is_fenced(master) -> None:
+    """Two masters bid: one holds; after it stops renewing past the TTL the other takes
+    over with a larger token, and the old holder's writes are refused."""
+    key = master.api.keys.repair_lease
+    first = Lease(master.redis, key, "m1", 10.0, master.clock)
+    second = Lease(master.redis, key, "m2", 10.0, master.clock)
+    token = await first.hold()
+    assert token > 0 and first.valid()
+    assert await second.hold() == 0 and not second.valid()
+    master.clock.advance(5)
+    assert await first.hold() == token
+    master.clock.advance(8.5)          # 8.5 s after the renewal: past 80 % of the TTL
+    assert not first.valid()
+    assert await second.hold() == 0    # still first's by Redis (expires 10 s after renewal)
+    master.clock.advance(2)
+    newer = await second.hold()
+    assert newer > token and second.valid()
+    queue = master.api.keys.repair_queue
+    assert not await first.fenced([["ZADD", queue, 1, "a" * 40]])
+    assert first.token == 0 and not first.valid()
+    assert await second.fenced([["ZADD", queue, 1, "b" * 40]])
+    assert await master.redis.execute("ZRANGEBYSCORE", queue, "-inf", "+inf") == [b"b" * 40]
+
+
+class StandInStores:
+    """Stores as the planner sees them: `fetch` records the call and publishes the copy
+    to the inventory as the target would (or fails, or waits while `hold` is set)."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+        self.calls: list[tuple[str, str, str]] = []
+        self.failing: set[str] = set()
+        self.hold = False
+        self.waiting: list[Deferred[dict[str, Any]]] = []
+
+    def client(self, url: str) -> "StandInStores._Client":
+        """The client of the store at `url` (http://<name>.test:8200)."""
+        return StandInStores._Client(self, url.split("//")[1].split(".")[0])
+
+    class _Client:
+        def __init__(self, stores: "StandInStores", name: str) -> None:
+            self.stores = stores
+            self.name = name
+
+        def fetch(self, sha1: str, ext: str, source: str, timeout: float) -> Deferred[Any]:
+            stores = self.stores
+            stores.calls.append((sha1, source, self.name))
+            if self.name in stores.failing:
+                raise UpstreamError(507, b'{"error": "full"}', "fetch")
+            if stores.hold:
+                waiter: Deferred[dict[str, Any]] = Deferred()
+                stores.waiting.append(waiter)
+                return waiter
+            row = {"op": "add", "hash": sha1, "ext": ext, "size": 10}
+            published = Deferred.fromCoroutine(
+                stores.api.inventory.publish(self.name, parse_changes([row])))
+            return published.addCallback(lambda _: {"hash": sha1, "existed": False})
+
+
+async def cluster(master: Any, hashes: int = 6) -> list[str]:
+    """Four registered stores; `hashes` contents, each on store4 and one other store."""
+    for index, (name, zone) in enumerate(sorted(ZONES.items())):
+        await master.api.peers.register({
+            "name": name, "role": "store", "host": "127.0.0.{}".format(index + 2),
+            "port": "8200", "ping_port": "8300", "site": "s", "zone": zone,
+            "url": "http://{}.test:8200".format(name)})
+    made = []
+    for n in range(hashes):
+        sha1 = hashlib.sha1(str(n).encode()).hexdigest()
+        made.append(sha1)
+        for holder in ("store4", "store{}".format(1 + n % 3)):
+            await master.api.inventory.publish(holder, parse_changes(
+                [{"op": "add", "hash": sha1, "ext": "bin", "size": 10}]))
+    return made
+
+
+async def vote_down(master: Any, target: str) -> None:
+    """The three other stores vote `target` down (a ping-net majority)."""
+    until = master.clock.seconds() + 10**6
+    for voter in sorted(set(ZONES) - {target}):
+        await master.redis.execute("ZADD", votes_key(master.api.keys.prefix, target), until,
+                                   voter)
+
+
+def planner(master: Any, stores: StandInStores, owner: str = "m1",
+            **settings: Any) -> RepairPlanner:
+    """A planner over the master's Redis and the stand-in stores."""
+    values = dict(lost_after=LOST_AFTER, interval=1.0, per_store=2, lease_ttl=10.0)
+    values.update(settings)
+    return RepairPlanner(redis=master.redis, keys=master.api.keys,
+                         settings=RepairSettings(**values), clock=master.clock, owner=owner,
+                         list_peers=master.api.peers.list, disks=dict,
+                         store_client=stores.client, metrics=RepairMetrics(new_registry(False)))
+
+
+async def rounds(job: RepairPlanner, master: Any, count: int, step: float = 1.0) -> None:
+    """Run `count` planner rounds `step` seconds apart, each waiting for its copies."""
+    for _ in range(count):
+        await job.run_round()
+        await job.copies_done()
+        master.clock.advance(step)
+
+
+async def counted_rows(master: Any, hashes: list[str]) -> dict[str, list[str]]:
+    """The inventory's holders of each hash."""
+    rows = await master.api.inventory.lookup_many(hashes)
+    return {h: sorted(rows[h]["stores"]) for h in hashes}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lost_stores_copies_are_made_again_on_other_hosts(master) -> None:
+    """Nothing is copied while the store is only down; once lost, every hash it held gets a
+    second counted copy on a host that had none, one log line per batch, and the status
+    and metrics say so."""
+    hashes = await cluster(master)
+    stores = StandInStores(master.api)
+    job = planner(master, stores)
+    await vote_down(master, "store4")
+    with capturedLogs() as events:
+        await rounds(job, master, 3)
+        assert stores.calls == []
+        master.clock.advance(LOST_AFTER)
+        await rounds(job, master, 4)
+    assert len(stores.calls) == len(hashes)
+    rows = await counted_rows(master, hashes)
+    for sha1, source, target in stores.calls:
+        assert source != "store4" and target != "store4"
+        assert rows[sha1] == sorted({"store4", source, target})
+    states = [e.get("state") for e in events if e.get("event") == "repair_store"]
+    assert states == [DOWN, LOST]
+    batches = [e for e in events if e.get("event") == "repair_batch"]
+    assert 1 <= len(batches) <= 3 and sum(e.get("copies", 0) for e in batches) == len(hashes)
+    status = (await master.call("GET", "/repair/status")).json
+    assert status["queue"] == 0 and status["repaired"]["copies"] == len(hashes)
+    assert status["repaired"]["bytes"] == 10 * len(hashes)
+    assert status["stores"]["store4"]["state"] == LOST
+    assert status["planner"]["owner"] == "m1" and status["planner"]["live"]
+    # the last scan ran when store4 was lost: every hash had one counted copy
+    assert status["copies"] == {"0": 0, "1": len(hashes), "2+": 0}
+    assert job.metrics.copies._value.get() == len(hashes)
+    assert (await master.call("GET", "/repair/status", key=None)).code == 401
+    out, err = io.StringIO(), io.StringIO()
+    assert await run_command(master.client(), show_status, argparse.Namespace(), out, err) == 0
+    printed = out.getvalue()
+    assert "planner: m1 (token 1)" in printed and "queue: 0" in printed
+    assert "1: 6" in printed and "repaired: 6 copies, 60 bytes" in printed
+    assert "store store4: lost since" in printed
+
+
+@pytest_twisted.ensureDeferred
+async def test_copies_per_store_stay_within_the_limit(master) -> None:
+    """With copies that do not finish, no store takes part in more than `per_store`."""
+    hashes = await cluster(master, hashes=12)
+    stores = StandInStores(master.api)
+    stores.hold = True
+    job = planner(master, stores, per_store=1)
+    await vote_down(master, "store4")
+    await job.run_round()
+    master.clock.advance(LOST_AFTER)
+    for _ in range(3):
+        await job.run_round()
+        master.clock.advance(1)
+    involved = [name for _, source, target in stores.calls for name in (source, target)]
+    assert involved and max(involved.count(name) for name in set(involved)) == 1
+    assert len(stores.calls) < len(hashes)
+    for waiter in stores.waiting:
+        waiter.callback({"existed": False})
+
+
+@pytest_twisted.ensureDeferred
+async def test_only_the_lease_holder_plans_and_a_successor_resumes_the_queue(master) -> None:
+    """Two planners over one Redis: only the holder copies; when it stops, the other
+    takes over after the lease TTL and finishes the queue from Redis."""
+    hashes = await cluster(master)
+    stores = StandInStores(master.api)
+    first = planner(master, stores, owner="m1", per_store=1)
+    second = planner(master, stores, owner="m2", per_store=1)
+    await vote_down(master, "store4")
+    await first.run_round()
+    await second.run_round()
+    master.clock.advance(LOST_AFTER)
+    stores.hold = True
+    await first.run_round()
+    await second.run_round()
+    started = len(stores.calls)
+    assert 0 < started < len(hashes)
+    assert len({call[0] for call in stores.calls}) == started
+    first.stopService()               # the holder dies with its copies unfinished
+    assert (await master.call("GET", "/repair/status")).json["queue"] == len(hashes)
+    stores.hold = False
+    await rounds(second, master, 2)
+    assert len(stores.calls) == started   # not yet: m1's lease runs 10 s
+    await rounds(second, master, 20)
+    rows = await counted_rows(master, hashes)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+    assert (await master.call("GET", "/repair/status")).json["planner"]["owner"] == "m2"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failing_target_is_avoided_and_a_removed_store_is_lost_at_once(master) -> None:
+    """A removed store's copies stop counting at once; a target that refuses (507) is
+    counted as a failure and another target is used for that content."""
+    hashes = await cluster(master, hashes=3)
+    stores = StandInStores(master.api)
+    stores.failing = {"store1"}
+    job = planner(master, stores)
+    await master.api.peers.remove("store4")
+    await rounds(job, master, 15)
+    rows = await counted_rows(master, hashes)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+    # store1 holds only what it held before (hash n is on store 1 + n % 3)
+    assert [("store1" in rows[sha1]) for sha1 in hashes] == [n % 3 == 0 for n in range(3)]
+    status = (await master.call("GET", "/repair/status")).json
+    failures = sum(1 for call in stores.calls if call[2] == "store1")
+    assert failures > 0 and status["repaired"]["failures"] == failures
+    assert status["repaired"]["copies"] == len(hashes)
