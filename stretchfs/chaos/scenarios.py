@@ -45,6 +45,7 @@ class Options:
     master_down_seconds: float = 60.0
     redis_down_seconds: float = 30.0
     upload_mib: int = 64
+    repair_seconds: float = 120.0
 
 
 @dataclass
@@ -599,6 +600,88 @@ def network_cut(handle: ClusterHandle, options: Options) -> Report:
     return report
 
 
+# -- store-lost: a store dies for good and its copies are made again -----------
+
+def _held_by(handle: ClusterHandle, store: str) -> list[str]:
+    """The hashes the master's inventory has on `store`."""
+    status, data = http_call("GET", handle.state["master_url"] + "/inventory/store/" + store,
+                             key=handle.state["cluster_key"], timeout=30)
+    if status != 200:
+        raise RuntimeError("inventory of {} answered {}".format(store, status))
+    return [decode_json(line)["hash"] for line in data.splitlines() if line.strip()]
+
+
+def _short_of(handle: ClusterHandle, hashes: list[str], gone: str, replicas: int) -> list[str]:
+    """Those of `hashes` with fewer than `replicas` holders other than `gone`."""
+    short = []
+    for start in range(0, len(hashes), 1000):
+        _, rows = _master_call(handle, "POST", "/inventory/lookup",
+                               {"hashes": hashes[start:start + 1000]})
+        short += [h for h, row in (rows or {}).items()
+                  if len(set((row or {}).get("stores", [])) - {gone}) < replicas]
+    return short
+
+
+def store_lost(handle: ClusterHandle, options: Options) -> Report:
+    """8. A store is killed for good under load: once it is lost (`[repair] lost_after`
+    after detection) every hash it held is copied back to `replicas` counted copies
+    within `repair_seconds`, no download fails after detection, and every uploaded
+    content still downloads with its SHA1.  The store is restarted at the end."""
+    report = Report("store-lost")
+    victim = handle.nodes("store")[-1]["name"]
+    survivors = _observers(handle, but=victim)
+    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
+    load = _start_load(handle, options)
+    try:
+        held = _held_by(handle, victim)
+        _, status = _master_call(handle, "GET", "/repair/status")
+        replicas, lost_after = int(status["replicas"]), float(status["lost_after"])
+        handle.signal(victim, signal.SIGKILL)
+        took = wait_until(lambda: watch.all_agree(survivors, victim, False),
+                          DETECTION_TIMEOUT_SECONDS)
+        report.detection_seconds = took
+        detected_at = time.monotonic()
+        if took is None:
+            report.fail("{} not marked down by every survivor".format(victim))
+        repaired = wait_until(lambda: not _short_of(handle, held, victim, replicas),
+                              lost_after + options.repair_seconds, step=0.5)
+        if repaired is None:
+            report.fail("{} of {} hashes held by {} still short of {} copies".format(
+                len(_short_of(handle, held, victim, replicas)), len(held), victim, replicas))
+        else:
+            report.notes.append("{} hashes back to {} copies {:.1f} s after detection "
+                                "(lost_after {:.0f} s)".format(len(held), replicas, repaired,
+                                                               lost_after))
+        after = load.failures(detected_at)
+        if after:
+            report.fail("failures after detection: {}".format(dict(after)))
+        load.stop()
+        _check_downloads(handle, load.items, report)
+    finally:
+        _heal(handle, victim, watch, report)
+        _finish(load, report, handle)
+    return report
+
+
+def _check_downloads(handle: ClusterHandle, items: list[Item], report: Report) -> None:
+    """Every purchased item downloads with its SHA1."""
+    user = PrismUser(handle.nodes("prism")[0]["url"], handle.user["username"],
+                     handle.user["password"])
+    user.login()
+    bad = []
+    try:
+        for item in items:
+            try:
+                user.download(item.token, "file." + item.ext, item.sha1)
+            except CallFailed as exc:
+                bad.append("{}: {}".format(item.sha1[:8], exc))
+    finally:
+        user.close()
+    if bad:
+        report.fail("{} of {} contents do not download: {}".format(len(bad), len(items),
+                                                                 bad[:3]))
+
+
 SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-kill": store_kill,
     "store-hang": store_hang,
@@ -607,4 +690,5 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "redis-down": redis_down,
     "store-kill-upload": store_kill_upload,
     "network-cut": network_cut,
+    "store-lost": store_lost,
 }

@@ -46,7 +46,8 @@ def repo_root_module() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name != "network-cut"])
+@pytest.mark.parametrize("scenario", [name for name in SCENARIOS
+                                      if name not in ("network-cut", "store-lost")])
 def test_scenario_keeps_its_promises(cluster_dir: str, scenario: str) -> None:
     """The scenario's report shows no broken promise and no lost data, and the cluster is whole."""
     handle = ClusterHandle(cluster_dir)
