@@ -50,6 +50,7 @@ class Lease:
         self._ttl = ttl
         self._clock = clock
         self.token = 0
+        self._held_at = 0.0
         self._until = 0.0
 
     async def hold(self) -> int:
@@ -58,9 +59,18 @@ class Lease:
         token = int(await HOLD.run(self._redis, [self._key],
                                    [self.owner, str(self.token), repr(now), repr(self._ttl)]))
         self.token = token
+        self._held_at = now
         # Stop a little before the lease runs out, so no work starts under an expired lease.
         self._until = now + self._ttl * 0.8 if token else 0.0
         return token
+
+    async def keep(self) -> bool:
+        """During long work: renew once a third of the TTL has passed since the last
+        renewal.  True while the lease is still held with the same token."""
+        if self.valid() and self._clock.seconds() - self._held_at >= self._ttl / 3:
+            token = self.token
+            return await self.hold() == token
+        return self.valid()
 
     def valid(self) -> bool:
         """True while this master holds the lease by its own clock."""

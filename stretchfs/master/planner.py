@@ -114,7 +114,8 @@ class RepairPlanner(PeriodicService):
             log.info("repair planner {state} (fencing token {token})",
                      state="leading" if token else "standing by", token=token,
                      event="repair_lease")
-            self._leading = token
+            # Another master may have led meanwhile: scan afresh, forget who we knew.
+            self._leading, self._signature, self._known = token, None, None
         self.metrics.leader.set(1 if token else 0)
         if not token:
             return
@@ -187,7 +188,7 @@ class RepairPlanner(PeriodicService):
         counts: Counter[str] = Counter()
         cursor: Any = "0"
         while True:
-            if not self.lease.valid():
+            if not await self.lease.keep():
                 return False
             cursor, flat = await self._redis.execute("HSCAN", self._keys.inventory_rows, cursor,
                                                      "COUNT", SCAN_CHUNK)
@@ -242,7 +243,8 @@ class RepairPlanner(PeriodicService):
             recent = self._recent.get(sha1)
             if recent is not None:
                 holders.add(recent[0])
-            if len(counted_holders(holders, stores)) >= self._settings.replicas:
+            have = len(counted_holders(holders, stores))
+            if have >= self._settings.replicas or have == 0:  # done, or nothing to copy from
                 done.append(sha1)
                 continue
             avoid = self._avoid.get(sha1, set())
@@ -259,8 +261,10 @@ class RepairPlanner(PeriodicService):
             for sha1 in done:
                 self._avoid.pop(sha1, None)
             await self.lease.fenced([["ZREM", self._keys.repair_queue] + done])
-        # Everything in this window is waiting on a store: look further down next round.
-        self._offset = self._offset + window if not started and len(head) == window else 0
+        # Every store is idle yet nothing in this window could start (each waits on a
+        # store that is down): look further down the queue next round.
+        idle = not started and not self._copying and len(head) == window
+        self._offset = self._offset + window if idle else 0
         if started:
             self._working = True
             log.info("repair batch: {copies} copies ({bytes} bytes) started, {queued} content "

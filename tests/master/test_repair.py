@@ -101,8 +101,11 @@ async def test_one_lease_holder_at_a_time_and_a_stale_holder_is_fenced(master) -
     token = await first.hold()
     assert token > 0 and first.valid()
     assert await second.hold() == 0 and not second.valid()
-    master.clock.advance(5)
-    assert await first.hold() == token
+    master.clock.advance(3)
+    assert await first.keep()          # under a third of the TTL: nothing to renew yet
+    master.clock.advance(2)
+    assert await first.keep()          # renewed: expires 10 s from now
+    assert await second.hold() == 0
     master.clock.advance(8.5)          # 8.5 s after the renewal: past 80 % of the TTL
     assert not first.valid()
     assert await second.hold() == 0    # still first's by Redis (expires 10 s after renewal)
@@ -110,6 +113,7 @@ async def test_one_lease_holder_at_a_time_and_a_stale_holder_is_fenced(master) -
     newer = await second.hold()
     assert newer > token and second.valid()
     queue = master.api.keys.repair_queue
+    assert not await first.keep()
     assert not await first.fenced([["ZADD", queue, 1, "a" * 40]])
     assert first.token == 0 and not first.valid()
     assert await second.fenced([["ZADD", queue, 1, "b" * 40]])
@@ -308,3 +312,24 @@ async def test_a_failing_target_is_avoided_and_a_removed_store_is_lost_at_once(m
     failures = sum(1 for call in stores.calls if call[2] == "store1")
     assert failures > 0 and status["repaired"]["failures"] == failures
     assert status["repaired"]["copies"] == len(hashes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restarted_planner_counts_down_time_from_when_the_store_went_down(master) -> None:
+    """The time a store went down is kept in Redis: a planner started 20 s later (a new
+    process, after the old lease expired) declares it lost 30 s after it went down."""
+    hashes = await cluster(master, hashes=3)
+    stores = StandInStores(master.api)
+    await vote_down(master, "store4")
+    went_down = master.clock.seconds()
+    await planner(master, stores, owner="m1#old").run_round()
+    master.clock.advance(20)
+    job = planner(master, stores, owner="m1#new")
+    await rounds(job, master, 9)
+    status = (await master.call("GET", "/repair/status")).json
+    assert status["stores"]["store4"] == {"state": DOWN, "since": went_down}
+    assert stores.calls == []
+    await rounds(job, master, 4)
+    status = (await master.call("GET", "/repair/status")).json
+    assert status["stores"]["store4"] == {"state": LOST, "since": went_down}
+    assert sorted({call[0] for call in stores.calls}) == sorted(hashes)
