@@ -60,6 +60,7 @@ log = Logger()
 SCAN_CHUNK = 1000
 RECENT_SECONDS = 60.0
 RETRY_SECONDS = 10.0
+BATCH_LOG_SECONDS = 10.0
 
 Peers = list[dict[str, Any]]
 
@@ -90,7 +91,14 @@ class RepairPlanner(PeriodicService):
         self._avoid: dict[str, set[str]] = {}      # sha1 -> stores that failed it
         self._retry: dict[str, float] = {}         # sha1 -> not before
         self._offset = 0
-        self._working = False
+        self._stores: Mapping[str, StoreState] | None = None  # as of the last round
+        self._dispatching = False
+        self._again = False
+        self._fills: set[Deferred[None]] = set()
+        self._stopped = False
+        self._batch: Counter[str] = Counter()     # started, bytes, copied, failed: not logged yet
+        self._logged = 0.0
+        self._queued = 0
 
     def run_once(self) -> Deferred[None]:
         """One round; failures are logged and the next round runs as usual."""
@@ -100,12 +108,18 @@ class RepairPlanner(PeriodicService):
     def stopService(self) -> None:
         """Stop the rounds and abandon the copies in flight (the next holder redoes them)."""
         super().stopService()
+        self._stopped = True
         for copy in list(self._copying.values()):
             copy.cancel()
 
-    def copies_done(self) -> Deferred[Any]:
-        """Fires once every copy in flight now has finished (tools and tests)."""
-        return DeferredList(list(self._copying.values()), consumeErrors=True)
+    def copies_done(self) -> Deferred[None]:
+        """Fires once no copy is in flight and none is being started (tools and tests)."""
+        return Deferred.fromCoroutine(self._settle())
+
+    async def _settle(self) -> None:
+        while self._copying or self._fills:
+            await DeferredList(list(self._copying.values()) + list(self._fills),
+                               consumeErrors=True)
 
     async def run_round(self) -> None:
         """Hold the lease, then update store states, scan when due, and start copies."""
@@ -130,7 +144,9 @@ class RepairPlanner(PeriodicService):
             if not await self._scan(stores, now):
                 return
             self._signature, self._scanned = signature, now
-        await self._dispatch(stores, now)
+        self._stores = stores
+        await self._fill()
+        self._log_batch(now)
 
     async def _update_states(self, peers: Peers, now: float) -> dict[str, StoreState] | None:
         async def known() -> Peers:
@@ -211,6 +227,47 @@ class RepairPlanner(PeriodicService):
                                          "hashes", sum(counts.values()),
                                          "counts", json.dumps(summary)]])
 
+    async def _fill(self) -> None:
+        """Start what the queue and the store slots allow; a call while a dispatch runs
+        makes it go once more instead of running beside it."""
+        if self._dispatching:
+            self._again = True
+            return
+        self._dispatching = True
+        try:
+            self._again = True
+            while self._again and self._stores is not None and self.lease.valid():
+                self._again = False
+                await self._dispatch(self._stores, self._clock.seconds())
+        finally:
+            self._dispatching = False
+
+    def _refill(self) -> None:
+        """A copy finished: use its slots now rather than at the next round."""
+        if self._stopped:
+            return
+        fill = Deferred.fromCoroutine(self._fill())
+        fill.addErrback(lambda failure: log.failure("while starting repair copies", failure))
+        if not fill.called:
+            self._fills.add(fill)
+            fill.addBoth(lambda _: self._fills.discard(fill))
+
+    def _log_batch(self, now: float) -> None:
+        """One line for the copies of the last `BATCH_LOG_SECONDS`, and one when the queue
+        has run empty: never a line per content."""
+        batch = self._batch
+        if not batch["started"] and not batch["copied"] and not batch["failed"]:
+            return
+        empty = not self._copying and self._queued == 0
+        if now - self._logged < BATCH_LOG_SECONDS and not empty:
+            return
+        log.info("repair batch: {started} copies started ({bytes} bytes), {copied} made, "
+                 "{failed} failed; {queued} content queued", started=batch["started"],
+                 bytes=batch["bytes"], copied=batch["copied"], failed=batch["failed"],
+                 queued=self._queued, event="repair_batch")
+        self._batch = Counter()
+        self._logged = now
+
     async def _dispatch(self, stores: Mapping[str, StoreState], now: float) -> None:
         """Start copies for the head of the queue, within the per-store limits."""
         self._recent = {h: r for h, r in self._recent.items() if r[1] > now}
@@ -221,12 +278,10 @@ class RepairPlanner(PeriodicService):
             ["ZCARD", self._keys.repair_queue],
             ["ZRANGEBYSCORE", self._keys.repair_queue, "-inf", "+inf", "LIMIT", self._offset,
              window]])
-        self.metrics.queue.set(int(size))
+        self._queued = int(size)
+        self.metrics.queue.set(self._queued)
         if not head:
             self._offset = 0
-            if self._working and not self._copying:
-                self._working = False
-                log.info("repair queue empty", event="repair_batch", queued=0)
             return
         hashes = [text(h) for h in head]
         rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *hashes)
@@ -265,11 +320,7 @@ class RepairPlanner(PeriodicService):
         # store that is down): look further down the queue next round.
         idle = not started and not self._copying and len(head) == window
         self._offset = self._offset + window if idle else 0
-        if started:
-            self._working = True
-            log.info("repair batch: {copies} copies ({bytes} bytes) started, {queued} content "
-                     "queued", copies=started, bytes=started_bytes, queued=int(size),
-                     event="repair_batch")
+        self._batch.update(started=started, bytes=started_bytes)
 
     def _start(self, sha1: str, ext: str, size: int, source: str, target: StoreState) -> None:
         self._busy[source] += 1
@@ -283,6 +334,7 @@ class RepairPlanner(PeriodicService):
                 self._busy[name] -= 1
                 if self._busy[name] <= 0:
                     del self._busy[name]
+            self._refill()
             return result
 
         copy.addBoth(finished)
@@ -298,6 +350,7 @@ class RepairPlanner(PeriodicService):
             self._avoid.setdefault(sha1, set()).update((source, target.name))
             self._retry[sha1] = self._clock.seconds() + RETRY_SECONDS
             self.metrics.failures.inc()
+            self._batch["failed"] += 1
             log.debug("repair copy of {sha1} from {source} to {target} failed: {error}",
                       sha1=sha1, source=source, target=target.name, error=str(exc))
             await self.lease.fenced([["HINCRBY", self._keys.repair_status, "failures", 1]])
@@ -305,6 +358,7 @@ class RepairPlanner(PeriodicService):
         self._recent[sha1] = (target.name, self._clock.seconds() + RECENT_SECONDS)
         copied = 0 if answer.get("existed") else size
         self.metrics.copies.inc()
+        self._batch["copied"] += 1
         self.metrics.bytes.inc(copied)
         await self.lease.fenced([["HINCRBY", self._keys.repair_status, "copies", 1],
                                  ["HINCRBY", self._keys.repair_status, "bytes", copied]])

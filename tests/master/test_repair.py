@@ -227,7 +227,8 @@ async def test_a_lost_stores_copies_are_made_again_on_other_hosts(master) -> Non
     states = [e.get("state") for e in events if e.get("event") == "repair_store"]
     assert states == [DOWN, LOST]
     batches = [e for e in events if e.get("event") == "repair_batch"]
-    assert 1 <= len(batches) <= 3 and sum(e.get("copies", 0) for e in batches) == len(hashes)
+    assert 1 <= len(batches) <= 3 and batches[-1]["queued"] == 0
+    assert sum(e["started"] for e in batches) == sum(e["copied"] for e in batches) == len(hashes)
     status = (await master.call("GET", "/repair/status")).json
     assert status["queue"] == 0 and status["repaired"]["copies"] == len(hashes)
     assert status["repaired"]["bytes"] == 10 * len(hashes)
@@ -261,8 +262,9 @@ async def test_copies_per_store_stay_within_the_limit(master) -> None:
     involved = [name for _, source, target in stores.calls for name in (source, target)]
     assert involved and max(involved.count(name) for name in set(involved)) == 1
     assert len(stores.calls) < len(hashes)
-    for waiter in stores.waiting:
-        waiter.callback({"existed": False})
+    job.stopService()                 # abandons the copies in flight
+    await job.copies_done()
+    assert all(waiter.called for waiter in stores.waiting)
 
 
 @pytest_twisted.ensureDeferred
@@ -333,3 +335,18 @@ async def test_a_restarted_planner_counts_down_time_from_when_the_store_went_dow
     status = (await master.call("GET", "/repair/status")).json
     assert status["stores"]["store4"] == {"state": LOST, "since": went_down}
     assert sorted({call[0] for call in stores.calls}) == sorted(hashes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_finished_copy_frees_its_slots_for_the_next_at_once(master) -> None:
+    """Within one round, each finished copy starts the next: the queue drains without
+    waiting for further rounds, one copy at a time with `per_store` 1."""
+    hashes = await cluster(master)
+    stores = StandInStores(master.api)
+    job = planner(master, stores, per_store=1, lost_after=1.0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    await job.copies_done()
+    assert sorted(call[0] for call in stores.calls) == sorted(hashes)
+    rows = await counted_rows(master, hashes)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
