@@ -25,6 +25,9 @@ def add_parser(subparsers: Any) -> None:
                        help="seconds the master stays down (master-down)")
     chaos.add_argument("--redis-down", type=float, default=Options.redis_down_seconds,
                        help="seconds the cluster Redis stays down (redis-down)")
+    chaos.add_argument("--repair-seconds", type=float, default=Options.repair_seconds,
+                       help="seconds after lost_after within which a lost store's content must "
+                       "be repaired (store-lost)")
     chaos.add_argument("--json", action="store_true", help="print the reports as JSON")
     chaos.set_defaults(func=run_chaos)
 
@@ -51,7 +54,7 @@ def run_chaos(args: argparse.Namespace) -> int:
     handle = ClusterHandle(args.workdir)
     options = Options(seed_files=args.seed_files, threads=args.threads,
                       master_down_seconds=args.master_down,
-                      redis_down_seconds=args.redis_down)
+                      redis_down_seconds=args.redis_down, repair_seconds=args.repair_seconds)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     reports = []
     for name in names:
