@@ -146,7 +146,8 @@ class RepairPlanner(PeriodicService):
             self._signature, self._scanned = signature, now
         self._stores = stores
         await self._fill()
-        self._log_batch(now)
+        if self._log_batch(now):
+            self._signature = None     # the queue ran empty: count the result next round
 
     async def _update_states(self, peers: Peers, now: float) -> dict[str, StoreState] | None:
         async def known() -> Peers:
@@ -252,21 +253,22 @@ class RepairPlanner(PeriodicService):
             self._fills.add(fill)
             fill.addBoth(lambda _: self._fills.discard(fill))
 
-    def _log_batch(self, now: float) -> None:
+    def _log_batch(self, now: float) -> bool:
         """One line for the copies of the last `BATCH_LOG_SECONDS`, and one when the queue
-        has run empty: never a line per content."""
+        has run empty (then True): never a line per content."""
         batch = self._batch
         if not batch["started"] and not batch["copied"] and not batch["failed"]:
-            return
+            return False
         empty = not self._copying and self._queued == 0
         if now - self._logged < BATCH_LOG_SECONDS and not empty:
-            return
+            return False
         log.info("repair batch: {started} copies started ({bytes} bytes), {copied} made, "
                  "{failed} failed; {queued} content queued", started=batch["started"],
                  bytes=batch["bytes"], copied=batch["copied"], failed=batch["failed"],
                  queued=self._queued, event="repair_batch")
         self._batch = Counter()
         self._logged = now
+        return empty
 
     async def _dispatch(self, stores: Mapping[str, StoreState], now: float) -> None:
         """Start copies for the head of the queue, within the per-store limits."""
