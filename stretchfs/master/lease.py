@@ -13,7 +13,10 @@ the work of the next one, and `valid()` tells it to stop before starting more.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
+
+from twisted.internet.interfaces import IReactorTime
 
 from stretchfs.master.lua import LuaScript, text
 from stretchfs.redisstore import Arg, RedisStore
@@ -43,7 +46,8 @@ return 1
 class Lease:
     """This master's hold on one lease key."""
 
-    def __init__(self, redis: RedisStore, key: str, owner: str, ttl: float, clock: Any) -> None:
+    def __init__(self, redis: RedisStore, key: str, owner: str, ttl: float,
+                 clock: IReactorTime) -> None:
         self._redis = redis
         self._key = key
         self.owner = owner
@@ -89,9 +93,18 @@ class Lease:
         return bool(int(applied))
 
 
-async def lease_holder(redis: RedisStore, key: str) -> dict[str, Any]:
-    """Who holds the lease: `{"owner", "token", "expires"}` (owner None when never taken)."""
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease (`owner` None when it was never taken) and until when."""
+
+    owner: str | None
+    token: int
+    expires: float | None
+
+
+async def lease_holder(redis: RedisStore, key: str) -> Holder:
+    """The lease's holder as stored."""
     owner, token, expires = await redis.execute("HMGET", key, "owner", "token", "expires")
-    return {"owner": text(owner) if owner is not None else None,
-            "token": int(token) if token is not None else 0,
-            "expires": float(expires) if expires is not None else None}
+    return Holder(owner=text(owner) if owner is not None else None,
+                  token=int(token) if token is not None else 0,
+                  expires=float(expires) if expires is not None else None)

@@ -28,9 +28,11 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from typing import Any, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
 
+from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from stretchfs.config import MasterConfig, RepairSettings
@@ -43,6 +45,7 @@ from stretchfs.master.pingview import cluster_view
 from stretchfs.master.repair import (
     DOWN,
     LOST,
+    DownRecord,
     StoreState,
     copies_label,
     counted_holders,
@@ -52,8 +55,11 @@ from stretchfs.master.repair import (
     store_states,
 )
 from stretchfs.periodic import PeriodicService
-from stretchfs.redisstore import RedisStore
+from stretchfs.redisstore import Arg, RedisStore
 from stretchfs.wire.store import StoreClient
+
+if TYPE_CHECKING:
+    from stretchfs.master.api import MasterAPI
 
 log = Logger()
 
@@ -65,13 +71,21 @@ BATCH_LOG_SECONDS = 10.0
 Peers = list[dict[str, Any]]
 
 
+class CopyTarget(Protocol):
+    """A store as the planner sees it: it copies a content from another store."""
+
+    async def fetch(self, sha1: str, ext: str | None, source: str,
+                    timeout: float | None = None) -> Mapping[str, object]:
+        """Copy `sha1` from store `source`; `existed` true when it already had it."""
+
+
 class RepairPlanner(PeriodicService):
     """Runs the repair rounds while this master holds the lease."""
 
-    def __init__(self, *, redis: RedisStore, keys: Keys, settings: RepairSettings, clock: Any,
-                 owner: str, list_peers: Callable[[], Awaitable[Peers]],
-                 disks: Callable[[], Mapping[str, Mapping[str, Any]]],
-                 store_client: Callable[[str], Any], metrics: RepairMetrics) -> None:
+    def __init__(self, *, redis: RedisStore, keys: Keys, settings: RepairSettings,
+                 clock: IReactorTime, owner: str, list_peers: Callable[[], Awaitable[Peers]],
+                 disks: Callable[[], Mapping[str, Mapping[str, int]]],
+                 store_client: Callable[[str], CopyTarget], metrics: RepairMetrics) -> None:
         super().__init__(clock, settings.interval)
         self._redis = redis
         self._keys = keys
@@ -83,7 +97,8 @@ class RepairPlanner(PeriodicService):
         self.lease = Lease(redis, keys.repair_lease, owner, settings.lease_ttl, clock)
         self._leading = 0                          # the token we lead with, 0: standing by
         self._known: set[str] | None = None       # registered stores at the last round
-        self._signature: Any = None                # counting and serving stores at the last scan
+        # the stores whose copies count, and those that serve, at the last scan
+        self._signature: tuple[frozenset[str], frozenset[str]] | None = None
         self._scanned = 0.0
         self._busy: Counter[str] = Counter()       # copies in flight per store
         self._copying: dict[str, Deferred[None]] = {}
@@ -165,7 +180,7 @@ class RepairPlanner(PeriodicService):
                                 self._settings.lost_after)
             if record is not None:
                 new[name] = record
-        commands: list[list[Any]] = []
+        commands: list[list[Arg]] = []
         for name in sorted(set(old) | set(new)):
             before, after = old.get(name), new.get(name)
             if before == after:
@@ -183,8 +198,8 @@ class RepairPlanner(PeriodicService):
             return None
         return store_states(peers, new, self._disks())
 
-    def _log_change(self, name: str, before: Mapping[str, Any] | None,
-                    after: Mapping[str, Any] | None, registered: bool, now: float) -> None:
+    def _log_change(self, name: str, before: DownRecord | None, after: DownRecord | None,
+                    registered: bool, now: float) -> None:
         if after is None:
             state = "back" if registered else "removed"
             log.info("store {store} {state} (was {previous})", store=name, state=state,
@@ -203,13 +218,13 @@ class RepairPlanner(PeriodicService):
         """Queue every content short of copies; record the counts.  False when fenced off."""
         replicas = self._settings.replicas
         counts: Counter[str] = Counter()
-        cursor: Any = "0"
+        cursor: bytes | str = "0"
         while True:
             if not await self.lease.keep():
                 return False
             cursor, flat = await self._redis.execute("HSCAN", self._keys.inventory_rows, cursor,
                                                      "COUNT", SCAN_CHUNK)
-            short: list[Any] = []
+            short: list[Arg] = []
             for sha1, row in zip(flat[0::2], flat[1::2]):
                 have = len(counted_holders(json.loads(row)["stores"], stores))
                 counts[copies_label(have, replicas)] += 1
@@ -330,7 +345,7 @@ class RepairPlanner(PeriodicService):
         copy = Deferred.fromCoroutine(self._copy(sha1, ext, size, source, target))
         self._copying[sha1] = copy
 
-        def finished(result: Any) -> Any:
+        def finished(result: object) -> object:
             self._copying.pop(sha1, None)
             for name in (source, target.name):
                 self._busy[name] -= 1
@@ -366,13 +381,14 @@ class RepairPlanner(PeriodicService):
                                  ["HINCRBY", self._keys.repair_status, "bytes", copied]])
 
 
-def repair_planner(config: MasterConfig, redis: RedisStore, clock: Any, http: Any,
-                   api: Any) -> RepairPlanner:
+def repair_planner(config: MasterConfig, redis: RedisStore, clock: IReactorTime,
+                   http: HTTPClient, api: "MasterAPI") -> RepairPlanner:
     """The planner of a master process: peers from its registry, free space from its node
     probe, a store client per target, metrics on its registry."""
     probe = api.probe
+    assert probe is not None, "the planner reads free space from the node probe"
 
-    def disks() -> dict[str, Any]:
+    def disks() -> dict[str, dict[str, int]]:
         return {name: result["disk"] for name, result in probe.results.items()
                 if result.get("disk")}
 

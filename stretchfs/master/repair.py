@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping, TypedDict
 
 UP, DOWN, LOST = "up", "down", "lost"
+
+
+class DownRecord(TypedDict):
+    """A store that is not up: `down` or `lost`, voted down since `since`."""
+
+    state: str
+    since: float
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,8 @@ class StoreState:
         return self.active and self.state == UP
 
 
-def next_state(previous: Mapping[str, Any] | None, voted_down: bool, now: float,
-               lost_after: float) -> dict[str, Any] | None:
+def next_state(previous: DownRecord | None, voted_down: bool, now: float,
+               lost_after: float) -> DownRecord | None:
     """A store's repair record after one look at the votes (None: up).
 
     `previous` is `{"state": down|lost, "since"}` or None; a store returns to
@@ -53,8 +60,8 @@ def next_state(previous: Mapping[str, Any] | None, voted_down: bool, now: float,
     return {"state": LOST if now - since >= lost_after else DOWN, "since": since}
 
 
-def store_states(peers: Iterable[Mapping[str, Any]], records: Mapping[str, Mapping[str, Any]],
-                 disks: Mapping[str, Mapping[str, Any]]) -> dict[str, StoreState]:
+def store_states(peers: Iterable[Mapping[str, object]], records: Mapping[str, DownRecord],
+                 disks: Mapping[str, Mapping[str, int]]) -> dict[str, StoreState]:
     """Every registered store with its state (`records`: down/lost records by name) and its
     free space above `min_free` (`disks`: the node probe's latest `/stat` disks)."""
     states = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from klein import Klein
 from twisted.web.iweb import IRequest
@@ -16,9 +16,12 @@ from stretchfs.redisstore import RedisStore
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.jsonio import write_json
 
+if TYPE_CHECKING:
+    from stretchfs.master.api import MasterAPI
+
 
 async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
-                        now: float) -> dict[str, Any]:
+                        now: float) -> dict[str, object]:
     """The planner (lease holder), queue length, the last scan's counts, totals, and the
     stores that are down or lost."""
     holder = await lease_holder(redis, keys.repair_lease)
@@ -29,8 +32,8 @@ async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
     stores = {text(k): json.loads(v) for k, v in zip(flat_stores[0::2], flat_stores[1::2])}
     return {
         "replicas": settings.replicas, "lost_after": settings.lost_after,
-        "planner": {"owner": holder["owner"], "token": holder["token"],
-                    "live": holder["expires"] is not None and holder["expires"] > now},
+        "planner": {"owner": holder.owner, "token": holder.token,
+                    "live": holder.expires is not None and holder.expires > now},
         "queue": int(queued),
         "scanned": float(status["scanned"]) if "scanned" in status else None,
         "hashes": int(status.get("hashes", 0)),
@@ -45,7 +48,7 @@ def add_repair_routes(app: Klein) -> None:
 
     @app.route("/repair/status", methods=["GET"])
     @cluster_key_required
-    async def get_repair_status(self: Any, request: IRequest) -> bytes:
+    async def get_repair_status(self: "MasterAPI", request: IRequest) -> bytes:
         status = await repair_status(self.redis, self.keys, self.config.repair,
                                      self.clock.seconds())
         return write_json(request, status)
