@@ -242,6 +242,8 @@ class RepairSettings:
     interval: float = setting(2.0, "seconds between two rounds of the repair planner", _positive)
     per_store: int = setting(2, "copies a store takes part in at once (as source or target)",
                              _positive)
+    per_store_bytes: int = setting(0, "bytes per second one store spends on repair copies (as "
+                                   "source or target; 0: no limit)", None, parse_size)
     rescan: float = setting(300.0, "seconds between full scans of the inventory when no store "
                             "changed state", _positive)
     lease_ttl: float = setting(15.0, "seconds the planner's lease lasts without renewal (one "

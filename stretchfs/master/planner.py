@@ -45,6 +45,7 @@ from stretchfs.master.pingview import cluster_view
 from stretchfs.master.repair import (
     DOWN,
     LOST,
+    ByteBudget,
     DownRecord,
     StoreState,
     copies_label,
@@ -101,6 +102,7 @@ class RepairPlanner(PeriodicService):
         self._signature: tuple[frozenset[str], frozenset[str]] | None = None
         self._scanned = 0.0
         self._busy: Counter[str] = Counter()       # copies in flight per store
+        self._budget = ByteBudget(settings.per_store_bytes)
         self._copying: dict[str, Deferred[None]] = {}
         self._recent: dict[str, tuple[str, float]] = {}  # sha1 -> (target, until)
         self._avoid: dict[str, set[str]] = {}      # sha1 -> stores that failed it
@@ -304,6 +306,11 @@ class RepairPlanner(PeriodicService):
         rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *hashes)
         done: list[str] = []
         started, started_bytes = 0, 0
+        # Stores that spent their bytes/s take no copy this time: as if their slots were full.
+        slots = Counter(self._busy)
+        for name in stores:
+            if not self._budget.allows(name, now):
+                slots[name] = limit
         for sha1, row in zip(hashes, rows):
             if sha1 in self._copying or sha1 in self._retry:
                 continue
@@ -320,13 +327,16 @@ class RepairPlanner(PeriodicService):
                 done.append(sha1)
                 continue
             avoid = self._avoid.get(sha1, set())
-            source = pick_source(holders, stores, self._busy, limit, avoid)
-            target = pick_target(holders, stores, int(data["size"]), self._busy, limit, avoid)
+            source = pick_source(holders, stores, slots, limit, avoid)
+            target = pick_target(holders, stores, int(data["size"]), slots, limit, avoid)
             if source is None or target is None:
                 continue
             if not self.lease.valid():
                 break
             self._start(sha1, str(data["ext"]), int(data["size"]), source, stores[target])
+            for name in (source, target):
+                self._budget.spend(name, int(data["size"]), now)
+                slots[name] = self._busy[name] if self._budget.allows(name, now) else limit
             started += 1
             started_bytes += int(data["size"])
         if done:

@@ -118,3 +118,26 @@ def pick_target(holders: Iterable[str], stores: Mapping[str, StoreState], size: 
         return None
     best = min(pool, key=lambda s: (zones[s.zone], -(s.free or 0), busy.get(s.name, 0), s.name))
     return best.name
+
+
+class ByteBudget:
+    """Bytes per second each store may spend on repair copies: a leaky bucket per store.
+    A copy may start while a store's bucket holds less than one second's worth, and adds
+    its size (so one large copy is allowed, and then the store rests)."""
+
+    def __init__(self, rate: int) -> None:
+        self._rate = rate
+        self._levels: dict[str, tuple[float, float]] = {}  # store -> (bytes, when)
+
+    def _level(self, store: str, now: float) -> float:
+        level, at = self._levels.get(store, (0.0, now))
+        return max(0.0, level - self._rate * (now - at))
+
+    def allows(self, store: str, now: float) -> bool:
+        """`store` may take part in one more copy now (always, without a rate)."""
+        return self._rate <= 0 or self._level(store, now) < self._rate
+
+    def spend(self, store: str, size: int, now: float) -> None:
+        """A copy of `size` bytes involving `store` starts now."""
+        if self._rate > 0:
+            self._levels[store] = (self._level(store, now) + size, now)

@@ -26,6 +26,7 @@ from stretchfs.master.planner import RepairPlanner
 from stretchfs.master.repair import (
     DOWN,
     LOST,
+    ByteBudget,
     StoreState,
     next_state,
     pick_source,
@@ -89,6 +90,19 @@ def test_target_follows_the_upload_placement_rules() -> None:
     assert pick_target(["h1"], stores, 1000, busy, 2) == "same-zone"
     busy["same-zone"] = 2
     assert pick_target(["h1"], stores, 1000, busy, 2) is None
+
+
+def test_the_byte_budget_lets_a_store_rest_after_a_copy() -> None:
+    """A store may start a copy while it spent less than one second's worth; what it
+    spent drains at the rate; without a rate nothing is limited."""
+    budget = ByteBudget(100)
+    assert budget.allows("s1", 0.0)
+    budget.spend("s1", 150, 0.0)
+    assert not budget.allows("s1", 0.0) and not budget.allows("s1", 0.4)
+    assert budget.allows("s1", 0.6) and budget.allows("s2", 0.0)
+    unlimited = ByteBudget(0)
+    unlimited.spend("s1", 10**12, 0.0)
+    assert unlimited.allows("s1", 0.0)
 
 
 @pytest_twisted.ensureDeferred
@@ -354,3 +368,19 @@ async def test_a_finished_copy_frees_its_slots_for_the_next_at_once(master) -> N
     assert sorted(call[0] for call in stores.calls) == sorted(hashes)
     rows = await counted_rows(master, hashes)
     assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_per_store_bytes_paces_the_copies(master) -> None:
+    """With `per_store_bytes` equal to one content's size, a store takes part in one copy
+    a second: one copy per round among three stores, instead of all at once."""
+    hashes = await cluster(master)
+    stores = StandInStores(master.api)
+    job = planner(master, stores, per_store=5, per_store_bytes=10)
+    await master.api.peers.remove("store4")
+    await rounds(job, master, 1)
+    assert len(stores.calls) == 1
+    await rounds(job, master, 2)
+    assert len(stores.calls) == 3
+    await rounds(job, master, 4)
+    assert sorted(call[0] for call in stores.calls) == sorted(hashes)
