@@ -5,7 +5,7 @@ Every `[repair] interval` seconds, on the master that holds the lease
 
 1. it reads the ping net's votes (`pingview.cluster_view`) and moves each
    store between up, down and lost (`repair.next_state`), logging each change;
-2. when the set of stores whose copies count (or that can serve) changed, or
+2. when the set of stores whose copies count changed, or
    every `[repair] rescan` seconds, it scans every inventory row and queues
    the content with fewer counted copies than `replicas` in a Redis ZSET
    scored by counted copies, so the fewest go first, and records the counts;
@@ -98,8 +98,7 @@ class RepairPlanner(PeriodicService):
         self.lease = Lease(redis, keys.repair_lease, owner, settings.lease_ttl, clock)
         self._leading = 0                          # the token we lead with, 0: standing by
         self._known: set[str] | None = None       # registered stores at the last round
-        # the stores whose copies count, and those that serve, at the last scan
-        self._signature: tuple[frozenset[str], frozenset[str]] | None = None
+        self._counting: frozenset[str] | None = None  # stores whose copies counted at the last scan
         self._scanned = 0.0
         self._busy: Counter[str] = Counter()       # copies in flight per store
         self._budget = ByteBudget(settings.per_store_bytes)
@@ -146,7 +145,7 @@ class RepairPlanner(PeriodicService):
                      state="leading" if token else "standing by", token=token,
                      event="repair_lease")
             # Another master may have led meanwhile: scan afresh, forget who we knew.
-            self._leading, self._signature, self._known = token, None, None
+            self._leading, self._counting, self._known = token, None, None
         self.metrics.leader.set(1 if token else 0)
         if not token:
             return
@@ -155,16 +154,17 @@ class RepairPlanner(PeriodicService):
         stores = await self._update_states(peers, now)
         if stores is None:
             return
-        signature = (frozenset(n for n, s in stores.items() if s.counts),
-                     frozenset(n for n, s in stores.items() if s.serves))
-        if signature != self._signature or now - self._scanned >= self._settings.rescan:
+        # Scan when the stores whose copies count changed (a store merely down changes no
+        # count: content short of copies is queued whether or not a source is up now).
+        counting = frozenset(n for n, s in stores.items() if s.counts)
+        if counting != self._counting or now - self._scanned >= self._settings.rescan:
             if not await self._scan(stores, now):
                 return
-            self._signature, self._scanned = signature, now
+            self._counting, self._scanned = counting, now
         self._stores = stores
         await self._fill()
         if self._log_batch(now):
-            self._signature = None     # the queue ran empty: count the result next round
+            self._counting = None      # the queue ran empty: count the result next round
 
     async def _update_states(self, peers: Peers, now: float) -> dict[str, StoreState] | None:
         async def known() -> Peers:

@@ -384,3 +384,21 @@ async def test_per_store_bytes_paces_the_copies(master) -> None:
     assert len(stores.calls) == 3
     await rounds(job, master, 4)
     assert sorted(call[0] for call in stores.calls) == sorted(hashes)
+
+
+@pytest_twisted.ensureDeferred
+async def test_content_whose_only_holder_is_down_waits_for_it_then_is_copied(master) -> None:
+    """A content whose one counted copy is on a store that is down stays queued (no source)
+    and is copied as soon as that store is up again, without another scan."""
+    hashes = await cluster(master, hashes=3)
+    stores = StandInStores(master.api)
+    job = planner(master, stores)
+    await vote_down(master, "store3")             # holds hashes[2], with store4
+    await master.api.peers.remove("store4")
+    await rounds(job, master, 3)
+    assert sorted(call[0] for call in stores.calls) == sorted(hashes[:2])
+    assert (await master.call("GET", "/repair/status")).json["queue"] == 1
+    await master.redis.execute("DEL", votes_key(master.api.keys.prefix, "store3"))
+    await rounds(job, master, 2)
+    assert sorted(call[0] for call in stores.calls) == sorted(hashes)
+    assert [call[1] for call in stores.calls if call[0] == hashes[2]] == ["store3"]
