@@ -34,6 +34,7 @@ from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from stretchfs.config import MasterConfig, RepairSettings
 from stretchfs.errors import StretchFSError
@@ -115,11 +116,27 @@ class RepairPlanner(PeriodicService):
         self._batch: Counter[str] = Counter()     # started, bytes, copied, failed: not logged yet
         self._logged = 0.0
         self._queued = 0
+        self._failing = False
 
     def run_once(self) -> Deferred[None]:
-        """One round; failures are logged and the next round runs as usual."""
+        """One round; the next runs as usual after a failure.  Redis (or a peer) being
+        unavailable is logged once until a round succeeds again; a bug with its traceback."""
         d = Deferred.fromCoroutine(self.run_round())
-        return d.addErrback(lambda failure: log.failure("during a repair round", failure))
+
+        def done(_: None) -> None:
+            if self._failing:
+                self._failing = False
+                log.info("repair rounds run again", event="repair_round")
+
+        def failed(failure: Failure) -> None:
+            if not failure.check(StretchFSError):
+                log.failure("during a repair round", failure)
+            elif not self._failing:
+                self._failing = True
+                log.warn("repair round failed: {error}", error=str(failure.value),
+                         event="repair_round")
+
+        return d.addCallbacks(done, failed)
 
     def stopService(self) -> None:
         """Stop the rounds and abandon the copies in flight (the next holder redoes them)."""

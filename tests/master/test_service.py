@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest_twisted
+from prometheus_client import generate_latest
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs
 
 from stretchfs.master.service import build_master_service
 from tests.fakes import FakeRedisStore
@@ -25,6 +27,26 @@ def test_service_starts_listens_and_stops_without_timers() -> None:
     assert not service.api.readiness.ready  # Redis is down
     stopped = service.stopService()
     assert stopped.called
+    assert reactor.getDelayedCalls() == []
+
+
+def test_with_http_the_master_runs_the_repair_planner() -> None:
+    """A master with an HTTP client runs the repair planner: its metrics are exported, a
+    Redis outage is logged once (not every round), and stopping leaves no timers."""
+    reactor = MemoryReactorClock()
+    redis = FakeRedisStore(reactor)
+    redis.down = True
+    service = build_master_service(load_test_config("master"), reactor=reactor, redis=redis,
+                                   http=object(),
+                                   run_blocking=lambda f, *a: maybeDeferred(f, *a))
+    with capturedLogs() as events:
+        service.startService()
+        for _ in range(3):
+            reactor.advance(service.api.config.repair.interval)
+    assert b"stretchfs_repair_leader 0.0" in generate_latest(service.api.metrics_registry)
+    assert [e.get("event") for e in events if e.get("event") == "repair_round"] == [
+        "repair_round"]
+    assert service.stopService().called
     assert reactor.getDelayedCalls() == []
 
 
