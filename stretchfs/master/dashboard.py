@@ -5,8 +5,9 @@ nothing from a CDN) polls `GET /dashboard/state` every few seconds and
 renders it with `textContent` only.  `dashboard_state` assembles that JSON
 from what the master already has: the peer registry, the ping net's cached
 verdicts (`ClusterVerdicts`), the latest node probes (`NodeProbe`: disk
-space of stores, mirror lag of prisms), the copies counters and the counts
-and cursors of the databases.
+space of stores, mirror lag of prisms), the copies counters, the counts
+and cursors of the databases, and the repair planner's status
+(`repairstatus.repair_status`, docs/repair.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from stretchfs import __version__
+from stretchfs.master.repairstatus import repair_status
 
 if TYPE_CHECKING:
     from stretchfs.master.api import MasterAPI
@@ -64,4 +66,6 @@ async def dashboard_state(api: MasterAPI) -> dict[str, Any]:
         "cursors": {"inventory": await api.inventory.cursor(),
                     "purchases": await api.purchases.cursor()},
         "long_polls": api.waiters.waiting("inventory") + api.waiters.waiting("purchases"),
+        "repair": await repair_status(api.redis, api.keys, api.config.repair,
+                                      api.clock.seconds()),
     }

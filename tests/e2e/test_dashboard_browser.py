@@ -120,7 +120,8 @@ def _stretchfs(*args: str, repo_root: str) -> subprocess.CompletedProcess:
 
 def test_dashboard_shows_a_killed_store_down_and_back(tmp_path, repo_root: str) -> None:
     """Signed in with the cluster key, the dashboard shows every node ok, a SIGKILLed store
-    down within seconds (then voted down by the ping net), and the restarted store ok again."""
+    down within seconds (then voted down by the ping net, and down in the repair table),
+    and the restarted store ok again."""
     workdir = str(tmp_path / "cluster")
     up = _stretchfs("dev", "up", "--detach", "--prisms", "1", "--stores", "2",
                     "--workdir", workdir, repo_root=repo_root)
@@ -156,6 +157,11 @@ def test_dashboard_shows_a_killed_store_down_and_back(tmp_path, repo_root: str) 
         assert time.monotonic() - killed < 10
         _wait(lambda: _cells(browser, ".pingnet").get(store, "").startswith("DOWN"), 30,
               "{} voted down by the ping net".format(store))
+        _wait(lambda: browser.evaluate(
+            "Array.from(document.querySelectorAll('#repair tr')).some((row) => "
+            "row.cells[0].textContent === {} && "
+            "row.cells[1].textContent.startsWith('down since'))".format(
+                json.dumps("store " + store))), 10, "{} down in the repair table".format(store))
         browser.screenshot(str(tmp_path / "2-store-down.png"))
         cluster.wait_exit(store)
         cluster.start(store)

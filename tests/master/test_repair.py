@@ -256,6 +256,7 @@ async def test_a_lost_stores_copies_are_made_again_on_other_hosts(master) -> Non
     assert job.metrics.hashes.labels(copies="1")._value.get() == 0
     assert job.metrics.copies._value.get() == len(hashes)
     assert (await master.call("GET", "/repair/status", key=None)).code == 401
+    assert (await master.call("GET", "/dashboard/state")).json["repair"] == status
     out, err = io.StringIO(), io.StringIO()
     assert await run_command(master.client(), show_status, argparse.Namespace(), out, err) == 0
     printed = out.getvalue()

@@ -100,6 +100,20 @@ function render(state) {
     pairRow("feed long-polls waiting", state.long_polls),
   ]);
   fill("mirrors", state.nodes.filter((n) => n.role === "prism").flatMap(mirrorRows));
+  fill("repair", repairRows(state.repair));
+}
+
+function repairRows(r) {
+  const counted = Object.keys(r.copies).map((label) => label + ": " + r.copies[label]);
+  return [
+    pairRow("planner", (r.planner.owner || "none") + (r.planner.live ? "" : " (not live)")),
+    pairRow("queue", r.queue),
+    pairRow("hashes by counted copies", r.scanned === null ? "not scanned yet" :
+            counted.join(" · ") + " (scanned " + time(r.scanned) + ")"),
+    pairRow("repaired", r.repaired.copies + " copies, " + r.repaired.bytes + " bytes, " +
+            r.repaired.failures + " failed attempts"),
+  ].concat(Object.keys(r.stores).sort().map((name) =>
+    pairRow("store " + name, r.stores[name].state + " since " + time(r.stores[name].since))));
 }
 
 async function refresh() {
