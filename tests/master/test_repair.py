@@ -403,3 +403,24 @@ async def test_content_whose_only_holder_is_down_waits_for_it_then_is_copied(mas
     await rounds(job, master, 2)
     assert sorted(call[0] for call in stores.calls) == sorted(hashes)
     assert [call[1] for call in stores.calls if call[0] == hashes[2]] == ["store3"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_scan_reads_every_row_over_several_chunks(master) -> None:
+    """A scan goes through the whole inventory (several HSCAN chunks) and queues every
+    content short of copies."""
+    await cluster(master, hashes=0)
+    many = [hashlib.sha1(b"row %d" % n).hexdigest() for n in range(2500)]
+    for holder in ("store4", "store1"):
+        await master.api.inventory.publish(holder, parse_changes(
+            [{"op": "add", "hash": sha1, "ext": "bin", "size": 10} for sha1 in many]))
+    stores = StandInStores(master.api)
+    stores.hold = True
+    job = planner(master, stores)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    status = (await master.call("GET", "/repair/status")).json
+    assert status["hashes"] == len(many) and status["copies"]["1"] == len(many)
+    assert status["queue"] == len(many)
+    job.stopService()
+    await job.copies_done()
