@@ -3,8 +3,7 @@
 Every `[repair] interval` seconds, on the master that holds the lease
 (`master/lease.py`; the others only renew their bid):
 
-1. it reads the ping net's votes (`pingview.cluster_view`) and moves each
-   store between up, down and lost (`repair.next_state`), logging each change;
+1. it updates which stores are up, down or lost (`storewatch.StoreWatch`);
 2. when the set of stores whose copies count changed, or
    every `[repair] rescan` seconds, it scans every inventory row and queues
    the content with fewer counted copies than `replicas` in a Redis ZSET
@@ -28,7 +27,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Mapping, Protocol
 
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
@@ -42,20 +41,15 @@ from stretchfs.master.keys import Keys
 from stretchfs.master.lease import Lease
 from stretchfs.master.lua import text
 from stretchfs.master.metrics import RepairMetrics
-from stretchfs.master.pingview import cluster_view
 from stretchfs.master.repair import (
-    DOWN,
-    LOST,
     ByteBudget,
-    DownRecord,
     StoreState,
     copies_label,
     counted_holders,
-    next_state,
     pick_source,
     pick_target,
-    store_states,
 )
+from stretchfs.master.storewatch import Peers, StoreWatch
 from stretchfs.periodic import PeriodicService
 from stretchfs.redisstore import Arg, RedisStore
 from stretchfs.wire.store import StoreClient
@@ -69,8 +63,6 @@ SCAN_CHUNK = 1000
 RECENT_SECONDS = 60.0
 RETRY_SECONDS = 10.0
 BATCH_LOG_SECONDS = 10.0
-
-Peers = list[dict[str, Any]]
 
 
 class CopyTarget(Protocol):
@@ -93,12 +85,11 @@ class RepairPlanner(PeriodicService):
         self._keys = keys
         self._settings = settings
         self._list_peers = list_peers
-        self._disks = disks
         self._store_client = store_client
         self.metrics = metrics
         self.lease = Lease(redis, keys.repair_lease, owner, settings.lease_ttl, clock)
+        self._watch = StoreWatch(redis, keys, self.lease, settings.lost_after, disks)
         self._leading = 0                          # the token we lead with, 0: standing by
-        self._known: set[str] | None = None       # registered stores at the last round
         self._counting: frozenset[str] | None = None  # stores whose copies counted at the last scan
         self._scanned = 0.0
         self._busy: Counter[str] = Counter()       # copies in flight per store
@@ -162,13 +153,14 @@ class RepairPlanner(PeriodicService):
                      state="leading" if token else "standing by", token=token,
                      event="repair_lease")
             # Another master may have led meanwhile: scan afresh, forget who we knew.
-            self._leading, self._counting, self._known = token, None, None
+            self._leading, self._counting = token, None
+            self._watch.forget()
         self.metrics.leader.set(1 if token else 0)
         if not token:
             return
         now = self._clock.seconds()
         peers = await self._list_peers()
-        stores = await self._update_states(peers, now)
+        stores = await self._watch.update(peers, now)
         if stores is None:
             return
         # Scan when the stores whose copies count changed (a store merely down changes no
@@ -182,56 +174,6 @@ class RepairPlanner(PeriodicService):
         await self._fill()
         if self._log_batch(now):
             self._counting = None      # the queue ran empty: count the result next round
-
-    async def _update_states(self, peers: Peers, now: float) -> dict[str, StoreState] | None:
-        async def known() -> Peers:
-            return peers
-
-        view = await cluster_view(self._redis, self._keys.prefix, known, now)
-        voted_down = {row["name"] for row in view["peers"]
-                      if row["role"] == "store" and row["active"] and not row["available"]}
-        flat = await self._redis.execute("HGETALL", self._keys.repair_stores)
-        old = {text(k): json.loads(v) for k, v in zip(flat[0::2], flat[1::2])}
-        names = {str(p["name"]) for p in peers if p.get("role") == "store"}
-        new = {}
-        for name in sorted(names):
-            record = next_state(old.get(name), name in voted_down, now,
-                                self._settings.lost_after)
-            if record is not None:
-                new[name] = record
-        commands: list[list[Arg]] = []
-        for name in sorted(set(old) | set(new)):
-            before, after = old.get(name), new.get(name)
-            if before == after:
-                continue
-            self._log_change(name, before, after, name in names, now)
-            if after is None:
-                commands.append(["HDEL", self._keys.repair_stores, name])
-            else:
-                commands.append(["HSET", self._keys.repair_stores, name, json.dumps(after)])
-        for name in sorted((self._known or set()) - names - set(old)):
-            log.info("store {store} removed: its copies no longer count", store=name,
-                     event="repair_store", state="removed")
-        self._known = names
-        if commands and not await self.lease.fenced(commands):
-            return None
-        return store_states(peers, new, self._disks())
-
-    def _log_change(self, name: str, before: DownRecord | None, after: DownRecord | None,
-                    registered: bool, now: float) -> None:
-        if after is None:
-            state = "back" if registered else "removed"
-            log.info("store {store} {state} (was {previous})", store=name, state=state,
-                     previous=before["state"] if before else "up", event="repair_store")
-        elif before is None or before["state"] != after["state"]:
-            if after["state"] == DOWN:
-                log.info("store {store} down: its copies still count until it is lost in "
-                         "{seconds} s", store=name, seconds=self._settings.lost_after,
-                         state=DOWN, event="repair_store")
-            else:
-                log.info("store {store} lost after {seconds:.0f} s down: its copies no longer "
-                         "count", store=name, seconds=now - float(after["since"]), state=LOST,
-                         event="repair_store")
 
     async def _scan(self, stores: Mapping[str, StoreState], now: float) -> bool:
         """Queue every content short of copies; record the counts.  False when fenced off."""
