@@ -74,6 +74,8 @@ def checkout_files(root: str) -> Iterable[tuple[str, str]]:
     for role in ROLES:
         for directory, _dirs, names in os.walk(os.path.join(root, "stretchfs", role)):
             for name in names:
+                if not name.endswith(".py"):
+                    continue
                 path = os.path.join(directory, name)
                 with open(path, encoding="utf-8") as handle:
                     yield os.path.relpath(path, root).replace(os.sep, "/"), handle.read()

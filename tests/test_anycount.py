@@ -44,3 +44,12 @@ def test_reads_a_commit_of_this_repository() -> None:
     files = dict(anycount.commit_files(root, "HEAD"))
     assert "stretchfs/prism/__init__.py" in files
     assert all(path.split("/")[1] in anycount.ROLES for path in files)
+
+
+def test_a_checkout_with_compiled_files_is_counted(tmp_path) -> None:
+    """Byte-compiled files beside the sources (a second test run) are skipped, not read."""
+    role = tmp_path / "stretchfs" / "prism"
+    (role / "__pycache__").mkdir(parents=True)
+    (role / "api.py").write_text("from typing import Any\ndef f(a: Any) -> None: ...\n")
+    (role / "__pycache__" / "api.cpython-311.pyc").write_bytes(b"\xa7\r\r\n\x00\xff")
+    assert anycount.count_roles(anycount.checkout_files(str(tmp_path)))["prism"] == 1
