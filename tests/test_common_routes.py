@@ -19,12 +19,15 @@ def _api(role: str, tmp_path) -> Any:
     from twisted.internet.defer import maybeDeferred
     from twisted.internet.task import Clock
 
+    from stretchfs.wire.http import make_http_client
+
     if role == "master":
         from stretchfs.master.api import MasterAPI
 
         return MasterAPI(load_test_config("master"), readiness=Readiness(),
                          metrics_registry=new_registry(process_metrics=False), redis=None,
-                         clock=Clock(), run_blocking=maybeDeferred)
+                         clock=Clock(), run_blocking=maybeDeferred,
+                         http=make_http_client(Clock()))
     if role == "prism":
         from tests.prism.harness import make_prism
 

@@ -100,7 +100,7 @@ class MasterAPI(NodeAPI):
 
     def __init__(self, config: MasterConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, redis: RedisStore, clock: Any,
-                 run_blocking: RunBlocking, http: HTTPClient | None = None,
+                 run_blocking: RunBlocking, http: HTTPClient,
                  feed_page_max_bytes: int = FEED_PAGE_MAX_BYTES) -> None:
         super().__init__(config, readiness=readiness, metrics_registry=metrics_registry,
                          clock=clock)
@@ -127,11 +127,10 @@ class MasterAPI(NodeAPI):
                                    on_change=lambda: self.waiters.notify(PURCHASE_FEED))
         self.dashboard_sessions = DashboardSessions(redis, self.keys, clock, self.users,
                                                     self.cluster_key)
-        # what the dashboard shows of the nodes: the ping net's verdicts, and
-        # (given an HTTP client) each node's own health
+        # what the dashboard shows of the nodes: the ping net's verdicts and
+        # each node's own health
         self.verdicts = ClusterVerdicts(redis, config.redis.prefix, self.peers.list, clock)
-        self.probe = (NodeProbe(http, self.cluster_key, clock, self.peers.list,
-                                self.feed_cursors) if http is not None else None)
+        self.probe = NodeProbe(http, self.cluster_key, clock, self.peers.list, self.feed_cursors)
 
     def _login_failed(self, reason: str) -> None:
         self.metrics.login_failures.labels(reason=reason).inc()

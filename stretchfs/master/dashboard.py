@@ -47,7 +47,7 @@ async def dashboard_state(api: MasterAPI) -> dict[str, Any]:
     nodes = []
     for peer in peers:
         name = peer["name"]
-        result = probe.results.get(name) if probe is not None else None
+        result = probe.results.get(name)
         node = {key: peer.get(key) for key in ("name", "role", "url", "site", "zone", "active",
                                                "writable", "updated")}
         node["health"] = "unknown" if result is None else "ok" if result["ok"] else "down"

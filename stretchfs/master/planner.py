@@ -355,7 +355,6 @@ def repair_planner(config: MasterConfig, redis: RedisStore, clock: IReactorTime,
     """The planner of a master process: peers from its registry, free space from its node
     probe, a store client per target, metrics on its registry."""
     probe = api.probe
-    assert probe is not None, "the planner reads free space from the node probe"
 
     def disks() -> dict[str, dict[str, int]]:
         return {name: result["disk"] for name, result in probe.results.items()

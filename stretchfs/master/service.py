@@ -36,12 +36,11 @@ class MasterService(MultiService):
 
 
 def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStore,
-                         run_blocking: RunBlocking, http: HTTPClient | None = None
-                         ) -> MasterService:
+                         run_blocking: RunBlocking, http: HTTPClient) -> MasterService:
     """The master: HTTP API over the cluster Redis, plus the purchase pruning job.
 
     `run_blocking` runs bcrypt off the reactor thread (the thread pool; tests
-    pass an inline runner); without `http` the dashboard shows no node probes.
+    pass an inline runner); `http` probes the nodes and asks stores for repair copies.
     """
     readiness = Readiness()
     registry = new_registry()
@@ -55,9 +54,7 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
                                   max_body=max(config.http.max_body, PUBLISH_MAX_BYTES)):
         listener.setServiceParent(top)
     api.verdicts.setServiceParent(top)
-    if api.probe is not None:
-        api.probe.setServiceParent(top)
-    if http is not None:
-        repair_planner(config, redis, reactor, http, api).setServiceParent(top)
+    api.probe.setServiceParent(top)
+    repair_planner(config, redis, reactor, http, api).setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     return top

@@ -205,11 +205,13 @@ def build_master(redis_url: str, clock: Any, extra: str = "", *, redis_clock: An
     from stretchfs.master.api import MasterAPI
     from stretchfs.metrics import new_registry
     from stretchfs.redisstore import connect_redis, parse_redis_url
+    from stretchfs.wire.http import make_http_client
 
     config = load_test_config("master", redis_url=redis_url,
                               extra="[master]\nbcrypt_rounds = 4\n" + extra)
     redis = TrackedRedis(connect_redis(parse_redis_url(redis_url), redis_clock or reactor,
                                        timeout=redis_timeout))
     api = MasterAPI(config, readiness=Readiness(), metrics_registry=new_registry(False),
-                    redis=redis, clock=clock, run_blocking=maybeDeferred, **settings)
+                    redis=redis, clock=clock, run_blocking=maybeDeferred,
+                    http=make_http_client(clock), **settings)
     return MasterHarness(api, redis)

@@ -9,6 +9,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 
 from stretchfs.master.service import build_master_service
+from stretchfs.wire.http import make_http_client
 from tests.fakes import FakeRedisStore
 from tests.helpers import load_test_config
 
@@ -20,7 +21,7 @@ def test_service_starts_listens_and_stops_without_timers() -> None:
     redis.down = True  # the first prune fails and is retried later
     config = load_test_config("master")
     service = build_master_service(config, reactor=reactor, redis=redis,
-                                   run_blocking=maybeDeferred)
+                                   run_blocking=maybeDeferred, http=make_http_client(reactor))
     service.startService()
     assert len(reactor.tcpServers) == 1
     assert reactor.getDelayedCalls()
@@ -64,7 +65,7 @@ async def test_stop_waits_for_feed_followers_to_catch_up(redis_url) -> None:
     redis = TrackedRedis(connect_redis(parse_redis_url(redis_url), real_reactor, timeout=5.0))
     service = build_master_service(load_test_config("master", redis_url=redis_url),
                                    reactor=reactor, redis=redis,
-                                   run_blocking=maybeDeferred)
+                                   run_blocking=maybeDeferred, http=make_http_client(reactor))
     service.startService()
     api = service.api
     api.followers.reading(PURCHASE_FEED, "prism2", "0-0")
