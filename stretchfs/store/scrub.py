@@ -35,7 +35,7 @@ from stretchfs.threads import RunBlocking
 log = Logger()
 
 CHUNK_BYTES = 1024 * 1024
-MIN_FILE_COST_BYTES = 64 * 1024
+MIN_FILE_COST_BYTES = 256 * 1024
 BATCH_FILES = 256
 SAVE_EVERY_SECONDS = 10.0
 STATE_NAME = "scrub.json"
@@ -118,13 +118,24 @@ class _Reader:
         info = os.fstat(self.handle.fileno())
         self.identity = (info.st_dev, info.st_ino)
         self.hasher = hashlib.sha1()
+        self.size = 0
+        self.done = False
+
+    @classmethod
+    def start(cls, path: str) -> _Reader:
+        """Open `path` and hash its first chunk (one thread hop for a small file)."""
+        reader = cls(path)
+        reader.step()
+        return reader
 
     def step(self) -> int:
-        """Read and hash the next chunk; its length (0 at the end, then closed)."""
+        """Read and hash the next chunk; its length (the file is closed after the last)."""
         chunk = self.handle.read(CHUNK_BYTES)
-        if not chunk:
-            self.handle.close()
         self.hasher.update(chunk)
+        self.size += len(chunk)
+        self.done = len(chunk) < CHUNK_BYTES
+        if self.done:
+            self.handle.close()
         return len(chunk)
 
     def close(self) -> None:
@@ -232,25 +243,30 @@ class ScrubService(Service):
             await self._run_blocking(self._save)
 
     async def _scrub(self, name: str, path: str) -> None:
-        """Hash one file at the rate; quarantine it when its bytes do not match its name."""
+        """Hash one file at the rate; quarantine it when its bytes do not match its name.
+
+        Each chunk is followed by a sleep of its bytes / rate; the last one
+        also pays what the file lacks of MIN_FILE_COST_BYTES.
+        """
+        reader: _Reader | None = None
         try:
-            reader = await self._run_blocking(_Reader, path)
+            reader = await self._run_blocking(_Reader.start, path)
+            read = reader.size
+            while not reader.done:
+                self._count(read)
+                await self._sleep(read / self._rate)
+                read = await self._run_blocking(reader.step)
         except FileNotFoundError:  # removed since it was listed
             return
-        size = 0
-        try:
-            while (read := await self._run_blocking(reader.step)):
-                size += read
-                self._state.bytes += read
-                self._stats.scrubbed_bytes += read
-                await self._sleep(read / self._rate)
         except OSError as exc:  # an unreadable sector: skipped, the pass goes on
             log.error("scrub could not read {name}: {error}", name=name, error=str(exc),
                       event="scrub_unreadable")
             return
         finally:
-            reader.close()
-        await self._sleep(max(0, MIN_FILE_COST_BYTES - size) / self._rate)
+            if reader is not None:
+                reader.close()
+        self._count(read)
+        await self._sleep(max(read, MIN_FILE_COST_BYTES - (reader.size - read)) / self._rate)
         self._state.files += 1
         self._stats.scrubbed_files += 1
         sha1 = name.split(".", 1)[0]
@@ -264,6 +280,10 @@ class ScrubService(Service):
             self._stats.corrupt_found += 1
             log.error("scrub found {name} corrupt (its bytes hash to {digest}): quarantined "
                       "and unpublished", name=name, digest=digest, event="scrub_corrupt")
+
+    def _count(self, read: int) -> None:
+        self._state.bytes += read
+        self._stats.scrubbed_bytes += read
 
     def _save(self) -> None:
         save_state(self._state_path, self._state)

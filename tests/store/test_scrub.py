@@ -15,6 +15,7 @@ from stretchfs.store.scrub import (
     STATE_NAME,
     ScrubService,
     files_after,
+    quarantine_file,
 )
 from stretchfs.store.stats import StoreStats
 from tests.store.harness import AUTH, FakeMaster, build, direct, request, sha1_of, stop, stub_for
@@ -188,6 +189,24 @@ def test_a_zero_rate_turns_the_scrub_off(tmp_path) -> None:
     scrub.stopService()
 
 
+def test_quarantine_leaves_a_file_replaced_since_it_was_read(tmp_path) -> None:
+    """quarantine_file moves only the file that was read (same inode), not a new one."""
+    store = ContentStore(str(tmp_path))
+    store.prepare()
+    sha1 = _write(store, b"original")
+    path = store.path_for(sha1, "bin")
+    read = os.stat(path)
+    os.rename(path, os.path.join(store.tmp_dir, "kept"))  # keeps its inode in use
+    _write(store, b"original")
+    assert not quarantine_file(store, path, (read.st_dev, read.st_ino))
+    assert os.path.exists(path)
+    now = os.stat(path)
+    assert quarantine_file(store, path, (now.st_dev, now.st_ino))
+    assert not os.path.exists(path)
+    assert os.path.exists(os.path.join(store.root, "quarantine", sha1 + ".bin"))
+    assert not quarantine_file(store, path, (now.st_dev, now.st_ino))
+
+
 def _io_error():
     raise OSError(5, "Input/output error")
 
@@ -205,7 +224,7 @@ def test_an_unreadable_file_is_logged_and_skipped(tmp_path, monkeypatch) -> None
     stats = StoreStats()
 
     def run_blocking(function, *args):
-        if getattr(function, "__name__", "") == "step" and function.__self__.handle.name.endswith(
+        if getattr(function, "__name__", "") == "start" and args[0].endswith(
                 names[0]):
             return direct(_io_error)
         return direct(function, *args)
