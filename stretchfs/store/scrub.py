@@ -5,8 +5,9 @@ A pass walks `content/` in name order, hashing each file in chunks through
 at `[scrub] rate` bytes per second (each file costs at least
 `MIN_FILE_COST_BYTES`, which bounds the files per second of small files).
 A new pass starts at most once per `[scrub] period`: a pass takes the
-longer of the two.  Progress (the last name scrubbed) is kept in
-`<root>/scrub.json`, so a restarted store resumes where it stopped.
+longer of the two (a changed period applies to the next pass at once).
+Progress (the last name scrubbed) is kept in `<root>/scrub.json`, so a
+restarted store resumes where it stopped.
 
 A file whose bytes no longer hash to its name is moved to
 `<root>/quarantine/` and its removal published through
@@ -46,11 +47,12 @@ QUARANTINE_NAME = "quarantine"
 class ScrubState:
     """Where the scrub is: `cursor` is the last name scrubbed in the pass that
     started at `started` (None between passes), which has so far read `files`
-    files and `bytes` bytes and found `corrupt`; the next pass starts at `next`."""
+    files and `bytes` bytes and found `corrupt`; `previous` is when the last
+    finished pass started (the next one is due a period later)."""
 
     cursor: str = ""
     started: float | None = None
-    next: float = 0.0
+    previous: float | None = None
     files: int = 0
     bytes: int = 0
     corrupt: int = 0
@@ -61,10 +63,10 @@ def load_state(path: str) -> ScrubState:
     try:
         with open(path) as handle:
             raw = json.load(handle)
-        started = raw["started"]
+        started, previous = raw["started"], raw["previous"]
         return ScrubState(str(raw["cursor"]), None if started is None else float(started),
-                          float(raw["next"]), int(raw["files"]), int(raw["bytes"]),
-                          int(raw["corrupt"]))
+                          None if previous is None else float(previous), int(raw["files"]),
+                          int(raw["bytes"]), int(raw["corrupt"]))
     except FileNotFoundError:
         return ScrubState()
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -222,8 +224,11 @@ class ScrubService(Service):
         """Start a pass when due, else scrub the next batch of files."""
         state = self._state
         if state.started is None:
-            await self._sleep(state.next - self._clock.seconds())
-            self._state = state = ScrubState(started=self._clock.seconds(), next=state.next)
+            now = self._clock.seconds()
+            due = now if state.previous is None else state.previous + self._period
+            await self._sleep(due - now)
+            self._state = state = ScrubState(started=self._clock.seconds(),
+                                             previous=state.previous)
         batch = await self._run_blocking(files_after, self._store.content_dir, state.cursor,
                                          BATCH_FILES)
         if batch is None:  # content/ is gone (unmounted): try again later
@@ -238,8 +243,7 @@ class ScrubService(Service):
             log.info("scrub pass of {root} finished: {files} files, {bytes} bytes, {corrupt} "
                      "corrupt", root=self._store.root, files=state.files, bytes=state.bytes,
                      corrupt=state.corrupt, event="scrub_pass")
-            assert state.started is not None
-            self._state = ScrubState(next=state.started + self._period)
+            self._state = ScrubState(previous=state.started)
             await self._run_blocking(self._save)
 
     async def _scrub(self, name: str, path: str) -> None:
