@@ -65,7 +65,7 @@ def run(mix: str, seconds: float) -> bool:
         stats = StoreStats()
         scrub = ScrubService(store, _never_corrupt, clock=reactor,
                              run_blocking=thread_runner(reactor), rate=settings.rate,
-                             period=settings.period, stats=stats)
+                             period=settings.period, stats=stats, ready=lambda: True)
         began: list[float] = []
 
         def start() -> None:

@@ -173,9 +173,10 @@ class ScrubService(Service):
     """Re-hashes every content file of a store, pass after pass, at a bounded rate."""
 
     def __init__(self, store: ContentStore, quarantine: Quarantine, *, clock: Any,
-                 run_blocking: RunBlocking, rate: int, period: float,
-                 stats: StoreStats) -> None:
+                 run_blocking: RunBlocking, rate: int, period: float, stats: StoreStats,
+                 ready: Callable[[], bool]) -> None:
         self._store = store
+        self._ready = ready
         self._quarantine = quarantine
         self._clock = clock
         self._run_blocking = run_blocking
@@ -221,7 +222,11 @@ class ScrubService(Service):
                 await self._sleep(SAVE_EVERY_SECONDS)
 
     async def _step(self) -> None:
-        """Start a pass when due, else scrub the next batch of files."""
+        """Start a pass when due, else scrub the next batch of files (none while
+        the store is not ready: its root unprepared, locked or unmounted)."""
+        if not self._ready():
+            await self._sleep(SAVE_EVERY_SECONDS)
+            return
         state = self._state
         if state.started is None:
             now = self._clock.seconds()

@@ -187,8 +187,8 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
     ScrubService(store, content.quarantine, clock=reactor, run_blocking=run_blocking,
-                 rate=config.scrub.rate, period=config.scrub.period,
-                 stats=stats).setServiceParent(top)
+                 rate=config.scrub.rate, period=config.scrub.period, stats=stats,
+                 ready=lambda: readiness.ready).setServiceParent(top)
     listeners += http_services(reactor, config.http.listen, root, "store",
                                max_body=config.http.max_body, request_factory=factory)
     for listener in listeners:

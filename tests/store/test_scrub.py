@@ -102,7 +102,8 @@ def test_the_rate_bounds_the_bytes_read_in_simulated_time(tmp_path) -> None:
         _write(store, bytes([index]) * CHUNK_BYTES)
     stats = StoreStats()
     scrub = ScrubService(store, _no_quarantine, clock=clock, run_blocking=direct,
-                         rate=CHUNK_BYTES, period=1000.0, stats=stats)
+                         rate=CHUNK_BYTES, period=1000.0, stats=stats,
+                         ready=_ready)
     scrub.startService()
     for _ in range(40):
         clock.advance(0.1)
@@ -121,7 +122,8 @@ def test_small_files_cost_a_minimum_each(tmp_path) -> None:
         _write(store, b"tiny %d" % index)
     stats = StoreStats()
     scrub = ScrubService(store, _no_quarantine, clock=clock, run_blocking=direct,
-                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=stats)
+                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=stats,
+                         ready=_ready)
     scrub.startService()
     _advance(clock, 5.0)
     assert 4 <= stats.scrubbed_files <= 6
@@ -137,7 +139,8 @@ def test_a_restarted_scrub_resumes_where_it_stopped(tmp_path) -> None:
     names = sorted(_write(store, b"file %d" % index) for index in range(6))
     first = StoreStats()
     scrub = ScrubService(store, _no_quarantine, clock=clock, run_blocking=direct,
-                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=first)
+                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=first,
+                         ready=_ready)
     scrub.startService()
     _advance(clock, 2.5)
     scrub.stopService()
@@ -147,7 +150,8 @@ def test_a_restarted_scrub_resumes_where_it_stopped(tmp_path) -> None:
     assert saved["cursor"] == names[first.scrubbed_files - 1] + ".bin"
     second = StoreStats()
     again = ScrubService(store, _no_quarantine, clock=clock, run_blocking=direct,
-                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=second)
+                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=second,
+                         ready=_ready)
     with capturedLogs() as events:
         again.startService()
         _advance(clock, 10.0)
@@ -183,7 +187,8 @@ def test_a_zero_rate_turns_the_scrub_off(tmp_path) -> None:
     _write(store, b"data")
     stats = StoreStats()
     scrub = ScrubService(store, _no_quarantine, clock=clock, run_blocking=direct, rate=0,
-                         period=1.0, stats=stats)
+                         period=1.0, stats=stats,
+                         ready=_ready)
     scrub.startService()
     assert clock.getDelayedCalls() == [] and stats.scrubbed_files == 0
     scrub.stopService()
@@ -205,6 +210,33 @@ def test_quarantine_leaves_a_file_replaced_since_it_was_read(tmp_path) -> None:
     assert not os.path.exists(path)
     assert os.path.exists(os.path.join(store.root, "quarantine", sha1 + ".bin"))
     assert not quarantine_file(store, path, (now.st_dev, now.st_ino))
+
+
+def test_nothing_is_read_while_the_store_is_not_ready(tmp_path) -> None:
+    """While the store is not ready (root locked, unmounted) the scrub reads nothing and
+    writes no state; once ready it scrubs."""
+    clock = Clock()
+    store = ContentStore(str(tmp_path))
+    store.prepare()
+    _write(store, b"data")
+    ready = [False]
+    stats = StoreStats()
+    scrub = ScrubService(store, _no_quarantine, clock=clock, run_blocking=direct,
+                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=stats,
+                         ready=lambda: ready[0])
+    scrub.startService()
+    _advance(clock, 30.0, step=1.0)
+    assert stats.scrubbed_files == 0
+    assert not os.path.exists(os.path.join(store.root, STATE_NAME))
+    ready[0] = True
+    _advance(clock, 15.0, step=0.5)
+    assert stats.scrubbed_files == 1
+    scrub.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def _ready():
+    return True
 
 
 def _io_error():
@@ -230,7 +262,8 @@ def test_an_unreadable_file_is_logged_and_skipped(tmp_path, monkeypatch) -> None
         return direct(function, *args)
 
     scrub = ScrubService(store, _no_quarantine, clock=clock, run_blocking=run_blocking,
-                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=stats)
+                         rate=MIN_FILE_COST_BYTES, period=1000.0, stats=stats,
+                         ready=_ready)
     with capturedLogs() as events:
         scrub.startService()
         _advance(clock, 5.0)
