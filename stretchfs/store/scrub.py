@@ -22,10 +22,11 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -172,7 +173,7 @@ Quarantine = Callable[[str, Callable[[], bool]], Awaitable[bool]]
 class ScrubService(Service):
     """Re-hashes every content file of a store, pass after pass, at a bounded rate."""
 
-    def __init__(self, store: ContentStore, quarantine: Quarantine, *, clock: Any,
+    def __init__(self, store: ContentStore, quarantine: Quarantine, *, clock: IReactorTime,
                  run_blocking: RunBlocking, rate: int, period: float, stats: StoreStats,
                  ready: Callable[[], bool]) -> None:
         self._store = store
