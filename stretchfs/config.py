@@ -275,6 +275,17 @@ class InventorySettings:
 
 
 @dataclass(frozen=True)
+class ScrubSettings:
+    """Background re-hashing of the store's files to find bit rot (docs/store.md)."""
+
+    rate: int = setting(8 * 1024**2, "bytes per second the scrub reads and hashes (0: no "
+                        "scrub)", None, parse_size)
+    period: float = setting(7 * 86400.0, "seconds between the starts of two scrub passes (a "
+                            "pass takes the longer of this and the disk's bytes / rate)",
+                            _positive)
+
+
+@dataclass(frozen=True)
 class PrismSettings:
     """Prism-only behaviour: the public API."""
 
@@ -341,6 +352,7 @@ class StoreConfig(NodeConfig):
     ping: PingSettings = section(PingSettings, "ping net")
     store: StoreSettings = section(StoreSettings, "content storage")
     inventory: InventorySettings = section(InventorySettings, "inventory sync")
+    scrub: ScrubSettings = section(ScrubSettings, "background re-hashing (bit rot)")
 
 
 @dataclass(frozen=True)

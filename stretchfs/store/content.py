@@ -183,16 +183,29 @@ class ContentService:
     async def remove(self, sha1: str) -> int:
         """Delete `sha1` and publish the removal (also when it was absent); files removed."""
         check_hash(sha1)
-        with self.guard.changing(sha1):
-            async with self._exclusive(sha1):
-                removed = await self._run_blocking(self.store.remove, sha1)
-                await self.publisher.record([{"op": "remove", "hash": sha1}])
+        removed = await self._withdraw(sha1, lambda: self.store.remove(sha1), always=True)
         if removed:
             self.stats.removes += 1
-            if self.stats.files is not None:
-                self.stats.files = max(0, self.stats.files - 1)
             log.info("removed {sha1}", sha1=sha1)
         return len(removed)
+
+    async def quarantine(self, sha1: str, move: Callable[[], bool]) -> bool:
+        """Run the blocking `move()` (takes a corrupt file of `sha1` off the
+        content folder) and, when it moved the file, publish the removal; moved."""
+        return bool(await _shielded(Deferred.fromCoroutine(
+            self._withdraw(sha1, move, always=False))))
+
+    async def _withdraw(self, sha1: str, discard: Callable[[], Any], *, always: bool) -> Any:
+        """`discard()` off the reactor, then the removal journaled (when `always`
+        or something was discarded), under the hash's lock; what it returned."""
+        with self.guard.changing(sha1):
+            async with self._exclusive(sha1):
+                discarded = await self._run_blocking(discard)
+                if always or discarded:
+                    await self.publisher.record([{"op": "remove", "hash": sha1}])
+        if discarded and self.stats.files is not None:
+            self.stats.files = max(0, self.stats.files - 1)
+        return discarded
 
     # -- lookups ---------------------------------------------------------------
     async def exists(self, hashes: list[str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from stretchfs.store.inventory import InventorySyncService, SyncGuard
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.publisher import InventoryPublisher
+from stretchfs.store.scrub import ScrubService
 from stretchfs.store.stats import StoreStats, StoreStatsCollector
 from stretchfs.store.upload import PutReceiver
 from stretchfs.threads import RunBlocking
@@ -185,6 +186,9 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     disk.setServiceParent(top)
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
+    ScrubService(store, content.quarantine, clock=reactor, run_blocking=run_blocking,
+                 rate=config.scrub.rate, period=config.scrub.period, stats=stats,
+                 ready=lambda: readiness.ready).setServiceParent(top)
     listeners += http_services(reactor, config.http.listen, root, "store",
                                max_body=config.http.max_body, request_factory=factory)
     for listener in listeners:

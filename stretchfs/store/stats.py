@@ -18,6 +18,9 @@ class StoreStats:
     puts: int = 0
     bytes_received: int = 0
     removes: int = 0
+    scrubbed_bytes: int = 0
+    scrubbed_files: int = 0
+    corrupt_found: int = 0
     files: int | None = None
     last_sync: float | None = None
 
@@ -41,6 +44,12 @@ class StoreStatsCollector:
              stats.denied),
             ("stretchfs_store_puts", "content PUTs and fetches stored", stats.puts),
             ("stretchfs_store_removes", "content removals", stats.removes),
+            ("stretchfs_store_scrubbed_bytes", "bytes re-read and re-hashed by the scrub",
+             stats.scrubbed_bytes),
+            ("stretchfs_store_scrubbed_files", "files re-hashed by the scrub",
+             stats.scrubbed_files),
+            ("stretchfs_store_corrupt_found", "files the scrub found corrupt (quarantined)",
+             stats.corrupt_found),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily("stretchfs_store_files", "content files on this store",
