@@ -35,6 +35,10 @@ async def show_status(client: Any, args: argparse.Namespace, out: TextIO) -> int
     repaired = status["repaired"]
     out.write("repaired: {} copies, {} bytes, {} failed attempts\n".format(
         repaired["copies"], repaired["bytes"], repaired["failures"]))
+    for name, alone in sorted(status["draining"].items()):
+        out.write("store {}: drained, {}\n".format(
+            name, "{} hashes only on it".format(alone) if alone
+            else "nothing only on it (it can be removed)"))
     for name, record in sorted(status["stores"].items()):
         out.write("store {}: {} since {}\n".format(
             name, record["state"],

@@ -45,6 +45,7 @@ from stretchfs.master.repair import (
     ByteBudget,
     StoreState,
     copies_label,
+    copyable,
     counted_holders,
     pick_source,
     pick_target,
@@ -187,9 +188,10 @@ class RepairPlanner(PeriodicService):
                                                      "COUNT", SCAN_CHUNK)
             short: list[Arg] = []
             for sha1, row in zip(flat[0::2], flat[1::2]):
-                have = len(counted_holders(json.loads(row)["stores"], stores))
+                holders = json.loads(row)["stores"]
+                have = len(counted_holders(holders, stores))
                 counts[copies_label(have, replicas)] += 1
-                if 0 < have < replicas:
+                if have < replicas and copyable(holders, stores):
                     short += [have, text(sha1)]
             if short and not await self.lease.fenced(
                     [["ZADD", self._keys.repair_queue] + short]):
@@ -282,7 +284,8 @@ class RepairPlanner(PeriodicService):
             if recent is not None:
                 holders.add(recent[0])
             have = len(counted_holders(holders, stores))
-            if have >= self._settings.replicas or have == 0:  # done, or nothing to copy from
+            if have >= self._settings.replicas or not copyable(holders, stores):  # done, or no
+                # copy left to copy from
                 done.append(sha1)
                 continue
             avoid = self._avoid.get(sha1, set())

@@ -1,0 +1,81 @@
+"""Drain and remove of a store (docs/repair.md): what only it still holds.
+
+A drained store is read-only and its copies stop counting, so the planner copies
+everything it holds onto other stores (it may still be their source).  `peer
+remove` refuses a store that holds the only counted copy of anything, unless forced.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.logger import Logger
+
+from stretchfs.errors import Conflict, InvalidInput
+from stretchfs.master.keys import Keys
+from stretchfs.master.lua import text
+from stretchfs.master.peers import PeerRegistry
+from stretchfs.master.repair import StoreState, counted_holders, store_states
+from stretchfs.master.storewatch import down_records
+from stretchfs.redisstore import RedisStore
+
+log = Logger()
+
+CHUNK = 1000
+
+
+async def current_states(redis: RedisStore, keys: Keys,
+                         peers: list[dict[str, Any]]) -> dict[str, StoreState]:
+    """Every registered store with its state as the planner last recorded it."""
+    return store_states(peers, await down_records(redis, keys), {})
+
+
+async def sole_copies(redis: RedisStore, keys: Keys, name: str,
+                      stores: dict[str, StoreState]) -> int:
+    """How many hashes store `name` holds that no other store holds a counted copy of."""
+    cursor: bytes | str = "0"
+    alone = 0
+    while True:
+        cursor, flat = await redis.execute("HSCAN", keys.store_inventory(name), cursor,
+                                           "COUNT", CHUNK)
+        hashes = [text(h) for h in flat[0::2]]
+        rows = await redis.execute("HMGET", keys.inventory_rows, *hashes) if hashes else []
+        for row in rows:
+            holders = json.loads(row)["stores"] if row is not None else []
+            if row is not None and not set(counted_holders(holders, stores)) - {name}:
+                alone += 1
+        if text(cursor) == "0":
+            return alone
+
+
+async def drain(registry: PeerRegistry, name: str) -> dict[str, Any]:
+    """Mark store `name` read-only and drained; refuse an unknown store, a prism, and the
+    last writable store (nothing could take its copies)."""
+    record = await registry.get(name)
+    if record["role"] != "store":
+        raise InvalidInput("{} is a {}: only a store can be drained".format(name, record["role"]))
+    others = [p for p in await registry.list() if p["role"] == "store" and p["name"] != name
+              and p["active"] and p["writable"] and not p["drained"]]
+    if not others:
+        raise Conflict("{} is the last writable store: no other store could take its "
+                       "copies".format(name))
+    record = await registry.update(name, {"writable": False, "drained": True})
+    log.info("store {store} drained: read-only, its copies no longer count", store=name,
+             event="repair_store", state="drained")
+    return record
+
+
+async def check_remove(redis: RedisStore, keys: Keys, registry: PeerRegistry,
+                       name: str) -> None:
+    """Refuse (Conflict) to remove a store holding the only counted copy of some hash;
+    NotFound for an unknown peer."""
+    record = await registry.get(name)
+    if record["role"] != "store":
+        return
+    stores = await current_states(redis, keys, await registry.list())
+    count = await sole_copies(redis, keys, name, stores)
+    if count:
+        raise Conflict("store {} still holds the only counted copy of {} hashes: drain it "
+                       "(`stretchfs peer drain {}`) until `stretchfs repair status` shows "
+                       "none, or remove it with --force".format(name, count, name))
