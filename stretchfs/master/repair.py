@@ -132,6 +132,22 @@ def pick_target(holders: Iterable[str], stores: Mapping[str, StoreState], size: 
     return best.name
 
 
+def pick_trim(holders: Iterable[str], stores: Mapping[str, StoreState],
+               replicas: int) -> str | None:
+    """The counted copy to remove from content with more than `replicas`: on an up store,
+    the one that adds least (its zone, then its host, holds another counted copy; then the
+    least free space).  None when the content is not over `replicas` or no holder is up."""
+    counted = counted_holders(holders, stores)
+    if len(counted) <= replicas:
+        return None
+    zones = Counter(stores[h].zone for h in counted)
+    hosts = Counter(stores[h].host for h in counted)
+    ready = [stores[h] for h in counted if stores[h].serves]
+    if not ready:
+        return None
+    return min(ready, key=lambda s: (-zones[s.zone], -hosts[s.host], s.free or 0, s.name)).name
+
+
 class ByteBudget:
     """Bytes per second each store may spend on repair copies: a leaky bucket per store.
     A copy may start while a store's bucket holds less than one second's worth, and adds
