@@ -111,9 +111,12 @@ function repairRows(r) {
     pairRow("hashes by counted copies", r.scanned === null ? "not scanned yet" :
             counted.join(" · ") + " (scanned " + time(r.scanned) + ")"),
     pairRow("repaired", r.repaired.copies + " copies, " + r.repaired.bytes + " bytes, " +
-            r.repaired.failures + " failed attempts"),
+            r.repaired.failures + " failed attempts, " + r.repaired.trims + " trimmed"),
   ].concat(Object.keys(r.stores).sort().map((name) =>
-    pairRow("store " + name, r.stores[name].state + " since " + time(r.stores[name].since))));
+    pairRow("store " + name, r.stores[name].state + " since " + time(r.stores[name].since))),
+  Object.keys(r.draining).sort().map((name) =>
+    pairRow("store " + name, "drained, " + (r.draining[name] ?
+      r.draining[name] + " hashes only on it" : "nothing only on it (it can be removed)"))));
 }
 
 async function refresh() {
