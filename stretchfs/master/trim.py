@@ -4,9 +4,10 @@ When a lost store comes back (or a repair raced a returning store), the scan put
 content with more counted copies than `replicas` in `P repair:trim`.  Each planner
 round takes up to `TRIM_BATCH` of it, re-reads each row, picks the copy to remove
 (`repair.pick_trim`: keep the best zone and host spread), and asks the other
-counted holders whether they hold it (`POST /content/exists`): only when at least
-`replicas` of them answer yes does it ask the chosen store to remove its copy
-(`POST /content/remove`, which unpublishes it through the store's journal).  One
+counted holders whether they hold it (`POST /content/exists`, one call per store
+for the whole batch): only when at least `replicas` of them answer yes does it
+ask the chosen store to remove its copy (`POST /content/remove`, which
+unpublishes it through the store's journal).  One
 copy per content per round; content still over stays for the next round, and
 content just trimmed waits `RECENT_SECONDS` for the removal to reach the inventory.
 """
@@ -14,6 +15,7 @@ content just trimmed waits `RECENT_SECONDS` for the removal to reach the invento
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Callable, Mapping, Protocol
 
 from twisted.logger import Logger
@@ -67,21 +69,30 @@ class Trimmer:
             return 0
         rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *head)
         done: list[str] = []
-        removed = 0
+        plans: dict[str, tuple[str, list[str]]] = {}   # sha1 -> (victim, other holders)
         for sha1, row in zip(head, rows):
             if copying(sha1) or sha1 in self._recent:
                 continue
             holders = json.loads(row)["stores"] if row is not None else []
             victim = pick_trim(holders, stores, self._replicas)
-            if victim is None:
-                if len(counted_holders(holders, stores)) <= self._replicas:
-                    done.append(sha1)
+            if victim is not None:
+                plans[sha1] = (victim, [h for h in counted_holders(holders, stores)
+                                        if h != victim and stores[h].serves])
+            elif len(counted_holders(holders, stores)) <= self._replicas:
+                done.append(sha1)
+        present = await self._confirm(plans, stores)
+        removed = 0
+        for sha1, (victim, _) in plans.items():
+            if present[sha1] < self._replicas or not self._lease.valid():
                 continue
-            if not self._lease.valid():
-                break
-            if await self._trim(sha1, victim, holders, stores):
-                self._recent[sha1] = now + RECENT_SECONDS
-                removed += 1
+            try:
+                await self._store_client(stores[victim].url).remove(sha1)
+            except StretchFSError as exc:
+                log.debug("trim of {sha1} from {victim} failed: {error}", sha1=sha1,
+                          victim=victim, error=str(exc))
+                continue
+            self._recent[sha1] = now + RECENT_SECONDS
+            removed += 1
         if done:
             await self._lease.fenced([["ZREM", self._keys.repair_trim] + done])
         if removed:
@@ -91,23 +102,21 @@ class Trimmer:
                      event="repair_trim")
         return removed
 
-    async def _trim(self, sha1: str, victim: str, holders: list[str],
-                    stores: Mapping[str, StoreState]) -> bool:
-        """Remove `victim`'s copy once `replicas` other holders confirm theirs."""
-        keepers = [h for h in counted_holders(holders, stores) if h != victim
-                   and stores[h].serves]
-        present = 0
-        try:
+    async def _confirm(self, plans: Mapping[str, tuple[str, list[str]]],
+                       stores: Mapping[str, StoreState]) -> Counter[str]:
+        """How many of the other holders of each content confirm their copy: one `exists`
+        per store for all the content it keeps (a store that fails confirms none)."""
+        asks: dict[str, list[str]] = {}
+        for sha1, (_, keepers) in plans.items():
             for name in keepers:
-                answer = await self._store_client(stores[name].url).exists([sha1])
-                present += bool(answer.get(sha1, {}).get("exists"))
-            if present < self._replicas or not self._lease.valid():
-                log.debug("trim of {sha1} waits: {present} of {replicas} copies confirmed",
-                          sha1=sha1, present=present, replicas=self._replicas)
-                return False
-            await self._store_client(stores[victim].url).remove(sha1)
-        except StretchFSError as exc:
-            log.debug("trim of {sha1} from {victim} failed: {error}", sha1=sha1,
-                      victim=victim, error=str(exc))
-            return False
-        return True
+                asks.setdefault(name, []).append(sha1)
+        present: Counter[str] = Counter()
+        for name, hashes in sorted(asks.items()):
+            try:
+                answer = await self._store_client(stores[name].url).exists(hashes)
+            except StretchFSError as exc:
+                log.debug("trim: {store} did not confirm its copies: {error}", store=name,
+                          error=str(exc))
+                continue
+            present.update(h for h in hashes if answer.get(h, {}).get("exists"))
+        return present
