@@ -38,8 +38,8 @@ async def show_status(client: Any, args: argparse.Namespace, out: TextIO) -> int
                       repaired["trims"]))
     for name, alone in sorted(status["draining"].items()):
         out.write("store {}: drained, {}\n".format(
-            name, "{} hashes only on it".format(alone) if alone
-            else "nothing only on it (it can be removed)"))
+            name, "{} hashes still short of copies elsewhere".format(alone) if alone
+            else "everything it holds has its copies elsewhere (it can be removed)"))
     for name, record in sorted(status["stores"].items()):
         out.write("store {}: {} since {}\n".format(
             name, record["state"],

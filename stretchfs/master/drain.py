@@ -1,4 +1,4 @@
-"""Drain and remove of a store (docs/repair.md): what only it still holds.
+"""Drain and remove of a store (docs/repair.md): what it holds that is short elsewhere.
 
 A drained store is read-only and its copies stop counting, so the planner copies
 everything it holds onto other stores (it may still be their source).  `peer
@@ -31,9 +31,10 @@ async def current_states(redis: RedisStore, keys: Keys,
     return store_states(peers, await down_records(redis, keys), {})
 
 
-async def sole_copies(redis: RedisStore, keys: Keys, name: str,
-                      stores: dict[str, StoreState]) -> int:
-    """How many hashes store `name` holds that no other store holds a counted copy of."""
+async def short_without(redis: RedisStore, keys: Keys, name: str,
+                        stores: dict[str, StoreState], wanted: int) -> int:
+    """How many hashes store `name` holds that have fewer than `wanted` counted copies on
+    other stores."""
     cursor: bytes | str = "0"
     alone = 0
     while True:
@@ -43,7 +44,7 @@ async def sole_copies(redis: RedisStore, keys: Keys, name: str,
         rows = await redis.execute("HMGET", keys.inventory_rows, *hashes) if hashes else []
         for row in rows:
             holders = json.loads(row)["stores"] if row is not None else []
-            if row is not None and not set(counted_holders(holders, stores)) - {name}:
+            if row is not None and len(set(counted_holders(holders, stores)) - {name}) < wanted:
                 alone += 1
         if text(cursor) == "0":
             return alone
@@ -74,7 +75,7 @@ async def check_remove(redis: RedisStore, keys: Keys, registry: PeerRegistry,
     if record["role"] != "store":
         return
     stores = await current_states(redis, keys, await registry.list())
-    count = await sole_copies(redis, keys, name, stores)
+    count = await short_without(redis, keys, name, stores, 1)
     if count:
         raise Conflict("store {} still holds the only counted copy of {} hashes: drain it "
                        "(`stretchfs peer drain {}`) until `stretchfs repair status` shows "

@@ -9,7 +9,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from stretchfs.config import RepairSettings
-from stretchfs.master.drain import current_states, sole_copies
+from stretchfs.master.drain import current_states, short_without
 from stretchfs.master.keys import Keys
 from stretchfs.master.lease import lease_holder
 from stretchfs.master.lua import text
@@ -25,7 +25,7 @@ async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
                         now: float, peers: list[dict[str, Any]]) -> dict[str, object]:
     """The planner (lease holder), queue length, the last scan's counts, totals, the
     stores that are down or lost, and for each drained store (among `peers`) how many
-    hashes only it still holds."""
+    hashes it holds are still short of `replicas` counted copies without it."""
     holder = await lease_holder(redis, keys.repair_lease)
     queued, flat_status, flat_stores = await redis.pipeline([
         ["ZCARD", keys.repair_queue], ["HGETALL", keys.repair_status],
@@ -43,17 +43,20 @@ async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
         "repaired": {name: int(status.get(name, 0)) for name in ("copies", "bytes", "failures",
                                                                   "trims")},
         "stores": stores,
-        "draining": await draining(redis, keys, peers),
+        "draining": await draining(redis, keys, peers, settings.replicas),
     }
 
 
-async def draining(redis: RedisStore, keys: Keys, peers: list[dict[str, Any]]) -> dict[str, int]:
-    """Each drained store with the number of hashes of which it holds the only copy left."""
+async def draining(redis: RedisStore, keys: Keys, peers: list[dict[str, Any]],
+                   replicas: int) -> dict[str, int]:
+    """Each drained store with the number of hashes it holds that other stores do not yet
+    hold `replicas` counted copies of."""
     drained = [p["name"] for p in peers if p["role"] == "store" and p["drained"]]
     if not drained:
         return {}
     stores = await current_states(redis, keys, peers)
-    return {name: await sole_copies(redis, keys, name, stores) for name in drained}
+    return {name: await short_without(redis, keys, name, stores, replicas)
+            for name in drained}
 
 
 def add_repair_routes(app: Klein) -> None:

@@ -59,3 +59,32 @@ def test_a_lost_store_is_repaired_under_load(tmp_path, repo_root: str) -> None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
+
+
+def test_a_drained_store_is_emptied_removed_and_stopped_under_load(tmp_path,
+                                                                   repo_root: str) -> None:
+    """Four stores, replicas 2: a drained store's content is copied elsewhere, it is then
+    removed without --force and stopped; no download fails and nothing is lost."""
+    workdir = str(tmp_path / "cluster")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = repo_root
+    cluster = LocalCluster(workdir, prisms=1, stores=4, say=lambda text: None,
+                           lost_after=LOST_AFTER_SECONDS)
+    try:
+        cluster.up(timeout=90)
+        handle = ClusterHandle(workdir)
+        report = SCENARIOS["drain"](handle, Options(seed_files=12, threads=2,
+                                                    settle_seconds=2.0, repair_seconds=60.0))
+        assert report.ok, report.as_row()
+        assert report.data_lost == 0 and not report.failed
+        with open(handle.node("master")["log"]) as log:
+            events = [json.loads(line) for line in log if line.startswith("{")]
+        assert [e.get("state") for e in events if e.get("event") == "repair_store"][:1] == [
+            "drained"]
+    finally:
+        stop_detached(workdir, say=lambda text: None)
+        cluster.down()
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old

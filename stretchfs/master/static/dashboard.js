@@ -116,7 +116,8 @@ function repairRows(r) {
     pairRow("store " + name, r.stores[name].state + " since " + time(r.stores[name].since))),
   Object.keys(r.draining).sort().map((name) =>
     pairRow("store " + name, "drained, " + (r.draining[name] ?
-      r.draining[name] + " hashes only on it" : "nothing only on it (it can be removed)"))));
+      r.draining[name] + " hashes still short of copies elsewhere" :
+      "everything it holds has its copies elsewhere (it can be removed)"))));
 }
 
 async function refresh() {
