@@ -36,18 +36,16 @@ async def short_without(redis: RedisStore, keys: Keys, name: str,
     """How many hashes store `name` holds that have fewer than `wanted` counted copies on
     other stores."""
     cursor: bytes | str = "0"
-    alone = 0
+    short = 0
     while True:
         cursor, flat = await redis.execute("HSCAN", keys.store_inventory(name), cursor,
                                            "COUNT", CHUNK)
         hashes = [text(h) for h in flat[0::2]]
         rows = await redis.execute("HMGET", keys.inventory_rows, *hashes) if hashes else []
-        for row in rows:
-            holders = json.loads(row)["stores"] if row is not None else []
-            if row is not None and len(set(counted_holders(holders, stores)) - {name}) < wanted:
-                alone += 1
+        short += sum(1 for row in rows if row is not None and len(
+            set(counted_holders(json.loads(row)["stores"], stores)) - {name}) < wanted)
         if text(cursor) == "0":
-            return alone
+            return short
 
 
 async def drain(registry: PeerRegistry, name: str) -> dict[str, Any]:

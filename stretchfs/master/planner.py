@@ -295,8 +295,8 @@ class RepairPlanner(PeriodicService):
             if recent is not None:
                 holders.add(recent[0])
             have = len(counted_holders(holders, stores))
-            if have >= self._settings.replicas or not copyable(holders, stores):  # done, or no
-                # copy left to copy from
+            # done, or no copy left to copy from
+            if have >= self._settings.replicas or not copyable(holders, stores):
                 done.append(sha1)
                 continue
             avoid = self._avoid.get(sha1, set())

@@ -7,9 +7,9 @@ round takes up to `TRIM_BATCH` of it, re-reads each row, picks the copy to remov
 counted holders whether they hold it (`POST /content/exists`, one call per store
 for the whole batch): only when at least `replicas` of them answer yes does it
 ask the chosen store to remove its copy (`POST /content/remove`, which
-unpublishes it through the store's journal).  One
-copy per content per round; content still over stays for the next round, and
-content just trimmed waits `RECENT_SECONDS` for the removal to reach the inventory.
+unpublishes it through the store's journal).  One copy per content per round:
+content still over stays for the next round, and content just trimmed waits
+`RECENT_SECONDS` for the removal to reach the inventory.
 """
 
 from __future__ import annotations
