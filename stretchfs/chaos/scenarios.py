@@ -33,6 +33,8 @@ DETECTION_TIMEOUT_SECONDS = 20.0
 # A peer down again within the ping net's flap window is held out longer
 # (flap dampening), so healing waits past the longest first hold.
 HEAL_TIMEOUT_SECONDS = 75.0
+# A removed peer leaves the nodes' registry copies at their next download (60 s).
+REGISTRY_TIMEOUT_SECONDS = 75.0
 
 
 @dataclass
@@ -663,6 +665,58 @@ def store_lost(handle: ClusterHandle, options: Options) -> Report:
     return report
 
 
+# -- drain: a store is emptied onto the others, removed and stopped -----------
+
+def _draining(handle: ClusterHandle, store: str) -> int | None:
+    """How many hashes `store` holds that are still short of copies elsewhere, as
+    `GET /repair/status` counts them."""
+    _, status = _master_call(handle, "GET", "/repair/status")
+    return (status or {}).get("draining", {}).get(store)
+
+
+def drain(handle: ClusterHandle, options: Options) -> Report:
+    """9. A store is drained under load: once everything it holds has its copies
+    elsewhere (within `repair_seconds`) it is removed without --force, and stopped once
+    every prism has dropped it from its registry copy (`[ping] registry_refresh`); no
+    download fails and every uploaded content still downloads with its SHA1.  The store
+    is restarted (it registers again) at the end."""
+    report = Report("drain")
+    victim = handle.nodes("store")[-1]["name"]
+    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
+    load = _start_load(handle, options)
+    try:
+        code, _ = _master_call(handle, "POST", "/peers/{}/drain".format(victim))
+        if code != 200:
+            report.fail("drain of {} answered {}".format(victim, code))
+            return report
+        took = wait_until(lambda: _draining(handle, victim) == 0, options.repair_seconds,
+                          step=0.5)
+        if took is None:
+            report.fail("{} hashes still only on {} after {:.0f} s".format(
+                _draining(handle, victim), victim, options.repair_seconds))
+        else:
+            report.notes.append("{} drained in {:.1f} s".format(victim, took))
+        code, _ = _master_call(handle, "POST", "/peers/{}/remove".format(victim))
+        if code != 200:
+            report.fail("remove of drained {} answered {}".format(victim, code))
+        prisms = [n["name"] for n in handle.nodes("prism")]
+        if wait_until(lambda: all(not (watch.view(p) or {victim: True}).get(victim, False)
+                                  for p in prisms), REGISTRY_TIMEOUT_SECONDS) is None:
+            report.fail("a prism still routes to removed {}".format(victim))
+        handle.signal(victim, signal.SIGTERM)
+        wait_until(lambda: not handle.is_running(victim), DETECTION_TIMEOUT_SECONDS)
+        time.sleep(options.settle_seconds)  # downloads go on with the store stopped
+        failures = load.failures()
+        if failures:
+            report.fail("failures during the drain: {}".format(dict(failures)))
+        load.stop()
+        _check_downloads(handle, load.items, report)
+    finally:
+        _heal(handle, victim, watch, report)
+        _finish(load, report, handle)
+    return report
+
+
 def _check_downloads(handle: ClusterHandle, items: list[Item], report: Report) -> None:
     """Every purchased item downloads with its SHA1."""
     user = PrismUser(handle.nodes("prism")[0]["url"], handle.user["username"],
@@ -691,4 +745,5 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-kill-upload": store_kill_upload,
     "network-cut": network_cut,
     "store-lost": store_lost,
+    "drain": drain,
 }

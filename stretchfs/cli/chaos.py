@@ -27,7 +27,7 @@ def add_parser(subparsers: Any) -> None:
                        help="seconds the cluster Redis stays down (redis-down)")
     chaos.add_argument("--repair-seconds", type=float, default=Options.repair_seconds,
                        help="seconds after lost_after within which a lost store's content must "
-                       "be repaired (store-lost)")
+                       "be repaired (store-lost), or a drained store's be copied (drain)")
     chaos.add_argument("--json", action="store_true", help="print the reports as JSON")
     chaos.set_defaults(func=run_chaos)
 

@@ -1,4 +1,4 @@
-"""`stretchfs peer list|update|remove`: the operator's side of the peer registry."""
+"""`stretchfs peer list|update|drain|remove`: the operator's side of the peer registry."""
 
 from __future__ import annotations
 
@@ -32,8 +32,15 @@ def add_parser(subparsers: Any) -> None:
                           help="a store serves what it holds but takes no new content")
     add_master_arguments(update)
     update.set_defaults(func=lambda args: _update(update, args))
+    drain = sub.add_parser("drain", help="make a store read-only and copy what it holds "
+                           "onto other stores (`repair status` shows the progress)")
+    drain.add_argument("name", help="the store to drain")
+    add_master_arguments(drain)
+    drain.set_defaults(func=lambda args: run_against_master(drain_peer, args))
     remove = sub.add_parser("remove", help="remove a peer from the registry")
     remove.add_argument("name", help="the peer to remove from the registry")
+    remove.add_argument("--force", action="store_true",
+                        help="even a store that holds the only counted copy of some content")
     add_master_arguments(remove)
     remove.set_defaults(func=lambda args: run_against_master(remove_peer, args))
 
@@ -69,8 +76,16 @@ async def update_peer(client: MasterClient, args: argparse.Namespace, out: TextI
     return 0
 
 
+async def drain_peer(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
+    """Drain the store."""
+    record = await client.drain_peer(args.name)
+    out.write("store {} drained: read-only, its content is being copied to other stores "
+              "(see `stretchfs repair status`)\n".format(record["name"]))
+    return 0
+
+
 async def remove_peer(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:
     """Remove the peer."""
-    await client.remove_peer(args.name)
+    await client.remove_peer(args.name, force=args.force)
     out.write("peer {} removed\n".format(args.name))
     return 0

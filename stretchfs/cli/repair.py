@@ -33,8 +33,13 @@ async def show_status(client: Any, args: argparse.Namespace, out: TextIO) -> int
             status["hashes"], time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(status["scanned"])),
             counts))
     repaired = status["repaired"]
-    out.write("repaired: {} copies, {} bytes, {} failed attempts\n".format(
-        repaired["copies"], repaired["bytes"], repaired["failures"]))
+    out.write("repaired: {} copies, {} bytes, {} failed attempts; {} extra copies trimmed\n"
+              .format(repaired["copies"], repaired["bytes"], repaired["failures"],
+                      repaired["trims"]))
+    for name, alone in sorted(status["draining"].items()):
+        out.write("store {}: drained, {}\n".format(
+            name, "{} hashes still short of copies elsewhere".format(alone) if alone
+            else "everything it holds has its copies elsewhere (it can be removed)"))
     for name, record in sorted(status["stores"].items()):
         out.write("store {}: {} since {}\n".format(
             name, record["state"],

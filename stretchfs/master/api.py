@@ -38,6 +38,7 @@ from stretchfs.health import Readiness
 from stretchfs.master import validate
 from stretchfs.master.dashauth import DashboardSessions
 from stretchfs.master.dashboard import STATIC_TYPES, dashboard_state, page, static_file
+from stretchfs.master.drain import check_remove, drain
 from stretchfs.master.feeds import FEED_PAGE_MAX_BYTES, FeedFollowers, FeedWaiters, long_poll
 from stretchfs.master.inventory import MAX_LOOKUP_HASHES, Inventory, parse_changes
 from stretchfs.master.keys import Keys
@@ -233,12 +234,23 @@ class MasterAPI(NodeAPI):
         log.info("peer {name} flags set: {flags}", name=name, flags=flags, event="peer_updated")
         return write_json(request, record)
 
+    @app.route("/peers/<name>/drain", methods=["POST"])
+    @counted("peers_drain")
+    @cluster_key_required
+    async def drain_peer(self, request: IRequest, name: str) -> bytes:
+        """Make a store read-only and have the planner copy what it holds elsewhere."""
+        return write_json(request, await drain(self.peers, validate.peer_name(name)))
+
     @app.route("/peers/<name>/remove", methods=["POST"])
     @counted("peers_remove")
     @cluster_key_required
     async def remove_peer(self, request: IRequest, name: str) -> bytes:
-        """Forget a peer."""
-        await self.peers.remove(validate.peer_name(name))
+        """Forget a peer; a store holding the only counted copy of anything only with
+        `{"force": true}`."""
+        validate.peer_name(name)
+        if not validate.field(self._body(request), "force", bool, False):
+            await check_remove(self.redis, self.keys, self.peers, name)
+        await self.peers.remove(name)
         log.info("peer {name} removed", name=name, event="peer_removed")
         return write_json(request, {"removed": True})
 

@@ -49,7 +49,7 @@ async def dashboard_state(api: MasterAPI) -> dict[str, Any]:
         name = peer["name"]
         result = probe.results.get(name)
         node = {key: peer.get(key) for key in ("name", "role", "url", "site", "zone", "active",
-                                               "writable", "updated")}
+                                               "writable", "drained", "updated")}
         node["health"] = "unknown" if result is None else "ok" if result["ok"] else "down"
         node["probe"] = result
         node["pingnet"] = verdicts.summary(name)
@@ -67,5 +67,5 @@ async def dashboard_state(api: MasterAPI) -> dict[str, Any]:
                     "purchases": await api.purchases.cursor()},
         "long_polls": api.waiters.waiting("inventory") + api.waiters.waiting("purchases"),
         "repair": await repair_status(api.redis, api.keys, api.config.repair,
-                                      api.clock.seconds()),
+                                      api.clock.seconds(), peers),
     }

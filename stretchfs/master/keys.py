@@ -97,6 +97,11 @@ class Keys:
         return self.prefix + "repair:queue"
 
     @property
+    def repair_trim(self) -> str:
+        """ZSET sha1 -> counted copies: content over `replicas` copies, to trim."""
+        return self.prefix + "repair:trim"
+
+    @property
     def repair_stores(self) -> str:
         """HASH store -> JSON {state: down|lost, since}: stores whose copies may not count."""
         return self.prefix + "repair:stores"

@@ -82,5 +82,7 @@ class RepairMetrics:
                              registry=registry)
         self.failures = Counter("stretchfs_repair_failures", "repair copies that failed",
                                 registry=registry)
+        self.trims = Counter("stretchfs_repair_trims", "copies removed from content over "
+                             "replicas", registry=registry)
         self.leader = Gauge("stretchfs_repair_leader", "1 while this master runs the planner",
                             registry=registry)

@@ -3,7 +3,8 @@
 A node registers itself at start-up; that writes its address fields only.
 `active` and `writable` are set once, when the peer is first seen, and from
 then on only by `update` (an operator, or a store whose disk is full): a
-restart never overrides an operator's `active=false`.
+restart never overrides an operator's `active=false`.  `drained` is set by
+`peer drain` (master/drain.py) and cleared when the store is made writable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from stretchfs.redisstore import RedisStore
 ROLES = ("prism", "store")
 _INT_FIELDS = ("port", "ping_port")
 _FLOAT_FIELDS = ("registered", "updated")
-_BOOL_FIELDS = ("active", "writable")
+_FLAGS = ("active", "writable")
+_BOOL_FIELDS = _FLAGS + ("drained",)
 
 # KEYS[1] peer HASH, KEYS[2] peer name SET; ARGV[1] name, ARGV[2] now,
 # then field/value pairs of the address -> the record, flat
@@ -51,7 +53,7 @@ def decode_record(flat: list[Any]) -> dict[str, Any] | None:
     raw = {text(k): text(v) for k, v in zip(flat[0::2], flat[1::2])}
     record: dict[str, Any] = {}
     for name in ("name", "role", "host", "port", "ping_port", "site", "zone", "url",
-                 "active", "writable", "registered", "updated"):
+                 "active", "writable", "drained", "registered", "updated"):
         value = raw.get(name, "")
         if name in _INT_FIELDS:
             record[name] = int(value or 0)
@@ -91,12 +93,14 @@ def parse_registration(body: dict[str, Any]) -> dict[str, str]:
 
 def parse_flags(body: dict[str, Any]) -> dict[str, bool]:
     """Validate an update body: `active` and/or `writable` booleans."""
-    unknown = sorted(set(body) - set(_BOOL_FIELDS))
+    unknown = sorted(set(body) - set(_FLAGS))
     if unknown:
         raise InvalidInput("unknown field '{}' (expected active, writable)".format(unknown[0]))
-    flags = {name: validate.field(body, name, bool) for name in _BOOL_FIELDS if name in body}
+    flags = {name: validate.field(body, name, bool) for name in _FLAGS if name in body}
     if not flags:
         raise InvalidInput("expected 'active' and/or 'writable'")
+    if flags.get("writable"):
+        flags["drained"] = False  # a store made writable again is no longer drained
     return flags
 
 

@@ -13,7 +13,8 @@ Every `[repair] interval` seconds, on the master that holds the lease
    rules (`repair.pick_source`, `repair.pick_target`), and asks the target
    store to copy it (`POST /content/fetch`, which verifies the SHA1 and
    publishes the copy).  At most `[repair] per_store` copies involve one
-   store at a time.
+   store at a time;
+4. it trims content over `replicas` counted copies (`trim.Trimmer`).
 
 Queue, store states and progress live in Redis, written only through the
 lease's fenced script, so a restarted or newly elected planner carries on.
@@ -45,11 +46,13 @@ from stretchfs.master.repair import (
     ByteBudget,
     StoreState,
     copies_label,
+    copyable,
     counted_holders,
     pick_source,
     pick_target,
 )
 from stretchfs.master.storewatch import Peers, StoreWatch
+from stretchfs.master.trim import Trimmer, TrimTarget
 from stretchfs.periodic import PeriodicService
 from stretchfs.redisstore import Arg, RedisStore
 from stretchfs.wire.store import StoreClient
@@ -65,8 +68,9 @@ RETRY_SECONDS = 10.0
 BATCH_LOG_SECONDS = 10.0
 
 
-class CopyTarget(Protocol):
-    """A store as the planner sees it: it copies a content from another store."""
+class CopyTarget(TrimTarget, Protocol):
+    """A store as the planner sees it: it copies a content from another store, and
+    answers and removes for the trimmer."""
 
     async def fetch(self, sha1: str, ext: str | None, source: str,
                     timeout: float | None = None) -> Mapping[str, object]:
@@ -89,6 +93,8 @@ class RepairPlanner(PeriodicService):
         self.metrics = metrics
         self.lease = Lease(redis, keys.repair_lease, owner, settings.lease_ttl, clock)
         self._watch = StoreWatch(redis, keys, self.lease, settings.lost_after, disks)
+        self._trimmer = Trimmer(redis, keys, self.lease, settings.replicas, store_client,
+                                metrics)
         self._leading = 0                          # the token we lead with, 0: standing by
         self._counting: frozenset[str] | None = None  # stores whose copies counted at the last scan
         self._scanned = 0.0
@@ -172,6 +178,7 @@ class RepairPlanner(PeriodicService):
             self._counting, self._scanned = counting, now
         self._stores = stores
         await self._fill()
+        await self._trimmer.run(stores, self._copying.__contains__, now)
         if self._log_batch(now):
             self._counting = None      # the queue ran empty: count the result next round
 
@@ -186,13 +193,19 @@ class RepairPlanner(PeriodicService):
             cursor, flat = await self._redis.execute("HSCAN", self._keys.inventory_rows, cursor,
                                                      "COUNT", SCAN_CHUNK)
             short: list[Arg] = []
+            over: list[Arg] = []
             for sha1, row in zip(flat[0::2], flat[1::2]):
-                have = len(counted_holders(json.loads(row)["stores"], stores))
+                holders = json.loads(row)["stores"]
+                have = len(counted_holders(holders, stores))
                 counts[copies_label(have, replicas)] += 1
-                if 0 < have < replicas:
+                if have < replicas and copyable(holders, stores):
                     short += [have, text(sha1)]
-            if short and not await self.lease.fenced(
-                    [["ZADD", self._keys.repair_queue] + short]):
+                elif have > replicas:
+                    over += [have, text(sha1)]
+            writes: list[list[Arg]] = [
+                ["ZADD", key, *members] for key, members in
+                ((self._keys.repair_queue, short), (self._keys.repair_trim, over)) if members]
+            if writes and not await self.lease.fenced(writes):
                 return False
             if text(cursor) == "0":
                 break
@@ -282,7 +295,8 @@ class RepairPlanner(PeriodicService):
             if recent is not None:
                 holders.add(recent[0])
             have = len(counted_holders(holders, stores))
-            if have >= self._settings.replicas or have == 0:  # done, or nothing to copy from
+            # done, or no copy left to copy from
+            if have >= self._settings.replicas or not copyable(holders, stores):
                 done.append(sha1)
                 continue
             avoid = self._avoid.get(sha1, set())

@@ -1,7 +1,8 @@
 """Pure repair rules: which copies count, which stores are lost, where a new copy goes.
 
 No I/O and no clock here; the planner (`master/planner.py`) passes `now`.
-A copy *counts* when its store is registered, active and not lost.  A store
+A copy *counts* when its store is registered, active, not lost and not
+drained (a drained store still serves its copies as a source).  A store
 is *down* while the ping net's majority votes it down, and *lost* once it
 has been down for `lost_after` seconds; while only down its copies still
 count (they are expected back) but it cannot serve as a source or target.
@@ -35,11 +36,17 @@ class StoreState:
     writable: bool
     state: str
     free: int | None = None  # bytes above min_free, when the probe knows
+    drained: bool = False
+
+    @property
+    def keeps(self) -> bool:
+        """Its copies are there or expected back (drained or not)."""
+        return self.active and self.state != LOST
 
     @property
     def counts(self) -> bool:
         """Its copies count toward `replicas`."""
-        return self.active and self.state != LOST
+        return self.keeps and not self.drained
 
     @property
     def serves(self) -> bool:
@@ -77,13 +84,19 @@ def store_states(peers: Iterable[Mapping[str, object]], records: Mapping[str, Do
                                   zone=(str(peer.get("site", "")), str(peer.get("zone", ""))),
                                   active=bool(peer.get("active", True)),
                                   writable=bool(peer.get("writable", True)),
-                                  state=str(record["state"]) if record else UP, free=free)
+                                  state=str(record["state"]) if record else UP, free=free,
+                                  drained=bool(peer.get("drained", False)))
     return states
 
 
 def counted_holders(holders: Iterable[str], stores: Mapping[str, StoreState]) -> list[str]:
     """The holders whose copies count."""
     return [h for h in holders if h in stores and stores[h].counts]
+
+
+def copyable(holders: Iterable[str], stores: Mapping[str, StoreState]) -> bool:
+    """Some holder's copy is there or expected back: a counted or a drained one."""
+    return any(h in stores and stores[h].keeps for h in holders)
 
 
 def copies_label(count: int, replicas: int) -> str:
@@ -93,11 +106,10 @@ def copies_label(count: int, replicas: int) -> str:
 
 def pick_source(holders: Iterable[str], stores: Mapping[str, StoreState],
                 busy: Mapping[str, int], limit: int, avoid: Iterable[str] = ()) -> str | None:
-    """A counted holder that is up and has a free slot: not one of `avoid` (it failed
-    before) if possible, then the least busy."""
+    """A holder that is up (counted or drained) and has a free slot: not one of `avoid`
+    (it failed before) if possible, then the least busy."""
     avoid = set(avoid)
-    ready = [h for h in counted_holders(holders, stores)
-             if stores[h].serves and busy.get(h, 0) < limit]
+    ready = [h for h in holders if h in stores and stores[h].serves and busy.get(h, 0) < limit]
     return min(ready, key=lambda h: (h in avoid, busy.get(h, 0), h)) if ready else None
 
 
@@ -118,6 +130,22 @@ def pick_target(holders: Iterable[str], stores: Mapping[str, StoreState], size: 
         return None
     best = min(pool, key=lambda s: (zones[s.zone], -(s.free or 0), busy.get(s.name, 0), s.name))
     return best.name
+
+
+def pick_trim(holders: Iterable[str], stores: Mapping[str, StoreState],
+               replicas: int) -> str | None:
+    """The counted copy to remove from content with more than `replicas`: on an up store,
+    the one that adds least (its zone, then its host, holds another counted copy; then the
+    least free space).  None when the content is not over `replicas` or no holder is up."""
+    counted = counted_holders(holders, stores)
+    if len(counted) <= replicas:
+        return None
+    zones = Counter(stores[h].zone for h in counted)
+    hosts = Counter(stores[h].host for h in counted)
+    ready = [stores[h] for h in counted if stores[h].serves]
+    if not ready:
+        return None
+    return min(ready, key=lambda s: (-zones[s.zone], -hosts[s.host], s.free or 0, s.name)).name
 
 
 class ByteBudget:

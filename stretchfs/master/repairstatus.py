@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from klein import Klein
 from twisted.web.iweb import IRequest
 
 from stretchfs.config import RepairSettings
+from stretchfs.master.drain import current_states, short_without
 from stretchfs.master.keys import Keys
 from stretchfs.master.lease import lease_holder
 from stretchfs.master.lua import text
@@ -21,9 +22,10 @@ if TYPE_CHECKING:
 
 
 async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
-                        now: float) -> dict[str, object]:
-    """The planner (lease holder), queue length, the last scan's counts, totals, and the
-    stores that are down or lost."""
+                        now: float, peers: list[dict[str, Any]]) -> dict[str, object]:
+    """The planner (lease holder), queue length, the last scan's counts, totals, the
+    stores that are down or lost, and for each drained store (among `peers`) how many
+    hashes it holds are still short of `replicas` counted copies without it."""
     holder = await lease_holder(redis, keys.repair_lease)
     queued, flat_status, flat_stores = await redis.pipeline([
         ["ZCARD", keys.repair_queue], ["HGETALL", keys.repair_status],
@@ -38,9 +40,23 @@ async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
         "scanned": float(status["scanned"]) if "scanned" in status else None,
         "hashes": int(status.get("hashes", 0)),
         "copies": json.loads(status["counts"]) if "counts" in status else {},
-        "repaired": {name: int(status.get(name, 0)) for name in ("copies", "bytes", "failures")},
+        "repaired": {name: int(status.get(name, 0)) for name in ("copies", "bytes", "failures",
+                                                                  "trims")},
         "stores": stores,
+        "draining": await draining(redis, keys, peers, settings.replicas),
     }
+
+
+async def draining(redis: RedisStore, keys: Keys, peers: list[dict[str, Any]],
+                   replicas: int) -> dict[str, int]:
+    """Each drained store with the number of hashes it holds that other stores do not yet
+    hold `replicas` counted copies of."""
+    drained = [p["name"] for p in peers if p["role"] == "store" and p["drained"]]
+    if not drained:
+        return {}
+    stores = await current_states(redis, keys, peers)
+    return {name: await short_without(redis, keys, name, stores, replicas)
+            for name in drained}
 
 
 def add_repair_routes(app: Klein) -> None:
@@ -50,5 +66,5 @@ def add_repair_routes(app: Klein) -> None:
     @cluster_key_required
     async def get_repair_status(self: "MasterAPI", request: IRequest) -> bytes:
         status = await repair_status(self.redis, self.keys, self.config.repair,
-                                     self.clock.seconds())
+                                     self.clock.seconds(), await self.peers.list())
         return write_json(request, status)

@@ -33,6 +33,12 @@ log = Logger()
 Peers = list[dict[str, Any]]
 
 
+async def down_records(redis: RedisStore, keys: Keys) -> dict[str, DownRecord]:
+    """The stores down or lost now, as the planner last recorded them."""
+    flat = await redis.execute("HGETALL", keys.repair_stores)
+    return {text(k): json.loads(v) for k, v in zip(flat[0::2], flat[1::2])}
+
+
 class StoreWatch:
     """The planner's view of the stores, kept in Redis."""
 
@@ -57,8 +63,7 @@ class StoreWatch:
         view = await cluster_view(self._redis, self._keys.prefix, known, now)
         voted_down = {row["name"] for row in view["peers"]
                       if row["role"] == "store" and row["active"] and not row["available"]}
-        flat = await self._redis.execute("HGETALL", self._keys.repair_stores)
-        old = {text(k): json.loads(v) for k, v in zip(flat[0::2], flat[1::2])}
+        old = await down_records(self._redis, self._keys)
         names = {str(p["name"]) for p in peers if p.get("role") == "store"}
         new: dict[str, DownRecord] = {}
         for name in sorted(names):

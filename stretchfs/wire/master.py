@@ -81,9 +81,14 @@ class MasterClient:
         """Set `active` and/or `writable` of a peer."""
         return await self._json.json("POST", "/peers/{}/update".format(quote(name)), flags)
 
-    async def remove_peer(self, name: str) -> dict[str, Any]:
-        """Remove a peer from the registry."""
-        return await self._json.json("POST", "/peers/{}/remove".format(quote(name)))
+    async def drain_peer(self, name: str) -> dict[str, Any]:
+        """Make a store read-only and have its copies made on other stores."""
+        return await self._json.json("POST", "/peers/{}/drain".format(quote(name)))
+
+    async def remove_peer(self, name: str, force: bool = False) -> dict[str, Any]:
+        """Remove a peer from the registry (`force`: even with the only copy of something)."""
+        return await self._json.json("POST", "/peers/{}/remove".format(quote(name)),
+                                     {"force": True} if force else None)
 
     async def repair_status(self) -> dict[str, Any]:
         """The repair planner's state (`GET /repair/status`, docs/repair.md)."""

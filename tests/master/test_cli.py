@@ -90,7 +90,8 @@ async def test_commands_print_results_and_errors(master) -> None:
     assert await run_command(client, peers.update_peer, update, out, err) == 0
     assert "writable=no" in out.getvalue()
     assert await run_command(client, peers.list_peers, _args(), out, err) == 0
-    assert await run_command(client, peers.remove_peer, _args(name="store1"), out, err) == 0
+    assert await run_command(client, peers.remove_peer, _args(name="store1", force=False), out,
+                             err) == 0
     assert await run_command(client, purchases.prune_purchases, _args(), out, err) == 0
     assert "pruned 0 expired purchase(s)" in out.getvalue()
     assert await run_command(client, users.deactivate_user, _args(name="zoe"), out, err) == 0

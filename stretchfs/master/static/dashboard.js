@@ -111,9 +111,13 @@ function repairRows(r) {
     pairRow("hashes by counted copies", r.scanned === null ? "not scanned yet" :
             counted.join(" · ") + " (scanned " + time(r.scanned) + ")"),
     pairRow("repaired", r.repaired.copies + " copies, " + r.repaired.bytes + " bytes, " +
-            r.repaired.failures + " failed attempts"),
+            r.repaired.failures + " failed attempts, " + r.repaired.trims + " trimmed"),
   ].concat(Object.keys(r.stores).sort().map((name) =>
-    pairRow("store " + name, r.stores[name].state + " since " + time(r.stores[name].since))));
+    pairRow("store " + name, r.stores[name].state + " since " + time(r.stores[name].since))),
+  Object.keys(r.draining).sort().map((name) =>
+    pairRow("store " + name, "drained, " + (r.draining[name] ?
+      r.draining[name] + " hashes still short of copies elsewhere" :
+      "everything it holds has its copies elsewhere (it can be removed)"))));
 }
 
 async function refresh() {
