@@ -37,7 +37,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from stretchfs.config import MasterConfig, RepairSettings
-from stretchfs.errors import StretchFSError
+from stretchfs.errors import Gone, StretchFSError
+from stretchfs.master.inventory import Inventory
 from stretchfs.master.keys import Keys
 from stretchfs.master.lease import Lease
 from stretchfs.master.lua import text
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
 log = Logger()
 
 SCAN_CHUNK = 1000
+FEED_PAGE = 1000
 RECENT_SECONDS = 60.0
 RETRY_SECONDS = 10.0
 BATCH_LOG_SECONDS = 10.0
@@ -83,9 +85,12 @@ class RepairPlanner(PeriodicService):
     def __init__(self, *, redis: RedisStore, keys: Keys, settings: RepairSettings,
                  clock: IReactorTime, owner: str, list_peers: Callable[[], Awaitable[Peers]],
                  disks: Callable[[], Mapping[str, Mapping[str, int]]],
-                 store_client: Callable[[str], CopyTarget], metrics: RepairMetrics) -> None:
+                 store_client: Callable[[str], CopyTarget], metrics: RepairMetrics,
+                 inventory: Inventory) -> None:
         super().__init__(clock, settings.interval)
         self._redis = redis
+        self._inventory = inventory
+        self._feed_at: str | None = None            # inventory feed read up to here
         self._keys = keys
         self._settings = settings
         self._list_peers = list_peers
@@ -173,9 +178,12 @@ class RepairPlanner(PeriodicService):
         # count: content short of copies is queued whether or not a source is up now).
         counting = frozenset(n for n, s in stores.items() if s.counts)
         if counting != self._counting or now - self._scanned >= self._settings.rescan:
+            feed_at = await self._inventory.cursor()
             if not await self._scan(stores, now):
                 return
-            self._counting, self._scanned = counting, now
+            self._counting, self._scanned, self._feed_at = counting, now, feed_at
+        elif not await self._queue_removed(stores):
+            return
         self._stores = stores
         await self._fill()
         await self._trimmer.run(stores, self._copying.__contains__, now)
@@ -216,6 +224,29 @@ class RepairPlanner(PeriodicService):
         return await self.lease.fenced([["HSET", self._keys.repair_status, "scanned", repr(now),
                                          "hashes", sum(counts.values()),
                                          "counts", json.dumps(summary)]])
+
+    async def _queue_removed(self, stores: Mapping[str, StoreState]) -> bool:
+        """Queue the content a store dropped since the last look at the inventory feed (a
+        scrub's quarantine, an operator's remove) without waiting for the next scan.
+        False when fenced off."""
+        if self._feed_at is None:
+            return True
+        try:
+            cursor, changes = await self._inventory.feed(self._feed_at, FEED_PAGE)
+        except Gone:
+            self._counting = None      # the feed moved past us: scan next round
+            return True
+        self._feed_at = cursor
+        removed = sorted({change["hash"] for change in changes if change["op"] == "remove"})
+        rows = await self._inventory.lookup_many(removed)
+        short: list[Arg] = []
+        for sha1 in removed:
+            holders = (rows.get(sha1) or {}).get("stores") or []
+            have = len(counted_holders(holders, stores))
+            if have < self._settings.replicas and copyable(holders, stores):
+                short += [have, sha1]
+        return not short or await self.lease.fenced([["ZADD", self._keys.repair_queue,
+                                                      *short]])
 
     async def _fill(self) -> None:
         """Start what the queue and the store slots allow; a call while a dispatch runs
@@ -380,4 +411,4 @@ def repair_planner(config: MasterConfig, redis: RedisStore, clock: IReactorTime,
     return RepairPlanner(redis=redis, keys=api.keys, settings=config.repair, clock=clock,
                          owner="{}#{}".format(config.node.name, secrets.token_hex(4)),
                          list_peers=api.peers.list, disks=disks, store_client=store_client,
-                         metrics=RepairMetrics(api.metrics_registry))
+                         metrics=RepairMetrics(api.metrics_registry), inventory=api.inventory)

@@ -202,7 +202,8 @@ def planner(master: Any, stores: StandInStores, owner: str = "m1",
     return RepairPlanner(redis=master.redis, keys=master.api.keys,
                          settings=RepairSettings(**values), clock=master.clock, owner=owner,
                          list_peers=master.api.peers.list, disks=dict,
-                         store_client=stores.client, metrics=RepairMetrics(new_registry(False)))
+                         store_client=stores.client, metrics=RepairMetrics(new_registry(False)),
+                         inventory=master.api.inventory)
 
 
 async def rounds(job: RepairPlanner, master: Any, count: int, step: float = 1.0) -> None:
@@ -424,3 +425,20 @@ async def test_a_scan_reads_every_row_over_several_chunks(master) -> None:
     assert status["queue"] == len(many)
     job.stopService()
     await job.copies_done()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_copy_a_store_drops_is_made_again_before_the_next_scan(master) -> None:
+    """A store withdrawing a copy (a scrub's quarantine) is seen on the inventory feed and
+    the content gets its second copy in the next rounds, long before `rescan`."""
+    hashes = await cluster(master)
+    stores = StandInStores(master.api)
+    job = planner(master, stores, rescan=3600.0)
+    await rounds(job, master, 2)
+    assert stores.calls == []
+    dropped = hashes[0]                # on store4 and store1
+    await master.api.inventory.publish("store1", parse_changes(
+        [{"op": "remove", "hash": dropped}]))
+    await rounds(job, master, 2)
+    assert [(sha1, source) for sha1, source, _ in stores.calls] == [(dropped, "store4")]
+    assert len((await counted_rows(master, [dropped]))[dropped]) == 2
