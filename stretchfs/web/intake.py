@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Generic, TypeVar, cast
 from typing import Protocol as TypingProtocol
@@ -51,7 +52,8 @@ class Intake(TypingProtocol):
 
 IntakeT = TypeVar("IntakeT", bound=Intake)
 
-BLOCK_BYTES = 1024 * 1024
+BLOCK_BYTES = 256 * 1024
+STAGE_JOB_BYTES = 4 * 1024 * 1024
 WRITEBACK_EVERY_BYTES = 16 * 1024 * 1024
 
 
@@ -118,12 +120,74 @@ class Backpressure:
             self._producer.resumeProducing()
 
 
+class _Stage:
+    """One ordered stage (hashing, or writing) of a file's blocks on the executor.
+
+    A job takes queued blocks one after the other until none is left or it
+    has done `STAGE_JOB_BYTES`, so while a body streams in, a stage does not
+    wait for the reactor thread to hand it each block: one round trip per
+    job, not per block.  `done(size)` reports progress on the reactor thread.
+    """
+
+    def __init__(self, run: Executor, work: Callable[[bytes], None],
+                 done: Callable[[int], None], fail: Callable[[Any], None]) -> None:
+        self._run = run
+        self._work = work
+        self._done = done
+        self._fail = fail
+        self._blocks: deque[bytes] = deque()   # appended here, taken by the job's thread
+        self._running = False                   # only touched on the reactor thread
+        self._idle: list[Deferred[None]] = []
+
+    def put(self, data: bytes) -> None:
+        """Queue a block; start a job unless one runs (it will take the block)."""
+        self._blocks.append(data)
+        if not self._running:
+            self._start()
+
+    def idle(self) -> Deferred[None]:
+        """Fires once every queued block is done."""
+        if not self._running:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._idle.append(waiter)
+        return waiter
+
+    def _start(self) -> None:
+        self._running = True
+        self._run(self._drain).addBoth(self._finished)
+
+    def _drain(self) -> int:
+        total = 0
+        while self._blocks and total < STAGE_JOB_BYTES:
+            data = self._blocks.popleft()
+            self._work(data)
+            total += len(data)
+        return total
+
+    def _finished(self, total: Any) -> None:
+        self._running = False
+        if not isinstance(total, int):     # the executor itself failed: give up the rest
+            self._fail(total)
+            total = sum(map(len, self._blocks))
+            self._blocks.clear()
+        self._done(total)
+        if self._blocks:
+            self._start()
+            return
+        waiting, self._idle = self._idle, []
+        for waiter in waiting:
+            waiter.callback(None)
+
+
 class HashingFile:
     """Writes chunks to `handle` and computes their SHA1, block by block on `run`.
 
-    The first failure (a disk error, or anything a block raised, reported as
-    an OSError) is kept in `error`; later blocks are skipped and `close`
-    fails with it.
+    Hashing and writing are two `_Stage`s that run beside each other.  A body
+    that never filled a block (a small upload) is hashed, written and closed
+    in one job.  The first failure (a disk error, or anything a block raised,
+    reported as an OSError) is kept in `error`; later blocks are skipped and
+    `close` fails with it.
     """
 
     def __init__(self, handle: BinaryIO, run: Executor, flow: Backpressure, *,
@@ -137,43 +201,52 @@ class HashingFile:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._stopped = False
+        self._submitted = False
         self.error: OSError | None = None
-        self._hashing: Deferred[Any] = succeed(None)
-        self._writing: Deferred[Any] = succeed(None)
+        self._progress = [0, 0]            # bytes hashed, bytes written
+        self._stages = (_Stage(run, self._guarded(self._hash.update), self._reported(0),
+                               self._fail),
+                        _Stage(run, self._guarded(self._write), self._reported(1), self._fail))
 
     def write(self, chunk: bytes) -> None:
-        """Queue `chunk`; a full block goes to the executor."""
+        """Queue `chunk`; a full block goes to the stages."""
         self._pending.append(chunk)
         self._pending_bytes += len(chunk)
         if self._pending_bytes >= BLOCK_BYTES:
             self._submit()
 
-    def _submit(self) -> None:
-        if not self._pending:
-            return
+    def _take(self) -> bytes:
         data = b"".join(self._pending)
         self._pending = []
         self._pending_bytes = 0
+        return data
+
+    def _submit(self) -> None:
+        if not self._pending:
+            return
+        data = self._take()
+        self._submitted = True
         self._flow.queue(len(data))
-        stages_left = [2]
+        for stage in self._stages:
+            stage.put(data)
 
-        def done(_: Any) -> None:
-            stages_left[0] -= 1
-            if stages_left[0] == 0:
-                self._flow.written(len(data))
+    def _reported(self, index: int) -> Callable[[int], None]:
+        def done(size: int) -> None:
+            slowest = min(self._progress)
+            self._progress[index] += size
+            if min(self._progress) > slowest:
+                self._flow.written(min(self._progress) - slowest)
+        return done
 
-        self._hashing.addCallback(lambda _: self._run(self._guarded, self._hash.update, data))
-        self._hashing.addErrback(self._fail).addBoth(done)
-        self._writing.addCallback(lambda _: self._run(self._guarded, self._write, data))
-        self._writing.addErrback(self._fail).addBoth(done)
-
-    def _guarded(self, work: Callable[[bytes], Any], data: bytes) -> None:
-        """Run one stage on one block, unless an earlier block failed (executor thread)."""
-        if self.error is None and not self._stopped:
-            try:
-                work(data)
-            except Exception as exc:  # noqa: BLE001 - reported by close(), never lost
-                self._fail(exc)
+    def _guarded(self, work: Callable[[bytes], Any]) -> Callable[[bytes], None]:
+        """`work` on one block unless an earlier block failed (executor thread)."""
+        def guarded(data: bytes) -> None:
+            if self.error is None and not self._stopped:
+                try:
+                    work(data)
+                except Exception as exc:  # noqa: BLE001 - reported by close(), never lost
+                    self._fail(exc)
+        return guarded
 
     def _write(self, data: bytes) -> None:
         self._handle.write(data)
@@ -196,12 +269,28 @@ class HashingFile:
     def close(self) -> Deferred[str]:
         """Flush and close the file; fires with the hex SHA1 once every block is
         hashed and written and the file is closed, or fails with the first error."""
+        if not self._submitted:
+            return Deferred.fromCoroutine(self._close_small(self._take()))
         self._submit()
         return Deferred.fromCoroutine(self._close())
 
+    def _hash_write_close(self, data: bytes) -> None:
+        self._hash.update(data)
+        self._handle.write(data)
+        self._handle.close()
+
+    async def _close_small(self, data: bytes) -> str:
+        try:
+            await self._run(self._hash_write_close, data)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+            _close_quietly(self._handle)
+            raise self.error from None  # type: ignore[misc]
+        return self._hash.hexdigest()
+
     async def _close(self) -> str:
-        await self._hashing
-        await self._writing
+        for stage in self._stages:
+            await stage.idle()
         if self.error is None:
             try:
                 await self._run(self._handle.close)
@@ -217,8 +306,8 @@ class HashingFile:
         self._stopped = True
         self._pending = []
         self._flow.release()
-        self._writing.addBoth(lambda _: self._hashing).addBoth(
-            lambda _: _close_quietly(self._handle))
+        idle = [stage.idle() for stage in self._stages]
+        idle[0].addBoth(lambda _: idle[1]).addBoth(lambda _: _close_quietly(self._handle))
 
 
 def _close_quietly(handle: BinaryIO) -> None:
