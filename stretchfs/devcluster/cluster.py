@@ -28,6 +28,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from stretchfs.config import RedisSettings, cluster_key_problem
 from stretchfs.devcluster.process import NodeProcess, decode_json, http_call, http_get_json
@@ -49,10 +50,21 @@ FIRST_USER = "admin"
 DEV_LOST_AFTER_SECONDS = 60.0
 
 
-def _free_port_on(host: str, kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def _free_port_on(host: str, kind: int, wanted: int = 0) -> int:
+    """`wanted` when it is free on `host`, else any free port."""
+    for port in ((wanted, 0) if wanted else (0,)):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port on {}".format(host))
+
+
+def _port_of(url: Any) -> int:
+    """The port of a saved node URL (0 when there is none)."""
+    return urlsplit(url).port or 0 if isinstance(url, str) and url else 0
 
 
 @dataclass
@@ -92,8 +104,15 @@ class NodeSpec:
         return endpoints
 
 
-def plan_nodes(workdir: str, prisms: int, stores: int) -> list[NodeSpec]:
-    """Names, loopback addresses, free ports and zones for every node."""
+def plan_nodes(workdir: str, prisms: int, stores: int,
+               previous: list[dict[str, Any]] | None = None) -> list[NodeSpec]:
+    """Names, loopback addresses, free ports and zones for every node.
+
+    A node of the `previous` run (cluster.json's `nodes`) keeps its ports when
+    they are still free, so the registry in the kept Redis, and every node's
+    copy of it, still points at the right addresses after a restart.
+    """
+    before = {str(n.get("name")): n for n in previous or []}
     roles = [("master", "master")] + [("prism", "prism{}".format(i + 1)) for i in range(prisms)]
     roles += [("store", "store{}".format(i + 1)) for i in range(stores)]
     zones = "abc"
@@ -104,15 +123,18 @@ def plan_nodes(workdir: str, prisms: int, stores: int) -> list[NodeSpec]:
         number = seen.get(role, 0)
         seen[role] = number + 1
         tls = role == "prism"
+        last = before.get(name, {})
         nodes.append(NodeSpec(
             name=name, role=role, host=host,
-            port=_free_port_on(host, socket.SOCK_STREAM),
-            ping_port=_free_port_on(host, socket.SOCK_DGRAM) if role != "master" else 0,
+            port=_free_port_on(host, socket.SOCK_STREAM, _port_of(last.get("url"))),
+            ping_port=(_free_port_on(host, socket.SOCK_DGRAM, int(last.get("ping_port") or 0))
+                       if role != "master" else 0),
             zone=zones[number % len(zones)],
             config=os.path.join(workdir, "etc", name + ".toml"),
             log=os.path.join(workdir, "log", name + ".log"),
             root=os.path.join(workdir, "data", name) if role == "store" else "",
-            tls_port=_free_port_on(host, socket.SOCK_STREAM) if tls else 0,
+            tls_port=(_free_port_on(host, socket.SOCK_STREAM, _port_of(last.get("https_url")))
+                      if tls else 0),
             cert_file=os.path.join(workdir, "tls", name + ".pem") if tls else "",
             key_file=os.path.join(workdir, "tls", name + ".key") if tls else ""))
     return nodes
@@ -192,7 +214,7 @@ class LocalCluster:
         self.cluster_key = saved_key if not cluster_key_problem(saved_key) else \
             secrets.token_urlsafe(32)
         try:
-            self._start(detach, timeout, previous.get("user"))
+            self._start(detach, timeout, previous.get("user"), previous.get("nodes"))
         except BaseException:
             self.down()
             raise
@@ -229,7 +251,8 @@ class LocalCluster:
         write_private(self.state_path, json.dumps(state, indent=2))
         return state
 
-    def _start(self, detach: bool, timeout: float, saved_user: dict[str, str] | None) -> None:
+    def _start(self, detach: bool, timeout: float, saved_user: dict[str, str] | None,
+               saved_nodes: list[dict[str, Any]] | None) -> None:
         redis_url = self.redis_url or os.environ.get("REDIS_URL", "")
         passwords = new_passwords()
         if not redis_url:
@@ -247,7 +270,7 @@ class LocalCluster:
             self.say("redis-server on {}".format(redis_url))
         self.redis_url = redis_url
         logins = self._redis_logins(redis_url, passwords)
-        self.nodes = plan_nodes(self.workdir, self.prisms, self.stores)
+        self.nodes = plan_nodes(self.workdir, self.prisms, self.stores, saved_nodes)
         self.write_configs(logins)
         # The master first: the other roles register with it at start-up.
         self._launch(self.nodes[:1], detach, timeout)

@@ -58,3 +58,21 @@ def test_rewritten_files_become_private(tmp_path, usual_umask) -> None:
         assert _mode(path) == 0o600
         with open(path, encoding="utf-8") as handle:
             assert handle.read() != "old"
+
+
+def test_a_restart_keeps_each_nodes_ports_while_they_are_free(tmp_path) -> None:
+    """Planned again with the last run's nodes, every node gets its old ports back (the
+    registry in the kept Redis stays right); a port now taken is replaced by a free one."""
+    import socket
+
+    first = plan_nodes(str(tmp_path), 1, 2)
+    saved = [{"name": n.name, "url": n.url, "https_url": n.https_url, "ping_port": n.ping_port}
+             for n in first]
+    again = plan_nodes(str(tmp_path), 1, 2, saved)
+    assert [(n.port, n.ping_port, n.tls_port) for n in again] == \
+        [(n.port, n.ping_port, n.tls_port) for n in first]
+    store = first[-1]
+    with socket.socket() as taken:
+        taken.bind((store.host, store.port))
+        replanned = plan_nodes(str(tmp_path), 1, 2, saved)[-1]
+    assert replanned.port not in (0, store.port) and replanned.ping_port == store.ping_port
