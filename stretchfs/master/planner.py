@@ -106,6 +106,7 @@ class RepairPlanner(PeriodicService):
         self._busy: Counter[str] = Counter()       # copies in flight per store
         self._budget = ByteBudget(settings.per_store_bytes)
         self._copying: dict[str, Deferred[None]] = {}
+        self._routes: dict[str, tuple[str, str]] = {}  # sha1 -> (source, target) in flight
         self._recent: dict[str, tuple[str, float]] = {}  # sha1 -> (target, until)
         self._avoid: dict[str, set[str]] = {}      # sha1 -> stores that failed it
         self._retry: dict[str, float] = {}         # sha1 -> not before
@@ -185,6 +186,7 @@ class RepairPlanner(PeriodicService):
         elif not await self._queue_removed(stores):
             return
         self._stores = stores
+        await self._abandon(stores)
         await self._fill()
         await self._trimmer.run(stores, self._copying.__contains__, now)
         if self._log_batch(now):
@@ -262,6 +264,26 @@ class RepairPlanner(PeriodicService):
                 await self._dispatch(self._stores, self._clock.seconds())
         finally:
             self._dispatching = False
+
+    async def _abandon(self, stores: Mapping[str, StoreState]) -> None:
+        """Cancel the copies whose source or target the ping net votes down (or that left
+        the registry): a hung peer would otherwise hold both stores' slots for
+        `copy_timeout`.  Each counts as a failed copy; the content is planned again at once,
+        avoiding the store that went down."""
+        gone = {sha1: route for sha1, route in self._routes.items()
+                if not all(name in stores and stores[name].serves for name in route)}
+        for sha1, (source, target) in sorted(gone.items()):
+            self._avoid.setdefault(sha1, set()).update(
+                name for name in (source, target) if name not in stores or
+                not stores[name].serves)
+            self.metrics.failures.inc()
+            self._batch["failed"] += 1
+            log.debug("repair copy of {sha1} from {source} to {target} abandoned: a store "
+                      "is down", sha1=sha1, source=source, target=target)
+            self._copying[sha1].cancel()
+        if gone:
+            await self.lease.fenced([["HINCRBY", self._keys.repair_status, "failures",
+                                      len(gone)]])
 
     def _refill(self) -> None:
         """A copy finished: use its slots now rather than at the next round."""
@@ -358,9 +380,11 @@ class RepairPlanner(PeriodicService):
         self._busy[target.name] += 1
         copy = Deferred.fromCoroutine(self._copy(sha1, ext, size, source, target))
         self._copying[sha1] = copy
+        self._routes[sha1] = (source, target.name)
 
         def finished(result: object) -> object:
             self._copying.pop(sha1, None)
+            self._routes.pop(sha1, None)
             for name in (source, target.name):
                 self._busy[name] -= 1
                 if self._busy[name] <= 0:

@@ -442,3 +442,31 @@ async def test_a_copy_a_store_drops_is_made_again_before_the_next_scan(master) -
     await rounds(job, master, 2)
     assert [(sha1, source) for sha1, source, _ in stores.calls] == [(dropped, "store4")]
     assert len((await counted_rows(master, [dropped]))[dropped]) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_copy_whose_store_is_voted_down_is_abandoned_and_planned_again(master) -> None:
+    """A copy whose target hangs (never answers) is cancelled as soon as the ping net
+    votes that store down, not after `copy_timeout`: its slots are freed, it counts as
+    a failure, and the content is copied to another store in the same round."""
+    hashes = await cluster(master, hashes=1)     # on store4 and store1
+    stores = StandInStores(master.api)
+    stores.hold = True
+    job = planner(master, stores, copy_timeout=600.0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    assert len(stores.calls) == 1
+    (sha1, source, hung), = stores.calls
+    assert (sha1, source) == (hashes[0], "store1")
+    master.clock.advance(1)
+    await job.run_round()
+    assert len(stores.calls) == 1 and not stores.waiting[0].called
+    await vote_down(master, hung)
+    master.clock.advance(1)
+    await job.run_round()
+    assert stores.waiting[0].called              # cancelled, long before copy_timeout
+    assert [call[2] for call in stores.calls[1:]] == [
+        ({"store2", "store3"} - {hung}).pop()]
+    assert (await master.call("GET", "/repair/status")).json["repaired"]["failures"] == 1
+    job.stopService()
+    await job.copies_done()
