@@ -27,7 +27,9 @@ from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load
 from stretchfs.chaos.watch import VerdictWatch, wait_until
 from stretchfs.client import Content
 from stretchfs.config import load_config
-from stretchfs.devcluster.process import decode_json, http_call, http_get_json
+from stretchfs.devcluster.cluster import write_private
+from stretchfs.devcluster.process import decode_json, http_call, http_get_json, read_events
+from stretchfs.store.layout import ContentStore
 
 DETECTION_TIMEOUT_SECONDS = 20.0
 # A peer down again within the ping net's flap window is held out longer
@@ -602,7 +604,78 @@ def network_cut(handle: ClusterHandle, options: Options) -> Report:
     return report
 
 
-# -- store-lost: a store dies for good and its copies are made again -----------
+# -- store-lost, store-returns, bit-rot, drain: redundancy heals itself ---------
+#
+# Each runs the same skeleton (`_under_load`): the victim store is up on every
+# node, the load starts, the scenario hurts the victim and waits for the cluster
+# to heal (checking its own promises as it goes), then the load stops, every
+# purchased content must download with its SHA1, the victim is healed and
+# nothing acknowledged may be lost.
+
+SCRUB_TIMEOUT_SECONDS = 60.0
+# The victim's scrub during bit-rot: a pass every second, fast enough for a few
+# hundred small files (each costs at least 256 KiB of the rate).
+FAST_SCRUB = {"period": "1.0", "rate": '"64 MiB"'}
+
+
+@dataclass
+class Under:
+    """A redundancy scenario in progress: the cluster, its load and the store it hurts."""
+
+    handle: ClusterHandle
+    options: Options
+    report: Report
+    victim: str
+    watch: VerdictWatch
+    load: Load
+
+    def wait(self, what: str, check: Callable[[], bool], timeout: float,
+             missing: Callable[[], str], step: float = 0.5) -> float | None:
+        """Poll `check` for `timeout` seconds; a note with the time it took (`what`), or
+        a broken promise saying what is `missing`."""
+        took = wait_until(check, timeout, step=step)
+        if took is None:
+            self.report.fail("after {:.0f} s: {}".format(timeout, missing()))
+        else:
+            self.report.notes.append("{} after {:.1f} s".format(what, took))
+        return took
+
+    def no_failures(self, since: float, when: str) -> None:
+        """No client call that started after `since` failed."""
+        failures = self.load.failures(since)
+        if failures:
+            self.report.fail("failures {}: {}".format(when, dict(failures)))
+
+
+def _under_load(handle: ClusterHandle, options: Options, scenario: str,
+                act: Callable[[Under], object], victim: str = "") -> Report:
+    """Run `act` on `victim` (default: the last store) under the client load, then
+    check that every purchased content downloads with its SHA1; heal the victim and
+    check that nothing acknowledged was lost."""
+    report = Report(scenario)
+    victim = victim or handle.nodes("store")[-1]["name"]
+    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
+    if wait_until(lambda: watch.all_agree(_observers(handle), victim, True),
+                  HEAL_TIMEOUT_SECONDS, step=0.2) is None:
+        report.fail("{} not available on every node before the scenario".format(victim))
+    load = _start_load(handle, options)
+    try:
+        act(Under(handle, options, report, victim, watch, load))
+        load.stop()
+        _check_downloads(handle, load.items, report)
+    finally:
+        _heal(handle, victim, watch, report)
+        _finish(load, report, handle)
+    return report
+
+
+def _repair_settings(handle: ClusterHandle) -> tuple[int, float]:
+    """`replicas` and `lost_after` as the master's `GET /repair/status` reports them."""
+    code, status = _master_call(handle, "GET", "/repair/status")
+    if code != 200:
+        raise RuntimeError("GET /repair/status answered {}".format(code))
+    return int(status["replicas"]), float(status["lost_after"])
+
 
 def _held_by(handle: ClusterHandle, store: str) -> list[str]:
     """The hashes the master's inventory has on `store`."""
@@ -613,15 +686,46 @@ def _held_by(handle: ClusterHandle, store: str) -> list[str]:
     return [decode_json(line)["hash"] for line in data.splitlines() if line.strip()]
 
 
-def _short_of(handle: ClusterHandle, hashes: list[str], gone: str, replicas: int) -> list[str]:
-    """Those of `hashes` with fewer than `replicas` holders other than `gone`."""
-    short = []
+def _listed(handle: ClusterHandle, hashes: list[str]) -> dict[str, set[str]]:
+    """The stores the master's inventory lists for each of `hashes`."""
+    found: dict[str, set[str]] = {}
     for start in range(0, len(hashes), 1000):
-        _, rows = _master_call(handle, "POST", "/inventory/lookup",
-                               {"hashes": hashes[start:start + 1000]})
-        short += [h for h, row in (rows or {}).items()
-                  if len(set((row or {}).get("stores", [])) - {gone}) < replicas]
-    return short
+        code, rows = _master_call(handle, "POST", "/inventory/lookup",
+                                  {"hashes": hashes[start:start + 1000]})
+        if code != 200:
+            raise RuntimeError("inventory lookup answered {}".format(code))
+        found.update({h: set((row or {}).get("stores", [])) for h, row in rows.items()})
+    return {h: found.get(h, set()) for h in hashes}
+
+
+def _short_of(handle: ClusterHandle, hashes: list[str], gone: str, replicas: int) -> list[str]:
+    """Those of `hashes` with fewer than `replicas` listed holders other than `gone`."""
+    return [h for h, stores in _listed(handle, hashes).items()
+            if len(stores - {gone}) < replicas]
+
+
+def _lose(run: Under) -> tuple[list[str], int]:
+    """Kill the victim for good; it must be detected, and once lost (`lost_after`) every
+    hash it held must be back to `replicas` copies within `repair_seconds`, with no
+    download failing after detection.  The hashes it held, and `replicas`."""
+    handle, victim, report = run.handle, run.victim, run.report
+    held = _held_by(handle, victim)
+    replicas, lost_after = _repair_settings(handle)
+    handle.signal(victim, signal.SIGKILL)
+    took = wait_until(lambda: run.watch.all_agree(_observers(handle, but=victim), victim, False),
+                      DETECTION_TIMEOUT_SECONDS)
+    report.detection_seconds = took
+    detected_at = time.monotonic()
+    if took is None:
+        report.fail("{} not marked down by every survivor".format(victim))
+    run.wait("{} hashes of {} back to {} copies (lost_after {:.0f} s) after detection".format(
+        len(held), victim, replicas, lost_after),
+        lambda: not _short_of(handle, held, victim, replicas),
+        lost_after + run.options.repair_seconds,
+        lambda: "{} of {} hashes held by {} still short of {} copies".format(
+            len(_short_of(handle, held, victim, replicas)), len(held), victim, replicas))
+    run.no_failures(detected_at, "after detection")
+    return held, replicas
 
 
 def store_lost(handle: ClusterHandle, options: Options) -> Report:
@@ -629,43 +733,148 @@ def store_lost(handle: ClusterHandle, options: Options) -> Report:
     after detection) every hash it held is copied back to `replicas` counted copies
     within `repair_seconds`, no download fails after detection, and every uploaded
     content still downloads with its SHA1.  The store is restarted at the end."""
-    report = Report("store-lost")
+    return _under_load(handle, options, "store-lost", _lose)
+
+
+def _returns(run: Under) -> None:
+    handle, victim, report = run.handle, run.victim, run.report
+    held, replicas = _lose(run)
+    trims = _trims(handle)
+    handle.start(victim)        # the same config: the same data dir, with every copy
+    dropped: set[str] = set()
+
+    def trimmed() -> bool:
+        listed = _listed(handle, held)
+        dropped.update(h for h, stores in listed.items() if len(stores) < replicas)
+        return all(len(stores) <= replicas for stores in listed.values())
+
+    run.wait("the {} hashes {} brought back trimmed to {} copies".format(
+        len(held), victim, replicas), trimmed, run.options.repair_seconds,
+        lambda: "{} of the hashes {} brought back still over {} copies".format(
+            sum(len(s) > replicas for s in _listed(handle, held).values()), victim, replicas),
+        step=0.2)
+    if dropped:
+        report.fail("{} hashes dropped below {} copies during the trim: {}".format(
+            len(dropped), replicas, sorted(dropped)[:3]))
+    report.notes.append("{} copies trimmed".format(_trims(handle) - trims))
+    on_disk = {h: len(_stores_holding(handle, h)) for h in held}
+    wrong = {h[:8]: n for h, n in on_disk.items() if n != replicas}
+    if wrong:
+        report.fail("hashes on a number of stores' disks other than {}: {}".format(
+            replicas, wrong))
+
+
+def _trims(handle: ClusterHandle) -> int:
+    _, status = _master_call(handle, "GET", "/repair/status")
+    return int((status or {}).get("repaired", {}).get("trims", 0))
+
+
+def store_returns(handle: ClusterHandle, options: Options) -> Report:
+    """10. A store lost for good (as in store-lost) comes back with its data once its
+    content was copied again: the content over `replicas` copies is trimmed back to
+    `replicas` within `repair_seconds` (checked on every store's disk at the end), and
+    no content ever has fewer than `replicas` listed copies while it happens."""
+    return _under_load(handle, options, "store-returns", _returns)
+
+
+def _config_with(text: str, section: str, values: dict[str, str]) -> str:
+    """TOML `text` with `values` (already TOML literals) set in `[section]`: right after
+    its header when it has one, else in a new section at the end."""
+    lines = ["{} = {}".format(key, value) for key, value in values.items()]
+    kept = text.splitlines()
+    header = "[{}]".format(section)
+    if header in (line.strip() for line in kept):
+        at = [line.strip() for line in kept].index(header) + 1
+        return "\n".join(kept[:at] + lines + kept[at:]) + "\n"
+    return "\n".join(kept + ["", header] + lines) + "\n"
+
+
+def _restart_with(handle: ClusterHandle, name: str, config_text: str) -> None:
+    """Stop node `name`, replace its config, and start it again."""
+    handle.stop(name)
+    write_private(handle.node(name)["config"], config_text)
+    handle.start(name)
+
+
+def _flip_byte(path: str) -> None:
+    """Invert one byte in the middle of the file at `path`, in place."""
+    with open(path, "r+b") as stored:
+        size = os.fstat(stored.fileno()).st_size
+        stored.seek(size // 2)
+        byte = stored.read(1)
+        stored.seek(size // 2)
+        stored.write(bytes([byte[0] ^ 0xFF]))
+
+
+def corrupt_found(log_path: str) -> set[str]:
+    """The hashes a store's log says its scrub found corrupt."""
+    return {str(event["name"]).split(".")[0] for event in read_events(log_path)
+            if event.get("event") == "scrub_corrupt"}
+
+
+def _rot(run: Under) -> None:
+    handle, victim, report = run.handle, run.victim, run.report
+    node = handle.node(victim)
+    replicas, _ = _repair_settings(handle)
+    held = set(_held_by(handle, victim))
+    store = ContentStore(node["root"])
+    known = corrupt_found(node["log"])
+    paths = {}
+    for sha1 in sorted({item.sha1 for item in list(run.load.items) if item.sha1 in held}):
+        found = store.find(sha1)
+        if found is not None and sha1 not in known:
+            paths[sha1] = found.path
+    if not paths:
+        report.fail("{} holds none of the purchased content on disk".format(victim))
+        return
+    rotten = sorted(paths)
+    for path in paths.values():
+        _flip_byte(path)
+    report.notes.append("flipped a byte in {} files of {}".format(len(rotten), victim))
+    run.wait("every corrupt file found by {}'s scrub".format(victim),
+             lambda: corrupt_found(node["log"]) >= set(rotten), SCRUB_TIMEOUT_SECONDS,
+             lambda: "{} of {} corrupt files not found by the scrub".format(
+                 len(set(rotten) - corrupt_found(node["log"])), len(rotten)))
+    found_at = time.monotonic()
+
+    def restored() -> bool:
+        listed = _listed(handle, rotten)
+        return all(len(listed[h]) >= replicas and listed[h] == set(_stores_holding(handle, h))
+                   for h in rotten)
+
+    run.wait("a good copy of each restored: {} listed copies, each verified on disk".format(
+        replicas), restored, run.options.repair_seconds,
+        lambda: "not restored to {} good copies: {}".format(replicas, {
+            h[:8]: (sorted(_listed(handle, [h])[h]), _stores_holding(handle, h))
+            for h in rotten if not restored()}))
+    # A download that the prism sent to the victim before the store's removal reached
+    # it may miss (404); once it did, none may fail, and none may ever be corrupt.
+    served = run.load.failures(found_at)
+    if served["corrupt"] or served["download-wrong-hash"]:
+        report.fail("a corrupt copy was served after the scrub found it")
+    run.no_failures(found_at + PROPAGATION_SECONDS, "once the corrupt copies were found")
+
+
+def bit_rot(handle: ClusterHandle, options: Options) -> Report:
+    """11. Bytes are flipped on disk in every purchased file one store holds, its scrub
+    running fast (`[scrub] period` 1 s for the scenario): the scrub finds each within
+    a minute, no download gets corrupt bytes after that (nor fails once the removal
+    reached the prisms), and each content is back to `replicas` good copies within
+    `repair_seconds`.  The store's own config is restored at the end."""
     victim = handle.nodes("store")[-1]["name"]
-    survivors = _observers(handle, but=victim)
-    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
-    load = _start_load(handle, options)
+    config = handle.node(victim)["config"]
+    with open(config, encoding="utf-8") as original_file:
+        original = original_file.read()
+    report = Report("bit-rot")
     try:
-        held = _held_by(handle, victim)
-        _, status = _master_call(handle, "GET", "/repair/status")
-        replicas, lost_after = int(status["replicas"]), float(status["lost_after"])
-        handle.signal(victim, signal.SIGKILL)
-        took = wait_until(lambda: watch.all_agree(survivors, victim, False),
-                          DETECTION_TIMEOUT_SECONDS)
-        report.detection_seconds = took
-        detected_at = time.monotonic()
-        if took is None:
-            report.fail("{} not marked down by every survivor".format(victim))
-        repaired = wait_until(lambda: not _short_of(handle, held, victim, replicas),
-                              lost_after + options.repair_seconds, step=0.5)
-        if repaired is None:
-            report.fail("{} of {} hashes held by {} still short of {} copies".format(
-                len(_short_of(handle, held, victim, replicas)), len(held), victim, replicas))
-        else:
-            report.notes.append("{} hashes back to {} copies {:.1f} s after detection "
-                                "(lost_after {:.0f} s)".format(len(held), replicas, repaired,
-                                                               lost_after))
-        after = load.failures(detected_at)
-        if after:
-            report.fail("failures after detection: {}".format(dict(after)))
-        load.stop()
-        _check_downloads(handle, load.items, report)
+        _restart_with(handle, victim, _config_with(original, "scrub", FAST_SCRUB))
+        report = _under_load(handle, options, "bit-rot", _rot, victim)
     finally:
-        _heal(handle, victim, watch, report)
-        _finish(load, report, handle)
+        _restart_with(handle, victim, original)
+        _heal(handle, victim, VerdictWatch(handle.nodes(), handle.state["cluster_key"]),
+              report)
     return report
 
-
-# -- drain: a store is emptied onto the others, removed and stopped -----------
 
 def _draining(handle: ClusterHandle, store: str) -> int | None:
     """How many hashes `store` holds that are still short of copies elsewhere, as
@@ -674,47 +883,36 @@ def _draining(handle: ClusterHandle, store: str) -> int | None:
     return (status or {}).get("draining", {}).get(store)
 
 
+def _drain(run: Under) -> None:
+    handle, victim, report = run.handle, run.victim, run.report
+    code, _ = _master_call(handle, "POST", "/peers/{}/drain".format(victim))
+    if code != 200:
+        report.fail("drain of {} answered {}".format(victim, code))
+        return
+    run.wait("{} drained".format(victim), lambda: _draining(handle, victim) == 0,
+             run.options.repair_seconds,
+             lambda: "{} hashes still only on {}".format(_draining(handle, victim), victim))
+    code, _ = _master_call(handle, "POST", "/peers/{}/remove".format(victim))
+    if code != 200:
+        report.fail("remove of drained {} answered {}".format(victim, code))
+    prisms = [n["name"] for n in handle.nodes("prism")]
+    run.wait("every prism dropped removed {}".format(victim),
+             lambda: all(not (run.watch.view(p) or {victim: True}).get(victim, False)
+                         for p in prisms), REGISTRY_TIMEOUT_SECONDS,
+             lambda: "a prism still routes to removed {}".format(victim))
+    handle.signal(victim, signal.SIGTERM)
+    wait_until(lambda: not handle.is_running(victim), DETECTION_TIMEOUT_SECONDS)
+    time.sleep(run.options.settle_seconds)  # downloads go on with the store stopped
+    run.no_failures(0.0, "during the drain")
+
+
 def drain(handle: ClusterHandle, options: Options) -> Report:
     """9. A store is drained under load: once everything it holds has its copies
     elsewhere (within `repair_seconds`) it is removed without --force, and stopped once
     every prism has dropped it from its registry copy (`[ping] registry_refresh`); no
     download fails and every uploaded content still downloads with its SHA1.  The store
     is restarted (it registers again) at the end."""
-    report = Report("drain")
-    victim = handle.nodes("store")[-1]["name"]
-    watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
-    load = _start_load(handle, options)
-    try:
-        code, _ = _master_call(handle, "POST", "/peers/{}/drain".format(victim))
-        if code != 200:
-            report.fail("drain of {} answered {}".format(victim, code))
-            return report
-        took = wait_until(lambda: _draining(handle, victim) == 0, options.repair_seconds,
-                          step=0.5)
-        if took is None:
-            report.fail("{} hashes still only on {} after {:.0f} s".format(
-                _draining(handle, victim), victim, options.repair_seconds))
-        else:
-            report.notes.append("{} drained in {:.1f} s".format(victim, took))
-        code, _ = _master_call(handle, "POST", "/peers/{}/remove".format(victim))
-        if code != 200:
-            report.fail("remove of drained {} answered {}".format(victim, code))
-        prisms = [n["name"] for n in handle.nodes("prism")]
-        if wait_until(lambda: all(not (watch.view(p) or {victim: True}).get(victim, False)
-                                  for p in prisms), REGISTRY_TIMEOUT_SECONDS) is None:
-            report.fail("a prism still routes to removed {}".format(victim))
-        handle.signal(victim, signal.SIGTERM)
-        wait_until(lambda: not handle.is_running(victim), DETECTION_TIMEOUT_SECONDS)
-        time.sleep(options.settle_seconds)  # downloads go on with the store stopped
-        failures = load.failures()
-        if failures:
-            report.fail("failures during the drain: {}".format(dict(failures)))
-        load.stop()
-        _check_downloads(handle, load.items, report)
-    finally:
-        _heal(handle, victim, watch, report)
-        _finish(load, report, handle)
-    return report
+    return _under_load(handle, options, "drain", _drain)
 
 
 def _check_downloads(handle: ClusterHandle, items: list[Item], report: Report) -> None:
@@ -736,6 +934,8 @@ def _check_downloads(handle: ClusterHandle, items: list[Item], report: Report) -
                                                                  bad[:3]))
 
 
+
+
 SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-kill": store_kill,
     "store-hang": store_hang,
@@ -746,4 +946,6 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "network-cut": network_cut,
     "store-lost": store_lost,
     "drain": drain,
+    "store-returns": store_returns,
+    "bit-rot": bit_rot,
 }

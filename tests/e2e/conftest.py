@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable, Iterator
 
 import pytest
 
+from stretchfs.chaos.cluster import ClusterHandle
+from stretchfs.devcluster.cluster import LocalCluster, stop_detached
 from stretchfs.devcluster.process import NodeProcess
 
 
@@ -44,3 +47,34 @@ def launch(tmp_path, repo_root: str) -> Iterator[Callable[..., NodeProcess]]:
     finally:
         for node in reversed(started):
             node.stop(timeout=10)
+
+
+@contextmanager
+def running_cluster(workdir: str, repo_root: str, **options: Any) -> Iterator[ClusterHandle]:
+    """A local cluster (`LocalCluster` options) in `workdir`, as `stretchfs dev up` starts
+    it; afterwards every node is stopped, those the test restarted detached too."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = repo_root
+    cluster = LocalCluster(workdir, say=lambda text: None, **options)
+    try:
+        cluster.up(timeout=90)
+        yield ClusterHandle(workdir)
+    finally:
+        stop_detached(workdir, say=lambda text: None)
+        cluster.down()
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture
+def dev_cluster(tmp_path, repo_root: str) -> Iterator[Callable[..., ClusterHandle]]:
+    """Starts one local cluster for the test (`running_cluster` options) and hands
+    back its ClusterHandle; it is stopped afterwards."""
+    with ExitStack() as stack:
+        def start(**options: Any) -> ClusterHandle:
+            return stack.enter_context(running_cluster(str(tmp_path / "cluster"), repo_root,
+                                                       **options))
+
+        yield start

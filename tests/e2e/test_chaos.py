@@ -15,7 +15,7 @@ import pytest
 
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.scenarios import SCENARIOS, Options
-from stretchfs.devcluster.cluster import LocalCluster, stop_detached
+from tests.e2e.conftest import running_cluster
 
 SHORT = Options(seed_files=8, threads=3, settle_seconds=3.0, master_down_seconds=8.0,
                 redis_down_seconds=8.0, upload_mib=48)
@@ -25,19 +25,8 @@ SHORT = Options(seed_files=8, threads=3, settle_seconds=3.0, master_down_seconds
 def cluster_dir(tmp_path_factory, repo_root_module: str) -> Iterator[str]:
     """A local cluster (Redis, master, 2 prisms, 3 stores) shared by the scenarios."""
     workdir = str(tmp_path_factory.mktemp("chaos"))
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = repo_root_module
-    cluster = LocalCluster(workdir, prisms=2, stores=3, say=lambda text: None)
-    try:
-        cluster.up(timeout=90)
+    with running_cluster(workdir, repo_root_module, prisms=2, stores=3):
         yield workdir
-    finally:
-        stop_detached(workdir, say=lambda text: None)
-        cluster.down()
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +35,11 @@ def repo_root_module() -> str:
     return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.mark.parametrize("scenario", [name for name in SCENARIOS
-                                      if name not in ("network-cut", "store-lost", "drain")])
+# Each of these has its own test and cluster (a namespace, or short `lost_after`).
+OWN_CLUSTER = {"network-cut", "store-lost", "store-returns", "drain", "bit-rot"}
+
+
+@pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name not in OWN_CLUSTER])
 def test_scenario_keeps_its_promises(cluster_dir: str, scenario: str) -> None:
     """The scenario's report shows no broken promise and no lost data, and the cluster is whole."""
     handle = ClusterHandle(cluster_dir)
