@@ -198,7 +198,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 class Cluster:
-    """A local cluster (master, prisms, stores) with prism config additions."""
+    """A local cluster (master, prisms, stores) with keys added to the prisms' [cluster]."""
 
     def __init__(self, prisms: int, stores: int, prism_extra: str = "") -> None:
         self.workdir = tempfile.mkdtemp(prefix="prism-bench-")
@@ -207,7 +207,7 @@ class Cluster:
         def render(node: Any, *args: Any) -> str:
             text = original(node, *args)
             if node.role == "prism" and prism_extra:
-                text += "\n" + prism_extra + "\n"
+                text = text.replace("[cluster]\n", "[cluster]\n" + prism_extra + "\n", 1)
             return text
 
         cluster_mod.render_config = render
@@ -507,7 +507,7 @@ def run(args: argparse.Namespace) -> None:
         finally:
             cluster.down()
         if "e" in only:
-            single = Cluster(prisms=1, stores=2, prism_extra="[prism]\nreplicas = 1")
+            single = Cluster(prisms=1, stores=2, prism_extra="replicas = 1")
             try:
                 rate1 = small_uploads(single, args.small)
             finally:

@@ -171,6 +171,9 @@ class ClusterSettings:
     master_url: str = setting("http://127.0.0.1:8160", "base URL of the master", _http_url)
     request_timeout: float = setting(
         10.0, "seconds without progress before an internal HTTP call fails", _positive)
+    replicas: int = setting(2, "copies every content should have: each upload makes this "
+                            "many, and the master's repair keeps this many counted copies "
+                            "(the same on every node)", _replicas)
 
 
 @dataclass(frozen=True)
@@ -235,8 +238,6 @@ class MasterSettings:
 class RepairSettings:
     """Re-replication of content whose copies were lost (docs/repair.md)."""
 
-    replicas: int = setting(2, "counted copies every content should have (as [prism] replicas)",
-                            _replicas)
     lost_after: float = setting(900.0, "seconds a store must stay voted down before it is "
                                 "lost and its copies are made again elsewhere", _positive)
     interval: float = setting(2.0, "seconds between two rounds of the repair planner", _positive)
@@ -289,7 +290,6 @@ class ScrubSettings:
 class PrismSettings:
     """Prism-only behaviour: the public API."""
 
-    replicas: int = setting(2, "copies made of each upload", _replicas)
     min_copies: int = setting(1, "copies needed for an upload to succeed", _replicas)
     max_upload: int = setting(100 * 1024**3, "largest accepted upload in bytes", None, parse_size)
     purchase_life: float = setting(7200.0, "default purchase life in seconds", _positive)
@@ -487,9 +487,10 @@ def _with_redis_password(config: RoleConfig, environ: Mapping[str, str],
 
 def _check_role_rules(config: RoleConfig, origin: str) -> None:
     """Rules that involve more than one key."""
-    if isinstance(config, PrismConfig) and config.prism.min_copies > config.prism.replicas:
-        raise ConfigError("{}: [prism] min_copies: expected at most replicas ({}), got {}".format(
-            origin, config.prism.replicas, config.prism.min_copies))
+    if isinstance(config, PrismConfig) and config.prism.min_copies > config.cluster.replicas:
+        raise ConfigError("{}: [prism] min_copies: expected at most [cluster] replicas ({}), "
+                          "got {}".format(origin, config.cluster.replicas,
+                                          config.prism.min_copies))
     ping = getattr(config, "ping", None)
     if ping is not None and ping.timeout >= ping.interval:
         raise ConfigError("{}: [ping] timeout: expected less than interval ({}), got {}".format(

@@ -54,7 +54,7 @@ def test_example_configs_document_every_key(repo_root: str, role: str, cls: type
 def test_defaults_fill_missing_keys() -> None:
     """Keys left out of the file take their documented defaults."""
     config = parse_config("prism", minimal_config("prism"), "p.toml", {})
-    assert config.prism.replicas == 2
+    assert config.cluster.replicas == 2
     assert config.ping.interval == 0.5
     assert config.cluster.key == CLUSTER_KEY
 
@@ -149,8 +149,8 @@ def test_missing_file_is_one_line(tmp_path) -> None:
 
 
 def test_min_copies_above_replicas_is_refused() -> None:
-    """A prism cannot require more copies than it makes."""
-    text = minimal_config("prism", extra="[prism]\nreplicas = 2\nmin_copies = 3\n")
+    """A prism cannot require more copies than the cluster's `replicas` (2 by default)."""
+    text = minimal_config("prism", extra="[prism]\nmin_copies = 3\n")
     with pytest.raises(ConfigError, match="min_copies"):
         parse_config("prism", text, "p.toml", {})
 

@@ -66,6 +66,6 @@ async def dashboard_state(api: MasterAPI) -> dict[str, Any]:
         "cursors": {"inventory": await api.inventory.cursor(),
                     "purchases": await api.purchases.cursor()},
         "long_polls": api.waiters.waiting("inventory") + api.waiters.waiting("purchases"),
-        "repair": await repair_status(api.redis, api.keys, api.config.repair,
+        "repair": await repair_status(api.redis, api.keys, api.config,
                                       api.clock.seconds(), peers),
     }

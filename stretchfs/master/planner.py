@@ -1,4 +1,4 @@
-"""The repair planner: brings content back to `[repair] replicas` counted copies.
+"""The repair planner: brings content back to `[cluster] replicas` counted copies.
 
 Every `[repair] interval` seconds, on the master that holds the lease
 (`master/lease.py`; the others only renew their bid):
@@ -83,7 +83,8 @@ class RepairPlanner(PeriodicService):
     """Runs the repair rounds while this master holds the lease."""
 
     def __init__(self, *, redis: RedisStore, keys: Keys, settings: RepairSettings,
-                 clock: IReactorTime, owner: str, list_peers: Callable[[], Awaitable[Peers]],
+                 replicas: int, clock: IReactorTime, owner: str,
+                 list_peers: Callable[[], Awaitable[Peers]],
                  disks: Callable[[], Mapping[str, Mapping[str, int]]],
                  store_client: Callable[[str], CopyTarget], metrics: RepairMetrics,
                  inventory: Inventory) -> None:
@@ -93,12 +94,13 @@ class RepairPlanner(PeriodicService):
         self._feed_at: str | None = None            # inventory feed read up to here
         self._keys = keys
         self._settings = settings
+        self._replicas = replicas
         self._list_peers = list_peers
         self._store_client = store_client
         self.metrics = metrics
         self.lease = Lease(redis, keys.repair_lease, owner, settings.lease_ttl, clock)
         self._watch = StoreWatch(redis, keys, self.lease, settings.lost_after, disks)
-        self._trimmer = Trimmer(redis, keys, self.lease, settings.replicas, store_client,
+        self._trimmer = Trimmer(redis, keys, self.lease, replicas, store_client,
                                 metrics)
         self._leading = 0                          # the token we lead with, 0: standing by
         self._counting: frozenset[str] | None = None  # stores whose copies counted at the last scan
@@ -194,7 +196,7 @@ class RepairPlanner(PeriodicService):
 
     async def _scan(self, stores: Mapping[str, StoreState], now: float) -> bool:
         """Queue every content short of copies; record the counts.  False when fenced off."""
-        replicas = self._settings.replicas
+        replicas = self._replicas
         counts: Counter[str] = Counter()
         cursor: bytes | str = "0"
         while True:
@@ -245,7 +247,7 @@ class RepairPlanner(PeriodicService):
         for sha1 in removed:
             holders = (rows.get(sha1) or {}).get("stores") or []
             have = len(counted_holders(holders, stores))
-            if have < self._settings.replicas and copyable(holders, stores):
+            if have < self._replicas and copyable(holders, stores):
                 short += [have, sha1]
         return not short or await self.lease.fenced([["ZADD", self._keys.repair_queue,
                                                       *short]])
@@ -349,7 +351,7 @@ class RepairPlanner(PeriodicService):
                 holders.add(recent[0])
             have = len(counted_holders(holders, stores))
             # done, or no copy left to copy from
-            if have >= self._settings.replicas or not copyable(holders, stores):
+            if have >= self._replicas or not copyable(holders, stores):
                 done.append(sha1)
                 continue
             avoid = self._avoid.get(sha1, set())
@@ -432,7 +434,8 @@ def repair_planner(config: MasterConfig, redis: RedisStore, clock: IReactorTime,
     def store_client(url: str) -> StoreClient:
         return StoreClient(http, url, config.cluster.key, config.cluster.request_timeout, clock)
 
-    return RepairPlanner(redis=redis, keys=api.keys, settings=config.repair, clock=clock,
+    return RepairPlanner(redis=redis, keys=api.keys, settings=config.repair,
+                         replicas=config.cluster.replicas, clock=clock,
                          owner="{}#{}".format(config.node.name, secrets.token_hex(4)),
                          list_peers=api.peers.list, disks=disks, store_client=store_client,
                          metrics=RepairMetrics(api.metrics_registry), inventory=api.inventory)

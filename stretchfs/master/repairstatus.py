@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from klein import Klein
 from twisted.web.iweb import IRequest
 
-from stretchfs.config import RepairSettings
+from stretchfs.config import MasterConfig
 from stretchfs.master.drain import current_states, short_without
 from stretchfs.master.keys import Keys
 from stretchfs.master.lease import lease_holder
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from stretchfs.master.api import MasterAPI
 
 
-async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
+async def repair_status(redis: RedisStore, keys: Keys, config: MasterConfig,
                         now: float, peers: list[dict[str, Any]]) -> dict[str, object]:
     """The planner (lease holder), queue length, the last scan's counts, totals, the
     stores that are down or lost, and for each drained store (among `peers`) how many
@@ -33,7 +33,7 @@ async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
     status = {text(k): text(v) for k, v in zip(flat_status[0::2], flat_status[1::2])}
     stores = {text(k): json.loads(v) for k, v in zip(flat_stores[0::2], flat_stores[1::2])}
     return {
-        "replicas": settings.replicas, "lost_after": settings.lost_after,
+        "replicas": config.cluster.replicas, "lost_after": config.repair.lost_after,
         "planner": {"owner": holder.owner, "token": holder.token,
                     "live": holder.expires is not None and holder.expires > now},
         "queue": int(queued),
@@ -43,7 +43,7 @@ async def repair_status(redis: RedisStore, keys: Keys, settings: RepairSettings,
         "repaired": {name: int(status.get(name, 0)) for name in ("copies", "bytes", "failures",
                                                                   "trims")},
         "stores": stores,
-        "draining": await draining(redis, keys, peers, settings.replicas),
+        "draining": await draining(redis, keys, peers, config.cluster.replicas),
     }
 
 
@@ -65,6 +65,6 @@ def add_repair_routes(app: Klein) -> None:
     @app.route("/repair/status", methods=["GET"])
     @cluster_key_required
     async def get_repair_status(self: "MasterAPI", request: IRequest) -> bytes:
-        status = await repair_status(self.redis, self.keys, self.config.repair,
+        status = await repair_status(self.redis, self.keys, self.config,
                                      self.clock.seconds(), await self.peers.list())
         return write_json(request, status)

@@ -1,4 +1,4 @@
-"""Trim: content over `[repair] replicas` counted copies loses the copy that adds least.
+"""Trim: content over `[cluster] replicas` counted copies loses the copy that adds least.
 
 When a lost store comes back (or a repair raced a returning store), the scan puts
 content with more counted copies than `replicas` in `P repair:trim`.  Each planner

@@ -79,7 +79,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
 
     replicator = Replicator(peers=peers, inventory=lambda: inventory.mirror,
                             store_client=store_client,
-                            replicas=config.prism.replicas, min_copies=config.prism.min_copies,
+                            replicas=config.cluster.replicas, min_copies=config.prism.min_copies,
                             site=config.node.site, clock=reactor,
                             refresh_registry=registration.refresh_soon)
     if retrieve_agent is None:

@@ -83,7 +83,7 @@ BAD = [
     ("[http]\nlisten = 8080\n", "[http] listen: expected an endpoint string or a list"),
     ("[redis]\nurl = 'mysql://x'\n", "[redis] url: expected redis://"),
     ("[ping]\ninterval = -1\n", "[ping] interval: expected a number greater than 0"),
-    ("[prism]\nreplicas = 'two'\n", "[prism] replicas: expected an integer"),
+    ("[prism]\nmin_copies = 'two'\n", "[prism] min_copies: expected an integer"),
     ("[cluster]\nkey = 'short'\n", "[cluster] key: expected at least 32 characters"),
     ("[cluster]\nkey = 'change-me-to-a-long-random-secret'\n",
      "[cluster] key: the example key is public"),

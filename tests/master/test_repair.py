@@ -200,8 +200,8 @@ def planner(master: Any, stores: StandInStores, owner: str = "m1",
     values = dict(lost_after=LOST_AFTER, interval=1.0, per_store=2, lease_ttl=10.0)
     values.update(settings)
     return RepairPlanner(redis=master.redis, keys=master.api.keys,
-                         settings=RepairSettings(**values), clock=master.clock, owner=owner,
-                         list_peers=master.api.peers.list, disks=dict,
+                         settings=RepairSettings(**values), replicas=2, clock=master.clock,
+                         owner=owner, list_peers=master.api.peers.list, disks=dict,
                          store_client=stores.client, metrics=RepairMetrics(new_registry(False)),
                          inventory=master.api.inventory)
 
