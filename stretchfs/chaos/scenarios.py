@@ -777,7 +777,7 @@ def store_returns(handle: ClusterHandle, options: Options) -> Report:
     return _under_load(handle, options, "store-returns", _returns)
 
 
-def _config_with(text: str, section: str, values: dict[str, str]) -> str:
+def config_with(text: str, section: str, values: dict[str, str]) -> str:
     """TOML `text` with `values` (already TOML literals) set in `[section]`: right after
     its header when it has one, else in a new section at the end."""
     lines = ["{} = {}".format(key, value) for key, value in values.items()]
@@ -831,11 +831,15 @@ def _rot(run: Under) -> None:
     for path in paths.values():
         _flip_byte(path)
     report.notes.append("flipped a byte in {} files of {}".format(len(rotten), victim))
-    run.wait("every corrupt file found by {}'s scrub".format(victim),
-             lambda: corrupt_found(node["log"]) >= set(rotten), SCRUB_TIMEOUT_SECONDS,
-             lambda: "{} of {} corrupt files not found by the scrub".format(
-                 len(set(rotten) - corrupt_found(node["log"])), len(rotten)))
+    flipped_at = time.monotonic()
+    report.detection_seconds = run.wait(
+        "every corrupt file found by {}'s scrub".format(victim),
+        lambda: corrupt_found(node["log"]) >= set(rotten), SCRUB_TIMEOUT_SECONDS,
+        lambda: "{} of {} corrupt files not found by the scrub".format(
+            len(set(rotten) - corrupt_found(node["log"])), len(rotten)))
     found_at = time.monotonic()
+    report.notes.append("failures before the scrub found them: {}".format(
+        dict(run.load.failures(flipped_at, found_at)) or 0))
 
     def restored() -> bool:
         listed = _listed(handle, rotten)
@@ -867,7 +871,7 @@ def bit_rot(handle: ClusterHandle, options: Options) -> Report:
         original = original_file.read()
     report = Report("bit-rot")
     try:
-        _restart_with(handle, victim, _config_with(original, "scrub", FAST_SCRUB))
+        _restart_with(handle, victim, config_with(original, "scrub", FAST_SCRUB))
         report = _under_load(handle, options, "bit-rot", _rot, victim)
     finally:
         _restart_with(handle, victim, original)
