@@ -70,11 +70,13 @@ def running_cluster(workdir: str, repo_root: str, **options: Any) -> Iterator[Cl
 
 @pytest.fixture
 def dev_cluster(tmp_path, repo_root: str) -> Iterator[Callable[..., ClusterHandle]]:
-    """Starts one local cluster for the test (`running_cluster` options) and hands
-    back its ClusterHandle; it is stopped afterwards."""
+    """Starts a local cluster for the test (`running_cluster` options, each in its own
+    folder) and hands back its ClusterHandle; every one is stopped afterwards."""
+    started: list[ClusterHandle] = []
     with ExitStack() as stack:
         def start(**options: Any) -> ClusterHandle:
-            return stack.enter_context(running_cluster(str(tmp_path / "cluster"), repo_root,
-                                                       **options))
+            workdir = str(tmp_path / "cluster{}".format(len(started) + 1))
+            started.append(stack.enter_context(running_cluster(workdir, repo_root, **options)))
+            return started[-1]
 
         yield start
