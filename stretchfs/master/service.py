@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prometheus_client import Gauge
 from treq.client import HTTPClient
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
@@ -11,6 +12,7 @@ from twisted.internet.defer import Deferred
 from stretchfs.config import MasterConfig
 from stretchfs.health import Readiness
 from stretchfs.master.api import PUBLISH_MAX_BYTES, MasterAPI
+from stretchfs.master.lease import Lease, lease_owner
 from stretchfs.master.planner import repair_planner
 from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
@@ -37,7 +39,13 @@ class MasterService(MultiService):
 
 def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStore,
                          run_blocking: RunBlocking, http: HTTPClient) -> MasterService:
-    """The master: HTTP API over the cluster Redis, plus the purchase pruning job.
+    """The master: HTTP API over the cluster Redis, plus its periodic jobs.
+
+    Jobs that must run on one master at a time hold a lease (docs/ha.md): the
+    purchase pruning (`PurchasePruner`) and the repair planner with its store
+    watch and trim.  The ping-net view for the dashboard (`api.verdicts`) and the
+    node probe (`api.probe`) write nothing to Redis and feed this master's own
+    dashboard and planner, so every master runs them.
 
     `run_blocking` runs bcrypt off the reactor thread (the thread pool; tests
     pass an inline runner); `http` probes the nodes and asks stores for repair copies.
@@ -48,8 +56,12 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
                     clock=reactor, run_blocking=run_blocking, http=http)
     top = MasterService(api)
     RedisWatch(redis, reactor, readiness, REDIS_CHECK_SECONDS).setServiceParent(top)
-    PurchasePruner(api.purchases, reactor, config.master.prune_interval,
-                   on_pruned=api.record_prune).setServiceParent(top)
+    prune_leader = Gauge("stretchfs_master_prune_leader",
+                         "1 while this master runs the purchase pruning", registry=registry)
+    lease = Lease(redis, api.keys.prune_lease, lease_owner(config.node.name),
+                  config.master.lease_ttl, reactor)
+    PurchasePruner(api.purchases, lease, reactor, config.master.prune_interval,
+                   on_hold=prune_leader.set, on_pruned=api.record_prune).setServiceParent(top)
     for listener in http_services(reactor, config.http.listen, api.app.resource(), "master",
                                   max_body=max(config.http.max_body, PUBLISH_MAX_BYTES)):
         listener.setServiceParent(top)
