@@ -87,16 +87,6 @@ def _optional_http_url(value: str) -> str | None:
     return None if value == "" else _http_url(value)
 
 
-def _master_urls(value: tuple[str, ...]) -> str | None:
-    for url in value:
-        problem = _http_url(url)
-        if problem:
-            return "{}, got {!r}".format(problem, url)
-    seen = [url.rstrip("/") for url in value]
-    duplicates = sorted({url for url in seen if seen.count(url) > 1})
-    return "{!r} is listed twice".format(duplicates[0]) if duplicates else None
-
-
 def _redis_url(value: str) -> str | None:
     if value.startswith(("redis://", "unix://")):
         return None
@@ -184,7 +174,7 @@ class ClusterSettings:
                               _optional_http_url)
     master_urls: tuple[str, ...] = setting(
         (), "base URLs of every master (docs/ha.md); after loading it always holds the "
-        "master(s) to use, master_url the first", _master_urls)
+        "master(s) to use, master_url the first")
     request_timeout: float = setting(
         10.0, "seconds without progress before an internal HTTP call fails", _positive)
 
@@ -511,8 +501,16 @@ def _with_master_urls(config: RoleConfig, origin: str) -> RoleConfig:
     if cluster.master_url and cluster.master_urls:
         raise ConfigError("{}: [cluster] master_url: expected either master_url or "
                           "master_urls, got both".format(origin))
-    urls = cluster.master_urls or (cluster.master_url or DEFAULT_MASTER_URL,)
-    urls = tuple(url.rstrip("/") for url in urls)
+    for url in cluster.master_urls:
+        if _http_url(url):
+            raise ConfigError("{}: [cluster] master_urls: expected http:// or https:// URLs, "
+                              "got {!r}".format(origin, url))
+    urls = tuple(url.rstrip("/") for url in
+                 cluster.master_urls or (cluster.master_url or DEFAULT_MASTER_URL,))
+    twice = sorted({url for url in urls if urls.count(url) > 1})
+    if twice:
+        raise ConfigError("{}: [cluster] master_urls: {!r} is listed twice".format(
+            origin, twice[0]))
     return replace(config, cluster=replace(cluster, master_urls=urls, master_url=urls[0]))
 
 

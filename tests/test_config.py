@@ -199,9 +199,10 @@ def test_master_urls_keep_their_order() -> None:
 @pytest.mark.parametrize("lines,message", [
     ("master_urls = ['http://a:1', 'http://a:1/']", "[cluster] master_urls: 'http://a:1' is "
      "listed twice"),
-    ("master_urls = ['http://a:1', 'ftp://b']", "[cluster] master_urls: expected an http:// "
-     "or https:// URL, got 'ftp://b'"),
-    ("master_urls = 'http://a:1'", "[cluster] master_urls: expected a list of strings"),
+    ("master_urls = ['http://a:1', 'ftp://b']", "[cluster] master_urls: expected http:// "
+     "or https:// URLs, got 'ftp://b'"),
+    ("master_urls = 'http://a:1'", "[cluster] master_urls: expected a list of strings, got "
+     "'http://a:1'"),
     ("master_url = 'http://a:1'\nmaster_urls = ['http://b:1']",
      "[cluster] master_url: expected either master_url or master_urls, got both"),
 ])
@@ -209,5 +210,4 @@ def test_bad_master_urls_are_one_config_error(lines: str, message: str) -> None:
     """Duplicates, a malformed entry or both keys set: one ConfigError line."""
     with pytest.raises(ConfigError) as info:
         parse_config("prism", _cluster(lines), "x.toml", {})
-    assert str(info.value).startswith("x.toml: " + message)
-    assert "\n" not in str(info.value)
+    assert str(info.value) == "x.toml: " + message
