@@ -747,3 +747,12 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-lost": store_lost,
     "drain": drain,
 }
+
+
+def _master_kill(handle: ClusterHandle, options: Options) -> Report:
+    from stretchfs.chaos.ha import master_kill  # ha.py builds on this module
+
+    return master_kill(handle, options)
+
+
+SCENARIOS["master-kill"] = _master_kill
