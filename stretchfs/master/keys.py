@@ -88,7 +88,7 @@ class Keys:
     @property
     def prune_lease(self) -> str:
         """HASH of the purchase pruner's lease (as `repair_lease`, plus `ran`)."""
-        return self.prefix + "pur:prune:lease"
+        return self.prefix + "prune:lease"
 
     # -- repair (docs/repair.md) ------------------------------------------------
     @property
