@@ -124,7 +124,7 @@ class MasterClient:
                 last = step + 1 == len(order)
                 if last or not (isinstance(exc, PeerRefused) or idempotent()):
                     raise
-                log.info("master {url} failed ({error}); trying {next}",
+                log.warn("master {url} failed ({error}); trying {next}",
                          url=self._masters[index].base_url, error=str(exc),
                          next=self._masters[order[step + 1]].base_url, event="master_failover")
                 continue

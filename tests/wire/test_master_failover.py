@@ -10,9 +10,10 @@ from treq.testing import RequestTraversalAgent, _SynchronousProducer
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
@@ -88,7 +89,10 @@ def test_an_idempotent_call_moves_on_from_a_refused_master_and_sticks() -> None:
     second = FakeMaster(body={"peers": []})
     hosts = Hosts(m1=REFUSED, m2=second)
     client = _client(hosts, clock)
-    assert _result(_run(client.list_peers())) == []
+    with capturedLogs() as events:
+        assert _result(_run(client.list_peers())) == []
+    assert [(e["url"], e["next"]) for e in events if e.get("event") == "master_failover"] == [
+        (URLS[0], URLS[1])]
     assert client.base_url == URLS[1]
     assert _result(_run(client.list_peers())) == []
     assert hosts.attempts == ["m1", "m2", "m2"]
@@ -169,3 +173,21 @@ def test_a_refused_stream_is_read_from_the_next_master() -> None:
     rows: list = []
     assert _result(_run(_client(hosts, clock).inventory_snapshot(rows.append))) == "1-0"
     assert rows == [{"hash": "a"}]
+
+
+def test_a_stream_cut_after_a_row_is_not_read_again_elsewhere() -> None:
+    """A snapshot whose master dies after handing over a row fails rather than start over
+    on the next master (the rows already handed over cannot be taken back)."""
+    clock = Clock()
+
+    class Cut(FakeMaster):
+        def render(self, request: Request) -> Any:
+            request.write(b'{"cursor": "1-0"}\n{"hash": "a"}\n')
+            request.channel.transport.loseConnection()
+            return NOT_DONE_YET
+
+    hosts = Hosts(m1=Cut(), m2=FakeMaster())
+    rows: list = []
+    failure = _result(_run(_client(hosts, clock).inventory_snapshot(rows.append)))
+    assert failure.check(PeerUnavailable)
+    assert rows == [{"hash": "a"}] and hosts.attempts == ["m1"]
