@@ -108,6 +108,12 @@ class Lease:
             return await self.hold() == token
         return self.valid()
 
+    async def release(self) -> None:
+        """Give the lease up (a clean stop): another master takes it at its next bid."""
+        await self.fenced([["HSET", self._key, "expires", "0"]])
+        self.token = 0
+        self._until = 0.0
+
     def valid(self) -> bool:
         """True while this master holds the lease by its own clock."""
         return bool(self.token) and self._clock.seconds() < self._until
@@ -188,6 +194,14 @@ class LeasedJob(PeriodicService):
             return
         if await self.work():
             self._held(await self.lease.fenced([["HSET", self.lease.key, "ran", repr(now)]]))
+
+    async def release(self) -> None:
+        """Stop bidding and give the lease up if held (a clean stop of this master)."""
+        PeriodicService.stopService(self)
+        if self.lease.token:
+            await self.lease.release()
+            log.info("{job} lease given up", job=self.job, event="lease")
+        self._held(False)
 
     def _held(self, held: bool) -> None:
         if held != self.held:

@@ -153,6 +153,26 @@ async def test_one_master_prunes_and_another_takes_over_after_it_died(master) ->
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_cleanly_stopped_holder_hands_the_lease_over_at_the_next_bid(master) -> None:
+    """A pruner that releases its lease (its master stops) stops bidding, and the other
+    master holds the lease at its next bid, not after the TTL."""
+    first = _pruner(master, "m1", [], [], ttl=6.0)
+    second = _pruner(master, "m2", [], [], ttl=6.0)
+    first.startService()
+    await master.settled()
+    second.startService()
+    await master.settled()
+    assert first.held and not second.held
+    await first.release()
+    assert not first.held
+    await _advance(master, 2)                          # one bid period (ttl / 3)
+    assert second.held and not first.held
+    first.stopService()
+    second.stopService()
+    assert master.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_holder_that_lost_its_lease_prunes_nothing_more(master) -> None:
     """A prune whose lease another master took meanwhile stops before its next batch."""
     key = master.api.keys.prune_lease
