@@ -97,11 +97,6 @@ class MasterClient:
         """The base URL of the master in use."""
         return self._masters[self._current].base_url
 
-    @property
-    def base_urls(self) -> list[str]:
-        """Every master's base URL, in configured order."""
-        return [master.base_url for master in self._masters]
-
     def _order(self) -> list[int]:
         """Masters to try: the one in use, then the others in turn; those that failed
         in the last `MASTER_DOWN_SECONDS` last."""
