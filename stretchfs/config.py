@@ -30,6 +30,7 @@ EXAMPLE_CLUSTER_KEY = "change-me-to-a-long-random-secret"
 MIN_CLUSTER_KEY_CHARS = 32
 MAKE_KEY_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 REDIS_PASSWORD_ENV = "STRETCHFS_REDIS_PASSWORD"
+DEFAULT_MASTER_URL = "http://127.0.0.1:8160"
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1, "b": 1,
@@ -168,7 +169,12 @@ class ClusterSettings:
     """How this node reaches and authenticates to the rest of the cluster."""
 
     key: str = setting("", "shared cluster secret; overridden by $STRETCHFS_CLUSTER_KEY")
-    master_url: str = setting("http://127.0.0.1:8160", "base URL of the master", _http_url)
+    master_url: str = setting("", "base URL of the master (one master; or use master_urls; "
+                              "'' with no master_urls = http://127.0.0.1:8160)",
+                              _optional_http_url)
+    master_urls: tuple[str, ...] = setting(
+        (), "base URLs of every master (docs/ha.md); after loading it always holds the "
+        "master(s) to use, master_url the first")
     request_timeout: float = setting(
         10.0, "seconds without progress before an internal HTTP call fails", _positive)
     replicas: int = setting(2, "copies every content should have: each upload makes this "
@@ -227,6 +233,9 @@ class MasterSettings:
     session_ttl: float = setting(30 * 86400.0, "seconds of inactivity before a session expires",
                                  _positive)
     prune_interval: float = setting(86400.0, "seconds between purchase prunes", _positive)
+    lease_ttl: float = setting(15.0, "seconds the purchase pruner's lease lasts without "
+                               "renewal (one master prunes; another takes over within "
+                               "4/3 of this after it died)", _positive)
     feed_max_len: int = setting(1_000_000, "change-feed entries kept before trimming", _positive)
     feed_poll_timeout: float = setting(10.0, "longest wait of a feed long-poll, seconds",
                                        _positive)
@@ -470,6 +479,7 @@ def parse_config(role: str, text: str, origin: str,
         raise ConfigError("{}: [cluster] key: {}".format(origin, problem))
     config = replace(config, cluster=replace(config.cluster, key=key))
     config = _with_redis_password(config, environ or {}, origin)
+    config = _with_master_urls(config, origin)
     _check_role_rules(config, origin)
     return config
 
@@ -483,6 +493,25 @@ def _with_redis_password(config: RoleConfig, environ: Mapping[str, str],
         raise ConfigError("{}: [redis] password: expected the password of the Redis user in "
                           "url (or set ${})".format(origin, REDIS_PASSWORD_ENV))
     return replace(config, redis=replace(config.redis, password=password))
+
+
+def _with_master_urls(config: RoleConfig, origin: str) -> RoleConfig:
+    """Fold `[cluster] master_url` into `master_urls` (exactly one of them may be set)."""
+    cluster = config.cluster
+    if cluster.master_url and cluster.master_urls:
+        raise ConfigError("{}: [cluster] master_url: expected either master_url or "
+                          "master_urls, got both".format(origin))
+    for url in cluster.master_urls:
+        if _http_url(url):
+            raise ConfigError("{}: [cluster] master_urls: expected http:// or https:// URLs, "
+                              "got {!r}".format(origin, url))
+    urls = tuple(url.rstrip("/") for url in
+                 cluster.master_urls or (cluster.master_url or DEFAULT_MASTER_URL,))
+    twice = sorted({url for url in urls if urls.count(url) > 1})
+    if twice:
+        raise ConfigError("{}: [cluster] master_urls: {!r} is listed twice".format(
+            origin, twice[0]))
+    return replace(config, cluster=replace(cluster, master_urls=urls, master_url=urls[0]))
 
 
 def _check_role_rules(config: RoleConfig, origin: str) -> None:

@@ -51,6 +51,10 @@ class PeerUnavailable(StretchFSError):
     """A peer (master, prism, store) could not be reached or is marked down."""
 
 
+class PeerRefused(PeerUnavailable):
+    """The connection to a peer was refused: the request never reached it."""
+
+
 class TlsRejected(PeerUnavailable):
     """The TLS handshake with a peer failed (certificate not trusted, wrong name, expired...)."""
 

@@ -173,3 +173,41 @@ def test_an_unusable_tls_ca_file_is_one_config_error(tmp_path, content) -> None:
     path.write_text(minimal_config("prism", extra='[tls]\nca_file = "{}"\n'.format(ca_file)))
     with pytest.raises(ConfigError, match=r"\[tls\] ca_file: .*ca\.pem"):
         load_config("prism", str(path), {"STRETCHFS_CLUSTER_KEY": CLUSTER_KEY})
+
+
+def _cluster(lines: str) -> str:
+    return "[cluster]\nkey = '{}'\n{}\n".format(CLUSTER_KEY, lines)
+
+
+def test_master_urls_default_to_the_single_master_url() -> None:
+    """`master_url` alone becomes a one-entry `master_urls`; neither gives the default."""
+    one = parse_config("prism", _cluster("master_url = 'http://m1:8160/'"), "x.toml", {})
+    assert one.cluster.master_urls == ("http://m1:8160",)
+    assert one.cluster.master_url == "http://m1:8160"
+    none = parse_config("prism", _cluster(""), "x.toml", {})
+    assert none.cluster.master_urls == ("http://127.0.0.1:8160",)
+
+
+def test_master_urls_keep_their_order() -> None:
+    """`master_urls` is kept in order and `master_url` is its first entry."""
+    config = parse_config("store", _cluster("master_urls = ['http://b:1', 'https://a:2']"),
+                          "x.toml", {})
+    assert config.cluster.master_urls == ("http://b:1", "https://a:2")
+    assert config.cluster.master_url == "http://b:1"
+
+
+@pytest.mark.parametrize("lines,message", [
+    ("master_urls = ['http://a:1', 'http://a:1/']", "[cluster] master_urls: 'http://a:1' is "
+     "listed twice"),
+    ("master_urls = ['http://a:1', 'ftp://b']", "[cluster] master_urls: expected http:// "
+     "or https:// URLs, got 'ftp://b'"),
+    ("master_urls = 'http://a:1'", "[cluster] master_urls: expected a list of strings, got "
+     "'http://a:1'"),
+    ("master_url = 'http://a:1'\nmaster_urls = ['http://b:1']",
+     "[cluster] master_url: expected either master_url or master_urls, got both"),
+])
+def test_bad_master_urls_are_one_config_error(lines: str, message: str) -> None:
+    """Duplicates, a malformed entry or both keys set: one ConfigError line."""
+    with pytest.raises(ConfigError) as info:
+        parse_config("prism", _cluster(lines), "x.toml", {})
+    assert str(info.value) == "x.toml: " + message

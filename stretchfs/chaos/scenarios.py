@@ -953,3 +953,12 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-returns": store_returns,
     "bit-rot": bit_rot,
 }
+
+
+def _master_kill(handle: ClusterHandle, options: Options) -> Report:
+    from stretchfs.chaos.ha import master_kill  # ha.py builds on this module
+
+    return master_kill(handle, options)
+
+
+SCENARIOS["master-kill"] = _master_kill

@@ -15,9 +15,11 @@ def add_parser(subparsers: Any) -> None:
     """Register `dev` and its subcommands."""
     dev = subparsers.add_parser("dev", help="run a local cluster of real processes")
     dev_sub = dev.add_subparsers(dest="dev_command", required=True)
-    up = dev_sub.add_parser("up", help="start Redis, a master, prisms and stores")
+    up = dev_sub.add_parser("up", help="start Redis, masters, prisms and stores")
     up.add_argument("--workdir", default=DEFAULT_WORKDIR,
                     help="folder for configs, data and logs (default %(default)s)")
+    up.add_argument("--masters", type=int, default=1,
+                    help="masters to start, each node lists them all (default 1)")
     up.add_argument("--prisms", type=int, default=2, help="prisms to start (default 2)")
     up.add_argument("--stores", type=int, default=3, help="stores to start (default 3)")
     up.add_argument("--detach", action="store_true",
@@ -52,8 +54,12 @@ def run_up(args: argparse.Namespace) -> int:
     if args.prisms < 0 or args.stores < 0 or args.prisms + args.stores > 200:
         _say("stretchfs dev up: --prisms and --stores must be 0..200 in all")
         return 2
-    cluster = _devcluster().LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores,
-                                         say=_say)
+    devcluster = _devcluster()
+    if not 1 <= args.masters <= devcluster.MAX_MASTERS:
+        _say("stretchfs dev up: --masters must be 1..{}".format(devcluster.MAX_MASTERS))
+        return 2
+    cluster = devcluster.LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores,
+                                      masters=args.masters, say=_say)
     stopping = {"now": False}
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -156,7 +156,7 @@ async def _sync_locked(reactor: Any, config: Any, store: Any, dry_run: bool, bar
 
     master = MasterClient(make_http_client(reactor, persistent=False,
                                            ca_file=config.tls.ca_file),
-                          config.cluster.master_url, config.cluster.key,
+                          config.cluster.master_urls, config.cluster.key,
                           config.cluster.request_timeout, reactor)
     name = config.node.name
     started = time.monotonic()

@@ -69,32 +69,30 @@ def _listen_url(listen: str) -> str | None:
 
 
 def resolve_master(args: argparse.Namespace, environ: Mapping[str, str]
-                   ) -> tuple[str, str, str]:
-    """(master URL, cluster key, CA file) from the arguments and environment;
-    ConfigError if missing."""
-    url = args.master or ""
+                   ) -> tuple[tuple[str, ...], str, str]:
+    """(master URLs, cluster key, CA file) from the arguments and environment;
+    ConfigError if missing.  A prism's or store's config gives every master it lists."""
+    urls: tuple[str, ...] = (args.master,) if args.master else ()
     key = environ.get(CLUSTER_KEY_ENV, "")
     ca_file = getattr(args, "ca_file", None) or ""
     if args.config:
         config = load_config(_role_of(args.config), args.config, environ)
         key = config.cluster.key
         ca_file = ca_file or config.tls.ca_file
-        if not url:
-            if isinstance(config, MasterConfig):
-                url = config.http.public_url or _listen_url(config.http.listen[0]) or \
-                    config.cluster.master_url
-            else:
-                url = config.cluster.master_url
-    if not url:
+        if not urls:
+            own = config.http.public_url or _listen_url(config.http.listen[0]) \
+                if isinstance(config, MasterConfig) else ""
+            urls = (own,) if own else config.cluster.master_urls
+    if not urls:
         raise ConfigError("give --master URL or --config FILE")
-    if not url.startswith(("http://", "https://")):
+    if not urls[0].startswith(("http://", "https://")):
         raise ConfigError("--master: expected an http:// or https:// URL")
     if not key:
         raise ConfigError("no cluster key: set ${} or give --config FILE".format(CLUSTER_KEY_ENV))
     problem = cluster_key_problem(key)
     if problem:
         raise ConfigError("${}: {}".format(CLUSTER_KEY_ENV, problem))
-    return url.rstrip("/"), key, ca_file
+    return tuple(url.rstrip("/") for url in urls), key, ca_file
 
 
 def upstream_message(exc: UpstreamError) -> str:
@@ -122,7 +120,7 @@ def run_against_master(command: Command, args: argparse.Namespace,
                        environ: Mapping[str, str] | None = None) -> int:
     """Resolve the master, run `command` on the reactor, and return its exit code."""
     try:
-        url, key, ca_file = resolve_master(args, os.environ if environ is None else environ)
+        urls, key, ca_file = resolve_master(args, os.environ if environ is None else environ)
     except ConfigError as exc:
         sys.stderr.write("stretchfs: {}\n".format(exc))
         return EX_CONFIG
@@ -138,8 +136,7 @@ def run_against_master(command: Command, args: argparse.Namespace,
     except (OSError, ValueError) as exc:
         sys.stderr.write("stretchfs: CA file: {}\n".format(exc))
         return EX_CONFIG
-    client = MasterClient(http, url, key,
-                          CLI_TIMEOUT_SECONDS, reactor)
+    client = MasterClient(http, urls, key, CLI_TIMEOUT_SECONDS, reactor)
     outcome: dict[str, int] = {"code": 1}
 
     def finish(code: int) -> None:

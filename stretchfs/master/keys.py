@@ -85,6 +85,11 @@ class Keys:
         """STREAM of purchase changes."""
         return self.prefix + "pur:feed"
 
+    @property
+    def prune_lease(self) -> str:
+        """HASH of the purchase pruner's lease (as `repair_lease`, plus `ran`)."""
+        return self.prefix + "prune:lease"
+
     # -- repair (docs/repair.md) ------------------------------------------------
     @property
     def repair_lease(self) -> str:

@@ -18,18 +18,16 @@ dropped from every answer, feed page and snapshot line.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from stretchfs.master import validate
 from stretchfs.master.feeds import last_cursor, read_feed
 from stretchfs.master.inventory import ScanChunks
 from stretchfs.master.keys import Keys
+from stretchfs.master.lease import Lease, LeasedJob
 from stretchfs.master.lua import LuaScript
 from stretchfs.redisstore import RedisStore, RedisUnavailable
 from stretchfs.wire.identifiers import new_token
@@ -40,7 +38,6 @@ log = Logger()
 DEFAULT_LIFE_SECONDS = 7200.0
 PRUNE_BATCH = 1000
 PRUNE_MAX_BATCHES = 100_000
-PRUNE_RETRY_SECONDS = 60.0
 SNAPSHOT_CHUNK_TOKENS = 1000
 LEGACY_SESSION_FIELD = b'"session"'
 
@@ -210,11 +207,14 @@ class Purchases:
             self.on_change()
         return count
 
-    async def prune(self) -> int:
-        """Remove every purchase expired now, in batches; returns how many."""
+    async def prune(self, go_on: Callable[[], Awaitable[bool]] | None = None) -> int:
+        """Remove every purchase expired now, in batches, each after `go_on()` said yes
+        (the pruner's lease is still held); returns how many."""
         now = repr(float(self.clock.seconds()))
         total = 0
         for _ in range(PRUNE_MAX_BATCHES):
+            if go_on is not None and not await go_on():
+                break
             tokens = await EXPIRED.run(self.redis, [self.keys.purchase_expiry],
                                        [now, PRUNE_BATCH])
             if not tokens:
@@ -249,61 +249,34 @@ class Purchases:
         return int(await self.redis.execute("ZCARD", self.keys.purchase_expiry))
 
 
-class PurchasePruner(Service):
-    """Prunes expired purchases every `interval` seconds on the injected clock.
+class PurchasePruner(LeasedJob):
+    """Prunes expired purchases every `interval` seconds on the master holding `lease`.
 
-    A run that fails (cluster Redis away) is retried after
-    `min(interval, PRUNE_RETRY_SECONDS)` instead of waiting a whole interval.
+    Runs twice would do no harm (a removal is idempotent) but cost Redis a scan each,
+    so one master prunes.  A run that fails (cluster Redis away) is retried at the
+    next lease bid, a few seconds later, instead of waiting a whole interval.
     """
 
-    def __init__(self, purchases: Purchases, clock: IReactorTime, interval: float,
+    def __init__(self, purchases: Purchases, lease: Lease, clock: IReactorTime,
+                 interval: float, on_hold: Callable[[bool], None],
                  on_pruned: Callable[[int], None] | None = None) -> None:
+        super().__init__(lease, clock, interval, "purchase pruning", on_hold)
         self._purchases = purchases
-        self._clock = clock
-        self._loop = LoopingCall(self.prune_once)
-        self._loop.clock = clock
-        self._interval = interval
         self._on_pruned = on_pruned
-        self._retry: IDelayedCall | None = None
 
-    def startService(self) -> None:
-        """Prune now, then every interval."""
-        super().startService()
-        self._loop.start(self._interval, now=True)
-
-    def stopService(self) -> None:
-        """Stop the loop and any pending retry."""
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-
-    def prune_once(self) -> Deferred[int]:
-        """One prune; logs (never raises) so the loop keeps running."""
-        return Deferred.fromCoroutine(self._prune())
-
-    async def _prune(self) -> int:
+    async def work(self) -> bool:
+        """One prune, batch by batch while the lease is kept; logs (never raises)."""
         try:
-            count = await self._purchases.prune()
+            count = await self._purchases.prune(go_on=self.lease.keep)
         except RedisUnavailable:
             log.warn("purchase pruning postponed: cluster Redis unavailable",
                      event="prune_postponed")
-            self._schedule_retry()
-            return 0
+            return False
         except Exception:
             log.failure("while pruning purchases")
-            self._schedule_retry()
-            return 0
+            return False
         if count:
             log.info("pruned {count} expired purchases", count=count, event="purchases_pruned")
         if self._on_pruned is not None:
             self._on_pruned(count)
-        return count
-
-    def _schedule_retry(self) -> None:
-        if not self.running or (self._retry is not None and self._retry.active()):
-            return
-        self._retry = self._clock.callLater(min(self._interval, PRUNE_RETRY_SECONDS),
-                                            self.prune_once)
+        return True

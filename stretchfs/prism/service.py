@@ -61,7 +61,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
         peers = Peers(self_name=config.node.name)
     timeout = config.cluster.request_timeout
     if master is None:
-        master = MasterClient(http, config.cluster.master_url, config.cluster.key, timeout,
+        master = MasterClient(http, config.cluster.master_urls, config.cluster.key, timeout,
                               reactor, reader=config.node.name)
     inventory = MirrorSync("inventory", load_snapshot=master.inventory_snapshot,
                            read_feed=master.inventory_feed, new_mirror=InventoryMirror,

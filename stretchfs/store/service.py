@@ -145,7 +145,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     registry = new_registry()
     peers = peers if peers is not None else Peers(self_name=config.node.name)
     if master is None:
-        master = MasterClient(http, config.cluster.master_url, config.cluster.key,
+        master = MasterClient(http, config.cluster.master_urls, config.cluster.key,
                               config.cluster.request_timeout, reactor)
     store = ContentStore(config.store.root)
     journal = Journal(store.journal_dir)

@@ -20,6 +20,7 @@ from OpenSSL import SSL
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectionLost
+from twisted.internet.error import ConnectionRefusedError as ConnectionRefused
 from twisted.internet.error import TimeoutError as NetTimeout
 from twisted.internet.interfaces import (
     IDelayedCall,
@@ -50,7 +51,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IPolicyForHTTPS, IResponse
 from zope.interface import implementer
 
-from stretchfs.errors import PeerUnavailable, TlsRejected, UpstreamError
+from stretchfs.errors import PeerRefused, PeerUnavailable, TlsRejected, UpstreamError
 from stretchfs.web.jsonio import decode_json, encode_json
 
 log = Logger()
@@ -227,7 +228,8 @@ class Deadline:
             if reason is not None:
                 raise TlsRejected("{} TLS handshake failed: {}".format(
                     self._peer, reason)) from None
-            raise PeerUnavailable("{} unreachable: {}".format(
+            refused = isinstance(exc, (ConnectionRefusedError, ConnectionRefused))
+            raise (PeerRefused if refused else PeerUnavailable)("{} unreachable: {}".format(
                 self._peer, exc.__class__.__name__)) from None
         finally:
             self.on_expiry(None)

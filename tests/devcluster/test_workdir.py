@@ -76,3 +76,20 @@ def test_a_restart_keeps_each_nodes_ports_while_they_are_free(tmp_path) -> None:
         taken.bind((store.host, store.port))
         replanned = plan_nodes(str(tmp_path), 1, 2, saved)[-1]
     assert replanned.port not in (0, store.port) and replanned.ping_port == store.ping_port
+
+
+def test_several_masters_come_first_and_every_node_lists_them_all(tmp_path) -> None:
+    """`masters=2` plans master and master2 on their own loopback hosts before the other
+    nodes, and every node's config names both masters."""
+    import tomllib
+
+    from stretchfs.devcluster.cluster import render_config
+
+    nodes = plan_nodes(str(tmp_path), 1, 1, masters=2)
+    assert [(n.name, n.role) for n in nodes] == [
+        ("master", "master"), ("master2", "master"), ("prism1", "prism"), ("store1", "store")]
+    assert len({n.host for n in nodes}) == 4
+    urls = [n.url for n in nodes[:2]]
+    for node in nodes:
+        config = tomllib.loads(render_config(node, urls, "redis://127.0.0.1:1/0", "k" * 40))
+        assert config["cluster"]["master_urls"] == urls

@@ -26,20 +26,32 @@ def test_master_url_comes_from_a_master_config_listener(tmp_path) -> None:
     text = minimal_config("master").replace("tcp:0:interface=127.0.0.1",
                                             "tcp:8160:interface=127.0.0.7")
     path = write_config(str(tmp_path), "master", text)
-    assert resolve_master(_args(config=path), {}) == ("http://127.0.0.7:8160", CLUSTER_KEY, "")
+    assert resolve_master(_args(config=path), {}) == (("http://127.0.0.7:8160",),
+                                                      CLUSTER_KEY, "")
 
 
 def test_master_url_comes_from_a_store_config(tmp_path) -> None:
     """A store's config gives its [cluster] master_url."""
     path = write_config(str(tmp_path), "store", minimal_config(
         "store", master_url="http://10.0.0.1:8160"))
-    assert resolve_master(_args(config=path), {}) == ("http://10.0.0.1:8160", CLUSTER_KEY, "")
+    assert resolve_master(_args(config=path), {}) == (("http://10.0.0.1:8160",),
+                                                      CLUSTER_KEY, "")
+
+
+def test_every_master_comes_from_a_store_config_listing_several(tmp_path) -> None:
+    """A store's config listing several masters gives all of them, in order."""
+    text = minimal_config("store").replace(
+        'master_url = "http://127.0.0.1:1"',
+        'master_urls = ["http://10.0.0.2:8160", "http://10.0.0.1:8160"]')
+    path = write_config(str(tmp_path), "store", text)
+    assert resolve_master(_args(config=path), {})[0] == ("http://10.0.0.2:8160",
+                                                         "http://10.0.0.1:8160")
 
 
 def test_master_flag_takes_the_key_from_the_environment() -> None:
     """--master URL uses $STRETCHFS_CLUSTER_KEY; without a key it is a config error."""
     env = {"STRETCHFS_CLUSTER_KEY": CLUSTER_KEY}
-    assert resolve_master(_args(master="http://m:1/"), env) == ("http://m:1", CLUSTER_KEY, "")
+    assert resolve_master(_args(master="http://m:1/"), env) == (("http://m:1",), CLUSTER_KEY, "")
     with pytest.raises(ConfigError):
         resolve_master(_args(master="http://m:1"), {})
     with pytest.raises(ConfigError):

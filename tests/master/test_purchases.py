@@ -7,6 +7,7 @@ import json
 
 import pytest_twisted
 
+from stretchfs.master.lease import Lease
 from stretchfs.master.purchases import PurchasePruner
 
 
@@ -84,24 +85,105 @@ async def test_prune_route_removes_only_expired_and_feeds_them(master) -> None:
     assert await master.client().prune_purchases() == {"pruned": 0}
 
 
+def _pruner(master, owner: str, counts: list, held: list, interval: float = 3600.0,
+            ttl: float = 15.0) -> PurchasePruner:
+    """A pruner bidding for the master's prune lease as `owner`."""
+    lease = Lease(master.redis, master.api.keys.prune_lease, owner, ttl, master.clock)
+    return PurchasePruner(master.api.purchases, lease, master.clock, interval,
+                          on_hold=held.append, on_pruned=counts.append)
+
+
 @pytest_twisted.ensureDeferred
 async def test_pruner_runs_on_the_clock(master) -> None:
     """The pruning job runs at start and then every interval of the injected clock."""
     counts: list = []
-    pruner = PurchasePruner(master.api.purchases, master.clock, 3600.0, on_pruned=counts.append)
+    pruner = _pruner(master, "m1", counts, [])
     pruner.startService()
     await master.settled()
     assert counts == [0]
     await buy(master, 1, life=10)
     await buy(master, 2, life=7200)
-    master.clock.advance(3599)
+    master.clock.advance(3595)
+    await master.settled()
     assert len(counts) == 1
-    master.clock.advance(1)
+    master.clock.advance(5)
     await master.settled()
     assert counts == [0, 1]
     assert len(ndjson((await master.call("GET", "/purchases/snapshot")).body)) == 2
     pruner.stopService()
     assert master.clock.getDelayedCalls() == []
+
+
+async def _advance(master, seconds: float, step: float = 1.0) -> None:
+    """Move the clock `seconds` in steps, letting every bid reach Redis."""
+    for _ in range(int(seconds / step)):
+        master.clock.advance(step)
+        await master.settled()
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_master_prunes_and_another_takes_over_after_it_died(master) -> None:
+    """Of two masters only the lease holder prunes; once it stops renewing, the other holds
+    the lease within 4/3 of the TTL and prunes when the interval since the last run passed."""
+    first_counts: list = []
+    second_counts: list = []
+    first_held: list = []
+    second_held: list = []
+    first = _pruner(master, "m1", first_counts, first_held, interval=60.0, ttl=6.0)
+    second = _pruner(master, "m2", second_counts, second_held, interval=60.0, ttl=6.0)
+    first.startService()
+    await master.settled()
+    second.startService()
+    await master.settled()
+    assert first.held and not second.held and first_counts == [0]
+    await buy(master, 1, life=10)
+    await _advance(master, 60)
+    assert first_counts == [0, 1] and second_counts == [] and not second.held
+    first.stopService()                 # dies: stops renewing, keeps the lease until it expires
+    died = master.clock.seconds()
+    while not second.held and master.clock.seconds() - died < 20:
+        await _advance(master, 1)
+    assert 4 <= master.clock.seconds() - died <= 8      # 2/3 of the TTL .. 4/3 of it
+    assert second_held[-1] is True and second_counts == []   # the last run is recent
+    await buy(master, 2, life=10)
+    await _advance(master, 60 - (master.clock.seconds() - died))
+    assert second_counts == [1] and first_counts == [0, 1]
+    second.stopService()
+    assert master.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cleanly_stopped_holder_hands_the_lease_over_at_the_next_bid(master) -> None:
+    """A pruner that releases its lease (its master stops) stops bidding, and the other
+    master holds the lease at its next bid, not after the TTL."""
+    first = _pruner(master, "m1", [], [], ttl=6.0)
+    second = _pruner(master, "m2", [], [], ttl=6.0)
+    first.startService()
+    await master.settled()
+    second.startService()
+    await master.settled()
+    assert first.held and not second.held
+    await first.release()
+    assert not first.held
+    await _advance(master, 2)                          # one bid period (ttl / 3)
+    assert second.held and not first.held
+    first.stopService()
+    second.stopService()
+    assert master.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_holder_that_lost_its_lease_prunes_nothing_more(master) -> None:
+    """A prune whose lease another master took meanwhile stops before its next batch."""
+    key = master.api.keys.prune_lease
+    stale = Lease(master.redis, key, "m1", 6.0, master.clock)
+    assert await stale.hold()
+    await buy(master, 1, life=1)
+    master.clock.advance(7)
+    assert await Lease(master.redis, key, "m2", 6.0, master.clock).hold()
+    assert await master.api.purchases.prune(go_on=stale.keep) == 0
+    assert await master.api.purchases.count() == 1
+    assert await master.api.purchases.prune() == 1
 
 
 @pytest_twisted.ensureDeferred
@@ -158,7 +240,8 @@ async def test_client_creates_and_removes(master) -> None:
 
 
 def test_pruner_retries_soon_after_redis_fails(clock) -> None:
-    """A prune that fails because Redis is away is retried after 60 s, not a whole interval."""
+    """A prune that fails because Redis is away is retried at the next lease bid (a third
+    of the TTL), not a whole interval later, and the master does not count as holder."""
     from stretchfs.master.keys import Keys
     from stretchfs.master.purchases import Purchases
     from tests.fakes import FakeRedisStore
@@ -166,12 +249,14 @@ def test_pruner_retries_soon_after_redis_fails(clock) -> None:
     redis = FakeRedisStore(clock)
     redis.down = True
     counts: list = []
+    held: list = []
     purchases = Purchases(redis, Keys("t:"), clock, 100, 86400.0, feed_page_max_bytes=1000)
-    pruner = PurchasePruner(purchases, clock, 86400.0, on_pruned=counts.append)
+    lease = Lease(redis, Keys("t:").prune_lease, "m1", 15.0, clock)
+    pruner = PurchasePruner(purchases, lease, clock, 86400.0, on_hold=held.append,
+                            on_pruned=counts.append)
     pruner.startService()
-    assert counts == []
-    assert sorted(call.getTime() - clock.seconds() for call in clock.getDelayedCalls()) == [
-        60.0, 86400.0]
+    assert counts == [] and held == [False]
+    assert [call.getTime() - clock.seconds() for call in clock.getDelayedCalls()] == [5.0]
     pruner.stopService()
     assert clock.getDelayedCalls() == []
 
