@@ -108,6 +108,7 @@ class RepairPlanner(PeriodicService):
         self._busy: Counter[str] = Counter()       # copies in flight per store
         self._budget = ByteBudget(settings.per_store_bytes)
         self._copying: dict[str, Deferred[None]] = {}
+        self._dispatched: list[Deferred[None]] = []  # _fill calls waiting on a dispatch
         self._routes: dict[str, tuple[str, str]] = {}  # sha1 -> (source, target) in flight
         self._recent: dict[str, tuple[str, float]] = {}  # sha1 -> (target, until)
         self._avoid: dict[str, set[str]] = {}      # sha1 -> stores that failed it
@@ -254,10 +255,12 @@ class RepairPlanner(PeriodicService):
 
     async def _fill(self) -> None:
         """Start what the queue and the store slots allow; a call while a dispatch runs
-        makes it go once more instead of running beside it."""
+        makes it go once more instead of running beside it, and returns when it is done."""
         if self._dispatching:
             self._again = True
-            return
+            waiter: Deferred[None] = Deferred()
+            self._dispatched.append(waiter)
+            return await waiter
         self._dispatching = True
         try:
             self._again = True
@@ -266,6 +269,9 @@ class RepairPlanner(PeriodicService):
                 await self._dispatch(self._stores, self._clock.seconds())
         finally:
             self._dispatching = False
+            waiters, self._dispatched = self._dispatched, []
+            for waiter in waiters:
+                waiter.callback(None)
 
     async def _abandon(self, stores: Mapping[str, StoreState]) -> None:
         """Cancel the copies whose source or target the ping net votes down (or that left
