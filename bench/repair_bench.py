@@ -17,8 +17,8 @@ the rest 4-64 KiB), then:
     benchmarks measure already;
 (b) repair: the last store is killed for good (SIGKILL by PID); from the
     moment the master's `/repair/status` says it is lost until the
-    master's inventory shows every content it held back at 2 holders, polled
-    every 0.5 s.  Printed: MiB/s and its ratio to (a) (target >= 0.5x), and
+    master's inventory feed (followed as a prism does) shows every content it
+    held back at 2 holders.  Printed: MiB/s and its ratio to (a) (target >= 0.5x), and
     the small files repaired per second (target >= 500/s; counted from
     "lost" until the last small file was back, large copies interleaved);
 (c) delivery while repairing: purchased downloads of small files (the
@@ -42,14 +42,18 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import io
 import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -59,6 +63,7 @@ sys.path.insert(0, REPO)
 from stretchfs.chaos.client import CallFailed, PrismUser  # noqa: E402
 from stretchfs.chaos.cluster import ClusterHandle  # noqa: E402
 from stretchfs.chaos.load import PROPAGATION_SECONDS  # noqa: E402
+from stretchfs.client import Client  # noqa: E402
 from stretchfs.config import RepairSettings  # noqa: E402
 from stretchfs.devcluster.cluster import LocalCluster, stop_detached  # noqa: E402
 from stretchfs.devcluster.process import decode_json, http_call  # noqa: E402
@@ -71,6 +76,7 @@ LOOKUP_CHUNK = 1000
 POLL_SECONDS = 0.5
 SETTLE_TIMEOUT_SECONDS = 300.0
 LOST_TIMEOUT_SECONDS = 120.0
+PLANNER_READS = ("zrangebyscore", "hmget")    # the planner's look at the queue's head
 TARGET_RATIO, TARGET_SMALL_PER_SECOND, TARGET_P99_RATIO = 0.5, 500.0, 2.0
 
 
@@ -156,17 +162,20 @@ def make_sizes(count: int, large_share: float, rng: random.Random) -> list[int]:
 
 
 def upload_all(prism: str, user: dict[str, str], sizes: list[int], jobs: int) -> list[File]:
-    """Upload a file of each size (random bytes) from `jobs` threads."""
+    """Upload a file of each size (random bytes) from `jobs` threads sharing one session
+    (filling is not measured: the client retries a 503 as an application would)."""
+    with Client(prism, user["username"], user["password"], timeout=60) as first:
+        token = first.login().token
     local = threading.local()
-    clients: list[PrismUser] = []
+    clients: list[Client] = []
     lock = threading.Lock()
 
     def upload(size: int) -> File:
-        if not hasattr(local, "user"):
-            local.user = PrismUser(prism, user["username"], user["password"], timeout=60)
+        if not hasattr(local, "client"):
+            local.client = Client(prism, token=token, timeout=60)
             with lock:
-                clients.append(local.user)
-        content = local.user.upload(os.urandom(size), "file.bin")
+                clients.append(local.client)
+        content = local.client.upload(io.BytesIO(os.urandom(size)), name="file.bin")
         return File(content.hash, "bin", size)
 
     try:
@@ -212,6 +221,33 @@ def cpu_line(before: dict[str, float], after: dict[str, float], seconds: float) 
                      for role in before)
 
 
+def redis_calls(handle: ClusterHandle) -> Counter[str]:
+    """Calls so far per command of the cluster's Redis (`INFO commandstats`)."""
+    redis = handle.state["redis"]
+    out = subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(redis["port"]), "INFO",
+                          "commandstats"], env=dict(os.environ,
+                                                    REDISCLI_AUTH=redis["admin_password"]),
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    calls: Counter[str] = Counter()
+    for line in out.splitlines():
+        name, _, stats = line.partition(":")
+        if name.startswith("cmdstat_"):
+            calls[name[len("cmdstat_"):]] = int(stats.split(",")[0].split("=")[1])
+    return calls
+
+
+def redis_line(spent: Counter[str], seconds: float, idle: Counter[str], idle_seconds: float,
+               copies: int) -> str:
+    """The commands the cluster sent most in `seconds`, less what it sends in as long
+    without copies (`idle` in `idle_seconds`: ping net, feeds, downloads), per copy."""
+    extra = {name: (count - idle[name] * seconds / idle_seconds) / copies
+             for name, count in spent.items()}
+    top = sorted(extra.items(), key=lambda item: -item[1])[:6]
+    top += [(name, extra.get(name, 0.0)) for name in PLANNER_READS if name not in dict(top)]
+    return "{:.1f} per copy beyond the idle rate: {}".format(sum(extra.values()), ", ".join(
+        "{} {:.2f}".format(name, count) for name, count in top))
+
+
 # -- (a) the plain copy --------------------------------------------------------
 
 def plain_copy(api: Api, files: list[File], holders: dict[str, set[str]], victim: str,
@@ -247,6 +283,51 @@ def undo_copies(api: Api, made: list[tuple[str, str]], expected: dict[str, set[s
     hashes = [sha1 for _, sha1 in made]
     wait_for(lambda: api.holders(hashes) == {h: expected[h] for h in hashes},
              SETTLE_TIMEOUT_SECONDS, "the plain copies to leave the inventory", POLL_SECONDS)
+
+
+# -- (b) following the repair ---------------------------------------------------
+
+def feed_cursor(api: Api) -> str:
+    """The inventory feed's cursor now (the first line of `GET /inventory/snapshot`)."""
+    status, data = http_call("GET", api.handle.state["master_url"] + "/inventory/snapshot",
+                             key=api.key, timeout=120)
+    if status != 200:
+        raise RuntimeError("GET /inventory/snapshot answered {}".format(status))
+    return str(decode_json(data.split(b"\n", 1)[0])["cursor"])
+
+
+def follow_repair(api: Api, cursor: str, held: list[File], holders: dict[str, set[str]],
+                  victim: str, lost_at: float, timeout: float) -> dict[str, float]:
+    """Follow the master's inventory feed (long polls, as a prism does: the cost does not
+    grow with the content still short) until every content of `held` has REPLICAS
+    holders besides `victim`: seconds after `lost_at` at which each got there."""
+    have = {f.sha1: set(holders[f.sha1]) - {victim} for f in held}
+    done_at: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while len(done_at) < len(have):
+        if time.monotonic() > deadline:
+            raise SystemExit("{} content still short of copies after {:.0f} s".format(
+                len(have) - len(done_at), timeout))
+        page = api.master("GET", "/inventory/feed?after={}&wait=1&limit=1000".format(
+            urllib.parse.quote(cursor, safe="")))
+        now = time.monotonic() - lost_at
+        cursor = str(page["cursor"])
+        for change in page["changes"]:
+            stores = have.get(change["hash"])
+            if stores is None or change["hash"] in done_at or change["store"] == victim:
+                continue
+            (stores.add if change["op"] == "add" else stores.discard)(change["store"])
+            if len(stores) >= REPLICAS:
+                done_at[change["hash"]] = now
+    return done_at
+
+
+def check_repaired(api: Api, held: list[File], victim: str) -> None:
+    """The master's rows agree with the feed: every content of `held` has its copies."""
+    rows = api.holders([f.sha1 for f in held])
+    short = [h for h, stores in rows.items() if len(stores - {victim}) < REPLICAS]
+    if short:
+        raise SystemExit("the feed and the master's rows disagree: {} short".format(len(short)))
 
 
 # -- (c) delivery load ----------------------------------------------------------
@@ -365,9 +446,10 @@ def run(args: argparse.Namespace, workdir: str) -> int:
     pids = server_pids(handle)
 
     # (a)
-    before = cpu_snapshot(pids)
+    before, calls = cpu_snapshot(pids), redis_calls(handle)
     plain_seconds, made = plain_copy(api, held, holders, victim, args.copy_jobs)
     plain_cpu = cpu_line(before, cpu_snapshot(pids), plain_seconds)
+    plain_calls = redis_calls(handle) - calls
     plain_rate = held_bytes / MIB / plain_seconds
     print("(a) plain copy (POST /content/fetch, {} at a time): {:.1f} s, {:.1f} MiB/s, "
           "{:.0f} files/s".format(args.copy_jobs, plain_seconds, plain_rate,
@@ -377,11 +459,11 @@ def run(args: argparse.Namespace, workdir: str) -> int:
 
     # (b) and (c)
     smalls = [f for f in files if f.size < LARGE[0]]
-    buyer = PrismUser(prism, user["username"], user["password"])
-    items = [(f, buyer.purchase(f.sha1, f.ext)) for f in rng.sample(smalls, min(200,
-                                                                                len(smalls)))]
-    buyer.close()
+    with Client(prism, user["username"], user["password"], timeout=60) as buyer:
+        items = [(f, buyer.purchase(f.sha1, f.ext).token)
+                 for f in rng.sample(smalls, min(200, len(smalls)))]
     time.sleep(PROPAGATION_SECONDS)      # the purchases reach the prism
+    cursor = feed_cursor(api)
     load = Downloads(prism, user, items, args.rate, args.load_threads)
     load.start()
     try:
@@ -391,23 +473,19 @@ def run(args: argparse.Namespace, workdir: str) -> int:
         wait_for(lambda: api.store_state(victim) == "lost", args.lost_after +
                  LOST_TIMEOUT_SECONDS, "{} to be lost".format(victim), 0.1)
         lost_at = time.monotonic()
-        before = cpu_snapshot(pids)
-        short = {f.sha1: f for f in held}
-        done_at: dict[str, float] = {}
-
-        def repaired() -> bool:
-            now = time.monotonic()
-            for sha1, stores in api.holders(list(short)).items():
-                if len(stores - {victim}) >= REPLICAS:
-                    done_at[sha1] = now - lost_at
-                    del short[sha1]
-            return not short
-
-        wait_for(repaired, args.repair_timeout, "the repair", POLL_SECONDS)
-        repair_seconds = time.monotonic() - lost_at
-        repair_cpu = cpu_line(before, cpu_snapshot(pids), repair_seconds)
-        done = time.monotonic()
+        before, calls = cpu_snapshot(pids), redis_calls(handle)
+        done_at = follow_repair(api, cursor, held, holders, victim, lost_at,
+                                args.repair_timeout)
+        repair_seconds = max(done_at.values())
+        repair_cpu = cpu_line(before, cpu_snapshot(pids), time.monotonic() - lost_at)
+        repair_calls = redis_calls(handle) - calls
+        repair_window = time.monotonic() - lost_at
+        done = lost_at + repair_seconds
+        check_repaired(api, held, victim)
+        time.sleep(max(0.0, done + 1.0 - time.monotonic()))
+        calls = redis_calls(handle)
         time.sleep(args.quiet_seconds)
+        idle_calls = redis_calls(handle) - calls
     finally:
         load.stop()
     repair_rate = held_bytes / MIB / repair_seconds
@@ -419,6 +497,10 @@ def run(args: argparse.Namespace, workdir: str) -> int:
               len(held) / repair_seconds))
     print("    at most {} copies at once ({} survivors x [repair] per_store {}, two stores "
           "each); server CPU: {}".format(3 * per_store // 2, 3, per_store, repair_cpu))
+    print("    Redis calls of the plain copy " + redis_line(
+        plain_calls, plain_seconds, idle_calls, args.quiet_seconds, len(held)))
+    print("    Redis calls of the repair " + redis_line(
+        repair_calls, repair_window, idle_calls, args.quiet_seconds, len(held)))
     ratio = repair_rate / plain_rate
     print("    throughput vs plain copy: ratio {:.2f}x (target >= {:.1f}x) {}".format(
         ratio, TARGET_RATIO, "OK" if ratio >= TARGET_RATIO else "BELOW"))
@@ -426,7 +508,7 @@ def run(args: argparse.Namespace, workdir: str) -> int:
         len(held_small), small_seconds, small_rate, TARGET_SMALL_PER_SECOND,
         "OK" if small_rate >= TARGET_SMALL_PER_SECOND else "BELOW"))
 
-    quiet, quiet_failed = load.window(done, done + args.quiet_seconds)
+    quiet, quiet_failed = load.window(done, done + args.quiet_seconds + 1.0)
     during, during_failed = load.window(lost_at, done)
     first, first_failed = load.window(0, killed_at)
     print("(c) delivery, {:g} downloads/s of {} small purchased files from {} threads:".format(
