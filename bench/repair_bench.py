@@ -337,7 +337,7 @@ class Downloads:
 
     def __init__(self, prism: str, user: dict[str, str], items: list[tuple[File, str]],
                  rate: float, threads: int) -> None:
-        self.results: list[tuple[float, float, bool]] = []   # (started, seconds, ok)
+        self.results: list[tuple[float, float, str]] = []  # (started, seconds, failure kind)
         self._prism, self._user, self._items = prism, user, items
         self._interval = threads / rate
         self._stop = threading.Event()
@@ -371,19 +371,20 @@ class Downloads:
                 started = time.monotonic()
                 try:
                     user.download(token, "file." + item.ext, item.sha1)
-                    ok = True
-                except CallFailed:
-                    ok = False
+                    kind = ""
+                except CallFailed as exc:
+                    kind = exc.kind
                 with self._lock:
-                    self.results.append((started, time.monotonic() - started, ok))
+                    self.results.append((started, time.monotonic() - started, kind))
         finally:
             user.close()
 
-    def window(self, since: float, until: float) -> tuple[list[float], int]:
-        """Latencies of the downloads started in [since, until) that worked, and failures."""
+    def window(self, since: float, until: float) -> tuple[list[float], Counter[str]]:
+        """Latencies of the downloads started in [since, until) that worked, and the
+        failures by kind."""
         with self._lock:
             picked = [r for r in self.results if since <= r[0] < until]
-        return sorted(r[1] for r in picked if r[2]), sum(1 for r in picked if not r[2])
+        return sorted(r[1] for r in picked if not r[2]), Counter(r[2] for r in picked if r[2])
 
 
 def p99(latencies: list[float]) -> float:
@@ -393,11 +394,12 @@ def p99(latencies: list[float]) -> float:
     return latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
 
 
-def delivery_line(name: str, latencies: list[float], failed: int) -> str:
-    """Count, p50 and p99 of one window."""
-    return "{}: {} downloads, p50 {:.1f} ms, p99 {:.1f} ms, {} failed".format(
+def delivery_line(name: str, latencies: list[float], failed: Counter[str]) -> str:
+    """Count, p50 and p99 of one window, and its failures."""
+    return "{}: {} downloads, p50 {:.1f} ms, p99 {:.1f} ms, {} failed{}".format(
         name, len(latencies), 1000 * latencies[len(latencies) // 2] if latencies else 0.0,
-        1000 * p99(latencies), failed)
+        1000 * p99(latencies), sum(failed.values()), " {}".format(dict(failed)) if failed
+        else "")
 
 
 # -- the run ------------------------------------------------------------------
