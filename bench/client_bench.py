@@ -4,7 +4,7 @@
     `curl -F file=@FILE`; MiB/s, median of --rounds alternating rounds.
 (b) --small files (default 1000) of 4 KiB: `stretchfs upload --jobs 8` vs
     8 parallel curl processes, each sending its share over one connection
-    (`--next`); files/s, median of --rounds rounds.
+    (`--next`); files/s, median of --rounds alternating rounds.
 The client's peak RSS (ru_maxrss of the child, from wait4) is printed for
 both. A local cluster (1 prism, 1 store, replicas 1) is started in a temp
 folder and stopped by its own PIDs at the end.
@@ -128,7 +128,8 @@ def main() -> int:
         small_rates: dict[str, list[float]] = {"stretchfs": [], "curl": []}
         small_rss: dict[str, int] = {"stretchfs": 0, "curl": 0}
         for round_number in range(args.rounds):
-            for name in ("stretchfs", "curl"):
+            for name in (("stretchfs", "curl") if round_number % 2 == 0
+                         else ("curl", "stretchfs")):
                 paths = []
                 small = os.path.join(folder, "small-{}-{}".format(name, round_number))
                 os.makedirs(small)

@@ -61,3 +61,27 @@ def test_purchase_prune_stays_the_operators_command() -> None:
     assert args.func(args) == 0 and calls and calls[0].master == "http://m:1"
     args = parser.parse_args(["purchase", "a" * 40, "--life", "60", "--referrer", "x.com"])
     assert (args.hash, args.life, args.referrer) == ("a" * 40, 60.0, ["x.com"])
+
+
+class _Bar:
+    """Records what a progress bar is told."""
+
+    def __init__(self) -> None:
+        self.updates: list[int] = []
+
+    def update(self, count: int) -> None:
+        self.updates.append(count)
+
+
+def test_each_upload_adds_its_new_bytes_to_the_one_bar(capsys) -> None:
+    """Off a terminal there is no bar and no callback; on one, each upload adds its new bytes."""
+    assert content._bar(10, "upload") is None and content._adding_to(None) is None
+    bar = _Bar()
+    first, second = content._adding_to(bar), content._adding_to(bar)
+    assert first is not None and second is not None
+    first(100, 300)
+    second(50, 60)
+    first(300, 300)
+    second(60, 60)
+    assert bar.updates == [100, 50, 200, 10]
+    assert capsys.readouterr().err == ""

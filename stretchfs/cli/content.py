@@ -15,13 +15,15 @@ import concurrent.futures
 import getpass
 import json
 import os
+import ssl
 import sys
 import threading
 import tomllib
 from dataclasses import asdict
 from typing import Any, Callable
 
-from stretchfs.client import Client, StretchFSError
+from stretchfs.client import Client, Progress, StretchFSError
+from stretchfs.client.tls import Trust
 from stretchfs.exitcodes import EX_USAGE
 
 EX_FAILED = 1
@@ -79,14 +81,16 @@ def resolve(args: argparse.Namespace) -> dict[str, Any]:
     return found
 
 
-def open_client(args: argparse.Namespace, token: str | None = None) -> Client:
+def open_client(args: argparse.Namespace, token: str | None = None,
+                ssl_context: ssl.SSLContext | None = None) -> Client:
     """A Client from the resolved settings (`token` overrides the saved session)."""
     found = resolve(args)
     if not found["url"]:
         raise SystemExit("stretchfs: no prism URL: give --url, set STRETCHFS_URL or run "
                          "`stretchfs login --url URL`")
     return Client(found["url"], found["username"], found["password"],
-                  token=token or found["token"], ca_file=args.ca_file, timeout=args.timeout)
+                  token=token or found["token"], ca_file=args.ca_file,
+                  ssl_context=ssl_context, timeout=args.timeout)
 
 
 def _add_common(parser: argparse.ArgumentParser, ca_file: bool = True) -> None:
@@ -148,9 +152,13 @@ def _failed(error: StretchFSError) -> int:
 
 
 def _bar(total: int | None, description: str) -> Any:
-    """A byte progress bar on stderr, shown only when stderr is a terminal."""
+    """A byte progress bar on stderr when it is a terminal, else None (tqdm not loaded)."""
+    if not sys.stderr.isatty():
+        return None
     from tqdm import tqdm
 
+    # A thread lock, not tqdm's default multiprocessing one (0.1 s to create).
+    tqdm.set_lock(threading.RLock())
     try:
         size = os.get_terminal_size(sys.stderr.fileno())
     except (OSError, ValueError):
@@ -159,7 +167,7 @@ def _bar(total: int | None, description: str) -> Any:
     # tqdm draws nothing on a zero-sized one.
     sized = size.columns > 0 and size.lines > 0
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=description, file=sys.stderr, disable=None, leave=True,
+                desc=description, file=sys.stderr, leave=True,
                 ncols=None if sized else 80, nrows=None if sized else 24)
 
 
@@ -203,6 +211,19 @@ def run_logout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adding_to(bar: Any) -> Progress | None:
+    """A progress callback adding one upload's bytes to the shared bar (None without one)."""
+    if bar is None:
+        return None
+    sent = [0]
+
+    def progress(done: int, _total: int | None) -> None:
+        bar.update(done - sent[0])
+        sent[0] = done
+
+    return progress
+
+
 def run_upload(args: argparse.Namespace) -> int:
     """Upload every file, `--jobs` at once, with one progress bar over all bytes."""
     missing = [path for path in args.files if not os.path.isfile(path)]
@@ -210,7 +231,8 @@ def run_upload(args: argparse.Namespace) -> int:
         sys.stderr.write("stretchfs upload: not a file: {}\n".format(", ".join(missing)))
         return EX_USAGE
     total = sum(os.path.getsize(path) for path in args.files)
-    with open_client(args) as first:
+    trust = Trust(args.ca_file)  # one TLS context for every worker's client
+    with open_client(args, ssl_context=trust) as first:
         try:
             token = first.session.token if first.session else first.login().token
         except StretchFSError as exc:
@@ -222,16 +244,10 @@ def run_upload(args: argparse.Namespace) -> int:
     clients: list[Client] = []
 
     def one(path: str) -> Any:
-        sent = [0]
-
-        def progress(done: int, _total: int | None) -> None:
-            bar.update(done - sent[0])
-            sent[0] = done
-
         if not hasattr(local, "client"):  # one client (and connection) per worker
-            local.client = open_client(args, token=token)
+            local.client = open_client(args, token=token, ssl_context=trust)
             clients.append(local.client)
-        return local.client.upload(path, progress=progress)
+        return local.client.upload(path, progress=_adding_to(bar))
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {pool.submit(one, path): path for path in args.files}
@@ -242,8 +258,13 @@ def run_upload(args: argparse.Namespace) -> int:
             except StretchFSError as exc:
                 failures += 1
                 results[path] = {"error": exc.message}
-                bar.write("stretchfs upload: {}: {}".format(path, exc.message), file=sys.stderr)
-    bar.close()
+                message = "stretchfs upload: {}: {}".format(path, exc.message)
+                if bar is None:
+                    sys.stderr.write(message + "\n")
+                else:
+                    bar.write(message, file=sys.stderr)
+    if bar is not None:
+        bar.close()
     for client in clients:
         client.close()
     if args.json:
@@ -271,12 +292,13 @@ def run_download(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            result = client.download(link, args.output, progress=progress,
-                                     resume=not args.restart)
+            result = client.download(link, args.output, resume=not args.restart,
+                                     progress=None if bar is None else progress)
         except StretchFSError as exc:
-            bar.close()
             return _failed(exc)
-        bar.close()
+        finally:
+            if bar is not None:
+                bar.close()
     print(json.dumps(asdict(result)) if args.json else "{}  {}  {} bytes".format(
         result.sha1, result.path, result.size))
     return 0

@@ -4,7 +4,9 @@ Every call has a deadline (`timeout`, seconds without progress).  A 503 or a
 failed connection is retried `retries` times with doubling backoff (an
 upload only when its source can be read again); a 401 on a session call is
 answered by logging in again once, when the client holds credentials.
-Uploads stream from the file and hash on the way; downloads stream to disk
+Uploads stream from the file and hash on the way (stretchfs.client.multipart);
+TLS trust is loaded at the first https connection (stretchfs.client.tls),
+and several clients can share one `ssl_context`.  Downloads stream to disk
 and resume through `Range` after a cut connection.  From asyncio, run the
 calls in a thread (`await asyncio.to_thread(client.upload, path)`); one
 `Client` is not meant for several threads at once — use one per thread.
@@ -12,10 +14,10 @@ calls in a thread (`await asyncio.to_thread(client.upload, path)`); one
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import os
+import ssl
 import time
 import urllib.parse
 from typing import IO, Any, Callable, Iterable, Iterator
@@ -30,88 +32,14 @@ from stretchfs.client.errors import (
     error_for,
 )
 from stretchfs.client.models import Content, ContentRecord, Download, Purchase, Session
+from stretchfs.client.multipart import UploadBody
+from stretchfs.client.tls import Trust
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done, bytes in all or None when unknown)."""
 
 TOKEN_HEADER = "X-STRETCHFS-Token"
-READ_CHUNK_BYTES = 1024 * 1024
 MAX_BACKOFF_SECONDS = 8.0
-
-
-class _HashingReader:
-    """A file wrapper that hashes and reports what httpx reads from it.
-
-    Chunks are read READ_CHUNK_BYTES at a time (httpx asks for 64 KiB) and
-    hashed on a thread of their own while httpx sends them (hashlib and the
-    socket both release the GIL), so hashing does not slow the upload down.
-    """
-
-    def __init__(self, source: IO[bytes], total: int | None, progress: Progress | None) -> None:
-        self._source = source
-        self._total = total
-        self._progress = progress
-        self._start = source.tell() if source.seekable() else 0
-        self._sha1 = hashlib.sha1()
-        self._hasher = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._hashing: concurrent.futures.Future[None] | None = None
-        self.done = 0
-
-    def read(self, size: int = -1) -> bytes:
-        """Read a chunk, start hashing it, report progress."""
-        chunk = self._source.read(max(size, READ_CHUNK_BYTES) if size >= 0 else size)
-        self._wait()
-        if chunk:
-            self._hashing = self._hasher.submit(self._sha1.update, chunk)
-            self.done += len(chunk)
-            if self._progress is not None:
-                self._progress(self.done, self._total)
-        return chunk
-
-    def hexdigest(self) -> str:
-        """The SHA1 of everything read since the last rewind."""
-        self._wait()
-        return self._sha1.hexdigest()
-
-    def close(self) -> None:
-        """Stop the hashing thread (the source file is the caller's)."""
-        self._wait()
-        self._hasher.shutdown()
-
-    def _wait(self) -> None:
-        hashing, self._hashing = self._hashing, None
-        if hashing is not None:
-            hashing.result()
-
-    def seekable(self) -> bool:
-        """Whether the upload can be sent again (a retry)."""
-        return self._source.seekable()
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        """Rewind for a (re)send: the hash starts over with the bytes."""
-        if whence == os.SEEK_SET:
-            self._wait()
-            self._sha1 = hashlib.sha1()
-            self.done = 0
-            return self._source.seek(self._start + offset) - self._start
-        return self._source.seek(offset, whence) - self._start
-
-    def tell(self) -> int:
-        """Position relative to where the upload started."""
-        return self._source.tell() - self._start
-
-
-def _size_of(source: IO[bytes]) -> int | None:
-    try:
-        return os.fstat(source.fileno()).st_size - source.tell()
-    except (AttributeError, OSError, ValueError):
-        pass
-    if source.seekable():
-        here = source.tell()
-        end = source.seek(0, os.SEEK_END)
-        source.seek(here)
-        return end - here
-    return None
 
 
 def _message(response: httpx.Response) -> str:
@@ -128,11 +56,13 @@ class Client:
     """A StretchFS prism, as an application uses it.
 
     `Client(url, username, password)` logs in on the first call that needs a
-    session; `token=` reuses an existing session instead.
+    session; `token=` reuses an existing session instead.  `ssl_context`
+    (e.g. one `Trust` shared by several clients) replaces `ca_file`.
     """
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
-                 token: str | None = None, ca_file: str | None = None, timeout: float = 30.0,
+                 token: str | None = None, ca_file: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None, timeout: float = 30.0,
                  retries: int = 3, backoff: float = 0.5,
                  transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -143,7 +73,7 @@ class Client:
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
-        self._http = httpx.Client(verify=ca_file if ca_file else True, transport=transport,
+        self._http = httpx.Client(verify=ssl_context or Trust(ca_file), transport=transport,
                                   timeout=httpx.Timeout(timeout))
 
     def __enter__(self) -> "Client":
@@ -186,22 +116,15 @@ class Client:
             with open(source, "rb") as handle:
                 return self.upload(handle, name=name or os.path.basename(os.fspath(source)),
                                    progress=progress, fields=fields)
-        reader = _HashingReader(source, _size_of(source), progress)
         filename = name or os.path.basename(str(getattr(source, "name", "") or "upload.bin"))
+        body = UploadBody(source, filename, fields=fields, progress=progress)
 
         def request() -> httpx.Response:
-            if reader.seekable():
-                reader.seek(0)
-            return self._http.post(self.url + "/content/upload", headers=self._headers(),
-                                   data=fields or {},
-                                   files={"file": (filename, reader,  # type: ignore[dict-item]
-                                                   "application/octet-stream")})
+            return self._http.post(self.url + "/content/upload",
+                                   headers={**self._headers(), **body.headers}, content=body)
 
-        try:
-            answer = self._session_call(request, retry=reader.seekable())
-            sent = reader.hexdigest()
-        finally:
-            reader.close()
+        answer = self._session_call(request, retry=body.seekable())
+        sent = body.hexdigest()
         content = Content.from_answer(answer["files"]["file"])
         if content.hash != sent:
             raise IntegrityError("the cluster stored {} but {} was sent".format(
