@@ -96,10 +96,6 @@ class SyncReport:
     invalid: int = 0
     seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-able fields."""
-        return dict(self.__dict__)
-
 
 class JournalSink:
     """Sends differences into the store's journal, skipping hashes touched meanwhile."""
@@ -355,11 +351,3 @@ def _call_now(function: Callable[..., object], *args: object) -> None:
 def _log_progress(files: int, added: int) -> None:
     log.info("inventory sync: {files} files scanned, {added} to add so far",
              files=files, added=added, event="inventory_progress")
-
-
-def remove_spool(path: str) -> None:
-    """Delete a spool file if it exists."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
