@@ -31,6 +31,7 @@ from stretchfs.roles import NodeAPI
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
+from stretchfs.web.intake import remove_temp_file
 from stretchfs.web.jsonio import read_json_object, write_json
 from stretchfs.web.limits import intake_of
 from stretchfs.wire.identifiers import is_extension, is_purchase_token, public_sha1
@@ -260,12 +261,7 @@ class PrismAPI(NodeAPI):
                                                                     path_name)
             stored = await self.replicator.store(fetched.sha1, ext, fetched.path, fetched.size)
         finally:
-            import os
-
-            try:
-                os.unlink(fetched.path)
-            except OSError:
-                pass
+            remove_temp_file(fetched.path)
         self.uploads.labels("retrieved").inc()
         return write_json(request, {"hash": fetched.sha1, "sha1": fetched.sha1,
                                     "extension": stored.ext, "ext": stored.ext,
