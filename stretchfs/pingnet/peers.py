@@ -9,7 +9,6 @@ as available.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -50,7 +49,6 @@ class Peers:
     _records: dict[str, PeerRecord] = field(default_factory=dict)
     _down: set[str] = field(default_factory=set)
     _listeners: list[ChangeCallback] = field(default_factory=list)
-    _rng: random.Random = field(default_factory=random.Random)
     registry_version: int = 0
 
     # -- registry ----------------------------------------------------------
@@ -96,15 +94,12 @@ class Peers:
         return name in self._down
 
     def candidates(self, role: str, *, writable: bool | None = None,
-                   exclude: Iterable[str] = (), shuffle: bool = False) -> list[PeerRecord]:
+                   exclude: Iterable[str] = ()) -> list[PeerRecord]:
         """Available peers of `role` (optionally writable only), minus `exclude`."""
         skip = set(exclude)
-        found = [r for r in self.all(role)
-                 if r.name not in skip and self.is_available(r.name)
-                 and (writable is None or r.writable == writable)]
-        if shuffle:
-            self._rng.shuffle(found)
-        return found
+        return [r for r in self.all(role)
+                if r.name not in skip and self.is_available(r.name)
+                and (writable is None or r.writable == writable)]
 
     def on_change(self, callback: ChangeCallback) -> None:
         """Call `callback(name, available)` whenever a peer's availability flips."""
