@@ -116,7 +116,6 @@ class PrismAPI(NodeAPI):
         self.config = config
         self.pingnet = pingnet
         self.master = master
-        self.peers = peers
         self.inventory = inventory
         self.purchases = purchases
         self.replicator = replicator
