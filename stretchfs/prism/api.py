@@ -12,7 +12,6 @@ from typing import Any
 
 from klein import Klein
 from prometheus_client import CollectorRegistry, Counter
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -137,10 +136,6 @@ class PrismAPI(NodeAPI):
         reserved = frozenset(rule.rule.split("/")[1].encode("ascii")
                              for rule in self.app.url_map.iter_rules())
         return PrismRoot(self.delivery, self.app.resource(), reserved, self.deliveries)
-
-    def check_session(self, token: str | None) -> Deferred[Any]:
-        """Validate a session (used when upload headers arrive)."""
-        return Deferred.fromCoroutine(self.sessions.validate(token))
 
     # -- users -------------------------------------------------------------
     @app.route("/user/login", methods=["POST"])

@@ -97,7 +97,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                    retriever=retriever, syncs=[inventory, purchases],
                    store_client=store_client, pingnet=net)
     factory = limited_request(UploadOpener(config.prism.tmp_dir, config.prism.max_upload,
-                                           api.check_session, run=run_blocking))
+                                           api.sessions.validate, run=run_blocking))
     top = PrismService(api=api, peers=peers, inventory_sync=inventory, purchase_sync=purchases,
                        request_factory=factory)
     inventory.setServiceParent(top)

@@ -16,12 +16,12 @@ import mimetypes
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
@@ -44,6 +44,8 @@ MAX_FIELDS_BYTES = 1024 * 1024
 MAX_PARTS = 1000
 MAX_QUIET_BYTES = 64 * 1024
 FRAMING_BYTES = 64 * 1024
+
+SessionCheck = Callable[[str | None], "Coroutine[Any, Any, Any] | Deferred[Any]"]
 
 
 @dataclass
@@ -280,7 +282,7 @@ class UploadOpener:
     """
 
     def __init__(self, tmp_dir: str, max_bytes: int,
-                 check_session: Callable[[str | None], Deferred[Any]], *, run: Executor,
+                 check_session: SessionCheck, *, run: Executor,
                  marks: Watermarks = Watermarks()) -> None:
         self._tmp_dir = tmp_dir or tempfile.gettempdir()
         self._max = max_bytes
@@ -299,7 +301,7 @@ class UploadOpener:
                                  run=self._run, flow=Backpressure(request.transport, self._marks))
         # Whatever happens to the request (answered, refused, cut), its temp files go.
         request.notifyFinish().addBoth(lambda _: upload.cleanup())
-        self._check_session(session_token(request)).addErrback(
+        ensureDeferred(self._check_session(session_token(request))).addErrback(
             self._session_refused, request, upload)
         return upload
 
