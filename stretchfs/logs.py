@@ -15,7 +15,6 @@ from twisted.logger import (
     FileLogObserver,
     ILogObserver,
     formatEvent,
-    formatTime,
     textFileLogObserver,
 )
 
@@ -67,4 +66,4 @@ def text_stdout() -> ILogObserver:
     return textFileLogObserver(sys.stdout, timeFormat="%Y-%m-%dT%H:%M:%S%z")
 
 
-__all__ = ["event_as_json", "formatTime", "json_observer", "json_stdout", "text_stdout"]
+__all__ = ["event_as_json", "json_observer", "json_stdout", "text_stdout"]

@@ -8,7 +8,6 @@ from prometheus_client import (
     GCCollector,
     PlatformCollector,
     ProcessCollector,
-    generate_latest,
 )
 
 
@@ -22,9 +21,4 @@ def new_registry(process_metrics: bool = True) -> CollectorRegistry:
     return registry
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The registry in Prometheus text format."""
-    return generate_latest(registry)
-
-
-__all__ = ["METRICS_CONTENT_TYPE", "new_registry", "render"]
+__all__ = ["METRICS_CONTENT_TYPE", "new_registry"]

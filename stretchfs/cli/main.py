@@ -8,6 +8,7 @@ local-cluster tools.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 from typing import Any, Callable
@@ -21,11 +22,24 @@ COMMANDS = {"dev": "dev", "user": "users", "peer": "peers", "inventory": "invent
             "detail": "content"}
 
 
+def master_command(subparsers: Any, name: str, command: Any, **kwargs: Any) -> Any:
+    """Register subcommand `name`, run as `command` against the master (`--config`,
+    `--master`, `--ca-file` say which); returns its parser."""
+    from stretchfs.master.cliconn import add_master_arguments, run_against_master
+
+    parser = subparsers.add_parser(name, **kwargs)
+    add_master_arguments(parser)
+    parser.set_defaults(func=functools.partial(run_against_master, command))
+    return parser
+
+
 def _register_content(subparsers: Any) -> None:
     from stretchfs.cli import content, purchases
-    from stretchfs.master.cliconn import add_master_arguments
+    from stretchfs.master.cliconn import add_master_arguments, run_against_master
 
-    content.add_parsers(subparsers, purchases.run_prune, add_master_arguments)
+    content.add_parsers(subparsers, functools.partial(run_against_master,
+                                                      purchases.prune_purchases),
+                        add_master_arguments)
 
 
 def _registrar(module: str) -> Callable[[Any], None]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any, TextIO
 
-from stretchfs.master.cliconn import add_master_arguments, run_against_master
+from stretchfs.cli.main import master_command
+from stretchfs.master.cliconn import run_against_master
 
 if TYPE_CHECKING:
     from stretchfs.wire.master import MasterClient
@@ -15,10 +16,9 @@ def add_parser(subparsers: Any) -> None:
     """Register `peer` and its subcommands."""
     peer = subparsers.add_parser("peer", help="manage registered prisms and stores")
     sub = peer.add_subparsers(dest="peer_command", required=True)
-    listing = sub.add_parser("list", help="list peers with their flags")
-    add_master_arguments(listing)
-    listing.set_defaults(func=lambda args: run_against_master(list_peers, args))
-    update = sub.add_parser("update", help="set a peer's active/writable flags")
+    master_command(sub, "list", list_peers, help="list peers with their flags")
+    update = master_command(sub, "update", update_peer,
+                            help="set a peer's active/writable flags")
     update.add_argument("name", help="the peer's name, as `peer list` shows it")
     active = update.add_mutually_exclusive_group()
     active.add_argument("--active", dest="active", action="store_const", const=True,
@@ -30,19 +30,14 @@ def add_parser(subparsers: Any) -> None:
                           help="a store accepts new content")
     writable.add_argument("--readonly", dest="writable", action="store_const", const=False,
                           help="a store serves what it holds but takes no new content")
-    add_master_arguments(update)
     update.set_defaults(func=lambda args: _update(update, args))
-    drain = sub.add_parser("drain", help="make a store read-only and copy what it holds "
-                           "onto other stores (`repair status` shows the progress)")
+    drain = master_command(sub, "drain", drain_peer, help="make a store read-only and copy "
+                           "what it holds onto other stores (`repair status` shows the progress)")
     drain.add_argument("name", help="the store to drain")
-    add_master_arguments(drain)
-    drain.set_defaults(func=lambda args: run_against_master(drain_peer, args))
-    remove = sub.add_parser("remove", help="remove a peer from the registry")
+    remove = master_command(sub, "remove", remove_peer, help="remove a peer from the registry")
     remove.add_argument("name", help="the peer to remove from the registry")
     remove.add_argument("--force", action="store_true",
                         help="even a store that holds the only counted copy of some content")
-    add_master_arguments(remove)
-    remove.set_defaults(func=lambda args: run_against_master(remove_peer, args))
 
 
 def _update(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

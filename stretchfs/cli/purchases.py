@@ -5,15 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, TextIO
 
-from stretchfs.master.cliconn import run_against_master
-
 if TYPE_CHECKING:
     from stretchfs.wire.master import MasterClient
-
-
-def run_prune(args: argparse.Namespace) -> int:
-    """`stretchfs purchase prune`: through the master, with the operator's arguments."""
-    return run_against_master(prune_purchases, args)
 
 
 async def prune_purchases(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:

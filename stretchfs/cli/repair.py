@@ -6,17 +6,15 @@ import argparse
 import time
 from typing import Any, TextIO
 
-from stretchfs.master.cliconn import add_master_arguments, run_against_master
+from stretchfs.cli.main import master_command
 
 
 def add_parser(subparsers: Any) -> None:
     """Register `repair` and its subcommands."""
     repair = subparsers.add_parser("repair", help="re-replication of lost copies")
     sub = repair.add_subparsers(dest="repair_command", required=True)
-    status = sub.add_parser("status", help="the planner, its queue, copies by count, "
-                            "stores down or lost")
-    add_master_arguments(status)
-    status.set_defaults(func=lambda args: run_against_master(show_status, args))
+    master_command(sub, "status", show_status,
+                   help="the planner, its queue, copies by count, stores down or lost")
 
 
 async def show_status(client: Any, args: argparse.Namespace, out: TextIO) -> int:

@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from stretchfs.master.cliconn import add_master_arguments, run_against_master
+from stretchfs.cli.main import master_command
 
 if TYPE_CHECKING:
     from stretchfs.wire.master import MasterClient
@@ -16,25 +16,19 @@ def add_parser(subparsers: Any) -> None:
     """Register `user` and its subcommands."""
     user = subparsers.add_parser("user", help="manage users (through the master)")
     sub = user.add_subparsers(dest="user_command", required=True)
-    create = sub.add_parser("create", help="create a user; prints its password once")
+    create = master_command(sub, "create", create_user,
+                            help="create a user; prints its password once")
     create.add_argument("name", help="the new user's name ([a-z0-9._-], 1-64 characters)")
     create.add_argument("--operator", action="store_true",
                         help="the user may also sign in to the master's dashboard")
-    add_master_arguments(create)
-    create.set_defaults(func=lambda args: run_against_master(create_user, args))
-    listing = sub.add_parser("list", help="list users")
-    add_master_arguments(listing)
-    listing.set_defaults(func=lambda args: run_against_master(list_users, args))
-    deactivate = sub.add_parser("deactivate", help="deactivate a user and end its sessions")
+    master_command(sub, "list", list_users, help="list users")
+    deactivate = master_command(sub, "deactivate", deactivate_user,
+                                help="deactivate a user and end its sessions")
     deactivate.add_argument("name", help="the user to deactivate")
-    add_master_arguments(deactivate)
-    deactivate.set_defaults(func=lambda args: run_against_master(deactivate_user, args))
-    operator = sub.add_parser("operator", help="grant (or --revoke) the right to sign in "
-                                               "to the master's dashboard")
+    operator = master_command(sub, "operator", set_operator, help="grant (or --revoke) the "
+                              "right to sign in to the master's dashboard")
     operator.add_argument("name", help="the user")
     operator.add_argument("--revoke", action="store_true", help="take the right away")
-    add_master_arguments(operator)
-    operator.set_defaults(func=lambda args: run_against_master(set_operator, args))
 
 
 async def create_user(client: MasterClient, args: argparse.Namespace, out: TextIO) -> int:

@@ -9,11 +9,8 @@ as available.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
-
-ChangeCallback = Callable[[str, bool], None]
+from typing import Any, Iterable
 
 
 @dataclass(frozen=True)
@@ -44,26 +41,19 @@ class PeerRecord:
 
 @dataclass
 class Peers:
-    """Registry copy plus availability verdicts, with change callbacks."""
+    """Registry copy plus availability verdicts."""
 
     self_name: str = ""
     _records: dict[str, PeerRecord] = field(default_factory=dict)
     _down: set[str] = field(default_factory=set)
-    _listeners: list[ChangeCallback] = field(default_factory=list)
-    _rng: random.Random = field(default_factory=random.Random)
     registry_version: int = 0
 
     # -- registry ----------------------------------------------------------
     def set_registry(self, records: Iterable[PeerRecord]) -> None:
         """Replace the registry copy (on each download from the master)."""
-        before = {name: self.is_available(name) for name in self._records}
         self._records = {record.name: record for record in records}
         self.registry_version += 1
         self._down &= set(self._records)
-        for name in set(before) | set(self._records):
-            now = self.is_available(name)
-            if before.get(name, False) != now:
-                self._notify(name, now)
 
     def get(self, name: str) -> PeerRecord | None:
         """The registry record of `name`, if registered."""
@@ -76,15 +66,11 @@ class Peers:
 
     # -- verdicts ----------------------------------------------------------
     def set_available(self, name: str, available: bool) -> None:
-        """Record the ping net's verdict on `name`; callbacks fire on a change."""
-        before = self.is_available(name)
+        """Record the ping net's verdict on `name`."""
         if available:
             self._down.discard(name)
         else:
             self._down.add(name)
-        now = self.is_available(name)
-        if before != now:
-            self._notify(name, now)
 
     def is_available(self, name: str) -> bool:
         """True when `name` is registered, active and not voted down."""
@@ -96,20 +82,9 @@ class Peers:
         return name in self._down
 
     def candidates(self, role: str, *, writable: bool | None = None,
-                   exclude: Iterable[str] = (), shuffle: bool = False) -> list[PeerRecord]:
+                   exclude: Iterable[str] = ()) -> list[PeerRecord]:
         """Available peers of `role` (optionally writable only), minus `exclude`."""
         skip = set(exclude)
-        found = [r for r in self.all(role)
-                 if r.name not in skip and self.is_available(r.name)
-                 and (writable is None or r.writable == writable)]
-        if shuffle:
-            self._rng.shuffle(found)
-        return found
-
-    def on_change(self, callback: ChangeCallback) -> None:
-        """Call `callback(name, available)` whenever a peer's availability flips."""
-        self._listeners.append(callback)
-
-    def _notify(self, name: str, available: bool) -> None:
-        for callback in list(self._listeners):
-            callback(name, available)
+        return [r for r in self.all(role)
+                if r.name not in skip and self.is_available(r.name)
+                and (writable is None or r.writable == writable)]

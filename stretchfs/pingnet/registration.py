@@ -25,10 +25,9 @@ RETRY_MAX_SECONDS = 30.0
 SOON_MIN_SECONDS = 2.0
 
 
-def backoff(attempt: int, first: float = RETRY_FIRST_SECONDS,
-            most: float = RETRY_MAX_SECONDS) -> float:
+def backoff(attempt: int) -> float:
     """Seconds to wait before retry number `attempt` (1, 2, ...): doubling, capped."""
-    return min(first * 2 ** max(attempt - 1, 0), most)
+    return min(RETRY_FIRST_SECONDS * 2 ** max(attempt - 1, 0), RETRY_MAX_SECONDS)
 
 
 class Registration(Service):

@@ -1,22 +1,13 @@
 """The ping net, the master registration and the HTTP self-check of a prism or store.
 
-Two calls in `build_<role>_service`, around the API and its listeners::
-
-    net, registration = build_ping_net(config, reactor=reactor, redis=redis, master=master,
-                                       peers=peers, metrics_registry=registry,
-                                       udp=udp, listeners=listeners)
-    ...  # the API gets `net`, the listeners are built into `listeners`
-    attach_ping_net(top, net, registration, listeners, reactor)
-
-The ping net is not built (net is None) when `[ping] enabled = false` or when
-the caller says there is no UDP (`udp=False`: unit tests on a MemoryReactor).
-Registration registers the first HTTP listener of `listeners` (read when it
-runs, so a `tcp:0` port is registered with its real number), with its scheme
-(https:// for an `ssl:` endpoint) unless `[http] public_url` is set.  With
-both a ping net and a listener, an `HttpSelfCheck` GETs the listener's own
-`/ping` over real TCP (a non-persistent client on the injected reactor; a
-plain listener if the node has one, else over TLS without checking our own
-certificate) and silences the ping net while that fails.
+`build_<role>_service` calls `build_ping_net` before its API (which gets the
+net) and `attach_ping_net` once its listeners are built.  The ping net is not
+built (net is None) when `[ping] enabled = false` or without UDP (`udp=False`:
+unit tests on a MemoryReactor).  Registration registers the first HTTP
+listener (read when it runs, so a `tcp:0` port is registered with its real
+number and its scheme) unless `[http] public_url` is set.  With a ping net and
+a listener, an `HttpSelfCheck` silences the net while the node's own `GET
+/ping` over real TCP fails.
 """
 
 from __future__ import annotations

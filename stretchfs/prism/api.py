@@ -12,7 +12,6 @@ from typing import Any
 
 from klein import Klein
 from prometheus_client import CollectorRegistry, Counter
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -31,6 +30,7 @@ from stretchfs.roles import NodeAPI
 from stretchfs.web.auth import cluster_key_required
 from stretchfs.web.common import add_common_routes
 from stretchfs.web.errormap import install_error_handlers
+from stretchfs.web.intake import remove_temp_file
 from stretchfs.web.jsonio import read_json_object, write_json
 from stretchfs.web.limits import intake_of
 from stretchfs.wire.identifiers import is_extension, is_purchase_token, public_sha1
@@ -115,7 +115,6 @@ class PrismAPI(NodeAPI):
         self.config = config
         self.pingnet = pingnet
         self.master = master
-        self.peers = peers
         self.inventory = inventory
         self.purchases = purchases
         self.replicator = replicator
@@ -137,10 +136,6 @@ class PrismAPI(NodeAPI):
         reserved = frozenset(rule.rule.split("/")[1].encode("ascii")
                              for rule in self.app.url_map.iter_rules())
         return PrismRoot(self.delivery, self.app.resource(), reserved, self.deliveries)
-
-    def check_session(self, token: str | None) -> Deferred[Any]:
-        """Validate a session (used when upload headers arrive)."""
-        return Deferred.fromCoroutine(self.sessions.validate(token))
 
     # -- users -------------------------------------------------------------
     @app.route("/user/login", methods=["POST"])
@@ -260,12 +255,7 @@ class PrismAPI(NodeAPI):
                                                                     path_name)
             stored = await self.replicator.store(fetched.sha1, ext, fetched.path, fetched.size)
         finally:
-            import os
-
-            try:
-                os.unlink(fetched.path)
-            except OSError:
-                pass
+            remove_temp_file(fetched.path)
         self.uploads.labels("retrieved").inc()
         return write_json(request, {"hash": fetched.sha1, "sha1": fetched.sha1,
                                     "extension": stored.ext, "ext": stored.ext,

@@ -229,8 +229,8 @@ class PrismRoot(Resource):
 
     isLeaf = True
 
-    def __init__(self, delivery: Delivery, klein_resource: Any,
-                 reserved: frozenset[bytes] = frozenset(), counter: Any = None) -> None:
+    def __init__(self, delivery: Delivery, klein_resource: Any, reserved: frozenset[bytes],
+                 counter: Any) -> None:
         super().__init__()
         self._delivery = delivery
         self._klein = klein_resource
@@ -239,8 +239,6 @@ class PrismRoot(Resource):
         self._counted: dict[int, Any] = {}
 
     def _count(self, code: int) -> None:
-        if self._counter is None:
-            return
         child = self._counted.get(code)
         if child is None:
             child = self._counted[code] = self._counter.labels(str(code))

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from typing import Any, Generic, Iterable, Iterator, TypeVar
+from typing import Any, Generic, Iterable, Iterator, NamedTuple, TypeVar
 
 V = TypeVar("V")
 
@@ -141,28 +141,12 @@ class _Interner(Generic[V]):
         return self._values[ident]
 
 
-class InventoryRecord(tuple[str, int, tuple[str, ...]]):
-    """(ext, size, stores): what the mirror knows of one content."""
+class InventoryRecord(NamedTuple):
+    """What the mirror knows of one content."""
 
-    __slots__ = ()
-
-    def __new__(cls, ext: str, size: int, stores: tuple[str, ...]) -> "InventoryRecord":
-        return tuple.__new__(cls, (ext, size, stores))
-
-    @property
-    def ext(self) -> str:
-        """Extension of the content."""
-        return self[0]
-
-    @property
-    def size(self) -> int:
-        """Size in bytes."""
-        return self[1]
-
-    @property
-    def stores(self) -> tuple[str, ...]:
-        """Names of the stores that hold a copy, sorted."""
-        return self[2]
+    ext: str
+    size: int                  # bytes
+    stores: tuple[str, ...]    # names of the stores that hold a copy, sorted
 
 
 class InventoryMirror:
@@ -216,7 +200,9 @@ class InventoryMirror:
     def set_row(self, sha1: str, ext: str, size: int, stores: Iterable[str]) -> None:
         """Replace the record of `sha1` (a snapshot row); no stores removes it."""
         key = bytes.fromhex(sha1)
-        names = tuple(sorted(set(stores)))
+        names = tuple(stores)
+        if len(names) > 1:
+            names = tuple(sorted(set(names)))
         if not names:
             self._drop(key)
             return
@@ -256,45 +242,17 @@ class InventoryMirror:
 
     def load_row(self, row: dict[str, Any]) -> None:
         """Apply one snapshot row `{"hash", "ext", "size", "stores"}`."""
-        stores = row.get("stores") or ()
-        names = tuple(stores)
-        if len(names) > 1:
-            names = tuple(sorted(set(names)))
-        key = bytes.fromhex(row["hash"])
-        if not names:
-            self._drop(key)
-            return
-        self._store(key, row.get("ext") or "bin", int(row.get("size") or 0), names)
+        self.set_row(row["hash"], row.get("ext") or "bin", int(row.get("size") or 0),
+                     row.get("stores") or ())
 
 
-class PurchaseRecord(tuple[str, str, int, tuple[str, ...]]):
-    """(sha1, ext, expires, referrer): what delivery needs of a purchase."""
+class PurchaseRecord(NamedTuple):
+    """What delivery needs of a purchase."""
 
-    __slots__ = ()
-
-    def __new__(cls, sha1: str, ext: str, expires: int,
-                referrer: tuple[str, ...]) -> "PurchaseRecord":
-        return tuple.__new__(cls, (sha1, ext, expires, referrer))
-
-    @property
-    def sha1(self) -> str:
-        """Hash of the purchased content."""
-        return self[0]
-
-    @property
-    def ext(self) -> str:
-        """Extension of the purchased content."""
-        return self[1]
-
-    @property
-    def expires(self) -> int:
-        """Epoch second after which the purchase is void."""
-        return self[2]
-
-    @property
-    def referrer(self) -> tuple[str, ...]:
-        """Allowed referrer host patterns (empty: any)."""
-        return self[3]
+    sha1: str
+    ext: str
+    expires: int                 # epoch second after which the purchase is void
+    referrer: tuple[str, ...]    # allowed referrer host patterns (empty: any)
 
 
 class PurchaseMirror:

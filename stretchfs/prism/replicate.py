@@ -94,8 +94,8 @@ class Replicator:
 
     def __init__(self, *, peers: Peers, inventory: Callable[[], InventoryMirror],
                  store_client: Callable[[PeerRecord], ContentTarget], replicas: int,
-                 min_copies: int, site: str, clock: IReactorTime | None = None,
-                 refresh_registry: Callable[[], object] | None = None) -> None:
+                 min_copies: int, site: str, clock: IReactorTime,
+                 refresh_registry: Callable[[], object]) -> None:
         self._peers = peers
         self._inventory = inventory
         self._store_client = store_client
@@ -117,7 +117,7 @@ class Replicator:
         simply has too few stores does not pay it on every upload).
         """
         found = self._peers.candidates("store", writable=True)
-        if len(found) >= need or self._refresh_registry is None or self._clock is None:
+        if len(found) >= need:
             return found
         waits = SHORTAGE_WAITS
         if found:
@@ -127,11 +127,11 @@ class Replicator:
                 return found
             self._last_partial_wait = now
             waits = 2
-        version = getattr(self._peers, "registry_version", None)
+        version = self._peers.registry_version
         self._refresh_registry()
         for _ in range(waits):
             await deferLater(self._clock, SHORTAGE_WAIT_SECONDS)
-            if getattr(self._peers, "registry_version", None) != version:
+            if self._peers.registry_version != version:
                 break
         return self._peers.candidates("store", writable=True)
 

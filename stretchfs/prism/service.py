@@ -44,19 +44,18 @@ class PrismService(MultiService):
 def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                         http: Any, udp: bool, run_blocking: RunBlocking,
                         peers: Peers | None = None, master: Any = None,
-                        retrieve_agent: Any = None, resolver: Any = None,
-                        feed_wait: float = 5.0, metrics_registry: Any = None) -> PrismService:
+                        retrieve_agent: Any = None) -> PrismService:
     """The prism: mirrors of the master's databases, the public API, delivery.
 
     `master` defaults to a `MasterClient` over `http`; `retrieve_agent` to an
-    Agent whose connections go through `SafeEndpointFactory` (with `resolver`,
-    default getaddrinfo in a thread).  Uploads and retrieves are hashed and
+    Agent whose connections go through `SafeEndpointFactory` (getaddrinfo in a
+    thread).  Uploads and retrieves are hashed and
     written on `run_blocking` (the reactor's thread pool; unit tests pass an
     inline executor).  Without `udp` (a reactor that cannot listen on UDP)
     the ping net is not built.
     """
     readiness = Readiness()
-    registry = metrics_registry if metrics_registry is not None else new_registry()
+    registry = new_registry()
     if peers is None:
         peers = Peers(self_name=config.node.name)
     timeout = config.cluster.request_timeout
@@ -65,10 +64,10 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                               reactor, reader=config.node.name)
     inventory = MirrorSync("inventory", load_snapshot=master.inventory_snapshot,
                            read_feed=master.inventory_feed, new_mirror=InventoryMirror,
-                           readiness=readiness, clock=reactor, wait=feed_wait)
+                           readiness=readiness, clock=reactor)
     purchases = MirrorSync("purchases", load_snapshot=master.purchase_snapshot,
                            read_feed=master.purchase_feed, new_mirror=PurchaseMirror,
-                           readiness=readiness, clock=reactor, wait=feed_wait)
+                           readiness=readiness, clock=reactor)
     listeners: list[ListeningService] = []  # filled below, read by the registration
     net, registration = build_ping_net(config, reactor=reactor, redis=redis, master=master,
                                        peers=peers, metrics_registry=registry, udp=udp,
@@ -85,7 +84,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     if retrieve_agent is None:
         from twisted.web.client import Agent, HTTPConnectionPool
 
-        endpoints = SafeEndpointFactory(reactor, resolver or system_resolver(reactor),
+        endpoints = SafeEndpointFactory(reactor, system_resolver(reactor),
                                         config.retrieve.allow_private)
         retrieve_agent = Agent.usingEndpointFactory(
             reactor, endpoints, pool=HTTPConnectionPool(reactor, persistent=False))
@@ -98,7 +97,7 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
                    retriever=retriever, syncs=[inventory, purchases],
                    store_client=store_client, pingnet=net)
     factory = limited_request(UploadOpener(config.prism.tmp_dir, config.prism.max_upload,
-                                           api.check_session, run=run_blocking))
+                                           api.sessions.validate, run=run_blocking))
     top = PrismService(api=api, peers=peers, inventory_sync=inventory, purchase_sync=purchases,
                        request_factory=factory)
     inventory.setServiceParent(top)

@@ -29,12 +29,10 @@ MAX_CACHED_SESSIONS = 100_000
 class SessionCache:
     """token -> session, validated by the master, kept `ttl` seconds."""
 
-    def __init__(self, master: SessionSource, clock: IReactorTime, ttl: float,
-                 max_entries: int = MAX_CACHED_SESSIONS) -> None:
+    def __init__(self, master: SessionSource, clock: IReactorTime, ttl: float) -> None:
         self._master = master
         self._clock = clock
         self._ttl = ttl
-        self._max = max_entries
         self._cache: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     async def validate(self, token: str | None) -> dict[str, Any]:
@@ -59,7 +57,7 @@ class SessionCache:
             raise Unauthorized("invalid session")
         self._cache[token] = (now, session)
         self._cache.move_to_end(token)
-        while len(self._cache) > self._max:
+        while len(self._cache) > MAX_CACHED_SESSIONS:
             self._cache.popitem(last=False)
         return session
 

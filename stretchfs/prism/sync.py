@@ -52,16 +52,13 @@ class MirrorSync(Service, Generic[M]):
     """Loads and follows one of the master's databases into `self.mirror`."""
 
     def __init__(self, kind: str, *, load_snapshot: LoadSnapshot, read_feed: ReadFeed,
-                 new_mirror: Callable[[], M], readiness: Readiness, clock: IReactorTime,
-                 wait: float = FEED_WAIT_SECONDS, retry: float = RETRY_SECONDS) -> None:
+                 new_mirror: Callable[[], M], readiness: Readiness, clock: IReactorTime) -> None:
         self.kind = kind
         self._load_snapshot = load_snapshot
         self._read_feed = read_feed
         self._new_mirror = new_mirror
         self._readiness = readiness
         self._clock = clock
-        self._wait = wait
-        self._retry = retry
         self.mirror = new_mirror()
         self.cursor: str | None = None
         self.loaded = False
@@ -100,7 +97,7 @@ class MirrorSync(Service, Generic[M]):
                     await self._reload()
                     continue
                 started = self._clock.seconds()
-                feed = await self._read_feed(self.cursor, self._wait)
+                feed = await self._read_feed(self.cursor, FEED_WAIT_SECONDS)
                 self._fresh = False
                 changes = feed.get("changes") or []
                 for change in changes:
@@ -122,7 +119,7 @@ class MirrorSync(Service, Generic[M]):
                     self.cursor = None
                     if self._fresh:
                         # Trimmed again right after a reload: do not spin.
-                        await deferLater(self._clock, self._retry)
+                        await deferLater(self._clock, RETRY_SECONDS)
                     continue
                 await self._failed(exc)
             except Exception as exc:  # noqa: BLE001 - the loop must survive anything
@@ -160,4 +157,4 @@ class MirrorSync(Service, Generic[M]):
         elif now - self._failing_since >= MASTER_GRACE_SECONDS:
             self._readiness.block(self._master_key, "master unreachable for {:.0f}s ({})".format(
                 now - self._failing_since, self.kind))
-        await deferLater(self._clock, self._retry)
+        await deferLater(self._clock, RETRY_SECONDS)

@@ -16,17 +16,23 @@ import mimetypes
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine
 
 from streaming_form_data import StreamingFormDataParser
 from streaming_form_data.parser import ParseFailedException
 from streaming_form_data.targets import BaseTarget
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
 from stretchfs.errors import InvalidInput, PayloadTooLarge, StretchFSError, Unauthorized
 from stretchfs.web.auth import session_token
-from stretchfs.web.intake import Backpressure, Executor, FileIntake, Watermarks
+from stretchfs.web.intake import (
+    Backpressure,
+    Executor,
+    FileIntake,
+    Watermarks,
+    remove_temp_file,
+)
 from stretchfs.web.limits import LimitedRequest
 from stretchfs.wire.identifiers import EXT_RE
 
@@ -38,6 +44,8 @@ MAX_FIELDS_BYTES = 1024 * 1024
 MAX_PARTS = 1000
 MAX_QUIET_BYTES = 64 * 1024
 FRAMING_BYTES = 64 * 1024
+
+SessionCheck = Callable[[str | None], "Coroutine[Any, Any, Any] | Deferred[Any]"]
 
 
 @dataclass
@@ -103,7 +111,7 @@ class MultipartUpload:
     """
 
     def __init__(self, content_type: str, tmp_dir: str, max_bytes: int, *, run: Executor,
-                 flow: Backpressure, prefix: str = "stretchfs-upload-") -> None:
+                 flow: Backpressure) -> None:
         self.fields: dict[str, str] = {}
         self._run = run
         self._flow = flow
@@ -113,7 +121,6 @@ class MultipartUpload:
         self.received = 0
         self._tmp_dir = tmp_dir
         self._max = max_bytes
-        self._prefix = prefix
         self._field_bytes = 0
         self._name = ""
         self._filename: str | None = None
@@ -153,7 +160,7 @@ class MultipartUpload:
         if not self._filename:  # no file chosen in a browser form: filename=""
             self._value = []
             return
-        fd, path = tempfile.mkstemp(prefix=self._prefix, dir=self._tmp_dir)
+        fd, path = tempfile.mkstemp(prefix="stretchfs-upload-", dir=self._tmp_dir)
         self._sink = FileIntake(path, os.fdopen(fd, "wb"), self._run, self._flow,
                                 max_bytes=self._max, what="upload")
 
@@ -223,7 +230,7 @@ class MultipartUpload:
         """Refuse the upload (e.g. bad session): drop what came and what comes."""
         self._fail(error)
         for part in self.files:
-            _unlink(part.path)
+            remove_temp_file(part.path)
 
     def abandon(self) -> None:
         """The client went away mid-body: remove every temp file."""
@@ -262,16 +269,7 @@ class MultipartUpload:
         """Remove every temp file (idempotent)."""
         self._drop_open_part()
         for part in self.files:
-            _unlink(part.path)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warn("cannot remove temp file {path}: {error}", path=path, error=str(exc))
+            remove_temp_file(part.path)
 
 
 class UploadOpener:
@@ -284,7 +282,7 @@ class UploadOpener:
     """
 
     def __init__(self, tmp_dir: str, max_bytes: int,
-                 check_session: Callable[[str | None], Deferred[Any]], *, run: Executor,
+                 check_session: SessionCheck, *, run: Executor,
                  marks: Watermarks = Watermarks()) -> None:
         self._tmp_dir = tmp_dir or tempfile.gettempdir()
         self._max = max_bytes
@@ -303,7 +301,7 @@ class UploadOpener:
                                  run=self._run, flow=Backpressure(request.transport, self._marks))
         # Whatever happens to the request (answered, refused, cut), its temp files go.
         request.notifyFinish().addBoth(lambda _: upload.cleanup())
-        self._check_session(session_token(request)).addErrback(
+        ensureDeferred(self._check_session(session_token(request))).addErrback(
             self._session_refused, request, upload)
         return upload
 

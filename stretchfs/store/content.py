@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, AsyncIterator, Callable
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredLock, succeed
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -25,6 +23,7 @@ from stretchfs.errors import (
     PeerUnavailable,
     UpstreamError,
 )
+from stretchfs.periodic import PeriodicService
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
 from stretchfs.store.publisher import InventoryPublisher
@@ -38,14 +37,13 @@ log = Logger()
 DISK_CHECK_SECONDS = 10.0
 
 
-class DiskMonitor(Service):
+class DiskMonitor(PeriodicService):
     """Knows whether the store is writable (free space >= `[store] min_free`)."""
 
     def __init__(self, store: ContentStore, min_free: int, clock: Any) -> None:
+        super().__init__(clock, DISK_CHECK_SECONDS)
         self._store = store
         self._min_free = min_free
-        self._loop = LoopingCall(self.check)
-        self._loop.clock = clock
         self._listeners: list[Callable[[bool], None]] = []
         self.total = 0
         self.free = 0
@@ -74,17 +72,9 @@ class DiskMonitor(Service):
                 callback(writable)
         return writable
 
-    def startService(self) -> None:
-        """Check now and every DISK_CHECK_SECONDS."""
-        super().startService()
-        self._loop.start(DISK_CHECK_SECONDS, now=True)
-
-    def stopService(self) -> Deferred[None]:
-        """Stop checking."""
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
-        return succeed(None)
+    def run_once(self) -> None:
+        """Check now (every DISK_CHECK_SECONDS)."""
+        self.check()
 
 
 def _shielded(work: Deferred[Any]) -> Deferred[Any]:

@@ -22,13 +22,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Collection, Iterator
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from stretchfs.errors import NotReady
+from stretchfs.periodic import PeriodicService
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
 from stretchfs.store.stats import StoreStats
@@ -95,10 +94,6 @@ class SyncReport:
     removed: int = 0
     invalid: int = 0
     seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """The report as JSON-able fields."""
-        return dict(self.__dict__)
 
 
 class JournalSink:
@@ -243,7 +238,7 @@ class SyncGuard:
         self.active = True
 
 
-class InventorySyncService(Service):
+class InventorySyncService(PeriodicService):
     """Runs a sync at start-up and every `interval` seconds (retries sooner on failure)."""
 
     def __init__(self, store: ContentStore, journal: Journal, master: InventorySink,
@@ -251,40 +246,30 @@ class InventorySyncService(Service):
                  clock: IReactorTime, interval: float, run_blocking: RunBlocking,
                  stats: StoreStats, guard: SyncGuard, on_synced: Callable[[], None],
                  call_from_thread: Callable[..., object] | None = None) -> None:
+        super().__init__(clock, interval)
         self._store = store
         self._journal = journal
         self._master = master
         self._store_name = store_name
-        self._clock = clock
-        self._interval = interval
         self._run_blocking = run_blocking
         self._stats = stats
         self._guard = guard
         self._on_synced = on_synced
         self._call_from_thread = call_from_thread or _call_now
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = clock
         self._retry_call: IDelayedCall | None = None
         self._backlog_waits = 0
         self._running_sync: Deferred[SyncReport | None] | None = None
         self.last_report: SyncReport | None = None
 
-    def startService(self) -> None:
-        """Sync now, then every interval."""
-        super().startService()
-        self._loop.start(self._interval, now=True)
-
-    def stopService(self) -> Deferred[None]:
+    def stopService(self) -> None:
         """Stop the schedule (a scan already in its thread finishes on its own)."""
         super().stopService()
-        if self._loop.running:
-            self._loop.stop()
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None
-        return succeed(None)
 
-    def _tick(self) -> None:
+    def run_once(self) -> None:
+        """Start a sync (the schedule does not wait for it)."""
         self.sync_now()
 
     def sync_now(self) -> Deferred[SyncReport | None]:
@@ -355,11 +340,3 @@ def _call_now(function: Callable[..., object], *args: object) -> None:
 def _log_progress(files: int, added: int) -> None:
     log.info("inventory sync: {files} files scanned, {added} to add so far",
              files=files, added=added, event="inventory_progress")
-
-
-def remove_spool(path: str) -> None:
-    """Delete a spool file if it exists."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -19,6 +19,8 @@ import os
 import threading
 from typing import Any, Collection, Iterable
 
+from stretchfs.store.layout import fsync_dir
+
 JOURNAL_NAME = "changes.ndjson"
 ACKED_NAME = "acked"
 COMPACT_BYTES = 4 * 1024 * 1024
@@ -48,7 +50,7 @@ class Journal:
             created = not os.path.exists(self.path)
             self._file = open(self.path, "ab+")
             if created:
-                _fsync_folder(self.folder)
+                fsync_dir(self.folder)
             size = self._file.seek(0, os.SEEK_END)
             if size:
                 size = self._cut_torn_tail(size)
@@ -184,12 +186,4 @@ class Journal:
                 os.fsync(handle.fileno())
         os.replace(temp, self._acked_path)
         if durable:
-            _fsync_folder(self.folder)
-
-
-def _fsync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+            fsync_dir(self.folder)

@@ -174,7 +174,7 @@ class ContentStore:
                 if exc.errno not in _NO_HARD_LINKS:
                     raise
                 os.rename(temp_path, final)
-            _fsync_dir(folder)
+            fsync_dir(folder)
             stored = self.stat_file(sha1, ext)
             assert stored is not None
             return stored, True
@@ -190,8 +190,8 @@ class ContentStore:
         created_middle = not os.path.isdir(middle)
         os.makedirs(folder, exist_ok=True)
         if created_middle:
-            _fsync_dir(self.content_dir)
-        _fsync_dir(middle)
+            fsync_dir(self.content_dir)
+        fsync_dir(middle)
 
     def _must_find(self, sha1: str) -> StoredFile:
         found = self.find(sha1)
@@ -212,7 +212,7 @@ class ContentStore:
                 continue
             removed.append(found)
         if removed:
-            _fsync_dir(self.folder_for(sha1))
+            fsync_dir(self.folder_for(sha1))
         return removed
 
     # -- scanning ----------------------------------------------------------
@@ -249,7 +249,8 @@ def _sorted_subdirs(folder: str) -> list[os.DirEntry[str]]:
     return sorted(found, key=lambda e: e.name)
 
 
-def _fsync_dir(folder: str) -> None:
+def fsync_dir(folder: str) -> None:
+    """fsync a folder, so the entries made or removed in it survive a power loss."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

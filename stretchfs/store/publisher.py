@@ -39,8 +39,6 @@ class InventoryPublisher(Service):
         self._busy = False
         self._retry_call: IDelayedCall | None = None
         self._delay = FIRST_RETRY_SECONDS
-        self.published = 0
-        self.failures = 0
 
     @property
     def backlog(self) -> int:
@@ -100,13 +98,11 @@ class InventoryPublisher(Service):
             return
         finally:
             self._busy = False
-        self.published += len(changes)
         self._delay = FIRST_RETRY_SECONDS
         log.debug("published {count} inventory changes", count=len(changes))
         self.kick()
 
     def _failed(self, reason: str) -> None:
-        self.failures += 1
         self._busy = False
         log.warn("inventory publish failed ({reason}); {count} changes queued, retry in "
                  "{delay} s", reason=reason, count=self._journal.pending, delay=self._delay)

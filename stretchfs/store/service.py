@@ -115,15 +115,14 @@ class StoreService(MultiService):
     """The store process's services, with handles on its parts (tests, tools)."""
 
     def __init__(self, *, api: StoreAPI, root_resource: StoreRoot, content: ContentService,
-                 publisher: InventoryPublisher, sync: InventorySyncService, disk: DiskMonitor,
-                 peers: Peers, request_factory: type[LimitedRequest]) -> None:
+                 publisher: InventoryPublisher, sync: InventorySyncService, peers: Peers,
+                 request_factory: type[LimitedRequest]) -> None:
         super().__init__()
         self.api = api
         self.root_resource = root_resource
         self.content = content
         self.publisher = publisher
         self.sync = sync
-        self.disk = disk
         self.peers = peers
         self.request_factory = request_factory
 
@@ -179,7 +178,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     root = StoreRoot(delivery, api.app.resource())
     factory = limited_request(receiver.open_request)
     top = StoreService(api=api, root_resource=root, content=content, publisher=publisher,
-                       sync=sync, disk=disk, peers=peers, request_factory=factory)
+                       sync=sync, peers=peers, request_factory=factory)
 
     PrepareRoot(store, journal, readiness, reactor,
                 config.store.mount_check).setServiceParent(top)

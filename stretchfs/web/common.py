@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
+from prometheus_client import generate_latest
 from twisted.web.iweb import IRequest
 
 from stretchfs import __version__
-from stretchfs.metrics import METRICS_CONTENT_TYPE, render
+from stretchfs.metrics import METRICS_CONTENT_TYPE
 from stretchfs.web.jsonio import write_json
 
 WELCOME_MESSAGE = "Welcome to StretchFS version {}".format(__version__)
@@ -45,4 +46,4 @@ def add_common_routes(app: Klein, role: str, welcome: bool = True) -> None:
     @app.route("/metrics", methods=["GET"])
     def get_metrics(self: Any, request: IRequest) -> bytes:
         request.setHeader(b"Content-Type", METRICS_CONTENT_TYPE.encode("ascii"))
-        return render(self.metrics_registry)
+        return generate_latest(self.metrics_registry)

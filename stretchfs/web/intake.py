@@ -352,12 +352,17 @@ class FileIntake:
         if not self.closed:
             self.closed = True
             self._file.cancel()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warn("cannot remove temp file {path}: {error}", path=self.path, error=str(exc))
+        remove_temp_file(self.path)
+
+
+def remove_temp_file(path: str) -> None:
+    """Delete a temp file; one already gone is fine, another failure is logged."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warn("cannot remove temp file {path}: {error}", path=path, error=str(exc))
 
 
 class BodyReceiver(Protocol, Generic[IntakeT]):

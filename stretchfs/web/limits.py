@@ -71,7 +71,6 @@ class LimitedRequest(Request):
 
     opener: IntakeOpener | None = None
     linger_seconds = LINGER_SECONDS
-    handshake_timeout = HANDSHAKE_TIMEOUT_SECONDS
     refused = False
     body_received = False
     _intake: Intake | None = None

@@ -21,7 +21,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
-from stretchfs.errors import PeerUnavailable, UpstreamError
+from stretchfs.errors import UpstreamError
 from stretchfs.web.intake import BodyReceiver, IntakeT
 from stretchfs.web.jsonio import decode_json
 from stretchfs.wire.http import JsonClient
@@ -164,11 +164,3 @@ class StoreClient:
     async def remove(self, sha1: str) -> dict[str, Any]:
         """Remove a content from the store."""
         return await self._json.json("POST", "/content/remove", {"hash": sha1})
-
-    async def ping(self) -> bool:
-        """True when the store answers /ping."""
-        try:
-            await self._json.json("GET", "/ping")
-        except (PeerUnavailable, UpstreamError):
-            return False
-        return True

@@ -110,7 +110,7 @@ def make_prism(tmp_path: Any, *, start: bool = True, extra: str = "", stores: An
     master_client = MasterClient(network, "http://master", CLUSTER_KEY, 10.0, clock)
     service = build_prism_service(config, reactor=clock, redis=FakeRedisStore(clock), udp=False,
                                   http=network, peers=peers, master=master_client,
-                                  retrieve_agent=retrieve_agent or object(), feed_wait=5.0,
+                                  retrieve_agent=retrieve_agent or object(),
                                   run_blocking=maybeDeferred)
     # The registry comes from the test, not from the fake master's /peers.
     master.peers = [{"name": n, "role": "store", "host": h, "port": 80, "ping_port": 0,

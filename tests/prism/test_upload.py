@@ -318,6 +318,7 @@ def test_client_leaving_during_replication_tries_no_spare_store(tmp_path) -> Non
     """When the uploading client goes away (the handler is cancelled) while copies are
     being written, the cancellation stops the upload: no store is blamed, no spare tried."""
     from twisted.internet.defer import CancelledError, Deferred
+    from twisted.internet.task import Clock
 
     from stretchfs.prism.mirror import InventoryMirror
     from stretchfs.prism.replicate import Replicator
@@ -338,7 +339,8 @@ def test_client_leaving_during_replication_tries_no_spare_store(tmp_path) -> Non
             return waiting
 
     replicator = Replicator(peers=peers, inventory=InventoryMirror, store_client=_SlowClient,
-                            replicas=2, min_copies=1, site="local")
+                            replicas=2, min_copies=1, site="local", clock=Clock(),
+                            refresh_registry=lambda: None)
     path = tmp_path / "f"
     path.write_bytes(b"abc")
     storing = Deferred.fromCoroutine(replicator.store("a" * 40, "bin", str(path), 3))

@@ -216,7 +216,7 @@ def test_full_disk_answers_507_and_reports_not_writable(tmp_path, clock) -> None
     assert code == 200 and json.loads(body)["writable"] is False
     code, _, body = request(stub, "GET", "/health")
     assert json.loads(body)["writable"] is False
-    assert service.disk.writable is False
+    assert service.content.disk.writable is False
 
 
 def test_concurrent_puts_of_one_hash_keep_one_file(tmp_path, clock) -> None:
