@@ -274,6 +274,9 @@ class StoreSettings:
     mount_check: bool = setting(
         False, "refuse to start serving unless root is a mount point (a disk that failed to "
         "mount must not look like an empty store)")
+    remove_grace: float = setting(
+        60.0, "seconds a removed copy is still delivered (not held, listed or copied any "
+        "more), for redirects given before the prisms learned of the removal", _non_negative)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from stretchfs.errors import (
 from stretchfs.periodic import PeriodicService
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.layout import ContentStore, StoredFile, check_ext, check_hash
+from stretchfs.store.leaving import LeavingCopies
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
 from stretchfs.store.upload import PutReceiver, PutUpload
@@ -104,7 +105,7 @@ class ContentService:
 
     def __init__(self, store: ContentStore, receiver: PutReceiver,
                  publisher: InventoryPublisher, *, stats: StoreStats, guard: SyncGuard,
-                 disk: DiskMonitor, run_blocking: RunBlocking,
+                 disk: DiskMonitor, leaving: LeavingCopies, run_blocking: RunBlocking,
                  store_client: Callable[[Any], StoreClient], peers: Any) -> None:
         self.store = store
         self.receiver = receiver
@@ -112,6 +113,7 @@ class ContentService:
         self.stats = stats
         self.guard = guard
         self.disk = disk
+        self.leaving = leaving
         self._run_blocking = run_blocking
         self._store_client = store_client
         self._peers = peers
@@ -171,10 +173,12 @@ class ContentService:
 
     # -- removals --------------------------------------------------------------
     async def remove(self, sha1: str) -> int:
-        """Delete `sha1` and publish the removal (also when it was absent); files removed."""
+        """Withdraw `sha1` and publish the removal (also when it was absent); files removed.
+        Its bytes are still delivered for `[store] remove_grace` (`store/leaving.py`)."""
         check_hash(sha1)
-        removed = await self._withdraw(sha1, lambda: self.store.remove(sha1), always=True)
+        removed = await self._withdraw(sha1, lambda: self.store.set_aside(sha1), always=True)
         if removed:
+            self.leaving.schedule(removed)
             self.stats.removes += 1
             log.info("removed {sha1}", sha1=sha1)
         return len(removed)

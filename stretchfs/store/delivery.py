@@ -204,18 +204,27 @@ class DeliveryResource:
                       signature.decode("latin-1"), self._clock.seconds()):
             self._stats.denied += 1
             return write_json(request, {"error": "invalid or expired signature"}, 403)
-        handle: BinaryIO | None
-        try:
-            handle = open(self._root + path, "rb")
-        except (FileNotFoundError, NotADirectoryError):
-            handle = self._open_any_extension(path, sha1)
-            if handle is None:
-                return write_json(request, {"error": "content not found"}, 404)
+        handle = self._open(path, sha1)
+        if handle is None:
+            return write_json(request, {"error": "content not found"}, 404)
         try:
             return self._send(request, handle, sha1, ext)
         except BaseException:
             handle.close()
             raise
+
+    def _open(self, path: str, sha1: bytes) -> BinaryIO | None:
+        """The file of `path` (/content/...), else the same content under another
+        extension, else a copy removed within `[store] remove_grace` (/leaving/...,
+        `store/leaving.py`); None when there is none."""
+        for candidate in (path, "/leaving/" + path[len("/content/"):]):
+            try:
+                return open(self._root + candidate, "rb")
+            except (FileNotFoundError, NotADirectoryError):
+                handle = self._open_any_extension(candidate, sha1)
+                if handle is not None:
+                    return handle
+        return None
 
     def _open_any_extension(self, path: str, sha1: bytes) -> BinaryIO | None:
         """The same content stored under another extension (the bytes are the same:

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
@@ -78,9 +79,12 @@ class ContentStore:
         self.content_dir = os.path.join(self.root, "content")
         self.tmp_dir = os.path.join(self.root, "tmp")
         self.journal_dir = os.path.join(self.root, "journal")
+        self.leaving_dir = os.path.join(self.root, "leaving")
 
     def prepare(self) -> None:
-        """Create content/, tmp/ and journal/; remove temp files a crash left."""
+        """Create content/, tmp/ and journal/; remove the temp files and the removed
+        copies (leaving/) a crash left."""
+        shutil.rmtree(self.leaving_dir, ignore_errors=True)
         for folder in (self.content_dir, self.tmp_dir, self.journal_dir):
             os.makedirs(folder, exist_ok=True)
         with os.scandir(self.tmp_dir) as entries:
@@ -199,21 +203,34 @@ class ContentStore:
             raise FileNotFoundError(sha1)
         return found
 
-    def remove(self, sha1: str) -> list[StoredFile]:
-        """Delete every file of `sha1`; the files removed (empty when none)."""
+    def set_aside(self, sha1: str) -> list[StoredFile]:
+        """Move every file of `sha1` from content/ to the same place under leaving/:
+        no longer held, found, scanned or copied, still delivered until `purge`.
+        The files moved (empty when none)."""
         removed = []
         while True:
             found = self.find(sha1)
             if found is None:
                 break
+            target = self.leaving_path(found)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
             try:
-                os.unlink(found.path)
+                os.replace(found.path, target)
             except FileNotFoundError:
                 continue
             removed.append(found)
         if removed:
             fsync_dir(self.folder_for(sha1))
         return removed
+
+    def leaving_path(self, stored: StoredFile) -> str:
+        """Where `set_aside` puts `stored`: its content path under leaving/."""
+        return self.leaving_dir + stored.path[len(self.content_dir):]
+
+    def purge(self, files: list[StoredFile]) -> None:
+        """Delete the copies of `files` that `set_aside` moved (gone already: fine)."""
+        for stored in files:
+            _unlink_quietly(self.leaving_path(stored))
 
     # -- scanning ----------------------------------------------------------
     def scan(self) -> Iterator[tuple[str, str, int] | None]:

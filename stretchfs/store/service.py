@@ -21,6 +21,7 @@ from stretchfs.store.delivery import DeliveryResource, StoreRoot
 from stretchfs.store.inventory import InventorySyncService, SyncGuard
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
+from stretchfs.store.leaving import LeavingCopies
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.scrub import ScrubService
 from stretchfs.store.stats import StoreStats, StoreStatsCollector
@@ -157,7 +158,9 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     publisher = InventoryPublisher(journal, master, config.node.name, clock=reactor,
                                    batch_size=config.inventory.batch_size,
                                    run_blocking=run_blocking)
+    leaving = LeavingCopies(store, config.store.remove_grace, reactor, run_blocking)
     content = ContentService(store, receiver, publisher, stats=stats, guard=guard, disk=disk,
+                             leaving=leaving,
                              run_blocking=run_blocking, peers=peers,
                              store_client=lambda record: StoreClient(
                                  http, record.url, config.cluster.key,
@@ -183,6 +186,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
     PrepareRoot(store, journal, readiness, reactor,
                 config.store.mount_check).setServiceParent(top)
     disk.setServiceParent(top)
+    leaving.setServiceParent(top)
     publisher.setServiceParent(top)
     sync.setServiceParent(top)
     ScrubService(store, content.quarantine, clock=reactor, run_blocking=run_blocking,

@@ -22,6 +22,7 @@ from stretchfs.store.content import ContentService, DiskMonitor
 from stretchfs.store.inventory import SyncGuard
 from stretchfs.store.journal import Journal
 from stretchfs.store.layout import ContentStore
+from stretchfs.store.leaving import LeavingCopies
 from stretchfs.store.publisher import InventoryPublisher
 from stretchfs.store.stats import StoreStats
 from stretchfs.store.upload import PutReceiver
@@ -89,6 +90,7 @@ async def _fetch_from(tmp_path: Any, mode: str, *, idle_timeout: float = 30.0) -
                                    url="http://127.0.0.1:{}".format(port.getHost().port))])
     content = ContentService(store, receiver, publisher, stats=StoreStats(), guard=SyncGuard(),
                              disk=DiskMonitor(store, 0, reactor), run_blocking=direct,
+                             leaving=LeavingCopies(store, 0.0, reactor, direct),
                              peers=peers, store_client=lambda record: StoreClient(
                                  treq, record.url, CLUSTER_KEY, idle_timeout, reactor))
     try:

@@ -57,14 +57,20 @@ def test_prepare_removes_leftover_temp_files(store) -> None:
     assert os.listdir(store.tmp_dir) == []
 
 
-def test_remove_and_find(store) -> None:
-    """find() locates a hash whatever its extension; remove() deletes it."""
+def test_set_aside_purge_and_find(store) -> None:
+    """find() locates a hash whatever its extension; set_aside() takes it out of content/
+    (into leaving/) and purge() deletes it."""
     data = b"findme"
     sha1 = sha1_of(data)
     store.commit(_temp(store, data), sha1, "jpg")
     assert store.find(sha1).ext == "jpg"
-    assert [f.ext for f in store.remove(sha1)] == ["jpg"]
-    assert store.find(sha1) is None and store.remove(sha1) == []
+    removed = store.set_aside(sha1)
+    assert [f.ext for f in removed] == ["jpg"]
+    assert store.find(sha1) is None and store.set_aside(sha1) == []
+    with open(store.leaving_path(removed[0]), "rb") as handle:
+        assert handle.read() == data
+    store.purge(removed)
+    assert not os.path.exists(store.leaving_path(removed[0]))
 
 
 @pytest.mark.parametrize("name", ["../x.txt", "a" * 40, "A" * 40 + ".txt", "a" * 40 + ".",
