@@ -63,6 +63,10 @@ class TrackedRedis:
         """Send several commands in one round trip."""
         return self._track(self._redis.pipeline(commands))
 
+    def execute_durable(self, *args: Any) -> Deferred[Any]:
+        """Send one write acknowledged after replication."""
+        return self._track(self._redis.execute_durable(*args))
+
     def close(self) -> Deferred[None]:
         """Disconnect."""
         return self._redis.close()
