@@ -736,6 +736,13 @@ def _check_downloads(handle: ClusterHandle, items: list[Item], report: Report) -
                                                                  bad[:3]))
 
 
+def redis_failover(handle: ClusterHandle, options: Options) -> Report:
+    """10. The Redis primary is SIGKILLed under load (stretchfs/chaos/redisha.py)."""
+    from stretchfs.chaos.redisha import redis_failover as run
+
+    return run(handle, options)
+
+
 SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-kill": store_kill,
     "store-hang": store_hang,
@@ -746,4 +753,5 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "network-cut": network_cut,
     "store-lost": store_lost,
     "drain": drain,
+    "redis-failover": redis_failover,
 }

@@ -120,6 +120,8 @@ class RedisProcess:
     # replicaof, a Sentinel's monitor: both rewrite that file), and Sentinel mode.
     conf_lines: list[str] = field(default_factory=list)
     sentinel: bool = False
+    # Start again from the config file a previous start wrote (and Redis rewrote).
+    reuse_conf: bool = False
 
     @property
     def url(self) -> str:
@@ -132,11 +134,12 @@ class RedisProcess:
         if not self.port:
             self.port = free_port()
         args = [find_redis_server()]
-        if self.conf_lines or self.sentinel:
-            conf = os.path.join(self.folder, "sentinel.conf" if self.sentinel else "redis.conf")
+        conf = os.path.join(self.folder, "sentinel.conf" if self.sentinel else "redis.conf")
+        if (self.conf_lines or self.sentinel) and not self.reuse_conf:
             fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write("\n".join(self.conf_lines) + "\n")
+        if self.conf_lines or self.sentinel or self.reuse_conf:
             args.append(conf)
         if self.sentinel:
             args.append("--sentinel")

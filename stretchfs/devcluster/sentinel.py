@@ -165,3 +165,33 @@ def _bulk_reply(address: RedisAddress, *args: str) -> str:
         if not head.startswith(b"$"):
             return ""
         return replies.read(int(head[1:]) + 2)[:-2].decode("utf-8", "replace")
+
+
+def primary_port(sentinels: list[str]) -> int | None:
+    """The port of the primary the first answering Sentinel names, or None."""
+    for item in sentinels:
+        host, _, port = item.rpartition(":")
+        try:
+            with connect(RedisAddress(host=host, port=int(port)), 2.0) as sock, \
+                    sock.makefile("rb") as replies:
+                sock.sendall(resp(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE]))
+                if replies.readline().startswith(b"*2"):
+                    replies.readline()
+                    replies.readline()
+                    replies.readline()
+                    return int(replies.readline().strip())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def restart_server(row: dict[str, Any], timeout: float = 15.0) -> int:
+    """Start a stopped server of cluster.json's `servers` again from its own (rewritten)
+    config, detached; its new pid.  A former primary comes back as a replica: the
+    Sentinels turn it into one."""
+    folder = str(row["folder"])
+    process = RedisProcess(folder, port=int(row["port"]), reuse_conf=True,
+                           aclfile=os.path.join(folder, "users.acl"))
+    process.start(timeout=timeout, detach=True)
+    assert process.process is not None
+    return process.process.pid
