@@ -45,9 +45,10 @@ log = Logger()
 
 # Error replies that mean "Redis cannot serve now" rather than "bad command":
 # loading its data, a script running too long, a read-only replica after a
-# failover, persistence failing, out of memory.  They answer 503 like an outage.
+# failover, persistence failing, out of memory, too few replicas for
+# min-replicas-to-write.  They answer 503 like an outage.
 UNAVAILABLE_REPLIES = frozenset({"LOADING", "BUSY", "READONLY", "MISCONF", "OOM",
-                                 "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN"})
+                                 "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"})
 
 
 class RedisUnavailable(NotReady):

@@ -144,3 +144,39 @@ def _sleep(reactor, seconds: float):
     from twisted.internet.task import deferLater
 
     return deferLater(reactor, seconds, lambda: None)
+
+
+class _Connection:
+    def __init__(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        self.transport = StringTransport()
+
+
+class _ReadOnlyHandler:
+    """A txredisapi handler whose every command meets a demoted primary."""
+
+    def __init__(self) -> None:
+        self._factory = type("Factory", (), {})()
+        self._factory.pool = [_Connection(), _Connection()]
+
+    def execute_command(self, *args):
+        import txredisapi
+        from twisted.internet.defer import fail
+
+        return fail(txredisapi.ResponseError("READONLY You can't write against a read only "
+                                             "replica."))
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_readonly_reply_drops_connections_behind_sentinel(follow: bool) -> None:
+    """A READONLY reply answers RedisUnavailable; behind Sentinel it also drops every pooled
+    connection, so each reconnect asks the Sentinels for the new primary."""
+    from stretchfs.redisstore import RedisUnavailable, TxRedisStore
+
+    handler = _ReadOnlyHandler()
+    store = TxRedisStore(handler, Clock(), 1.0, follow_failover=follow)
+    d = store.execute("SET", "k", "v")
+    assert d.result.check(RedisUnavailable)
+    d.addErrback(lambda _: None)
+    assert [c.transport.disconnecting for c in handler._factory.pool] == [follow, follow]
