@@ -170,7 +170,7 @@ class Users:
         validate.username(username)
         done = await DEACTIVATE.run(self.redis, [self.keys.user(username),
                                                  self.keys.user_sessions(username)],
-                                    [self.keys.session("")])
+                                    [self.keys.session("")], durable=True)
         if not int(done):
             raise NotFound("no user named {}".format(username))
         return {"username": username, "active": False}
