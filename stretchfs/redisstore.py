@@ -339,25 +339,29 @@ def sentinel_problem(sentinels: Sequence[str], service: str, timeout: float,
                      password: str = "") -> tuple[str, bool]:
     """Ask each Sentinel (blocking, before the reactor runs) for `service`'s primary.
 
-    Returns ("", _) when one knows it; else (why, never): `never` when a Sentinel that
-    answered does not know the service or is no Sentinel (a config that cannot work),
-    False when none answered (they may come up: the role starts and answers 503).
+    Returns ("", False) when one knows it; else (why, never): `never` when no Sentinel
+    knows it and one that answered does not know the service, is no Sentinel or refused
+    the login (a config that cannot work); False when none answered (they may come up:
+    the role starts and answers 503).
     """
-    problems = []
+    unreachable, refusals = [], []
     for host, port in sentinel_addresses(sentinels):
         try:
             line = _sentinel_query(host, port, timeout, password, service)
         except OSError as exc:
-            problems.append("{}:{}: {}".format(host, port, exc.strerror or exc))
+            unreachable.append("{}:{}: {}".format(host, port, exc.strerror or exc))
             continue
         if line.startswith(b"*2"):
             return "", False
         if line.startswith(b"*-1"):
-            return ("Sentinel {}:{} knows no service {!r} (SENTINEL MASTERS lists the "
-                    "names)".format(host, port, service), True)
-        return ("{}:{} is not a Sentinel we may ask: {}".format(
-            host, port, line.decode("utf-8", "replace")[:120]), True)
-    return "no Sentinel answers ({})".format("; ".join(problems)), False
+            refusals.append("Sentinel {}:{} knows no service {!r} (SENTINEL MASTERS lists "
+                            "the names)".format(host, port, service))
+        else:
+            refusals.append("{}:{} is not a Sentinel we may ask: {}".format(
+                host, port, line.decode("utf-8", "replace")[:120]))
+    if refusals:
+        return refusals[0], True
+    return "no Sentinel answers ({})".format("; ".join(unreachable)), False
 
 
 def _sentinel_query(host: str, port: int, timeout: float, password: str,

@@ -98,6 +98,13 @@ def test_sentinel_knows_the_service_and_not_others(redis_ha) -> None:
     assert never is True
 
 
+def test_one_knowing_sentinel_is_enough(redis_ha, redis_server) -> None:
+    """A list where one entry is no Sentinel still starts when another knows the service."""
+    plain = "127.0.0.1:{}".format(parse_redis_url(redis_server.url).port)
+    assert sentinel_problem([plain] + redis_ha.sentinel_addresses[:1], SERVICE, 1.0) == (
+        "", False)
+
+
 def test_role_users_and_sentinel_users_are_in_every_server(redis_ha) -> None:
     """Every server has the same ACL file (any of them may be promoted)."""
     files = [open(os.path.join(s.folder, "users.acl"), encoding="utf-8").read()
