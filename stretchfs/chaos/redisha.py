@@ -1,22 +1,25 @@
-"""Scenario `redis-failover`: the Redis primary is SIGKILLed under load (needs
-`stretchfs dev up --ha`).
+"""Scenarios `redis-failover` (the Redis primary is SIGKILLed under load) and
+`redis-partition` (it is cut off by nftables), against `stretchfs dev up --ha`.
 
 Sentinel promotes a replica; every role follows it without a restart.  The
 scenario measures the failover time (kill -> first purchase acknowledged
 again), checks that writes work again within `FAILOVER_LIMIT_SECONDS`, that
 no acknowledged user, purchase or upload is lost (each checked at the end),
 that the ping net marked no one down and that no node was restarted.  It then
-starts the killed server again, which the Sentinels turn into a replica.
+heals: a killed server starts again, a cut-off one is reconnected, and the
+Sentinels turn it into a replica of the new primary.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.scenarios import (
@@ -24,14 +27,18 @@ from stretchfs.chaos.scenarios import (
     Report,
     _finish,
     _master_call,
+    _nft,
     _start_load,
     _watch_all,
+    in_private_netns,
 )
 from stretchfs.chaos.watch import VerdictWatch, wait_until
 from stretchfs.devcluster.cluster import CLUSTER_FILE, _alive, write_private
-from stretchfs.devcluster.sentinel import primary_port, restart_server
+from stretchfs.devcluster.sentinel import is_synced_replica, primary_port, restart_server
 
 FAILOVER_LIMIT_SECONDS = 10.0
+REJOIN_TIMEOUT_SECONDS = 30.0
+PARTITION_TABLE = "stretchfs_redis_partition"
 
 
 class _Writer:
@@ -110,7 +117,48 @@ def _lost_purchases(handle: ClusterHandle, tokens: list[str]) -> list[str]:
 
 def redis_failover(handle: ClusterHandle, options: Options) -> Report:
     """10. The Redis primary is SIGKILLed under load: a replica takes over within seconds."""
-    report = Report("redis-failover")
+    def hurt(victim: dict[str, Any]) -> None:
+        os.kill(int(victim["pid"]), signal.SIGKILL)
+
+    return _primary_outage(handle, options, Report("redis-failover"), hurt, _restart)
+
+
+def redis_partition(handle: ClusterHandle, options: Options) -> Report:
+    """11. The Redis primary is cut off (nftables, in a private namespace) but keeps running
+    and accepting writes from nobody; after healing it rejoins as a replica, nothing
+    acknowledged lost."""
+    report = Report("redis-partition")
+    if not in_private_netns() or shutil.which("nft") is None:
+        report.notes.append("skipped: needs nft and a private network namespace (run the "
+                            "cluster and this command under `ip netns exec`)")
+        return report
+
+    def hurt(victim: dict[str, Any]) -> None:
+        _nft("table ip {t} {{\n chain input {{\n  type filter hook input priority -10;\n"
+             "  tcp dport {p} drop\n  tcp sport {p} drop\n }}\n}}\n".format(
+                 t=PARTITION_TABLE, p=int(victim["port"])))
+
+    def heal(handle: ClusterHandle, victim: dict[str, Any], report: Report) -> None:
+        subprocess.run(["nft", "delete", "table", "ip", PARTITION_TABLE], timeout=10,
+                       capture_output=True)
+        password = str(handle.state["redis"].get("admin_password") or "")
+        took = wait_until(lambda: is_synced_replica(int(victim["port"]), password),
+                          REJOIN_TIMEOUT_SECONDS, step=0.2)
+        if took is None:
+            report.fail("the cut-off primary did not rejoin as a replica within {} s".format(
+                REJOIN_TIMEOUT_SECONDS))
+        else:
+            report.notes.append("the old primary rejoined as a replica {:.1f} s after the "
+                                "heal".format(took))
+
+    return _primary_outage(handle, options, report, hurt, heal)
+
+
+def _primary_outage(handle: ClusterHandle, options: Options, report: Report,
+                    hurt: Callable[[dict[str, Any]], None],
+                    heal: Callable[[ClusterHandle, dict[str, Any], Report], None]) -> Report:
+    """Hurt the primary under load and writes; check the failover time and that nothing
+    acknowledged was lost, no verdict was false and no node restarted; then heal."""
     victim = _primary_row(handle)
     if victim is None:
         report.fail("no Redis primary behind Sentinel (start with `stretchfs dev up --ha`)")
@@ -126,25 +174,25 @@ def redis_failover(handle: ClusterHandle, options: Options) -> Report:
     writer.start()
     try:
         time.sleep(options.settle_seconds / 2)
-        os.kill(int(victim["pid"]), signal.SIGKILL)
-        killed_at = time.monotonic()
-        wait_until(lambda: writer.first_purchase_after(killed_at) is not None,
+        hurt(victim)
+        hurt_at = time.monotonic()
+        wait_until(lambda: writer.first_purchase_after(hurt_at) is not None,
                    FAILOVER_LIMIT_SECONDS * 3, step=0.2)
-        took = writer.first_purchase_after(killed_at)
+        took = writer.first_purchase_after(hurt_at)
         report.detection_seconds = took
         if took is None or took > FAILOVER_LIMIT_SECONDS:
-            report.fail("writes did not work again within {} s of the kill (took {})".format(
+            report.fail("writes did not work again within {} s of the fault (took {})".format(
                 FAILOVER_LIMIT_SECONDS, took))
         else:
             report.notes.append("failover: first purchase acknowledged {:.2f} s after the "
-                                "kill".format(took))
+                                "fault".format(took))
         time.sleep(options.settle_seconds)
     finally:
         writer.stop()
+        heal(handle, victim, report)
         stop.set()
         watcher.join(10)
         _finish(load, report, handle)
-        _restart(handle, victim, report)
     report.notes.append("writes acknowledged: {} users, {} purchases; refused (retried): "
                         "{}".format(len(writer.users), len(writer.purchases), writer.refused))
     lost_users = _lost_users(handle, writer.users)

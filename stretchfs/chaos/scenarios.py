@@ -743,6 +743,13 @@ def redis_failover(handle: ClusterHandle, options: Options) -> Report:
     return run(handle, options)
 
 
+def redis_partition(handle: ClusterHandle, options: Options) -> Report:
+    """11. The Redis primary is cut off, then rejoins (stretchfs/chaos/redisha.py)."""
+    from stretchfs.chaos.redisha import redis_partition as run
+
+    return run(handle, options)
+
+
 SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-kill": store_kill,
     "store-hang": store_hang,
@@ -754,4 +761,5 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "store-lost": store_lost,
     "drain": drain,
     "redis-failover": redis_failover,
+    "redis-partition": redis_partition,
 }

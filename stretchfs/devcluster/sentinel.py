@@ -195,3 +195,9 @@ def restart_server(row: dict[str, Any], timeout: float = 15.0) -> int:
     process.start(timeout=timeout, detach=True)
     assert process.process is not None
     return process.process.pid
+
+
+def is_synced_replica(port: int, admin_password: str) -> bool:
+    """The server on `port` is a replica whose link to its primary is up."""
+    text = _bulk(RedisAddress(port=port, password=admin_password), "INFO", "replication")
+    return "role:slave" in text and "master_link_status:up" in text

@@ -48,7 +48,8 @@ def repo_root_module() -> str:
 
 @pytest.mark.parametrize("scenario", [name for name in SCENARIOS
                                       if name not in ("network-cut", "store-lost", "drain",
-                                                                  "redis-failover")])
+                                                                  "redis-failover",
+                                                                  "redis-partition")])
 def test_scenario_keeps_its_promises(cluster_dir: str, scenario: str) -> None:
     """The scenario's report shows no broken promise and no lost data, and the cluster is whole."""
     handle = ClusterHandle(cluster_dir)
