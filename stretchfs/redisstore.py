@@ -308,9 +308,16 @@ def _primary_factory(*args: Any, **kwargs: Any) -> Any:
                     return succeed(None)
                 return txredisapi.RedisProtocol.connectionMade(self)
 
-            if self.password is not None:
+            def refused(failure: Failure) -> None:
+                # A wrong login: say why once (the pool's first-ready Deferred logs
+                # it), drop the connection and try again later.
+                self.transport.loseConnection()
+                self.factory.connectionError(failure.getErrorMessage())
+
+            d = succeed(None) if self.password is None else \
                 self.auth(self.password, self.username)
-            return self.role().addCallback(check_role)
+            d.addCallback(lambda _: self.role())
+            return d.addCallbacks(check_role, refused)
 
     class PrimaryFactory(txredisapi.SentinelConnectionFactory):
         """Connections to the Sentinel-named primary only."""

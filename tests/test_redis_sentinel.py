@@ -147,6 +147,29 @@ async def test_primary_through_sentinel_follows_a_failover(redis_ha) -> None:
         await node.close()
 
 
+@pytest_twisted.ensureDeferred
+async def test_wrong_login_behind_sentinel_is_said_once(redis_ha) -> None:
+    """A role whose Redis password is wrong logs `redis_refused` once and its calls fail
+    with RedisUnavailable within their deadline."""
+    from twisted.internet import reactor
+    from twisted.logger import capturedLogs
+
+    from stretchfs.redisstore import RedisUnavailable
+
+    with capturedLogs() as events:
+        store = connect_sentinel(redis_ha.sentinel_addresses, SERVICE,
+                                 RedisAddress(username=MASTER_USER, password="wrong"),
+                                 reactor, timeout=1.0)
+        try:
+            with pytest.raises(RedisUnavailable):
+                await store.execute("PING")
+            await _sleep(reactor, 1.0)
+        finally:
+            await store.close()
+    refused = [e for e in events if e.get("event") == "redis_refused"]
+    assert len(refused) == 1 and "WRONGPASS" in refused[0]["why"]
+
+
 def _sleep(reactor, seconds: float):
     from twisted.internet.task import deferLater
 
