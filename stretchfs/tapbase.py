@@ -61,14 +61,14 @@ def real_service(options: RoleOptions, build: Callable[..., IService], *,
 
     config = options.settings
     if config.redis.sentinels:
-        _check_sentinels(options.role, config)
+        check_sentinels(options.role, config)
     return build(config, reactor=reactor, redis=connect_cluster_redis(config.redis, reactor),
                  http=make_http_client(reactor, max_per_host=max_per_host,
                                        ca_file=config.tls.ca_file),
                  run_blocking=thread_runner(cast(IReactorThreads, reactor)), **extra)
 
 
-def _check_sentinels(role: str, config: RoleConfig) -> None:
+def check_sentinels(role: str, config: RoleConfig) -> None:
     """Ask the Sentinels once: exit 78 when they answer that `service` cannot work, one
     warning line when none answers yet (the role starts; Redis calls answer 503)."""
     from stretchfs.redisstore import sentinel_problem

@@ -210,3 +210,27 @@ def test_readonly_reply_drops_connections_behind_sentinel(follow: bool) -> None:
     assert d.result.check(RedisUnavailable)
     d.addErrback(lambda _: None)
     assert [c.transport.disconnecting for c in handler._factory.pool] == [follow, follow]
+
+
+def _config_with(redis_ha, service: str):
+    from stretchfs.config import parse_config
+    from tests.helpers import minimal_config
+
+    text = minimal_config("prism").replace(
+        'url = "redis://127.0.0.1:1/0"',
+        'url = "redis://127.0.0.1:1/0"\nsentinels = "{}"\nservice = "{}"'.format(
+            ", ".join(redis_ha.sentinel_addresses), service))
+    return parse_config("prism", text, "prism.toml", {})
+
+
+def test_start_up_exits_78_for_an_unknown_service(redis_ha, capsys) -> None:
+    """A role whose Sentinels know no such service stops at start with one line and 78."""
+    from stretchfs.tapbase import check_sentinels
+
+    with pytest.raises(SystemExit) as stopped:
+        check_sentinels("prism", _config_with(redis_ha, "typo"))
+    assert stopped.value.code == 78
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "knows no service 'typo'" in lines[0]
+    check_sentinels("prism", _config_with(redis_ha, SERVICE))
+    assert capsys.readouterr().err == ""
