@@ -234,3 +234,16 @@ def test_start_up_exits_78_for_an_unknown_service(redis_ha, capsys) -> None:
     assert len(lines) == 1 and "knows no service 'typo'" in lines[0]
     check_sentinels("prism", _config_with(redis_ha, SERVICE))
     assert capsys.readouterr().err == ""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dead_connection_gone_from_the_idle_queue_is_no_error() -> None:
+    """Removing a connection the idle queue no longer holds (txredisapi does so for a dead
+    connection it peeked, during a failover) is not an error."""
+    from twisted.internet import reactor
+
+    store = connect_redis(RedisAddress(port=free_port()), reactor, timeout=0.2)
+    try:
+        store._handler._factory.connectionQueue.remove(object())
+    finally:
+        await store.close()
