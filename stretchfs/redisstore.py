@@ -173,6 +173,11 @@ class TxRedisStore:
                 raise RedisReplyError(message)
             if failure.check(txredisapi.ConnectionError, DeferredTimeout, ConnectionError):
                 raise RedisUnavailable("cluster Redis unavailable")
+            if failure.check(ValueError):
+                # txredisapi's pool, discarding a dead connection it had peeked, fails
+                # with "list.remove(x): x not in list" when the connection had left the
+                # idle queue already (seen while a failover drops the pool).
+                raise RedisUnavailable("cluster Redis unavailable (connection lost)")
             return failure
 
         d.addTimeout(self._timeout, self._clock)
@@ -256,16 +261,6 @@ def _keep_reconnecting(factory: Any) -> None:
     # swapping).  The cluster must recover without a restart: keep trying.
     # (disconnect() still stops everything; it does not go through stopTrying.)
     factory.stopTrying = _keep_trying
-    # txredisapi's getConnection removes a dead connection it peeked from the idle
-    # queue, failing with ValueError when the connection had left it already (seen
-    # while a failover drops the pool): a 500 instead of a wait for the next one.
-    queue = factory.connectionQueue
-
-    def remove(item: Any) -> None:
-        if item in queue.pending:
-            queue.pending.remove(item)
-
-    queue.remove = remove
     # A refused login (wrong ACL user or password) or SELECT fails the pool's
     # first-ready Deferred, which nothing else waits on: say why, once.
     factory.deferred.addErrback(_setup_refused)

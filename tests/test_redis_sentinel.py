@@ -236,14 +236,15 @@ def test_start_up_exits_78_for_an_unknown_service(redis_ha, capsys) -> None:
     assert capsys.readouterr().err == ""
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_dead_connection_gone_from_the_idle_queue_is_no_error() -> None:
-    """Removing a connection the idle queue no longer holds (txredisapi does so for a dead
-    connection it peeked, during a failover) is not an error."""
-    from twisted.internet import reactor
+def test_a_pool_that_lost_track_of_a_dead_connection_is_unavailable() -> None:
+    """txredisapi's ValueError while discarding a dead connection (during a failover)
+    answers RedisUnavailable (a 503), not an internal error."""
+    from twisted.internet.defer import fail
 
-    store = connect_redis(RedisAddress(port=free_port()), reactor, timeout=0.2)
-    try:
-        store._handler._factory.connectionQueue.remove(object())
-    finally:
-        await store.close()
+    from stretchfs.redisstore import RedisUnavailable, TxRedisStore
+
+    handler = _ReadOnlyHandler()
+    handler.execute_command = lambda *args: fail(ValueError("list.remove(x): x not in list"))
+    d = TxRedisStore(handler, Clock(), 1.0, follow_failover=True).execute("PING")
+    assert d.result.check(RedisUnavailable)
+    d.addErrback(lambda _: None)
