@@ -149,18 +149,24 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--down-after-ms", type=int, default=5000,
+                        help="Sentinel down-after-milliseconds (the dev cluster's 1000 lets a "
+                             "CPU-starved primary be failed over mid-run)")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="stretchfs-bench-acks-")
-    ha = RedisHA(os.path.join(workdir, "redis"), new_passwords(ha=True), "bench-admin")
+    ha = RedisHA(os.path.join(workdir, "redis"), new_passwords(ha=True), "bench-admin",
+                 down_after_ms=args.down_after_ms)
     masters: dict[int, tuple[NodeProcess, int]] = {}
     try:
         ha.start()
         for acks in (0, 1):
             masters[acks] = start_master(workdir, "master{}".format(acks), ha, acks)
-        print("primary + {} replicas + {} Sentinels; masters: acks=0 port {}, acks=1 port {}; "
-              "{} rounds of {} purchases and {} inventory rows (batch {}), {} connections"
-              .format(len(ha.servers) - 1, len(ha.sentinels), masters[0][1], masters[1][1],
-                      args.rounds, args.purchases, args.rows, args.batch, args.connections))
+        print("primary + {} replicas + {} Sentinels (down-after {} ms); masters: acks=0 port "
+              "{}, acks=1 port {}; {} rounds of {} purchases and {} inventory rows (batch {}), "
+              "{} connections".format(len(ha.servers) - 1, len(ha.sentinels),
+                                      args.down_after_ms, masters[0][1], masters[1][1],
+                                      args.rounds, args.purchases, args.rows, args.batch,
+                                      args.connections))
         totals = {(kind, acks): [0.0, 0.0, 0] for kind in ("purchase", "publish")
                   for acks in (0, 1)}
         retried = {acks: [0] for acks in (0, 1)}

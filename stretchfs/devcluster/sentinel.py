@@ -41,12 +41,13 @@ def replica_lines(passwords: dict[str, str], primary_port: int | None) -> list[s
     return lines
 
 
-def sentinel_lines(primary_port: int, passwords: dict[str, str]) -> list[str]:
+def sentinel_lines(primary_port: int, passwords: dict[str, str],
+                   down_after_ms: int = DOWN_AFTER_MS) -> list[str]:
     """sentinel.conf of one Sentinel watching the primary on `primary_port`."""
     return [
         "sentinel resolve-hostnames no",
         "sentinel monitor {} 127.0.0.1 {} {}".format(SERVICE, primary_port, QUORUM),
-        "sentinel down-after-milliseconds {} {}".format(SERVICE, DOWN_AFTER_MS),
+        "sentinel down-after-milliseconds {} {}".format(SERVICE, down_after_ms),
         "sentinel failover-timeout {} {}".format(SERVICE, FAILOVER_TIMEOUT_MS),
         "sentinel parallel-syncs {} 1".format(SERVICE),
         "sentinel auth-user {} {}".format(SERVICE, SENTINEL_USER),
@@ -62,6 +63,7 @@ class RedisHA:
     passwords: dict[str, str]
     admin_password: str
     prefix: str = "sfs:"
+    down_after_ms: int = DOWN_AFTER_MS
     servers: list[RedisProcess] = field(default_factory=list)
     sentinels: list[RedisProcess] = field(default_factory=list)
 
@@ -88,7 +90,8 @@ class RedisHA:
             folder = os.path.join(self.folder, "sentinel{}".format(index + 1))
             os.makedirs(folder, mode=0o700, exist_ok=True)
             sentinel = RedisProcess(folder, sentinel=True,
-                                    conf_lines=sentinel_lines(primary_port, self.passwords))
+                                    conf_lines=sentinel_lines(primary_port, self.passwords,
+                                                              self.down_after_ms))
             self.sentinels.append(sentinel)
             sentinel.start(detach=detach)
         self._wait_settled(primary_port, timeout)
