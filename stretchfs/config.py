@@ -93,6 +93,28 @@ def _redis_url(value: str) -> str | None:
     return "expected redis://host:port/db or unix:///path/to/socket?db=0"
 
 
+def parse_sentinels(value: object) -> tuple[str, ...]:
+    """`[redis] sentinels`: "host:port, host:port" or a list of "host:port" strings."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError("expected \"host:port, host:port\" or a list of them")
+    found: list[str] = []
+    for item in (item.strip() for item in items):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError("expected host:port, got {!r}".format(item))
+        if item in found:
+            raise ValueError("{!r} is listed twice".format(item))
+        found.append(item)
+    return tuple(found)
+
+
+def _replica_acks(value: int) -> str | None:
+    return None if -1 <= value <= 16 else "expected -1 (automatic) or a number of replicas 0-16"
+
+
 def _port(value: int) -> str | None:
     return None if 0 <= value <= 65535 else "expected a port number 0-65535"
 
@@ -202,6 +224,23 @@ class RedisSettings:
     prefix: str = setting("sfs:", "prefix of every key StretchFS writes")
     timeout: float = setting(5.0, "seconds before a Redis reply counts as lost", _positive)
     pool_size: int = setting(4, "connections in the shared pool", _positive)
+    sentinels: tuple[str, ...] = setting(
+        (), "Redis Sentinels as \"host:port, host:port\": connect to the current primary "
+        "of `service` through them (url then names only the user and db)",
+        parse=parse_sentinels)
+    service: str = setting("", "the Sentinel service (master name) of the cluster Redis")
+    sentinel_password: str = setting("", "password the Sentinels ask of clients "
+                                     "('' = none)")
+    min_replica_acks: int = setting(
+        -1, "replicas that must hold a user, password, purchase or inventory write before "
+        "it is acknowledged (Redis WAIT); -1 = 1 behind Sentinel, else 0", _replica_acks)
+
+    @property
+    def replica_acks(self) -> int:
+        """`min_replica_acks` with -1 resolved: 1 behind Sentinel (replicas exist), else 0."""
+        if self.min_replica_acks >= 0:
+            return self.min_replica_acks
+        return 1 if self.sentinels else 0
 
 
 @dataclass(frozen=True)
@@ -495,6 +534,11 @@ def _with_redis_password(config: RoleConfig, environ: Mapping[str, str],
     if url.username and not (password or url.password):
         raise ConfigError("{}: [redis] password: expected the password of the Redis user in "
                           "url (or set ${})".format(origin, REDIS_PASSWORD_ENV))
+    if bool(config.redis.sentinels) != bool(config.redis.service):
+        missing, given = ("service", "sentinels") if config.redis.sentinels else \
+            ("sentinels", "service")
+        raise ConfigError("{}: [redis] {}: expected a value, since [redis] {} is set (Sentinel "
+                          "mode needs both)".format(origin, missing, given))
     return replace(config, redis=replace(config.redis, password=password))
 
 

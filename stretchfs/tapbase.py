@@ -60,7 +60,26 @@ def real_service(options: RoleOptions, build: Callable[..., IService], *,
     from stretchfs.wire.http import make_http_client
 
     config = options.settings
+    if config.redis.sentinels:
+        check_sentinels(options.role, config)
     return build(config, reactor=reactor, redis=connect_cluster_redis(config.redis, reactor),
                  http=make_http_client(reactor, max_per_host=max_per_host,
                                        ca_file=config.tls.ca_file),
                  run_blocking=thread_runner(cast(IReactorThreads, reactor)), **extra)
+
+
+def check_sentinels(role: str, config: RoleConfig) -> None:
+    """Ask the Sentinels once: exit 78 when they answer that `service` cannot work, one
+    warning line when none answers yet (the role starts; Redis calls answer 503)."""
+    from stretchfs.redisstore import sentinel_problem
+
+    redis = config.redis
+    why, never = sentinel_problem(redis.sentinels, redis.service, min(redis.timeout, 2.0),
+                                  redis.sentinel_password)
+    if why:
+        sys.stderr.write("stretchfs-{}: [redis] sentinels: {}{}\n".format(
+            role, why, "" if never else "; starting anyway (Redis calls answer 503 until "
+            "one answers)"))
+        sys.stderr.flush()
+    if never:
+        raise SystemExit(EX_CONFIG)

@@ -6,7 +6,7 @@ from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from stretchfs.redisstore import Arg, RedisReplyError, RedisUnavailable
+from stretchfs.redisstore import Arg, RedisReplyError, RedisUnavailable, ReplicasBehind
 
 
 def _b(value: Arg) -> bytes:
@@ -22,7 +22,9 @@ class FakeRedisStore:
 
     Implements the commands StretchFS uses (add more to `_commands` as
     needed); key expiry follows the injected clock.  Set `down = True` to
-    make every call fail with `RedisUnavailable`, as a real outage does.
+    make every call fail with `RedisUnavailable`, as a real outage does, and
+    `replicas_behind = True` to make `execute_durable` apply its write and then
+    fail with `ReplicasBehind`, as a WAIT that no replica answered does.
     """
 
     def __init__(self, clock: Any) -> None:
@@ -30,6 +32,8 @@ class FakeRedisStore:
         self.data: dict[bytes, Any] = {}
         self.expires: dict[bytes, float] = {}
         self.down = False
+        self.replicas_behind = False
+        self.durable: list[tuple[bytes, ...]] = []
         self.calls: list[tuple[bytes, ...]] = []
         self._commands: dict[bytes, Callable[..., Any]] = {
             b"PING": lambda: b"PONG",
@@ -63,6 +67,16 @@ class FakeRedisStore:
             return succeed([self._run([_b(a) for a in c]) for c in commands])
         except RedisReplyError as exc:
             return fail(exc)
+
+    def execute_durable(self, *args: Arg) -> Deferred[Any]:
+        """Run one write (recorded in `durable`); see `replicas_behind`."""
+        d = self.execute(*args)
+        if not d.called or self.down:
+            return d
+        self.durable.append(tuple(_b(a) for a in args))
+        if self.replicas_behind:
+            d.addCallback(lambda _: fail(ReplicasBehind("0 of 1 replicas confirmed the write")))
+        return d
 
     def close(self) -> Deferred[None]:
         """Nothing to close."""

@@ -17,7 +17,13 @@ from stretchfs.devcluster.redis_server import (
     redis_command,
     write_aclfile,
 )
-from stretchfs.devcluster.redisacl import MASTER_USER, NODE_USER, example_config_lines
+from stretchfs.devcluster.redisacl import (
+    MASTER_USER,
+    NODE_USER,
+    REPLICA_USER,
+    SENTINEL_USER,
+    example_config_lines,
+)
 from stretchfs.errors import ConfigError
 from stretchfs.redisstore import RedisAddress, RedisReplyError, parse_redis_url
 from tests.helpers import minimal_config
@@ -61,7 +67,8 @@ def test_example_redis_conf_documents_the_acl_users(repo_root: str) -> None:
     wanted = example_config_lines(PREFIX)
     assert lines[:len(wanted)] == wanted
     assert wanted[0] == "user default on >change-me-admin-password ~* &* +@all"
-    assert {line.split()[1] for line in wanted} == {"default", MASTER_USER, NODE_USER}
+    assert {line.split()[1] for line in wanted} == {"default", MASTER_USER, NODE_USER,
+                                                    SENTINEL_USER, REPLICA_USER}
 
 
 NODE_REFUSED = [

@@ -938,6 +938,18 @@ def _check_downloads(handle: ClusterHandle, items: list[Item], report: Report) -
                                                                  bad[:3]))
 
 
+def redis_failover(handle: ClusterHandle, options: Options) -> Report:
+    """10. The Redis primary is SIGKILLed under load (stretchfs/chaos/redisha.py)."""
+    from stretchfs.chaos.redisha import redis_failover as run
+
+    return run(handle, options)
+
+
+def redis_partition(handle: ClusterHandle, options: Options) -> Report:
+    """11. The Redis primary is cut off, then rejoins (stretchfs/chaos/redisha.py)."""
+    from stretchfs.chaos.redisha import redis_partition as run
+
+    return run(handle, options)
 
 
 SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
@@ -952,6 +964,8 @@ SCENARIOS: dict[str, Callable[[ClusterHandle, Options], Report]] = {
     "drain": drain,
     "store-returns": store_returns,
     "bit-rot": bit_rot,
+    "redis-failover": redis_failover,
+    "redis-partition": redis_partition,
 }
 
 

@@ -24,6 +24,9 @@ def add_parser(subparsers: Any) -> None:
     up.add_argument("--stores", type=int, default=3, help="stores to start (default 3)")
     up.add_argument("--detach", action="store_true",
                     help="return once ready; stop later with `stretchfs dev down`")
+    up.add_argument("--ha", action="store_true",
+                    help="Redis as a primary, two replicas and three Sentinels "
+                         "(docs/ha.md); starts Redis empty")
     up.add_argument("--timeout", type=float, default=90.0,
                     help="seconds to wait for every node to be healthy")
     up.set_defaults(func=run_up)
@@ -59,7 +62,8 @@ def run_up(args: argparse.Namespace) -> int:
         _say("stretchfs dev up: --masters must be 1..{}".format(devcluster.MAX_MASTERS))
         return 2
     cluster = devcluster.LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores,
-                                      masters=args.masters, say=_say)
+                                      masters=max(args.masters, 2) if args.ha else args.masters,
+                                      say=_say, ha=args.ha)
     stopping = {"now": False}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -98,6 +102,9 @@ def _print_ready(state: dict[str, Any]) -> None:
     for node in state["nodes"]:
         _say("  {:<8} {:<7} {}".format(node["name"], node["role"], node["url"]))
     _say("  redis    {}".format(state["redis"]["url"]))
+    if state["redis"].get("sentinels"):
+        _say("  sentinels {} (service {})".format(", ".join(state["redis"]["sentinels"]),
+                                                  state["redis"]["service"]))
     if state.get("user"):
         _say("user: {} password: {}".format(state["user"]["username"],
                                              state["user"]["password"]))

@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from stretchfs.devcluster.ports import free_port
@@ -22,6 +22,8 @@ from stretchfs.devcluster.process import stop_process
 from stretchfs.devcluster.redisacl import (
     MASTER_USER,
     NODE_USER,
+    REPLICA_USER,
+    SENTINEL_USER,
     acl_config_line,
     acl_rules,
     default_user_line,
@@ -73,8 +75,8 @@ def redis_command(address: RedisAddress, *args: str, timeout: float = 5.0) -> by
     if address.password is not None:
         login = [address.username] if address.username else []
         commands.insert(0, ["AUTH", *login, address.password])
-    payload = b"".join(_resp(command) for command in commands)
-    with _connect(address, timeout) as sock, sock.makefile("rb") as replies:
+    payload = b"".join(resp(command) for command in commands)
+    with connect(address, timeout) as sock, sock.makefile("rb") as replies:
         sock.sendall(payload)
         line = b""
         for _ in commands:
@@ -84,7 +86,7 @@ def redis_command(address: RedisAddress, *args: str, timeout: float = 5.0) -> by
         return line
 
 
-def _connect(address: RedisAddress, timeout: float) -> socket.socket:
+def connect(address: RedisAddress, timeout: float) -> socket.socket:
     if not address.unix_path:
         return socket.create_connection((address.host, address.port), timeout=timeout)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -97,7 +99,7 @@ def _connect(address: RedisAddress, timeout: float) -> socket.socket:
     return sock
 
 
-def _resp(args: list[str]) -> bytes:
+def resp(args: list[str]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
         data = arg.encode("utf-8")
@@ -114,6 +116,12 @@ class RedisProcess:
     appendonly: bool = True
     aclfile: str = ""
     process: subprocess.Popen[bytes] | None = None
+    # Lines of a config file written to the folder and given first (a replica's
+    # replicaof, a Sentinel's monitor: both rewrite that file), and Sentinel mode.
+    conf_lines: list[str] = field(default_factory=list)
+    sentinel: bool = False
+    # Start again from the config file a previous start wrote (and Redis rewrote).
+    reuse_conf: bool = False
 
     @property
     def url(self) -> str:
@@ -125,11 +133,20 @@ class RedisProcess:
         os.makedirs(self.folder, exist_ok=True)
         if not self.port:
             self.port = free_port()
-        binary = find_redis_server()
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", self.folder, "--save", "", "--daemonize", "no",
-                "--appendonly", "yes" if self.appendonly else "no",
-                "--logfile", os.path.join(self.folder, "redis.log")]
+        args = [find_redis_server()]
+        conf = os.path.join(self.folder, "sentinel.conf" if self.sentinel else "redis.conf")
+        if (self.conf_lines or self.sentinel) and not self.reuse_conf:
+            fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(self.conf_lines) + "\n")
+        if self.conf_lines or self.sentinel or self.reuse_conf:
+            args.append(conf)
+        if self.sentinel:
+            args.append("--sentinel")
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.folder,
+                 "--daemonize", "no", "--logfile", os.path.join(self.folder, "redis.log")]
+        if not self.sentinel:
+            args += ["--save", "", "--appendonly", "yes" if self.appendonly else "no"]
         if self.aclfile:
             args += ["--aclfile", self.aclfile]
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL,
@@ -151,9 +168,11 @@ class RedisProcess:
         stop_process(self.process, timeout)
 
 
-def new_passwords() -> dict[str, str]:
-    """A fresh random password for each StretchFS Redis user."""
-    return {user: secrets.token_urlsafe(24) for user in (MASTER_USER, NODE_USER)}
+def new_passwords(ha: bool = False) -> dict[str, str]:
+    """A fresh random password for each StretchFS Redis user (with `ha`, also the
+    Sentinels' and the replicas' users)."""
+    users = (MASTER_USER, NODE_USER) + ((SENTINEL_USER, REPLICA_USER) if ha else ())
+    return {user: secrets.token_urlsafe(24) for user in users}
 
 
 def write_aclfile(path: str, prefix: str, passwords: dict[str, str], admin_password: str) -> str:

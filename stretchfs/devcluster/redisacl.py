@@ -23,11 +23,17 @@ from stretchfs.pingnet.keys import verdicts_key, votes_key
 
 MASTER_USER = "stretchfs-master"
 NODE_USER = "stretchfs-node"
+# Behind Sentinel (docs/ha.md): the Sentinels log in to every Redis server as one user,
+# the replicas to their primary as another; neither may touch a key.
+SENTINEL_USER = "stretchfs-sentinel"
+REPLICA_USER = "stretchfs-replica"
 
 # Every command the master sends, directly or from its Lua scripts (which
-# Redis checks against the same rules), plus PING (health) and SELECT (db N).
+# Redis checks against the same rules), plus PING (health), SELECT (db N),
+# ROLE (behind Sentinel, a new connection checks it reached the primary) and
+# WAIT (writes acknowledged only once replicas hold them).
 MASTER_COMMANDS: tuple[str, ...] = (
-    "ping", "select", "eval", "evalsha",
+    "ping", "select", "role", "wait", "eval", "evalsha",
     "exists", "get", "set", "del", "expire",
     "hget", "hmget", "hgetall", "hset", "hsetnx", "hdel", "hincrby", "hlen", "hscan",
     "sadd", "srem", "smembers", "scard",
@@ -37,10 +43,20 @@ MASTER_COMMANDS: tuple[str, ...] = (
 
 # The ping net's ballot box (stretchfs/pingnet/ballot.py) and nothing else.
 NODE_COMMANDS = (
-    "ping", "select",
+    "ping", "select", "role",
     "zadd", "zrem", "zremrangebyscore", "zrangebyscore", "pexpire",
     "hset", "hgetall",
 )
+
+
+# What Redis Sentinel sends to the servers it watches (Redis's Sentinel docs, "ACL").
+SENTINEL_COMMANDS = (
+    "ping", "info", "role", "multi", "exec", "slaveof", "replicaof", "config|rewrite",
+    "client|setname", "client|kill", "script|kill", "subscribe", "publish",
+)
+
+# What a replica sends to its primary to copy it.
+REPLICA_COMMANDS = ("ping", "psync", "replconf")
 
 
 def master_key_patterns(prefix: str) -> tuple[str, ...]:
@@ -63,13 +79,19 @@ def acl_rules(user: str, prefix: str, password_rule: str) -> list[str]:
 
     `password_rule` is ``>plaintext`` or ``#sha256hex`` (see `password_hash_rule`).
     """
+    channels = ["resetchannels"]
     if user == MASTER_USER:
         patterns, commands = master_key_patterns(prefix), MASTER_COMMANDS
     elif user == NODE_USER:
         patterns, commands = node_key_patterns(prefix), NODE_COMMANDS
+    elif user == SENTINEL_USER:
+        # Sentinels find each other over the __sentinel__:hello channel of the servers.
+        patterns, commands, channels = (), SENTINEL_COMMANDS, ["&__sentinel__:*"]
+    elif user == REPLICA_USER:
+        patterns, commands = (), REPLICA_COMMANDS
     else:
         raise ValueError("unknown StretchFS Redis user {!r}".format(user))
-    return (["reset", "on", password_rule, "resetchannels"]
+    return (["reset", "on", password_rule] + channels
             + ["~" + pattern for pattern in patterns]
             + ["-@all"] + ["+" + command for command in commands])
 
@@ -84,7 +106,9 @@ def acl_config_line(user: str, prefix: str, password_rule: str) -> str:
     return " ".join(["user", user] + acl_rules(user, prefix, password_rule))
 
 
-PLACEHOLDERS = {MASTER_USER: ">change-me-master-password", NODE_USER: ">change-me-node-password"}
+PLACEHOLDERS = {MASTER_USER: ">change-me-master-password", NODE_USER: ">change-me-node-password",
+                SENTINEL_USER: ">change-me-sentinel-password",
+                REPLICA_USER: ">change-me-replica-password"}
 ADMIN_PLACEHOLDER = ">change-me-admin-password"
 
 

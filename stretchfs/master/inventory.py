@@ -285,7 +285,7 @@ class Inventory:
         applied, cursor = await PUBLISH.run(
             self.redis, [self.keys.inventory_feed, self.keys.inventory_rows,
                          self.keys.store_inventory(store), self.keys.inventory_copies],
-            [store, self.feed_max_len, batch.packed])
+            [store, self.feed_max_len, batch.packed], durable=True)
         if int(applied):
             self.on_change()
         return int(applied), text(cursor)

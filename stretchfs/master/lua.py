@@ -15,14 +15,17 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
-    async def run(self, redis: RedisStore, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """Run the script atomically with `keys` and `args`; returns its reply."""
+    async def run(self, redis: RedisStore, keys: Sequence[Arg], args: Sequence[Arg],
+                  durable: bool = False) -> Any:
+        """Run the script atomically with `keys` and `args`; returns its reply.  A `durable`
+        run is acknowledged only once the replicas hold it (`RedisStore.execute_durable`)."""
+        send = redis.execute_durable if durable else redis.execute
         try:
-            return await redis.execute("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await send("EVALSHA", self.sha, len(keys), *keys, *args)
         except RedisReplyError as exc:
             if "NOSCRIPT" not in str(exc):
                 raise
-        return await redis.execute("EVAL", self.source, len(keys), *keys, *args)
+        return await send("EVAL", self.source, len(keys), *keys, *args)
 
 
 def text(value: object) -> str:

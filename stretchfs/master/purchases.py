@@ -171,7 +171,8 @@ class Purchases:
             created = await CREATE.run(
                 self.redis, [self.keys.purchase(token), self.keys.purchase_expiry,
                              self.keys.purchase_feed],
-                [token, encoded, repr(float(record["expires"])), backstop, self.feed_max_len])
+                [token, encoded, repr(float(record["expires"])), backstop, self.feed_max_len],
+                durable=True)
             if int(created):
                 self.on_change()
                 return record

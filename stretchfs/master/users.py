@@ -126,7 +126,7 @@ class Users:
         hashed = await self._hash(password)
         created = await CREATE.run(self.redis, [self.keys.user(username), self.keys.users],
                                    [username, hashed, repr(float(self.clock.seconds())),
-                                    "1" if operator else "0"])
+                                    "1" if operator else "0"], durable=True)
         if not int(created):
             raise Conflict("user {} already exists".format(username))
         return {"username": username, "password": password, "operator": operator}
@@ -170,7 +170,7 @@ class Users:
         validate.username(username)
         done = await DEACTIVATE.run(self.redis, [self.keys.user(username),
                                                  self.keys.user_sessions(username)],
-                                    [self.keys.session("")])
+                                    [self.keys.session("")], durable=True)
         if not int(done):
             raise NotFound("no user named {}".format(username))
         return {"username": username, "active": False}
@@ -296,7 +296,8 @@ class Users:
         session = await self.validate(token)
         password = random_text(PASSWORD_LENGTH)
         hashed = await self._hash(password)
-        await self.redis.execute("HSET", self.keys.user(session["username"]), "password", hashed)
+        await self.redis.execute_durable("HSET", self.keys.user(session["username"]), "password",
+                                         hashed)
         return password
 
     async def count(self) -> int:

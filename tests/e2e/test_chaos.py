@@ -37,7 +37,7 @@ def repo_root_module() -> str:
 
 # Each of these has its own test and cluster (a namespace, or short `lost_after`).
 OWN_CLUSTER = {"network-cut", "store-lost", "store-returns", "drain", "bit-rot",
-               "master-kill"}
+               "master-kill", "redis-failover", "redis-partition"}
 
 
 @pytest.mark.parametrize("scenario", [name for name in SCENARIOS if name not in OWN_CLUSTER])

@@ -63,6 +63,10 @@ class TrackedRedis:
         """Send several commands in one round trip."""
         return self._track(self._redis.pipeline(commands))
 
+    def execute_durable(self, *args: Any) -> Deferred[Any]:
+        """Send one write acknowledged after replication."""
+        return self._track(self._redis.execute_durable(*args))
+
     def close(self) -> Deferred[None]:
         """Disconnect."""
         return self._redis.close()
@@ -196,9 +200,11 @@ class MasterHarness:
 
 
 def build_master(redis_url: str, clock: Any, extra: str = "", *, redis_clock: Any = None,
-                 redis_timeout: float = 5.0, **settings: Any) -> MasterHarness:
+                 redis_timeout: float = 5.0, replica_acks: int = 0,
+                 **settings: Any) -> MasterHarness:
     """A MasterAPI (bcrypt cost 4, run inline) on a real Redis; `settings` are further
-    MasterAPI arguments.  Redis deadlines run on the real reactor unless `redis_clock`."""
+    MasterAPI arguments.  Redis deadlines run on the real reactor unless `redis_clock`;
+    `replica_acks` is `[redis] min_replica_acks`."""
     from twisted.internet import reactor
 
     from stretchfs.health import Readiness
@@ -210,7 +216,7 @@ def build_master(redis_url: str, clock: Any, extra: str = "", *, redis_clock: An
     config = load_test_config("master", redis_url=redis_url,
                               extra="[master]\nbcrypt_rounds = 4\n" + extra)
     redis = TrackedRedis(connect_redis(parse_redis_url(redis_url), redis_clock or reactor,
-                                       timeout=redis_timeout))
+                                       timeout=redis_timeout, min_replica_acks=replica_acks))
     api = MasterAPI(config, readiness=Readiness(), metrics_registry=new_registry(False),
                     redis=redis, clock=clock, run_blocking=maybeDeferred,
                     http=make_http_client(clock), **settings)
