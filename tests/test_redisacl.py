@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import pytest
 import pytest_twisted
@@ -254,7 +255,14 @@ def test_script_and_transaction_writes_survive_a_restart_of_the_acl_redis(tmp_pa
         assert redis_command(master, "EVAL", script, "2", USER_KEY, PREFIX + "pur:t") == b"+OK"
         redis.stop()
         redis.start()
-        assert redis_command(master, "HGET", USER_KEY, "active") == b"$1"
+        # start() returns once Redis answers; with ACLs it answers NOAUTH before it has
+        # read its AOF, so wait (bounded) until it no longer says LOADING
+        for _ in range(100):
+            reply = redis_command(master, "HGET", USER_KEY, "active")
+            if not reply.startswith(b"-LOADING"):
+                break
+            time.sleep(0.05)
+        assert reply == b"$1"
         assert redis_command(master, "GET", PREFIX + "pur:t") == b"$1"
         administrator = RedisAddress(port=redis.port, password=admin)
         assert redis_command(administrator, "DBSIZE") == b":2"
