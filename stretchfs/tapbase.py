@@ -62,10 +62,35 @@ def real_service(options: RoleOptions, build: Callable[..., IService], *,
     config = options.settings
     if config.redis.sentinels:
         check_sentinels(options.role, config)
+    if options.role != "master":
+        check_masters(options.role, config)
     return build(config, reactor=reactor, redis=connect_cluster_redis(config.redis, reactor),
                  http=make_http_client(reactor, max_per_host=max_per_host,
                                        ca_file=config.tls.ca_file),
                  run_blocking=thread_runner(cast(IReactorThreads, reactor)), **extra)
+
+
+def check_masters(role: str, config: RoleConfig, timeout: float = 2.0) -> None:
+    """Ask each master in `[cluster] master_urls` for /health once: one warning line per
+    master that does not answer (the role starts; its calls go to the masters that do)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    context = ssl.create_default_context(cafile=config.tls.ca_file or None)
+    for url in config.cluster.master_urls:
+        try:
+            with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout,
+                                        context=context):
+                pass
+        except urllib.error.HTTPError:
+            pass                # it answers (a 503 too: its Redis is the master's concern)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", None) or exc
+            sys.stderr.write("stretchfs-{}: [cluster] master_urls: {} does not answer ({}); "
+                             "starting anyway (calls go to the masters that answer)\n".format(
+                                 role, url, reason))
+            sys.stderr.flush()
 
 
 def check_sentinels(role: str, config: RoleConfig) -> None:
