@@ -509,6 +509,11 @@ def run(args: argparse.Namespace, workdir: str) -> int:
     print("    small files: {} back in {:.1f} s: {:.0f} files/s (target >= {:.0f}/s) {}".format(
         len(held_small), small_seconds, small_rate, TARGET_SMALL_PER_SECOND,
         "OK" if small_rate >= TARGET_SMALL_PER_SECOND else "BELOW"))
+    small_times = sorted(done_at[f.sha1] for f in held_small)
+    if small_times:
+        print("    small files back after: {}".format(", ".join(
+            "{} % {:.1f} s".format(share, small_times[len(small_times) * share // 100 - 1])
+            for share in (10, 50, 90, 100))))
 
     quiet, quiet_failed = load.window(done, done + args.quiet_seconds + 1.0)
     during, during_failed = load.window(lost_at, done)

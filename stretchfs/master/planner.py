@@ -383,11 +383,16 @@ class RepairPlanner(PeriodicService):
             if not self._budget.allows(name, now):
                 slots[name] = limit
         batches: dict[tuple[str, str], Batch] = {}
-        for sha1, row in zip(hashes, rows):
-            if row is None:
+        # Small content first (it restores the most content per second, and a batch of it
+        # takes no more slots than one large copy), each kind in queue order.
+        found = [(sha1, json.loads(row) if row is not None else None)
+                 for sha1, row in zip(hashes, rows)]
+        found.sort(key=lambda item: item[1] is not None and
+                   int(item[1]["size"]) >= settings.batch_under)
+        for sha1, data in found:
+            if data is None:
                 done.append(sha1)
                 continue
-            data = json.loads(row)
             holders = set(data["stores"])
             recent = self._recent.get(sha1)
             if recent is not None:

@@ -4,20 +4,28 @@ The target (`POST /content/fetch-batch {from, items: [{hash, ext?}]}`) asks the
 source for every item it lacks in one request (`POST /content/download-batch
 {hashes}`, framed by `wire/batchframes.py`).  Then, holding each hash's lock, one
 job off the reactor checks each file's SHA1, writes it to a temp file and
-commits it (`ContentStore.commit`: fsync, link into place, fsync of its folder),
-and the adds of the whole batch are journaled in one append (one fsync) before
-the answer, then published to the master as usual.  Each item is answered:
+moves it into place, and the adds of the whole batch are journaled in one
+append (one fsync) before the answer, then published to the master as usual.  Each item is answered:
 `copied`, `existed` (already here: nothing changes), `missing` (the source lacks
 it), `corrupt` (its bytes do not match its hash: discarded) or `failed` (this
 store could not write it).  Batches are bounded: `MAX_BATCH_ITEMS` items and
 `MAX_BATCH_BYTES` of files.
+
+Durability is grouped: the temp files of a batch are written, then made
+durable together (one `syncfs` of the store's filesystem on Linux instead of an
+fsync per file, about 5 ms each on a busy disk), renamed into place (under the
+hashes' locks, after checking that no copy is there), and the folders made
+durable together the same way, all before the journal append.  A crash before
+the rename leaves temp files (removed at start); after it, complete files the
+next inventory sync publishes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
-from typing import Any
+from typing import Any, Callable, cast
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -148,41 +156,113 @@ class BatchCopier:
 
     def _write_blocking(self, wanted: Wanted, received: dict[str, BatchEntry]
                         ) -> tuple[dict[str, Any], list[StoredFile]]:
-        """Verify, write and commit each received file (executor thread)."""
+        """Verify and write each received file, make them durable together, then move them
+        into place and make that durable (executor thread, holding the hashes' locks)."""
         items: dict[str, Any] = {}
-        stored: list[StoredFile] = []
-        for sha1, ext in wanted.items():
-            entry = received.get(sha1)
-            if entry is None or entry.data is None:
-                items[sha1] = _answer("missing")
-                continue
-            if hashlib.sha1(entry.data).hexdigest() != sha1:
-                log.warn("batch copy of {sha1}: the source's bytes do not match, discarded",
-                         sha1=sha1)
-                items[sha1] = _answer("corrupt")
-                continue
-            try:
-                found, created = self._write_one(sha1, ext or check_ext(entry.ext),
-                                                 entry.data)
-            except StretchFSError:            # the source named an invalid extension
-                items[sha1] = _answer("corrupt")
-                continue
-            except OSError as exc:
-                log.error("batch copy of {sha1} failed: {error}", sha1=sha1, error=str(exc))
-                items[sha1] = _answer("failed")
-                continue
-            items[sha1] = _answer("copied" if created else "existed", found)
-            if created:
-                stored.append(found)
+        written: list[tuple[str, str, str]] = []        # (sha1, ext, temp path)
+        try:
+            for sha1, ext in wanted.items():
+                entry = received.get(sha1)
+                status = self._check(sha1, entry)
+                if status is not None:
+                    items[sha1] = _answer(status)
+                    continue
+                assert entry is not None and entry.data is not None
+                try:
+                    written.append((sha1, ext or check_ext(entry.ext),
+                                    self._write_temp(entry.data)))
+                except StretchFSError:            # the source named an invalid extension
+                    items[sha1] = _answer("corrupt")
+                except OSError as exc:
+                    log.error("batch copy of {sha1} failed: {error}", sha1=sha1,
+                              error=str(exc))
+                    items[sha1] = _answer("failed")
+            stored = self._place(written, items)
+        finally:
+            for _, _, path in written:
+                _unlink_quietly(path)
         return items, stored
 
-    def _write_one(self, sha1: str, ext: str, data: bytes) -> tuple[StoredFile, bool]:
+    def _check(self, sha1: str, entry: BatchEntry | None) -> str | None:
+        """Why a received entry cannot be kept (missing, corrupt), or None."""
+        if entry is None or entry.data is None:
+            return "missing"
+        if hashlib.sha1(entry.data).hexdigest() != sha1:
+            log.warn("batch copy of {sha1}: the source's bytes do not match, discarded",
+                     sha1=sha1)
+            return "corrupt"
+        return None
+
+    def _write_temp(self, data: bytes) -> str:
         path = self._store.new_temp_path()
         try:
             with open(path, "xb") as handle:
                 handle.write(data)
         except OSError:
-            if os.path.exists(path):
-                os.unlink(path)
+            _unlink_quietly(path)
             raise
-        return self._store.commit(path, sha1, ext)
+        return path
+
+    def _place(self, written: list[tuple[str, str, str]],
+               items: dict[str, Any]) -> list[StoredFile]:
+        """Group fsync of the temp files, a rename of each into place (unless the content
+        is already there), then a group fsync of the folders; the files created."""
+        stored: list[StoredFile] = []
+        if not written:
+            return stored
+        store = self._store
+        self._sync([path for _, _, path in written], [])
+        for sha1, ext, path in written:
+            existing = store.find(sha1)
+            if existing is not None:
+                items[sha1] = _answer("existed", existing)
+                continue
+            folder = store.folder_for(sha1)
+            os.makedirs(folder, exist_ok=True)
+            os.rename(path, store.path_for(sha1, ext))
+            found = store.stat_file(sha1, ext)
+            assert found is not None
+            items[sha1] = _answer("copied", found)
+            stored.append(found)
+        folders = {store.folder_for(s.sha1) for s in stored}
+        self._sync([], sorted(folders | {os.path.dirname(f) for f in folders} |
+                              {store.content_dir}))
+        return stored
+
+    def _sync(self, files: list[str], folders: list[str]) -> None:
+        """Make `files` and `folders` durable: one `syncfs` of the store's filesystem
+        (Linux), else an fsync of each."""
+        if _SYNCFS is not None:
+            fd = os.open(self._store.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _SYNCFS(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        for path in files + folders:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux syncfs(fd): everything written to that filesystem, durable, in one call."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return cast(Callable[[int], int], function)
+
+
+_SYNCFS = _load_syncfs()
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -570,3 +570,25 @@ async def test_content_a_source_serves_corrupt_is_copied_from_another_holder(mas
     assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
     status = (await master.call("GET", "/repair/status")).json
     assert status["repaired"]["failures"] == len(bad) and status["repaired"]["copies"] == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_content_starts_before_large_content_ahead_of_it(master) -> None:
+    """Within the head of the queue, batches of small content take the free slots before
+    large content queued ahead of them (same count of copies)."""
+    small = await cluster(master, hashes=12)
+    candidates = (hashlib.sha1(b"large %d" % n).hexdigest() for n in range(500))
+    large = [sha1 for sha1 in candidates if sha1 < min(small)][:2]
+    assert large
+    for sha1 in large:
+        for holder in ("store4", "store1"):
+            await master.api.inventory.publish(holder, parse_changes(
+                [{"op": "add", "hash": sha1, "ext": "bin", "size": 2 * 1024**2}]))
+    stores = StandInStores(master.api)
+    stores.hold = True
+    job = planner(master, stores, per_store=1)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    assert stores.requests and {sha1 for sha1, _, _ in stores.calls} <= set(small)
+    job.stopService()
+    await job.copies_done()
