@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
 
-from stretchfs.errors import UpstreamError
+from stretchfs.errors import PeerUnavailable, UpstreamError
 from stretchfs.pingnet.peers import PeerRecord, Peers
 from stretchfs.wire.batchframes import MAX_BATCH_ITEMS, BatchEntry, encode_entry, parse_entries
+from stretchfs.wire.http import make_http_client
 from stretchfs.wire.store import StoreClient
-from tests.helpers import CLUSTER_KEY
+from tests.helpers import CLUSTER_KEY, SilentPeer
 from tests.store.harness import AUTH, FakeMaster, _settle, build, request, sha1_of, stop, stub_for
 from tests.store.test_fetch_contract import _Http
 
@@ -167,3 +169,25 @@ def test_a_refused_download_batch_is_an_upstream_error(tmp_path, clock) -> None:
     d.addErrback(failures.append)
     assert failures and failures[0].check(UpstreamError) and failures[0].value.code == 400
     stop(source)
+
+
+@pytest.mark.parametrize("call", ["download_batch", "fetch_batch"])
+def test_batch_calls_to_a_silent_store_give_up_after_their_timeout(call) -> None:
+    """download_batch (the client's timeout) and fetch_batch (the timeout passed, a
+    batch's deadline) fail as PeerUnavailable against a store that accepts and says
+    nothing, and drop the connection."""
+    clock = MemoryReactorClock()
+    client = StoreClient(make_http_client(clock), "http://127.0.0.1:1", CLUSTER_KEY, 5.0,
+                         clock)
+    d = Deferred.fromCoroutine(client.download_batch(HASHES[:2]) if call == "download_batch"
+                               else client.fetch_batch("store1", [{"hash": HASHES[0]}],
+                                                       timeout=30.0))
+    peer = SilentPeer(clock).accept()
+    limit = 5.0 if call == "download_batch" else 30.0
+    clock.advance(limit - 0.1)
+    assert not d.called
+    clock.advance(0.2)
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(PeerUnavailable) and peer.dropped
+    assert clock.getDelayedCalls() == []
