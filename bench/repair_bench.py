@@ -30,11 +30,11 @@ the rest 4-64 KiB), then:
 
 Server CPU (user + system from /proc/PID/stat) of the master, the stores,
 the prism and Redis is printed for (a) and (b).  `[repair]` settings can be
-tuned with --per-store and --interval (defaults: the master's).  Every
+tuned with --per-store, --batch-items and --interval (defaults: the master's).  Every
 process is started here and stopped by its own PID.
 
     .venv/bin/python bench/repair_bench.py [--files 2000] [--large-share 0.02]
-        [--copy-jobs 4] [--per-store 2] [--interval 2] [--lost-after 5]
+        [--copy-jobs 4] [--per-store 2] [--batch-items 100] [--interval 2] [--lost-after 5]
         [--rate 40] [--load-threads 4] [--quiet-seconds 15]
 """
 
@@ -417,18 +417,21 @@ def run(args: argparse.Namespace, workdir: str) -> int:
     defaults = RepairSettings()
     per_store = args.per_store or defaults.per_store
     interval = args.interval or defaults.interval
+    batch_items = args.batch_items or defaults.batch_items
     cluster = TunedCluster(workdir, prisms=1, stores=4, say=lambda _: None,
                            lost_after=args.lost_after,
                            repair_lines=["per_store = {}".format(per_store),
-                                         "interval = {!r}".format(float(interval))])
+                                         "interval = {!r}".format(float(interval)),
+                                         "batch_items = {}".format(batch_items)])
     cluster.up(detach=True, timeout=180)
     handle = ClusterHandle(workdir)
     api = Api(handle)
     prism, user = handle.state["prism_url"], handle.user
     print("cluster: 1 prism, 4 stores, replicas {}; [repair] per_store {}, interval {:g} s, "
-          "lost_after {:g} s; load average before: {}".format(
-              REPLICAS, per_store, interval, args.lost_after,
-              " ".join(open("/proc/loadavg").read().split()[:3])))
+          "lost_after {:g} s, batches of {} content under {} KiB; load average before: {}"
+          .format(REPLICAS, per_store, interval, args.lost_after, batch_items,
+                  defaults.batch_under // KIB,
+                  " ".join(open("/proc/loadavg").read().split()[:3])))
 
     started = time.monotonic()
     files = upload_all(prism, user, sizes, args.upload_jobs)
@@ -509,6 +512,11 @@ def run(args: argparse.Namespace, workdir: str) -> int:
     print("    small files: {} back in {:.1f} s: {:.0f} files/s (target >= {:.0f}/s) {}".format(
         len(held_small), small_seconds, small_rate, TARGET_SMALL_PER_SECOND,
         "OK" if small_rate >= TARGET_SMALL_PER_SECOND else "BELOW"))
+    small_times = sorted(done_at[f.sha1] for f in held_small)
+    if small_times:
+        print("    small files back after: {}".format(", ".join(
+            "{} % {:.1f} s".format(share, small_times[len(small_times) * share // 100 - 1])
+            for share in (10, 50, 90, 100))))
 
     quiet, quiet_failed = load.window(done, done + args.quiet_seconds + 1.0)
     during, during_failed = load.window(lost_at, done)
@@ -535,6 +543,8 @@ def main() -> int:
                         help="parallel copies of the plain-copy baseline")
     parser.add_argument("--per-store", type=int, default=0,
                         help="[repair] per_store (default: the master's)")
+    parser.add_argument("--batch-items", type=int, default=0,
+                        help="[repair] batch_items (default: the master's)")
     parser.add_argument("--interval", type=float, default=0.0,
                         help="[repair] interval in seconds (default: the master's)")
     parser.add_argument("--lost-after", type=float, default=5.0,

@@ -47,6 +47,14 @@ def _positive(value: float) -> str | None:
     return None if value > 0 else "expected a number greater than 0"
 
 
+def _batch_items(value: int) -> str | None:
+    return None if 0 < value <= 1000 else "expected 1 to 1000 content per batch"
+
+
+def _batch_bytes(value: int) -> str | None:
+    return None if 0 < value <= 64 * 1024**2 else "expected 1 byte to 64 MiB per batch"
+
+
 def _non_negative(value: float) -> str | None:
     return None if value >= 0 else "expected a number of at least 0"
 
@@ -299,6 +307,12 @@ class RepairSettings:
                                "master plans at a time)", _positive)
     copy_timeout: float = setting(600.0, "seconds a target store may take to copy one content",
                                   _positive)
+    batch_under: int = setting(1024**2, "content smaller than this many bytes is copied in "
+                               "batches, many per request between one source and one target "
+                               "(0: one copy per request)", None, parse_size)
+    batch_items: int = setting(100, "content per batch (at most 1000)", _batch_items)
+    batch_bytes: int = setting(8 * 1024**2, "bytes per batch (at most 64 MiB)", _batch_bytes,
+                               parse_size)
 
 
 @dataclass(frozen=True)

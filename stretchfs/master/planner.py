@@ -12,8 +12,10 @@ Every `[repair] interval` seconds, on the master that holds the lease
    short, picks a source among the live holders and a target by the upload
    rules (`repair.pick_source`, `repair.pick_target`), and asks the target
    store to copy it (`POST /content/fetch`, which verifies the SHA1 and
-   publishes the copy).  At most `[repair] per_store` copies involve one
-   store at a time;
+   publishes the copy).  Content under `[repair] batch_under` bytes goes in
+   batches, many per request between one source and one target
+   (`POST /content/fetch-batch`).  At most `[repair] per_store` copies (a batch
+   is one) involve one store at a time;
 4. it trims content over `replicas` counted copies (`trim.Trimmer`).
 
 Queue, store states and progress live in Redis, written only through the
@@ -28,7 +30,8 @@ from __future__ import annotations
 import json
 import secrets
 from collections import Counter
-from typing import TYPE_CHECKING, Awaitable, Callable, Mapping, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Mapping, Protocol
 
 from treq.client import HTTPClient
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
@@ -68,6 +71,9 @@ FEED_PAGE = 1000
 RECENT_SECONDS = 60.0
 RETRY_SECONDS = 10.0
 BATCH_LOG_SECONDS = 10.0
+BATCH_BASE_SECONDS = 30.0             # a batch's deadline: this, plus its bytes at...
+BATCH_MIN_BYTES_PER_SECOND = 1024**2  # ...this rate, at most `copy_timeout`
+COPIED = ("copied", "existed")
 
 
 class CopyTarget(TrimTarget, Protocol):
@@ -77,6 +83,31 @@ class CopyTarget(TrimTarget, Protocol):
     async def fetch(self, sha1: str, ext: str | None, source: str,
                     timeout: float | None = None) -> Mapping[str, object]:
         """Copy `sha1` from store `source`; `existed` true when it already had it."""
+
+    async def fetch_batch(self, source: str, items: list[dict[str, Any]],
+                          timeout: float | None = None) -> Mapping[str, object]:
+        """Copy each of `items` (`{"hash", "ext"}`) from store `source`; `{"items": {hash:
+        {"status": copied|existed|missing|corrupt|failed}}}`."""
+
+
+@dataclass
+class Batch:
+    """Small content copied from one source to one target in one request."""
+
+    source: str
+    target: str
+    items: list[tuple[str, str, int]] = field(default_factory=list)  # (sha1, ext, size)
+    size: int = 0
+
+    def takes(self, size: int, settings: RepairSettings) -> bool:
+        """Room for one more content of `size` bytes."""
+        return len(self.items) < settings.batch_items and (
+            not self.items or self.size + size <= settings.batch_bytes)
+
+    def add(self, sha1: str, ext: str, size: int) -> None:
+        """One more content."""
+        self.items.append((sha1, ext, size))
+        self.size += size
 
 
 class RepairPlanner(PeriodicService):
@@ -288,7 +319,8 @@ class RepairPlanner(PeriodicService):
             self._batch["failed"] += 1
             log.debug("repair copy of {sha1} from {source} to {target} abandoned: a store "
                       "is down", sha1=sha1, source=source, target=target)
-            self._copying[sha1].cancel()
+        for copy in {id(self._copying[sha1]): self._copying[sha1] for sha1 in gone}.values():
+            copy.cancel()
         if gone:
             await self.lease.fenced([["HINCRBY", self._keys.repair_status, "failures",
                                       len(gone)]])
@@ -321,11 +353,15 @@ class RepairPlanner(PeriodicService):
         return empty
 
     async def _dispatch(self, stores: Mapping[str, StoreState], now: float) -> None:
-        """Start copies for the head of the queue, within the per-store limits."""
+        """Start copies for the head of the queue, within the per-store limits: content
+        under `batch_under` bytes in batches, one per (source, target) pair."""
         self._recent = {h: r for h, r in self._recent.items() if r[1] > now}
         self._retry = {h: t for h, t in self._retry.items() if t > now}
-        limit = self._settings.per_store
+        settings = self._settings
+        limit = settings.per_store
         window = max(100, 4 * limit * len(stores))
+        if settings.batch_under:
+            window += settings.batch_items * limit * len(stores)
         size, head = await self._redis.pipeline([
             ["ZCARD", self._keys.repair_queue],
             ["ZRANGEBYSCORE", self._keys.repair_queue, "-inf", "+inf", "LIMIT", self._offset,
@@ -335,8 +371,10 @@ class RepairPlanner(PeriodicService):
         if not head:
             self._offset = 0
             return
-        hashes = [text(h) for h in head]
-        rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *hashes)
+        # Content being copied or waiting to be retried needs no fresh look at its row.
+        hashes = [h for h in map(text, head) if h not in self._copying and h not in self._retry]
+        rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *hashes) \
+            if hashes else []
         done: list[str] = []
         started, started_bytes = 0, 0
         # Stores that spent their bytes/s take no copy this time: as if their slots were full.
@@ -344,13 +382,17 @@ class RepairPlanner(PeriodicService):
         for name in stores:
             if not self._budget.allows(name, now):
                 slots[name] = limit
-        for sha1, row in zip(hashes, rows):
-            if sha1 in self._copying or sha1 in self._retry:
-                continue
-            if row is None:
+        batches: dict[tuple[str, str], Batch] = {}
+        # Small content first (it restores the most content per second, and a batch of it
+        # takes no more slots than one large copy), each kind in queue order.
+        found = [(sha1, json.loads(row) if row is not None else None)
+                 for sha1, row in zip(hashes, rows)]
+        found.sort(key=lambda item: item[1] is not None and
+                   int(item[1]["size"]) >= settings.batch_under)
+        for sha1, data in found:
+            if data is None:
                 done.append(sha1)
                 continue
-            data = json.loads(row)
             holders = set(data["stores"])
             recent = self._recent.get(sha1)
             if recent is not None:
@@ -361,18 +403,41 @@ class RepairPlanner(PeriodicService):
                 done.append(sha1)
                 continue
             avoid = self._avoid.get(sha1, set())
-            source = pick_source(holders, stores, slots, limit, avoid)
-            target = pick_target(holders, stores, int(data["size"]), slots, limit, avoid)
-            if source is None or target is None:
+            size = int(data["size"])
+            # An open batch that takes this content costs its stores no further slot.
+            joinable = {pair for pair, batch in batches.items() if batch.takes(size, settings)
+                        and all(self._budget.allows(name, now) for name in pair)} \
+                if size < settings.batch_under else set()
+            freed = Counter(slots)
+            freed.subtract(name for pair in joinable for name in pair)
+            pair = _pick(holders, stores, size, freed, limit, avoid)
+            if pair is not None and size < settings.batch_under and pair not in joinable:
+                pair = _pick(holders, stores, size, slots, limit, avoid)
+            if pair is None:
                 continue
             if not self.lease.valid():
                 break
-            self._start(sha1, str(data["ext"]), int(data["size"]), source, stores[target])
-            for name in (source, target):
-                self._budget.spend(name, int(data["size"]), now)
-                slots[name] = self._busy[name] if self._budget.allows(name, now) else limit
+            source, target = pair
+            small = size < settings.batch_under
+            if pair not in joinable:
+                for name in pair:
+                    slots[name] += 1
+                if small and pair in batches:     # full for this content: send it as it is
+                    self._start_batch(batches.pop(pair), stores[target])
+            if small:
+                batch = batches.setdefault(pair, Batch(source, target))
+                batch.add(sha1, str(data["ext"]), size)
+            else:
+                self._launch([sha1], source, target, self._copy(
+                    sha1, str(data["ext"]), size, source, stores[target]))
+            for name in pair:
+                self._budget.spend(name, size, now)
+                if not self._budget.allows(name, now):
+                    slots[name] = limit
             started += 1
-            started_bytes += int(data["size"])
+            started_bytes += size
+        for batch in batches.values():
+            self._start_batch(batch, stores[batch.target])
         if done:
             for sha1 in done:
                 self._avoid.pop(sha1, None)
@@ -383,17 +448,26 @@ class RepairPlanner(PeriodicService):
         self._offset = self._offset + window if idle else 0
         self._batch.update(started=started, bytes=started_bytes)
 
-    def _start(self, sha1: str, ext: str, size: int, source: str, target: StoreState) -> None:
+    def _start_batch(self, batch: Batch, target: StoreState) -> None:
+        self._launch([sha1 for sha1, _, _ in batch.items], batch.source, batch.target,
+                     self._copy_batch(batch, target))
+
+    def _launch(self, hashes: list[str], source: str, target: str,
+                work: Coroutine[Any, Any, None]) -> None:
+        """Run one request copying `hashes` from `source` to `target`, holding a slot of
+        each store until it ends; then use the freed slots at once."""
         self._busy[source] += 1
-        self._busy[target.name] += 1
-        copy = Deferred.fromCoroutine(self._copy(sha1, ext, size, source, target))
-        self._copying[sha1] = copy
-        self._routes[sha1] = (source, target.name)
+        self._busy[target] += 1
+        copy = Deferred.fromCoroutine(work)
+        for sha1 in hashes:
+            self._copying[sha1] = copy
+            self._routes[sha1] = (source, target)
 
         def finished(result: object) -> object:
-            self._copying.pop(sha1, None)
-            self._routes.pop(sha1, None)
-            for name in (source, target.name):
+            for sha1 in hashes:
+                self._copying.pop(sha1, None)
+                self._routes.pop(sha1, None)
+            for name in (source, target):
                 self._busy[name] -= 1
                 if self._busy[name] <= 0:
                     del self._busy[name]
@@ -410,21 +484,74 @@ class RepairPlanner(PeriodicService):
         try:
             answer = await client.fetch(sha1, ext, source, timeout=self._settings.copy_timeout)
         except StretchFSError as exc:
-            self._avoid.setdefault(sha1, set()).update((source, target.name))
-            self._retry[sha1] = self._clock.seconds() + RETRY_SECONDS
-            self.metrics.failures.inc()
-            self._batch["failed"] += 1
             log.debug("repair copy of {sha1} from {source} to {target} failed: {error}",
                       sha1=sha1, source=source, target=target.name, error=str(exc))
-            await self.lease.fenced([["HINCRBY", self._keys.repair_status, "failures", 1]])
+            await self._count([(sha1, size, "failed")], source, target.name)
             return
-        self._recent[sha1] = (target.name, self._clock.seconds() + RECENT_SECONDS)
-        copied = 0 if answer.get("existed") else size
-        self.metrics.copies.inc()
-        self._batch["copied"] += 1
-        self.metrics.bytes.inc(copied)
-        await self.lease.fenced([["HINCRBY", self._keys.repair_status, "copies", 1],
-                                 ["HINCRBY", self._keys.repair_status, "bytes", copied]])
+        await self._count([(sha1, size, "existed" if answer.get("existed") else "copied")],
+                          source, target.name)
+
+    async def _copy_batch(self, batch: Batch, target: StoreState) -> None:
+        client = self._store_client(target.url)
+        timeout = min(self._settings.copy_timeout,
+                      BATCH_BASE_SECONDS + batch.size / BATCH_MIN_BYTES_PER_SECOND)
+        try:
+            answer = await client.fetch_batch(
+                batch.source, [{"hash": sha1, "ext": ext} for sha1, ext, _ in batch.items],
+                timeout=timeout)
+            items = answer.get("items")
+            if not isinstance(items, dict):
+                items = {}
+        except StretchFSError as exc:
+            log.debug("repair batch of {count} from {source} to {target} failed: {error}",
+                      count=len(batch.items), source=batch.source, target=target.name,
+                      error=str(exc))
+            items = {}
+        outcomes = []
+        for sha1, _, size in batch.items:
+            item = items.get(sha1)
+            outcomes.append((sha1, size, str(item.get("status")) if isinstance(item, dict)
+                             else "failed"))
+        await self._count(outcomes, batch.source, target.name)
+
+    async def _count(self, outcomes: list[tuple[str, int, str]], source: str,
+                     target: str) -> None:
+        """Note how each copy of one request ended (copied, existed, or how it failed) and
+        add them to the totals in Redis in one write.  A failed content is retried after
+        `RETRY_SECONDS`, avoiding the source (its copy was missing or corrupt) or both
+        stores."""
+        now = self._clock.seconds()
+        copies = copied_bytes = failures = 0
+        for sha1, size, status in outcomes:
+            if status in COPIED:
+                self._recent[sha1] = (target, now + RECENT_SECONDS)
+                copies += 1
+                copied_bytes += size if status == "copied" else 0
+                continue
+            failures += 1
+            self._avoid.setdefault(sha1, set()).update(
+                (source,) if status in ("missing", "corrupt") else (source, target))
+            self._retry[sha1] = now + RETRY_SECONDS
+            log.debug("repair copy of {sha1} from {source} to {target}: {status}", sha1=sha1,
+                      source=source, target=target, status=status)
+        self.metrics.copies.inc(copies)
+        self.metrics.bytes.inc(copied_bytes)
+        self.metrics.failures.inc(failures)
+        self._batch.update(copied=copies, failed=failures)
+        totals: list[list[Arg]] = [["HINCRBY", self._keys.repair_status, name, value]
+                                   for name, value in
+                                   (("copies", copies), ("bytes", copied_bytes),
+                                    ("failures", failures)) if value]
+        if totals:
+            await self.lease.fenced(totals)
+
+
+def _pick(holders: set[str], stores: Mapping[str, StoreState], size: int,
+          busy: Mapping[str, int], limit: int, avoid: set[str]) -> tuple[str, str] | None:
+    """(source, target) of a copy, or None when either has no free slot."""
+    source = pick_source(holders, stores, busy, limit, avoid)
+    target = pick_target(holders, stores, size, busy, limit, avoid)
+    return None if source is None or target is None else (source, target)
 
 
 def repair_planner(config: MasterConfig, redis: RedisStore, clock: IReactorTime,

@@ -14,6 +14,7 @@ from stretchfs.errors import InvalidInput, NotFound
 from stretchfs.health import Readiness
 from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.roles import NodeAPI
+from stretchfs.store.batch import BatchCopier, parse_hashes, parse_items
 from stretchfs.store.content import ContentService
 from stretchfs.store.delivery import FileStreamer, content_type
 from stretchfs.store.upload import PutUpload
@@ -48,12 +49,13 @@ class StoreAPI(NodeAPI):
 
     def __init__(self, config: StoreConfig, *, readiness: Readiness,
                  metrics_registry: CollectorRegistry, clock: Any,
-                 content: ContentService, pingnet: Any) -> None:
+                 content: ContentService, pingnet: Any, batch: BatchCopier) -> None:
         super().__init__(config, readiness=readiness, metrics_registry=metrics_registry,
                          clock=clock)
         self.config = config
         self.pingnet = pingnet
         self.content = content
+        self.batch = batch
 
     def health_details(self) -> dict[str, Any]:
         """Extra /health fields: whether this store accepts new content."""
@@ -133,6 +135,22 @@ class StoreAPI(NodeAPI):
         return write_json(request, {"hash": stored.sha1, "ext": stored.ext, "size": stored.size,
                                     "from": source, "existed": not created},
                           201 if created else 200)
+
+    @app.route("/content/fetch-batch", methods=["POST"])
+    @cluster_key_required
+    async def post_fetch_batch(self, request: Any) -> bytes:
+        """Copy many small contents from another store in one request (batched repair)."""
+        body = read_json_object(request, self.max_body)
+        wanted = parse_items(body)
+        return write_json(request, await self.batch.fetch(body.get("from"), wanted))
+
+    @app.route("/content/download-batch", methods=["POST"])
+    @cluster_key_required
+    async def post_download_batch(self, request: Any) -> bytes:
+        """The bytes of many contents, framed (for a batched repair by another store)."""
+        body = await self.batch.serve(parse_hashes(read_json_object(request, self.max_body)))
+        request.setHeader(b"Content-Type", b"application/octet-stream")
+        return body
 
     @app.route("/stat", methods=["GET"])
     async def get_stat(self, request: Any) -> bytes:

@@ -258,3 +258,26 @@ class ContentService:
         stored, created = await self.commit(upload)
         log.info("fetched {sha1} from {source}", sha1=sha1, source=source)
         return stored, created
+
+    # -- batched repair (store/batch.py) -----------------------------------------
+    def source_client(self, source: object) -> StoreClient:
+        """The client of the store named `source` to copy from; InvalidInput, NotFound (no
+        such store) or PeerUnavailable (the ping net has it down)."""
+        if not isinstance(source, str) or not source:
+            raise InvalidInput("from must name a store")
+        record = self._peers.get(source)
+        if record is None or record.role != "store":
+            raise NotFound("unknown store {}".format(source))
+        if not self._peers.is_available(source):
+            raise PeerUnavailable("store {} is unavailable".format(source))
+        return self._store_client(record)
+
+    @contextlib.asynccontextmanager
+    async def changing(self, hashes: list[str]) -> AsyncIterator[None]:
+        """Around the disk changes and journal append of several hashes at once (each
+        hash's lock, taken in order, as a single change holds it)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for sha1 in sorted(set(hashes)):
+                stack.enter_context(self.guard.changing(sha1))
+                await stack.enter_async_context(self._exclusive(sha1))
+            yield

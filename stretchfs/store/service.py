@@ -16,6 +16,7 @@ from stretchfs.pingnet.wiring import attach_ping_net, build_ping_net
 from stretchfs.redisstore import RedisStore
 from stretchfs.roles import CallOnStop, http_services
 from stretchfs.store.api import StoreAPI
+from stretchfs.store.batch import BatchCopier
 from stretchfs.store.content import ContentService, DiskMonitor
 from stretchfs.store.delivery import DeliveryResource, StoreRoot
 from stretchfs.store.inventory import InventorySyncService, SyncGuard
@@ -176,7 +177,7 @@ def build_store_service(config: StoreConfig, *, reactor: Any, redis: RedisStore,
                                        listeners=listeners)
     disk.on_change(registration.set_writable)
     api = StoreAPI(config, readiness=readiness, metrics_registry=registry, clock=reactor,
-                   content=content, pingnet=net)
+                   content=content, pingnet=net, batch=BatchCopier(content, run_blocking))
     delivery = DeliveryResource(store.root, delivery_secret(config.cluster.key), reactor, stats)
     root = StoreRoot(delivery, api.app.resource())
     factory = limited_request(receiver.open_request)

@@ -24,6 +24,7 @@ from zope.interface import implementer
 from stretchfs.errors import UpstreamError
 from stretchfs.web.intake import BodyReceiver, IntakeT
 from stretchfs.web.jsonio import decode_json
+from stretchfs.wire.batchframes import MAX_BATCH_BYTES, MAX_HEADER_BYTES, BatchEntry, parse_entries
 from stretchfs.wire.http import JsonClient
 
 PUT_CHUNK_BYTES = 256 * 1024
@@ -160,6 +161,30 @@ class StoreClient:
         """Have the store copy a content from store `source` (`POST /content/fetch`)."""
         return await self._json.json("POST", "/content/fetch",
                                      {"hash": sha1, "ext": ext, "from": source}, timeout=timeout)
+
+    async def download_batch(self, hashes: list[str],
+                             timeout: float | None = None) -> list[BatchEntry]:
+        """The store's copies of `hashes` in one answer (`POST /content/download-batch`),
+        a missing one with `data` None; UpstreamError for a non-2xx or a malformed body
+        (more than `MAX_BATCH_BYTES` of files included), PeerUnavailable when stalled."""
+        cap = MAX_BATCH_BYTES + MAX_HEADER_BYTES * len(hashes)
+        with self._json.deadline(timeout) as deadline:
+            response = await self._json.request(deadline, "POST", "/content/download-batch",
+                                                {"hashes": list(hashes)})
+            body = await deadline.read(response, cap)
+        try:
+            return parse_entries(body, len(hashes))
+        except ValueError as exc:
+            raise UpstreamError(response.code, str(exc).encode("utf-8"),
+                                self._json.url("/content/download-batch")) from None
+
+    async def fetch_batch(self, source: str, items: list[dict[str, Any]],
+                          timeout: float | None = None) -> dict[str, Any]:
+        """Have the store copy many small contents (`[{"hash", "ext"}]`) from store
+        `source` in one request (`POST /content/fetch-batch`); `{"items": {hash: {"status",
+        ...}}}`."""
+        return await self._json.json("POST", "/content/fetch-batch",
+                                     {"from": source, "items": items}, timeout=timeout)
 
     async def remove(self, sha1: str) -> dict[str, Any]:
         """Remove a content from the store."""

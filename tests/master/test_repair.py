@@ -135,8 +135,9 @@ async def test_one_lease_holder_at_a_time_and_a_stale_holder_is_fenced(master) -
 
 
 class StandInStores:
-    """Stores as the planner sees them: `fetch` records the call and publishes the copy
-    to the inventory as the target would (or fails, or waits while `hold` is set)."""
+    """Stores as the planner sees them: `fetch` and `fetch_batch` record each content
+    copied (`calls`) and publish the copies to the inventory as the target would (or fail,
+    or wait while `hold` is set, or answer `corrupt` for a source in `corrupt`)."""
 
     def __init__(self, api: Any) -> None:
         self.api = api
@@ -144,6 +145,9 @@ class StandInStores:
         self.failing: set[str] = set()
         self.hold = False
         self.waiting: list[Deferred[dict[str, Any]]] = []
+        self.requests: list[tuple[str, str, list[str]]] = []   # batches: source, target
+        self.timeouts: list[float] = []
+        self.corrupt: set[str] = set()     # sources whose bytes do not match
 
     def client(self, url: str) -> "StandInStores._Client":
         """The client of the store at `url` (http://<name>.test:8200)."""
@@ -167,6 +171,27 @@ class StandInStores:
             published = Deferred.fromCoroutine(
                 stores.api.inventory.publish(self.name, parse_changes([row])))
             return published.addCallback(lambda _: {"hash": sha1, "existed": False})
+
+        def fetch_batch(self, source: str, items: list[dict[str, Any]],
+                        timeout: float) -> Deferred[Any]:
+            stores = self.stores
+            stores.requests.append((source, self.name, [item["hash"] for item in items]))
+            stores.timeouts.append(timeout)
+            stores.calls += [(item["hash"], source, self.name) for item in items]
+            if self.name in stores.failing:
+                raise UpstreamError(507, b'{"error": "full"}', "fetch")
+            if stores.hold:
+                waiter: Deferred[dict[str, Any]] = Deferred()
+                stores.waiting.append(waiter)
+                return waiter
+            copied = [item for item in items if source not in stores.corrupt]
+            rows = [{"op": "add", "hash": item["hash"], "ext": item["ext"], "size": 10}
+                    for item in copied]
+            answer = {"items": {item["hash"]: {"status": "copied" if item in copied
+                                               else "corrupt"} for item in items}}
+            published = Deferred.fromCoroutine(
+                stores.api.inventory.publish(self.name, parse_changes(rows)))
+            return published.addCallback(lambda _: answer)
 
 
 async def cluster(master: Any, hashes: int = 6) -> list[str]:
@@ -268,23 +293,42 @@ async def test_a_lost_stores_copies_are_made_again_on_other_hosts(master) -> Non
 
 @pytest_twisted.ensureDeferred
 async def test_copies_per_store_stay_within_the_limit(master) -> None:
-    """With copies that do not finish, no store takes part in more than `per_store`."""
+    """With copies that do not finish, no store takes part in more than `per_store`
+    copies, each of one content."""
+    requests = await held_requests(master, batch_under=0)
+    assert all(len(hashes) == 1 for _, _, hashes in requests)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batch_takes_one_slot_of_each_of_its_stores(master) -> None:
+    """Small content goes in batches (many content per request between one source and
+    one target), and a batch counts as one copy against `per_store`."""
+    requests = await held_requests(master, batch_under=1024)
+    assert max(len(hashes) for _, _, hashes in requests) > 1
+
+
+async def held_requests(master: Any, **settings: Any) -> list[tuple[str, str, list[str]]]:
+    """The copy requests a planner with `per_store` 1 starts over 12 content when none
+    finishes; checks no store is in two and some content is left waiting."""
     hashes = await cluster(master, hashes=12)
     stores = StandInStores(master.api)
     stores.hold = True
-    job = planner(master, stores, per_store=1)
+    job = planner(master, stores, per_store=1, **settings)
     await vote_down(master, "store4")
     await job.run_round()
     master.clock.advance(LOST_AFTER)
     for _ in range(3):
         await job.run_round()
         master.clock.advance(1)
-    involved = [name for _, source, target in stores.calls for name in (source, target)]
+    requests = stores.requests or [(source, target, [sha1])
+                                   for sha1, source, target in stores.calls]
+    involved = [name for source, target, _ in requests for name in (source, target)]
     assert involved and max(involved.count(name) for name in set(involved)) == 1
-    assert len(stores.calls) < len(hashes)
+    assert 0 < len(stores.calls) < len(hashes)
     job.stopService()                 # abandons the copies in flight
     await job.copies_done()
     assert all(waiter.called for waiter in stores.waiting)
+    return requests
 
 
 @pytest_twisted.ensureDeferred
@@ -468,5 +512,83 @@ async def test_a_copy_whose_store_is_voted_down_is_abandoned_and_planned_again(m
     assert [call[2] for call in stores.calls[1:]] == [
         ({"store2", "store3"} - {hung}).pop()]
     assert (await master.call("GET", "/repair/status")).json["repaired"]["failures"] == 1
+    job.stopService()
+    await job.copies_done()
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_content_goes_in_batches_and_large_content_one_by_one(master) -> None:
+    """Content under `batch_under` is copied in batches of at most `batch_items`, each
+    from one source that holds all of it to one target, with a deadline scaled by its
+    bytes; larger content one copy per request; each gets its second copy, and the totals
+    count every content."""
+    small = await cluster(master, hashes=12)
+    large = [hashlib.sha1(b"large %d" % n).hexdigest() for n in range(2)]
+    for sha1 in large:
+        for holder in ("store4", "store1"):
+            await master.api.inventory.publish(holder, parse_changes(
+                [{"op": "add", "hash": sha1, "ext": "bin", "size": 2 * 1024**2}]))
+    stores = StandInStores(master.api)
+    job = planner(master, stores, batch_items=3, per_store=4)
+    await master.api.peers.remove("store4")
+    await rounds(job, master, 3)
+    batched = [sha1 for _, _, hashes in stores.requests for sha1 in hashes]
+    assert sorted(batched) == sorted(small)
+    assert sorted(sha1 for sha1, _, _ in stores.calls if sha1 not in batched) == sorted(large)
+    assert max(len(hashes) for _, _, hashes in stores.requests) == 3
+    assert len(stores.requests) < len(small)
+    before = await master.api.inventory.lookup_many(small)
+    for source, _, hashes in stores.requests:
+        assert all(source in before[sha1]["stores"] for sha1 in hashes)
+    assert all(30.0 < timeout < 31.0 for timeout in stores.timeouts)
+    rows = await counted_rows(master, small + large)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+    status = (await master.call("GET", "/repair/status")).json
+    assert status["repaired"]["copies"] == len(small) + len(large)
+    assert status["repaired"]["failures"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_content_a_source_serves_corrupt_is_copied_from_another_holder(master) -> None:
+    """A batch item the source's bytes do not match (the target answers `corrupt`) counts
+    as a failure and is copied again after the retry delay from another holder."""
+    hashes = await cluster(master, hashes=3)     # hash n on store4 and store 1 + n % 3
+    assert (await master.call("POST", "/peers/store4/drain")).code == 200
+    stores = StandInStores(master.api)
+    stores.corrupt = {"store4"}
+    job = planner(master, stores)
+    await rounds(job, master, 2)
+    first = {sha1: source for sha1, source, _ in reversed(stores.calls)}
+    bad = sorted(sha1 for sha1, source in first.items() if source == "store4")
+    assert bad and sorted(first) == sorted(hashes)
+    await rounds(job, master, 12)
+    for n, sha1 in enumerate(hashes):
+        tried = [source for h, source, _ in stores.calls if h == sha1]
+        assert tried == (["store4", "store{}".format(1 + n % 3)] if sha1 in bad
+                         else [first[sha1]])
+    rows = await counted_rows(master, hashes)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+    status = (await master.call("GET", "/repair/status")).json
+    assert status["repaired"]["failures"] == len(bad) and status["repaired"]["copies"] == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_content_starts_before_large_content_ahead_of_it(master) -> None:
+    """Within the head of the queue, batches of small content take the free slots before
+    large content queued ahead of them (same count of copies)."""
+    small = await cluster(master, hashes=12)
+    candidates = (hashlib.sha1(b"large %d" % n).hexdigest() for n in range(500))
+    large = [sha1 for sha1 in candidates if sha1 < min(small)][:2]
+    assert large
+    for sha1 in large:
+        for holder in ("store4", "store1"):
+            await master.api.inventory.publish(holder, parse_changes(
+                [{"op": "add", "hash": sha1, "ext": "bin", "size": 2 * 1024**2}]))
+    stores = StandInStores(master.api)
+    stores.hold = True
+    job = planner(master, stores, per_store=1)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    assert stores.requests and {sha1 for sha1, _, _ in stores.calls} <= set(small)
     job.stopService()
     await job.copies_done()

@@ -57,6 +57,7 @@ class TrimStores(StandInStores):
             self.stores = stores
             self.name = copier.name
             self.fetch = copier.fetch
+            self.fetch_batch = copier.fetch_batch
 
         async def exists(self, hashes: list[str], timeout: float | None = None) -> Any:
             self.stores.events += [("exists", self.name, h) for h in hashes]
