@@ -26,6 +26,12 @@ def add_parser(subparsers: Any) -> None:
                     help="return once ready; stop later with `stretchfs dev down`")
     up.add_argument("--timeout", type=float, default=90.0,
                     help="seconds to wait for every node to be healthy")
+    # -- delivery speed (issue 16) --
+    up.add_argument("--nginx", action="store_true",
+                    help="front each store with nginx checking the delivery signatures "
+                         "(needs nginx installed)")
+    up.add_argument("--prism-workers", type=int, default=1,
+                    help="processes per prism sharing its ports ([http] workers, default 1)")
     up.set_defaults(func=run_up)
     down = dev_sub.add_parser("down", help="stop a cluster started with --detach")
     down.add_argument("--workdir", default=DEFAULT_WORKDIR,
@@ -58,8 +64,12 @@ def run_up(args: argparse.Namespace) -> int:
     if not 1 <= args.masters <= devcluster.MAX_MASTERS:
         _say("stretchfs dev up: --masters must be 1..{}".format(devcluster.MAX_MASTERS))
         return 2
+    if not 1 <= args.prism_workers <= 64:
+        _say("stretchfs dev up: --prism-workers must be 1..64")
+        return 2
     cluster = devcluster.LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores,
                                       masters=args.masters, say=_say)
+    cluster.nginx, cluster.prism_workers = args.nginx, args.prism_workers
     stopping = {"now": False}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -98,6 +108,8 @@ def _print_ready(state: dict[str, Any]) -> None:
     for node in state["nodes"]:
         _say("  {:<8} {:<7} {}".format(node["name"], node["role"], node["url"]))
     _say("  redis    {}".format(state["redis"]["url"]))
+    for front in state.get("nginx") or []:
+        _say("  {:<8} nginx   {}".format(front["name"], front["url"]))
     if state.get("user"):
         _say("user: {} password: {}".format(state["user"]["username"],
                                              state["user"]["password"]))
