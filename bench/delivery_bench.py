@@ -14,7 +14,9 @@ nginx) and read the whole body, for --seconds per size.  Printed: downloads
 per second, and server CPU per download (user + system time, from /proc, of
 every server process and its children: prism and its workers, stores, nginx
 master and workers, master, Redis), each with its ratio to the baseline.
-The client's own CPU is not counted (it is printed).  Swift is not set up
+The client's own CPU is not counted (it is printed).  "idle" is the part of
+the server CPU the same processes spend without load (ping net, feeds),
+measured for IDLE_SECONDS just before, spread over the downloads.  Swift is not set up
 here (issue 16, goal 4).
 
     .venv/bin/python bench/delivery_bench.py [--seconds 10] [--connections 50]
@@ -43,6 +45,7 @@ from stretchfs.devcluster.nginx import nginx_binary  # noqa: E402
 from stretchfs.devcluster.process import decode_json, http_call  # noqa: E402
 
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+IDLE_SECONDS = 3.0
 SIZES = (("4 KiB", 4096), ("1 MiB", 1 << 20))
 
 
@@ -211,9 +214,12 @@ def _measure(state: dict[str, Any], target: str, args: argparse.Namespace) -> di
                                   str(seconds), str(per_client)], stdout=subprocess.PIPE,
                                  text=True) for _ in range(args.clients)]
 
-    for proc in clients(1.0):  # warm up: connections, caches, the JIT-less rest
-        proc.communicate(timeout=60)
     pids = _with_descendants(_server_roots(state))
+    idle_start, idle_ticks = time.monotonic(), _cpu_ticks(pids)
+    time.sleep(IDLE_SECONDS)
+    idle_rate = (_cpu_ticks(pids) - idle_ticks) / (time.monotonic() - idle_start)
+    for proc in clients(1.0):  # warm up: connections, open-file caches
+        proc.communicate(timeout=60)
     running = clients(args.seconds)
     start, ticks = time.monotonic(), _cpu_ticks(pids)
     results = [json.loads(proc.communicate(timeout=args.seconds + 60)[0]) for proc in running]
@@ -221,6 +227,7 @@ def _measure(state: dict[str, Any], target: str, args: argparse.Namespace) -> di
     downloads = sum(r["downloads"] for r in results)
     return {"rate": downloads / elapsed, "errors": sum(r["errors"] for r in results),
             "cpu_ms": 1000.0 * ticks / TICKS_PER_SECOND / max(downloads, 1),
+            "idle_ms": 1000.0 * idle_rate * elapsed / TICKS_PER_SECOND / max(downloads, 1),
             "client_cpu_ms": 1000.0 * sum(r["cpu"] for r in results) / max(downloads, 1),
             "processes": len(pids)}
 
@@ -269,16 +276,17 @@ def main(argv: list[str] | None = None) -> None:
         results.append((label, run_configuration(nginx, workers, args)))
         print("measured: {}".format(label), flush=True)
     print()
-    print("{:<38} {:>6} {:>10} {:>7} {:>14} {:>7} {:>8} {:>13}".format(
-        "configuration", "size", "downl./s", "ratio", "server CPU/dl", "ratio", "errors",
-        "client CPU/dl"))
+    print("{:<38} {:>6} {:>10} {:>7} {:>14} {:>7} {:>9} {:>7} {:>13}".format(
+        "configuration", "size", "downl./s", "ratio", "server CPU/dl", "ratio", "of it idle",
+        "errors", "client CPU/dl"))
     base = results[0][1]
     for label, by_size in results:
         for size, figures in by_size.items():
-            print("{:<38} {:>6} {:>10.0f} {:>6.2f}x {:>11.3f} ms {:>6.2f}x {:>8d} {:>10.3f} ms"
-                  .format(label, size, figures["rate"], figures["rate"] / base[size]["rate"],
-                          figures["cpu_ms"], figures["cpu_ms"] / base[size]["cpu_ms"],
-                          int(figures["errors"]), figures["client_cpu_ms"]))
+            print("{:<38} {:>6} {:>10.0f} {:>6.2f}x {:>11.3f} ms {:>6.2f}x {:>6.3f} ms {:>7d} "
+                  "{:>10.3f} ms".format(
+                      label, size, figures["rate"], figures["rate"] / base[size]["rate"],
+                      figures["cpu_ms"], figures["cpu_ms"] / base[size]["cpu_ms"],
+                      figures["idle_ms"], int(figures["errors"]), figures["client_cpu_ms"]))
 
 
 if __name__ == "__main__":

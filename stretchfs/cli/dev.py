@@ -64,8 +64,10 @@ def run_up(args: argparse.Namespace) -> int:
     if not 1 <= args.masters <= devcluster.MAX_MASTERS:
         _say("stretchfs dev up: --masters must be 1..{}".format(devcluster.MAX_MASTERS))
         return 2
-    if not 1 <= args.prism_workers <= 64:
-        _say("stretchfs dev up: --prism-workers must be 1..64")
+    from stretchfs.config import MAX_PRISM_WORKERS
+
+    if not 1 <= args.prism_workers <= MAX_PRISM_WORKERS:
+        _say("stretchfs dev up: --prism-workers must be 1..{}".format(MAX_PRISM_WORKERS))
         return 2
     cluster = devcluster.LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores,
                                       masters=args.masters, say=_say)

@@ -144,7 +144,13 @@ class WorkerSupervisor(Service):
             return
         for worker in range(2, self._count + 1):
             protocol = _WorkerProcess(self, worker)
-            transport = self._spawn(worker, protocol, ports)
+            try:
+                transport = self._spawn(worker, protocol, ports)
+            except Exception:
+                log.failure("while starting prism worker {worker}; stopping the prism",
+                            worker=worker)
+                self._stop_prism()
+                return
             self._workers[worker] = (protocol, transport)
             log.info("prism worker {worker} started (pid {pid}) on ports {ports}",
                      worker=worker, pid=transport.pid, ports=ports, event="worker_started")

@@ -47,7 +47,9 @@ class FakeProcess:
 class Harness:
     """A supervisor of `count` workers with a fake spawn and a Clock."""
 
-    def __init__(self, count: int = 3, ports: Deferred[list[int]] | None = None) -> None:
+    def __init__(self, count: int = 3, ports: Deferred[list[int]] | None = None,
+                 spawn_error: Exception | None = None) -> None:
+        self.spawn_error = spawn_error
         self.clock = Clock()
         self.peers = Peers(self_name="prism1")
         self.peers.set_registry([STORE1, STORE2])
@@ -61,6 +63,8 @@ class Harness:
             clock=self.clock, refresh_registry=self.refresh, stop_prism=self.stop)
 
     def spawn(self, worker: int, protocol: Any, ports: list[int]) -> FakeProcess:
+        if self.spawn_error is not None:
+            raise self.spawn_error
         process = FakeProcess(1000 + worker)
         self.spawned.append((worker, protocol, ports, process))
         return process
@@ -232,3 +236,12 @@ def test_a_worker_stops_when_its_supervisor_is_gone() -> None:
     link2.startService()
     link2.stopService()
     assert other.closed and stops2 == []
+
+
+def test_a_worker_that_cannot_be_started_takes_the_prism_down() -> None:
+    """A spawn that fails (say the interpreter is gone) stops the prism, logged."""
+    harness = Harness(count=3, spawn_error=OSError("no such file"))
+    with capturedLogs() as events:
+        harness.supervisor.startService()
+    assert harness.stops == 1
+    assert any(e.get("log_failure") is not None for e in events)
