@@ -1,7 +1,8 @@
 """Purchased downloads end to end: the client follows the prism's 302 to the store.
 
 Three local clusters (`LocalCluster`: 1 master, 1 prism, 2 stores, private
-Redis), one after the other in the same run:
+Redis), all running in the same run and measured in turn, --rounds times
+(so a change in the machine's load hits every configuration alike):
 
   baseline   the stores serve the signed GETs themselves (Python), 1 prism process
   nginx x1   each store fronted by nginx checking the signature (`dev up --nginx`)
@@ -10,7 +11,7 @@ Redis), one after the other in the same run:
 In each, one 4 KiB and one 1 MiB file are uploaded and purchased; then
 --clients client processes with --connections keep-alive connections in all
 GET `/<purchase>/<file>` from the prism, follow the 302 to the store (or its
-nginx) and read the whole body, for --seconds per size.  Printed: downloads
+nginx) and read the whole body, for --seconds per size and round.  Printed: downloads
 per second, and server CPU per download (user + system time, from /proc, of
 every server process and its children: prism and its workers, stores, nginx
 master and workers, master, Redis), each with its ratio to the baseline.
@@ -19,8 +20,8 @@ the server CPU the same processes spend without load (ping net, feeds),
 measured for IDLE_SECONDS just before, spread over the downloads.  Swift is not set up
 here (issue 16, goal 4).
 
-    .venv/bin/python bench/delivery_bench.py [--seconds 10] [--connections 50]
-        [--clients 2]
+    .venv/bin/python bench/delivery_bench.py [--seconds 5] [--rounds 3]
+        [--connections 50] [--clients 2]
 """
 
 from __future__ import annotations
@@ -206,6 +207,7 @@ def _upload_and_buy(prism: str, user: dict[str, str], size: int) -> str:
 
 
 def _measure(state: dict[str, Any], target: str, args: argparse.Namespace) -> dict[str, float]:
+    """One measurement: idle CPU for IDLE_SECONDS, a 1 s warm-up, then --seconds of load."""
     prism = state["prism_url"]
     per_client = max(1, args.connections // args.clients)
 
@@ -224,40 +226,52 @@ def _measure(state: dict[str, Any], target: str, args: argparse.Namespace) -> di
     start, ticks = time.monotonic(), _cpu_ticks(pids)
     results = [json.loads(proc.communicate(timeout=args.seconds + 60)[0]) for proc in running]
     elapsed, ticks = time.monotonic() - start, _cpu_ticks(pids) - ticks
-    downloads = sum(r["downloads"] for r in results)
-    return {"rate": downloads / elapsed, "errors": sum(r["errors"] for r in results),
-            "cpu_ms": 1000.0 * ticks / TICKS_PER_SECOND / max(downloads, 1),
-            "idle_ms": 1000.0 * idle_rate * elapsed / TICKS_PER_SECOND / max(downloads, 1),
-            "client_cpu_ms": 1000.0 * sum(r["cpu"] for r in results) / max(downloads, 1),
-            "processes": len(pids)}
+    return {"downloads": sum(r["downloads"] for r in results), "elapsed": elapsed,
+            "errors": sum(r["errors"] for r in results), "ticks": ticks,
+            "idle_ticks": idle_rate * elapsed, "client_cpu": sum(r["cpu"] for r in results)}
 
 
-def run_configuration(nginx: bool, workers: int, args: argparse.Namespace
-                      ) -> dict[str, dict[str, float]]:
-    """Start a cluster, measure each size, stop it."""
-    workdir = tempfile.mkdtemp(prefix="sfs-delivery-bench-")
+def start_configuration(nginx: bool, workers: int) -> tuple[LocalCluster, dict[str, str]]:
+    """A running cluster with the sizes uploaded and purchased: (cluster, size -> path)."""
     os.environ["PYTHONPATH"] = REPO
-    cluster = LocalCluster(workdir, prisms=1, stores=2, say=lambda text: None)
+    cluster = LocalCluster(tempfile.mkdtemp(prefix="sfs-delivery-bench-"), prisms=1, stores=2,
+                           say=lambda text: None)
     cluster.nginx, cluster.prism_workers = nginx, workers
     try:
         state = cluster.up(timeout=120)
         targets = {label: _upload_and_buy(state["prism_url"], state["user"], size)
                    for label, size in SIZES}
-        time.sleep(1.0)  # the purchases reach every worker's mirror
-        return {label: _measure(state, targets[label], args) for label, _ in SIZES}
-    finally:
-        cluster.down()
-        shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        stop_configuration(cluster)
+        raise
+    return cluster, targets
+
+
+def stop_configuration(cluster: LocalCluster) -> None:
+    """Stop the cluster's processes and remove its folder."""
+    cluster.down()
+    shutil.rmtree(cluster.workdir, ignore_errors=True)
+
+
+def _totals(runs: list[dict[str, float]]) -> dict[str, float]:
+    total = {key: sum(run[key] for run in runs) for key in runs[0]}
+    downloads = max(total["downloads"], 1)
+    per_ms = 1000.0 / TICKS_PER_SECOND / downloads
+    return {"rate": total["downloads"] / total["elapsed"], "errors": total["errors"],
+            "cpu_ms": total["ticks"] * per_ms, "idle_ms": total["idle_ticks"] * per_ms,
+            "client_cpu_ms": 1000.0 * total["client_cpu"] / downloads}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Measure the three configurations and print the table."""
+    """Measure the three configurations, interleaved over --rounds, and print the table."""
     if (argv or sys.argv[1:])[:1] == ["--client"]:
         prism, target, seconds, connections = (argv or sys.argv[1:])[1:5]
         client_main(prism, target, float(seconds), int(connections))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="load per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds, each measuring every configuration and size once")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     args = parser.parse_args(argv)
@@ -268,24 +282,37 @@ def main(argv: list[str] | None = None) -> None:
         configurations += [("stores behind nginx, 1 prism worker", True, 1),
                            ("stores behind nginx, 2 prism workers", True, 2)]
     print("purchased downloads end to end (client follows the 302), {} connections in {} "
-          "client processes, {} s per size, {} cores; Swift as the peer is not set up in "
-          "this bench (issue 16, goal 4), so no Swift ratio".format(
-              args.connections, args.clients, args.seconds, os.cpu_count()), flush=True)
-    results = []
-    for label, nginx, workers in configurations:
-        results.append((label, run_configuration(nginx, workers, args)))
-        print("measured: {}".format(label), flush=True)
+          "client processes, {} rounds of {} s per configuration and size, {} cores; Swift "
+          "as the peer is not set up in this bench (issue 16, goal 4), so no Swift "
+          "ratio".format(args.connections, args.clients, args.rounds, args.seconds,
+                         os.cpu_count()), flush=True)
+    started: list[tuple[str, LocalCluster, dict[str, str]]] = []
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    try:
+        for label, nginx, workers in configurations:
+            started.append((label, *start_configuration(nginx, workers)))
+        time.sleep(1.0)  # the purchases reach every worker's mirror
+        for number in range(args.rounds):
+            for label, cluster, targets in started:
+                state = cluster.describe()
+                for size, _ in SIZES:
+                    runs.setdefault((label, size), []).append(
+                        _measure(state, targets[size], args))
+            print("round {} of {} done".format(number + 1, args.rounds), flush=True)
+    finally:
+        for _, cluster, _ in started:
+            stop_configuration(cluster)
     print()
-    print("{:<38} {:>6} {:>10} {:>7} {:>14} {:>7} {:>9} {:>7} {:>13}".format(
+    print("{:<38} {:>6} {:>9} {:>7} {:>14} {:>7} {:>10} {:>7} {:>13}".format(
         "configuration", "size", "downl./s", "ratio", "server CPU/dl", "ratio", "of it idle",
         "errors", "client CPU/dl"))
-    base = results[0][1]
-    for label, by_size in results:
-        for size, figures in by_size.items():
-            print("{:<38} {:>6} {:>10.0f} {:>6.2f}x {:>11.3f} ms {:>6.2f}x {:>6.3f} ms {:>7d} "
+    for label, _, _ in started:
+        for size, _ in SIZES:
+            figures, base = _totals(runs[label, size]), _totals(runs[started[0][0], size])
+            print("{:<38} {:>6} {:>9.0f} {:>6.2f}x {:>11.3f} ms {:>6.2f}x {:>7.3f} ms {:>7d} "
                   "{:>10.3f} ms".format(
-                      label, size, figures["rate"], figures["rate"] / base[size]["rate"],
-                      figures["cpu_ms"], figures["cpu_ms"] / base[size]["cpu_ms"],
+                      label, size, figures["rate"], figures["rate"] / base["rate"],
+                      figures["cpu_ms"], figures["cpu_ms"] / base["cpu_ms"],
                       figures["idle_ms"], int(figures["errors"]), figures["client_cpu_ms"]))
 
 
