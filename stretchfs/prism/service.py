@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, gatherResults
@@ -122,21 +122,21 @@ def build_prism_service(config: PrismConfig, *, reactor: Any, redis: RedisStore,
     listeners += http_services(reactor, config.http.listen, api.resource(), "prism",
                                max_body=config.http.max_body, request_factory=factory,
                                reuse_port=workers is not None,
-                               ports=workers.ports if link is not None and workers else None)
+                               ports=workers.ports if workers is not None and worker > 1
+                               else None)
     for listener in listeners:
         listener.setServiceParent(top)
     CallOnStop(redis.close).setServiceParent(top)
     if link is None:
         attach_ping_net(top, net, registration, listeners, reactor)
     if workers is not None and worker == 1:
-        assert workers.spawn is not None
         _supervisor(config.http.workers, workers, peers, net, registration.refresh_soon,
                     listeners, reactor).setServiceParent(top)
     return top
 
 
 def _supervisor(count: int, workers: WorkerWiring, peers: Peers, net: Any,
-                refresh_registry: Any, listeners: list[ListeningService],
+                refresh_registry: Callable[[], object], listeners: list[ListeningService],
                 reactor: Any) -> WorkerSupervisor:
     """Worker 1's supervisor of workers 2..`count`, started once `listeners` are bound."""
     assert workers.spawn is not None

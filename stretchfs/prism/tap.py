@@ -16,6 +16,10 @@ from stretchfs.prism.service import build_prism_service
 from stretchfs.prism.workers import CONTROL_FD, REQUEST_FD, WorkerWiring
 from stretchfs.tapbase import CONFIG_ENV, RoleOptions, real_service
 
+EX_WORKER_DIED = 70
+"""Exit code (EX_SOFTWARE) of a prism stopped because one of its workers exited, so
+that systemd's `Restart=on-failure` starts it again."""
+
 
 class Options(RoleOptions):
     """Options of `twistd stretchfs-prism`."""
@@ -65,6 +69,12 @@ def _wiring(options: Options, reactor: Any) -> WorkerWiring:
 
         return WorkerWiring(worker=options.worker, stop=reactor.stop, connect=connect,
                             ports=options.worker_ports)
+
+    def stop_failed() -> None:
+        """Stop every service, then exit EX_WORKER_DIED (twistd itself would exit 0)."""
+        reactor.addSystemEventTrigger("after", "shutdown", _exit_now, EX_WORKER_DIED)
+        reactor.stop()
+
     config = os.path.abspath(options["config"] or os.environ[CONFIG_ENV])
     parent: Any = getattr(options, "parent", None)
     logger = parent.get("logger") if parent is not None else None
@@ -80,4 +90,11 @@ def _wiring(options: Options, reactor: Any) -> WorkerWiring:
         return reactor.spawnProcess(protocol, sys.executable, args, env=dict(os.environ),
                                     childFDs={CONTROL_FD: "w", 1: 1, 2: 2, REQUEST_FD: "r"})
 
-    return WorkerWiring(worker=1, stop=reactor.stop, spawn=spawn)
+    return WorkerWiring(worker=1, stop=stop_failed, spawn=spawn)
+
+
+def _exit_now(code: int) -> None:
+    """Flush the logs and end the process with `code` (after the services stopped)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -48,7 +48,7 @@ class WorkerWiring:
     worker: int
     """1 for the first process (it spawns the others), 2..N for the others."""
     stop: Callable[[], object]
-    """Takes this process down (the reactor's stop)."""
+    """Takes this process down (worker 1: exiting non-zero, see `tap.py`)."""
     spawn: "Spawn | None" = None
     """The first process's way to start worker N."""
     connect: Callable[[Protocol], Any] | None = None

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from stretchfs.devcluster.nginx import nginx_binary
-from stretchfs.devcluster.process import decode_json, http_call
+from stretchfs.devcluster.process import decode_json, http_call, read_events
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None,
                                 reason="nginx is not installed (apt-get install nginx)")
@@ -118,6 +118,8 @@ def test_purchased_downloads_through_nginx_from_two_prism_workers(tmp_path,
         while _alive(prism["pid"]) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(prism["pid"]), "the prism kept running without its worker"
+        exited = [e for e in read_events(prism["log"]) if e.get("event") == "worker_exited"]
+        assert [e["worker"] for e in exited] == [2]
     finally:
         down = _stretchfs("dev", "down", "--workdir", workdir, repo_root=repo_root)
     assert down.returncode == 0
