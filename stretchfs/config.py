@@ -194,6 +194,20 @@ class HttpSettings:
                             None, parse_size)
 
 
+MAX_PRISM_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class PrismHttpSettings(HttpSettings):
+    """The prism's HTTP listener, which several processes may share (docs/prism.md)."""
+
+    workers: int = setting(1, "prism processes serving the listeners: the first runs the ping "
+                           "net and registration, the others share its ports with SO_REUSEPORT "
+                           "(tcp: and ssl: listeners only; 1-{})".format(MAX_PRISM_WORKERS),
+                           lambda v: None if 1 <= v <= MAX_PRISM_WORKERS
+                           else "expected 1-{}".format(MAX_PRISM_WORKERS))
+
+
 @dataclass(frozen=True)
 class ClusterSettings:
     """How this node reaches and authenticates to the rest of the cluster."""
@@ -424,6 +438,7 @@ class StoreConfig(NodeConfig):
 class PrismConfig(NodeConfig):
     """Settings of a prism process."""
 
+    http: PrismHttpSettings = section(PrismHttpSettings, "HTTP listener (and its workers)")
     redis: RedisSettings = section(RedisSettings, "cluster Redis (ping-net votes)")
     ping: PingSettings = section(PingSettings, "ping net")
     prism: PrismSettings = section(PrismSettings, "public API behaviour")
@@ -581,12 +596,35 @@ def _check_role_rules(config: RoleConfig, origin: str) -> None:
         raise ConfigError("{}: [prism] min_copies: expected at most [cluster] replicas ({}), "
                           "got {}".format(origin, config.cluster.replicas,
                                           config.prism.min_copies))
+    if isinstance(config, PrismConfig):
+        _check_prism_workers(config, origin)
     ping = getattr(config, "ping", None)
     if ping is not None and ping.timeout >= ping.interval:
         raise ConfigError("{}: [ping] timeout: expected less than interval ({}), got {}".format(
             origin, ping.interval, ping.timeout))
     if isinstance(config, StoreConfig) and not config.store.root:
         raise ConfigError("{}: [store] root: expected a folder path".format(origin))
+
+
+def worker_reader_name(name: str, worker: int) -> str:
+    """The name prism worker `worker` (1 = the first) reads the master's feeds under."""
+    return name if worker <= 1 else "{}-w{}".format(name, worker)
+
+
+def _check_prism_workers(config: PrismConfig, origin: str) -> None:
+    """More than one worker: every listener must be tcp: or ssl: (shared with
+    SO_REUSEPORT) and each worker's feed reader name must be a valid node name."""
+    workers = config.http.workers
+    if workers == 1:
+        return
+    for endpoint in config.http.listen:
+        if endpoint.split(":", 1)[0] not in ("tcp", "ssl"):
+            raise ConfigError("{}: [http] workers: more than 1 worker needs tcp: or ssl: "
+                              "listeners, got {!r}".format(origin, endpoint))
+    if not is_node_name(worker_reader_name(config.node.name, workers)):
+        raise ConfigError("{}: [http] workers: [node] name {!r} is too long for {} workers "
+                          "(each reads the feeds as <name>-w<N>)".format(
+                              origin, config.node.name, workers))
 
 
 def load_config(role: str, path: str, environ: Mapping[str, str] | None = None) -> RoleConfig:

@@ -47,13 +47,15 @@ class QuietSite(Site):
 def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role: str, *,
                   max_body: int, request_factory: Callable[..., LimitedRequest] = LimitedRequest,
                   linger_seconds: float = LINGER_SECONDS,
-                  handshake_timeout: float = HANDSHAKE_TIMEOUT_SECONDS) -> list[ListeningService]:
+                  handshake_timeout: float = HANDSHAKE_TIMEOUT_SECONDS, reuse_port: bool = False,
+                  ports: Sequence[int] | None = None) -> list[ListeningService]:
     """One listening service per endpoint string of `listen`, all serving `resource`.
 
     Bodies over `max_body` are never stored (answered 413 at once, see
     `LimitedRequest`); `request_factory`, a `LimitedRequest`, may stream some routes'
     bodies itself (store PUTs, prism uploads); an oversized request head is
-    answered, then the connection closes after `linger_seconds`.
+    answered, then the connection closes after `linger_seconds`.  `reuse_port` and
+    `ports` (one per endpoint) are the prism workers' (see `ListeningService`).
     """
     site = QuietSite(resource, reactor=reactor)
     site.protocol = limited_channel(linger_seconds, handshake_timeout)  # type: ignore[assignment]
@@ -61,7 +63,9 @@ def http_services(reactor: Any, listen: Sequence[str], resource: IResource, role
     site.max_body = max_body
     site.displayTracebacks = False
     site.noisy = False
-    return [ListeningService(reactor, endpoint, site, role) for endpoint in listen]
+    return [ListeningService(reactor, endpoint, site, role, reuse_port=reuse_port,
+                             port=ports[index] if ports is not None else None)
+            for index, endpoint in enumerate(listen)]
 
 
 class NodeAPI:

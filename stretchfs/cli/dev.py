@@ -29,6 +29,12 @@ def add_parser(subparsers: Any) -> None:
                          "(docs/ha.md); starts Redis empty")
     up.add_argument("--timeout", type=float, default=90.0,
                     help="seconds to wait for every node to be healthy")
+    # -- delivery speed (issue 16) --
+    up.add_argument("--nginx", action="store_true",
+                    help="front each store with nginx checking the delivery signatures "
+                         "(needs nginx installed)")
+    up.add_argument("--prism-workers", type=int, default=1,
+                    help="processes per prism sharing its ports ([http] workers, default 1)")
     up.set_defaults(func=run_up)
     down = dev_sub.add_parser("down", help="stop a cluster started with --detach")
     down.add_argument("--workdir", default=DEFAULT_WORKDIR,
@@ -61,9 +67,15 @@ def run_up(args: argparse.Namespace) -> int:
     if not 1 <= args.masters <= devcluster.MAX_MASTERS:
         _say("stretchfs dev up: --masters must be 1..{}".format(devcluster.MAX_MASTERS))
         return 2
+    from stretchfs.config import MAX_PRISM_WORKERS
+
+    if not 1 <= args.prism_workers <= MAX_PRISM_WORKERS:
+        _say("stretchfs dev up: --prism-workers must be 1..{}".format(MAX_PRISM_WORKERS))
+        return 2
     cluster = devcluster.LocalCluster(args.workdir, prisms=args.prisms, stores=args.stores,
                                       masters=max(args.masters, 2) if args.ha else args.masters,
                                       say=_say, ha=args.ha)
+    cluster.nginx, cluster.prism_workers = args.nginx, args.prism_workers
     stopping = {"now": False}
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -105,6 +117,8 @@ def _print_ready(state: dict[str, Any]) -> None:
     if state["redis"].get("sentinels"):
         _say("  sentinels {} (service {})".format(", ".join(state["redis"]["sentinels"]),
                                                   state["redis"]["service"]))
+    for front in state.get("nginx") or []:
+        _say("  {:<8} nginx   {}".format(front["name"], front["url"]))
     if state.get("user"):
         _say("user: {} password: {}".format(state["user"]["username"],
                                              state["user"]["password"]))

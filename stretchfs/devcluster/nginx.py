@@ -1,6 +1,8 @@
 """A private nginx for tests, benches and the dev cluster: temp prefix, loopback port.
 
-The server block it serves is rendered by `stretchfs.store.nginxconf`.
+The server block it serves is rendered by `stretchfs.store.nginxconf`;
+`store_front` is the nginx that `stretchfs dev up --nginx` puts in front of
+each store (it checks the delivery signatures and serves the files itself).
 """
 
 from __future__ import annotations
@@ -13,8 +15,18 @@ import time
 from dataclasses import dataclass, field
 
 from stretchfs.devcluster.process import stop_process
+from stretchfs.store.nginxconf import read_template, render_store_server
 
 MIME_TYPES = "/etc/nginx/mime.types"
+NOT_INSTALLED = "nginx is not installed (apt-get install nginx)"
+
+
+def nginx_binary() -> str | None:
+    """The nginx executable, or None when nginx is not installed."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
 def main_conf(prefix: str, body: str, workers: int = 1) -> str:
@@ -53,25 +65,30 @@ class NginxProcess:
     body: str
     port: int
     workers: int = 1
+    host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Write the config, start nginx, wait until the port accepts connections."""
-        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    def start(self, timeout: float = 10.0, detach: bool = False) -> None:
+        """Write the config, start nginx, wait until the port accepts connections
+        (`detach`: in its own session, so it outlives the caller's terminal)."""
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError(NOT_INSTALLED)
         os.makedirs(os.path.join(self.prefix, "temp"), exist_ok=True)
         conf = os.path.join(self.prefix, "nginx.conf")
         with open(conf, "w", encoding="utf-8") as handle:
             handle.write(main_conf(self.prefix, self.body, self.workers))
         log = open(os.path.join(self.prefix, "stderr.log"), "ab")
         self.process = subprocess.Popen([binary, "-p", self.prefix, "-c", conf],
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                        start_new_session=detach)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError("nginx exited: {}".format(self.error_log()))
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                socket.create_connection((self.host, self.port), timeout=0.5).close()
                 return
             except OSError:
                 time.sleep(0.05)
@@ -93,3 +110,13 @@ class NginxProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop our nginx (TERM to its master PID, KILL after `timeout`)."""
         stop_process(self.process, timeout)
+
+
+def store_front(prefix: str, *, host: str, port: int, root: str, secret: str,
+                upstream: str) -> NginxProcess:
+    """An nginx on `host:port` in front of the store at `upstream` whose files are in
+    `root`: signed downloads checked with `secret` and served from disk, the rest
+    proxied (the `stretchfs-store.conf` template)."""
+    body = render_store_server(read_template(), listen="{}:{}".format(host, port), root=root,
+                               secret=secret, upstream=upstream)
+    return NginxProcess(prefix, body, port, host=host)

@@ -2,11 +2,16 @@
 
 `ssl:` endpoints are served through `stretchfs.web.tls` (session resumption,
 certificates checked for renewal every CERT_CHECK_SECONDS); every other
-endpoint type goes to Twisted's `serverFromString`.
+endpoint type goes to Twisted's `serverFromString`.  With `reuse_port`
+(prism workers, docs/prism.md) a `tcp:` or `ssl:` endpoint is bound with
+SO_REUSEPORT, so several processes listen on one port and the kernel spreads
+new connections over them.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 from typing import Any
 
 from twisted.application.service import Service
@@ -14,7 +19,9 @@ from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import LoopingCall
+from twisted.internet.tcp import Port
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
@@ -23,13 +30,49 @@ from stretchfs.web.tls import CERT_CHECK_SECONDS, ReloadingContext, TlsListen
 
 log = Logger()
 
+_UNESCAPED_COLON = re.compile(r"(?<!\\):")
+
+
+class ReusePort(Port):
+    """A TCP port bound with SO_REUSEPORT (other processes of this user may bind it too)."""
+
+    def createInternetSocket(self) -> socket.socket:
+        """The listening socket, with SO_REUSEPORT set before it is bound."""
+        sock = super().createInternetSocket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        return sock
+
+
+def tcp_address(endpoint: str) -> tuple[str, int, int]:
+    """(interface, port, backlog) of a `tcp:` or `ssl:` endpoint; ValueError otherwise."""
+    if endpoint.startswith("ssl:"):
+        tls = TlsListen.parse(endpoint)
+        return tls.interface, tls.port, tls.backlog
+    fields = _UNESCAPED_COLON.split(endpoint)
+    if fields[0] != "tcp" or len(fields) < 2:
+        raise ValueError("expected a tcp: or ssl: endpoint, got {!r}".format(endpoint))
+    values = {"port": fields[1], "interface": "", "backlog": "50"}
+    for item in fields[2:]:
+        key, _, value = item.partition("=")
+        if key not in values or key == "port":
+            raise ValueError("tcp: endpoint: unknown option {!r}".format(item))
+        values[key] = value.replace("\\:", ":")
+    if not values["port"].isdigit() or not values["backlog"].isdigit():
+        raise ValueError("tcp: endpoint: expected numbers for port and backlog")
+    return values["interface"], int(values["port"]), int(values["backlog"])
+
 
 class ListeningService(Service):
     """Listens on `endpoint` with `site`; logs "{role} listening on {scheme}://{host}:{port}"."""
 
-    def __init__(self, reactor: Any, endpoint: str, site: Site, role: str) -> None:
+    def __init__(self, reactor: Any, endpoint: str, site: Site, role: str, *,
+                 reuse_port: bool = False, port: int | None = None) -> None:
+        """`reuse_port`: bind with SO_REUSEPORT; `port` (with it) replaces the
+        endpoint's port number (a worker joining the first one's `tcp:0` port)."""
         self._reactor = reactor
         self._endpoint = endpoint
+        self._reuse_port = reuse_port
+        self._port_number = port
         self._site = site
         self._role = role
         self._port: IListeningPort | None = None
@@ -58,18 +101,40 @@ class ListeningService(Service):
             raise SystemExit(EX_LISTEN)
 
     def _listen(self) -> Deferred[IListeningPort]:
-        if self.scheme == "http":
+        if self.scheme == "http" and not self._reuse_port:
             return serverFromString(self._reactor, self._endpoint).listen(self._site)
+        context: ReloadingContext | None = None
         try:
-            tls = TlsListen.parse(self._endpoint)
-            context = ReloadingContext(tls)
-        except Exception as exc:  # a bad description or certificate: cannot listen
+            if self.scheme == "https":
+                context = ReloadingContext(TlsListen.parse(self._endpoint))
+            if self._reuse_port:
+                return succeed(self._listen_reusing(context))
+        except Exception as exc:  # a bad description, certificate or bind: cannot listen
             return fail(exc)
+        assert context is not None
+        tls = context.listen
+        self._check_certificate(context)
+        return SSL4ServerEndpoint(self._reactor, tls.port, context, tls.backlog,
+                                  tls.interface).listen(self._site)
+
+    def _listen_reusing(self, context: ReloadingContext | None) -> IListeningPort:
+        """Bind with SO_REUSEPORT now (raises when the bind fails)."""
+        interface, number, backlog = tcp_address(self._endpoint)
+        if self._port_number is not None:
+            number = self._port_number
+        factory: Any = self._site
+        if context is not None:
+            factory = TLSMemoryBIOFactory(context, False, self._site)
+        port = ReusePort(number, factory, backlog, interface, self._reactor)
+        port.startListening()
+        if context is not None:
+            self._check_certificate(context)
+        return port
+
+    def _check_certificate(self, context: ReloadingContext) -> None:
         self._cert_check = LoopingCall(context.reload_if_changed)
         self._cert_check.clock = self._reactor
         self._cert_check.start(CERT_CHECK_SECONDS, now=False)
-        return SSL4ServerEndpoint(self._reactor, tls.port, context, tls.backlog,
-                                  tls.interface).listen(self._site)
 
     def _listening(self, port: IListeningPort) -> None:
         self._port = port
