@@ -12,7 +12,12 @@ the node's wall-clock time).
 Full matrix per N: `--trials` SIGKILL trials and `--trials` SIGSTOP/SIGCONT
 trials (first and all survivors' detection, recovery), then windows of
 `--window` seconds: idle, two busy loops, 10 % and 30 % loss, gray failure
-(2 s stopped / 0.5 s running), and a cost window (CPU %, datagrams/s per node).
+(2 s stopped / 0.5 s running), and a cost window (CPU %, datagrams/s per node,
+Redis commands/s cluster-wide).  After all sizes it prints the slope of
+datagrams per node per second over N (flat: K observers per peer) and the
+load average.  `--observers K` sets `[ping] observers` on every node
+(`--baseline-observers` adds an all-pairs run at the smallest size for a
+ratio in the same run).
 """
 
 from __future__ import annotations
@@ -114,7 +119,7 @@ class Node:
         args = self.bench.ns.prefix() + [
             sys.executable, "-m", "stretchfs.pingnet.runner", "--name", self.name,
             "--registry", self.bench.registry_path, "--redis", self.bench.redis_url,
-            "--key", self.bench.key]
+            "--key", self.bench.key, "--observers", str(self.bench.observers)]
         env = dict(os.environ, PYTHONPATH=REPO)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -185,8 +190,9 @@ class Node:
 class Bench:
     """One cluster of N nodes with its Redis."""
 
-    def __init__(self, size: int, ns: Namespace, workdir: str) -> None:
+    def __init__(self, size: int, ns: Namespace, workdir: str, observers: int) -> None:
         self.size = size
+        self.observers = observers
         self.ns = ns
         self.workdir = workdir
         self.key = secrets.token_urlsafe(24)
@@ -256,6 +262,15 @@ class Bench:
         if wait > 0:
             time.sleep(wait)
         return victim
+
+    def redis_commands(self) -> int:
+        """total_commands_processed of the bench's redis-server."""
+        out = sh(*(self.ns.prefix() + ["redis-cli", "-p", str(REDIS_PORT), "info",
+                                       "stats"])).stdout
+        for line in out.splitlines():
+            if line.startswith("total_commands_processed:"):
+                return int(line.split(":")[1])
+        raise RuntimeError("no total_commands_processed in INFO stats")
 
     def false_verdicts(self, since: float, until: float, exclude: str = "") -> int:
         """Down verdicts logged in [since, until] on peers other than `exclude`."""
@@ -384,18 +399,31 @@ def gray(bench: Bench, seconds: float) -> list[str]:
     ]
 
 
-def cost(bench: Bench, seconds: float) -> str:
-    """CPU % per node and UDP datagrams sent per node per second, idle."""
+def cost(bench: Bench, seconds: float) -> tuple[str, float]:
+    """CPU % per node, UDP datagrams sent per node per second and Redis commands per
+    second cluster-wide, idle; (report line, datagrams per node per second)."""
     cpu0 = {n.name: n.cpu_seconds() for n in bench.nodes.values()}
     udp0 = bench.ns.udp_out() if bench.ns.name else 0
+    redis0 = bench.redis_commands()
     start = time.time()
     time.sleep(seconds)
     elapsed = time.time() - start
+    commands = (bench.redis_commands() - redis0 - 1) / elapsed  # minus our own INFO
     cpus = [100.0 * (n.cpu_seconds() - cpu0[n.name]) / elapsed for n in bench.nodes.values()]
     udp = (bench.ns.udp_out() - udp0) / elapsed / bench.size if bench.ns.name else float("nan")
-    return ("cost (idle {:.0f} s): CPU per node {:.2f} % median ({:.2f}-{:.2f} %); "
-            "{:.1f} UDP datagrams sent per node per second").format(
-        seconds, statistics.median(cpus), min(cpus), max(cpus), udp)
+    return ("cost (idle {:.0f} s, K = {}): CPU per node {:.2f} % median ({:.2f}-{:.2f} %); "
+            "{:.1f} UDP datagrams sent per node per second; Redis {:.0f} commands/s "
+            "cluster-wide ({:.1f} x N)").format(
+        seconds, bench.observers, statistics.median(cpus), min(cpus), max(cpus), udp,
+        commands, commands / bench.size), udp
+
+
+def slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of y over x."""
+    mean_x = statistics.mean(x for x, _ in points)
+    mean_y = statistics.mean(y for _, y in points)
+    return (sum((x - mean_x) * (y - mean_y) for x, y in points)
+            / sum((x - mean_x) ** 2 for x, _ in points))
 
 
 def main() -> None:
@@ -406,18 +434,27 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="seconds per window")
     parser.add_argument("--skip", default="", help="comma list: kill,stop,idle,cpu,loss,gray,cost")
     parser.add_argument("--no-netns", action="store_true")
+    parser.add_argument("--observers", type=int, default=10, help="[ping] observers (K)")
+    parser.add_argument("--baseline-observers", action="store_true",
+                        help="also run the smallest size all-pairs (K = N - 1) as a baseline")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     use_ns = not args.no_netns and os.geteuid() == 0 and shutil.which("nft") is not None
     print("pingnet bench: sizes {} trials {} window {:.0f} s netns {}".format(
         args.sizes, args.trials, args.window, "yes" if use_ns else "no (no loss windows)"))
-    for size in [int(s) for s in args.sizes.split(",")]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = [(size, args.observers) for size in sizes]
+    if args.baseline_observers:
+        runs.insert(0, (sizes[0], sizes[0] - 1))
+    sent: list[tuple[int, float]] = []
+    for size, observers in runs:
         workdir = tempfile.mkdtemp(prefix="pingnet-bench-")
         with Namespace(use_ns) as ns:
-            bench = Bench(size, ns, workdir)
+            bench = Bench(size, ns, workdir, observers)
             try:
                 bench.start()
-                print("\n== N = {} ==".format(size))
+                print("\n== N = {}, K = {}{} ==".format(
+                    size, observers, " (all pairs)" if observers >= size - 1 else ""))
                 for kind in ("kill", "stop"):
                     if kind in skip:
                         continue
@@ -443,11 +480,21 @@ def main() -> None:
                 if "gray" not in skip:
                     print("\n".join(gray(bench, args.window)))
                 if "cost" not in skip:
-                    print(cost(bench, min(args.window, 20.0)))
+                    line, udp = cost(bench, min(args.window, 20.0))
+                    print(line)
+                    if observers == args.observers:
+                        sent.append((size, udp))
                 sys.stdout.flush()
             finally:
                 bench.stop()
                 shutil.rmtree(workdir, ignore_errors=True)
+    if len(sent) >= 2:
+        print("\ndatagrams sent per node per second over N: {}; slope {:.3f} per node "
+              "(goal: flat, <= 4 K / interval = {:.0f})".format(
+                  ", ".join("N={} {:.1f}".format(n, u) for n, u in sent), slope(sent),
+                  4 * args.observers / 0.5))
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} cores".format(
+        *os.getloadavg(), os.cpu_count()))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import argparse
 import json
 import random
 import sys
+from dataclasses import replace
 from typing import Any, cast
 
 from twisted.logger import (
@@ -33,6 +34,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--redis", required=True, help="redis://host:port/db")
     parser.add_argument("--prefix", default="sfs:")
     parser.add_argument("--key", required=True, help="cluster key")
+    parser.add_argument("--observers", type=int, default=None, help="[ping] observers")
     return parser.parse_args(argv)
 
 
@@ -61,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     peers = Peers(self_name=args.name)
     peers.set_registry(records)
     redis = connect_redis(parse_redis_url(args.redis), reactor, 5.0, pool_size=2)
-    net = PingNet(PingSettings(port=me.ping_port), self_name=args.name, host=args.host,
+    settings = PingSettings(port=me.ping_port)
+    if args.observers is not None:
+        settings = replace(settings, observers=args.observers)
+    net = PingNet(settings, self_name=args.name, host=args.host,
                   cluster_key=args.key, peers=peers, redis=redis, redis_prefix=args.prefix,
                   reactor=reactor, metrics_registry=CollectorRegistry(), rng=random.Random(),
                   on_unknown_sender=lambda: None)  # the registry is static
