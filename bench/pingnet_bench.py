@@ -216,7 +216,7 @@ class Bench:
         time.sleep(0.3)
         for node in self.nodes.values():
             node.start()
-        deadline = time.time() + 60
+        deadline = time.time() + 60 + 4 * self.size  # 64 imports on 2 busy cores are slow
         while time.time() < deadline:
             self.poll()
             if all(n.listening_at for n in self.nodes.values()):

@@ -32,6 +32,8 @@ from stretchfs.redisstore import RedisStore
 
 log = Logger()
 SLOW_READ_SECONDS = 1.0
+FULL_READ_SECONDS = 10.0  # re-read the down hash at least this often (a restarted Redis
+                          # counts its version from 0 again and could meet ours)
 
 
 class Judge:
@@ -61,6 +63,7 @@ class Judge:
         self.self_suspect = False
         self.down: dict[str, Any] = {}   # the shared down hash: target -> record
         self._version: int | None = None  # of `down`; None: read the hash next tick
+        self._full_read = float("-inf")   # when the down hash was last read
 
     # -- votes -----------------------------------------------------------------
     def observe(self, targets: list[str], failing: set[str], missing: set[str],
@@ -113,7 +116,8 @@ class Judge:
             log.failure("ping net tally round failed")
 
     def _version_read(self, version: int) -> Deferred[None] | None:
-        if version == self._version and not self.fallback:
+        if (version == self._version and not self.fallback
+                and self._clock.seconds() - self._full_read < FULL_READ_SECONDS):
             return None
         return read_down(self._redis, self._prefix).addCallback(self._tallied)
 
@@ -122,6 +126,7 @@ class Judge:
 
     def _tallied(self, result: tuple[int, dict[str, Any]]) -> None:
         self._version, self.down = result
+        self._full_read = self._clock.seconds()
         self._set_fallback(False)
         now = self._clock.seconds()
         members = self.peers.members()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -9,6 +10,7 @@ from twisted.logger import capturedLogs
 
 from stretchfs.config import PingSettings
 from stretchfs.pingnet.ballot import tally_command
+from stretchfs.pingnet.judge import FULL_READ_SECONDS
 from stretchfs.pingnet.keys import votes_key
 from stretchfs.pingnet.packet import (
     DROP_REASONS,
@@ -397,3 +399,25 @@ def test_no_false_verdicts_across_rotations_at_ten_percent_loss(clock) -> None:
         sim.run(0.5)
         assert all(not sim.down_in(n) for n in sim.nodes)
     sim.stop()
+
+
+def test_a_restarted_redis_whose_version_meets_ours_is_still_read(cluster) -> None:
+    """After Redis lost its data and counted its version back up to the one a node last
+    saw, the node still reads the new down hash within FULL_READ_SECONDS."""
+    cluster.freeze("n3")
+    cluster.run(2.0)
+    assert cluster.down_in("n1") == {"n3"}
+    cluster.thaw("n3")
+    cluster.run(1.0)
+    seen = cluster.nodes["n1"].judge._version
+    cluster.stop()
+    cluster.redis.data.clear()
+    cluster.redis.expires.clear()
+    cluster.redis.run("HSET", "sfs:ping:down", "n4", json.dumps({"since": 0.0}))
+    cluster.redis.run("SET", "sfs:ping:version", seen)
+    judge = cluster.nodes["n1"].judge
+    judge.tally()
+    assert "n4" not in judge.down
+    cluster.clock.advance(FULL_READ_SECONDS)
+    judge.tally()
+    assert "n4" in judge.down
