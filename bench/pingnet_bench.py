@@ -102,22 +102,20 @@ class Namespace:
         return int(dict(zip(lines[0], lines[1]))["OutDatagrams"])
 
 
-class Node:
-    """One ping-net runner process and its log."""
+class Process:
+    """One ping-net runner process (one node, or several with --per-process) and its log."""
 
-    def __init__(self, bench: "Bench", name: str) -> None:
+    def __init__(self, bench: "Bench", names: list[str]) -> None:
         self.bench = bench
-        self.name = name
-        self.log = os.path.join(bench.workdir, name + ".log")
+        self.names = names
+        self.log = os.path.join(bench.workdir, names[0] + ".log")
         self.proc: subprocess.Popen | None = None
         self._offset = 0
-        self.verdicts: list[tuple[float, str, bool]] = []   # (time, peer, available)
-        self.listening_at = 0.0
 
     def start(self) -> None:
         """Spawn the runner."""
         args = self.bench.ns.prefix() + [
-            sys.executable, "-m", "stretchfs.pingnet.runner", "--name", self.name,
+            sys.executable, "-m", "stretchfs.pingnet.runner", "--name", ",".join(self.names),
             "--registry", self.bench.registry_path, "--redis", self.bench.redis_url,
             "--key", self.bench.key, "--observers", str(self.bench.observers)]
         env = dict(os.environ, PYTHONPATH=REPO)
@@ -126,7 +124,7 @@ class Node:
                                          stdin=subprocess.DEVNULL)
 
     def poll(self) -> None:
-        """Read new log events."""
+        """Read new log events into the nodes' records."""
         try:
             with open(self.log, "rb") as handle:
                 handle.seek(self._offset)
@@ -144,9 +142,10 @@ class Node:
                 continue
             kind = event.get("event")
             if kind == "pingnet_verdict":
-                self.verdicts.append((event["time"], event["peer"], event["available"]))
+                node = self.bench.nodes[event.get("observer", self.names[0])]
+                node.verdicts.append((event["time"], event["peer"], event["available"]))
             elif kind == "pingnet_listening":
-                self.listening_at = event["time"]
+                self.bench.nodes[event.get("node", self.names[0])].listening_at = event["time"]
 
     def signal(self, signum: int) -> None:
         """Signal the process if it runs."""
@@ -167,9 +166,37 @@ class Node:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the process."""
+        assert self.proc is not None
         with open("/proc/{}/stat".format(self.proc.pid)) as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Node:
+    """One ping-net node: its verdicts, and the process it runs in."""
+
+    def __init__(self, process: Process, name: str) -> None:
+        self.process = process
+        self.name = name
+        self.verdicts: list[tuple[float, str, bool]] = []   # (time, peer, available)
+        self.listening_at = 0.0
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The runner process."""
+        return self.process.proc
+
+    def start(self) -> None:
+        """(Re)start the node's process (victims run alone in theirs)."""
+        self.process.start()
+
+    def signal(self, signum: int) -> None:
+        """Signal the node's process."""
+        self.process.signal(signum)
+
+    def cpu_seconds(self) -> float:
+        """This node's share of its process's CPU seconds."""
+        return self.process.cpu_seconds() / len(self.process.names)
 
     def view_of(self, peer: str, since: float) -> bool | None:
         """The latest verdict on `peer` logged after `since` (None: no change)."""
@@ -190,7 +217,8 @@ class Node:
 class Bench:
     """One cluster of N nodes with its Redis."""
 
-    def __init__(self, size: int, ns: Namespace, workdir: str, observers: int) -> None:
+    def __init__(self, size: int, ns: Namespace, workdir: str, observers: int,
+                 per_process: int = 1, singles: int = 8) -> None:
         self.size = size
         self.observers = observers
         self.ns = ns
@@ -199,7 +227,15 @@ class Bench:
         self.redis_url = "redis://127.0.0.1:{}/0".format(REDIS_PORT)
         self.registry_path = os.path.join(workdir, "registry.json")
         self.names = ["n{:02d}".format(i) for i in range(size)]
-        self.nodes = {name: Node(self, name) for name in self.names}
+        # the first `singles` nodes (the victims) run alone; the rest `per_process` a process
+        alone = self.names[:singles] if per_process > 1 else self.names
+        rest = self.names[len(alone):]
+        groups = [[name] for name in alone] + [rest[i:i + per_process]
+                                               for i in range(0, len(rest), per_process)]
+        self.processes = [Process(self, group) for group in groups]
+        self.nodes = {name: Node(process, name) for process in self.processes
+                      for name in process.names}
+        self.victims = alone[1:]
         self.redis: subprocess.Popen | None = None
         self.last_victim_use: dict[str, float] = {}
 
@@ -214,8 +250,8 @@ class Bench:
         with open(self.registry_path, "w") as handle:
             json.dump(rows, handle)
         time.sleep(0.3)
-        for node in self.nodes.values():
-            node.start()
+        for process in self.processes:
+            process.start()
         deadline = time.time() + 60 + 4 * self.size  # 64 imports on 2 busy cores are slow
         while time.time() < deadline:
             self.poll()
@@ -228,16 +264,16 @@ class Bench:
 
     def stop(self) -> None:
         """Stop every process this bench started."""
-        for node in self.nodes.values():
-            node.stop()
+        for process in self.processes:
+            process.stop()
         if self.redis is not None:
             self.redis.terminate()
             self.redis.wait(5)
 
     def poll(self) -> None:
         """Read every node's new log events."""
-        for node in self.nodes.values():
-            node.poll()
+        for process in self.processes:
+            process.poll()
 
     def wait_all(self, victim: str, since: float, available: bool,
                  timeout: float) -> tuple[float | None, float | None]:
@@ -256,7 +292,7 @@ class Bench:
 
     def pick_victim(self) -> str:
         """The victim least recently used; waits so it is not counted as flapping."""
-        candidates = self.names[1:]
+        candidates = self.victims
         victim = min(candidates, key=lambda n: self.last_victim_use.get(n, 0.0))
         wait = self.last_victim_use.get(victim, 0.0) + FLAP_WINDOW_SECONDS + 1 - time.time()
         if wait > 0:
@@ -435,6 +471,8 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma list: kill,stop,idle,cpu,loss,gray,cost")
     parser.add_argument("--no-netns", action="store_true")
     parser.add_argument("--observers", type=int, default=10, help="[ping] observers (K)")
+    parser.add_argument("--per-process", type=int, default=1,
+                        help="nodes per runner process (victims always run alone)")
     parser.add_argument("--baseline-observers", action="store_true",
                         help="also run the smallest size all-pairs (K = N - 1) as a baseline")
     args = parser.parse_args()
@@ -450,11 +488,14 @@ def main() -> None:
     for size, observers in runs:
         workdir = tempfile.mkdtemp(prefix="pingnet-bench-")
         with Namespace(use_ns) as ns:
-            bench = Bench(size, ns, workdir, observers)
+            bench = Bench(size, ns, workdir, observers, per_process=args.per_process)
             try:
                 bench.start()
-                print("\n== N = {}, K = {}{} ==".format(
-                    size, observers, " (all pairs)" if observers >= size - 1 else ""))
+                print("\n== N = {}, K = {}{}{} ==".format(
+                    size, observers, " (all pairs)" if observers >= size - 1 else "",
+                    "; {} processes, up to {} nodes each (victims alone)".format(
+                        len(bench.processes), args.per_process)
+                    if args.per_process > 1 else ""))
                 for kind in ("kill", "stop"):
                     if kind in skip:
                         continue
