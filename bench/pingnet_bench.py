@@ -12,7 +12,12 @@ the node's wall-clock time).
 Full matrix per N: `--trials` SIGKILL trials and `--trials` SIGSTOP/SIGCONT
 trials (first and all survivors' detection, recovery), then windows of
 `--window` seconds: idle, two busy loops, 10 % and 30 % loss, gray failure
-(2 s stopped / 0.5 s running), and a cost window (CPU %, datagrams/s per node).
+(2 s stopped / 0.5 s running), and a cost window (CPU %, datagrams/s per node,
+Redis commands/s cluster-wide).  After all sizes it prints the slope of
+datagrams per node per second over N (flat: K observers per peer) and the
+load average.  `--observers K` sets `[ping] observers` on every node
+(`--baseline-observers` adds an all-pairs run at the smallest size for a
+ratio in the same run).
 """
 
 from __future__ import annotations
@@ -97,31 +102,29 @@ class Namespace:
         return int(dict(zip(lines[0], lines[1]))["OutDatagrams"])
 
 
-class Node:
-    """One ping-net runner process and its log."""
+class Process:
+    """One ping-net runner process (one node, or several with --per-process) and its log."""
 
-    def __init__(self, bench: "Bench", name: str) -> None:
+    def __init__(self, bench: "Bench", names: list[str]) -> None:
         self.bench = bench
-        self.name = name
-        self.log = os.path.join(bench.workdir, name + ".log")
+        self.names = names
+        self.log = os.path.join(bench.workdir, names[0] + ".log")
         self.proc: subprocess.Popen | None = None
         self._offset = 0
-        self.verdicts: list[tuple[float, str, bool]] = []   # (time, peer, available)
-        self.listening_at = 0.0
 
     def start(self) -> None:
         """Spawn the runner."""
         args = self.bench.ns.prefix() + [
-            sys.executable, "-m", "stretchfs.pingnet.runner", "--name", self.name,
+            sys.executable, "-m", "stretchfs.pingnet.runner", "--name", ",".join(self.names),
             "--registry", self.bench.registry_path, "--redis", self.bench.redis_url,
-            "--key", self.bench.key]
+            "--key", self.bench.key, "--observers", str(self.bench.observers)]
         env = dict(os.environ, PYTHONPATH=REPO)
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
                                          stdin=subprocess.DEVNULL)
 
     def poll(self) -> None:
-        """Read new log events."""
+        """Read new log events into the nodes' records."""
         try:
             with open(self.log, "rb") as handle:
                 handle.seek(self._offset)
@@ -139,9 +142,10 @@ class Node:
                 continue
             kind = event.get("event")
             if kind == "pingnet_verdict":
-                self.verdicts.append((event["time"], event["peer"], event["available"]))
+                node = self.bench.nodes[event.get("observer", self.names[0])]
+                node.verdicts.append((event["time"], event["peer"], event["available"]))
             elif kind == "pingnet_listening":
-                self.listening_at = event["time"]
+                self.bench.nodes[event.get("node", self.names[0])].listening_at = event["time"]
 
     def signal(self, signum: int) -> None:
         """Signal the process if it runs."""
@@ -162,9 +166,37 @@ class Node:
 
     def cpu_seconds(self) -> float:
         """utime + stime of the process."""
+        assert self.proc is not None
         with open("/proc/{}/stat".format(self.proc.pid)) as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Node:
+    """One ping-net node: its verdicts, and the process it runs in."""
+
+    def __init__(self, process: Process, name: str) -> None:
+        self.process = process
+        self.name = name
+        self.verdicts: list[tuple[float, str, bool]] = []   # (time, peer, available)
+        self.listening_at = 0.0
+
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        """The runner process."""
+        return self.process.proc
+
+    def start(self) -> None:
+        """(Re)start the node's process (victims run alone in theirs)."""
+        self.process.start()
+
+    def signal(self, signum: int) -> None:
+        """Signal the node's process."""
+        self.process.signal(signum)
+
+    def cpu_seconds(self) -> float:
+        """This node's share of its process's CPU seconds."""
+        return self.process.cpu_seconds() / len(self.process.names)
 
     def view_of(self, peer: str, since: float) -> bool | None:
         """The latest verdict on `peer` logged after `since` (None: no change)."""
@@ -185,15 +217,25 @@ class Node:
 class Bench:
     """One cluster of N nodes with its Redis."""
 
-    def __init__(self, size: int, ns: Namespace, workdir: str) -> None:
+    def __init__(self, size: int, ns: Namespace, workdir: str, observers: int,
+                 per_process: int = 1, singles: int = 8) -> None:
         self.size = size
+        self.observers = observers
         self.ns = ns
         self.workdir = workdir
         self.key = secrets.token_urlsafe(24)
         self.redis_url = "redis://127.0.0.1:{}/0".format(REDIS_PORT)
         self.registry_path = os.path.join(workdir, "registry.json")
         self.names = ["n{:02d}".format(i) for i in range(size)]
-        self.nodes = {name: Node(self, name) for name in self.names}
+        # the first `singles` nodes (the victims) run alone; the rest `per_process` a process
+        alone = self.names[:singles] if per_process > 1 else self.names
+        rest = self.names[len(alone):]
+        groups = [[name] for name in alone] + [rest[i:i + per_process]
+                                               for i in range(0, len(rest), per_process)]
+        self.processes = [Process(self, group) for group in groups]
+        self.nodes = {name: Node(process, name) for process in self.processes
+                      for name in process.names}
+        self.victims = alone[1:]
         self.redis: subprocess.Popen | None = None
         self.last_victim_use: dict[str, float] = {}
 
@@ -208,9 +250,9 @@ class Bench:
         with open(self.registry_path, "w") as handle:
             json.dump(rows, handle)
         time.sleep(0.3)
-        for node in self.nodes.values():
-            node.start()
-        deadline = time.time() + 60
+        for process in self.processes:
+            process.start()
+        deadline = time.time() + 60 + 4 * self.size  # 64 imports on 2 busy cores are slow
         while time.time() < deadline:
             self.poll()
             if all(n.listening_at for n in self.nodes.values()):
@@ -222,16 +264,16 @@ class Bench:
 
     def stop(self) -> None:
         """Stop every process this bench started."""
-        for node in self.nodes.values():
-            node.stop()
+        for process in self.processes:
+            process.stop()
         if self.redis is not None:
             self.redis.terminate()
             self.redis.wait(5)
 
     def poll(self) -> None:
         """Read every node's new log events."""
-        for node in self.nodes.values():
-            node.poll()
+        for process in self.processes:
+            process.poll()
 
     def wait_all(self, victim: str, since: float, available: bool,
                  timeout: float) -> tuple[float | None, float | None]:
@@ -250,12 +292,21 @@ class Bench:
 
     def pick_victim(self) -> str:
         """The victim least recently used; waits so it is not counted as flapping."""
-        candidates = self.names[1:]
+        candidates = self.victims
         victim = min(candidates, key=lambda n: self.last_victim_use.get(n, 0.0))
         wait = self.last_victim_use.get(victim, 0.0) + FLAP_WINDOW_SECONDS + 1 - time.time()
         if wait > 0:
             time.sleep(wait)
         return victim
+
+    def redis_commands(self) -> int:
+        """total_commands_processed of the bench's redis-server."""
+        out = sh(*(self.ns.prefix() + ["redis-cli", "-p", str(REDIS_PORT), "info",
+                                       "stats"])).stdout
+        for line in out.splitlines():
+            if line.startswith("total_commands_processed:"):
+                return int(line.split(":")[1])
+        raise RuntimeError("no total_commands_processed in INFO stats")
 
     def false_verdicts(self, since: float, until: float, exclude: str = "") -> int:
         """Down verdicts logged in [since, until] on peers other than `exclude`."""
@@ -384,18 +435,31 @@ def gray(bench: Bench, seconds: float) -> list[str]:
     ]
 
 
-def cost(bench: Bench, seconds: float) -> str:
-    """CPU % per node and UDP datagrams sent per node per second, idle."""
+def cost(bench: Bench, seconds: float) -> tuple[str, float]:
+    """CPU % per node, UDP datagrams sent per node per second and Redis commands per
+    second cluster-wide, idle; (report line, datagrams per node per second)."""
     cpu0 = {n.name: n.cpu_seconds() for n in bench.nodes.values()}
     udp0 = bench.ns.udp_out() if bench.ns.name else 0
+    redis0 = bench.redis_commands()
     start = time.time()
     time.sleep(seconds)
     elapsed = time.time() - start
+    commands = (bench.redis_commands() - redis0 - 1) / elapsed  # minus our own INFO
     cpus = [100.0 * (n.cpu_seconds() - cpu0[n.name]) / elapsed for n in bench.nodes.values()]
     udp = (bench.ns.udp_out() - udp0) / elapsed / bench.size if bench.ns.name else float("nan")
-    return ("cost (idle {:.0f} s): CPU per node {:.2f} % median ({:.2f}-{:.2f} %); "
-            "{:.1f} UDP datagrams sent per node per second").format(
-        seconds, statistics.median(cpus), min(cpus), max(cpus), udp)
+    return ("cost (idle {:.0f} s, K = {}): CPU per node {:.2f} % median ({:.2f}-{:.2f} %); "
+            "{:.1f} UDP datagrams sent per node per second; Redis {:.0f} commands/s "
+            "cluster-wide ({:.1f} x N)").format(
+        seconds, bench.observers, statistics.median(cpus), min(cpus), max(cpus), udp,
+        commands, commands / bench.size), udp
+
+
+def slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of y over x."""
+    mean_x = statistics.mean(x for x, _ in points)
+    mean_y = statistics.mean(y for _, y in points)
+    return (sum((x - mean_x) * (y - mean_y) for x, y in points)
+            / sum((x - mean_x) ** 2 for x, _ in points))
 
 
 def main() -> None:
@@ -406,18 +470,32 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="seconds per window")
     parser.add_argument("--skip", default="", help="comma list: kill,stop,idle,cpu,loss,gray,cost")
     parser.add_argument("--no-netns", action="store_true")
+    parser.add_argument("--observers", type=int, default=10, help="[ping] observers (K)")
+    parser.add_argument("--per-process", type=int, default=1,
+                        help="nodes per runner process (victims always run alone)")
+    parser.add_argument("--baseline-observers", action="store_true",
+                        help="also run the smallest size all-pairs (K = N - 1) as a baseline")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     use_ns = not args.no_netns and os.geteuid() == 0 and shutil.which("nft") is not None
     print("pingnet bench: sizes {} trials {} window {:.0f} s netns {}".format(
         args.sizes, args.trials, args.window, "yes" if use_ns else "no (no loss windows)"))
-    for size in [int(s) for s in args.sizes.split(",")]:
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = [(size, args.observers) for size in sizes]
+    if args.baseline_observers:
+        runs.insert(0, (sizes[0], sizes[0] - 1))
+    sent: list[tuple[int, float]] = []
+    for size, observers in runs:
         workdir = tempfile.mkdtemp(prefix="pingnet-bench-")
         with Namespace(use_ns) as ns:
-            bench = Bench(size, ns, workdir)
+            bench = Bench(size, ns, workdir, observers, per_process=args.per_process)
             try:
                 bench.start()
-                print("\n== N = {} ==".format(size))
+                print("\n== N = {}, K = {}{}{} ==".format(
+                    size, observers, " (all pairs)" if observers >= size - 1 else "",
+                    "; {} processes, up to {} nodes each (victims alone)".format(
+                        len(bench.processes), args.per_process)
+                    if args.per_process > 1 else ""))
                 for kind in ("kill", "stop"):
                     if kind in skip:
                         continue
@@ -443,11 +521,21 @@ def main() -> None:
                 if "gray" not in skip:
                     print("\n".join(gray(bench, args.window)))
                 if "cost" not in skip:
-                    print(cost(bench, min(args.window, 20.0)))
+                    line, udp = cost(bench, min(args.window, 20.0))
+                    print(line)
+                    if observers == args.observers:
+                        sent.append((size, udp))
                 sys.stdout.flush()
             finally:
                 bench.stop()
                 shutil.rmtree(workdir, ignore_errors=True)
+    if len(sent) >= 2:
+        print("\ndatagrams sent per node per second over N: {}; slope {:.3f} per node "
+              "(goal: flat, <= 4 K / interval = {:.0f})".format(
+                  ", ".join("N={} {:.1f}".format(n, u) for n, u in sent), slope(sent),
+                  4 * args.observers / 0.5))
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f} on {} cores".format(
+        *os.getloadavg(), os.cpu_count()))
 
 
 if __name__ == "__main__":

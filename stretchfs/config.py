@@ -285,6 +285,9 @@ class PingSettings:
                                  _positive)
     flap_hold: float = setting(30.0, "seconds a flapping peer must answer before it is readmitted "
                                "(doubles with each repeat)", _positive)
+    observers: int = setting(10, "peers that probe each peer (all pairs while the cluster has "
+                             "at most observers + 1 nodes)", _positive)
+    rotate: float = setting(120.0, "seconds between changes of who observes whom", _positive)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ class FakeRedisStore:
         self.replicas_behind = False
         self.durable: list[tuple[bytes, ...]] = []
         self.calls: list[tuple[bytes, ...]] = []
+        # EVAL: a Python twin per script source, run as fn(store, keys, args)
+        self.scripts: dict[bytes, Callable[["FakeRedisStore", list[bytes], list[bytes]], Any]] = {}
         self._commands: dict[bytes, Callable[..., Any]] = {
             b"PING": lambda: b"PONG",
             b"GET": self._get, b"SET": self._set, b"DEL": self._del,
@@ -46,7 +48,7 @@ class FakeRedisStore:
             b"SCARD": self._scard, b"SISMEMBER": self._sismember,
             b"ZADD": self._zadd, b"ZREM": self._zrem, b"ZSCORE": self._zscore,
             b"ZRANGEBYSCORE": self._zrangebyscore, b"ZREMRANGEBYSCORE": self._zremrangebyscore,
-            b"ZCARD": self._zcard,
+            b"ZCARD": self._zcard, b"EVAL": self._eval,
         }
 
     # -- RedisStore -------------------------------------------------------
@@ -90,6 +92,16 @@ class FakeRedisStore:
             raise RedisReplyError("ERR unknown command '{}' in FakeRedisStore".format(
                 name.decode()))
         return self._commands[name](*args[1:])
+
+    def _eval(self, source: bytes, numkeys: bytes, *rest: bytes) -> Any:
+        if source not in self.scripts:
+            raise RedisReplyError("NOSCRIPT no Python twin of this script in FakeRedisStore")
+        count = int(numkeys)
+        return self.scripts[source](self, list(rest[:count]), list(rest[count:]))
+
+    def run(self, *args: Arg) -> Any:
+        """Run one command synchronously (for script twins)."""
+        return self._run([_b(a) for a in args])
 
     def _live(self, key: bytes) -> Any:
         deadline = self.expires.get(key)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from stretchfs.master.keys import glob_escape
-from stretchfs.pingnet.keys import verdicts_key, votes_key
+from stretchfs.pingnet.keys import down_key, verdicts_key, version_key, votes_key
 
 MASTER_USER = "stretchfs-master"
 NODE_USER = "stretchfs-node"
@@ -43,9 +43,9 @@ MASTER_COMMANDS: tuple[str, ...] = (
 
 # The ping net's ballot box (stretchfs/pingnet/ballot.py) and nothing else.
 NODE_COMMANDS = (
-    "ping", "select", "role",
+    "ping", "select", "role", "eval", "get", "incr",
     "zadd", "zrem", "zremrangebyscore", "zrangebyscore", "pexpire",
-    "hset", "hgetall",
+    "hset", "hgetall", "hexists", "hdel",
 )
 
 
@@ -66,7 +66,8 @@ def master_key_patterns(prefix: str) -> tuple[str, ...]:
 
 def node_key_patterns(prefix: str) -> tuple[str, ...]:
     """Key patterns of prisms and stores: the ping net's votes and verdicts only."""
-    return (glob_escape(votes_key(prefix, "")) + "*", glob_escape(verdicts_key(prefix)))
+    return (glob_escape(votes_key(prefix, "")) + "*", glob_escape(verdicts_key(prefix)),
+            glob_escape(down_key(prefix)), glob_escape(version_key(prefix)))
 
 
 def password_hash_rule(password: str) -> str:

@@ -1,7 +1,11 @@
 """The master's view of the ping net: `GET /pingnet/status` and the dashboard's verdicts.
 
-`cluster_view` tallies every registered peer's votes from Redis, as the
-nodes do but from the point of view of no voter.  The dashboard is refreshed
+`cluster_view` reads the down set the nodes' tally script keeps (`ping:down`,
+the verdict of each peer's current observers) and also tallies every
+registered peer's live votes from the point of view of no voter: a peer is
+down when either holds it down.  Up to K+1 nodes (all pairs) both agree; past
+that only the down set can reach a majority, since only a peer's K observers
+vote on it.  The dashboard is refreshed
 every few seconds by every open browser, so `ClusterVerdicts` keeps the view
 fresh in the background, every `REFRESH_SECONDS`, and the dashboard reads the
 cached copy.
@@ -19,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from stretchfs.periodic import PeriodicService
-from stretchfs.pingnet.ballot import read_tallies
+from stretchfs.pingnet.ballot import read_down, read_tallies
 from stretchfs.pingnet.verdict import count_all
 from stretchfs.redisstore import RedisStore
 from stretchfs.web.auth import cluster_key_required
@@ -36,6 +40,7 @@ async def cluster_view(redis: RedisStore, prefix: str,
     registry = [p for p in await list_peers() if p.get("role") in ("prism", "store")]
     names = [str(p["name"]) for p in registry]
     votes, records = await read_tallies(redis, prefix, names, now)
+    _, held_down = await read_down(redis, prefix)
     active = [str(p["name"]) for p in registry if p.get("active", True)]
     # The master is not a voter: tally from the point of view of no peer, using the
     # last recorded verdicts to decide who counts as an available voter.
@@ -47,16 +52,19 @@ async def cluster_view(redis: RedisStore, prefix: str,
         name = str(peer["name"])
         tally = tallies.get(name)
         record = records.get(name) or {}
-        verdict_up = peer.get("active", True) and not (tally is not None and tally.down)
+        held = held_down.get(name)
+        verdict_up = (peer.get("active", True) and held is None
+                      and not (tally is not None and tally.down))
         rows.append({
             "name": name, "role": peer.get("role"), "host": peer.get("host"),
             "ping_port": peer.get("ping_port"), "active": peer.get("active", True),
             "writable": peer.get("writable", True),
             "available": bool(verdict_up),
             "voters": sorted(votes.get(name, set())),
-            "counted": list(tally.voters) if tally else [],
-            "needed": tally.needed if tally else None,
-            "since": record.get("since"), "recorded_by": record.get("by"),
+            "counted": list(held["voters"]) if held else list(tally.voters) if tally else [],
+            "needed": held["needed"] if held else tally.needed if tally else None,
+            "since": held["since"] if held else record.get("since"),
+            "recorded_by": held["by"] if held else record.get("by"),
             "recorded_available": record.get("available"),
         })
     return {"time": now, "peers": rows,

@@ -7,28 +7,33 @@ votes until it hears from a majority again; a silent node (its HTTP side
 fails) votes for nobody.  Otherwise it votes against every lost peer in the
 ballot box (ballot.py).
 
-Every `tally_interval` the shell calls `tally`: all tallies in one round trip,
-and a peer is down when a strict majority of the eligible voters voted against
-it (verdict.py).  Verdicts pass through flap dampening and land in `Peers`.
-While the ballot box is unreachable (or a read hangs) the judge falls back to
-this node's own observations.
+Every vote write recounts its target in Redis (ballot.py): the peers a
+majority of their current observers holds down form one shared down hash
+with a version.  Every `tally_interval` the shell calls `tally`: one GET of
+the version, and the hash only when it moved.  Verdicts pass through flap
+dampening and land in `Peers`.  While the ballot box is unreachable (or a
+read hangs) the judge falls back to this node's own observations.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from stretchfs.config import PingSettings
-from stretchfs.pingnet.ballot import BallotBox, read_tallies
+from stretchfs.pingnet.ballot import BallotBox, read_down, read_version
 from stretchfs.pingnet.metrics import PingMetrics
+from stretchfs.pingnet.observers import Rotation
 from stretchfs.pingnet.peers import Peers
-from stretchfs.pingnet.verdict import Dampener, Tally, count_all
+from stretchfs.pingnet.verdict import Dampener
 from stretchfs.redisstore import RedisStore
 
 log = Logger()
 SLOW_READ_SECONDS = 1.0
+FULL_READ_SECONDS = 10.0  # re-read the down hash at least this often (a restarted Redis
+                          # counts its version from 0 again and could meet ours)
 
 
 class Judge:
@@ -36,7 +41,7 @@ class Judge:
 
     def __init__(self, settings: PingSettings, *, self_name: str, peers: Peers,
                  redis: RedisStore, redis_prefix: str, clock: Any,
-                 metrics: PingMetrics) -> None:
+                 metrics: PingMetrics, rotation: Rotation) -> None:
         self.settings = settings
         self.self_name = self_name
         self.peers = peers
@@ -47,6 +52,8 @@ class Judge:
         self.ballot = BallotBox(redis, redis_prefix, self_name, settings.vote_ttl,
                                 refresh_after=max(settings.interval, settings.vote_ttl / 4),
                                 now=clock.seconds, on_cast=self._vote_cast,
+                                electorates=lambda target: rotation.electorates(
+                                    peers.members(), target, clock.seconds()),
                                 on_error=lambda failure: self._set_fallback(True),
                                 on_ok=lambda: self._set_fallback(False))
         self.dampener = Dampener(settings.flap_window, settings.flap_hold)
@@ -54,7 +61,9 @@ class Judge:
         self._reading: float | None = None
         self.fallback = False
         self.self_suspect = False
-        self.tallies: dict[str, Tally] = {}
+        self.down: dict[str, Any] = {}   # the shared down hash: target -> record
+        self._version: int | None = None  # of `down`; None: read the hash next tick
+        self._full_read = float("-inf")   # when the down hash was last read
 
     # -- votes -----------------------------------------------------------------
     def observe(self, targets: list[str], failing: set[str], missing: set[str],
@@ -62,8 +71,6 @@ class Judge:
         """The prober's view changed: the peers it probes, those failing, those that
         missed the last round, whether this node is silent.  Recompute self-suspicion
         and the votes this node wants in the ballot box."""
-        for gone in set(self._targets) - set(targets):
-            self.dampener.forget(gone)
         self._targets = targets
         base = [n for n in targets if not self.peers.is_down(n)]
         lost = [n for n in base if n in failing or n in missing]
@@ -78,6 +85,7 @@ class Judge:
                 log.info("ping net: {node} hears from a majority again; voting resumes",
                          node=self.self_name, event="pingnet_self_suspect", suspect=False)
         self.ballot.want(set() if suspect or silent else failing)
+        self._watch()
         if self.fallback:
             self._apply_own(self._clock.seconds())
 
@@ -88,8 +96,8 @@ class Judge:
 
     # -- verdicts ----------------------------------------------------------------
     def tally(self) -> None:
-        """Read every tally (one round trip) and apply the verdicts; own observations
-        while the ballot box fails or a read hangs."""
+        """Read the down hash's version (and the hash when it moved) and apply the
+        verdicts; own observations while the ballot box fails or a read hangs."""
         try:
             now = self._clock.seconds()
             if self._reading is not None:
@@ -98,55 +106,67 @@ class Judge:
                 if self.fallback:
                     self._apply_own(now)
                 return
-            targets = [r.name for r in self.peers.all() if r.active and r.name != self.self_name]
             self._reading = now
-            d = read_tallies(self._redis, self._prefix, targets, now)
-            d.addCallbacks(self._tallied, self._tally_failed)
+            d = read_version(self._redis, self._prefix)
+            d.addCallback(self._version_read)
+            d.addErrback(self._tally_failed)
             d.addErrback(lambda failure: log.failure("ping net tally failed", failure))
             d.addBoth(self._read_done)
         except Exception:
             log.failure("ping net tally round failed")
 
+    def _version_read(self, version: int) -> Deferred[None] | None:
+        if (version == self._version and not self.fallback
+                and self._clock.seconds() - self._full_read < FULL_READ_SECONDS):
+            return None
+        return read_down(self._redis, self._prefix).addCallback(self._tallied)
+
     def _read_done(self, _: Any) -> None:
         self._reading = None
 
-    def _tallied(self, result: tuple[dict[str, set[str]], dict[str, Any]]) -> None:
-        votes, records = result
+    def _tallied(self, result: tuple[int, dict[str, Any]]) -> None:
+        self._version, self.down = result
+        self._full_read = self._clock.seconds()
         self._set_fallback(False)
         now = self._clock.seconds()
-        active = [r.name for r in self.peers.all() if r.active]
-        available = [name for name in active if self.peers.is_available(name)]
-        self.tallies = count_all(active, available, self.self_name, votes)
-        for target, tally in self.tallies.items():
-            self._apply(target, tally.down, now, records.get(target))
+        members = self.peers.members()
+        for gone in set(self.dampener.states) - set(members):
+            self.dampener.forget(gone)
+        for target in members:
+            if target != self.self_name:
+                self._apply(target, target in self.down, now)
+        self._watch()
+
+    def _watch(self) -> None:
+        """Recount the held-down peers this node observes (their voters may have died)."""
+        self.ballot.watch(n for n in self._targets if n in self.down)
 
     def _tally_failed(self, failure: Any) -> None:
+        self._version = None
         self._set_fallback(True)
         self._apply_own(self._clock.seconds())
 
     def _apply_own(self, now: float) -> None:
         """Verdicts from this node's own observations (ballot box unreachable)."""
         for target in self._targets:
-            self._apply(target, target in self.ballot.wanted, now, None)
+            self._apply(target, target in self.ballot.wanted, now)
 
-    def _apply(self, target: str, raw_down: bool, now: float, record: Any) -> None:
+    def _apply(self, target: str, raw_down: bool, now: float) -> None:
         changed = self.dampener.update(target, raw_down, now)
         if changed is None:
             return
         verdict = self.dampener.states[target]
         self.peers.set_available(target, changed)
         self.metrics.verdict_changes.labels(available=str(changed).lower()).inc()
-        self.metrics.peers_down.set(sum(1 for n in self._targets if self.peers.is_down(n)))
-        tally = self.tallies.get(target)
+        self.metrics.peers_down.set(sum(1 for n in self.peers.members() if self.peers.is_down(n)))
+        record = self.down.get(target) or {}
         log.info("ping net verdict: {peer} {state} (votes {votes}/{needed}, hold {hold}s)",
                  peer=target, state="available" if changed else "unavailable",
                  available=changed, observer=self.self_name,
-                 votes=len(tally.voters) if tally else None, needed=tally.needed if tally else None,
+                 votes=len(record.get("voters") or []) or None, needed=record.get("needed"),
                  hold=verdict.hold, mode="fallback" if self.fallback else "ballot",
                  event="pingnet_verdict")
         if self.fallback:
-            return
-        if isinstance(record, dict) and record.get("available") == changed:
             return
         d = self.ballot.record_verdict(target, changed, now)
         d.addErrback(lambda failure: None)
@@ -155,6 +175,7 @@ class Judge:
         if on == self.fallback:
             return
         self.fallback = on
+        self._version = None
         self.metrics.fallback.set(1 if on else 0)
         if on:
             log.warn("ping net: ballot box (Redis) unreachable; {node} decides from its own "
@@ -167,11 +188,12 @@ class Judge:
     def view_of(self, name: str) -> dict[str, Any]:
         """The verdict fields of `GET /pingnet/status` for peer `name`."""
         verdict = self.dampener.states.get(name)
-        tally = self.tallies.get(name)
+        record = self.down.get(name) or {}
         return {"available": self.peers.is_available(name),
                 "since": verdict.since if verdict else None,
                 "hold": verdict.hold if verdict else 0.0,
                 "changes": verdict.changes if verdict else 0,
-                "voters": list(tally.voters) if tally else [],
-                "needed": tally.needed if tally else None,
+                "voters": list(record.get("voters") or []),
+                "needed": record.get("needed"),
+                "observed": name in self._targets,
                 "my_vote": name in self.ballot.wanted}

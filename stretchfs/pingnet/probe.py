@@ -1,7 +1,8 @@
 """`Prober`: the probe state machine of one node (who to probe, packets, timeouts).
 
-Every round (`round`, each `interval`) it probes each active peer of the
-registry copy in `Peers`: a PING, and when no answer has come after half the
+Every round (`round`, each `interval`) it probes each of its current
+targets (observers.py: K peers, rotating; every peer in a cluster of at most
+K + 1): a PING, and when no answer has come after half the
 `timeout`, a second PING plus PING-REQs through up to `indirect` other peers
 (SWIM's indirect probe, so one bad path or one lost packet does not count as
 a miss).  Any fresh, authentic packet from the peer (or a relayed
@@ -9,8 +10,9 @@ acknowledgement) answers the round.  After `misses` unanswered rounds in a
 row the peer is failing; hearing from it ends that at once.  Every change
 is reported to the judge (`observe`).
 
-Of each pair of peers the one with the smaller name probes the other; the
-other answers and skips its own probe while those PINGs keep arriving.
+Of each pair of peers that observe each other the one with the smaller name
+probes the other; the other answers and skips its own probe while those
+PINGs keep arriving.
 
 A timeout that fires long after its deadline means this process was not
 running (SIGSTOP, swap, a long GC): such rounds are void, not misses.  While
@@ -30,6 +32,7 @@ from twisted.logger import Logger
 
 from stretchfs.config import PingSettings
 from stretchfs.pingnet.metrics import PingMetrics
+from stretchfs.pingnet.observers import Rotation
 from stretchfs.pingnet.packet import (
     NO_TARGET,
     PING,
@@ -95,6 +98,7 @@ class Prober(DatagramProtocol):
 
     def __init__(self, settings: PingSettings, *, self_name: str, cluster_key: str,
                  peers: Peers, clock: Any, metrics: PingMetrics, rng: random.Random,
+                 rotation: Rotation,
                  observe: Callable[[list[str], set[str], set[str], bool], None],
                  on_unknown_sender: Callable[[], None]) -> None:
         """`on_unknown_sender()` runs when a cluster member missing from `peers`
@@ -105,6 +109,7 @@ class Prober(DatagramProtocol):
         self._clock = clock
         self.metrics = metrics
         self._rng = rng
+        self._rotation = rotation
         self._observe = observe
         self._on_unknown_sender = on_unknown_sender
         self._key = derive_key(cluster_key)
@@ -159,18 +164,18 @@ class Prober(DatagramProtocol):
                       {n for n in self.targets if self._states[n].misses}, self.silent)
 
     # -- registry ------------------------------------------------------------
-    def _refresh_registry(self) -> None:
+    def _refresh_targets(self, now: float) -> None:
         version = self.peers.registry_version
-        if version == self._registry_version:
+        if version != self._registry_version:
+            self._registry_version = version
+            names = {node_id(r.name): r.name for r in self.peers.all()}
+            for gone in set(self._names) - set(names):
+                self._guard.forget(gone)
+            self._names = names
+        targets = self._rotation.targets(self.peers.members(), self.self_name, now)
+        if targets == self.targets:
             return
-        self._registry_version = version
-        records = self.peers.all()
-        names = {node_id(r.name): r.name for r in records}
-        for gone in set(self._names) - set(names):
-            self._guard.forget(gone)
-        self._names = names
-        self.targets = [r.name for r in records
-                        if r.active and r.name != self.self_name and r.ping_port]
+        self.targets = targets
         for name in set(self._states) - set(self.targets):
             self._quiet(self._states.pop(name))
         for name in self.targets:
@@ -179,9 +184,9 @@ class Prober(DatagramProtocol):
 
     # -- probing -------------------------------------------------------------
     def round(self) -> None:
-        """One probe round: every peer not already covered by its own PINGs."""
+        """One probe round: every target not already covered by its own PINGs."""
         now = self._clock.seconds()
-        self._refresh_registry()
+        self._refresh_targets(now)
         self._prune(now)
         previous, self._last_round = self._last_round, now
         for name in self.targets:

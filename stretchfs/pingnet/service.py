@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from stretchfs.config import PingSettings
 from stretchfs.pingnet.judge import Judge
 from stretchfs.pingnet.metrics import PingMetrics
+from stretchfs.pingnet.observers import Rotation
 from stretchfs.pingnet.peers import Peers
 from stretchfs.pingnet.probe import Prober
 from stretchfs.redisstore import RedisStore
@@ -48,10 +49,13 @@ class PingNet(Service):
         self.peers = peers
         self._reactor = reactor
         self.metrics = PingMetrics(metrics_registry)
+        rotation = Rotation(settings.observers, settings.rotate, settings.clock_window)
         self.judge = Judge(settings, self_name=self_name, peers=peers, redis=redis,
-                           redis_prefix=redis_prefix, clock=reactor, metrics=self.metrics)
+                           redis_prefix=redis_prefix, clock=reactor, metrics=self.metrics,
+                           rotation=rotation)
         self.prober = Prober(settings, self_name=self_name, cluster_key=cluster_key,
                              peers=peers, clock=reactor, metrics=self.metrics, rng=rng,
+                             rotation=rotation,
                              observe=self.judge.observe, on_unknown_sender=on_unknown_sender)
         self._port: Any = None
         self.bound_port = 0

@@ -15,6 +15,7 @@ from stretchfs.pingnet.peers import PeerRecord, Peers
 from stretchfs.pingnet.service import PingNet
 from tests.fakes import FakeRedisStore
 from tests.helpers import CLUSTER_KEY
+from tests.pingnet import tallymodel
 
 LATENCY_SECONDS = 0.001
 
@@ -132,7 +133,7 @@ class SimCluster:
 
     def __post_init__(self) -> None:
         self.net = SimNetwork(self.clock)
-        self.redis = FakeRedisStore(self.clock)
+        self.redis = tallymodel.install(FakeRedisStore(self.clock))
         reactor = SimReactor(self.net, self.clock)
         self.records = [PeerRecord(name="n{}".format(i + 1), role="store", host="10.0.0.1",
                                    port=8000 + i, ping_port=9000 + i) for i in range(self.size)]

@@ -7,8 +7,10 @@ from prometheus_client import CollectorRegistry
 from stretchfs.config import PingSettings
 from stretchfs.pingnet.judge import Judge
 from stretchfs.pingnet.metrics import PingMetrics
+from stretchfs.pingnet.observers import Rotation
 from stretchfs.pingnet.peers import PeerRecord, Peers
 from tests.fakes import FakeRedisStore
+from tests.pingnet import tallymodel
 
 NAMES = ["n1", "n2", "n3", "n4", "n5"]
 
@@ -17,9 +19,10 @@ def _judge(clock) -> tuple[Judge, FakeRedisStore]:
     peers = Peers(self_name="n1")
     peers.set_registry([PeerRecord(name=n, role="store", host="10.0.0.1", port=1, ping_port=2)
                         for n in NAMES])
-    redis = FakeRedisStore(clock)
+    redis = tallymodel.install(FakeRedisStore(clock))
     judge = Judge(PingSettings(), self_name="n1", peers=peers, redis=redis,
-                  redis_prefix="sfs:", clock=clock, metrics=PingMetrics(CollectorRegistry()))
+                  redis_prefix="sfs:", clock=clock, metrics=PingMetrics(CollectorRegistry()),
+                  rotation=Rotation(10, 120.0, 5.0))
     return judge, redis
 
 

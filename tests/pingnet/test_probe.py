@@ -9,6 +9,7 @@ from twisted.internet.testing import FakeDatagramTransport
 
 from stretchfs.config import PingSettings
 from stretchfs.pingnet.metrics import PingMetrics
+from stretchfs.pingnet.observers import Rotation
 from stretchfs.pingnet.packet import NO_TARGET, PING, Packet, decode, derive_key, encode, node_id
 from stretchfs.pingnet.peers import PeerRecord, Peers
 from stretchfs.pingnet.probe import Prober
@@ -22,7 +23,8 @@ def _prober(clock) -> tuple[Prober, FakeDatagramTransport, list[tuple]]:
     seen: list[tuple] = []
     prober = Prober(PingSettings(), self_name="n1", cluster_key=CLUSTER_KEY, peers=peers,
                     clock=clock, metrics=PingMetrics(CollectorRegistry()),
-                    rng=random.Random(1), observe=lambda *view: seen.append(view),
+                    rng=random.Random(1), rotation=Rotation(10, 120.0, 5.0),
+                    observe=lambda *view: seen.append(view),
                     on_unknown_sender=lambda: None)
     transport = FakeDatagramTransport()
     prober.makeConnection(transport)

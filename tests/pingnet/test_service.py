@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
 from twisted.logger import capturedLogs
 
 from stretchfs.config import PingSettings
+from stretchfs.pingnet.ballot import tally_command
+from stretchfs.pingnet.judge import FULL_READ_SECONDS
 from stretchfs.pingnet.keys import votes_key
 from stretchfs.pingnet.packet import (
     DROP_REASONS,
@@ -80,19 +83,22 @@ def test_pong_withdraws_the_vote_at_once(cluster) -> None:
 
 
 def test_dead_voters_votes_expire(clock) -> None:
-    """A vote whose voter stopped refreshing it no longer counts after vote_ttl."""
+    """A peer held down by votes whose voters stopped refreshing them is readmitted once
+    they expire (vote_ttl), by the recount of an observer that hears from it."""
     sim = SimCluster(clock, 3, settings=PingSettings(vote_ttl=4.0))
     sim.start()
     sim.run(1.0)
-    key = votes_key("sfs:", "n2").encode()
-    sim.redis.execute("ZADD", key, clock.seconds() + 4.0, "n3")
-    sim.redis.execute("ZADD", key, clock.seconds() + 4.0, "n1")
+    for voter in ("n1", "n3"):  # two planted votes: the voters then "die" (never refresh)
+        sim.redis.execute(*tally_command("sfs:", "n2", voter, "cast", clock.seconds(), 4.0,
+                                         [["n1", "n3"]]))
     sim.run(0.5)
     assert "n2" in sim.down_in("n1")
-    sim.nodes["n1"].judge.ballot.want({"n2"})  # n1's own vote stays, refreshed
-    sim.run(5.0)
-    # n3's planted vote expired: one vote of two eligible voters is no majority.
-    assert sim.nodes["n1"].judge.tallies["n2"].voters == ("n1",)
+    row = next(r for r in sim.nodes["n1"].status()["peers"] if r["name"] == "n2")
+    assert row["voters"] == ["n1", "n3"] and row["needed"] == 2
+    sim.run(3.0)
+    assert "n2" in sim.down_in("n1")
+    sim.run(2.5)
+    assert all("n2" not in sim.down_in(n) for n in ("n1", "n3"))
     sim.stop()
 
 
@@ -340,3 +346,78 @@ def test_a_node_whose_http_side_fails_is_voted_down_like_a_dead_one(cluster) -> 
     cluster.nodes["n2"].set_http_ok(True)
     cluster.run(0.5)
     assert all(not cluster.down_in(n) for n in cluster.nodes)
+
+
+def _big(clock, size: int, k: int, rotate: float = 120.0) -> SimCluster:
+    sim = SimCluster(clock, size, settings=PingSettings(observers=k, rotate=rotate))
+    sim.start()
+    sim.run(2.0)
+    return sim
+
+
+def test_past_k_plus_one_nodes_each_probes_only_its_observed_peers(clock) -> None:
+    """With N > K + 1 each node sends PINGs only to its K targets and every peer is
+    pinged by exactly K observers per interval."""
+    sim = _big(clock, 16, 4)
+    sim.net.record()
+    sim.run(1.0)
+    key = derive_key(CLUSTER_KEY)
+    pinged: dict[str, set[str]] = {}
+    by_addr = {sim.addr(n): n for n in sim.nodes}
+    for src, dst, data in sim.net.sent or []:
+        packet = decode(key, data, node_id(by_addr[dst]))
+        if packet.kind == PING:
+            pinged.setdefault(by_addr[dst], set()).add(by_addr[src])
+    assert {len(observers) for observers in pinged.values()} == {4}
+    for node in sim.nodes.values():
+        assert len(node.prober.targets) == 4
+    sim.stop()
+
+
+def test_observers_alone_put_a_silent_peer_down_for_everyone(clock) -> None:
+    """A frozen node is held down by every survivor within 2 s, though only its K
+    observers probe it, and it stays down across epoch boundaries."""
+    sim = _big(clock, 16, 4, rotate=10.0)
+    sim.freeze("n7")
+    sim.run(2.0)
+    survivors = [n for n in sim.nodes if n != "n7"]
+    assert all(sim.down_in(n) == {"n7"} for n in survivors)
+    for _ in range(24):  # across boundaries, checked every 0.5 s
+        sim.run(0.5)
+        assert all(sim.down_in(n) == {"n7"} for n in survivors)
+    sim.thaw("n7")
+    sim.run(1.0)
+    assert all(not sim.down_in(n) for n in sim.nodes)
+    sim.stop()
+
+
+def test_no_false_verdicts_across_rotations_at_ten_percent_loss(clock) -> None:
+    """Rotating observers on a lossy network never hold a live node down."""
+    sim = _big(clock, 16, 4, rotate=5.0)
+    sim.net.loss = 0.10
+    for _ in range(40):
+        sim.run(0.5)
+        assert all(not sim.down_in(n) for n in sim.nodes)
+    sim.stop()
+
+
+def test_a_restarted_redis_whose_version_meets_ours_is_still_read(cluster) -> None:
+    """After Redis lost its data and counted its version back up to the one a node last
+    saw, the node still reads the new down hash within FULL_READ_SECONDS."""
+    cluster.freeze("n3")
+    cluster.run(2.0)
+    assert cluster.down_in("n1") == {"n3"}
+    cluster.thaw("n3")
+    cluster.run(1.0)
+    seen = cluster.nodes["n1"].judge._version
+    cluster.stop()
+    cluster.redis.data.clear()
+    cluster.redis.expires.clear()
+    cluster.redis.run("HSET", "sfs:ping:down", "n4", json.dumps({"since": 0.0}))
+    cluster.redis.run("SET", "sfs:ping:version", seen)
+    judge = cluster.nodes["n1"].judge
+    judge.tally()
+    assert "n4" not in judge.down
+    cluster.clock.advance(FULL_READ_SECONDS)
+    judge.tally()
+    assert "n4" in judge.down

@@ -8,11 +8,13 @@ import pytest_twisted
 from klein import Klein
 
 from stretchfs.master.pingview import cluster_view
+from stretchfs.pingnet.ballot import tally_command
 from stretchfs.pingnet.keys import votes_key
 from stretchfs.pingnet.status import add_pingnet_routes
 from stretchfs.web.errormap import install_error_handlers
 from tests.fakes import FakeRedisStore
 from tests.helpers import CLUSTER_KEY
+from tests.pingnet import tallymodel
 from tests.pingnet.simnet import SimCluster
 
 
@@ -87,3 +89,25 @@ async def test_cluster_view_counts_votes_per_peer(clock) -> None:
     assert view["down"] == ["c"]
     assert rows["c"]["voters"] == ["a", "b"] and rows["c"]["needed"] == 2
     assert rows["a"]["available"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_cluster_view_follows_the_observers_verdict_past_k_plus_one(clock) -> None:
+    """Past K+1 nodes only a peer's K observers vote on it, so the votes are no majority
+    of every active peer; the master (and its repair planner) still sees the peer down
+    once its observers' tally script has put it in the down set."""
+    redis = tallymodel.install(FakeRedisStore(clock))
+    now = clock.seconds()
+    names = ["s{:02}".format(i) for i in range(20)]
+    observers = names[1:5]                      # K = 4 observers of s00
+    for voter in observers[:3]:
+        redis.execute(*tally_command("sfs:", "s00", voter, "cast", now, 10.0, [observers]))
+
+    async def registry() -> list[dict[str, Any]]:
+        return [{"name": n, "role": "store", "active": True} for n in names]
+
+    view = await cluster_view(redis, "sfs:", registry, now)
+    rows = {r["name"]: r for r in view["peers"]}
+    assert view["down"] == ["s00"]
+    assert rows["s00"]["available"] is False and rows["s00"]["needed"] == 3
+    assert sorted(rows["s00"]["counted"]) == observers[:3]
