@@ -3,7 +3,6 @@ lease-held jobs when one is SIGKILLed (docs/ha.md), and a bad master list stops 
 
 from __future__ import annotations
 
-import os
 import subprocess
 from typing import Iterator
 
@@ -14,9 +13,10 @@ from stretchfs.chaos.ha import LEASE_GAUGES, jobs_led, master_kill
 from stretchfs.chaos.scenarios import Options
 from stretchfs.chaos.watch import wait_until
 from stretchfs.config import load_config
-from stretchfs.devcluster.cluster import DEV_LEASE_TTL_SECONDS, LocalCluster, stop_detached
+from stretchfs.devcluster.cluster import DEV_LEASE_TTL_SECONDS
 from stretchfs.devcluster.process import twistd_command
 from stretchfs.exitcodes import EX_CONFIG
+from tests.e2e.conftest import running_cluster
 from tests.helpers import CLUSTER_KEY
 
 SHORT = Options(seed_files=6, threads=2, settle_seconds=3.0)
@@ -25,20 +25,9 @@ SHORT = Options(seed_files=6, threads=2, settle_seconds=3.0)
 @pytest.fixture
 def two_masters(tmp_path, repo_root: str) -> Iterator[str]:
     """A local cluster with two masters, two prisms and two stores."""
-    workdir = str(tmp_path / "cluster")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = repo_root
-    cluster = LocalCluster(workdir, prisms=2, stores=2, masters=2, say=lambda text: None)
-    try:
-        cluster.up(detach=True, timeout=90)
-        yield workdir
-    finally:
-        stop_detached(workdir, say=lambda text: None)
-        cluster.down()
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+    with running_cluster(str(tmp_path / "cluster"), repo_root, prisms=2, stores=2,
+                         masters=2) as handle:
+        yield handle.workdir
 
 
 def test_master_kill_keeps_logins_purchases_and_moves_the_leased_jobs(two_masters) -> None:

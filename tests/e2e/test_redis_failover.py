@@ -14,31 +14,20 @@ from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.redisha import FAILOVER_LIMIT_SECONDS
 from stretchfs.chaos.scenarios import SCENARIOS, Options
 from stretchfs.devcluster.cluster import (
-    LocalCluster,
     _alive,
     load_state,
     managed_redis,
     stop_detached,
 )
+from tests.e2e.conftest import running_cluster
 
 
 @pytest.fixture
 def ha_dir(tmp_path, repo_root: str) -> Iterator[str]:
     """A local cluster behind Sentinel (primary, 2 replicas, 3 Sentinels, 2 prisms, 3 stores)."""
-    workdir = str(tmp_path / "ha")
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = repo_root
-    cluster = LocalCluster(workdir, prisms=2, stores=3, ha=True, say=lambda text: None)
-    try:
-        cluster.up(detach=True, timeout=90)
-        yield workdir
-    finally:
-        stop_detached(workdir, say=lambda text: None)
-        cluster.down()
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
+    with running_cluster(str(tmp_path / "ha"), repo_root, prisms=2, stores=3,
+                         ha=True) as handle:
+        yield handle.workdir
 
 
 def test_redis_failover_loses_nothing_acknowledged(ha_dir: str) -> None:
