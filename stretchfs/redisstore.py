@@ -382,11 +382,24 @@ def _sentinel_query(host: str, port: int, timeout: float, password: str,
     commands = [["SENTINEL", "GET-MASTER-ADDR-BY-NAME", service]]
     if password:
         commands.insert(0, ["AUTH", password])
-    payload = b"".join(b"*%d\r\n" % len(c) + b"".join(
-        b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in c) for c in commands)
-    with socket.create_connection((host, port), timeout=timeout) as sock, \
-            sock.makefile("rb") as replies:
-        sock.sendall(payload)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        return exchange_lines(sock, commands)
+
+
+def resp(args: Sequence[str]) -> bytes:
+    """`args` as one RESP command (an array of bulk strings)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode("utf-8")
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def exchange_lines(sock: socket.socket, commands: Sequence[Sequence[str]]) -> bytes:
+    """Send `commands` on the blocking `sock` and read the first line of each reply;
+    the last line, or the first error line (the commands after it are not read)."""
+    sock.sendall(b"".join(resp(command) for command in commands))
+    with sock.makefile("rb") as replies:
         line = b""
         for _ in commands:
             line = replies.readline().rstrip(b"\r\n")

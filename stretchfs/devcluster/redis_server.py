@@ -29,7 +29,7 @@ from stretchfs.devcluster.redisacl import (
     default_user_line,
     password_hash_rule,
 )
-from stretchfs.redisstore import RedisAddress
+from stretchfs.redisstore import RedisAddress, exchange_lines
 
 HOW_TO_GET_REDIS = (
     "no redis-server found: install it (Debian: apt-get install -y redis-server), "
@@ -75,15 +75,8 @@ def redis_command(address: RedisAddress, *args: str, timeout: float = 5.0) -> by
     if address.password is not None:
         login = [address.username] if address.username else []
         commands.insert(0, ["AUTH", *login, address.password])
-    payload = b"".join(resp(command) for command in commands)
-    with connect(address, timeout) as sock, sock.makefile("rb") as replies:
-        sock.sendall(payload)
-        line = b""
-        for _ in commands:
-            line = replies.readline().rstrip(b"\r\n")
-            if line.startswith(b"-"):
-                break
-        return line
+    with connect(address, timeout) as sock:
+        return exchange_lines(sock, commands)
 
 
 def connect(address: RedisAddress, timeout: float) -> socket.socket:
@@ -97,14 +90,6 @@ def connect(address: RedisAddress, timeout: float) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def resp(args: list[str]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode("utf-8")
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
 
 
 @dataclass

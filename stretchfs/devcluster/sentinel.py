@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stretchfs.devcluster.ports import free_port
-from stretchfs.devcluster.redis_server import RedisProcess, connect, resp, write_aclfile
+from stretchfs.devcluster.redis_server import RedisProcess, connect, write_aclfile
 from stretchfs.devcluster.redisacl import REPLICA_USER, SENTINEL_USER
-from stretchfs.redisstore import RedisAddress
+from stretchfs.redisstore import RedisAddress, resp
 
 SERVICE = "stretchfs"
 REPLICAS = 2
