@@ -34,9 +34,16 @@ from stretchfs.chaos.scenarios import (
 )
 from stretchfs.chaos.watch import VerdictWatch, wait_until
 from stretchfs.devcluster.cluster import CLUSTER_FILE, _alive, write_private
-from stretchfs.devcluster.sentinel import is_synced_replica, primary_port, restart_server
+from stretchfs.devcluster.sentinel import (
+    ha_settled,
+    is_synced_replica,
+    primary_port,
+    restart_server,
+)
 
 FAILOVER_LIMIT_SECONDS = 10.0
+# A Sentinel that stalled stays in TILT mode for 30 s: wait out one such period.
+SETTLE_TIMEOUT_SECONDS = 45.0
 REJOIN_TIMEOUT_SECONDS = 30.0
 PARTITION_TABLE = "stretchfs_redis_partition"
 
@@ -100,6 +107,16 @@ def _primary_row(handle: ClusterHandle) -> dict[str, Any] | None:
     return None
 
 
+def _ready_primary(handle: ClusterHandle) -> dict[str, Any] | None:
+    """The primary's row once Sentinel can fail it over (`ha_settled`), else None."""
+    row = _primary_row(handle)
+    redis = handle.state["redis"]
+    if row is None or not ha_settled(list(redis["sentinels"]), int(row["port"]),
+                                     str(redis.get("admin_password") or "")):
+        return None
+    return row
+
+
 def _node_pids(handle: ClusterHandle) -> dict[str, Any]:
     return {n["name"]: n.get("pid") for n in handle.nodes()}
 
@@ -159,10 +176,17 @@ def _primary_outage(handle: ClusterHandle, options: Options, report: Report,
                     heal: Callable[[ClusterHandle, dict[str, Any], Report], None]) -> Report:
     """Hurt the primary under load and writes; check the failover time and that nothing
     acknowledged was lost, no verdict was false and no node restarted; then heal."""
+    took = wait_until(lambda: _ready_primary(handle) is not None, SETTLE_TIMEOUT_SECONDS,
+                      step=0.5)
     victim = _primary_row(handle)
     if victim is None:
         report.fail("no Redis primary behind Sentinel (start with `stretchfs dev up --ha`)")
         return report
+    if took is None:
+        report.fail("the Sentinels were not ready to fail over within {:.0f} s (in TILT "
+                    "mode, or not seeing both replicas)".format(SETTLE_TIMEOUT_SECONDS))
+        return report
+    report.notes.append("Sentinels ready to fail over after {:.1f} s".format(took))
     pids = _node_pids(handle)
     watch = VerdictWatch(handle.nodes(), handle.state["cluster_key"])
     load = _start_load(handle, options)

@@ -62,12 +62,18 @@ class Report:
     detection_seconds: float | None = None
     data_lost: int = 0
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     ok: bool = True
 
     def fail(self, why: str) -> None:
         """Record a broken promise."""
         self.ok = False
         self.notes.append(why)
+        self.problems.append(why)
+
+    def explain(self) -> str:
+        """The broken promises, then the whole row: the message of a failed test."""
+        return "broken: {}\nreport: {}".format(self.problems, self.as_row())
 
     def as_row(self) -> dict[str, Any]:
         """A JSON-friendly summary."""

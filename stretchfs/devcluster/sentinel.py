@@ -200,6 +200,22 @@ def restart_server(row: dict[str, Any], timeout: float = 15.0) -> int:
     return process.process.pid
 
 
+def ha_settled(sentinels: list[str], primary: int, admin_password: str) -> bool:
+    """Sentinel can fail the primary on `primary` over now: every Sentinel is out of TILT
+    mode (which it enters after a stall of its own and stays in for 30 s, acting on
+    nothing) and sees the primary up with both replicas and the other Sentinels, and
+    both replicas copy the primary."""
+    expected = "status=ok,address=127.0.0.1:{},slaves={},sentinels={}".format(
+        primary, REPLICAS, SENTINELS)
+    for item in sentinels:
+        host, _, port = item.rpartition(":")
+        info = _bulk(RedisAddress(host=host, port=int(port)), "INFO", "sentinel")
+        if "sentinel_tilt:0" not in info or expected not in info:
+            return False
+    admin = RedisAddress(port=primary, password=admin_password)
+    return _bulk(admin, "INFO", "replication").count("state=online") == REPLICAS
+
+
 def is_synced_replica(port: int, admin_password: str) -> bool:
     """The server on `port` is a replica whose link to its primary is up."""
     text = _bulk(RedisAddress(port=port, password=admin_password), "INFO", "replication")

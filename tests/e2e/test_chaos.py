@@ -45,7 +45,7 @@ def test_scenario_keeps_its_promises(cluster_dir: str, scenario: str) -> None:
     """The scenario's report shows no broken promise and no lost data, and the cluster is whole."""
     handle = ClusterHandle(cluster_dir)
     report = SCENARIOS[scenario](handle, SHORT)
-    assert report.ok, report.as_row()
+    assert report.ok, report.explain()
     assert report.data_lost == 0
     for node in handle.nodes():
         assert handle.health(node["name"])[0] == 200, node["name"]

@@ -45,7 +45,7 @@ def test_master_kill_keeps_logins_purchases_and_moves_the_leased_jobs(two_master
     led = [jobs_led(url) or set() for url in urls]
     assert not led[0] & led[1]                          # each job runs on one master only
     report = master_kill(handle, SHORT)
-    assert report.ok, report.as_row()
+    assert report.ok, report.explain()
     assert report.detection_seconds is not None
     # a bid every ttl/3 plus the gauges' refresh: the bound docs/ha.md gives, with slack
     assert report.detection_seconds <= DEV_LEASE_TTL_SECONDS * 4 / 3 + 4.0

@@ -41,7 +41,7 @@ def test_redis_failover_loses_nothing_acknowledged(ha_dir: str) -> None:
     handle = ClusterHandle(ha_dir)
     report = SCENARIOS["redis-failover"](handle, Options(seed_files=6, threads=3,
                                                          settle_seconds=4.0))
-    assert report.ok, report.as_row()
+    assert report.ok, report.explain()
     assert report.data_lost == 0
     assert report.detection_seconds is not None
     assert report.detection_seconds <= FAILOVER_LIMIT_SECONDS

@@ -30,7 +30,7 @@ def test_a_lost_store_is_repaired_and_trimmed_when_it_returns(
     master logged the store's state changes, its repair batches (and its trims)."""
     handle = dev_cluster(prisms=1, stores=4, lost_after=LOST_AFTER_SECONDS)
     report = SCENARIOS[scenario](handle, OPTIONS)
-    assert report.ok, report.as_row()
+    assert report.ok, report.explain()
     assert report.data_lost == 0
     status, body = http_call("GET", handle.state["master_url"] + "/repair/status",
                              key=handle.state["cluster_key"])
@@ -50,6 +50,6 @@ def test_a_drained_store_is_emptied_removed_and_stopped_under_load(
     removed without --force and stopped; no download fails and nothing is lost."""
     handle = dev_cluster(prisms=1, stores=4, lost_after=LOST_AFTER_SECONDS)
     report = SCENARIOS["drain"](handle, OPTIONS)
-    assert report.ok, report.as_row()
+    assert report.ok, report.explain()
     assert report.data_lost == 0 and not report.failed
     assert [e.get("state") for e in _events(handle, "repair_store")][:1] == ["drained"]

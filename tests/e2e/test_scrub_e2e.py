@@ -22,7 +22,7 @@ def test_flipped_bytes_are_found_quarantined_and_repaired(
     handle = dev_cluster(prisms=1, stores=3, lost_after=5.0)
     report = SCENARIOS["bit-rot"](handle, Options(seed_files=10, threads=2,
                                                   settle_seconds=2.0, repair_seconds=60.0))
-    assert report.ok, report.as_row()
+    assert report.ok, report.explain()
     assert report.data_lost == 0
     victim = handle.node(handle.nodes("store")[-1]["name"])
     rotten = corrupt_found(victim["log"])
