@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -53,6 +53,15 @@ if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return 0 end
 for _, command in ipairs(cjson.decode(ARGV[2])) do redis.call(unpack(command)) end
 return 1
 """)
+
+
+class Releasable(Protocol):
+    """A job that holds a lease and gives it up when its master stops cleanly."""
+
+    job: str
+
+    async def release(self) -> None:
+        """Stop, and give the lease up if held."""
 
 
 def lease_owner(node_name: str) -> str:

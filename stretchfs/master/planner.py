@@ -175,12 +175,25 @@ class RepairPlanner(PeriodicService):
 
         return d.addCallbacks(done, failed)
 
+    job = "repair planner"
+
     def stopService(self) -> None:
         """Stop the rounds and abandon the copies in flight (the next holder redoes them)."""
         super().stopService()
         self._stopped = True
         for copy in list(self._copying.values()):
             copy.cancel()
+
+    async def release(self) -> None:
+        """Stop, then give the lease up if held (a clean stop of this master): another
+        master leads from its next round instead of after the lease's TTL."""
+        if self.running:
+            self.stopService()
+        if self.lease.token:
+            await self.lease.release()
+            log.info("repair planner lease given up", event="repair_lease")
+        self._leading = 0
+        self.metrics.leader.set(0)
 
     def copies_done(self) -> Deferred[None]:
         """Fires once no copy is in flight and none is being started (tools and tests)."""

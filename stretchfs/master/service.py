@@ -14,7 +14,7 @@ from stretchfs.config import MasterConfig
 from stretchfs.errors import StretchFSError
 from stretchfs.health import Readiness
 from stretchfs.master.api import PUBLISH_MAX_BYTES, MasterAPI
-from stretchfs.master.lease import Lease, LeasedJob, lease_owner
+from stretchfs.master.lease import Lease, Releasable, lease_owner
 from stretchfs.master.planner import repair_planner
 from stretchfs.master.purchases import PurchasePruner
 from stretchfs.metrics import new_registry
@@ -34,7 +34,7 @@ class MasterService(MultiService):
     def __init__(self, api: MasterAPI) -> None:
         super().__init__()
         self.api = api
-        self.leased: list[LeasedJob] = []
+        self.leased: list[Releasable] = []
 
     def stopService(self) -> Deferred[Any]:
         """Drain the feeds (`MasterAPI.drain`), give up the leases of `leased` jobs (so
@@ -83,6 +83,8 @@ def build_master_service(config: MasterConfig, *, reactor: Any, redis: RedisStor
         listener.setServiceParent(top)
     api.verdicts.setServiceParent(top)
     api.probe.setServiceParent(top)
-    repair_planner(config, redis, reactor, http, api).setServiceParent(top)
+    planner = repair_planner(config, redis, reactor, http, api)
+    planner.setServiceParent(top)
+    top.leased.append(planner)
     CallOnStop(redis.close).setServiceParent(top)
     return top

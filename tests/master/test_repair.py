@@ -592,3 +592,28 @@ async def test_small_content_starts_before_large_content_ahead_of_it(master) -> 
     assert stores.requests and {sha1 for sha1, _, _ in stores.calls} <= set(small)
     job.stopService()
     await job.copies_done()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_cleanly_stopped_planner_hands_its_lease_over_at_once(master) -> None:
+    """A master that stops cleanly gives the planner's lease up: the other master's next
+    round leads (and plans) at once, not after the lease's TTL; the stopped one plans
+    nothing more."""
+    hashes = await cluster(master)
+    stores = StandInStores(master.api)
+    first = planner(master, stores, owner="m1")
+    second = planner(master, stores, owner="m2")
+    await first.run_round()
+    await second.run_round()
+    assert first.lease.token and not second.lease.token
+    await first.release()
+    assert not first.lease.token
+    master.clock.advance(1.0)                # well within the 10 s TTL
+    await second.run_round()
+    assert second.lease.token
+    await vote_down(master, "store4")
+    await rounds(second, master, int(LOST_AFTER) + 3)
+    assert (await master.call("GET", "/repair/status")).json["planner"]["owner"] == "m2"
+    rows = await counted_rows(master, hashes)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+    assert master.clock.getDelayedCalls() == []
