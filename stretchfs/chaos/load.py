@@ -166,12 +166,13 @@ class Load:
             return Counter(r.kind for r in self.results
                            if r.kind != "ok" and since <= r.at < until)
 
-    def examples(self) -> dict[str, str]:
-        """One recorded detail per failure kind, for reports."""
+    def examples(self, since: float = 0.0) -> dict[str, str]:
+        """One recorded detail per failure kind (of the calls started from `since` on),
+        for reports."""
         with self._lock:
             found: dict[str, str] = {}
             for result in self.results:
-                if result.kind != "ok":
+                if result.kind != "ok" and result.at >= since:
                     found.setdefault(result.kind, result.detail[:200])
             return found
 

@@ -650,7 +650,8 @@ class Under:
         """No client call that started after `since` failed."""
         failures = self.load.failures(since)
         if failures:
-            self.report.fail("failures {}: {}".format(when, dict(failures)))
+            self.report.fail("failures {}: {}, such as {}".format(
+                when, dict(failures), self.load.examples(since)))
 
 
 def _under_load(handle: ClusterHandle, options: Options, scenario: str,
