@@ -8,9 +8,12 @@ ports.  Every `PEER_PUSH_SECONDS` the supervisor writes its peer table and
 ping-net status to each worker's stdin, one JSON line (`peer_state`); the
 worker applies it with `WorkerLink` (so every worker picks stores by the one
 ping net's verdicts) and asks for a registry refresh by writing `refresh` on
-its fd 3.  Nothing runs half alive: a worker that exits takes the whole
-prism down (the supervisor stops), and a worker whose supervisor is gone
-(its stdin closes) stops itself.
+its fd 3, where it also answers each peer table with `alive`.  Nothing runs
+half alive: a worker that exits, or that has not answered for
+`WORKER_SILENT_SECONDS` (hung: the kernel would go on handing it
+connections), takes the whole prism down (the supervisor stops, systemd
+starts it again), and a worker whose supervisor is gone (its stdin closes)
+stops itself.
 """
 
 from __future__ import annotations
@@ -36,8 +39,10 @@ log = Logger()
 
 PEER_PUSH_SECONDS = 0.25
 WORKER_STOP_SECONDS = 10.0
+WORKER_SILENT_SECONDS = 10.0
 MAX_STATE_LINE_BYTES = 16 * 1024 * 1024
 REFRESH_LINE = b"refresh"
+ALIVE_LINE = b"alive"
 CONTROL_FD = 0   # the worker's stdin: peer state from the supervisor
 REQUEST_FD = 3   # the worker's requests to the supervisor
 
@@ -85,18 +90,22 @@ class RelayedStatus:
 class _WorkerProcess(ProcessProtocol):
     """The supervisor's end of one worker: its requests, its exit."""
 
-    def __init__(self, supervisor: "WorkerSupervisor", worker: int) -> None:
+    def __init__(self, supervisor: "WorkerSupervisor", worker: int, now: float) -> None:
         self._supervisor = supervisor
         self.worker = worker
         self.ended: Deferred[None] = Deferred()
         self.running = True
+        self.heard = now          # when its last line came (its spawn, at first)
         self._buffer = b""
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        """Lines on fd 3: `refresh` asks for a registry download."""
+        """Lines on fd 3: `alive` answers a peer table, `refresh` asks for a registry
+        download."""
         self._buffer += data
         *lines, self._buffer = self._buffer.split(b"\n")
         self._buffer = self._buffer[-1024:]
+        if lines:
+            self.heard = self._supervisor.now()
         if any(line.strip() == REFRESH_LINE for line in lines):
             self._supervisor.refresh_registry()
 
@@ -143,7 +152,7 @@ class WorkerSupervisor(Service):
         if self._stopping:
             return
         for worker in range(2, self._count + 1):
-            protocol = _WorkerProcess(self, worker)
+            protocol = _WorkerProcess(self, worker, self.now())
             try:
                 transport = self._spawn(worker, protocol, ports)
             except Exception:
@@ -156,8 +165,22 @@ class WorkerSupervisor(Service):
                      worker=worker, pid=transport.pid, ports=ports, event="worker_started")
         self._push.start(PEER_PUSH_SECONDS, now=True)
 
+    def now(self) -> float:
+        """The supervisor's clock."""
+        return self._clock.seconds()
+
     def push(self) -> None:
-        """Write the peer table and ping-net status to every running worker."""
+        """Write the peer table and ping-net status to every running worker; stop the
+        prism when one has not answered for `WORKER_SILENT_SECONDS`."""
+        for protocol, _ in self._workers.values():
+            silent = self.now() - protocol.heard
+            if protocol.running and silent >= WORKER_SILENT_SECONDS:
+                log.critical("prism worker {worker} has not answered for {seconds:.0f} s "
+                             "(hung); stopping the prism", worker=protocol.worker,
+                             seconds=silent, event="worker_silent")
+                self._push.stop()
+                self._stop_prism()
+                return
         try:
             line = peer_state(self._peers, self._status()) + b"\n"
             for protocol, transport in self._workers.values():
@@ -246,7 +269,9 @@ class WorkerLink(Service):
         self._transport = self._connect(_LinkProtocol(self))
 
     def apply(self, line: bytes) -> None:
-        """Take one peer state: a new registry only when it changed, every verdict."""
+        """Answer `alive`, then take one peer state: a new registry only when it changed,
+        every verdict."""
+        self._tell(ALIVE_LINE)
         try:
             state = json.loads(line)
             records = [PeerRecord(**record) for record in state["records"]]
@@ -263,8 +288,11 @@ class WorkerLink(Service):
 
     def request_refresh(self) -> None:
         """Ask the supervisor for a registry download (an upload found too few stores)."""
+        self._tell(REFRESH_LINE)
+
+    def _tell(self, line: bytes) -> None:
         if self._transport is not None:
-            self._transport.write(REFRESH_LINE + b"\n")
+            self._transport.write(line + b"\n")
 
     def supervisor_gone(self) -> None:
         """Our stdin closed: unless stopping anyway, stop this worker."""

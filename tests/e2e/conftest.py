@@ -20,6 +20,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def alive(pid: int) -> bool:
+    """Process `pid` exists and is not a zombie."""
+    try:
+        with open("/proc/{}/status".format(pid)) as handle:
+            return "State:\tZ" not in handle.read()
+    except OSError:
+        return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """PIDs whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/{}/stat".format(entry)) as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
 @pytest.fixture
 def launch(tmp_path, repo_root: str) -> Iterator[Callable[..., NodeProcess]]:
     """Start `twistd stretchfs-<role>` with a config; every node is stopped afterwards.

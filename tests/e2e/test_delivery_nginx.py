@@ -17,6 +17,7 @@ import pytest
 
 from stretchfs.devcluster.nginx import nginx_binary
 from stretchfs.devcluster.process import decode_json, http_call, read_events
+from tests.e2e.conftest import alive, child_pids
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None,
                                 reason="nginx is not installed (apt-get install nginx)")
@@ -26,29 +27,6 @@ def _stretchfs(*args: str, repo_root: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "stretchfs.cli.main", *args],
                           capture_output=True, text=True, timeout=180,
                           env=dict(os.environ, PYTHONPATH=repo_root))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open("/proc/{}/status".format(pid)) as handle:
-            return "State:\tZ" not in handle.read()
-    except OSError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    """PIDs whose parent is `pid`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/{}/stat".format(entry)) as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def _upload(prism: str, token: str, data: bytes) -> str:
@@ -87,9 +65,9 @@ def test_purchased_downloads_through_nginx_from_two_prism_workers(tmp_path,
         with open(os.path.join(workdir, "cluster.json")) as handle:
             state = json.load(handle)
         fronts = {urlsplit(front["url"]).netloc for front in state["nginx"]}
-        assert len(fronts) == 2 and all(_alive(front["pid"]) for front in state["nginx"])
+        assert len(fronts) == 2 and all(alive(front["pid"]) for front in state["nginx"])
         prism = next(node for node in state["nodes"] if node["role"] == "prism")
-        worker_pids = _children(prism["pid"])
+        worker_pids = child_pids(prism["pid"])
         assert len(worker_pids) == 1 and state["prism_workers"] == 2
         status, reply = http_call("POST", prism["url"] + "/user/login", state["user"])
         assert status == 200
@@ -115,13 +93,13 @@ def test_purchased_downloads_through_nginx_from_two_prism_workers(tmp_path,
             assert (status, headers.get("Server"), body) == (200, "nginx", data)
         os.kill(worker_pids[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while _alive(prism["pid"]) and time.monotonic() < deadline:
+        while alive(prism["pid"]) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(prism["pid"]), "the prism kept running without its worker"
+        assert not alive(prism["pid"]), "the prism kept running without its worker"
         exited = [e for e in read_events(prism["log"]) if e.get("event") == "worker_exited"]
         assert [e["worker"] for e in exited] == [2]
     finally:
         down = _stretchfs("dev", "down", "--workdir", workdir, repo_root=repo_root)
     assert down.returncode == 0
     pids = [node["pid"] for node in state["nodes"]] + [f["pid"] for f in state["nginx"]]
-    assert not [pid for pid in pids + worker_pids if _alive(pid)]
+    assert not [pid for pid in pids + worker_pids if alive(pid)]

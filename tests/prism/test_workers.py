@@ -18,6 +18,7 @@ from stretchfs.pingnet.peers import PeerRecord, Peers
 from stretchfs.prism.workers import (
     CONTROL_FD,
     PEER_PUSH_SECONDS,
+    WORKER_SILENT_SECONDS,
     WORKER_STOP_SECONDS,
     RelayedStatus,
     WorkerLink,
@@ -227,7 +228,7 @@ def test_a_worker_stops_when_its_supervisor_is_gone() -> None:
     assert pipe.protocol is not None
     pipe.protocol.dataReceived(peer_state(Peers(), None) + b"\n")
     link.request_refresh()
-    assert pipe.sent == b"refresh\n"
+    assert pipe.sent == b"alive\nrefresh\n"
     pipe.protocol.connectionLost(Failure(Exception("EOF")))
     assert stops == [1]
     other, stops2 = _Pipe(), []
@@ -236,6 +237,37 @@ def test_a_worker_stops_when_its_supervisor_is_gone() -> None:
     link2.startService()
     link2.stopService()
     assert other.closed and stops2 == []
+
+
+def test_a_hung_worker_takes_the_prism_down() -> None:
+    """A worker that answers no peer table for WORKER_SILENT_SECONDS (its reactor hung,
+    while the kernel still hands it connections) stops the prism, logged once; workers
+    that answer keep it running, however long it runs."""
+    harness = Harness(count=3)
+    harness.supervisor.startService()
+    answering, hung = harness.spawned[0][1], harness.spawned[1][1]
+    for _ in range(int(3 * WORKER_SILENT_SECONDS / PEER_PUSH_SECONDS)):
+        answering.childDataReceived(3, b"alive\n")
+        hung.childDataReceived(3, b"alive\n")
+        harness.clock.advance(PEER_PUSH_SECONDS)
+    assert harness.stops == 0
+    with capturedLogs() as events:
+        for _ in range(int(WORKER_SILENT_SECONDS / PEER_PUSH_SECONDS) + 1):
+            answering.childDataReceived(3, b"alive\n")
+            harness.clock.advance(PEER_PUSH_SECONDS)
+    assert harness.stops == 1
+    assert [e["worker"] for e in events if e.get("event") == "worker_silent"] == [3]
+
+
+def test_a_worker_answers_each_peer_table_even_a_bad_one() -> None:
+    """The worker writes `alive` for every line it reads: the supervisor's sign of life."""
+    pipe = _Pipe()
+    link = WorkerLink(peers=Peers(), relayed=RelayedStatus(), connect=pipe.connect,
+                      stop_worker=list)
+    link.startService()
+    assert pipe.protocol is not None
+    pipe.protocol.dataReceived(peer_state(Peers(), None) + b"\n{not json\n")
+    assert pipe.sent == b"alive\nalive\n"
 
 
 def test_a_worker_that_cannot_be_started_takes_the_prism_down() -> None:
