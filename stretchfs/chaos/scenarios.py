@@ -73,14 +73,19 @@ class Report:
 
     def explain(self) -> str:
         """The broken promises, then the whole row: the message of a failed test."""
-        return "broken: {}\nreport: {}".format(self.problems, self.as_row())
+        return explain_row(self.as_row())
 
     def as_row(self) -> dict[str, Any]:
         """A JSON-friendly summary."""
         return {"scenario": self.scenario, "requests": self.requests,
                 "failed": sum(self.failed.values()), "failures": dict(self.failed),
                 "detection_seconds": self.detection_seconds, "data_lost": self.data_lost,
-                "ok": self.ok, "notes": self.notes}
+                "ok": self.ok, "problems": self.problems, "notes": self.notes}
+
+
+def explain_row(row: dict[str, Any]) -> str:
+    """A report row's broken promises, then the whole row: the message of a failed test."""
+    return "broken: {}\nreport: {}".format(row.get("problems"), row)
 
 
 # -- helpers ------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Iterator
 
@@ -104,3 +106,49 @@ def dev_cluster(tmp_path, repo_root: str) -> Iterator[Callable[..., ClusterHandl
             return started[-1]
 
         yield start
+
+
+def netns_available() -> bool:
+    """This process may create network namespaces and has nft (root, with nftables)."""
+    probe = "sfs-probe-{}".format(os.getpid())
+    try:
+        added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if added.returncode != 0:
+        return False
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
+    return subprocess.run(["which", "nft"], capture_output=True).returncode == 0
+
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@contextmanager
+def cluster_in_netns(workdir: str, repo_root: str, prefix: str, *up_options: str,
+                     up_timeout: float = 180) -> Iterator[Runner]:
+    """`stretchfs dev up --detach` (with `up_options`) inside a network namespace of our
+    own; yields `stretchfs(*args, timeout=)`, which runs the CLI inside it.  `dev down`
+    and the namespace's deletion follow.  Skips the test where namespaces or nft are
+    not permitted."""
+    if not netns_available():
+        pytest.skip("network namespaces or nft are not permitted here (needs root and nftables)")
+    namespace = "{}-{}".format(prefix, os.getpid())
+    env = dict(os.environ, PYTHONPATH=repo_root)
+    inside = ["ip", "netns", "exec", namespace, sys.executable, "-m", "stretchfs.cli.main"]
+
+    def stretchfs(*args: str, timeout: float) -> "subprocess.CompletedProcess[str]":
+        return subprocess.run(inside + list(args), capture_output=True, text=True,
+                              timeout=timeout, env=env)
+
+    subprocess.run(["ip", "netns", "add", namespace], check=True, timeout=10)
+    try:
+        subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"],
+                       check=True, timeout=10)
+        up = stretchfs("dev", "up", *up_options, "--detach", "--workdir", workdir,
+                       timeout=up_timeout)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield stretchfs
+    finally:
+        stretchfs("dev", "down", "--workdir", workdir, timeout=120)
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)

@@ -6,16 +6,15 @@ for the master and 30 s for Redis); every promise is checked the same way.
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
 from typing import Iterator
 
 import pytest
 
 from stretchfs.chaos.cluster import ClusterHandle
-from stretchfs.chaos.scenarios import SCENARIOS, Options
-from tests.e2e.conftest import running_cluster
+from stretchfs.chaos.scenarios import SCENARIOS, Options, explain_row
+from tests.e2e.conftest import cluster_in_netns, running_cluster
 
 SHORT = Options(seed_files=8, threads=3, settle_seconds=3.0, master_down_seconds=8.0,
                 redis_down_seconds=8.0, upload_mib=48)
@@ -51,40 +50,14 @@ def test_scenario_keeps_its_promises(cluster_dir: str, scenario: str) -> None:
         assert handle.health(node["name"])[0] == 200, node["name"]
 
 
-def _netns_available() -> bool:
-    probe = "sfs-probe-{}".format(os.getpid())
-    try:
-        added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    if added.returncode != 0:
-        return False
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
-    return subprocess.run(["which", "nft"], capture_output=True).returncode == 0
-
-
 def test_network_cut_in_a_private_namespace(tmp_path, repo_root: str) -> None:
     """A store cut off by nftables (in our own namespace) is marked down and votes no one down."""
-    if not _netns_available():
-        pytest.skip("network namespaces or nft are not permitted here (needs root and nftables)")
-    namespace = "sfs-chaos-{}".format(os.getpid())
     workdir = str(tmp_path / "cluster")
-    env = dict(os.environ, PYTHONPATH=repo_root)
-    inside = ["ip", "netns", "exec", namespace, sys.executable, "-m", "stretchfs.cli.main"]
-    subprocess.run(["ip", "netns", "add", namespace], check=True, timeout=10)
-    try:
-        subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"],
-                       check=True, timeout=10)
-        up = subprocess.run(inside + ["dev", "up", "--detach", "--workdir", workdir],
-                            capture_output=True, text=True, timeout=180, env=env)
-        assert up.returncode == 0, up.stdout + up.stderr
-        run = subprocess.run(inside + ["chaos", "network-cut", "--workdir", workdir,
-                                       "--seed-files", "5", "--json"],
-                             capture_output=True, text=True, timeout=300, env=env)
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert '"ok": true' in run.stdout
-        assert "skipped" not in run.stdout
-    finally:
-        subprocess.run(inside + ["dev", "down", "--workdir", workdir], capture_output=True,
-                       timeout=120, env=env)
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
+    with cluster_in_netns(workdir, repo_root, "sfs-chaos") as stretchfs:
+        run = stretchfs("chaos", "network-cut", "--workdir", workdir, "--seed-files", "5",
+                        "--json", timeout=300)
+        assert "[" in run.stdout, run.stdout + run.stderr
+        report = json.loads(run.stdout[run.stdout.index("["):])[0]
+        assert report["ok"], explain_row(report)
+        assert not any("skipped" in note for note in report["notes"]), report
+        assert run.returncode == 0, run.stderr

@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Iterator
 
 import pytest
 
 from stretchfs.chaos.cluster import ClusterHandle
 from stretchfs.chaos.redisha import FAILOVER_LIMIT_SECONDS
-from stretchfs.chaos.scenarios import SCENARIOS, Options
+from stretchfs.chaos.scenarios import SCENARIOS, Options, explain_row
 from stretchfs.devcluster.cluster import (
     _alive,
     load_state,
     managed_redis,
     stop_detached,
 )
-from tests.e2e.conftest import running_cluster
+from tests.e2e.conftest import cluster_in_netns, running_cluster
 
 
 @pytest.fixture
@@ -54,42 +51,16 @@ def test_redis_failover_loses_nothing_acknowledged(ha_dir: str) -> None:
     assert not any(_alive(p["pid"], "127.0.0.1:{}".format(p["port"])) for p in processes)
 
 
-def _netns_available() -> bool:
-    probe = "sfs-probe-{}".format(os.getpid())
-    try:
-        added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    if added.returncode != 0:
-        return False
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
-    return subprocess.run(["which", "nft"], capture_output=True).returncode == 0
-
-
 def test_redis_partition_in_a_private_namespace(tmp_path, repo_root: str) -> None:
     """The primary cut off by nftables (in our own namespace) keeps running; a replica takes
     over, the old primary rejoins as a replica after the heal, nothing acknowledged is lost."""
-    if not _netns_available():
-        pytest.skip("network namespaces or nft are not permitted here (needs root and nftables)")
-    namespace = "sfs-redis-{}".format(os.getpid())
     workdir = str(tmp_path / "cluster")
-    env = dict(os.environ, PYTHONPATH=repo_root)
-    inside = ["ip", "netns", "exec", namespace, sys.executable, "-m", "stretchfs.cli.main"]
-    subprocess.run(["ip", "netns", "add", namespace], check=True, timeout=10)
-    try:
-        subprocess.run(["ip", "netns", "exec", namespace, "ip", "link", "set", "lo", "up"],
-                       check=True, timeout=10)
-        up = subprocess.run(inside + ["dev", "up", "--ha", "--detach", "--workdir", workdir],
-                            capture_output=True, text=True, timeout=240, env=env)
-        assert up.returncode == 0, up.stdout + up.stderr
-        run = subprocess.run(inside + ["chaos", "redis-partition", "--workdir", workdir,
-                                       "--seed-files", "5", "--json"],
-                             capture_output=True, text=True, timeout=400, env=env)
-        assert run.returncode == 0, run.stdout + run.stderr
+    with cluster_in_netns(workdir, repo_root, "sfs-redis", "--ha",
+                          up_timeout=240) as stretchfs:
+        run = stretchfs("chaos", "redis-partition", "--workdir", workdir, "--seed-files", "5",
+                        "--json", timeout=400)
+        assert "[" in run.stdout, run.stdout + run.stderr
         report = json.loads(run.stdout[run.stdout.index("["):])[0]
-        assert report["ok"] and report["data_lost"] == 0, report
+        assert report["ok"] and report["data_lost"] == 0, explain_row(report)
+        assert run.returncode == 0, run.stderr
         assert any("rejoined as a replica" in note for note in report["notes"]), report
-    finally:
-        subprocess.run(inside + ["dev", "down", "--workdir", workdir], capture_output=True,
-                       timeout=120, env=env)
-        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
