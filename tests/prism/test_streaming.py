@@ -244,7 +244,7 @@ def test_endless_part_header_is_refused_not_buffered(tmp_path) -> None:
     """Part headers that never end are refused (400) once past 64 KiB, instead of the
     parser holding them in memory without bound."""
     from stretchfs.errors import InvalidInput
-    from stretchfs.prism.upload import MAX_QUIET_BYTES
+    from stretchfs.prism.multipart import MAX_HEADER_BYTES
 
     upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**9)
     upload.write(b"--XyZzY0123\r\nContent-Disposition: form-data; name=\"file\"; filename=\"")
@@ -255,7 +255,7 @@ def test_endless_part_header_is_refused_not_buffered(tmp_path) -> None:
         upload.write(b"a" * 16384)
         fed += 16384
     assert isinstance(upload.error, InvalidInput)
-    assert fed <= MAX_QUIET_BYTES + 16384
+    assert fed <= MAX_HEADER_BYTES + 16384
     assert os.listdir(tmp_path) == []
 
 
