@@ -18,13 +18,18 @@ the phase), and the ratio to the store PUT baseline.  The phase ends once
 the master knows every upload (the stores publish them), so the publish's
 CPU is counted.  The client's CPU is not counted.
 
+With --against REV, the same is measured in the same run with the code of git
+revision REV (extracted with `git archive` into a temp folder and put first on
+the servers' PYTHONPATH), alternating with this tree for --rounds rounds, and
+the medians are printed side by side with their ratio.
+
 With --profile DIR, `py-spy record --gil` samples the thread holding the GIL
 (Python CPU) of the prism, the stores and the master during the upload
 phase (flame-graph input, `--format raw`) into DIR; those runs are slower
 and their figures are not comparable.
 
     .venv/bin/python bench/upload_cpu.py [--uploads 1000] [--clients 8]
-        [--size 4096] [--replicas 1 2] [--profile DIR]
+        [--size 4096] [--replicas 1 2] [--against REV] [--rounds 1] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,7 +87,7 @@ def server_pids(state: dict[str, Any]) -> dict[str, int]:
 
 def _connect(url: str) -> http.client.HTTPConnection:
     parts = urlsplit(url)
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
 
 
 def multipart(data: bytes, name: str) -> bytes:
@@ -162,9 +168,12 @@ def master_knows(state: dict[str, Any], hashes: list[str], copies: int) -> bool:
 class Cluster:
     """1 master, 1 prism, 2 stores, private Redis; `replicas` on every node."""
 
-    def __init__(self, replicas: int) -> None:
+    def __init__(self, replicas: int, code: str) -> None:
         self.workdir = tempfile.mkdtemp(prefix="upload-cpu-")
         original = cluster_mod.render_config
+        saved_path = os.environ.get("PYTHONPATH")
+        if code:
+            os.environ["PYTHONPATH"] = code  # the servers import stretchfs from there
 
         def render(node: Any, *args: Any, **kwargs: Any) -> str:
             text = original(node, *args, **kwargs)
@@ -177,6 +186,10 @@ class Cluster:
             self.state = self.local.up(timeout=90)
         finally:
             cluster_mod.render_config = original
+            if saved_path is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved_path
         self.prism = self.state["prism_url"]
         self.stores = [n for n in self.state["nodes"] if n["role"] == "store"]
         user = self.state["user"]
@@ -258,21 +271,24 @@ def report(label: str, figures: dict[str, Any], base_ms: float | None) -> float:
     return total
 
 
-def run_replicas(replicas: int, args: argparse.Namespace) -> None:
-    """Both phases on one fresh cluster."""
-    cluster = Cluster(replicas)
+def run_replicas(replicas: int, code: str, label: str,
+                 args: argparse.Namespace) -> tuple[float, float]:
+    """Both phases on one fresh cluster running `code` (this tree when empty);
+    (uploads/s, server CPU ms per upload)."""
+    cluster = Cluster(replicas, code)
     try:
         key, token = cluster.state["cluster_key"], cluster.token
         store = cluster.stores[0]["url"]
-        print("replicas={}: {} x {} B from {} clients".format(
-            replicas, args.uploads, args.size, args.clients), flush=True)
+        print("replicas={}, {}: {} x {} B from {} clients".format(
+            replicas, label, args.uploads, args.size, args.clients), flush=True)
         # Warm up both paths (connections, imports, first folders).
         run_clients(store, args.clients * 4, args.clients, args.size,
                     lambda c, d, _n: send_put(c, key, d))
         run_clients(cluster.prism, args.clients * 4, args.clients, args.size,
                     lambda c, d, n: send_upload(c, token, d, n))
         base = measure(cluster, lambda: run_clients(
-            store, args.uploads, args.clients, args.size, lambda c, d, _n: send_put(c, key, d)), 1)
+            store, args.uploads, args.clients, args.size,
+            lambda c, d, _n: send_put(c, key, d)), 1)
         base_ms = report("store PUT", base, None)
         profilers = start_profilers(cluster, args.profile) if args.profile else []
         try:
@@ -281,9 +297,18 @@ def run_replicas(replicas: int, args: argparse.Namespace) -> None:
                 lambda c, d, n: send_upload(c, token, d, n)), replicas)
         finally:
             stop_profilers(profilers)
-        report("upload", ups, base_ms)
+        return ups["rate"], report("upload", ups, base_ms)
     finally:
         cluster.down()
+
+
+def extract(revision: str) -> str:
+    """A temp folder holding the tree of git `revision`."""
+    folder = tempfile.mkdtemp(prefix="upload-cpu-code-")
+    archive = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", revision],
+                             capture_output=True, check=True, timeout=120).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True, timeout=120)
+    return folder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -293,14 +318,38 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--replicas", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--against", default="", help="git revision to compare with")
+    parser.add_argument("--rounds", type=int, default=1, help="alternations with --against")
     parser.add_argument("--profile", default="", help="folder for py-spy output")
     args = parser.parse_args(argv)
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
     print("upload_cpu: {} cores, {} ticks/s; git {}".format(
         os.cpu_count(), TICKS_PER_SECOND, json.dumps(_git_head())), flush=True)
-    for replicas in args.replicas:
-        run_replicas(replicas, args)
+    trees = [("this tree", "")]
+    if args.against:
+        trees.insert(0, (args.against, extract(args.against)))
+    try:
+        for replicas in args.replicas:
+            results: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in trees}
+            for _round in range(args.rounds):
+                for label, code in trees:
+                    results[label].append(run_replicas(replicas, code, label, args))
+            if len(trees) > 1:
+                medians = {label: (statistics.median(r for r, _ in runs),
+                                   statistics.median(c for _, c in runs))
+                           for label, runs in results.items()}
+                (old_label, (old_rate, old_cpu)), (new_label, (new_rate, new_cpu)) = \
+                    list(medians.items())
+                print("replicas={}: {} {:.1f}/s {:.2f} ms; {} {:.1f}/s {:.2f} ms; CPU per upload "
+                      "{:.2f}x, rate {:.2f}x (medians of {} rounds)".format(
+                          replicas, old_label, old_rate, old_cpu, new_label, new_rate,
+                          new_cpu, new_cpu / old_cpu, new_rate / old_rate, args.rounds),
+                      flush=True)
+    finally:
+        for _label, code in trees:
+            if code:
+                shutil.rmtree(code, ignore_errors=True)
 
 
 def _git_head() -> str:

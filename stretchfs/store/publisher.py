@@ -1,9 +1,13 @@
 """Publishes the journal's changes to the master, in order, until acknowledged.
 
 Every put and remove is appended (fsynced) to the `Journal` and then sent
-at once in batches of at most `[inventory] batch_size`.  While the master is
-unreachable the batch is retried with a growing delay (1 s up to
-`MAX_RETRY_SECONDS`); later changes wait behind it, so order is kept.
+at once in batches of at most `[inventory] batch_size`.  One batch is in
+flight at a time: changes recorded meanwhile go together in the next one, so
+under load the master gets a few large publishes instead of one per PUT.
+Acknowledging a batch and reading the next one are one trip to the thread
+pool.  While the master is unreachable the batch is retried with a growing
+delay (1 s up to `MAX_RETRY_SECONDS`); later changes wait behind it, so
+order is kept.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ log = Logger()
 
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 2.0  # a returning master must hear the queued changes at once
+MAX_BATCHES_PER_KICK = 1000  # bounds one drain loop; `kick` starts the next
 
 class InventoryPublisher(Service):
     """Drains the journal into `master.publish(store_name, changes)`."""
@@ -61,9 +66,14 @@ class InventoryPublisher(Service):
         self._retry_call = None
         return succeed(None)
 
+    def append(self, changes: list[dict[str, Any]]) -> int:
+        """Blocking (off the reactor): journal `changes` durably; how many were written.
+        Concurrent appends share fsyncs (group commit).  Call `kick` afterwards."""
+        return self._journal.append(changes)
+
     def record(self, changes: list[dict[str, Any]]) -> Deferred[int]:
         """Journal `changes` durably, then publish them; fires once they are on disk."""
-        d = self._run_blocking(self._journal.append, changes)
+        d = self._run_blocking(self.append, changes)
 
         def written(count: int) -> int:
             self.kick()
@@ -80,15 +90,30 @@ class InventoryPublisher(Service):
         self._busy = True
         ensureDeferred(self._publish_next())
 
+    def _ack_and_read(self, acked: tuple[int, int] | None
+                      ) -> tuple[list[dict[str, Any]], int]:
+        """Blocking: acknowledge the last batch (offset, count), then read the next."""
+        if acked is not None:
+            self._journal.ack(*acked)
+        return self._journal.read_batch(self._batch_size)
+
     async def _publish_next(self) -> None:
+        acked: tuple[int, int] | None = None
+        published = 0
         try:
-            # Journal reads and acks touch the disk (and wait for the journal lock,
-            # which appends hold across an fsync): keep them off the reactor thread.
-            changes, end = await self._run_blocking(self._journal.read_batch,
-                                                    self._batch_size)
-            if changes:
-                await self._master.publish(self._store_name, changes)
-            await self._run_blocking(self._journal.ack, end, len(changes))
+            for _round in range(MAX_BATCHES_PER_KICK):
+                # Journal reads and acks touch the disk (and the journal lock): keep
+                # them off the reactor thread, one trip for both.
+                changes, end = await self._run_blocking(self._ack_and_read, acked)
+                acked = None
+                if not changes and end == self._journal.acked_offset:
+                    break
+                if changes:
+                    await self._master.publish(self._store_name, changes)
+                acked = (end, len(changes))
+                published += len(changes)
+            if acked is not None:
+                await self._run_blocking(self._journal.ack, *acked)
         except (PeerUnavailable, UpstreamError) as exc:
             self._failed(str(exc))
             return
@@ -99,7 +124,7 @@ class InventoryPublisher(Service):
         finally:
             self._busy = False
         self._delay = FIRST_RETRY_SECONDS
-        log.debug("published {count} inventory changes", count=len(changes))
+        log.debug("published {count} inventory changes", count=published)
         self.kick()
 
     def _failed(self, reason: str) -> None:
