@@ -1,13 +1,15 @@
 """Publishes the journal's changes to the master, in order, until acknowledged.
 
 Every put and remove is appended (fsynced) to the `Journal` and then sent
-at once in batches of at most `[inventory] batch_size`.  One batch is in
-flight at a time: changes recorded meanwhile go together in the next one, so
-under load the master gets a few large publishes instead of one per PUT.
-Acknowledging a batch and reading the next one are one trip to the thread
-pool.  While the master is unreachable the batch is retried with a growing
-delay (1 s up to `MAX_RETRY_SECONDS`); later changes wait behind it, so
-order is kept.
+in batches of at most `[inventory] batch_size`: at once when the store was
+quiet, else once `PUBLISH_EVERY_SECONDS` have passed since the last publish
+began, so under load the master (and every prism's feed) gets a few publishes
+of many changes a second instead of one per PUT.  A change is journaled
+before its PUT is answered, so the wait only delays when the master learns
+it.  A backlog of full batches goes out back to back; acknowledging a batch
+and reading the next one are one trip to the thread pool.  While the master
+is unreachable the batch is retried with a growing delay (1 s up to
+`MAX_RETRY_SECONDS`); later changes wait behind it, so order is kept.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ log = Logger()
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 2.0  # a returning master must hear the queued changes at once
 MAX_BATCHES_PER_KICK = 1000  # bounds one drain loop; `kick` starts the next
+PUBLISH_EVERY_SECONDS = 0.05
 
 class InventoryPublisher(Service):
     """Drains the journal into `master.publish(store_name, changes)`."""
@@ -43,6 +46,8 @@ class InventoryPublisher(Service):
         self._run_blocking = run_blocking
         self._busy = False
         self._retry_call: IDelayedCall | None = None
+        self._next_call: IDelayedCall | None = None
+        self._last_start: float | None = None
         self._delay = FIRST_RETRY_SECONDS
 
     @property
@@ -61,9 +66,10 @@ class InventoryPublisher(Service):
     def stopService(self) -> Deferred[None]:
         """Stop retrying (what is unpublished stays in the journal)."""
         super().stopService()
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
-        self._retry_call = None
+        for call in (self._retry_call, self._next_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._retry_call = self._next_call = None
         return succeed(None)
 
     def append(self, changes: list[dict[str, Any]]) -> int:
@@ -82,13 +88,26 @@ class InventoryPublisher(Service):
         return d.addCallback(written)
 
     def kick(self) -> None:
-        """Send the next batch now unless one is in flight or a retry is scheduled."""
+        """Publish what is pending: now, or `PUBLISH_EVERY_SECONDS` after the last publish
+        began; nothing while one is in flight or a retry is scheduled."""
         if not self.running or self._busy or not self._journal.pending:
             return
-        if self._retry_call is not None and self._retry_call.active():
-            return
+        for call in (self._retry_call, self._next_call):
+            if call is not None and call.active():
+                return
+        now = self._clock.seconds()
+        if self._last_start is not None:
+            wait = self._last_start + PUBLISH_EVERY_SECONDS - now
+            if wait > 0:
+                self._next_call = self._clock.callLater(wait, self._kick_later)
+                return
         self._busy = True
+        self._last_start = now
         ensureDeferred(self._publish_next())
+
+    def _kick_later(self) -> None:
+        self._next_call = None
+        self.kick()
 
     def _ack_and_read(self, acked: tuple[int, int] | None
                       ) -> tuple[list[dict[str, Any]], int]:
@@ -112,6 +131,8 @@ class InventoryPublisher(Service):
                     await self._master.publish(self._store_name, changes)
                 acked = (end, len(changes))
                 published += len(changes)
+                if 0 < len(changes) < self._batch_size:
+                    break  # the backlog is drained: later changes wait for the next turn
             if acked is not None:
                 await self._run_blocking(self._journal.ack, *acked)
         except (PeerUnavailable, UpstreamError) as exc:

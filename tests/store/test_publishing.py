@@ -397,3 +397,31 @@ def test_a_put_links_and_journals_in_one_trip(tmp_path, clock) -> None:
     assert master.changes() == [{"op": "add", "hash": sha1_of(data), "ext": "bin",
                                  "size": len(data)}]
     stop(service)
+
+
+def test_changes_during_the_publish_interval_go_together_after_it(tmp_path, clock) -> None:
+    """After a publish, changes recorded within PUBLISH_EVERY_SECONDS are held (already
+    journaled) and sent together in one publish once the interval has passed; a quiet
+    store publishes at once."""
+    from stretchfs.store.publisher import PUBLISH_EVERY_SECONDS
+
+    journal = Journal(str(tmp_path))
+    journal.open()
+    master = FakeMaster()
+    publisher = _publisher(journal, master, clock, batch_size=100)
+    publisher.record([_add(1)])
+    assert [batch for _, batch in master.batches] == [[_add(1)]]  # quiet: at once
+    publisher.record([_add(2)])
+    publisher.record([_add(3)])
+    assert len(master.batches) == 1 and publisher.backlog == 2
+    clock.advance(PUBLISH_EVERY_SECONDS / 2)
+    assert len(master.batches) == 1
+    clock.advance(PUBLISH_EVERY_SECONDS / 2)
+    assert [batch for _, batch in master.batches] == [[_add(1)], [_add(2), _add(3)]]
+    assert publisher.backlog == 0
+    clock.advance(PUBLISH_EVERY_SECONDS * 10)
+    publisher.record([_add(4)])
+    assert master.batches[-1][1] == [_add(4)]  # quiet again: at once
+    publisher.record([_add(5)])
+    publisher.stopService()
+    assert clock.getDelayedCalls() == []
