@@ -5,13 +5,17 @@ twisted.web buffers a whole request body before a handler runs.  For
 instead: once the headers are in, the opener checks the session
 (asynchronously) and every body chunk goes straight into a streaming multipart
 parser (`prism/multipart.py`) whose parts are written to temp files
-(`FileIntake`), computing SHA1 as they go.  The Klein handler then gets the
-`MultipartUpload` with `intake_of`.  Nothing is ever held whole in memory;
-temp files are removed by the handler, or when the request ends.
+(`FileIntake`), computing SHA1 as they go; a file part that stays within
+`SMALL_PART_BYTES` (and `SMALL_PARTS_BYTES` for the whole request) is kept in
+memory and hashed on the reactor thread instead (no temp file, no trip to
+the thread pool: for a 4 KiB upload that is cheaper than the trip).  The Klein handler then gets the
+`MultipartUpload` with `intake_of`.  Nothing larger is ever held whole in
+memory; temp files are removed by the handler, or when the request ends.
 """
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 import os
 import tempfile
@@ -40,6 +44,8 @@ UPLOAD_PATH = b"/content/upload"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS_BYTES = 1024 * 1024
 MAX_PARTS = 1000
+SMALL_PART_BYTES = 64 * 1024
+SMALL_PARTS_BYTES = 1024 * 1024
 FRAMING_BYTES = 64 * 1024
 
 SessionCheck = Callable[[str | None], "Coroutine[Any, Any, Any] | Deferred[Any]"]
@@ -52,9 +58,15 @@ class UploadedFile:
     field: str
     filename: str
     mimetype: str
-    path: str
+    path: str  # "" while the part is kept in memory
     sha1: str
     size: int
+    data: bytes | None = None
+
+    @property
+    def source(self) -> str | bytes:
+        """What to send: the bytes of a part kept in memory, else its temp file's path."""
+        return self.data if self.data is not None else self.path
 
 
 def extension_for(mimetype: str, filename: str) -> str:
@@ -100,6 +112,9 @@ class MultipartUpload:
         self._filename: str | None = None
         self._content_type = ""
         self._sink: FileIntake | None = None
+        self._memory: list[bytes] | None = None  # the current file part, while small
+        self._memory_size = 0
+        self._memory_total = 0
         self._value: list[bytes] = []
         self._parts = 0
         self._parser: MultipartParser | None = None
@@ -120,12 +135,30 @@ class MultipartUpload:
         if not filename:  # no file chosen in a browser form: filename=""
             self._value = []
             return
+        self._memory, self._memory_size = [], 0
+
+    def _spill(self) -> None:
+        """The file part outgrew memory: on to a temp file with what came so far."""
+        kept, self._memory = self._memory or [], None
+        self._memory_total -= self._memory_size
         fd, path = tempfile.mkstemp(prefix="stretchfs-upload-", dir=self._tmp_dir)
         self._sink = FileIntake(path, os.fdopen(fd, "wb"), self._run, self._flow,
                                 max_bytes=self._max, what="upload")
+        for chunk in kept:
+            self._sink.write(chunk)
 
     def part_data(self, chunk: bytes) -> None:
-        """The next bytes of the part: to its temp file, or kept (a form field)."""
+        """The next bytes of the part: kept (a form field, a small file) or to its
+        temp file."""
+        if self._memory is not None:
+            self._memory.append(chunk)
+            self._memory_size += len(chunk)
+            self._memory_total += len(chunk)
+            if self._memory_size > self._max:
+                raise PayloadTooLarge("upload larger than {} bytes".format(self._max))
+            if self._memory_size > SMALL_PART_BYTES or self._memory_total > SMALL_PARTS_BYTES:
+                self._spill()
+            return
         if self._sink is None:
             self._field_bytes += len(chunk)
             self._value.append(chunk)
@@ -138,7 +171,15 @@ class MultipartUpload:
         self._sink.write(chunk)
 
     def end_part(self) -> None:
-        """The part is complete: a field's value is kept, a file's hashing awaited."""
+        """The part is complete: a field's value is kept, a small file hashed, a
+        file's hashing awaited."""
+        if self._memory is not None:
+            data, self._memory = b"".join(self._memory), None
+            self.files.append(UploadedFile(
+                field=self._name, filename=self._filename or "",
+                mimetype=self._content_type or "application/octet-stream", path="",
+                sha1=hashlib.sha1(data).hexdigest(), size=len(data), data=data))
+            return
         if self._sink is None:
             self.fields[self._name] = b"".join(self._value).decode("utf-8", "replace")
             self._value = []
@@ -180,7 +221,8 @@ class MultipartUpload:
         """Refuse the upload (e.g. bad session): drop what came and what comes."""
         self._fail(error)
         for part in self.files:
-            remove_temp_file(part.path)
+            if part.path:
+                remove_temp_file(part.path)
 
     def abandon(self) -> None:
         """The client went away mid-body: remove every temp file."""
@@ -211,6 +253,7 @@ class MultipartUpload:
             raise self.error
 
     def _drop_open_part(self) -> None:
+        self._memory = None
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.abandon()
@@ -219,7 +262,8 @@ class MultipartUpload:
         """Remove every temp file (idempotent)."""
         self._drop_open_part()
         for part in self.files:
-            remove_temp_file(part.path)
+            if part.path:
+                remove_temp_file(part.path)
 
 
 class UploadOpener:
