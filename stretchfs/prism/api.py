@@ -230,7 +230,7 @@ class PrismAPI(NodeAPI):
             files = {}
             for part in upload.files:
                 ext = extension_for(part.mimetype, part.filename)
-                stored = await self.replicator.store(part.sha1, ext, part.path, part.size)
+                stored = await self.replicator.store(part.sha1, ext, part.source, part.size)
                 self.uploads.labels("dedup" if stored.deduplicated else "stored").inc()
                 files[part.field] = {
                     "key": part.field, "name": part.filename, "mimetype": part.mimetype,

@@ -135,8 +135,9 @@ class Replicator:
                 break
         return self._peers.candidates("store", writable=True)
 
-    async def store(self, sha1: str, ext: str, path: str, size: int) -> StoredCopies:
-        """Make sure `replicas` copies of the file at `path` exist."""
+    async def store(self, sha1: str, ext: str, source: str | bytes,
+                    size: int) -> StoredCopies:
+        """Make sure `replicas` copies of `source` (a file's path, or the bytes) exist."""
         record = self._inventory().get(sha1)
         placement = Placement()
         holders: list[str] = []
@@ -163,7 +164,7 @@ class Replicator:
                 if target is None:
                     return None
                 try:
-                    await self._store_client(target).put(sha1, ext, path, size)
+                    await self._store_client(target).put(sha1, ext, source, size)
                     return target
                 except CancelledError:
                     raise  # the client went away: no spare either

@@ -166,9 +166,15 @@ class ContentService:
     async def _link_and_record(self, upload: PutUpload) -> tuple[StoredFile, bool]:
         with self.guard.changing(upload.sha1):
             async with self._exclusive(upload.sha1):
-                stored, created = await self._run_blocking(self.store.commit, upload.path,
-                                                           upload.sha1, upload.ext)
-                await self.publisher.record([_add_change(stored)])
+                stored, created = await self._run_blocking(self._commit_blocking, upload)
+        self.publisher.kick()
+        return stored, created
+
+    def _commit_blocking(self, upload: PutUpload) -> tuple[StoredFile, bool]:
+        """In the thread pool, one trip: fsync and link the file, then journal its add
+        durably (concurrent PUTs share the journal's fsyncs)."""
+        stored, created = self.store.commit(upload.path, upload.sha1, upload.ext)
+        self.publisher.append([_add_change(stored)])
         return stored, created
 
     # -- removals --------------------------------------------------------------

@@ -8,6 +8,13 @@ or remove is answered, so a store restart loses nothing; replays after a
 crash are harmless because publishing is idempotent on the master.  Once
 everything is acknowledged and the file has grown, it is truncated.
 
+Group commit: `append` writes its lines under the journal's lock, then waits
+for an fsync that started after they were written.  One fsync runs at a
+time, outside that lock; appends written meanwhile are covered together by
+the next one, so N concurrent PUTs cost about two fsyncs, not N, and none
+returns before its own lines are on disk.  A failed fsync fails every append
+it was to cover (and no later fsync is taken as covering them).
+
 Every method takes the journal's lock, so the reactor thread and the
 threadpool (fsync, inventory scans) may call it concurrently.
 """
@@ -17,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from typing import Any, Collection, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from stretchfs.store.layout import fsync_dir
 
@@ -29,11 +36,13 @@ COMPACT_BYTES = 4 * 1024 * 1024
 class Journal:
     """An append-only, fsynced list of changes with an acknowledged offset."""
 
-    def __init__(self, folder: str, compact_bytes: int = COMPACT_BYTES) -> None:
+    def __init__(self, folder: str, compact_bytes: int = COMPACT_BYTES,
+                 fsync: Callable[[int], None] = os.fsync) -> None:
         """A journal in `folder`, truncated once all is acknowledged and it holds at
-        least `compact_bytes`."""
+        least `compact_bytes`; appends are made durable with `fsync(fd)`."""
         self.folder = folder
         self._compact_bytes = compact_bytes
+        self._fsync = fsync
         self.path = os.path.join(folder, JOURNAL_NAME)
         self._acked_path = os.path.join(folder, ACKED_NAME)
         self._lock = threading.Lock()
@@ -41,6 +50,12 @@ class Journal:
         self._size = 0
         self._acked = 0
         self._pending = 0
+        # Group commit, in bytes ever written (truncation does not reset them):
+        self._sync_lock = threading.Lock()  # one fsync at a time
+        self._written = 0                    # appended so far
+        self._synced = 0                     # covered by a successful fsync
+        self._failed: list[tuple[int, int]] = []  # (after, up to) a failed one covered
+        self.fsyncs = 0                      # append fsyncs done (for tests and stats)
 
     # -- lifecycle ---------------------------------------------------------
     def open(self) -> None:
@@ -102,7 +117,17 @@ class Journal:
     # -- writing -----------------------------------------------------------
     def append(self, changes: Iterable[dict[str, Any]], fsync: bool = True,
                skip: Collection[str] = ()) -> int:
-        """Append `changes` (except those whose hash is in `skip`); how many were written."""
+        """Append `changes` (except those whose hash is in `skip`) and, with `fsync`,
+        return once they are on disk; how many were written.  OSError when the write
+        or the fsync meant to cover it fails."""
+        count, mark = self.write(changes, skip)
+        if fsync:
+            self.sync(mark)
+        return count
+
+    def write(self, changes: Iterable[dict[str, Any]],
+              skip: Collection[str] = ()) -> tuple[int, int]:
+        """Write `changes` (not durable yet): (lines written, the mark to `sync` to)."""
         with self._lock:
             if self._file is None:
                 raise OSError("the publish journal in {} is not open".format(self.folder))
@@ -117,10 +142,30 @@ class Journal:
                     self._reopen_at(self._size)
                     raise
                 self._size += len(data)
+                self._written += len(data)
                 self._pending += len(lines)
-            if fsync:
-                os.fsync(self._file.fileno())
-            return len(lines)
+            return len(lines), self._written
+
+    def sync(self, mark: int) -> None:
+        """Return once everything written up to `mark` is on disk: at once when an
+        fsync that started after it succeeded, else after one more (for everything
+        written so far).  OSError when the fsync covering `mark` failed."""
+        with self._sync_lock:
+            if any(low < mark <= high for low, high in self._failed):
+                raise OSError("fsync of the publish journal in {} failed".format(self.folder))
+            if mark <= self._synced:
+                return
+            with self._lock:
+                if self._file is None:
+                    raise OSError("the publish journal in {} is not open".format(self.folder))
+                target, fd = self._written, self._file.fileno()
+            try:
+                self._fsync(fd)
+            except OSError:
+                self._failed.append((self._synced, target))
+                raise
+            self.fsyncs += 1
+            self._synced = max(self._synced, target)
 
     def _reopen_at(self, size: int) -> None:
         """After a failed write: drop whatever part of it reached the file."""
@@ -137,6 +182,11 @@ class Journal:
     def pending(self) -> int:
         """Changes not yet acknowledged."""
         return self._pending
+
+    @property
+    def acked_offset(self) -> int:
+        """The offset up to which the master has everything."""
+        return self._acked
 
     def read_batch(self, max_items: int) -> tuple[list[dict[str, Any]], int]:
         """The next unacknowledged changes (at most `max_items`) and the offset after them."""

@@ -1,8 +1,14 @@
 """Publishes the journal's changes to the master, in order, until acknowledged.
 
 Every put and remove is appended (fsynced) to the `Journal` and then sent
-at once in batches of at most `[inventory] batch_size`.  While the master is
-unreachable the batch is retried with a growing delay (1 s up to
+in batches of at most `[inventory] batch_size`: at once when the store was
+quiet, else once `PUBLISH_EVERY_SECONDS` have passed since the last publish
+began, so under load the master (and every prism's feed) gets a few publishes
+of many changes a second instead of one per PUT.  A change is journaled
+before its PUT is answered, so the wait only delays when the master learns
+it.  A backlog of full batches goes out back to back; acknowledging a batch
+and reading the next one are one trip to the thread pool.  While the master
+is unreachable the batch is retried with a growing delay (1 s up to
 `MAX_RETRY_SECONDS`); later changes wait behind it, so order is kept.
 """
 
@@ -24,6 +30,8 @@ log = Logger()
 
 FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 2.0  # a returning master must hear the queued changes at once
+MAX_BATCHES_PER_KICK = 1000  # bounds one drain loop; `kick` starts the next
+PUBLISH_EVERY_SECONDS = 0.05
 
 class InventoryPublisher(Service):
     """Drains the journal into `master.publish(store_name, changes)`."""
@@ -38,6 +46,8 @@ class InventoryPublisher(Service):
         self._run_blocking = run_blocking
         self._busy = False
         self._retry_call: IDelayedCall | None = None
+        self._next_call: IDelayedCall | None = None
+        self._last_start: float | None = None
         self._delay = FIRST_RETRY_SECONDS
 
     @property
@@ -56,14 +66,20 @@ class InventoryPublisher(Service):
     def stopService(self) -> Deferred[None]:
         """Stop retrying (what is unpublished stays in the journal)."""
         super().stopService()
-        if self._retry_call is not None and self._retry_call.active():
-            self._retry_call.cancel()
-        self._retry_call = None
+        for call in (self._retry_call, self._next_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._retry_call = self._next_call = None
         return succeed(None)
+
+    def append(self, changes: list[dict[str, Any]]) -> int:
+        """Blocking (off the reactor): journal `changes` durably; how many were written.
+        Concurrent appends share fsyncs (group commit).  Call `kick` afterwards."""
+        return self._journal.append(changes)
 
     def record(self, changes: list[dict[str, Any]]) -> Deferred[int]:
         """Journal `changes` durably, then publish them; fires once they are on disk."""
-        d = self._run_blocking(self._journal.append, changes)
+        d = self._run_blocking(self.append, changes)
 
         def written(count: int) -> int:
             self.kick()
@@ -72,23 +88,53 @@ class InventoryPublisher(Service):
         return d.addCallback(written)
 
     def kick(self) -> None:
-        """Send the next batch now unless one is in flight or a retry is scheduled."""
+        """Publish what is pending: now, or `PUBLISH_EVERY_SECONDS` after the last publish
+        began; nothing while one is in flight or a retry is scheduled."""
         if not self.running or self._busy or not self._journal.pending:
             return
-        if self._retry_call is not None and self._retry_call.active():
-            return
+        for call in (self._retry_call, self._next_call):
+            if call is not None and call.active():
+                return
+        now = self._clock.seconds()
+        if self._last_start is not None:
+            wait = self._last_start + PUBLISH_EVERY_SECONDS - now
+            if wait > 0:
+                self._next_call = self._clock.callLater(wait, self._kick_later)
+                return
         self._busy = True
+        self._last_start = now
         ensureDeferred(self._publish_next())
 
+    def _kick_later(self) -> None:
+        self._next_call = None
+        self.kick()
+
+    def _ack_and_read(self, acked: tuple[int, int] | None
+                      ) -> tuple[list[dict[str, Any]], int]:
+        """Blocking: acknowledge the last batch (offset, count), then read the next."""
+        if acked is not None:
+            self._journal.ack(*acked)
+        return self._journal.read_batch(self._batch_size)
+
     async def _publish_next(self) -> None:
+        acked: tuple[int, int] | None = None
+        published = 0
         try:
-            # Journal reads and acks touch the disk (and wait for the journal lock,
-            # which appends hold across an fsync): keep them off the reactor thread.
-            changes, end = await self._run_blocking(self._journal.read_batch,
-                                                    self._batch_size)
-            if changes:
-                await self._master.publish(self._store_name, changes)
-            await self._run_blocking(self._journal.ack, end, len(changes))
+            for _round in range(MAX_BATCHES_PER_KICK):
+                # Journal reads and acks touch the disk (and the journal lock): keep
+                # them off the reactor thread, one trip for both.
+                changes, end = await self._run_blocking(self._ack_and_read, acked)
+                acked = None
+                if not changes and end == self._journal.acked_offset:
+                    break
+                if changes:
+                    await self._master.publish(self._store_name, changes)
+                acked = (end, len(changes))
+                published += len(changes)
+                if 0 < len(changes) < self._batch_size:
+                    break  # the backlog is drained: later changes wait for the next turn
+            if acked is not None:
+                await self._run_blocking(self._journal.ack, *acked)
         except (PeerUnavailable, UpstreamError) as exc:
             self._failed(str(exc))
             return
@@ -99,7 +145,7 @@ class InventoryPublisher(Service):
         finally:
             self._busy = False
         self._delay = FIRST_RETRY_SECONDS
-        log.debug("published {count} inventory changes", count=len(changes))
+        log.debug("published {count} inventory changes", count=published)
         self.kick()
 
     def _failed(self, reason: str) -> None:

@@ -29,5 +29,6 @@ class InventorySink(Protocol):
 class ContentTarget(Protocol):
     """A store as a prism writing copies sees it."""
 
-    async def put(self, sha1: str, ext: str, path: str, size: int) -> dict[str, Any]:
-        """PUT the file at `path` as `sha1`.`ext`."""
+    async def put(self, sha1: str, ext: str, source: str | bytes,
+                  size: int) -> dict[str, Any]:
+        """PUT `source` (a file's path, or the bytes) as `sha1`.`ext`."""

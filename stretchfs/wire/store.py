@@ -12,6 +12,7 @@ Failures surface as
 
 from __future__ import annotations
 
+import io
 from typing import Any, BinaryIO, Callable
 
 from treq.client import HTTPClient
@@ -112,13 +113,16 @@ class StoreClient:
         """The store's base URL."""
         return self._json.base_url
 
-    async def put(self, sha1: str, ext: str, path: str, size: int) -> dict[str, Any]:
-        """PUT the file at `path` as `<sha1>.<ext>`; the store's `{"hash","ext","size"}`."""
+    async def put(self, sha1: str, ext: str, source: str | bytes,
+                  size: int) -> dict[str, Any]:
+        """PUT the file at `source` (a path, or the bytes themselves) as `<sha1>.<ext>`;
+        the store's `{"hash","ext","size"}`."""
         url = self._json.url("/content/put/{}.{}".format(sha1, ext))
         headers = Headers({b"Authorization": [b"Bearer " + self._key.encode("utf-8")],
                            b"Content-Type": [b"application/octet-stream"]})
         with self._json.deadline() as deadline:
-            with open(path, "rb") as handle:
+            with (io.BytesIO(source) if isinstance(source, bytes)
+                  else open(source, "rb")) as handle:
                 producer = FileProducer(handle, size, on_progress=deadline.touch)
                 response = await deadline.response(self._http.request(
                     "PUT", url, data=producer, headers=headers, allow_redirects=False))

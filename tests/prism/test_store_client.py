@@ -76,6 +76,17 @@ def test_put_sends_the_file_and_returns_the_answer(tmp_path) -> None:
     assert store.files[sha1_of(b"payload")] == b"payload"
 
 
+def test_put_sends_bytes_kept_in_memory(tmp_path) -> None:
+    """put() given the bytes themselves (a small upload) sends them, no file involved."""
+    store = FakeStore("s")
+    client, network, _ = _client(tmp_path, store)
+    d = Deferred.fromCoroutine(client.put(sha1_of(b"payload"), "bin", b"payload", 7))
+    network.flush()
+    assert result_of(d) == {"hash": sha1_of(b"payload"), "ext": "bin", "size": 7}
+    assert store.files[sha1_of(b"payload")] == b"payload"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_put_errors_are_typed(tmp_path) -> None:
     """A 507 is an UpstreamError with the code; a down store is PeerUnavailable."""
     store = FakeStore("s")

@@ -115,9 +115,9 @@ def test_connection_lost_mid_upload_removes_temp_files(tmp_path) -> None:
     from twisted.python.failure import Failure
 
     channel, _ = _upload_channel(tmp_path, lambda token: succeed({}))
-    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 200_000)})
     channel.dataReceived(_upload_head(ctype, len(body), "X-STRETCHFS-Token: {}\r\n".format(
-        "s" * 64)) + body[:30_000])
+        "s" * 64)) + body[:100_000])
     assert len(os.listdir(tmp_path)) == 1
     channel.connectionLost(Failure(ConnectionError("gone")))
     assert os.listdir(tmp_path) == []
@@ -126,8 +126,8 @@ def test_connection_lost_mid_upload_removes_temp_files(tmp_path) -> None:
 def test_refused_session_stops_disk_writes(tmp_path) -> None:
     """When the session check fails at header time, the body never reaches the disk."""
     channel, _ = _upload_channel(tmp_path, lambda token: fail(Unauthorized("invalid session")))
-    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
-    channel.dataReceived(_upload_head(ctype, len(body)) + body[:30_000])
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 200_000)})
+    channel.dataReceived(_upload_head(ctype, len(body)) + body[:100_000])
     assert os.listdir(tmp_path) == []
 
 
@@ -136,13 +136,13 @@ def test_session_refused_mid_body_is_answered_at_once(tmp_path) -> None:
     there (one answer), the rest of the body is dropped and the connection closes at its end."""
     verdict: Deferred = Deferred()
     channel, transport = _upload_channel(tmp_path, lambda token: verdict)
-    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
-    channel.dataReceived(_upload_head(ctype, len(body)) + body[:20_000])
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 200_000)})
+    channel.dataReceived(_upload_head(ctype, len(body)) + body[:100_000])
     assert transport.value() == b""
     verdict.errback(Unauthorized("invalid session"))
     assert transport.value().startswith(b"HTTP/1.1 401 ")
     assert b"invalid session" in transport.value()
-    channel.dataReceived(body[20_000:])
+    channel.dataReceived(body[100_000:])
     assert transport.disconnecting
     assert transport.value().count(b"HTTP/1.1 ") == 1
     assert os.listdir(tmp_path) == []
@@ -156,8 +156,8 @@ def test_session_refused_after_the_client_left_is_ignored(tmp_path) -> None:
 
     verdict: Deferred = Deferred()
     channel, transport = _upload_channel(tmp_path, lambda token: verdict)
-    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 50_000)})
-    channel.dataReceived(_upload_head(ctype, len(body)) + body[:20_000])
+    body, ctype = multipart({}, {"file": ("a.bin", "", b"y" * 200_000)})
+    channel.dataReceived(_upload_head(ctype, len(body)) + body[:100_000])
     channel.connectionLost(Failure(ConnectionLost()))
     verdict.errback(Unauthorized("invalid session"))
     outcome: list = []
@@ -244,7 +244,7 @@ def test_endless_part_header_is_refused_not_buffered(tmp_path) -> None:
     """Part headers that never end are refused (400) once past 64 KiB, instead of the
     parser holding them in memory without bound."""
     from stretchfs.errors import InvalidInput
-    from stretchfs.prism.upload import MAX_QUIET_BYTES
+    from stretchfs.prism.multipart import MAX_HEADER_BYTES
 
     upload = _upload("multipart/form-data; boundary=XyZzY0123", tmp_path, 10**9)
     upload.write(b"--XyZzY0123\r\nContent-Disposition: form-data; name=\"file\"; filename=\"")
@@ -255,7 +255,7 @@ def test_endless_part_header_is_refused_not_buffered(tmp_path) -> None:
         upload.write(b"a" * 16384)
         fed += 16384
     assert isinstance(upload.error, InvalidInput)
-    assert fed <= MAX_QUIET_BYTES + 16384
+    assert fed <= MAX_HEADER_BYTES + 16384
     assert os.listdir(tmp_path) == []
 
 
@@ -321,3 +321,56 @@ def test_empty_file_input_is_a_field_not_a_file(tmp_path) -> None:
     upload.finish()
     assert [part.field for part in upload.files] == ["real"]
     assert upload.fields.get("file") == ""
+
+
+def _counting_run(calls: list):
+    def run(function, *args):
+        calls.append(function)
+        return maybeDeferred(function, *args)
+    return run
+
+
+def test_a_small_file_part_stays_in_memory_without_a_thread_trip(tmp_path) -> None:
+    """A file part within SMALL_PART_BYTES is hashed on the spot and kept in memory: no
+    temp file, no trip to the thread pool; what is sent is its bytes."""
+    calls: list = []
+    data = os.urandom(4096)
+    body, ctype = multipart({"note": "n"}, {"file": ("a.bin", "", data)})
+    upload = _upload(ctype.split("; ", 1)[0] + "; boundary=XyZzY0123", tmp_path, 10**9,
+                     _counting_run(calls))
+    for offset in range(0, len(body), 1000):
+        upload.write(body[offset:offset + 1000])
+    result_of(Deferred.fromCoroutine(upload.complete()))
+    [part] = upload.files
+    assert part.sha1 == sha1_of(data) and part.size == len(data) and part.source == data
+    assert part.path == "" and calls == [] and os.listdir(tmp_path) == []
+    upload.cleanup()
+
+
+def test_a_file_part_outgrowing_memory_goes_to_a_temp_file_whole(tmp_path) -> None:
+    """Past SMALL_PART_BYTES (or SMALL_PARTS_BYTES for the whole request) a file part
+    moves to a temp file with every byte so far, hashed on the thread pool."""
+    from stretchfs.prism.upload import SMALL_PART_BYTES, SMALL_PARTS_BYTES
+
+    big = os.urandom(SMALL_PART_BYTES + 1)
+    smalls = {"s{}".format(n): ("s{}.bin".format(n), "", os.urandom(SMALL_PART_BYTES // 2))
+              for n in range(SMALL_PARTS_BYTES // (SMALL_PART_BYTES // 2) + 2)}
+    body, ctype = multipart({}, {"big": ("b.bin", "", big), **smalls})
+    calls: list = []
+    upload = _upload(ctype, tmp_path, 10**9, _counting_run(calls))
+    for offset in range(0, len(body), 4096):
+        upload.write(body[offset:offset + 4096])
+    result_of(Deferred.fromCoroutine(upload.complete()))
+    parts = {part.field: part for part in upload.files}
+    assert parts["big"].path and parts["big"].data is None and calls
+    with open(parts["big"].path, "rb") as handle:
+        assert handle.read() == big
+    assert parts["big"].sha1 == sha1_of(big)
+    on_disk = [name for name, part in parts.items() if part.path]
+    in_memory = [name for name, part in parts.items() if part.data is not None]
+    assert "s0" in in_memory and on_disk[-1] == "s{}".format(len(smalls) - 1)
+    assert sum(parts[name].size for name in in_memory) <= SMALL_PARTS_BYTES
+    for name, part in parts.items():
+        assert part.sha1 == sha1_of(big if name == "big" else smalls[name][2])
+    upload.cleanup()
+    assert os.listdir(tmp_path) == []

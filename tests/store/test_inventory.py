@@ -10,7 +10,16 @@ from twisted.logger import capturedLogs
 
 from stretchfs.store.inventory import KnownInventory, SpoolSink, diff_inventory
 from stretchfs.store.layout import ContentStore
-from tests.store.harness import AUTH, FakeMaster, build, request, sha1_of, stop, stub_for
+from tests.store.harness import (
+    AUTH,
+    FakeMaster,
+    build,
+    direct,
+    request,
+    sha1_of,
+    stop,
+    stub_for,
+)
 
 
 def _write(root: str, data: bytes, ext: str) -> str:
@@ -126,15 +135,18 @@ def test_sync_leaves_alone_a_change_in_flight_when_it_starts(tmp_path, clock) ->
     content = service.content
     data = b"in flight"
     sha1 = sha1_of(data)
-    real_record = content.publisher.record
-    held: list[tuple[Deferred, list]] = []
+    held: list[tuple[Deferred, tuple]] = []
 
-    def hold_record(changes):
+    def hold_after_link(function, *args, **kwargs):
+        """The commit's thread stopped between the link and the journal append."""
+        if function != content._commit_blocking:
+            return direct(function, *args, **kwargs)
+        upload = args[0]
         waiting: Deferred = Deferred()
-        held.append((waiting, changes))
+        held.append((waiting, content.store.commit(upload.path, upload.sha1, upload.ext)))
         return waiting
 
-    content.publisher.record = hold_record
+    content._run_blocking = hold_after_link
     upload = content.receiver.open(sha1, "bin", len(data), StringTransport())
     upload.write(data)
     commit = Deferred.fromCoroutine(content.commit(upload))
@@ -142,9 +154,9 @@ def test_sync_leaves_alone_a_change_in_flight_when_it_starts(tmp_path, clock) ->
     service.sync.sync_now()
     assert service.sync.last_report.added == 1  # the sync saw the file...
     assert master.changes() == []  # ...and left it to the PUT's own entry
-    content.publisher.record = real_record
-    waiting, changes = held[0]
-    real_record(changes).chainDeferred(waiting)
+    waiting, (stored, created) = held[0]
+    content.publisher.append([{"op": "add", "hash": sha1, "ext": "bin", "size": len(data)}])
+    waiting.callback((stored, created))
     assert commit.called
     assert master.changes() == [{"op": "add", "hash": sha1, "ext": "bin", "size": len(data)}]
     stop(service)

@@ -240,3 +240,188 @@ def test_failed_journal_write_leaves_no_partial_line(tmp_path) -> None:
     assert journal.read_batch(10)[0] == [_add(1), _add(3)]
     assert journal.pending == 2
     journal.close()
+
+
+class _GatedFsync:
+    """An fsync that counts its calls and, while `gated`, waits for `release` (bounded)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        import threading
+
+        self.calls = 0
+        self.started = threading.Semaphore(0)
+        self.release = threading.Semaphore(0)
+        self.gated = True
+        self.fail = fail
+
+    def __call__(self, fd: int) -> None:
+        self.calls += 1
+        self.started.release()
+        if self.gated and not self.release.acquire(timeout=10):
+            raise AssertionError("fsync was never released")
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        os.fsync(fd)
+
+
+def _appender(journal: Journal, change: dict, outcome: dict):
+    """A thread appending `change`; `outcome[hash]` is "ok" or the OSError once it returns."""
+    import threading
+
+    def run() -> None:
+        try:
+            journal.append([change])
+            outcome[change["hash"]] = "ok"
+        except OSError as exc:
+            outcome[change["hash"]] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _wait_written(journal: Journal, lines: int) -> None:
+    """Until `lines` changes are written (not necessarily fsynced), at most 10 s."""
+    import time
+
+    for _ in range(1000):
+        if journal.pending >= lines:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the appends never wrote their lines")
+
+
+def test_concurrent_appends_share_one_fsync_and_none_returns_before_it(tmp_path) -> None:
+    """Appends written while an fsync runs wait for the next one, which covers them all:
+    three appends, two fsyncs, and no append returns before the fsync covering it ends."""
+    fsync = _GatedFsync()
+    journal = Journal(str(tmp_path), fsync=fsync)
+    journal.open()
+    outcome: dict = {}
+    first = _appender(journal, _add(1), outcome)
+    assert fsync.started.acquire(timeout=10)       # the first append's fsync runs...
+    others = [_appender(journal, _add(n), outcome) for n in (2, 3)]
+    _wait_written(journal, 3)                      # ...while two more are written
+    assert outcome == {}
+    fsync.release.release()                        # the first fsync ends
+    first.join(10)
+    assert outcome == {_add(1)["hash"]: "ok"}
+    assert fsync.started.acquire(timeout=10)       # one more fsync, for both others
+    assert all(thread.is_alive() for thread in others) and len(outcome) == 1
+    fsync.release.release()
+    for thread in others:
+        thread.join(10)
+    assert set(outcome.values()) == {"ok"} and len(outcome) == 3
+    assert fsync.calls == 2 == journal.fsyncs
+    assert journal.read_batch(10)[0] == [_add(1), _add(2), _add(3)]
+
+
+def test_a_failed_fsync_fails_every_append_it_covered(tmp_path) -> None:
+    """Two appends covered by one fsync that fails both fail; a later fsync is not taken
+    as covering them, an earlier, synced append stays good, and a later append with a
+    working disk succeeds."""
+    fsync = _GatedFsync()
+    fsync.gated = False
+    journal = Journal(str(tmp_path), fsync=fsync)
+    journal.open()
+    _, durable = journal.write([_add(0)])
+    journal.sync(durable)
+    fsync.fail = True
+    _, first = journal.write([_add(1)])
+    _, second = journal.write([_add(2)])
+    for mark in (first, second):
+        try:
+            journal.sync(mark)
+        except OSError:
+            continue
+        raise AssertionError("an append covered by the failed fsync was acknowledged")
+    assert fsync.calls == 2
+    journal.sync(durable)  # synced before the failure: still fine
+    fsync.fail = False
+    journal.append([_add(3)])
+    assert fsync.calls == 3
+    try:
+        journal.sync(second)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the failed append was acknowledged by a later fsync")
+
+
+def test_publisher_acknowledges_and_reads_the_next_batch_in_one_trip(tmp_path, clock) -> None:
+    """Draining N batches takes N + 1 trips to the thread pool (ack and next read
+    together), not 2N."""
+    from tests.store.harness import direct
+
+    journal = Journal(str(tmp_path))
+    journal.open()
+    journal.append([_add(n) for n in range(7)])
+    trips = []
+
+    def counting(function, *args, **kwargs):
+        trips.append(function)
+        return direct(function, *args, **kwargs)
+
+    master = FakeMaster()
+    publisher = InventoryPublisher(journal, master, "store1", clock=clock, batch_size=3,
+                                   run_blocking=counting)
+    publisher.startService()
+    assert [len(batch) for _, batch in master.batches] == [3, 3, 1]
+    assert len(trips) == 4 and journal.pending == 0
+    publisher.stopService()
+
+
+def test_a_put_links_and_journals_in_one_trip(tmp_path, clock) -> None:
+    """A verified PUT takes two trips to the thread pool: hashing and writing the
+    body, then fsync + link + journal append together."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.testing import StringTransport
+
+    from tests.store.harness import direct
+
+    master = FakeMaster()
+    service = build(tmp_path, clock, master=master)
+    content = service.content
+    trips = []
+
+    def counting(function, *args, **kwargs):
+        trips.append(function)
+        return direct(function, *args, **kwargs)
+
+    data = b"one trip"
+    content.receiver._run = content._run_blocking = counting
+    upload = content.receiver.open(sha1_of(data), "bin", len(data), StringTransport())
+    upload.write(data)
+    commit = Deferred.fromCoroutine(content.commit(upload))
+    assert commit.called and len(trips) == 2
+    assert master.changes() == [{"op": "add", "hash": sha1_of(data), "ext": "bin",
+                                 "size": len(data)}]
+    stop(service)
+
+
+def test_changes_during_the_publish_interval_go_together_after_it(tmp_path, clock) -> None:
+    """After a publish, changes recorded within PUBLISH_EVERY_SECONDS are held (already
+    journaled) and sent together in one publish once the interval has passed; a quiet
+    store publishes at once."""
+    from stretchfs.store.publisher import PUBLISH_EVERY_SECONDS
+
+    journal = Journal(str(tmp_path))
+    journal.open()
+    master = FakeMaster()
+    publisher = _publisher(journal, master, clock, batch_size=100)
+    publisher.record([_add(1)])
+    assert [batch for _, batch in master.batches] == [[_add(1)]]  # quiet: at once
+    publisher.record([_add(2)])
+    publisher.record([_add(3)])
+    assert len(master.batches) == 1 and publisher.backlog == 2
+    clock.advance(PUBLISH_EVERY_SECONDS / 2)
+    assert len(master.batches) == 1
+    clock.advance(PUBLISH_EVERY_SECONDS / 2)
+    assert [batch for _, batch in master.batches] == [[_add(1)], [_add(2), _add(3)]]
+    assert publisher.backlog == 0
+    clock.advance(PUBLISH_EVERY_SECONDS * 10)
+    publisher.record([_add(4)])
+    assert master.batches[-1][1] == [_add(4)]  # quiet again: at once
+    publisher.record([_add(5)])
+    publisher.stopService()
+    assert clock.getDelayedCalls() == []

@@ -272,7 +272,7 @@ def test_put_whose_caller_goes_away_after_verification_is_still_journaled(tmp_pa
     held: list[tuple[Deferred, Any, tuple]] = []
 
     def hold_links(function, *args, **kwargs):
-        if function == content.store.commit:
+        if function == content._commit_blocking:
             waiting: Deferred = Deferred()
             held.append((waiting, function, args))
             return waiting
