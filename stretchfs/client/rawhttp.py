@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 MAX_HEAD_BYTES = 64 * 1024
 MAX_ANSWER_BYTES = 4 * 1024 * 1024
 SENDFILE_PIECE_BYTES = 8 * 1024 * 1024
+MAX_INTERIM_ANSWERS = 10
 
 Connect = Callable[[tuple[str, int], float], socket.socket]
 
@@ -98,8 +99,9 @@ class Connection:
                   body: Sequence[bytes | FileSpan]) -> RawResponse:
         sock = self._open()
         length = sum(len(p) if isinstance(p, bytes) else p.count for p in body)
+        host = "[{}]".format(self.host) if ":" in self.host else self.host
         lines = ["{} {} HTTP/1.1".format(method, target),
-                 "Host: {}:{}".format(self.host, self.port)]
+                 "Host: {}:{}".format(host, self.port)]
         lines += ["{}: {}".format(name, value) for name, value in headers.items()]
         lines.append("Content-Length: {}".format(length))
         pending = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -161,7 +163,8 @@ class Connection:
             if span.sent is not None:
                 span.sent(done)
 
-    def _read_answer(self, method: str) -> RawResponse:
+    def _read_head(self) -> tuple[bytes, int, dict[str, str]]:
+        """Status line's version, status, and headers of the next answer."""
         reader = self._reader
         status_line = reader.readline(MAX_HEAD_BYTES)
         if not status_line:
@@ -177,13 +180,21 @@ class Connection:
             if size > MAX_HEAD_BYTES or not line:
                 raise TransportFailure("answer headers too long or cut")
             if line in (b"\r\n", b"\n"):
-                break
+                return parts[0], int(parts[1]), headers
             name, _, value = line.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
-        status = int(parts[1])
-        if parts[0] == b"HTTP/1.0":
+
+    def _read_answer(self, method: str) -> RawResponse:
+        reader = self._reader
+        for _ in range(MAX_INTERIM_ANSWERS):
+            version, status, headers = self._read_head()
+            if not 100 <= status < 200:  # interim answers (100 Continue) are skipped
+                break
+        else:
+            raise TransportFailure("too many interim answers")
+        if version == b"HTTP/1.0":
             headers.setdefault("connection", "close")
-        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+        if method == "HEAD" or status in (204, 304):
             return RawResponse(status, headers)
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return RawResponse(status, headers, self._read_chunked())

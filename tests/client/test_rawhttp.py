@@ -174,3 +174,35 @@ def test_raw_response_json_is_the_body() -> None:
     assert RawResponse(200, {}, b'{"a": 1}').json() == {"a": 1}
     with pytest.raises(ValueError):
         RawResponse(200, {}, b"<html>").json()
+
+
+def test_an_interim_answer_is_skipped() -> None:
+    """A 100 Continue before the answer is read past; the final answer is the result."""
+    reply = b"HTTP/1.1 100 Continue\r\n\r\n" + answer(201, b'{"ok": true}')
+    with LoopbackServer(lambda r: reply) as server:
+        result = Connection("127.0.0.1", server.port, 10.0).request("POST", "/", {}, [b"x"])
+    assert (result.status_code, result.json()) == (201, {"ok": True})
+
+
+def test_a_401_on_the_sendfile_path_logs_in_again_and_sends_again(tmp_path) -> None:
+    """An expired session: the upload is refused early, the client logs in, the file goes again."""
+    path = tmp_path / "a.bin"
+    data = os.urandom(INLINE_BYTES * 4)
+    path.write_bytes(data)
+    session = {"session": {"token": "n" * 64, "expires": 0}}
+
+    def reply(request: Request) -> bytes:
+        if request.path == "/user/login":
+            return answer(200, json.dumps(session).encode(), close=True)
+        if request.headers["x-stretchfs-token"] != "n" * 64:
+            return answer(401, b'{"error": "invalid session token"}', close=True)
+        return _stored(request)
+
+    with LoopbackServer(reply) as server:
+        with Client("http://127.0.0.1:{}".format(server.port), "alice", "pw",
+                    token="o" * 64) as client:
+            content = client.upload(str(path))
+    assert content.hash == hashlib.sha1(data).hexdigest()
+    assert [r.path for r in server.requests] == ["/content/upload", "/user/login",
+                                                 "/content/upload"]
+    assert len(server.requests[2].body) > len(data)
