@@ -206,3 +206,19 @@ def test_a_401_on_the_sendfile_path_logs_in_again_and_sends_again(tmp_path) -> N
     assert [r.path for r in server.requests] == ["/content/upload", "/user/login",
                                                  "/content/upload"]
     assert len(server.requests[2].body) > len(data)
+
+
+def test_a_file_cut_short_while_sent_is_an_integrity_error(tmp_path) -> None:
+    """A file truncated mid-upload ends the upload with IntegrityError, never retried."""
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(os.urandom(32 * 1024 * 1024))
+
+    def cut(done: int, total: int | None) -> None:
+        os.truncate(path, 1)
+
+    with LoopbackServer(_stored) as server:
+        with Client("http://127.0.0.1:{}".format(server.port), token="t" * 64,
+                    sleep=lambda s: None) as client:
+            with pytest.raises(IntegrityError, match="changed while it was sent"):
+                client.upload(str(path), progress=cut)
+    assert server.accepted == 1
