@@ -11,10 +11,11 @@ and resume through `Range` after a cut connection.  From asyncio, run the
 calls in a thread (`await asyncio.to_thread(client.upload, path)`); one
 `Client` is not meant for several threads at once — use one per thread.
 
-An upload of a regular file to a plain-http prism (no proxy in the
-environment, no `transport`) skips httpx: it goes over one kept-alive
-`rawhttp.Connection` that sends the file with sendfile while a thread hashes
-it.  httpx (and TLS) are imported at the first call that needs them, so a
+With a plain-http prism (no proxy in the environment, no `transport`) the
+JSON calls and uploads of regular files skip httpx: they go over one
+kept-alive `rawhttp.Connection`, which sends a file with sendfile while a
+thread hashes it.  httpx (and TLS) are imported at the first call that needs
+them (https, downloads, file objects that are not regular files), so a
 program that only uploads over plain http never loads them.
 """
 
@@ -313,6 +314,9 @@ class Client:
             if body is not None:
                 headers["Content-Type"] = "application/json"
                 content = json.dumps(body).encode()
+            if self._raw is not None:
+                return self._raw.request(method, self._raw_prefix + path, headers,
+                                         [content] if content else [])
             return self._send(method, path, headers=headers, content=content)
 
         if not session:

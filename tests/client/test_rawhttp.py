@@ -222,3 +222,33 @@ def test_a_file_cut_short_while_sent_is_an_integrity_error(tmp_path) -> None:
             with pytest.raises(IntegrityError, match="changed while it was sent"):
                 client.upload(str(path), progress=cut)
     assert server.accepted == 1
+
+
+def test_json_calls_to_a_plain_http_prism_go_over_the_same_connection() -> None:
+    """Login and detail over http use the raw connection (one socket, httpx never built)."""
+    record = {"hash": "a" * 40, "exists": True, "count": 2, "ext": "bin", "map": ["s1", "s2"]}
+    replies = {"/user/login": {"session": {"token": "n" * 64}}, "/content/detail": record}
+    with LoopbackServer(lambda r: answer(200, json.dumps(replies[r.path]).encode(),
+                                         chunked=True)) as server:
+        with Client("http://127.0.0.1:{}".format(server.port), "alice", "pw") as client:
+            found = client.detail("a" * 40)
+            assert client._httpx is None
+    assert (found.count, found.stores) == (2, ("s1", "s2"))
+    assert server.accepted == 1
+    assert json.loads(server.requests[0].body) == {"username": "alice", "password": "pw"}
+    assert server.requests[1].headers["x-stretchfs-token"] == "n" * 64
+    assert json.loads(server.requests[1].body) == {"hash": "a" * 40}
+
+
+def test_a_refused_connection_is_unavailable_with_status_zero() -> None:
+    """Nobody listening: retried, then Unavailable (status 0) naming the prism."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]  # closed again when the block ends
+    sleeps: list[float] = []
+    with Client("http://127.0.0.1:{}".format(port), token="t" * 64, retries=1,
+                sleep=sleeps.append) as client:
+        with pytest.raises(Unavailable, match="cannot reach") as raised:
+            client.detail("a" * 40)
+    assert raised.value.status == 0 and sleeps == [0.5]
