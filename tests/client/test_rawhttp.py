@@ -28,16 +28,17 @@ def _stored(request: Request) -> bytes:
 
 @pytest.mark.parametrize("size", [1000, INLINE_BYTES + 1, 3 * 1024 * 1024 + 17])
 def test_the_sendfile_body_is_byte_for_byte_the_streamed_body(tmp_path, size) -> None:
-    """pieces() sent through a Connection put exactly the bytes of the iterated body on the wire."""
+    """pieces() through a Connection put exactly the bytes of the iterated body on the wire."""
     path = tmp_path / "f.bin"
     data = os.urandom(size)
     path.write_bytes(b"skip" + data)
     seen: list[int] = []
     with open(path, "rb") as handle, LoopbackServer() as server:
         handle.seek(4)
-        streamed = b"".join(UploadBody(handle, "f.bin", boundary=BOUNDARY))
+        streamed = b"".join(UploadBody(handle, "f.bin", boundary=BOUNDARY,
+                                       fields={"note": "hi"}))
         handle.seek(4)
-        body = UploadBody(handle, "f.bin", boundary=BOUNDARY,
+        body = UploadBody(handle, "f.bin", boundary=BOUNDARY, fields={"note": "hi"},
                           progress=lambda done, total: seen.append(done))
         assert body.sendable_fd() is not None
         connection = Connection("127.0.0.1", server.port, 10.0)
