@@ -6,8 +6,13 @@
     8 parallel curl processes, each sending its share over one connection
     (`--next`); files/s, median of --rounds alternating rounds.
 The client's peak RSS (ru_maxrss of the child, from wait4) is printed for
-both. A local cluster (1 prism, 1 store, replicas 1) is started in a temp
-folder and stopped by its own PIDs at the end.
+both, and the CPU seconds per run (median) of the client (user + system,
+from wait4) and of the cluster's processes (from /proc/PID/stat): on a small
+machine the client's CPU is taken from the prism's. A local cluster (1
+prism, 1 store, replicas 1) is started in a temp folder and stopped by its
+own PIDs at the end. The stretchfs package is byte-compiled first, as an
+installed one is (with PYTHONDONTWRITEBYTECODE set, every run would compile
+its modules again: about 0.1 s of CPU that no user pays).
 
     .venv/bin/python bench/client_bench.py [--big-mib 256] [--small 1000] [--rounds 3]
 """
@@ -23,37 +28,56 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = dict(os.environ, PYTHONPATH=REPO)
 CLI = [sys.executable, "-m", "stretchfs.cli.main"]
 
 
-def run_timed(argv: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Run `argv` to completion: (seconds, peak RSS in MiB); fails loudly on an error."""
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    took = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit("{} failed ({}): {}".format(argv[:3], proc.returncode,
-                                                      proc.stderr.read()[-500:]))
-    return took, usage.ru_maxrss // 1024
+@dataclass
+class Run:
+    """One timed run: seconds, peak RSS (MiB, the largest process), client and cluster CPU s."""
+
+    seconds: float
+    rss: int
+    cpu: float
+    server_cpu: float
 
 
-def run_parallel(commands: list[list[str]], env: dict[str, str]) -> tuple[float, int]:
-    """Run every command at once: (seconds until all ended, largest peak RSS in MiB)."""
+def cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes `pids` have used so far, from /proc."""
+    total = 0
+    for pid in pids:
+        with open("/proc/{}/stat".format(pid)) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def run_parallel(commands: list[list[str]], env: dict[str, str], servers: list[int]) -> Run:
+    """Run every command at once to completion; fails loudly on an error."""
+    server_before = cpu_of(servers)
     started = time.monotonic()
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for c in commands]
-    peak = 0
-    for proc in procs:
+    peak, cpu = 0, 0.0
+    for argv, proc in zip(commands, procs):
         _pid, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit("curl failed: {}".format(proc.stderr.read()[-500:]))
+            raise SystemExit("{} failed: {}".format(argv[:3], proc.stderr.read()[-500:]))
         peak = max(peak, usage.ru_maxrss // 1024)
-    return time.monotonic() - started, peak
+        cpu += usage.ru_utime + usage.ru_stime
+    took = time.monotonic() - started
+    return Run(took, peak, cpu, cpu_of(servers) - server_before)
+
+
+def cpu_line(runs: dict[str, list[Run]]) -> str:
+    """The median CPU seconds per run, client and cluster, of both tools."""
+    return "    CPU s per run (median): client stretchfs {:.2f}, curl {:.2f}; cluster with " \
+        "stretchfs {:.2f}, with curl {:.2f}".format(
+            *(statistics.median(r.cpu for r in runs[n]) for n in ("stretchfs", "curl")),
+            *(statistics.median(r.server_cpu for r in runs[n]) for n in ("stretchfs", "curl")))
 
 
 def login(prism: str, user: dict[str, str]) -> str:
@@ -82,6 +106,8 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=1000, help="number of 4 KiB files")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement")
     args = parser.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(REPO, "stretchfs")],
+                   check=True, timeout=300)
     folder = tempfile.mkdtemp(prefix="sfs-client-bench-")
     workdir = os.path.join(folder, "cluster")
     up = subprocess.run(CLI + ["dev", "up", "--detach", "--prisms", "1", "--stores", "1",
@@ -93,6 +119,7 @@ def main() -> int:
         with open(os.path.join(workdir, "cluster.json")) as handle:
             state = json.load(handle)
         prism, user = state["prism_url"], state["user"]
+        servers = [node["pid"] for node in state["nodes"]]
         env = dict(ENV, STRETCHFS_URL=prism, STRETCHFS_USER=user["username"],
                    STRETCHFS_PASSWORD=user["password"],
                    XDG_CONFIG_HOME=os.path.join(folder, "config"))
@@ -101,8 +128,7 @@ def main() -> int:
         subprocess.run(CLI + ["login"], env=env, check=True, capture_output=True, timeout=60)
         print("client bench: 1 prism, 1 store (replicas 1), {} round(s)".format(args.rounds))
 
-        big_rates: dict[str, list[float]] = {"stretchfs": [], "curl": []}
-        big_rss: dict[str, int] = {"stretchfs": 0, "curl": 0}
+        big: dict[str, list[Run]] = {"stretchfs": [], "curl": []}
         for round_number in range(args.rounds):
             path = os.path.join(folder, "big-{}.bin".format(round_number))
             with open(path, "wb") as handle:
@@ -115,18 +141,17 @@ def main() -> int:
                     handle.write(os.urandom(64))
                 argv = (CLI + ["upload", path] if name == "stretchfs"
                         else curl_upload(prism, token, [path]))
-                took, rss = run_timed(argv, env)
-                big_rates[name].append(args.big_mib / took)
-                big_rss[name] = max(big_rss[name], rss)
+                big[name].append(run_parallel([argv], env, servers))
             os.unlink(path)
-        ours, theirs = (statistics.median(big_rates[n]) for n in ("stretchfs", "curl"))
+        ours, theirs = (statistics.median(args.big_mib / r.seconds for r in big[n])
+                        for n in ("stretchfs", "curl"))
         print("(a) one {} MiB file: stretchfs upload {:.0f} MiB/s (peak RSS {} MiB), "
               "curl -F {:.0f} MiB/s (peak RSS {} MiB): ratio {:.2f}x".format(
-                  args.big_mib, ours, big_rss["stretchfs"], theirs, big_rss["curl"],
-                  ours / theirs))
+                  args.big_mib, ours, max(r.rss for r in big["stretchfs"]), theirs,
+                  max(r.rss for r in big["curl"]), ours / theirs))
+        print(cpu_line(big))
 
-        small_rates: dict[str, list[float]] = {"stretchfs": [], "curl": []}
-        small_rss: dict[str, int] = {"stretchfs": 0, "curl": 0}
+        small_runs: dict[str, list[Run]] = {"stretchfs": [], "curl": []}
         for round_number in range(args.rounds):
             for name in (("stretchfs", "curl") if round_number % 2 == 0
                          else ("curl", "stretchfs")):
@@ -139,18 +164,18 @@ def main() -> int:
                         handle.write(os.urandom(4096))
                     paths.append(path)
                 if name == "stretchfs":
-                    took, rss = run_timed(CLI + ["upload", "--jobs", "8"] + paths, env)
+                    commands = [CLI + ["upload", "--jobs", "8"] + paths]
                 else:
-                    shares = [paths[i::8] for i in range(8)]
-                    took, rss = run_parallel([curl_upload(prism, token, share)
-                                              for share in shares if share], env)
-                small_rates[name].append(args.small / took)
-                small_rss[name] = max(small_rss[name], rss)
-        ours, theirs = (statistics.median(small_rates[n]) for n in ("stretchfs", "curl"))
+                    commands = [curl_upload(prism, token, share)
+                                for share in (paths[i::8] for i in range(8)) if share]
+                small_runs[name].append(run_parallel(commands, env, servers))
+        ours, theirs = (statistics.median(args.small / r.seconds for r in small_runs[n])
+                        for n in ("stretchfs", "curl"))
         print("(b) {} x 4 KiB: stretchfs upload --jobs 8 {:.0f} files/s (peak RSS {} MiB), "
               "8 parallel curl {:.0f} files/s (peak RSS {} MiB each): ratio {:.2f}x".format(
-                  args.small, ours, small_rss["stretchfs"], theirs, small_rss["curl"],
-                  ours / theirs))
+                  args.small, ours, max(r.rss for r in small_runs["stretchfs"]), theirs,
+                  max(r.rss for r in small_runs["curl"]), ours / theirs))
+        print(cpu_line(small_runs))
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         print("(bench process itself: {} MiB)".format(own))
     finally:

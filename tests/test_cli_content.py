@@ -7,6 +7,8 @@ import json
 import os
 import stat
 
+import pytest
+
 from stretchfs.cli import content
 from stretchfs.master.cliconn import add_master_arguments
 
@@ -85,3 +87,64 @@ def test_each_upload_adds_its_new_bytes_to_the_one_bar(capsys) -> None:
     second(60, 60)
     assert bar.updates == [100, 50, 200, 10]
     assert capsys.readouterr().err == ""
+
+
+def test_in_parallel_runs_at_most_jobs_at_once_and_reports_each_outcome() -> None:
+    """Every item ends once, as a result or its StretchFSError; no more than `jobs` run at once."""
+    import threading
+
+    from stretchfs.client import NotFound
+
+    lock = threading.Lock()
+    running, peak = [0], [0]
+    release = threading.Event()
+
+    def work(item: str) -> str:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            if running[0] == 3:
+                release.set()
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+        if item.startswith("bad"):
+            raise NotFound("no " + item, 404)
+        return item.upper()
+
+    items = ["a", "bad1", "c", "d", "bad2", "f", "g"]
+    outcomes = dict(content.in_parallel(items, 3, work))
+    assert peak[0] == 3
+    assert {items[i]: (o.message if isinstance(o, NotFound) else o)
+            for i, o in outcomes.items()} == {
+        "a": "A", "bad1": "no bad1", "c": "C", "d": "D", "bad2": "no bad2", "f": "F", "g": "G"}
+
+
+def test_in_parallel_hands_other_exceptions_to_the_caller() -> None:
+    """A bug in the work (not a StretchFSError) is raised in the calling thread."""
+    def work(item: str) -> str:
+        raise KeyError(item)
+
+    with pytest.raises(KeyError, match="x"):
+        list(content.in_parallel(["x"], 2, work))
+
+
+def test_a_client_command_loads_no_master_code_httpx_or_tls(tmp_path) -> None:
+    """`stretchfs upload` (parsed and its client built for http) imports only what it needs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, argparse\n"
+        "from stretchfs.cli.main import build_parser\n"
+        "from stretchfs.client import Client\n"
+        "args = build_parser('upload').parse_args(['upload', 'f'])\n"
+        "Client('http://127.0.0.1:1', token='t' * 64).close()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('httpx', 'ssl', 'twisted', 'concurrent', 'logging', 'tomllib')"
+        " or m.startswith(('stretchfs.master', 'stretchfs.config'))))\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, env=dict(os.environ, PYTHONPATH=repo), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -11,20 +11,21 @@ Where the prism and the credentials come from, first found wins: the flags
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import getpass
 import json
 import os
-import ssl
+import queue
 import sys
 import threading
-import tomllib
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
 
 from stretchfs.client import Client, Progress, StretchFSError
-from stretchfs.client.tls import Trust
 from stretchfs.exitcodes import EX_USAGE
+
+if TYPE_CHECKING:
+    import ssl
+
+T = TypeVar("T")
 
 EX_FAILED = 1
 ENV = {"url": "STRETCHFS_URL", "username": "STRETCHFS_USER", "password": "STRETCHFS_PASSWORD"}
@@ -47,6 +48,10 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _read_toml(path: str) -> dict[str, Any]:
+    if not os.path.exists(path):
+        return {}
+    import tomllib
+
     try:
         with open(path, "rb") as handle:
             return tomllib.load(handle)
@@ -104,21 +109,47 @@ def _add_common(parser: argparse.ArgumentParser, ca_file: bool = True) -> None:
     parser.add_argument("--json", action="store_true", help="print results as JSON")
 
 
-def add_parsers(subparsers: Any, prune: Callable[[argparse.Namespace], int],
-                add_prune_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
-    """Register the client commands; `purchase prune` stays the operator's command."""
+def add_parsers(subparsers: Any, prune: Callable[[argparse.Namespace], int] | None = None,
+                add_prune_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+                *, only: str | None = None) -> None:
+    """Register the client commands (`only` one of them, when given); `purchase prune`
+    stays the operator's command, so `purchase` needs `prune` and its arguments."""
+    if only is not None and only != "purchase":
+        {"login": _add_login, "logout": _add_logout, "upload": _add_upload,
+         "download": _add_download, "detail": _add_detail}[only](subparsers)
+        return
+    assert prune is not None and add_prune_arguments is not None
+    if only == "purchase":
+        _add_purchase(subparsers, prune, add_prune_arguments)
+        return
+    for add in (_add_login, _add_logout, _add_upload, _add_download):
+        add(subparsers)
+    _add_purchase(subparsers, prune, add_prune_arguments)
+    _add_detail(subparsers)
+
+
+def _add_login(subparsers: Any) -> None:
     login = subparsers.add_parser("login", help="log in and keep the session for later commands")
     _add_common(login)
     login.set_defaults(func=run_login)
+
+
+def _add_logout(subparsers: Any) -> None:
     logout = subparsers.add_parser("logout", help="end the saved session")
     _add_common(logout)
     logout.set_defaults(func=run_logout)
+
+
+def _add_upload(subparsers: Any) -> None:
     upload = subparsers.add_parser("upload", help="upload files (in parallel with --jobs)")
     upload.add_argument("files", nargs="+", help="files to upload")
     upload.add_argument("--jobs", "-j", type=int, default=4,
                         help="uploads at once (default %(default)s)")
     _add_common(upload)
     upload.set_defaults(func=run_upload)
+
+
+def _add_download(subparsers: Any) -> None:
     download = subparsers.add_parser("download", help="download a link (resumes)")
     download.add_argument("link", help="a download URL, or TOKEN/NAME on the prism")
     download.add_argument("--output", "-o", required=True, help="file to write")
@@ -126,6 +157,10 @@ def add_parsers(subparsers: Any, prune: Callable[[argparse.Namespace], int],
                           help="start over instead of resuming a partial file")
     _add_common(download)
     download.set_defaults(func=run_download)
+
+
+def _add_purchase(subparsers: Any, prune: Callable[[argparse.Namespace], int],
+                  add_prune_arguments: Callable[[argparse.ArgumentParser], None]) -> None:
     purchase = subparsers.add_parser(
         "purchase", help="buy a download link for HASH (`purchase prune`: operators)")
     purchase.add_argument("hash", help="the content's SHA1, or `prune` to remove expired "
@@ -140,6 +175,9 @@ def add_parsers(subparsers: Any, prune: Callable[[argparse.Namespace], int],
     add_prune_arguments(purchase)  # its --ca-file serves the prism and, for prune, the master
     purchase.set_defaults(func=lambda args: prune(args) if args.hash == "prune"
                           else run_purchase(args))
+
+
+def _add_detail(subparsers: Any) -> None:
     detail = subparsers.add_parser("detail", help="where the cluster holds each hash")
     detail.add_argument("hashes", nargs="+", help="SHA1s to look up")
     _add_common(detail)
@@ -183,6 +221,8 @@ def run_login(args: argparse.Namespace) -> int:
             sys.stderr.write("stretchfs login: no password (--password or "
                              "$STRETCHFS_PASSWORD)\n")
             return EX_USAGE
+        import getpass
+
         password = getpass.getpass("password for {}: ".format(found["username"]))
     try:
         with Client(found["url"], found["username"], password, ca_file=args.ca_file,
@@ -224,6 +264,41 @@ def _adding_to(bar: Any) -> Progress | None:
     return progress
 
 
+def in_parallel(items: list[str], jobs: int, work: Callable[[str], T]
+                ) -> Iterator[tuple[int, T | StretchFSError]]:
+    """(index, result or StretchFSError) of `work(item)` as each ends, `jobs` at once.
+
+    Plain threads pulling from one list (concurrent.futures would load
+    logging and more at start-up); any other exception ends the run.
+    """
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+    ended: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(pending, None)
+            if index is None:
+                return
+            try:
+                ended.put((index, work(items[index])))
+            except BaseException as exc:  # handed to the caller's thread
+                ended.put((index, exc))
+
+    threads = [threading.Thread(target=worker, daemon=True)
+               for _ in range(max(1, min(jobs, len(items))))]
+    for thread in threads:
+        thread.start()
+    for _ in items:
+        index, outcome = ended.get()
+        if isinstance(outcome, BaseException) and not isinstance(outcome, StretchFSError):
+            raise outcome
+        yield index, outcome
+    for thread in threads:
+        thread.join()
+
+
 def run_upload(args: argparse.Namespace) -> int:
     """Upload every file, `--jobs` at once, with one progress bar over all bytes."""
     missing = [path for path in args.files if not os.path.isfile(path)]
@@ -231,7 +306,11 @@ def run_upload(args: argparse.Namespace) -> int:
         sys.stderr.write("stretchfs upload: not a file: {}\n".format(", ".join(missing)))
         return EX_USAGE
     total = sum(os.path.getsize(path) for path in args.files)
-    trust = Trust(args.ca_file)  # one TLS context for every worker's client
+    trust: ssl.SSLContext | None = None
+    if str(resolve(args)["url"] or "").startswith("https:"):
+        from stretchfs.client.tls import Trust
+
+        trust = Trust(args.ca_file)  # one TLS context for every worker's client
     with open_client(args, ssl_context=trust) as first:
         try:
             token = first.session.token if first.session else first.login().token
@@ -247,22 +326,20 @@ def run_upload(args: argparse.Namespace) -> int:
         if not hasattr(local, "client"):  # one client (and connection) per worker
             local.client = open_client(args, token=token, ssl_context=trust)
             clients.append(local.client)
-        return local.client.upload(path, progress=_adding_to(bar))
+        return asdict(local.client.upload(path, progress=_adding_to(bar)))
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(one, path): path for path in args.files}
-        for future in concurrent.futures.as_completed(futures):
-            path = futures[future]
-            try:
-                results[path] = asdict(future.result())
-            except StretchFSError as exc:
-                failures += 1
-                results[path] = {"error": exc.message}
-                message = "stretchfs upload: {}: {}".format(path, exc.message)
-                if bar is None:
-                    sys.stderr.write(message + "\n")
-                else:
-                    bar.write(message, file=sys.stderr)
+    for index, outcome in in_parallel(args.files, args.jobs, one):
+        path = args.files[index]
+        if isinstance(outcome, StretchFSError):
+            failures += 1
+            results[path] = {"error": outcome.message}
+            message = "stretchfs upload: {}: {}".format(path, outcome.message)
+            if bar is None:
+                sys.stderr.write(message + "\n")
+            else:
+                bar.write(message, file=sys.stderr)
+        else:
+            results[path] = outcome
     if bar is not None:
         bar.close()
     for client in clients:

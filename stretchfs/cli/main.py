@@ -33,18 +33,23 @@ def master_command(subparsers: Any, name: str, command: Any, **kwargs: Any) -> A
     return parser
 
 
-def _register_content(subparsers: Any) -> None:
-    from stretchfs.cli import content, purchases
+def _register_content(subparsers: Any, command: str | None) -> None:
+    from stretchfs.cli import content
+
+    if command not in (None, "purchase"):  # a client command loads no master code
+        content.add_parsers(subparsers, only=command)
+        return
+    from stretchfs.cli import purchases
     from stretchfs.master.cliconn import add_master_arguments, run_against_master
 
     content.add_parsers(subparsers, functools.partial(run_against_master,
                                                       purchases.prune_purchases),
-                        add_master_arguments)
+                        add_master_arguments, only=command)
 
 
-def _registrar(module: str) -> Callable[[Any], None]:
+def _registrar(module: str, command: str | None) -> Callable[[Any], None]:
     if module == "content":
-        return _register_content
+        return functools.partial(_register_content, command=command)
     return importlib.import_module("stretchfs.cli." + module).add_parser
 
 
@@ -56,7 +61,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(
         COMMANDS.values()))
     for module in modules:
-        _registrar(module)(subparsers)
+        _registrar(module, command)(subparsers)
     return parser
 
 

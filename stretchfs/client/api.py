@@ -10,6 +10,13 @@ and several clients can share one `ssl_context`.  Downloads stream to disk
 and resume through `Range` after a cut connection.  From asyncio, run the
 calls in a thread (`await asyncio.to_thread(client.upload, path)`); one
 `Client` is not meant for several threads at once — use one per thread.
+
+With a plain-http prism (no proxy in the environment, no `transport`) the
+JSON calls and uploads of regular files skip httpx: they go over one
+kept-alive `rawhttp.Connection`, which sends a file with sendfile while a
+thread hashes it.  httpx (and TLS) are imported at the first call that needs
+them (https, downloads, file objects that are not regular files), so a
+program that only uploads over plain http never loads them.
 """
 
 from __future__ import annotations
@@ -17,12 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import ssl
 import time
 import urllib.parse
-from typing import IO, Any, Callable, Iterable, Iterator
-
-import httpx
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from stretchfs.client.errors import (
     IntegrityError,
@@ -33,16 +37,31 @@ from stretchfs.client.errors import (
 )
 from stretchfs.client.models import Content, ContentRecord, Download, Purchase, Session
 from stretchfs.client.multipart import UploadBody
-from stretchfs.client.tls import Trust
+from stretchfs.client.rawhttp import Connection, ShortFile, TransportFailure
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done, bytes in all or None when unknown)."""
 
 TOKEN_HEADER = "X-STRETCHFS-Token"
 MAX_BACKOFF_SECONDS = 8.0
+PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
 
 
-def _message(response: httpx.Response) -> str:
+class _Answer(Protocol):
+    """An answer of either transport (httpx.Response, rawhttp.RawResponse)."""
+
+    status_code: int
+
+    def json(self) -> Any:
+        """The body as JSON."""
+
+
+def _message(response: _Answer) -> str:
     try:
         body = response.json()
     except ValueError:
@@ -73,8 +92,33 @@ class Client:
         self.retries = retries
         self.backoff = backoff
         self._sleep = sleep
-        self._http = httpx.Client(verify=ssl_context or Trust(ca_file), transport=transport,
-                                  timeout=httpx.Timeout(timeout))
+        self._timeout = timeout
+        self._verify: ssl.SSLContext | None = ssl_context
+        if ssl_context is None and ca_file:  # read now: a bad CA file fails at once
+            from stretchfs.client.tls import Trust
+
+            self._verify = Trust(ca_file)
+        self._transport = transport
+        self._httpx: httpx.Client | None = None
+        parts = urllib.parse.urlsplit(self.url)
+        plain = parts.scheme == "http" and transport is None and parts.hostname is not None \
+            and not any(os.environ.get(name) for name in PROXY_VARIABLES)
+        self._raw = Connection(parts.hostname or "", parts.port or 80, timeout) \
+            if plain else None
+        self._raw_prefix = parts.path
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The httpx client, built (and httpx imported) at its first use."""
+        if self._httpx is None:
+            import httpx
+
+            from stretchfs.client.tls import Trust
+
+            self._httpx = httpx.Client(verify=self._verify or Trust(),
+                                       transport=self._transport,
+                                       timeout=httpx.Timeout(self._timeout))
+        return self._httpx
 
     def __enter__(self) -> "Client":
         return self
@@ -84,7 +128,10 @@ class Client:
 
     def close(self) -> None:
         """Close the connections (the session stays valid on the server)."""
-        self._http.close()
+        if self._httpx is not None:
+            self._httpx.close()
+        if self._raw is not None:
+            self._raw.close()
 
     # -- sessions ----------------------------------------------------------
     def login(self) -> Session:
@@ -118,12 +165,22 @@ class Client:
                                    progress=progress, fields=fields)
         filename = name or os.path.basename(str(getattr(source, "name", "") or "upload.bin"))
         body = UploadBody(source, filename, fields=fields, progress=progress)
+        raw = self._raw if body.sendable_fd() is not None else None
 
-        def request() -> httpx.Response:
-            return self._http.post(self.url + "/content/upload",
-                                   headers={**self._headers(), **body.headers}, content=body)
+        def request() -> _Answer:
+            if raw is not None:
+                headers = {**self._headers(),
+                           "Content-Type": body.headers["Content-Type"]}
+                return raw.request("POST", self._raw_prefix + "/content/upload", headers,
+                                   body.pieces())
+            return self._send("POST", "/content/upload",
+                              headers={**self._headers(), **body.headers}, content=body)
 
-        answer = self._session_call(request, retry=body.seekable())
+        try:
+            answer = self._session_call(request, retry=body.seekable())
+        except ShortFile as exc:
+            raise IntegrityError("{} changed while it was sent: {}".format(
+                filename, exc)) from None
         sent = body.hexdigest()
         content = Content.from_answer(answer["files"]["file"])
         if content.hash != sent:
@@ -185,6 +242,8 @@ class Client:
         way, up to `retries` times.  The SHA1 is checked against the store's
         ETag.
         """
+        import httpx
+
         path = os.fspath(dest)
         start = os.path.getsize(path) if resume and os.path.exists(path) else 0
         if not resume and os.path.exists(path):
@@ -238,22 +297,33 @@ class Client:
         assert self.session is not None
         return {TOKEN_HEADER: self.session.token}
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request through httpx; its transport errors become TransportFailure."""
+        import httpx
+
+        try:
+            return self._http.request(method, self.url + path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TransportFailure(str(exc)) from None
+
     def _call(self, method: str, path: str, body: Any = None, *, session: bool = True,
               renew: bool = True) -> Any:
-        def request() -> httpx.Response:
+        def request() -> _Answer:
             headers = self._headers() if session else {}
             content = None
             if body is not None:
                 headers["Content-Type"] = "application/json"
                 content = json.dumps(body).encode()
-            return self._http.request(method, self.url + path, headers=headers,
-                                      content=content)
+            if self._raw is not None:
+                return self._raw.request(method, self._raw_prefix + path, headers,
+                                         [content] if content else [])
+            return self._send(method, path, headers=headers, content=content)
 
         if not session:
             return self._answer(self._retrying(request, retry=True))
         return self._session_call(request, retry=True, renew=renew)
 
-    def _session_call(self, request: Callable[[], httpx.Response], *, retry: bool,
+    def _session_call(self, request: Callable[[], _Answer], *, retry: bool,
                       renew: bool = True) -> Any:
         try:
             return self._answer(self._retrying(request, retry=retry))
@@ -263,13 +333,12 @@ class Client:
             self.login()
             return self._answer(self._retrying(request, retry=retry))
 
-    def _retrying(self, request: Callable[[], httpx.Response], *, retry: bool
-                  ) -> httpx.Response:
+    def _retrying(self, request: Callable[[], _Answer], *, retry: bool) -> _Answer:
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
             try:
                 response = request()
-            except httpx.TransportError as exc:
+            except TransportFailure as exc:
                 if attempt + 1 == attempts:
                     raise Unavailable("cannot reach {}: {}".format(self.url, exc), 0) from None
             else:
@@ -281,7 +350,7 @@ class Client:
     def _delay(self, attempt: int) -> float:
         return float(min(self.backoff * (2 ** attempt), MAX_BACKOFF_SECONDS))
 
-    def _answer(self, response: httpx.Response) -> Any:
+    def _answer(self, response: _Answer) -> Any:
         if response.status_code >= 400:
             raise error_for(response.status_code, _message(response))
         try:
