@@ -46,6 +46,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -522,8 +523,13 @@ def header(args: argparse.Namespace) -> None:
             args.download_clients, "" if shutil.which("wrk") else " (not installed)"))
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit("terminated (signal {})".format(signum))
+
+
 def run(args: argparse.Namespace) -> None:
     """Start both systems, measure, print the table, and stop everything."""
+    signal.signal(signal.SIGTERM, _terminated)  # a TERM stops what started, too
     header(args)
     replicas = sorted({int(r) for r in args.replicas.split(",")})
     aio: SwiftAIO | None = None
