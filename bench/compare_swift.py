@@ -258,6 +258,13 @@ def small_uploads(side: Side, count: int, clients: int) -> tuple[float, int]:
     return sum(done), 0
 
 
+def small_figure(side: Side, system: System, args: argparse.Namespace) -> Figure:
+    """--small uploads from --clients threads, measured after an os.sync() (no writeback of
+    the system measured before pending)."""
+    os.sync()
+    return system.measure(lambda: small_uploads(side, args.small, args.clients))
+
+
 def large_uploads(side: Side, system: System, size: int, rounds: int) -> Figure:
     """`rounds` uploads of `size` fresh bytes (os.sync before each): median rate, CPU mean."""
     data = bytearray(os.urandom(size))
@@ -444,10 +451,8 @@ def measure_all(args: argparse.Namespace, aio: SwiftAIO | None,
         if "small" in only:
             both("{:,} x 4 KiB uploads, {} clients, {} {}".format(
                 args.small, args.clients, replicas, plural),
-                lambda side, system: system.measure(
-                    lambda: small_uploads(side, args.small, args.clients)),
-                lambda c: c.system.measure(lambda: small_uploads(c, args.small, args.clients)),
-                replicas)
+                lambda side, system: small_figure(side, system, args),
+                lambda c: small_figure(c, c.system, args), replicas)
         if "large" in only:
             both("one {} MiB upload, {} {} (median of {})".format(
                 args.large_mib, replicas, plural, args.large_rounds),
