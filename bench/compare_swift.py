@@ -11,7 +11,8 @@ client code:
             connection each), at 1 and 2 replicas: uploads/s
   large     one --large-mib MiB upload, median of --large-rounds, at 1 and 2
             replicas: MiB/s
-  download  a purchased 4 KiB download end to end, --connections keep-alive
+  download  a purchased download end to end (--download-kib, default 4 KiB;
+            several sizes: 4,1024), --connections keep-alive
             connections in --download-clients processes for --seconds (asyncio
             client: StretchFS GET /<purchase>/<file> at the prism and follow the
             302 to the store; Swift one tempurl GET at the proxy): downloads/s
@@ -32,7 +33,7 @@ only StretchFS is measured.  Every process started is stopped by its PID.
 
     .venv/bin/python bench/compare_swift.py [--only small,large,download,wrk]
         [--small 1000] [--clients 8] [--large-mib 64] [--large-rounds 3]
-        [--seconds 5] [--connections 50] [--replicas 1,2] [--nginx]
+        [--seconds 5] [--connections 50] [--download-kib 4] [--replicas 1,2] [--nginx]
         [--prism-workers 1] [--swift-workers auto]
 """
 
@@ -82,7 +83,6 @@ from stretchfs.devcluster.process import decode_json, http_call  # noqa: E402
 
 WORKLOADS = ("small", "large", "download", "wrk")
 UPLOAD_DEADLINE_SECONDS = 300.0
-DOWNLOAD_SIZE = 4096
 TEMPURL_SECONDS = 3600.0
 
 
@@ -459,29 +459,38 @@ def measure_all(args: argparse.Namespace, aio: SwiftAIO | None,
                 lambda side, system: large_uploads(side, system, size, args.large_rounds),
                 lambda c: large_uploads(c, c.system, size, args.large_rounds), replicas)
     if {"download", "wrk"} & only:
-        rows += measure_downloads(args, aio, swift_system, clusters[min(clusters)], only)
+        for index, kib in enumerate(args.download_kib):
+            rows += measure_downloads(args, aio, swift_system, clusters[min(clusters)], only,
+                                      kib << 10, index == 0)
     return rows
+
+
+def _size_text(size: int) -> str:
+    return "{} MiB".format(size >> 20) if size >= 1 << 20 and not size % (1 << 20) else \
+        "{} KiB".format(size >> 10)
 
 
 def measure_downloads(args: argparse.Namespace, aio: SwiftAIO | None,
                       swift_system: System | None, cluster: StretchCluster,
-                      only: set[str]) -> list[Row]:
-    """The purchased download end to end (Python client) and the wrk single hops."""
+                      only: set[str], size: int, first: bool) -> list[Row]:
+    """For one file size: the purchased download end to end (Python client) and the wrk
+    single hops (the prism's 302 only with the `first` size)."""
     rows: list[Row] = []
-    target = _upload_and_buy(cluster.prism, cluster.state["user"], DOWNLOAD_SIZE)
+    text = _size_text(size)
+    target = _upload_and_buy(cluster.prism, cluster.state["user"], size)
     tempurl = ""
     if aio:
-        path = "{}/download-{}.bin".format(aio.container_path(1), DOWNLOAD_SIZE)
+        path = "{}/download-{}.bin".format(aio.container_path(1), size)
         conn = SwiftSide(aio, 1).connect()
         try:
-            aio.put(conn, path, os.urandom(DOWNLOAD_SIZE))
+            aio.put(conn, path, os.urandom(size))
         finally:
             conn.close()
         tempurl = aio.tempurl(path, TEMPURL_SECONDS)
     time.sleep(1.0)  # the purchase reaches the prism's mirror
     if "download" in only:
-        label = "purchased 4 KiB download end to end, {} conns (Python)".format(
-            args.connections)
+        label = "purchased {} download end to end, {} conns (Python)".format(
+            text, args.connections)
         swift = download_figure(swift_system, tempurl, args) if swift_system else None
         stretch = download_figure(cluster.system, cluster.prism + target, args)
         rows.append((label, swift, stretch))
@@ -492,9 +501,10 @@ def measure_downloads(args: argparse.Namespace, aio: SwiftAIO | None,
             say("wrk is not installed: no single-hop rows")
             return rows
         hops: list[tuple[str, System | None, str]] = [
-            ("Swift's tempurl 4 KiB GET alone (wrk)", swift_system, tempurl),
-            ("StretchFS: the prism's 302 alone (wrk)", cluster.system, cluster.prism + target),
-            ("StretchFS: the store's signed 4 KiB GET alone (wrk)", cluster.system,
+            ("Swift's tempurl {} GET alone (wrk)".format(text), swift_system, tempurl),
+            ("StretchFS: the prism's 302 alone (wrk)", cluster.system if first else None,
+             cluster.prism + target),
+            ("StretchFS: the store's signed {} GET alone (wrk)".format(text), cluster.system,
              signed_location(cluster.prism, target))]
         for label, system, url in hops:
             if system is not None:
@@ -536,7 +546,7 @@ def run(args: argparse.Namespace) -> None:
     """Start both systems, measure, print the table, and stop everything."""
     signal.signal(signal.SIGTERM, _terminated)  # a TERM stops what started, too
     header(args)
-    replicas = sorted({int(r) for r in args.replicas.split(",")})
+    replicas = sorted(set(args.replicas))
     aio: SwiftAIO | None = None
     clusters: dict[int, StretchCluster] = {}
     try:
@@ -558,6 +568,18 @@ def run(args: argparse.Namespace) -> None:
         "cheaper); server CPU per request in ms, its idle part in brackets")
 
 
+def _positive_ints(text: str) -> list[int]:
+    """'4,1024' -> [4, 1024]; an argparse error unless every item is a positive integer."""
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("expected positive integers separated by commas, "
+                                         "got {!r}".format(text))
+    return values
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and run (or be one download client: --client URL SECONDS CONNS)."""
     given = sys.argv[1:] if argv is None else argv
@@ -572,17 +594,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large-mib", type=int, default=64, help="large upload size")
     parser.add_argument("--large-rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="download load per row")
+    parser.add_argument("--download-kib", type=_positive_ints, default=[4],
+                        help="comma-separated file sizes (KiB) of the download rows")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--download-clients", type=int, default=2, help="client processes")
-    parser.add_argument("--replicas", default="1,2", help="replica counts to measure")
+    parser.add_argument("--replicas", type=_positive_ints, default=[1, 2],
+                        help="comma-separated replica counts to measure (1, 2)")
     parser.add_argument("--nginx", action="store_true", help="StretchFS stores behind nginx")
     parser.add_argument("--prism-workers", type=int, default=1)
     parser.add_argument("--swift-workers", default="auto",
                         help="`workers` of every Swift server (Swift's default: auto)")
     args = parser.parse_args(given)
-    unknown = set(args.only.split(",")) - set(WORKLOADS)
-    if unknown or not set(args.replicas.split(",")) <= {"1", "2"} or args.small < 1 or \
-            args.clients < 1 or args.large_rounds < 1 or args.seconds < 1:
+    if set(args.only.split(",")) - set(WORKLOADS) or not set(args.replicas) <= {1, 2} or \
+            min(args.small, args.clients, args.large_rounds, args.seconds) < 1:
         parser.error("--only from {}, --replicas from 1,2, positive counts".format(
             ",".join(WORKLOADS)))
     run(args)

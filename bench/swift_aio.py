@@ -53,6 +53,10 @@ sys.argv = [script, sys.argv[3]]
 runpy.run_path(script, run_name="__main__")
 """
 
+# Swift's memcache client gives up after 0.3 s (connect) or 1-2 s (pool, io), and 10 such
+# errors within 60 s shut memcached out for 60 s, which loses tempauth's tokens (401s):
+# on a shared 2-core machine under load that happens, so the bench waits longer.
+MEMCACHE_TIMEOUTS = ("connect_timeout = 2.0", "pool_timeout = 10.0", "io_timeout = 10.0")
 PROXY_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats "
                   "bulk tempurl ratelimit tempauth copy container-quotas account-quotas slo "
                   "dlo versioned_writes symlink proxy-logging proxy-server")
@@ -290,7 +294,8 @@ class SwiftAIO:
         for name, egg in filters.items():
             proxy += ["[filter:{}]".format(name), "use = egg:swift#{}".format(egg)]
             if name == "cache":
-                proxy.append("memcache_servers = 127.0.0.1:{}".format(self.ports["memcached"]))
+                proxy += ["memcache_servers = 127.0.0.1:{}".format(self.ports["memcached"]),
+                          *MEMCACHE_TIMEOUTS]
             if name == "tempauth":
                 proxy.append("user_test_tester = {} .admin".format(KEY))
         self._write("proxy.conf", "\n".join(proxy + [""]))
