@@ -4,13 +4,14 @@ Starts an OpenStack Swift all-in-one from Debian's packages (bench/swift_aio.py:
 tempauth, tempurl, rings for 1 and 2 replicas, every server on 127.0.0.1) and
 local StretchFS clusters (`LocalCluster`: 1 master, 1 prism, 2 stores, private
 Redis; one with `[cluster] replicas = 1` on every node, one with 2), all side
-by side, then measures each workload on both systems in turn with the same
-client code:
+by side, then measures each workload on both systems with the same client
+code, in turns (--rounds; --large-rounds for large uploads) whose order swaps
+every turn, so that load changes on the shared machine hit both alike:
 
   small     --small x 4 KiB uploads from --clients threads (one keep-alive
             connection each), at 1 and 2 replicas: uploads/s
-  large     one --large-mib MiB upload, median of --large-rounds, at 1 and 2
-            replicas: MiB/s
+  large     --large-rounds uploads of --large-mib MiB each, at 1 and 2 replicas:
+            MiB/s over their summed time
   download  a purchased download end to end (--download-kib, default 4 KiB;
             several sizes: 4,1024), --connections keep-alive
             connections in --download-clients processes for --seconds (asyncio
@@ -32,7 +33,7 @@ filesystem lacks user xattrs, Swift is skipped with the reason printed and
 only StretchFS is measured.  Every process started is stopped by its PID.
 
     .venv/bin/python bench/compare_swift.py [--only small,large,download,wrk]
-        [--small 1000] [--clients 8] [--large-mib 64] [--large-rounds 3]
+        [--rounds 2] [--small 1000] [--clients 8] [--large-mib 64] [--large-rounds 3]
         [--seconds 5] [--connections 50] [--download-kib 4] [--replicas 1,2] [--nginx]
         [--prism-workers 1] [--swift-workers auto]
 """
@@ -48,13 +49,13 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
@@ -122,6 +123,13 @@ class Figure:
         rate = "{:.0f} MiB/s".format(self.rate) if self.mib else "{:.1f}/s".format(self.rate)
         errors = ", {} errors".format(self.errors) if self.errors else ""
         return "{}, {:.2f} ms (idle {:.2f}){}".format(rate, self.cpu_ms, self.idle_ms, errors)
+
+
+def total(figures: list[Figure]) -> Figure:
+    """The figures of several rounds as one (rates over the summed time)."""
+    return Figure(sum(f.count for f in figures), sum(f.elapsed for f in figures),
+                  sum(f.ticks for f in figures), sum(f.idle_ticks for f in figures),
+                  sum(f.errors for f in figures), figures[0].mib)
 
 
 class System:
@@ -258,25 +266,18 @@ def small_uploads(side: Side, count: int, clients: int) -> tuple[float, int]:
     return sum(done), 0
 
 
-def small_figure(side: Side, system: System, args: argparse.Namespace) -> Figure:
-    """--small uploads from --clients threads, measured after an os.sync() (no writeback of
-    the system measured before pending)."""
+def small_figure(side: Side, system: System, count: int, clients: int) -> Figure:
+    """`count` uploads from `clients` threads, measured after an os.sync() (no writeback
+    of the system measured before pending)."""
     os.sync()
-    return system.measure(lambda: small_uploads(side, args.small, args.clients))
+    return system.measure(lambda: small_uploads(side, count, clients))
 
 
-def large_uploads(side: Side, system: System, size: int, rounds: int) -> Figure:
-    """`rounds` uploads of `size` fresh bytes (os.sync before each): median rate, CPU mean."""
-    data = bytearray(os.urandom(size))
-    figures = []
-    for index in range(rounds):
-        data[0:8] = time.monotonic_ns().to_bytes(8, "big")
-        os.sync()  # no earlier round's writeback pending
-        figures.append(_timed_upload(side, system, "big-{}-{}.bin".format(os.getpid(), index),
-                                     bytes(data)))
-    median = statistics.median(f.elapsed for f in figures)
-    return Figure(1.0, median, statistics.mean(f.ticks for f in figures),
-                  statistics.mean(f.idle_ticks for f in figures), 0, size / (1 << 20))
+def large_figure(side: Side, system: System, size: int) -> Figure:
+    """One upload of `size` fresh random bytes, measured after an os.sync()."""
+    data = os.urandom(size)
+    os.sync()
+    return _timed_upload(side, system, "big-{}.bin".format(time.monotonic_ns()), data)
 
 
 def _timed_upload(side: Side, system: System, name: str, data: bytes) -> Figure:
@@ -424,6 +425,23 @@ def start_swift(args: argparse.Namespace) -> SwiftAIO | None:
     return aio
 
 
+def in_turn(label: str, rounds: list[tuple[Callable[[], Figure] | None,
+                                            Callable[[], Figure]]]) -> Row:
+    """Run each round's (Swift, StretchFS) measurements, the order swapped every round so
+    that load changes on the machine hit both alike; the row of their totals."""
+    swift: list[Figure] = []
+    stretch: list[Figure] = []
+    for index, (on_swift, on_stretch) in enumerate(rounds):
+        turns = [(swift, on_swift), (stretch, on_stretch)]
+        for into, measure in turns if index % 2 == 0 else reversed(turns):
+            if measure is not None:
+                into.append(measure())
+    row = (label, total(swift) if swift else None, total(stretch))
+    say("{}: Swift {}; StretchFS {}".format(label, row[1].text() if row[1] else "—",
+                                            row[2].text() if row[2] else "—"))
+    return row
+
+
 def measure_all(args: argparse.Namespace, aio: SwiftAIO | None,
                 clusters: dict[int, StretchCluster]) -> list[Row]:
     """Every selected workload on both systems, printing each figure as it comes."""
@@ -435,29 +453,27 @@ def measure_all(args: argparse.Namespace, aio: SwiftAIO | None,
             system.name, system.idle_per_second * 1000 / TICKS_PER_SECOND))
     rows: list[Row] = []
     only = set(args.only.split(","))
-
-    def both(label: str, on_swift: Callable[[SwiftSide, System], Figure],
-             on_stretch: Callable[[StretchCluster], Figure], replicas: int) -> None:
-        swift = on_swift(SwiftSide(aio, replicas), swift_system) \
-            if aio and swift_system else None
-        stretch = on_stretch(clusters[replicas])
-        rows.append((label, swift, stretch))
-        say("{}: Swift {}; StretchFS {}".format(label, swift.text() if swift else "—",
-                                                stretch.text()))
-
-    size = args.large_mib << 20
     for replicas in sorted(clusters):
         plural = "replica" if replicas == 1 else "replicas"
+        cluster, swift = clusters[replicas], SwiftSide(aio, replicas) if aio else None
         if "small" in only:
-            both("{:,} x 4 KiB uploads, {} clients, {} {}".format(
-                args.small, args.clients, replicas, plural),
-                lambda side, system: small_figure(side, system, args),
-                lambda c: small_figure(c, c.system, args), replicas)
+            counts = [args.small // args.rounds + (r < args.small % args.rounds)
+                      for r in range(args.rounds)]
+            rows.append(in_turn(
+                "{:,} x 4 KiB uploads, {} clients, {} {}".format(args.small, args.clients,
+                                                                 replicas, plural),
+                [(partial(small_figure, swift, swift_system, n, args.clients)
+                  if swift and swift_system else None,
+                  partial(small_figure, cluster, cluster.system, n, args.clients))
+                 for n in counts]))
         if "large" in only:
-            both("one {} MiB upload, {} {} (median of {})".format(
-                args.large_mib, replicas, plural, args.large_rounds),
-                lambda side, system: large_uploads(side, system, size, args.large_rounds),
-                lambda c: large_uploads(c, c.system, size, args.large_rounds), replicas)
+            size = args.large_mib << 20
+            rows.append(in_turn(
+                "one {} MiB upload, {} {} ({} rounds)".format(args.large_mib, replicas, plural,
+                                                               args.large_rounds),
+                [(partial(large_figure, swift, swift_system, size)
+                  if swift and swift_system else None,
+                  partial(large_figure, cluster, cluster.system, size))] * args.large_rounds))
     if {"download", "wrk"} & only:
         for index, kib in enumerate(args.download_kib):
             rows += measure_downloads(args, aio, swift_system, clusters[min(clusters)], only,
@@ -489,13 +505,12 @@ def measure_downloads(args: argparse.Namespace, aio: SwiftAIO | None,
         tempurl = aio.tempurl(path, TEMPURL_SECONDS)
     time.sleep(1.0)  # the purchase reaches the prism's mirror
     if "download" in only:
-        label = "purchased {} download end to end, {} conns (Python)".format(
-            text, args.connections)
-        swift = download_figure(swift_system, tempurl, args) if swift_system else None
-        stretch = download_figure(cluster.system, cluster.prism + target, args)
-        rows.append((label, swift, stretch))
-        say("{}: Swift {}; StretchFS {}".format(label, swift.text() if swift else "—",
-                                                stretch.text()))
+        rows.append(in_turn(
+            "purchased {} download end to end, {} conns (Python)".format(
+                text, args.connections),
+            [(partial(download_figure, swift_system, tempurl, args) if swift_system else None,
+              partial(download_figure, cluster.system, cluster.prism + target, args))]
+            * args.rounds))
     if "wrk" in only:
         if shutil.which("wrk") is None:
             say("wrk is not installed: no single-hop rows")
@@ -589,6 +604,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--only", default=",".join(WORKLOADS),
                         help="comma-separated subset of " + ",".join(WORKLOADS))
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="turns of the small-upload and download rows, the systems "
+                        "alternating (--small is split over them; --seconds is per turn)")
     parser.add_argument("--small", type=int, default=1000, help="4 KiB uploads per row")
     parser.add_argument("--clients", type=int, default=8, help="upload threads")
     parser.add_argument("--large-mib", type=int, default=64, help="large upload size")
@@ -606,7 +624,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="`workers` of every Swift server (Swift's default: auto)")
     args = parser.parse_args(given)
     if set(args.only.split(",")) - set(WORKLOADS) or not set(args.replicas) <= {1, 2} or \
-            min(args.small, args.clients, args.large_rounds, args.seconds) < 1:
+            min(args.small, args.clients, args.large_rounds, args.seconds, args.rounds) < 1:
         parser.error("--only from {}, --replicas from 1,2, positive counts".format(
             ",".join(WORKLOADS)))
     run(args)
