@@ -416,7 +416,7 @@ def start_swift(args: argparse.Namespace) -> SwiftAIO | None:
         say("Swift skipped: " + reason)
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    aio = SwiftAIO(folder, workers=args.swift_workers, say=say)
+    aio = SwiftAIO(folder, workers=args.swift_workers)
     try:
         aio.start()
     except BaseException:

@@ -158,11 +158,9 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], deadline: float, nam
 class SwiftAIO:
     """A Swift all-in-one under `folder`: start(), then put/tempurl, then stop()."""
 
-    def __init__(self, folder: str, workers: str = "auto",
-                 say: Callable[[str], None] = print) -> None:
+    def __init__(self, folder: str, workers: str = "auto") -> None:
         self.folder = folder
         self.workers = workers
-        self.say = say
         self.etc = os.path.join(folder, "etc")
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports = {name: free_port() for name in
