@@ -469,8 +469,9 @@ def measure_all(args: argparse.Namespace, aio: SwiftAIO | None,
         if "large" in only:
             size = args.large_mib << 20
             rows.append(in_turn(
-                "one {} MiB upload, {} {} ({} rounds)".format(args.large_mib, replicas, plural,
-                                                               args.large_rounds),
+                "one {} MiB upload, {} {} ({} turn{})".format(
+                    args.large_mib, replicas, plural, args.large_rounds,
+                    "s" if args.large_rounds > 1 else ""),
                 [(partial(large_figure, swift, swift_system, size)
                   if swift and swift_system else None,
                   partial(large_figure, cluster, cluster.system, size))] * args.large_rounds))
