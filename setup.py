@@ -23,7 +23,6 @@ setup(
         "txredisapi>=1.4.10",
         "bcrypt>=4.0",
         "prometheus-client>=0.17",
-        "streaming-form-data>=1.13",
         "httpx>=0.27",
         "tqdm>=4.66",
     ],

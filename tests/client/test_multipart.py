@@ -6,21 +6,44 @@ import hashlib
 import io
 import os
 
-from streaming_form_data import StreamingFormDataParser
-from streaming_form_data.targets import ValueTarget
-
 from stretchfs.client.multipart import CHUNK_BYTES, UploadBody
+from stretchfs.prism.multipart import MultipartParser, boundary_of
 
 
-def _parse(body: UploadBody, pieces: list[bytes]) -> tuple[ValueTarget, ValueTarget]:
+class Part:
+    """One part as the prism's parser hands it over."""
+
+    def __init__(self) -> None:
+        self.value = b""
+        self.multipart_filename: str | None = None
+
+
+class Parts:
+    """Collects the parts by name."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, Part] = {}
+        self._current = Part()
+
+    def start_part(self, name: str, filename: str | None, content_type: str) -> None:
+        self._current = self.parts.setdefault(name, Part())
+        self._current.multipart_filename = filename
+
+    def part_data(self, data: bytes) -> None:
+        self._current.value += data
+
+    def end_part(self) -> None:
+        self._current = Part()
+
+
+def _parse(body: UploadBody, pieces: list[bytes]) -> tuple[Part, Part]:
     """Feed the pieces to the parser the prism uses: (the file part, the `note` field)."""
-    parser = StreamingFormDataParser(headers={"Content-Type": body.headers["Content-Type"]})
-    file, note = ValueTarget(), ValueTarget()
-    parser.register("file", file)
-    parser.register("note", note)
+    sink = Parts()
+    parser = MultipartParser(boundary_of(body.headers["Content-Type"]), sink)
     for piece in pieces:
-        parser.data_received(piece)
-    return file, note
+        parser.feed(piece)
+    assert parser.complete
+    return sink.parts.get("file", Part()), sink.parts.get("note", Part())
 
 
 def test_the_body_is_a_form_the_prisms_parser_reads_with_its_length_declared() -> None:
