@@ -198,16 +198,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 class Cluster:
-    """A local cluster (master, prisms, stores) with keys added to the prisms' [cluster]."""
+    """A local cluster (master, prisms, stores) with keys added to every node's [cluster]
+    (`replicas` is read by the prism and the master's repair planner alike)."""
 
-    def __init__(self, prisms: int, stores: int, prism_extra: str = "") -> None:
+    def __init__(self, prisms: int, stores: int, cluster_extra: str = "") -> None:
         self.workdir = tempfile.mkdtemp(prefix="prism-bench-")
         original = cluster_mod.render_config
 
-        def render(node: Any, *args: Any) -> str:
-            text = original(node, *args)
-            if node.role == "prism" and prism_extra:
-                text = text.replace("[cluster]\n", "[cluster]\n" + prism_extra + "\n", 1)
+        def render(node: Any, *args: Any, **options: Any) -> str:
+            text = original(node, *args, **options)
+            if cluster_extra:
+                text = text.replace("[cluster]\n", "[cluster]\n" + cluster_extra + "\n", 1)
             return text
 
         cluster_mod.render_config = render
@@ -507,7 +508,7 @@ def run(args: argparse.Namespace) -> None:
         finally:
             cluster.down()
         if "e" in only:
-            single = Cluster(prisms=1, stores=2, prism_extra="replicas = 1")
+            single = Cluster(prisms=1, stores=2, cluster_extra="replicas = 1")
             try:
                 rate1 = small_uploads(single, args.small)
             finally:
