@@ -41,7 +41,6 @@ only StretchFS is measured.  Every process started is stopped by its PID.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import http.client
 import json
@@ -65,11 +64,11 @@ sys.path.insert(0, REPO)
 from bench.delivery_bench import (  # noqa: E402
     IDLE_SECONDS,
     TICKS_PER_SECOND,
-    _Connection,
     _cpu_ticks,
     _server_roots,
     _upload_and_buy,
     _with_descendants,
+    client_main,
     stop_configuration,
 )
 from bench.prism_bench import upload, wrk  # noqa: E402
@@ -292,46 +291,6 @@ def _timed_upload(side: Side, system: System, name: str, data: bytes) -> Figure:
         return system.measure(one, mib=len(data) / (1 << 20))
     finally:
         conn.close()
-
-
-async def _fetch_loop(url: str, stop_at: float, counts: dict[str, int]) -> None:
-    """GET `url` again and again on one keep-alive connection; a 302 is followed on a
-    connection kept per location host."""
-    parts = urlsplit(url)
-    target = parts.path + ("?" + parts.query if parts.query else "")
-    front = _Connection(parts.hostname or "", parts.port or 80)
-    others: dict[str, _Connection] = {}
-    while time.monotonic() < stop_at:
-        try:
-            status, headers, size = await front.get(target)
-            if status == 302:
-                location = urlsplit(headers[b"location"].decode())
-                other = others.get(location.netloc)
-                if other is None:
-                    other = others[location.netloc] = _Connection(location.hostname or "",
-                                                                  location.port or 80)
-                status, _, size = await other.get(location.path + "?" + location.query)
-            if status == 200:
-                counts["downloads"] += 1
-                counts["bytes"] += size
-            else:
-                counts["errors"] += 1
-        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError):
-            counts["errors"] += 1
-            front = _Connection(parts.hostname or "", parts.port or 80)
-            others.clear()
-
-
-def client_main(url: str, seconds: float, connections: int) -> None:
-    """Run `connections` fetch loops for `seconds`; print the counts as JSON."""
-    counts = {"downloads": 0, "errors": 0, "bytes": 0}
-
-    async def run() -> None:
-        stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(_fetch_loop(url, stop_at, counts) for _ in range(connections)))
-
-    asyncio.run(run())
-    print(json.dumps(counts), flush=True)
 
 
 def downloads(url: str, args: argparse.Namespace) -> tuple[float, int]:

@@ -92,41 +92,42 @@ class _Connection:
         return status, headers, size
 
 
-async def _download_loop(prism: str, target: str, stop_at: float, counts: dict[str, int]) -> None:
-    parts = urlsplit(prism)
+async def fetch_loop(url: str, stop_at: float, counts: dict[str, int]) -> None:
+    """GET `url` again and again on one keep-alive connection; a 302 is followed on a
+    connection kept per location host."""
+    parts = urlsplit(url)
+    target = parts.path + ("?" + parts.query if parts.query else "")
     front = _Connection(parts.hostname or "", parts.port or 80)
-    stores: dict[str, _Connection] = {}
+    others: dict[str, _Connection] = {}
     while time.monotonic() < stop_at:
         try:
-            status, headers, _ = await front.get(target)
-            if status != 302:
-                counts["errors"] += 1
-                continue
-            location = urlsplit(headers[b"location"].decode())
-            store = stores.get(location.netloc)
-            if store is None:
-                store = stores[location.netloc] = _Connection(location.hostname or "",
-                                                              location.port or 80)
-            status, _, size = await store.get(location.path + "?" + location.query)
+            status, headers, size = await front.get(target)
+            if status == 302:
+                location = urlsplit(headers[b"location"].decode())
+                other = others.get(location.netloc)
+                if other is None:
+                    other = others[location.netloc] = _Connection(location.hostname or "",
+                                                                  location.port or 80)
+                status, _, size = await other.get(location.path + "?" + location.query)
             if status == 200:
                 counts["downloads"] += 1
                 counts["bytes"] += size
             else:
                 counts["errors"] += 1
-        except (OSError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.IncompleteReadError, ValueError, KeyError):
             counts["errors"] += 1
             front = _Connection(parts.hostname or "", parts.port or 80)
-            stores.clear()
+            others.clear()
 
 
-def client_main(prism: str, target: str, seconds: float, connections: int) -> None:
-    """Run `connections` download loops for `seconds`; print the counts as JSON."""
+def client_main(url: str, seconds: float, connections: int) -> None:
+    """Run `connections` fetch loops for `seconds`; print the counts and this process's
+    CPU seconds as JSON."""
     counts = {"downloads": 0, "errors": 0, "bytes": 0}
 
     async def run() -> None:
         stop_at = time.monotonic() + seconds
-        await asyncio.gather(*(_download_loop(prism, target, stop_at, counts)
-                               for _ in range(connections)))
+        await asyncio.gather(*(fetch_loop(url, stop_at, counts) for _ in range(connections)))
 
     asyncio.run(run())
     times = os.times()
@@ -212,7 +213,7 @@ def _measure(state: dict[str, Any], target: str, args: argparse.Namespace) -> di
     per_client = max(1, args.connections // args.clients)
 
     def clients(seconds: float) -> list[subprocess.Popen[str]]:
-        return [subprocess.Popen([sys.executable, __file__, "--client", prism, target,
+        return [subprocess.Popen([sys.executable, __file__, "--client", prism + target,
                                   str(seconds), str(per_client)], stdout=subprocess.PIPE,
                                  text=True) for _ in range(args.clients)]
 
@@ -265,8 +266,8 @@ def _totals(runs: list[dict[str, float]]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     """Measure the three configurations, interleaved over --rounds, and print the table."""
     if (argv or sys.argv[1:])[:1] == ["--client"]:
-        prism, target, seconds, connections = (argv or sys.argv[1:])[1:5]
-        client_main(prism, target, float(seconds), int(connections))
+        url, seconds, connections = (argv or sys.argv[1:])[1:4]
+        client_main(url, float(seconds), int(connections))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="load per measurement")

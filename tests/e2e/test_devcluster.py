@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from stretchfs.devcluster.process import decode_json, http_call, http_get_json
+from tests.e2e.conftest import alive
 
 
 def _stretchfs(*args: str, repo_root: str, timeout: float = 180,
@@ -17,14 +18,6 @@ def _stretchfs(*args: str, repo_root: str, timeout: float = 180,
     env = dict(os.environ, PYTHONPATH=repo_root, REDIS_URL=redis_url)
     return subprocess.run([sys.executable, "-m", "stretchfs.cli.main", *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open("/proc/{}/status".format(pid)) as handle:
-            return "State:\tZ" not in handle.read()
-    except OSError:
-        return False
 
 
 def test_dev_cluster_up_status_down(tmp_path, repo_root: str) -> None:
@@ -50,7 +43,7 @@ def test_dev_cluster_up_status_down(tmp_path, repo_root: str) -> None:
         down = _stretchfs("dev", "down", "--workdir", workdir, repo_root=repo_root)
     assert down.returncode == 0
     pids = [node["pid"] for node in state["nodes"]] + [state["redis"]["pid"]]
-    assert not [pid for pid in pids if _alive(pid)]
+    assert not [pid for pid in pids if alive(pid)]
     status = _stretchfs("dev", "status", "--workdir", workdir, repo_root=repo_root)
     assert status.returncode == 1
 
@@ -98,7 +91,7 @@ def test_up_down_up_in_the_same_workdir(tmp_path, repo_root: str, redis: str,
             before = json.load(handle)
         assert _stretchfs("dev", "down", "--workdir", workdir,
                           repo_root=repo_root).returncode == 0
-        assert not [pid for pid in pids if pid and _alive(pid)]
+        assert not [pid for pid in pids if pid and alive(pid)]
         if redis == "private, cluster.json lost":
             os.remove(os.path.join(workdir, "cluster.json"))
         second = _stretchfs(*up_args, repo_root=repo_root, redis_url=redis_url)
@@ -115,7 +108,7 @@ def test_up_down_up_in_the_same_workdir(tmp_path, repo_root: str, redis: str,
     finally:
         down = _stretchfs("dev", "down", "--workdir", workdir, repo_root=repo_root)
     assert down.returncode == 0
-    assert not [pid for pid in pids if pid and _alive(pid)]
+    assert not [pid for pid in pids if pid and alive(pid)]
     status = _stretchfs("dev", "status", "--workdir", workdir, repo_root=repo_root)
     assert (status.returncode, status.stdout) == (1, "no cluster running in {}\n".format(workdir))
     if redis == "REDIS_URL":
