@@ -425,3 +425,23 @@ def test_changes_during_the_publish_interval_go_together_after_it(tmp_path, cloc
     publisher.record([_add(5)])
     publisher.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_wall_clock_stepped_back_does_not_hold_publishing(tmp_path, clock) -> None:
+    """The reactor's clock is the wall clock: after it steps back an hour, a change
+    recorded right after a publish still goes out within PUBLISH_EVERY_SECONDS."""
+    from stretchfs.store.publisher import PUBLISH_EVERY_SECONDS
+
+    journal = Journal(str(tmp_path))
+    journal.open()
+    master = FakeMaster()
+    publisher = _publisher(journal, master, clock, batch_size=100)
+    clock.advance(10_000)
+    publisher.record([_add(1)])
+    assert len(master.batches) == 1
+    clock.rightNow -= 3600  # an NTP step backwards
+    publisher.record([_add(2)])
+    clock.advance(PUBLISH_EVERY_SECONDS)
+    assert [batch for _, batch in master.batches] == [[_add(1)], [_add(2)]]
+    publisher.stopService()
+    assert clock.getDelayedCalls() == []
