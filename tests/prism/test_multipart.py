@@ -155,6 +155,8 @@ def _outcome(body: bytes, cuts: tuple[int, ...]) -> object:
     b"--bb\r\nContent-Disposition: form-data; name=f\r\n\r\nabc\r\n--bbx\r\n--bb--",
     b"--bb\r\nContent-Disposition: form-data; name=f\r\n\r\nabc\r\n--bb\r\n",
     b"--bb\nContent-Disposition: form-data; name=f\n\nabc\n--bb--",
+    b"\r\n--b\r\n-\r\n--bb\r\nContent-Disposition: form-data; name=f\r\nX: \r\r\n\r\n"
+    b"\r\n\r\n--bb--",
 ])
 def test_every_split_into_three_chunks_gives_the_same_outcome(body: bytes) -> None:
     """Cutting a body (boundary-like data, CR/LF oddities, cut or malformed ones) into
