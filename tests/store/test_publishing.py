@@ -445,3 +445,28 @@ def test_a_wall_clock_stepped_back_does_not_hold_publishing(tmp_path, clock) -> 
     assert [batch for _, batch in master.batches] == [[_add(1)], [_add(2)]]
     publisher.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_failed_fsync_fails_appends_written_while_it_ran(tmp_path) -> None:
+    """Lines written while an fsync runs may be among the pages it failed to write back
+    (and the kernel then counts them clean): when it fails, their appends fail too and
+    a later successful fsync does not acknowledge them."""
+    fsync = _GatedFsync(fail=True)
+    journal = Journal(str(tmp_path), fsync=fsync)
+    journal.open()
+    outcome: dict = {}
+    first = _appender(journal, _add(1), outcome)
+    assert fsync.started.acquire(timeout=10)       # the first append's fsync runs...
+    _, during = journal.write([_add(2)])           # ...while a second line is written
+    fsync.release.release()
+    first.join(10)
+    assert isinstance(outcome[_add(1)["hash"]], OSError)
+    fsync.fail, fsync.gated = False, False
+    try:
+        journal.sync(during)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("a line written during the failed fsync was acknowledged")
+    journal.append([_add(3)])                      # written after it: fine
+    assert fsync.calls == 2
