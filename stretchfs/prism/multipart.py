@@ -19,6 +19,7 @@ from stretchfs.errors import InvalidInput
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BOUNDARY_CHARS = 200
+MAX_PADDING_BYTES = 998  # after a boundary, before its line end (RFC 5322's line)
 
 _PARAM_RE = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 _QUOTED_PAIR_RE = re.compile(r"\\(.)")
@@ -149,12 +150,12 @@ class MultipartParser:
         padding = buffer if line_end < 0 else buffer[:line_end]
         if line_end < 0 and padding.endswith(b"\r"):
             padding = padding[:-1]
+        if len(padding) > MAX_PADDING_BYTES:
+            raise _malformed("a boundary line with more than {} bytes of padding".format(
+                MAX_PADDING_BYTES))
         if padding != b"-" and padding.strip(b" \t"):  # only transport padding may follow
             raise _malformed("a boundary not followed by a line end")
         if line_end < 0:
-            if len(buffer) > MAX_HEADER_BYTES:
-                raise _malformed("a boundary line longer than {} bytes".format(
-                    MAX_HEADER_BYTES))
             return buffer
         if padding == b"-":
             raise _malformed("a boundary not followed by a line end")
