@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import socket
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ class Connection:
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return RawResponse(status, headers, self._read_chunked())
         if "content-length" in headers:
-            length = int(headers["content-length"])
+            length = _size(headers["content-length"], 10)
             if length > MAX_ANSWER_BYTES:
                 raise TransportFailure("answer of {} bytes is too large".format(length))
             content = reader.read(length)
@@ -218,10 +219,7 @@ class Connection:
         total = 0
         while True:
             line = reader.readline(1024)
-            try:
-                size = int(line.split(b";", 1)[0], 16)
-            except ValueError:
-                raise TransportFailure("bad chunk size line {!r}".format(line[:80])) from None
+            size = _size(line.split(b";", 1)[0].decode("latin-1"), 16)
             if size == 0:
                 break
             total += size
@@ -236,3 +234,15 @@ class Connection:
             if line in (b"\r\n", b"\n", b""):
                 break
         return b"".join(pieces)
+
+
+_DIGITS = {10: re.compile(r"[0-9]{1,18}"), 16: re.compile(r"[0-9a-fA-F]{1,15}")}
+
+
+def _size(text: str, base: int) -> int:
+    """A length field (only digits in `base`); TransportFailure otherwise: a sign would
+    make `read` go on to the end of the stream."""
+    text = text.strip()
+    if not _DIGITS[base].fullmatch(text):
+        raise TransportFailure("bad length {!r}".format(text[:80]))
+    return int(text, base)

@@ -116,6 +116,7 @@ class MultipartUpload:
         self._memory_size = 0
         self._memory_total = 0
         self._value: list[bytes] = []
+        self._value_size = 0
         self._parts = 0
         self._parser: MultipartParser | None = None
         try:
@@ -133,7 +134,7 @@ class MultipartUpload:
         if self._parts > MAX_PARTS:
             raise PayloadTooLarge("more than {} parts".format(MAX_PARTS))
         if not filename:  # no file chosen in a browser form: filename=""
-            self._value = []
+            self._value, self._value_size = [], 0
             return
         self._memory, self._memory_size = [], 0
 
@@ -162,7 +163,8 @@ class MultipartUpload:
         if self._sink is None:
             self._field_bytes += len(chunk)
             self._value.append(chunk)
-            if sum(map(len, self._value)) > MAX_FIELD_BYTES:
+            self._value_size += len(chunk)
+            if self._value_size > MAX_FIELD_BYTES:
                 raise PayloadTooLarge("form field {} larger than {} bytes".format(
                     self._name, MAX_FIELD_BYTES))
             if self._field_bytes > MAX_FIELDS_BYTES:

@@ -13,7 +13,8 @@ for an fsync that started after they were written.  One fsync runs at a
 time, outside that lock; appends written meanwhile are covered together by
 the next one, so N concurrent PUTs cost about two fsyncs, not N, and none
 returns before its own lines are on disk.  A failed fsync fails every append
-it was to cover (and no later fsync is taken as covering them).
+it was to cover or written while it ran (and no later fsync is taken as covering
+them).
 
 Every method takes the journal's lock, so the reactor thread and the
 threadpool (fsync, inventory scans) may call it concurrently.
@@ -162,7 +163,10 @@ class Journal:
             try:
                 self._fsync(fd)
             except OSError:
-                self._failed.append((self._synced, target))
+                # It may have failed on pages written while it ran (then counted clean):
+                # their appends fail too.
+                with self._lock:
+                    self._failed.append((self._synced, self._written))
                 raise
             self.fsyncs += 1
             self._synced = max(self._synced, target)

@@ -98,7 +98,7 @@ class InventoryPublisher(Service):
         now = self._clock.seconds()
         if self._last_start is not None:
             wait = self._last_start + PUBLISH_EVERY_SECONDS - now
-            if wait > 0:
+            if 0 < wait <= PUBLISH_EVERY_SECONDS:  # (the reactor's clock may step back)
                 self._next_call = self._clock.callLater(wait, self._kick_later)
                 return
         self._busy = True

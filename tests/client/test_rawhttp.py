@@ -46,10 +46,11 @@ def test_the_sendfile_body_is_byte_for_byte_the_streamed_body(tmp_path, size) ->
                                     {"Content-Type": body.headers["Content-Type"]},
                                     body.pieces())
         connection.close()
+        digest = body.hexdigest()  # its thread reads the file: before the file is closed
     assert result.status_code == 200
     assert server.requests[0].body == streamed
     assert server.requests[0].headers["content-length"] == body.headers["Content-Length"]
-    assert body.hexdigest() == hashlib.sha1(data).hexdigest()
+    assert digest == hashlib.sha1(data).hexdigest()
     assert seen[-1] == size and seen == sorted(seen)
 
 
@@ -253,3 +254,17 @@ def test_a_refused_connection_is_unavailable_with_status_zero() -> None:
         with pytest.raises(Unavailable, match="cannot reach") as raised:
             client.detail("a" * 40)
     assert raised.value.status == 0 and sleeps == [0.5]
+
+
+@pytest.mark.parametrize("head", [b"Content-Length: -1", b"Content-Length: 12x",
+                                  b"Transfer-Encoding: chunked\r\n\r\n-1"])
+def test_a_bad_length_is_a_transport_failure_not_a_read_to_the_end(head) -> None:
+    """A negative or non-numeric Content-Length or chunk size is refused: it must not read
+    past MAX_ANSWER_BYTES to the end of the stream, nor escape as a ValueError."""
+    from stretchfs.client.rawhttp import MAX_ANSWER_BYTES
+
+    reply = b"HTTP/1.1 200 X\r\n" + head + b"\r\n\r\n" + b"x" * (MAX_ANSWER_BYTES + 10)
+    with LoopbackServer(lambda r: reply, keep=False) as server:
+        connection = Connection("127.0.0.1", server.port, 10.0)
+        with pytest.raises(TransportFailure, match="bad length"):
+            connection.request("GET", "/", {})

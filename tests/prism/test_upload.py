@@ -350,3 +350,43 @@ def test_client_leaving_during_replication_tries_no_spare_store(tmp_path) -> Non
     storing.cancel()
     assert failures and failures[0].check(CancelledError)
     assert len(calls) == 2  # no spare store was tried
+
+
+_GOOD = (b"--bb\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.bin\"\r\n\r\n"
+         + DATA + b"\r\n")
+_CD = b"Content-Disposition: form-data; name=\"f\"; filename=\"b.bin\""
+
+
+def test_a_body_going_wrong_after_a_good_file_part_stores_nothing(tmp_path) -> None:
+    """A complete small file part followed by a broken one (no closing boundary, cut in
+    headers, a boundary prefix in the data, garbage or nameless-colon headers, bare LF,
+    endless padding, a second file part whose Content-Type lacks a boundary) answers
+    4xx and no store gets a PUT, no temp file is left."""
+    from stretchfs.prism.upload import MAX_PARTS
+
+    bad = [
+        _GOOD + b"--bb\r\n" + _CD + b"\r\n\r\nxyz",
+        _GOOD + b"--bb\r\n" + _CD,
+        _GOOD + b"--bb\r\n" + _CD + b"\r\n\r\nxyz\r\n--bbz\r\n--bb--",
+        _GOOD + b"--bb\r\nno colon\r\n\r\nxyz\r\n--bb--",
+        _GOOD + b"--bb\n" + _CD + b"\n\nxyz\n--bb--",
+        _GOOD + b"--bb" + b" " * 5000 + b"\r\n" + _CD + b"\r\n\r\nx\r\n--bb--",
+        _GOOD + b"".join(b"--bb\r\nContent-Disposition: form-data; name=n%d\r\n\r\n\r\n" % n
+                         for n in range(MAX_PARTS)) + b"--bb--",
+    ]
+    prism = make_prism(tmp_path)
+    for body in bad:
+        code, answer, _ = prism.call("POST", "/content/upload", data=body, headers={
+            "Content-Type": "multipart/form-data; boundary=bb"})
+        assert 400 <= code < 500 and "error" in answer, (code, body[-60:])
+    for ctype in ("multipart/form-data", 'multipart/form-data; boundary=""',
+                  "multipart/mixed; boundary=bb"):
+        code, _, _ = prism.call("POST", "/content/upload", data=_GOOD + b"--bb--",
+                                headers={"Content-Type": ctype})
+        assert code == 400, ctype
+    assert sum(s.puts for s in prism.stores.values()) == 0
+    assert _tmp_files(prism) == []
+    code, _, _ = prism.call("POST", "/content/upload", data=_GOOD + b"--bb--",
+                            headers={"Content-Type": 'multipart/form-data; boundary="bb"'})
+    assert code == 200 and sum(s.puts for s in prism.stores.values()) > 0
+    prism.stop()

@@ -425,3 +425,48 @@ def test_changes_during_the_publish_interval_go_together_after_it(tmp_path, cloc
     publisher.record([_add(5)])
     publisher.stopService()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_wall_clock_stepped_back_does_not_hold_publishing(tmp_path, clock) -> None:
+    """The reactor's clock is the wall clock: after it steps back an hour, a change
+    recorded right after a publish still goes out within PUBLISH_EVERY_SECONDS."""
+    from stretchfs.store.publisher import PUBLISH_EVERY_SECONDS
+
+    journal = Journal(str(tmp_path))
+    journal.open()
+    master = FakeMaster()
+    publisher = _publisher(journal, master, clock, batch_size=100)
+    clock.advance(10_000)
+    publisher.record([_add(1)])
+    assert len(master.batches) == 1
+    clock.rightNow -= 3600  # an NTP step backwards
+    publisher.record([_add(2)])
+    clock.advance(PUBLISH_EVERY_SECONDS)
+    assert [batch for _, batch in master.batches] == [[_add(1)], [_add(2)]]
+    publisher.stopService()
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_failed_fsync_fails_appends_written_while_it_ran(tmp_path) -> None:
+    """Lines written while an fsync runs may be among the pages it failed to write back
+    (and the kernel then counts them clean): when it fails, their appends fail too and
+    a later successful fsync does not acknowledge them."""
+    fsync = _GatedFsync(fail=True)
+    journal = Journal(str(tmp_path), fsync=fsync)
+    journal.open()
+    outcome: dict = {}
+    first = _appender(journal, _add(1), outcome)
+    assert fsync.started.acquire(timeout=10)       # the first append's fsync runs...
+    _, during = journal.write([_add(2)])           # ...while a second line is written
+    fsync.release.release()
+    first.join(10)
+    assert isinstance(outcome[_add(1)["hash"]], OSError)
+    fsync.fail, fsync.gated = False, False
+    try:
+        journal.sync(during)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("a line written during the failed fsync was acknowledged")
+    journal.append([_add(3)])                      # written after it: fine
+    assert fsync.calls == 2
