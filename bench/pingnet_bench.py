@@ -39,6 +39,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PING_PORT_BASE = 31000
 REDIS_PORT = 31999
 FLAP_WINDOW_SECONDS = 20.0
+ROTATE_SECONDS = 120.0      # [ping] rotate, the runner's default
+GRACE_SECONDS = 5.0         # [ping] clock_window: both epochs hold this long either side
+KINDS = {1: "ping", 2: "pong", 3: "ping_req", 4: "relay_ack"}  # packet.py, byte 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,6 +61,7 @@ class Namespace:
         if self.name:
             sh("ip", "netns", "add", self.name)
             sh("ip", "-n", self.name, "link", "set", "lo", "up")
+            self._count_kinds()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -85,6 +89,24 @@ class Namespace:
         ).format(ports=ports, p=percent)
         subprocess.run(run + ["nft", "-f", "-"], input=script, text=True, check=True,
                        capture_output=True)
+
+    def _count_kinds(self) -> None:
+        """Count ping-port datagrams by packet kind (the second payload byte)."""
+        ports = "{}-{}".format(PING_PORT_BASE, PING_PORT_BASE + 999)
+        rules = "".join("  udp dport {} @th,72,8 {} counter\n".format(ports, kind)
+                        for kind in KINDS)
+        script = ("table inet sfscount {{\n chain out {{\n  type filter hook output "
+                  "priority -10;\n{} }}\n}}\n").format(rules)
+        subprocess.run(self.prefix() + ["nft", "-f", "-"], input=script, text=True,
+                       check=True, capture_output=True)
+
+    def kind_counts(self) -> dict[str, int]:
+        """Ping-port datagrams sent so far, by packet kind."""
+        out = subprocess.run(self.prefix() + ["nft", "list", "table", "inet", "sfscount"],
+                             capture_output=True, text=True).stdout
+        counts = [int(line.split("packets")[1].split()[0])
+                  for line in out.splitlines() if "packets" in line]
+        return dict(zip(KINDS.values(), counts)) if len(counts) == len(KINDS) else {}
 
     def loss_counters(self) -> tuple[int, int]:
         """(packets seen, packets dropped) by the loss rule."""
@@ -435,11 +457,27 @@ def gray(bench: Bench, seconds: float) -> list[str]:
     ]
 
 
+def boundary_wait(now: float, seconds: float) -> float:
+    """Seconds to wait so a window of `seconds` starting then holds no epoch boundary
+    (both epochs' targets are probed within GRACE_SECONDS either side of one)."""
+    nxt = (now // ROTATE_SECONDS + 1) * ROTATE_SECONDS
+    prev = nxt - ROTATE_SECONDS
+    if now < prev + GRACE_SECONDS:
+        return prev + GRACE_SECONDS - now
+    if now + seconds > nxt - GRACE_SECONDS:
+        return nxt + GRACE_SECONDS - now
+    return 0.0
+
+
 def cost(bench: Bench, seconds: float) -> tuple[str, float]:
-    """CPU % per node, UDP datagrams sent per node per second and Redis commands per
-    second cluster-wide, idle; (report line, datagrams per node per second)."""
+    """CPU % per node, UDP datagrams sent per node per second (by kind) and Redis
+    commands per second cluster-wide, idle, in a window between two epoch boundaries
+    (the steady state); (report line, datagrams per node per second)."""
+    seconds = min(seconds, ROTATE_SECONDS - 2 * GRACE_SECONDS - 1.0)
+    time.sleep(boundary_wait(time.time(), seconds))
     cpu0 = {n.name: n.cpu_seconds() for n in bench.nodes.values()}
     udp0 = bench.ns.udp_out() if bench.ns.name else 0
+    kinds0 = bench.ns.kind_counts() if bench.ns.name else {}
     redis0 = bench.redis_commands()
     start = time.time()
     time.sleep(seconds)
@@ -447,11 +485,14 @@ def cost(bench: Bench, seconds: float) -> tuple[str, float]:
     commands = (bench.redis_commands() - redis0 - 1) / elapsed  # minus our own INFO
     cpus = [100.0 * (n.cpu_seconds() - cpu0[n.name]) / elapsed for n in bench.nodes.values()]
     udp = (bench.ns.udp_out() - udp0) / elapsed / bench.size if bench.ns.name else float("nan")
-    return ("cost (idle {:.0f} s, K = {}): CPU per node {:.2f} % median ({:.2f}-{:.2f} %); "
-            "{:.1f} UDP datagrams sent per node per second; Redis {:.0f} commands/s "
-            "cluster-wide ({:.1f} x N)").format(
+    kinds1 = bench.ns.kind_counts() if bench.ns.name else {}
+    by_kind = ", ".join("{} {:.1f}".format(kind, (kinds1[kind] - kinds0.get(kind, 0))
+                                           / elapsed / bench.size) for kind in kinds1)
+    return ("cost (idle {:.0f} s between epoch boundaries, K = {}): CPU per node {:.2f} % "
+            "median ({:.2f}-{:.2f} %); {:.1f} UDP datagrams sent per node per second ({}); "
+            "Redis {:.0f} commands/s cluster-wide ({:.1f} x N)").format(
         seconds, bench.observers, statistics.median(cpus), min(cpus), max(cpus), udp,
-        commands, commands / bench.size), udp
+        by_kind or "kinds not counted", commands, commands / bench.size), udp
 
 
 def slope(points: list[tuple[int, float]]) -> float:
