@@ -17,7 +17,9 @@ Redis commands/s cluster-wide).  After all sizes it prints the slope of
 datagrams per node per second over N (flat: K observers per peer) and the
 load average.  `--observers K` sets `[ping] observers` on every node
 (`--baseline-observers` adds an all-pairs run at the smallest size for a
-ratio in the same run).
+ratio in the same run).  `--simulate 256,1000` runs the production `PingNet` on the
+tests' simulated network instead (one task.Clock; `--sim-loss`, `--sim-seconds`,
+`--sim-victims`): detection and false verdicts at sizes no machine here can run.
 """
 
 from __future__ import annotations
@@ -503,6 +505,64 @@ def slope(points: list[tuple[int, float]]) -> float:
             / sum((x - mean_x) ** 2 for x, _ in points))
 
 
+def simulate(size: int, loss_percent: int, seconds: float, victims: int) -> str:
+    """The production PingNet on the simulated network of the tests (tests/pingnet/simnet.py:
+    one task.Clock, in-memory datagrams, FakeRedisStore with the tally script's twin), K = 10:
+    `victims` nodes frozen one after another over `seconds` simulated seconds at
+    `loss_percent` % random loss; detection (all survivors) and false verdicts."""
+    sys.path.insert(0, REPO)
+    import random
+
+    from twisted.internet.task import Clock
+    from twisted.logger import globalLogPublisher
+
+    from tests.pingnet.simnet import SimCluster
+
+    clock = Clock()
+    clock.advance(1_700_000_000.0)
+    sim = SimCluster(clock, size)
+    sim.net.loss = loss_percent / 100.0
+    downs: list[tuple[float, str]] = []
+
+    def watch(event: dict[str, Any]) -> None:
+        if event.get("event") == "pingnet_verdict" and event.get("available") is False:
+            downs.append((clock.seconds(), str(event.get("peer"))))
+
+    globalLogPublisher.addObserver(watch)
+    wall = time.time()
+    try:
+        sim.start()
+        sim.run(2.0, step=0.01)
+        start = clock.seconds()
+        frozen: dict[str, float] = {}
+        detections: list[float] = []
+        missed = 0
+        order = sorted(sim.nodes)
+        random.Random(size).shuffle(order)
+        for victim in order[:victims]:
+            began = clock.seconds()
+            sim.freeze(victim)
+            frozen[victim] = began
+            survivors = [n for n in sim.nodes if n not in frozen]
+            while clock.seconds() - began < 10.0:
+                sim.run(0.05, step=0.01)
+                if all(sim.nodes[n].peers.is_down(victim) for n in survivors):
+                    detections.append(clock.seconds() - began)
+                    break
+            else:
+                missed += 1
+            sim.run(max(0.0, began + seconds / victims - clock.seconds()), step=0.01)
+        simulated = clock.seconds() - start
+        sim.stop()
+    finally:
+        globalLogPublisher.removeObserver(watch)
+    false = sum(1 for when, peer in downs if peer not in frozen or when < frozen[peer])
+    return ("simulated N = {}, K = 10, {} % loss, {:.0f} simulated s ({:.0f} s wall): "
+            "{} victims, all survivors saw each down after {} s (undetected {}); "
+            "{} false verdicts").format(size, loss_percent, simulated, time.time() - wall,
+                                        victims, summary(detections), missed, false)
+
+
 def main() -> None:
     """Run the matrix and print a report."""
     parser = argparse.ArgumentParser(description="ping-net benchmark")
@@ -516,7 +576,19 @@ def main() -> None:
                         help="nodes per runner process (victims always run alone)")
     parser.add_argument("--baseline-observers", action="store_true",
                         help="also run the smallest size all-pairs (K = N - 1) as a baseline")
+    parser.add_argument("--simulate", default="",
+                        help="comma list of sizes to run on the simulated network instead")
+    parser.add_argument("--sim-loss", default="1,10", help="loss percentages to simulate")
+    parser.add_argument("--sim-seconds", type=float, default=60.0,
+                        help="simulated seconds per size and loss")
+    parser.add_argument("--sim-victims", type=int, default=3)
     args = parser.parse_args()
+    if args.simulate:
+        for size in (int(n) for n in args.simulate.split(",")):
+            for loss in (int(p) for p in args.sim_loss.split(",")):
+                print(simulate(size, loss, args.sim_seconds, args.sim_victims))
+                sys.stdout.flush()
+        return
     skip = set(filter(None, args.skip.split(",")))
     use_ns = not args.no_netns and os.geteuid() == 0 and shutil.which("nft") is not None
     print("pingnet bench: sizes {} trials {} window {:.0f} s netns {}".format(
