@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from stretchfs.config import PingSettings
 from stretchfs.pingnet.keys import votes_key
 from tests.pingnet.simnet import SimCluster
@@ -64,4 +66,18 @@ def test_a_crash_inside_a_partitioned_site_is_seen_by_both_sides(clock) -> None:
     assert all(sim.down_in(n) == {"n3"} for n in sim.nodes if n != "n3")
     voters = set(sim.redis.data.get(votes_key("sfs:", "n3").encode(), {}))
     assert voters and all(sim.records[int(v.decode()[1:]) - 1].site == "east" for v in voters)
+    sim.stop()
+
+
+def test_nodes_that_disagree_about_a_site_hold_nobody_down(clock) -> None:
+    """When some nodes' registry copies put n5 and n12 in the other site (a move not yet
+    downloaded everywhere), rings differ for that period but nobody is held down."""
+    sim = _two_sites(clock, sites=True)
+    moved = [replace(r, site={"east": "west", "west": "east"}[r.site])
+             if r.name in ("n5", "n12") else r for r in sim.records]
+    for name in ("n1", "n2", "n9", "n10", "n5"):
+        sim.nodes[name].peers.set_registry(moved)
+    for _ in range(60):
+        sim.run(0.25, step=0.01)
+        assert _falsely_down(sim) == set()
     sim.stop()
