@@ -275,7 +275,8 @@ class Prober(DatagramProtocol):
             probe.seqs.append(seq)
             self._by_seq[seq] = probe
             self._send_to_peer(probe.target, PING, seq)
-            if not self._states[probe.target].misses:
+            state = self._states.get(probe.target)
+            if state is None or not state.misses:
                 return
             helpers = [name for name in self.targets
                        if name != probe.target and not self._states[name].failing
