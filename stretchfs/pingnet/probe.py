@@ -3,12 +3,9 @@
 Every round (`round`, each `interval`) it probes each of its current
 targets (observers.py: K peers of its site, rotating; every peer of a site of
 at most K + 1): a PING, and when no answer has come after half the
-`timeout`, a second PING.  A missed round is retried at once, and in a retry
-the second PING goes with PING-REQs through up to `indirect` other peers
-(SWIM's indirect probe, so one bad path or a few lost packets do not make a
-peer failing).  A slow first answer (a loaded machine: an RTT above half the
-`timeout`) therefore costs one PING and one PONG more, not the 3 x 4
-datagrams of the relays.  Any fresh, authentic packet from the peer (or a relayed
+`timeout`, a second PING plus PING-REQs through up to `indirect` other peers
+(SWIM's indirect probe, so one bad path or one lost packet does not count as
+a miss).  Any fresh, authentic packet from the peer (or a relayed
 acknowledgement) answers the round.  After `misses` unanswered rounds in a
 row the peer is failing; hearing from it ends that at once.  Every change
 is reported to the judge (`observe`).
@@ -266,8 +263,7 @@ class Prober(DatagramProtocol):
         ]
 
     def _escalate(self, probe: _Probe) -> None:
-        """Half the timeout passed without an answer: retry directly and, when the peer
-        already missed the previous round, through helpers too."""
+        """Half the timeout passed without an answer: retry directly and through helpers."""
         try:
             if probe.answered:
                 return
@@ -275,9 +271,6 @@ class Prober(DatagramProtocol):
             probe.seqs.append(seq)
             self._by_seq[seq] = probe
             self._send_to_peer(probe.target, PING, seq)
-            state = self._states.get(probe.target)
-            if state is None or not state.misses:
-                return
             helpers = [name for name in self.targets
                        if name != probe.target and not self._states[name].failing
                        and self.peers.is_available(name)]

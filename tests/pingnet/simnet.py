@@ -85,14 +85,13 @@ class SimReactor:
 
 @dataclass
 class SimNetwork:
-    """Delivers datagrams between bound protocols after `latency` seconds, with faults."""
+    """Delivers datagrams between bound protocols after LATENCY_SECONDS, with faults."""
 
     clock: Clock
     bound: dict[tuple[str, int], Any] = field(default_factory=dict)
     frozen: set[tuple[str, int]] = field(default_factory=set)
     cut: set[frozenset[tuple[str, int]]] = field(default_factory=set)
     loss: float = 0.0
-    latency: float = LATENCY_SECONDS
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     delivered: int = 0
     sent: list[tuple[tuple[str, int], tuple[str, int], bytes]] | None = None
@@ -109,7 +108,7 @@ class SimNetwork:
             return
         if self.sent is not None:
             self.sent.append((src, dst, packet))
-        self.clock.callLater(self.latency, self._deliver, src, dst, packet)
+        self.clock.callLater(LATENCY_SECONDS, self._deliver, src, dst, packet)
 
     def _deliver(self, src: tuple[str, int], dst: tuple[str, int], packet: bytes) -> None:
         protocol = self.bound.get(dst)
