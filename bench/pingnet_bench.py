@@ -17,7 +17,9 @@ Redis commands/s cluster-wide).  After all sizes it prints the slope of
 datagrams per node per second over N (flat: K observers per peer) and the
 load average.  `--observers K` sets `[ping] observers` on every node
 (`--baseline-observers` adds an all-pairs run at the smallest size for a
-ratio in the same run).
+ratio in the same run).  `--simulate 256,1000` runs the production `PingNet` on the
+tests' simulated network instead (one task.Clock; `--sim-loss`, `--sim-seconds`,
+`--sim-victims`): detection and false verdicts at sizes no machine here can run.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PING_PORT_BASE = 31000
 REDIS_PORT = 31999
 FLAP_WINDOW_SECONDS = 20.0
+ROTATE_SECONDS = 120.0      # [ping] rotate, the runner's default
+GRACE_SECONDS = 5.0         # [ping] clock_window: both epochs hold this long either side
+KINDS = {1: "ping", 2: "pong", 3: "ping_req", 4: "relay_ack"}  # packet.py, byte 1
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -58,6 +63,7 @@ class Namespace:
         if self.name:
             sh("ip", "netns", "add", self.name)
             sh("ip", "-n", self.name, "link", "set", "lo", "up")
+            self._count_kinds()
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -85,6 +91,24 @@ class Namespace:
         ).format(ports=ports, p=percent)
         subprocess.run(run + ["nft", "-f", "-"], input=script, text=True, check=True,
                        capture_output=True)
+
+    def _count_kinds(self) -> None:
+        """Count ping-port datagrams by packet kind (the second payload byte)."""
+        ports = "{}-{}".format(PING_PORT_BASE, PING_PORT_BASE + 999)
+        rules = "".join("  udp dport {} @th,72,8 {} counter\n".format(ports, kind)
+                        for kind in KINDS)
+        script = ("table inet sfscount {{\n chain out {{\n  type filter hook output "
+                  "priority -10;\n{} }}\n}}\n").format(rules)
+        subprocess.run(self.prefix() + ["nft", "-f", "-"], input=script, text=True,
+                       check=True, capture_output=True)
+
+    def kind_counts(self) -> dict[str, int]:
+        """Ping-port datagrams sent so far, by packet kind."""
+        out = subprocess.run(self.prefix() + ["nft", "list", "table", "inet", "sfscount"],
+                             capture_output=True, text=True).stdout
+        counts = [int(line.split("packets")[1].split()[0])
+                  for line in out.splitlines() if "packets" in line]
+        return dict(zip(KINDS.values(), counts)) if len(counts) == len(KINDS) else {}
 
     def loss_counters(self) -> tuple[int, int]:
         """(packets seen, packets dropped) by the loss rule."""
@@ -435,11 +459,27 @@ def gray(bench: Bench, seconds: float) -> list[str]:
     ]
 
 
+def boundary_wait(now: float, seconds: float) -> float:
+    """Seconds to wait so a window of `seconds` starting then holds no epoch boundary
+    (both epochs' targets are probed within GRACE_SECONDS either side of one)."""
+    nxt = (now // ROTATE_SECONDS + 1) * ROTATE_SECONDS
+    prev = nxt - ROTATE_SECONDS
+    if now < prev + GRACE_SECONDS:
+        return prev + GRACE_SECONDS - now
+    if now + seconds > nxt - GRACE_SECONDS:
+        return nxt + GRACE_SECONDS - now
+    return 0.0
+
+
 def cost(bench: Bench, seconds: float) -> tuple[str, float]:
-    """CPU % per node, UDP datagrams sent per node per second and Redis commands per
-    second cluster-wide, idle; (report line, datagrams per node per second)."""
+    """CPU % per node, UDP datagrams sent per node per second (by kind) and Redis
+    commands per second cluster-wide, idle, in a window between two epoch boundaries
+    (the steady state); (report line, datagrams per node per second)."""
+    seconds = min(seconds, ROTATE_SECONDS - 2 * GRACE_SECONDS - 1.0)
+    time.sleep(boundary_wait(time.time(), seconds))
     cpu0 = {n.name: n.cpu_seconds() for n in bench.nodes.values()}
     udp0 = bench.ns.udp_out() if bench.ns.name else 0
+    kinds0 = bench.ns.kind_counts() if bench.ns.name else {}
     redis0 = bench.redis_commands()
     start = time.time()
     time.sleep(seconds)
@@ -447,11 +487,14 @@ def cost(bench: Bench, seconds: float) -> tuple[str, float]:
     commands = (bench.redis_commands() - redis0 - 1) / elapsed  # minus our own INFO
     cpus = [100.0 * (n.cpu_seconds() - cpu0[n.name]) / elapsed for n in bench.nodes.values()]
     udp = (bench.ns.udp_out() - udp0) / elapsed / bench.size if bench.ns.name else float("nan")
-    return ("cost (idle {:.0f} s, K = {}): CPU per node {:.2f} % median ({:.2f}-{:.2f} %); "
-            "{:.1f} UDP datagrams sent per node per second; Redis {:.0f} commands/s "
-            "cluster-wide ({:.1f} x N)").format(
+    kinds1 = bench.ns.kind_counts() if bench.ns.name else {}
+    by_kind = ", ".join("{} {:.1f}".format(kind, (kinds1[kind] - kinds0.get(kind, 0))
+                                           / elapsed / bench.size) for kind in kinds1)
+    return ("cost (idle {:.0f} s between epoch boundaries, K = {}): CPU per node {:.2f} % "
+            "median ({:.2f}-{:.2f} %); {:.1f} UDP datagrams sent per node per second ({}); "
+            "Redis {:.0f} commands/s cluster-wide ({:.1f} x N)").format(
         seconds, bench.observers, statistics.median(cpus), min(cpus), max(cpus), udp,
-        commands, commands / bench.size), udp
+        by_kind or "kinds not counted", commands, commands / bench.size), udp
 
 
 def slope(points: list[tuple[int, float]]) -> float:
@@ -460,6 +503,64 @@ def slope(points: list[tuple[int, float]]) -> float:
     mean_y = statistics.mean(y for _, y in points)
     return (sum((x - mean_x) * (y - mean_y) for x, y in points)
             / sum((x - mean_x) ** 2 for x, _ in points))
+
+
+def simulate(size: int, loss_percent: int, seconds: float, victims: int) -> str:
+    """The production PingNet on the simulated network of the tests (tests/pingnet/simnet.py:
+    one task.Clock, in-memory datagrams, FakeRedisStore with the tally script's twin), K = 10:
+    `victims` nodes frozen one after another over `seconds` simulated seconds at
+    `loss_percent` % random loss; detection (all survivors) and false verdicts."""
+    sys.path.insert(0, REPO)
+    import random
+
+    from twisted.internet.task import Clock
+    from twisted.logger import globalLogPublisher
+
+    from tests.pingnet.simnet import SimCluster
+
+    clock = Clock()
+    clock.advance(1_700_000_000.0)
+    sim = SimCluster(clock, size)
+    sim.net.loss = loss_percent / 100.0
+    downs: list[tuple[float, str]] = []
+
+    def watch(event: dict[str, Any]) -> None:
+        if event.get("event") == "pingnet_verdict" and event.get("available") is False:
+            downs.append((clock.seconds(), str(event.get("peer"))))
+
+    globalLogPublisher.addObserver(watch)
+    wall = time.time()
+    try:
+        sim.start()
+        sim.run(2.0, step=0.01)
+        start = clock.seconds()
+        frozen: dict[str, float] = {}
+        detections: list[float] = []
+        missed = 0
+        order = sorted(sim.nodes)
+        random.Random(size).shuffle(order)
+        for victim in order[:victims]:
+            began = clock.seconds()
+            sim.freeze(victim)
+            frozen[victim] = began
+            survivors = [n for n in sim.nodes if n not in frozen]
+            while clock.seconds() - began < 10.0:
+                sim.run(0.05, step=0.01)
+                if all(sim.nodes[n].peers.is_down(victim) for n in survivors):
+                    detections.append(clock.seconds() - began)
+                    break
+            else:
+                missed += 1
+            sim.run(max(0.0, began + seconds / victims - clock.seconds()), step=0.01)
+        simulated = clock.seconds() - start
+        sim.stop()
+    finally:
+        globalLogPublisher.removeObserver(watch)
+    false = sum(1 for when, peer in downs if peer not in frozen or when < frozen[peer])
+    return ("simulated N = {}, K = 10, {} % loss, {:.0f} simulated s ({:.0f} s wall): "
+            "{} victims, all survivors saw each down after {} s (undetected {}); "
+            "{} false verdicts").format(size, loss_percent, simulated, time.time() - wall,
+                                        victims, summary(detections), missed, false)
 
 
 def main() -> None:
@@ -475,7 +576,19 @@ def main() -> None:
                         help="nodes per runner process (victims always run alone)")
     parser.add_argument("--baseline-observers", action="store_true",
                         help="also run the smallest size all-pairs (K = N - 1) as a baseline")
+    parser.add_argument("--simulate", default="",
+                        help="comma list of sizes to run on the simulated network instead")
+    parser.add_argument("--sim-loss", default="1,10", help="loss percentages to simulate")
+    parser.add_argument("--sim-seconds", type=float, default=60.0,
+                        help="simulated seconds per size and loss")
+    parser.add_argument("--sim-victims", type=int, default=3)
     args = parser.parse_args()
+    if args.simulate:
+        for size in (int(n) for n in args.simulate.split(",")):
+            for loss in (int(p) for p in args.sim_loss.split(",")):
+                print(simulate(size, loss, args.sim_seconds, args.sim_victims))
+                sys.stdout.flush()
+        return
     skip = set(filter(None, args.skip.split(",")))
     use_ns = not args.no_netns and os.geteuid() == 0 and shutil.which("nft") is not None
     print("pingnet bench: sizes {} trials {} window {:.0f} s netns {}".format(

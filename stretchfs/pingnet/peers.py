@@ -64,9 +64,9 @@ class Peers:
         return sorted((r for r in self._records.values() if role is None or r.role == role),
                       key=lambda r: r.name)
 
-    def members(self) -> list[str]:
-        """The names in the ping net: active peers with a UDP port, sorted."""
-        return [r.name for r in self.all() if r.active and r.ping_port]
+    def members(self) -> dict[str, str]:
+        """The ping net: active peers with a UDP port, name -> site, sorted by name."""
+        return {r.name: r.site for r in self.all() if r.active and r.ping_port}
 
     # -- verdicts ----------------------------------------------------------
     def set_available(self, name: str, available: bool) -> None:

@@ -1,8 +1,8 @@
 """`Prober`: the probe state machine of one node (who to probe, packets, timeouts).
 
 Every round (`round`, each `interval`) it probes each of its current
-targets (observers.py: K peers, rotating; every peer in a cluster of at most
-K + 1): a PING, and when no answer has come after half the
+targets (observers.py: K peers of its site, rotating; every peer of a site of
+at most K + 1): a PING, and when no answer has come after half the
 `timeout`, a second PING plus PING-REQs through up to `indirect` other peers
 (SWIM's indirect probe, so one bad path or one lost packet does not count as
 a miss).  Any fresh, authentic packet from the peer (or a relayed

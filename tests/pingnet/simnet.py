@@ -125,6 +125,7 @@ class SimCluster:
     clock: Clock
     size: int
     settings: PingSettings = field(default_factory=PingSettings)
+    sites: list[str] | None = None   # site of each node, in order (None: all "local")
     net: SimNetwork = field(init=False)
     redis: FakeRedisStore = field(init=False)
     nodes: dict[str, PingNet] = field(default_factory=dict)
@@ -135,8 +136,10 @@ class SimCluster:
         self.net = SimNetwork(self.clock)
         self.redis = tallymodel.install(FakeRedisStore(self.clock))
         reactor = SimReactor(self.net, self.clock)
+        sites = self.sites or ["local"] * self.size
         self.records = [PeerRecord(name="n{}".format(i + 1), role="store", host="10.0.0.1",
-                                   port=8000 + i, ping_port=9000 + i) for i in range(self.size)]
+                                   port=8000 + i, ping_port=9000 + i, site=sites[i])
+                        for i in range(self.size)]
         for i, record in enumerate(self.records):
             peers = Peers(self_name=record.name)
             peers.set_registry(self.records)
@@ -179,6 +182,16 @@ class SimCluster:
     def sever(self, a: str, b: str) -> None:
         """Cut the path between `a` and `b` in both directions."""
         self.net.cut.add(frozenset((self.addr(a), self.addr(b))))
+
+    def partition(self, side: set[str]) -> None:
+        """Cut every path between the nodes in `side` and all the others."""
+        for a in side:
+            for b in set(self.nodes) - side:
+                self.sever(a, b)
+
+    def heal(self) -> None:
+        """Restore every cut path."""
+        self.net.cut.clear()
 
     def down_in(self, observer: str) -> set[str]:
         """Peers that `observer` considers unavailable."""

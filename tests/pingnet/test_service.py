@@ -421,3 +421,26 @@ def test_a_restarted_redis_whose_version_meets_ours_is_still_read(cluster) -> No
     cluster.clock.advance(FULL_READ_SECONDS)
     judge.tally()
     assert "n4" in judge.down
+
+
+def test_replayed_packets_of_a_removed_node_change_no_verdict(cluster) -> None:
+    """Genuine packets of n5 replayed (within the clock window) after n5 left the registry
+    are dropped or, PINGs, only answered: nothing raises, no vote, nobody goes down."""
+    cluster.net.record()
+    cluster.run(1.0)
+    from_n5 = [(dst, data) for src, dst, data in cluster.net.sent or []
+               if src == cluster.addr("n5")]
+    assert from_n5
+    cluster.nodes["n5"].stopService()
+    remaining = [r for r in cluster.records if r.name != "n5"]
+    for name in ("n1", "n2", "n3", "n4"):
+        cluster.nodes[name].peers.set_registry(remaining)
+    cluster.run(1.0)
+    by_addr = {cluster.addr(name): name for name in cluster.nodes}
+    for dst, data in from_n5:
+        cluster.nodes[by_addr[dst]].prober.datagramReceived(data, cluster.addr("n5"))
+    cluster.run(2.0)
+    assert all(not cluster.down_in(n) for n in ("n1", "n2", "n3", "n4"))
+    assert not any(k.startswith(b"sfs:ping:votes:") for k in cluster.redis.data)
+    assert sum(cluster.nodes[n].metrics.dropped.labels(reason="unknown_sender")._value.get()
+               for n in ("n1", "n2", "n3", "n4")) > 0
