@@ -125,7 +125,10 @@ class LoopbackServer:
             if self.mode == "mute":
                 continue
             reply = self.reply(request)
-            conn.sendall(reply)
+            try:
+                conn.sendall(reply)
+            except OSError:   # the client hung up mid-answer (as after a bad length)
+                return
             if not self.keep or b"Connection: close" in reply.split(b"\r\n\r\n", 1)[0]:
                 conn.close()
                 self.dropped.set()
