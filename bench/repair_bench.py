@@ -32,7 +32,8 @@ Server CPU (user + system from /proc/PID/stat) of the master, the stores,
 the prism and Redis is printed for (a) and (b), per copy, and per store for (b);
 the batches the stores logged during (b) are counted.  With --profile DIR,
 py-spy (--py-spy) samples the master and the stores while the repair runs
-and writes one raw flamegraph file per process there.  `[repair]` settings can be
+and writes one raw flamegraph file per process there (idle threads included:
+a wait shows as its blocking call).  `[repair]` settings can be
 tuned with --per-store, --batch-items, --batch-bytes and --interval (defaults: the master's).  Every
 process is started here and stopped by its own PID.
 
@@ -301,8 +302,8 @@ class Profiler:
             if node["role"] in ("master", "store") and handle.is_running(node["name"]):
                 out = os.path.join(folder, "{}.txt".format(node["name"]))
                 self._spies.append(subprocess.Popen(
-                    [py_spy, "record", "--nonblocking", "--threads", "-r", "100", "-f", "raw",
-                     "-d", "600", "-p", str(node["pid"]), "-o", out],
+                    [py_spy, "record", "--nonblocking", "--threads", "--idle", "-r", "100",
+                     "-f", "raw", "-d", "600", "-p", str(node["pid"]), "-o", out],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def stop(self) -> None:

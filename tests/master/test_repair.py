@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+from collections import Counter
 from typing import Any
 
 import pytest_twisted
@@ -22,7 +23,7 @@ from stretchfs.master.cliconn import run_command
 from stretchfs.master.inventory import parse_changes
 from stretchfs.master.lease import Lease
 from stretchfs.master.metrics import RepairMetrics
-from stretchfs.master.planner import RepairPlanner
+from stretchfs.master.planner import ROWS_FRESH_SECONDS, RepairPlanner
 from stretchfs.master.repair import (
     DOWN,
     LOST,
@@ -219,12 +220,38 @@ async def vote_down(master: Any, target: str) -> None:
                                    voter)
 
 
-def planner(master: Any, stores: StandInStores, owner: str = "m1",
+class CountingRedis:
+    """The master's Redis, noting the rows each HMGET reads and each read of the queue's
+    head."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.read: list[str] = []
+        self.heads = 0
+
+    def execute(self, *args: Any) -> Deferred[Any]:
+        """Run one command."""
+        if args[0] == "HMGET":
+            self.read += [str(arg) for arg in args[2:]]
+        return self.redis.execute(*args)
+
+    def pipeline(self, commands: Any) -> Deferred[list[Any]]:
+        """Run commands in one round trip."""
+        self.heads += sum(1 for command in commands if command[0] == "ZRANGEBYSCORE"
+                          and str(command[1]).endswith("repair:queue"))
+        return self.redis.pipeline(commands)
+
+    def execute_durable(self, *args: Any) -> Deferred[Any]:
+        """Run one command that must reach the replicas."""
+        return self.redis.execute_durable(*args)
+
+
+def planner(master: Any, stores: StandInStores, owner: str = "m1", redis: Any = None,
             **settings: Any) -> RepairPlanner:
-    """A planner over the master's Redis and the stand-in stores."""
+    """A planner over the master's Redis (or `redis`) and the stand-in stores."""
     values = dict(lost_after=LOST_AFTER, interval=1.0, per_store=2, lease_ttl=10.0)
     values.update(settings)
-    return RepairPlanner(redis=master.redis, keys=master.api.keys,
+    return RepairPlanner(redis=redis or master.redis, keys=master.api.keys,
                          settings=RepairSettings(**values), replicas=2, clock=master.clock,
                          owner=owner, list_peers=master.api.peers.list, disks=dict,
                          store_client=stores.client, metrics=RepairMetrics(new_registry(False)),
@@ -414,6 +441,50 @@ async def test_a_finished_copy_frees_its_slots_for_the_next_at_once(master) -> N
     assert sorted(call[0] for call in stores.calls) == sorted(hashes)
     rows = await counted_rows(master, hashes)
     assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_copies_that_end_within_a_round_plan_from_the_rows_already_read(master) -> None:
+    """Each copy that ends starts the next without reading the queue's head and rows
+    again while they are under `ROWS_FRESH_SECONDS` old, except the row of the content
+    whose copy ended (12 copies one after the other: the head read once and each row at
+    most twice, not a window per copy)."""
+    hashes = await cluster(master, hashes=12)
+    stores = StandInStores(master.api)
+    redis = CountingRedis(master.redis)
+    job = planner(master, stores, redis=redis, per_store=1, batch_under=0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    await job.copies_done()
+    assert sorted(call[0] for call in stores.calls) == sorted(hashes)
+    assert set(redis.read) == set(hashes) and redis.heads == 1
+    assert max(Counter(redis.read).values()) == 2
+    rows = await counted_rows(master, hashes)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_round_reads_again_the_rows_older_than_rows_fresh_seconds(master) -> None:
+    """The head and rows read `ROWS_FRESH_SECONDS` ago are read again before planning
+    from them."""
+    hashes = await cluster(master, hashes=12)
+    stores = StandInStores(master.api)
+    stores.hold = True
+    redis = CountingRedis(master.redis)
+    job = planner(master, stores, redis=redis, per_store=1, batch_under=0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    assert len(stores.calls) == 1 and sorted(redis.read) == sorted(hashes)
+    master.clock.advance(ROWS_FRESH_SECONDS / 2)
+    await job.run_round()
+    assert len(redis.read) == len(hashes) and redis.heads == 1
+    master.clock.advance(ROWS_FRESH_SECONDS / 2)
+    await job.run_round()
+    assert redis.heads == 2
+    copying = stores.calls[0][0]
+    assert sorted(redis.read[len(hashes):]) == sorted(set(hashes) - {copying})
+    job.stopService()
+    await job.copies_done()
 
 
 @pytest_twisted.ensureDeferred
