@@ -487,6 +487,45 @@ async def test_a_round_reads_again_the_rows_older_than_rows_fresh_seconds(master
     await job.copies_done()
 
 
+async def queued(master: Any) -> set[str]:
+    """The content in the repair queue."""
+    members = await master.redis.execute("ZRANGEBYSCORE", master.api.keys.repair_queue,
+                                         "-inf", "+inf")
+    return {m.decode() if isinstance(m, bytes) else m for m in members}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dispatch_stops_its_walk_once_every_slot_is_taken(master) -> None:
+    """With every store's slots taken, a round looks no further down the queue (content
+    that meanwhile got its copies elsewhere leaves it once slots are free again) and never
+    copies what already has its copies."""
+    hashes = await cluster(master, hashes=12)
+    stores = StandInStores(master.api)
+    stores.hold = True
+    job = planner(master, stores, batch_under=0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    assert len(stores.calls) == 3          # three survivors, per_store 2: every slot
+    copying = {sha1 for sha1, _, _ in stores.calls}
+    other = next(h for h in reversed(hashes) if h not in copying)
+    holders = (await counted_rows(master, [other]))[other]
+    extra = next(name for name in ("store1", "store2", "store3") if name not in holders)
+    await master.api.inventory.publish(extra, parse_changes(
+        [{"op": "add", "hash": other, "ext": "bin", "size": 10}]))
+    master.clock.advance(ROWS_FRESH_SECONDS)
+    await job.run_round()
+    assert other in await queued(master)
+    stores.hold = False
+    for waiter in stores.waiting:
+        sha1, _, target = stores.calls[stores.waiting.index(waiter)]
+        await master.api.inventory.publish(target, parse_changes(
+            [{"op": "add", "hash": sha1, "ext": "bin", "size": 10}]))
+        waiter.callback({"existed": False})
+    await job.copies_done()
+    assert other not in await queued(master)
+    assert other not in {sha1 for sha1, _, _ in stores.calls}
+
+
 @pytest_twisted.ensureDeferred
 async def test_per_store_bytes_paces_the_copies(master) -> None:
     """With `per_store_bytes` equal to one content's size, a store takes part in one copy
