@@ -29,13 +29,17 @@ the rest 4-64 KiB), then:
     repair; target <= 2x), and the p99 before the kill for reference.
 
 Server CPU (user + system from /proc/PID/stat) of the master, the stores,
-the prism and Redis is printed for (a) and (b).  `[repair]` settings can be
-tuned with --per-store, --batch-items and --interval (defaults: the master's).  Every
+the prism and Redis is printed for (a) and (b), per copy, and per store for (b);
+the batches the stores logged during (b) are counted.  With --profile DIR,
+py-spy (--py-spy) samples the master and the stores while the repair runs
+and writes one raw flamegraph file per process there (idle threads included:
+a wait shows as its blocking call).  `[repair]` settings can be
+tuned with --per-store, --batch-items, --batch-bytes and --interval (defaults: the master's).  Every
 process is started here and stopped by its own PID.
 
     .venv/bin/python bench/repair_bench.py [--files 2000] [--large-share 0.02]
-        [--copy-jobs 4] [--per-store 2] [--batch-items 100] [--interval 2] [--lost-after 5]
-        [--rate 40] [--load-threads 4] [--quiet-seconds 15]
+        [--copy-jobs 4] [--per-store 2] [--batch-items 100] [--batch-bytes N] [--interval 2]
+        [--lost-after 5] [--rate 40] [--load-threads 4] [--quiet-seconds 15] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import io
+import json
 import os
 import random
 import shutil
@@ -248,6 +253,72 @@ def redis_line(spent: Counter[str], seconds: float, idle: Counter[str], idle_sec
         "{} {:.2f}".format(name, count) for name, count in top))
 
 
+def store_cpu_line(handle: ClusterHandle, before: dict[str, float], seconds: float) -> str:
+    """CPU seconds of each running store since `before` (by name)."""
+    now = store_cpu(handle)
+    return ", ".join("{} {:.1f} s ({:.0f} %)".format(name, now[name] - before[name],
+                                                     100 * (now[name] - before[name]) / seconds)
+                     for name in before if name in now)
+
+
+def store_cpu(handle: ClusterHandle) -> dict[str, float]:
+    """CPU seconds so far of each running store, by name."""
+    return {node["name"]: cpu_seconds(int(node["pid"])) for node in handle.nodes("store")
+            if handle.is_running(node["name"])}
+
+
+def log_sizes(handle: ClusterHandle) -> dict[str, int]:
+    """Bytes so far of each store's log."""
+    return {node["name"]: os.path.getsize(node["log"]) for node in handle.nodes("store")
+            if os.path.exists(node["log"])}
+
+
+def batch_line(handle: ClusterHandle, since: dict[str, int]) -> str:
+    """The batches the stores logged after `since` (log offsets): count, content copied,
+    content per batch."""
+    batches = copied = 0
+    for node in handle.nodes("store"):
+        if node["name"] not in since:
+            continue
+        with open(node["log"], "rb") as handle_:
+            handle_.seek(since[node["name"]])
+            for line in handle_:
+                if b"in one batch" not in line:
+                    continue
+                event = json.loads(line)
+                batches += 1
+                copied += int(event.get("copied", 0))
+    return "{} batches, {} content copied, {:.0f} per batch".format(
+        batches, copied, copied / batches if batches else 0.0)
+
+
+class Profiler:
+    """py-spy recording the master and the stores (raw flamegraph files, one a process)."""
+
+    def __init__(self, py_spy: str, folder: str, handle: ClusterHandle) -> None:
+        self._spies: list[subprocess.Popen[bytes]] = []
+        os.makedirs(folder, exist_ok=True)
+        for node in handle.nodes():
+            if node["role"] in ("master", "store") and handle.is_running(node["name"]):
+                out = os.path.join(folder, "{}.txt".format(node["name"]))
+                self._spies.append(subprocess.Popen(
+                    [py_spy, "record", "--nonblocking", "--threads", "--idle", "-r", "100",
+                     "-f", "raw", "-d", "600", "-p", str(node["pid"]), "-o", out],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> None:
+        """Stop every recorder (it writes its file on SIGINT) and wait for it."""
+        for spy in self._spies:
+            if spy.poll() is None:
+                spy.send_signal(signal.SIGINT)
+        for spy in self._spies:
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(10)
+
+
 # -- (a) the plain copy --------------------------------------------------------
 
 def plain_copy(api: Api, files: list[File], holders: dict[str, set[str]], victim: str,
@@ -418,20 +489,22 @@ def run(args: argparse.Namespace, workdir: str) -> int:
     per_store = args.per_store or defaults.per_store
     interval = args.interval or defaults.interval
     batch_items = args.batch_items or defaults.batch_items
+    batch_bytes = args.batch_bytes or defaults.batch_bytes
     cluster = TunedCluster(workdir, prisms=1, stores=4, say=lambda _: None,
                            lost_after=args.lost_after,
                            repair_lines=["per_store = {}".format(per_store),
                                          "interval = {!r}".format(float(interval)),
-                                         "batch_items = {}".format(batch_items)])
+                                         "batch_items = {}".format(batch_items),
+                                         "batch_bytes = {}".format(batch_bytes)])
     cluster.up(detach=True, timeout=180)
     handle = ClusterHandle(workdir)
     api = Api(handle)
     prism, user = handle.state["prism_url"], handle.user
     print("cluster: 1 prism, 4 stores, replicas {}; [repair] per_store {}, interval {:g} s, "
-          "lost_after {:g} s, batches of {} content under {} KiB; load average before: {}"
-          .format(REPLICAS, per_store, interval, args.lost_after, batch_items,
-                  defaults.batch_under // KIB,
-                  " ".join(open("/proc/loadavg").read().split()[:3])))
+          "lost_after {:g} s, batches of {} content and {} MiB under {} KiB; load average "
+          "before: {}".format(REPLICAS, per_store, interval, args.lost_after, batch_items,
+                              batch_bytes / MIB, defaults.batch_under // KIB,
+                              " ".join(open("/proc/loadavg").read().split()[:3])))
 
     started = time.monotonic()
     files = upload_all(prism, user, sizes, args.upload_jobs)
@@ -453,13 +526,15 @@ def run(args: argparse.Namespace, workdir: str) -> int:
     # (a)
     before, calls = cpu_snapshot(pids), redis_calls(handle)
     plain_seconds, made = plain_copy(api, held, holders, victim, args.copy_jobs)
-    plain_cpu = cpu_line(before, cpu_snapshot(pids), plain_seconds)
+    after = cpu_snapshot(pids)
+    plain_cpu = cpu_line(before, after, plain_seconds)
+    plain_cpu_ms = 1000 * (sum(after.values()) - sum(before.values())) / len(held)
     plain_calls = redis_calls(handle) - calls
     plain_rate = held_bytes / MIB / plain_seconds
     print("(a) plain copy (POST /content/fetch, {} at a time): {:.1f} s, {:.1f} MiB/s, "
           "{:.0f} files/s".format(args.copy_jobs, plain_seconds, plain_rate,
                                   len(held) / plain_seconds))
-    print("    server CPU: " + plain_cpu)
+    print("    server CPU: {} ({:.1f} ms per copy)".format(plain_cpu, plain_cpu_ms))
     undo_copies(api, made, holders)
 
     # (b) and (c)
@@ -479,10 +554,19 @@ def run(args: argparse.Namespace, workdir: str) -> int:
                  LOST_TIMEOUT_SECONDS, "{} to be lost".format(victim), 0.1)
         lost_at = time.monotonic()
         before, calls = cpu_snapshot(pids), redis_calls(handle)
-        done_at = follow_repair(api, cursor, held, holders, victim, lost_at,
-                                args.repair_timeout)
+        stores_before, logs_before = store_cpu(handle), log_sizes(handle)
+        profiler = Profiler(args.py_spy, args.profile, handle) if args.profile else None
+        try:
+            done_at = follow_repair(api, cursor, held, holders, victim, lost_at,
+                                    args.repair_timeout)
+        finally:
+            if profiler is not None:
+                profiler.stop()
         repair_seconds = max(done_at.values())
         repair_cpu = cpu_line(before, cpu_snapshot(pids), time.monotonic() - lost_at)
+        repair_store_cpu = store_cpu_line(handle, stores_before, time.monotonic() - lost_at)
+        repair_cpu_ms = 1000 * (sum(cpu_snapshot(pids).values()) - sum(before.values()))
+        batches = batch_line(handle, logs_before)
         repair_calls = redis_calls(handle) - calls
         repair_window = time.monotonic() - lost_at
         done = lost_at + repair_seconds
@@ -502,6 +586,9 @@ def run(args: argparse.Namespace, workdir: str) -> int:
               len(held) / repair_seconds))
     print("    at most {} copies at once ({} survivors x [repair] per_store {}, two stores "
           "each); server CPU: {}".format(3 * per_store // 2, 3, per_store, repair_cpu))
+    print("    server CPU {:.1f} ms per copy; by store: {}".format(repair_cpu_ms / len(held),
+                                                                 repair_store_cpu))
+    print("    stores logged " + batches)
     print("    Redis calls of the plain copy " + redis_line(
         plain_calls, plain_seconds, idle_calls, args.quiet_seconds, len(held)))
     print("    Redis calls of the repair " + redis_line(
@@ -545,6 +632,8 @@ def main() -> int:
                         help="[repair] per_store (default: the master's)")
     parser.add_argument("--batch-items", type=int, default=0,
                         help="[repair] batch_items (default: the master's)")
+    parser.add_argument("--batch-bytes", type=int, default=0,
+                        help="[repair] batch_bytes (default: the master's)")
     parser.add_argument("--interval", type=float, default=0.0,
                         help="[repair] interval in seconds (default: the master's)")
     parser.add_argument("--lost-after", type=float, default=5.0,
@@ -557,6 +646,10 @@ def main() -> int:
     parser.add_argument("--repair-timeout", type=float, default=1800.0,
                         help="give up when the repair takes longer (seconds)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the size mix")
+    parser.add_argument("--profile", default="",
+                        help="folder for py-spy samples of the master and stores during (b)")
+    parser.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy",
+                        help="the py-spy program (with --profile)")
     args = parser.parse_args()
     folder = tempfile.mkdtemp(prefix="sfs-repair-bench-")
     workdir = os.path.join(folder, "cluster")

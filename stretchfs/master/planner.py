@@ -69,6 +69,7 @@ log = Logger()
 SCAN_CHUNK = 1000
 FEED_PAGE = 1000
 RECENT_SECONDS = 60.0
+ROWS_FRESH_SECONDS = 2.0              # a row read this recently is not read again to plan
 RETRY_SECONDS = 10.0
 BATCH_LOG_SECONDS = 10.0
 BATCH_BASE_SECONDS = 30.0             # a batch's deadline: this, plus its bytes at...
@@ -110,6 +111,17 @@ class Batch:
         self.size += size
 
 
+@dataclass
+class Head:
+    """The head of the queue as last read (only the lease holder writes the queue)."""
+
+    read_at: float
+    offset: int
+    window: int
+    size: int                  # the queue's length
+    hashes: list[str]
+
+
 class RepairPlanner(PeriodicService):
     """Runs the repair rounds while this master holds the lease."""
 
@@ -144,6 +156,8 @@ class RepairPlanner(PeriodicService):
         self._recent: dict[str, tuple[str, float]] = {}  # sha1 -> (target, until)
         self._avoid: dict[str, set[str]] = {}      # sha1 -> stores that failed it
         self._retry: dict[str, float] = {}         # sha1 -> not before
+        self._rows: dict[str, tuple[float, Any]] = {}  # sha1 -> (read at, row or None)
+        self._head: Head | None = None
         self._offset = 0
         self._stores: Mapping[str, StoreState] | None = None  # as of the last round
         self._dispatching = False
@@ -262,6 +276,7 @@ class RepairPlanner(PeriodicService):
             writes: list[list[Arg]] = [
                 ["ZADD", key, *members] for key, members in
                 ((self._keys.repair_queue, short), (self._keys.repair_trim, over)) if members]
+            self._head = None
             if writes and not await self.lease.fenced(writes):
                 return False
             if text(cursor) == "0":
@@ -294,6 +309,8 @@ class RepairPlanner(PeriodicService):
             have = len(counted_holders(holders, stores))
             if have < self._replicas and copyable(holders, stores):
                 short += [have, sha1]
+        if short:
+            self._head = None
         return not short or await self.lease.fenced([["ZADD", self._keys.repair_queue,
                                                       *short]])
 
@@ -375,19 +392,14 @@ class RepairPlanner(PeriodicService):
         window = max(100, 4 * limit * len(stores))
         if settings.batch_under:
             window += settings.batch_items * limit * len(stores)
-        size, head = await self._redis.pipeline([
-            ["ZCARD", self._keys.repair_queue],
-            ["ZRANGEBYSCORE", self._keys.repair_queue, "-inf", "+inf", "LIMIT", self._offset,
-             window]])
-        self._queued = int(size)
+        self._queued, head = await self._read_head(window, now)
         self.metrics.queue.set(self._queued)
         if not head:
             self._offset = 0
             return
         # Content being copied or waiting to be retried needs no fresh look at its row.
-        hashes = [h for h in map(text, head) if h not in self._copying and h not in self._retry]
-        rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *hashes) \
-            if hashes else []
+        hashes = [h for h in head if h not in self._copying and h not in self._retry]
+        rows = await self._read_rows(hashes, now)
         done: list[str] = []
         started, started_bytes = 0, 0
         # Stores that spent their bytes/s take no copy this time: as if their slots were full.
@@ -396,13 +408,16 @@ class RepairPlanner(PeriodicService):
             if not self._budget.allows(name, now):
                 slots[name] = limit
         batches: dict[tuple[str, str], Batch] = {}
+        serving = [name for name, store in stores.items() if store.serves]
         # Small content first (it restores the most content per second, and a batch of it
         # takes no more slots than one large copy), each kind in queue order.
-        found = [(sha1, json.loads(row) if row is not None else None)
-                 for sha1, row in zip(hashes, rows)]
+        found = list(zip(hashes, rows))
         found.sort(key=lambda item: item[1] is not None and
                    int(item[1]["size"]) >= settings.batch_under)
         for sha1, data in found:
+            if not any(slots[name] < limit for name in serving) and not any(
+                    len(batch.items) < settings.batch_items for batch in batches.values()):
+                break                      # every slot taken, every open batch full
             if data is None:
                 done.append(sha1)
                 continue
@@ -454,12 +469,48 @@ class RepairPlanner(PeriodicService):
         if done:
             for sha1 in done:
                 self._avoid.pop(sha1, None)
+                self._rows.pop(sha1, None)
+            if self._head is not None:
+                gone = set(done)
+                self._head.hashes = [h for h in self._head.hashes if h not in gone]
+                self._head.size -= len(gone)
             await self.lease.fenced([["ZREM", self._keys.repair_queue] + done])
         # Every store is idle yet nothing in this window could start (each waits on a
         # store that is down): look further down the queue next round.
         idle = not started and not self._copying and len(head) == window
         self._offset = self._offset + window if idle else 0
         self._batch.update(started=started, bytes=started_bytes)
+
+    async def _read_head(self, window: int, now: float) -> tuple[int, list[str]]:
+        """The queue's length and `window` content of it from `_offset` on, read again only
+        when older than `ROWS_FRESH_SECONDS` or less than half full while the queue holds
+        more (this planner forgets its copy whenever it adds to the queue, and takes what
+        it removes out of it)."""
+        head = self._head
+        if head is None or now - head.read_at >= ROWS_FRESH_SECONDS or \
+                (head.offset, head.window) != (self._offset, window) or \
+                (len(head.hashes) < window // 2 and head.size > len(head.hashes)):
+            size, members = await self._redis.pipeline([
+                ["ZCARD", self._keys.repair_queue],
+                ["ZRANGEBYSCORE", self._keys.repair_queue, "-inf", "+inf", "LIMIT",
+                 self._offset, window]])
+            head = self._head = Head(now, self._offset, window, int(size),
+                                     [text(member) for member in members])
+        return head.size, list(head.hashes)
+
+    async def _read_rows(self, hashes: list[str], now: float) -> list[Any]:
+        """The inventory rows of `hashes` (None: gone), read again only when older than
+        `ROWS_FRESH_SECONDS` or when a copy of the content ended since: a copy that ends
+        starts the next at once, and each would otherwise re-read the whole window of the
+        queue's head (a copy another process made meanwhile is answered `existed`, or
+        trimmed)."""
+        self._rows = {h: r for h, r in self._rows.items() if now - r[0] < ROWS_FRESH_SECONDS}
+        unread = [h for h in hashes if h not in self._rows]
+        if unread:
+            values = await self._redis.execute("HMGET", self._keys.inventory_rows, *unread)
+            for sha1, row in zip(unread, values):
+                self._rows[sha1] = (now, json.loads(row) if row is not None else None)
+        return [self._rows[h][1] for h in hashes]
 
     def _start_batch(self, batch: Batch, target: StoreState) -> None:
         self._launch([sha1 for sha1, _, _ in batch.items], batch.source, batch.target,
@@ -536,6 +587,7 @@ class RepairPlanner(PeriodicService):
         now = self._clock.seconds()
         copies = copied_bytes = failures = 0
         for sha1, size, status in outcomes:
+            self._rows.pop(sha1, None)     # its holders changed: read its row again
             if status in COPIED:
                 self._recent[sha1] = (target, now + RECENT_SECONDS)
                 copies += 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+from collections import Counter
 from typing import Any
 
 import pytest_twisted
@@ -22,7 +23,7 @@ from stretchfs.master.cliconn import run_command
 from stretchfs.master.inventory import parse_changes
 from stretchfs.master.lease import Lease
 from stretchfs.master.metrics import RepairMetrics
-from stretchfs.master.planner import RepairPlanner
+from stretchfs.master.planner import ROWS_FRESH_SECONDS, RepairPlanner
 from stretchfs.master.repair import (
     DOWN,
     LOST,
@@ -219,12 +220,38 @@ async def vote_down(master: Any, target: str) -> None:
                                    voter)
 
 
-def planner(master: Any, stores: StandInStores, owner: str = "m1",
+class CountingRedis:
+    """The master's Redis, noting the rows each HMGET reads and each read of the queue's
+    head."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.read: list[str] = []
+        self.heads = 0
+
+    def execute(self, *args: Any) -> Deferred[Any]:
+        """Run one command."""
+        if args[0] == "HMGET":
+            self.read += [str(arg) for arg in args[2:]]
+        return self.redis.execute(*args)
+
+    def pipeline(self, commands: Any) -> Deferred[list[Any]]:
+        """Run commands in one round trip."""
+        self.heads += sum(1 for command in commands if command[0] == "ZRANGEBYSCORE"
+                          and str(command[1]).endswith("repair:queue"))
+        return self.redis.pipeline(commands)
+
+    def execute_durable(self, *args: Any) -> Deferred[Any]:
+        """Run one command that must reach the replicas."""
+        return self.redis.execute_durable(*args)
+
+
+def planner(master: Any, stores: StandInStores, owner: str = "m1", redis: Any = None,
             **settings: Any) -> RepairPlanner:
-    """A planner over the master's Redis and the stand-in stores."""
+    """A planner over the master's Redis (or `redis`) and the stand-in stores."""
     values = dict(lost_after=LOST_AFTER, interval=1.0, per_store=2, lease_ttl=10.0)
     values.update(settings)
-    return RepairPlanner(redis=master.redis, keys=master.api.keys,
+    return RepairPlanner(redis=redis or master.redis, keys=master.api.keys,
                          settings=RepairSettings(**values), replicas=2, clock=master.clock,
                          owner=owner, list_peers=master.api.peers.list, disks=dict,
                          store_client=stores.client, metrics=RepairMetrics(new_registry(False)),
@@ -414,6 +441,89 @@ async def test_a_finished_copy_frees_its_slots_for_the_next_at_once(master) -> N
     assert sorted(call[0] for call in stores.calls) == sorted(hashes)
     rows = await counted_rows(master, hashes)
     assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_copies_that_end_within_a_round_plan_from_the_rows_already_read(master) -> None:
+    """Each copy that ends starts the next without reading the queue's head and rows
+    again while they are under `ROWS_FRESH_SECONDS` old, except the row of the content
+    whose copy ended (12 copies one after the other: the head read once and each row at
+    most twice, not a window per copy)."""
+    hashes = await cluster(master, hashes=12)
+    stores = StandInStores(master.api)
+    redis = CountingRedis(master.redis)
+    job = planner(master, stores, redis=redis, per_store=1, batch_under=0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    await job.copies_done()
+    assert sorted(call[0] for call in stores.calls) == sorted(hashes)
+    assert set(redis.read) == set(hashes) and redis.heads == 1
+    assert max(Counter(redis.read).values()) == 2
+    rows = await counted_rows(master, hashes)
+    assert all(len(set(holders) - {"store4"}) == 2 for holders in rows.values())
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_round_reads_again_the_rows_older_than_rows_fresh_seconds(master) -> None:
+    """The head and rows read `ROWS_FRESH_SECONDS` ago are read again before planning
+    from them."""
+    hashes = await cluster(master, hashes=12)
+    stores = StandInStores(master.api)
+    stores.hold = True
+    redis = CountingRedis(master.redis)
+    job = planner(master, stores, redis=redis, per_store=1, batch_under=0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    assert len(stores.calls) == 1 and sorted(redis.read) == sorted(hashes)
+    master.clock.advance(ROWS_FRESH_SECONDS / 2)
+    await job.run_round()
+    assert len(redis.read) == len(hashes) and redis.heads == 1
+    master.clock.advance(ROWS_FRESH_SECONDS / 2)
+    await job.run_round()
+    assert redis.heads == 2
+    copying = stores.calls[0][0]
+    assert sorted(redis.read[len(hashes):]) == sorted(set(hashes) - {copying})
+    job.stopService()
+    await job.copies_done()
+
+
+async def queued(master: Any) -> set[str]:
+    """The content in the repair queue."""
+    members = await master.redis.execute("ZRANGEBYSCORE", master.api.keys.repair_queue,
+                                         "-inf", "+inf")
+    return {m.decode() if isinstance(m, bytes) else m for m in members}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dispatch_stops_its_walk_once_every_slot_is_taken(master) -> None:
+    """With every store's slots taken, a round looks no further down the queue (content
+    that meanwhile got its copies elsewhere leaves it once slots are free again) and never
+    copies what already has its copies."""
+    hashes = await cluster(master, hashes=12)
+    stores = StandInStores(master.api)
+    stores.hold = True
+    job = planner(master, stores, batch_under=0)
+    await master.api.peers.remove("store4")
+    await job.run_round()
+    assert len(stores.calls) == 3          # three survivors, per_store 2: every slot
+    copying = {sha1 for sha1, _, _ in stores.calls}
+    other = next(h for h in reversed(hashes) if h not in copying)
+    holders = (await counted_rows(master, [other]))[other]
+    extra = next(name for name in ("store1", "store2", "store3") if name not in holders)
+    await master.api.inventory.publish(extra, parse_changes(
+        [{"op": "add", "hash": other, "ext": "bin", "size": 10}]))
+    master.clock.advance(ROWS_FRESH_SECONDS)
+    await job.run_round()
+    assert other in await queued(master)
+    stores.hold = False
+    for waiter in stores.waiting:
+        sha1, _, target = stores.calls[stores.waiting.index(waiter)]
+        await master.api.inventory.publish(target, parse_changes(
+            [{"op": "add", "hash": sha1, "ext": "bin", "size": 10}]))
+        waiter.callback({"existed": False})
+    await job.copies_done()
+    assert other not in await queued(master)
+    assert other not in {sha1 for sha1, _, _ in stores.calls}
 
 
 @pytest_twisted.ensureDeferred
