@@ -23,7 +23,7 @@ from typing import Callable
 
 from stretchfs.chaos.client import CallFailed, PrismUser
 from stretchfs.chaos.cluster import ClusterHandle
-from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load
+from stretchfs.chaos.load import PROPAGATION_SECONDS, Item, Load, Workers
 from stretchfs.chaos.scenarios import Options, Report, check_nothing_lost
 from stretchfs.chaos.watch import wait_until
 from stretchfs.devcluster.process import http_call
@@ -85,21 +85,15 @@ class RetryingClients:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self._workers = Workers()
 
     def start(self) -> None:
         """Start the threads."""
-        for index in range(self.threads):
-            worker = threading.Thread(target=self._run, args=(index,), daemon=True)
-            self._workers.append(worker)
-            worker.start()
+        self._workers.start(self._run, range(self.threads))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the threads and wait for them."""
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(timeout)
+        self._workers.stop(timeout)
 
     def _run(self, index: int) -> None:
         user = PrismUser(self.prism_urls[index % len(self.prism_urls)], self.username,
@@ -107,7 +101,7 @@ class RetryingClients:
         deadline = time.monotonic() + self.max_seconds
         try:
             for turn in itertools.count():
-                if self._stop.is_set() or time.monotonic() >= deadline:
+                if self._workers.stopping.is_set() or time.monotonic() >= deadline:
                     return
                 if turn % PURCHASES_PER_LOGIN == 0:   # a login costs a bcrypt on the master
                     self._count("login", *retried(user.login, RETRY_SECONDS))

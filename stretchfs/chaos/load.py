@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 from stretchfs.chaos.client import CallFailed, PrismUser
 
@@ -54,6 +55,27 @@ class LoadMix:
     purchase: int = 1
 
 
+class Workers:
+    """Daemon threads, one per argument, that stop together."""
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self, target: Callable[[Any], None], args: Iterable[Any]) -> None:
+        """Run `target(arg)` in a thread of its own for each of `args`."""
+        for arg in args:
+            thread = threading.Thread(target=target, args=(arg,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Set `stopping` and wait up to `timeout` for each thread."""
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(timeout)
+
+
 @dataclass
 class Load:
     """Runs client calls against the prisms until told to stop or a bound is hit."""
@@ -72,8 +94,7 @@ class Load:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._workers: list[threading.Thread] = []
+        self._workers = Workers()
         self._budget = itertools.count()
 
     def seed(self, count: int) -> None:
@@ -87,17 +108,11 @@ class Load:
 
     def start(self) -> None:
         """Log every worker in, then start the worker threads."""
-        users = [self._user(index) for index in range(self.threads)]
-        for user in users:
-            worker = threading.Thread(target=self._run, args=(user,), daemon=True)
-            self._workers.append(worker)
-            worker.start()
+        self._workers.start(self._run, [self._user(index) for index in range(self.threads)])
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the workers and wait for them."""
-        self._stop.set()
-        for worker in self._workers:
-            worker.join(timeout)
+        self._workers.stop(timeout)
 
     def _user(self, index: int) -> PrismUser:
         user = PrismUser(self.prism_urls[index % len(self.prism_urls)], self.username,
@@ -125,7 +140,7 @@ class Load:
             weights = [("download", self.mix.download), ("upload", self.mix.upload),
                        ("purchase", self.mix.purchase)]
             operations = [name for name, weight in weights for _ in range(weight)]
-            while not self._stop.is_set() and time.monotonic() < deadline:
+            while not self._workers.stopping.is_set() and time.monotonic() < deadline:
                 if next(self._budget) >= self.max_requests:
                     return
                 operation = random.choice(operations)
