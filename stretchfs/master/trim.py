@@ -2,7 +2,8 @@
 
 When a lost store comes back (or a repair raced a returning store), the scan puts
 content with more counted copies than `replicas` in `P repair:trim`.  Each planner
-round takes up to `TRIM_BATCH` of it, re-reads each row, picks the copy to remove
+round takes up to `TRIM_BATCH` of it (past the content it just trimmed), re-reads
+each row, picks the copy to remove
 (`repair.pick_trim`: keep the best zone and host spread), and asks the other
 counted holders whether they hold it (`POST /content/exists`, one call per store
 for the whole batch): only when at least `replicas` of them answer yes does it
@@ -63,16 +64,18 @@ class Trimmer:
         """Trim one copy of each content at the head of the trim set (none being copied
         or just trimmed); the number of copies removed."""
         self._recent = {h: t for h, t in self._recent.items() if t > now}
-        head = [text(h) for h in await self._redis.execute(
-            "ZRANGEBYSCORE", self._keys.repair_trim, "-inf", "+inf", "LIMIT", 0, TRIM_BATCH)]
+        # Past the content just trimmed (still in the set while over), so it cannot keep
+        # the rest waiting for RECENT_SECONDS.
+        head = [h for h in map(text, await self._redis.execute(
+            "ZRANGEBYSCORE", self._keys.repair_trim, "-inf", "+inf", "LIMIT", 0,
+            TRIM_BATCH + len(self._recent))) if not copying(h) and h not in self._recent]
+        head = head[:TRIM_BATCH]
         if not head:
             return 0
         rows = await self._redis.execute("HMGET", self._keys.inventory_rows, *head)
         done: list[str] = []
         plans: dict[str, tuple[str, list[str]]] = {}   # sha1 -> (victim, other holders)
         for sha1, row in zip(head, rows):
-            if copying(sha1) or sha1 in self._recent:
-                continue
             holders = json.loads(row)["stores"] if row is not None else []
             victim = pick_trim(holders, stores, self._replicas)
             if victim is not None:

@@ -14,6 +14,7 @@ from stretchfs.cli.repair import show_status
 from stretchfs.master.cliconn import run_command
 from stretchfs.master.inventory import parse_changes
 from stretchfs.master.repair import pick_trim
+from stretchfs.master.trim import RECENT_SECONDS, TRIM_BATCH
 from stretchfs.pingnet.keys import votes_key
 from tests.master.test_repair import (
     LOST_AFTER,
@@ -111,3 +112,27 @@ async def test_a_returning_store_leaves_content_trimmed_back_to_replicas(master)
     out, err = io.StringIO(), io.StringIO()
     assert await run_command(master.client(), show_status, argparse.Namespace(), out, err) == 0
     assert "6 extra copies trimmed" in out.getvalue()
+
+
+@pytest_twisted.ensureDeferred
+async def test_more_content_than_one_trim_batch_is_all_trimmed_within_a_few_rounds(
+        master) -> None:
+    """A returning store brings back more content than one round trims (`TRIM_BATCH`): the
+    content just trimmed does not hold the rest back, so every content is at two copies a
+    few rounds later, well within `RECENT_SECONDS`."""
+    hashes = await cluster(master, hashes=TRIM_BATCH + 20)
+    stores = TrimStores(master.api)
+    job = planner(master, stores, batch_items=1000)
+    await vote_down(master, "store4")
+    await rounds(job, master, 1)
+    master.clock.advance(LOST_AFTER)
+    await rounds(job, master, 6)
+    rows = await counted_rows(master, hashes)
+    assert all(len(holders) == 3 for holders in rows.values())
+    await master.redis.execute("DEL", votes_key(master.api.keys.prefix, "store4"))
+    back = master.clock.seconds()
+    await rounds(job, master, 4)
+    assert master.clock.seconds() - back < RECENT_SECONDS
+    rows = await counted_rows(master, hashes)
+    assert sorted(len(holders) for holders in rows.values()) == [2] * len(hashes)
+    assert job.metrics.trims._value.get() == len(hashes)
