@@ -159,15 +159,22 @@ class StandInStores:
             self.stores = stores
             self.name = name
 
+        def _refused_or_held(self) -> Deferred[Any] | None:
+            """A 507 from a store in `failing`; a copy left waiting while `hold`."""
+            if self.name in self.stores.failing:
+                raise UpstreamError(507, b'{"error": "full"}', "fetch")
+            if not self.stores.hold:
+                return None
+            waiter: Deferred[dict[str, Any]] = Deferred()
+            self.stores.waiting.append(waiter)
+            return waiter
+
         def fetch(self, sha1: str, ext: str, source: str, timeout: float) -> Deferred[Any]:
             stores = self.stores
             stores.calls.append((sha1, source, self.name))
-            if self.name in stores.failing:
-                raise UpstreamError(507, b'{"error": "full"}', "fetch")
-            if stores.hold:
-                waiter: Deferred[dict[str, Any]] = Deferred()
-                stores.waiting.append(waiter)
-                return waiter
+            held = self._refused_or_held()
+            if held is not None:
+                return held
             row = {"op": "add", "hash": sha1, "ext": ext, "size": 10}
             published = Deferred.fromCoroutine(
                 stores.api.inventory.publish(self.name, parse_changes([row])))
@@ -179,12 +186,9 @@ class StandInStores:
             stores.requests.append((source, self.name, [item["hash"] for item in items]))
             stores.timeouts.append(timeout)
             stores.calls += [(item["hash"], source, self.name) for item in items]
-            if self.name in stores.failing:
-                raise UpstreamError(507, b'{"error": "full"}', "fetch")
-            if stores.hold:
-                waiter: Deferred[dict[str, Any]] = Deferred()
-                stores.waiting.append(waiter)
-                return waiter
+            held = self._refused_or_held()
+            if held is not None:
+                return held
             copied = [item for item in items if source not in stores.corrupt]
             rows = [{"op": "add", "hash": item["hash"], "ext": item["ext"], "size": 10}
                     for item in copied]

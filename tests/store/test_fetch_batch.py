@@ -11,42 +11,23 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
 from stretchfs.errors import PeerUnavailable, UpstreamError
-from stretchfs.pingnet.peers import PeerRecord, Peers
 from stretchfs.wire.batchframes import MAX_BATCH_ITEMS, BatchEntry, encode_entry, parse_entries
 from stretchfs.wire.http import make_http_client
 from stretchfs.wire.store import StoreClient
 from tests.helpers import CLUSTER_KEY, SilentPeer
-from tests.store.harness import AUTH, FakeMaster, _settle, build, request, sha1_of, stop, stub_for
-from tests.store.test_fetch_contract import _Http
+from tests.store.harness import AUTH, _settle, build, request, sha1_of, stop, stub_for
+from tests.store.test_fetch_contract import _Http, pair
 
 FILES = [b"small file %d " % n * (n + 1) for n in range(5)]
 HASHES = [sha1_of(data) for data in FILES]
 JSON_AUTH = {**AUTH, b"Content-Type": [b"application/json"]}
 
 
-def pair(tmp_path: Any, clock: Any) -> tuple[Any, Any, Any, FakeMaster, StoreClient]:
-    """A source store holding FILES (as .bin) and a target store that knows it."""
-    source = build(tmp_path, clock)
-    source_stub = stub_for(source)
-    for sha1, data in zip(HASHES, FILES):
-        assert request(source_stub, "PUT", "/content/put/{}.bin".format(sha1), data=data,
-                       headers=AUTH)[0] == 201
-    peers = Peers(self_name="store2")
-    peers.set_registry([PeerRecord(name="store1", role="store", host="source", port=80,
-                                   ping_port=0, url="http://store1")])
-    master = FakeMaster()
-    target = build(tmp_path, clock, master=master, http=source_stub, name="store2",
-                   peers=peers)
-    target_stub = stub_for(target)
-    client = StoreClient(_Http(target_stub), "http://store2", CLUSTER_KEY, 10.0, clock)
-    return source, target, target_stub, master, client
-
-
 def test_a_batch_copies_each_file_once_and_publishes_them_in_one_append(tmp_path,
                                                                        clock) -> None:
     """fetch_batch copies every item (SHA1 checked, on disk, published in one journal
     batch), reports a hash the source lacks as missing, and a second batch is a no-op."""
-    source, target, stub, master, client = pair(tmp_path, clock)
+    source, target, stub, master, client = pair(tmp_path, clock, FILES)
     absent = sha1_of(b"nowhere")
     items = [{"hash": h, "ext": None} for h in HASHES] + [{"hash": absent}]
     answer = _settle(stub, Deferred.fromCoroutine(client.fetch_batch("store1", items)))
@@ -69,7 +50,7 @@ def test_a_batch_copies_each_file_once_and_publishes_them_in_one_append(tmp_path
 def test_bytes_that_do_not_match_their_hash_are_discarded(tmp_path, clock) -> None:
     """A source whose file no longer matches its hash: that item is `corrupt` and not
     kept or published; the other items are copied."""
-    source, target, stub, master, client = pair(tmp_path, clock)
+    source, target, stub, master, client = pair(tmp_path, clock, FILES)
     with open(source.content.store.path_for(HASHES[0], "bin"), "r+b") as handle:
         handle.write(b"X")
     answer = _settle(stub, Deferred.fromCoroutine(client.fetch_batch(
@@ -98,7 +79,7 @@ def test_bad_fetch_batch_input_is_a_400_that_changes_nothing(tmp_path, clock, bo
                                                              message) -> None:
     """Malformed JSON, no items, bad hashes or ext, a repeated hash, too many items or no
     source: 400 naming the problem, nothing copied or published."""
-    source, target, stub, master, _ = pair(tmp_path, clock)
+    source, target, stub, master, _ = pair(tmp_path, clock, FILES)
     code, _, answer = request(stub, "POST", "/content/fetch-batch", data=body,
                               headers=JSON_AUTH)
     assert code == 400 and message in json.loads(answer)["error"]
@@ -109,7 +90,7 @@ def test_bad_fetch_batch_input_is_a_400_that_changes_nothing(tmp_path, clock, bo
 
 def test_fetch_batch_needs_the_key_and_a_known_store(tmp_path, clock) -> None:
     """Without the cluster key 401; an unknown source 404."""
-    source, target, stub, _, _ = pair(tmp_path, clock)
+    source, target, stub, _, _ = pair(tmp_path, clock, FILES)
     body = json.dumps({"from": "store9", "items": [{"hash": HASHES[0]}]}).encode()
     assert request(stub, "POST", "/content/fetch-batch", data=body)[0] == 401
     assert request(stub, "POST", "/content/fetch-batch", data=body, headers=JSON_AUTH)[0] == 404
@@ -120,7 +101,7 @@ def test_fetch_batch_needs_the_key_and_a_known_store(tmp_path, clock) -> None:
 def test_download_batch_frames_each_file_and_refuses_bad_input(tmp_path, clock) -> None:
     """The source answers each hash framed (missing ones marked); bad hashes are a 400,
     files adding up to more than a batch's bytes a 413."""
-    source, target, _, _, _ = pair(tmp_path, clock)
+    source, target, _, _, _ = pair(tmp_path, clock, FILES)
     stub = stub_for(source)
     absent = sha1_of(b"nowhere")
     code, _, body = request(stub, "POST", "/content/download-batch", headers=JSON_AUTH,

@@ -27,13 +27,15 @@ class _Http:
         return self.stub.request(method, url, **kwargs)
 
 
-def test_fetch_has_the_target_copy_from_the_source_once(tmp_path, clock) -> None:
-    """fetch() makes the target copy and publish the content (201), a second fetch is a
-    no-op (`existed`), and content the source lacks is an UpstreamError 404."""
+def pair(tmp_path: Any, clock: Any,
+         files: list[bytes]) -> tuple[Any, Any, Any, FakeMaster, StoreClient]:
+    """A source store holding `files` (as .bin) and a target store that knows it: (source,
+    target, the target's stub, its master, a StoreClient of the target)."""
     source = build(tmp_path, clock)
     source_stub = stub_for(source)
-    assert request(source_stub, "PUT", "/content/put/{}.bin".format(SHA1), data=DATA,
-                   headers=AUTH)[0] == 201
+    for data in files:
+        assert request(source_stub, "PUT", "/content/put/{}.bin".format(sha1_of(data)),
+                       data=data, headers=AUTH)[0] == 201
     peers = Peers(self_name="store2")
     peers.set_registry([PeerRecord(name="store1", role="store", host="source", port=80,
                                    ping_port=0, url="http://store1")])
@@ -42,6 +44,13 @@ def test_fetch_has_the_target_copy_from_the_source_once(tmp_path, clock) -> None
                    peers=peers)
     target_stub = stub_for(target)
     client = StoreClient(_Http(target_stub), "http://store2", CLUSTER_KEY, 10.0, clock)
+    return source, target, target_stub, master, client
+
+
+def test_fetch_has_the_target_copy_from_the_source_once(tmp_path, clock) -> None:
+    """fetch() makes the target copy and publish the content (201), a second fetch is a
+    no-op (`existed`), and content the source lacks is an UpstreamError 404."""
+    source, target, target_stub, master, client = pair(tmp_path, clock, [DATA])
     answer = _settle(target_stub, Deferred.fromCoroutine(client.fetch(SHA1, "bin", "store1")))
     assert answer["hash"] == SHA1 and answer["size"] == len(DATA) and not answer["existed"]
     assert master.changes() == [{"op": "add", "hash": SHA1, "ext": "bin", "size": len(DATA)}]
