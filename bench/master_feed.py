@@ -140,6 +140,28 @@ def redis_ceiling(port: int, requests: int) -> float:
     return float(match.group(1))
 
 
+def start_master(workdir: str, redis_url: str, extra: str = "") -> tuple[NodeProcess, int]:
+    """A master on 127.0.0.1 over the Redis at `redis_url` (config in `workdir`, `extra`
+    TOML appended), started and healthy, and its HTTP port (stopped again if it fails
+    to get there)."""
+    config = os.path.join(workdir, "master.toml")
+    with open(config, "w", encoding="utf-8") as handle:
+        handle.write("[node]\nname = \"master\"\n"
+                     "[http]\nlisten = \"tcp:0:interface=127.0.0.1\"\n"
+                     "[cluster]\nkey = \"{}\"\n[redis]\nurl = \"{}\"\n".format(KEY, redis_url)
+                     + extra)
+    master = NodeProcess("master", "master", config, os.path.join(workdir, "master.log"),
+                         env={"PYTHONPATH": REPO})
+    master.start()
+    try:
+        port = master.wait_listening(30)
+        master.wait_healthy("http://127.0.0.1:{}".format(port), 30)
+    except BaseException:
+        master.stop()
+        raise
+    return master, port
+
+
 def main() -> int:
     """Run the benchmark; prints one line per measurement."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -153,18 +175,8 @@ def main() -> int:
     master = None
     try:
         redis.start()
-        config = os.path.join(workdir, "master.toml")
-        with open(config, "w", encoding="utf-8") as handle:
-            handle.write("[node]\nname = \"master\"\n"
-                         "[http]\nlisten = \"tcp:0:interface=127.0.0.1\"\n"
-                         "[cluster]\nkey = \"{}\"\n[redis]\nurl = \"{}\"\n"
-                         "[master]\nfeed_max_len = {}\n".format(KEY, redis.url,
-                                                                 max(args.rows, 1000)))
-        master = NodeProcess("master", "master", config, os.path.join(workdir, "master.log"),
-                             env={"PYTHONPATH": REPO})
-        master.start()
-        port = master.wait_listening(30)
-        master.wait_healthy("http://127.0.0.1:{}".format(port), 30)
+        master, port = start_master(workdir, redis.url, "[master]\nfeed_max_len = {}\n".format(
+            max(args.rows, 1000)))
         print("master pid {} on port {}, redis on port {}, rows {}, batch {}, connections {}"
               .format(master.pid, port, redis.port, args.rows, args.batch, args.connections))
         bodies = batches(args.rows, args.batch)

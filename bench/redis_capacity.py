@@ -21,8 +21,8 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.replica_acks import KEY, publish_bodies, purchase_bodies, run_posts  # noqa: E402
-from stretchfs.devcluster.process import NodeProcess  # noqa: E402
+from bench.master_feed import start_master  # noqa: E402
+from bench.replica_acks import publish_bodies, purchase_bodies, run_posts  # noqa: E402
 from stretchfs.devcluster.redis_server import RedisProcess  # noqa: E402
 
 
@@ -49,16 +49,7 @@ def main() -> int:
     master = None
     try:
         redis.start()
-        config = os.path.join(workdir, "master.toml")
-        with open(config, "w", encoding="utf-8") as handle:
-            handle.write("[node]\nname = \"master\"\n"
-                         "[http]\nlisten = \"tcp:0:interface=127.0.0.1\"\n"
-                         "[cluster]\nkey = \"{}\"\n[redis]\nurl = \"{}\"\n".format(KEY, redis.url))
-        master = NodeProcess("master", "master", config, os.path.join(workdir, "master.log"),
-                             env={"PYTHONPATH": REPO})
-        master.start()
-        port = master.wait_listening(30)
-        master.wait_healthy("http://127.0.0.1:{}".format(port), 30)
+        master, port = start_master(workdir, redis.url)
         for kind, path, bodies, count in (
                 ("inventory rows", "/inventory/publish",
                  publish_bodies(args.rows, args.batch, "capacity"), args.rows),
