@@ -466,12 +466,15 @@ class LocalCluster:
 
 
 def _sees_all(node: NodeSpec, members: list[NodeSpec], key: str) -> bool:
-    """True when `node`'s /pingnet/status lists every other member as available."""
+    """True when `node`'s /pingnet/status lists every other member as available, at the
+    HTTP port it has now (a second `dev up` may move a node whose port was taken, and a
+    registry copy from before would send redirects to the old one)."""
     status, body = http_get_json(node.url + "/pingnet/status", timeout=1.0, key=key)
     if status != 200 or not isinstance(body, dict):
         return False
-    seen = {str(p.get("name")): bool(p.get("available")) for p in body.get("peers", [])}
-    return all(seen.get(m.name) for m in members if m.name != node.name)
+    seen = {str(p.get("name")): (bool(p.get("available")), p.get("port"))
+            for p in body.get("peers", [])}
+    return all(seen.get(m.name) == (True, m.port) for m in members if m.name != node.name)
 
 
 def write_private(path: str, text: str) -> None:

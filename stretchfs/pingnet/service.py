@@ -124,7 +124,8 @@ class PingNet(Service):
                 continue
             state = self.prober.state_of(record.name)
             rows.append({
-                "name": record.name, "role": record.role, "active": record.active,
+                "name": record.name, "role": record.role, "port": record.port,
+                "active": record.active,
                 "writable": record.writable,
                 **self.judge.view_of(record.name),
                 "misses": state.misses if state else 0,
